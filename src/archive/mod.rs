@@ -1,0 +1,20 @@
+//! The archive format: one zstd-compressed tar whose entries sit under each backed-up path
+//! (`srv/media/...`), written, checked and unpacked as streams.
+//!
+//! `pack` turns the engine's per-path tar streams into one archive, `verify` walks an archive end
+//! to end, `stage` cuts one path out of an archive for upload into a container, and `names` holds
+//! the pure rules that keep every entry inside its path.
+
+pub mod listing;
+pub mod names;
+pub mod pack;
+pub mod stage;
+pub mod streams;
+pub mod verify;
+
+/// zstd frames carry a content checksum, so a flipped byte fails decoding as well as the sha256.
+pub(crate) fn decoder<R: std::io::Read>(
+    reader: R,
+) -> std::io::Result<zstd::stream::read::Decoder<'static, std::io::BufReader<R>>> {
+    zstd::stream::read::Decoder::new(reader)
+}

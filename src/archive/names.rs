@@ -1,0 +1,185 @@
+//! Pure rules for entry names: where an engine entry goes in the archive, and whether an archive
+//! entry stays inside the path it is restored into (no absolute paths, no `..`, nothing through a
+//! symlink the archive itself created).
+
+use std::collections::HashSet;
+
+/// `/srv/media` → `srv/media`: the archive prefix for a container path.
+pub fn prefix_for(path: &str) -> String {
+    path.trim_matches('/').to_string()
+}
+
+/// Rebases an engine entry name (`media/a/b`, rooted at the path's base name) onto `prefix`
+/// (`srv/media/a/b`). The engine's root entry (`media/`) becomes the prefix itself.
+pub fn rebase(engine_name: &[u8], prefix: &str) -> Vec<u8> {
+    let trimmed = engine_name.strip_suffix(b"/").unwrap_or(engine_name);
+    let rest = match trimmed.iter().position(|&b| b == b'/') {
+        Some(i) => &trimmed[i + 1..],
+        None => &[][..],
+    };
+    let mut out = prefix.as_bytes().to_vec();
+    if !rest.is_empty() {
+        out.push(b'/');
+        out.extend_from_slice(rest);
+    }
+    out
+}
+
+/// The part of an archive name below `prefix`: `Some(b"")` for the prefix itself, `None` when the
+/// entry belongs to another path.
+pub fn relative<'a>(name: &'a [u8], prefix: &str) -> Option<&'a [u8]> {
+    let name = name.strip_suffix(b"/").unwrap_or(name);
+    let rest = name.strip_prefix(prefix.as_bytes())?;
+    if rest.is_empty() {
+        return Some(rest);
+    }
+    rest.strip_prefix(b"/")
+}
+
+/// Why an entry was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unsafe {
+    /// An absolute name.
+    Absolute,
+    /// A `..`, `.` or empty component.
+    BadComponent,
+    /// A hardlink whose target is outside the path.
+    LinkOutside,
+    /// The name passes through a symlink created earlier in the same archive.
+    ThroughSymlink,
+}
+
+impl std::fmt::Display for Unsafe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Unsafe::Absolute => "absolute name",
+            Unsafe::BadComponent => "`..`, `.` or empty component",
+            Unsafe::LinkOutside => "hardlink to a target outside the path",
+            Unsafe::ThroughSymlink => "name passes through a symlink in the archive",
+        })
+    }
+}
+
+/// Checks that a relative name has only normal components.
+pub fn check_relative(rel: &[u8]) -> Result<(), Unsafe> {
+    if rel.first() == Some(&b'/') {
+        return Err(Unsafe::Absolute);
+    }
+    if rel.is_empty() {
+        return Ok(());
+    }
+    for comp in rel.split(|&b| b == b'/') {
+        if comp.is_empty() || comp == b"." || comp == b".." {
+            return Err(Unsafe::BadComponent);
+        }
+    }
+    Ok(())
+}
+
+/// Tracks the symlinks an archive creates under one path, so later entries cannot pass through them.
+#[derive(Default)]
+pub struct Scope {
+    symlinks: HashSet<Vec<u8>>,
+}
+
+impl Scope {
+    /// Checks an entry (relative name, and for hardlinks the relative target) and records symlinks.
+    pub fn admit(
+        &mut self,
+        rel: &[u8],
+        hardlink_to: Option<&[u8]>,
+        is_symlink: bool,
+    ) -> Result<(), Unsafe> {
+        check_relative(rel)?;
+        self.through_symlink(rel)?;
+        if let Some(target) = hardlink_to {
+            check_relative(target).map_err(|_| Unsafe::LinkOutside)?;
+            if target.is_empty() {
+                return Err(Unsafe::LinkOutside);
+            }
+            self.through_symlink(target)?;
+            if self.symlinks.contains(target) {
+                return Err(Unsafe::ThroughSymlink);
+            }
+        }
+        if is_symlink {
+            self.symlinks.insert(rel.to_vec());
+        }
+        Ok(())
+    }
+
+    fn through_symlink(&self, rel: &[u8]) -> Result<(), Unsafe> {
+        if self.symlinks.is_empty() {
+            return Ok(());
+        }
+        for (i, &b) in rel.iter().enumerate() {
+            if b == b'/' && self.symlinks.contains(&rel[..i]) {
+                return Err(Unsafe::ThroughSymlink);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rebases_engine_names() {
+        assert_eq!(rebase(b"media/", "srv/media"), b"srv/media");
+        assert_eq!(rebase(b"media", "srv/media"), b"srv/media");
+        assert_eq!(rebase(b"media/a/b.jpg", "srv/media"), b"srv/media/a/b.jpg");
+        assert_eq!(rebase(b"media/d/", "srv/media"), b"srv/media/d");
+        assert_eq!(prefix_for("/srv/media/"), "srv/media");
+    }
+
+    #[test]
+    fn relative_names() {
+        assert_eq!(relative(b"srv/media/", "srv/media"), Some(&b""[..]));
+        assert_eq!(relative(b"srv/media/a/b", "srv/media"), Some(&b"a/b"[..]));
+        assert_eq!(relative(b"srv/mediax/a", "srv/media"), None);
+        assert_eq!(relative(b"srv/logs/a", "srv/media"), None);
+    }
+
+    #[test]
+    fn refuses_escapes() {
+        let cases: &[(&[u8], Option<Unsafe>)] = &[
+            (b"a/b", None),
+            (b"", None),
+            (b"/etc/passwd", Some(Unsafe::Absolute)),
+            (b"../x", Some(Unsafe::BadComponent)),
+            (b"a/../../x", Some(Unsafe::BadComponent)),
+            (b"a//b", Some(Unsafe::BadComponent)),
+            (b"./a", Some(Unsafe::BadComponent)),
+        ];
+        for (name, want) in cases {
+            assert_eq!(
+                check_relative(name).err(),
+                *want,
+                "{}",
+                String::from_utf8_lossy(name)
+            );
+        }
+    }
+
+    #[test]
+    fn refuses_entries_through_archive_symlinks() {
+        let mut s = Scope::default();
+        s.admit(b"link", None, true).unwrap();
+        assert_eq!(
+            s.admit(b"link/passwd", None, false),
+            Err(Unsafe::ThroughSymlink)
+        );
+        assert_eq!(
+            s.admit(b"h", Some(b"link"), false),
+            Err(Unsafe::ThroughSymlink)
+        );
+        assert_eq!(
+            s.admit(b"h", Some(b"../x"), false),
+            Err(Unsafe::LinkOutside)
+        );
+        s.admit(b"linkother/ok", None, false).unwrap();
+        s.admit(b"h2", Some(b"linkother/ok"), false).unwrap();
+    }
+}

@@ -1,0 +1,159 @@
+//! The command line, as clap types only. `settings` lowers these into validated values; nothing
+//! else in the program sees clap.
+
+use clap::{Args, Parser, Subcommand};
+
+/// Where backups go when neither `--to`/`--from` nor `DOCKYARD_DEST` says otherwise.
+pub const DEFAULT_DEST: &str = "/var/backups/dockyard";
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0    success
+  1    unexpected error
+  2    usage error (bad flag, unknown URL scheme, path not mounted, unknown backup id)
+  3    Docker Engine error (unreachable, unknown container, failed request)
+  4    destination error (cannot write, read or list the destination)
+  5    verification failed (checksum, corrupt or unsafe archive)
+  130  interrupted (SIGINT/SIGTERM); helpers and partial files were cleaned up";
+
+/// Back up and restore the volumes of Docker containers, streaming tar through zstd.
+///
+/// Examples:
+///   dockyard backup hello_django --to /var/backups/dockyard
+///   dockyard list --to /var/backups/dockyard --container hello_django
+///   dockyard verify latest --container hello_django
+///   dockyard restore hello_django --archive latest --dry-run
+#[derive(Debug, Parser)]
+#[command(name = "dockyard", version, after_help = EXIT_CODES, verbatim_doc_comment)]
+pub struct Cli {
+    /// Print results as JSON on stdout (one summary object, or an array for `list`).
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// Never draw a progress bar, even on a terminal.
+    #[arg(long, global = true)]
+    pub no_progress: bool,
+
+    /// More log output on stderr (-v: debug, -vv: trace). `RUST_LOG` works too.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands; each lives in its own file under `src/commands/`.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Back up a container's volumes (all of them, or the --path ones) into one .tar.zst archive.
+    ///
+    /// The container may be running or stopped; it is not touched. A helper container borrows its
+    /// volumes read-only and the engine streams them out; nothing is staged on local disk.
+    Backup(BackupArgs),
+    /// List backups at a destination, newest first.
+    List(ListArgs),
+    /// Re-read a backup end to end: checksum, full decode, every entry. Prints `ok` or what is wrong.
+    Verify(VerifyArgs),
+    /// Restore a backup into a container's volumes (the same container or another one).
+    ///
+    /// The archive is verified before anything is touched; a non-empty target is first saved as a
+    /// `pre-restore` backup; afterwards each restored path holds exactly what the archive holds.
+    Restore(RestoreArgs),
+}
+
+/// Where backups live.
+#[derive(Debug, Args)]
+pub struct DestArg {
+    /// Destination: a directory (`./backups`, `/var/backups/dockyard`) or `file:///dir`.
+    #[arg(long = "to", env = "DOCKYARD_DEST", default_value = DEFAULT_DEST, value_name = "DEST")]
+    pub dest: String,
+}
+
+/// `dockyard backup`.
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Container name or id.
+    pub container: String,
+
+    /// A mount point (or a directory inside one) to back up; repeat for several. Default: every
+    /// volume and bind mount of the container.
+    #[arg(long = "path", value_name = "PATH")]
+    pub paths: Vec<String>,
+
+    #[command(flatten)]
+    pub dest: DestArg,
+
+    /// Tag the backup (e.g. `pre-upgrade`); repeat for several.
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+
+    /// zstd compression level, 1 (fastest) to 19 (smallest).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19))]
+    pub level: i32,
+
+    /// Image for the helper container. Default: the container's own image (always present locally).
+    #[arg(long, value_name = "IMAGE")]
+    pub helper_image: Option<String>,
+}
+
+/// `dockyard list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub dest: DestArg,
+
+    /// Only backups of this container (by name).
+    #[arg(long, value_name = "NAME")]
+    pub container: Option<String>,
+}
+
+/// `dockyard verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Backup id, or `latest` (newest backup, of --container if given).
+    #[arg(default_value = "latest", value_name = "ID|latest")]
+    pub archive: String,
+
+    #[command(flatten)]
+    pub dest: DestArg,
+
+    /// With `latest`: the newest backup of this container.
+    #[arg(long, value_name = "NAME")]
+    pub container: Option<String>,
+}
+
+/// `dockyard restore`.
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// Container to restore into (may be stopped, e.g. freshly created from the same image).
+    pub container: String,
+
+    /// Where the backup is (a directory or `file:///dir`).
+    #[arg(long = "from", env = "DOCKYARD_DEST", default_value = DEFAULT_DEST, value_name = "DEST")]
+    pub dest: String,
+
+    /// Backup id, or `latest`: the newest backup of the target container (or of --container).
+    #[arg(long, default_value = "latest", value_name = "ID|latest")]
+    pub archive: String,
+
+    /// With `--archive latest`: take the newest backup of this container instead of the target's.
+    #[arg(long = "container", value_name = "NAME")]
+    pub source: Option<String>,
+
+    /// Restore only these paths of the backup; repeat for several. Default: all of them.
+    #[arg(long = "path", value_name = "PATH")]
+    pub paths: Vec<String>,
+
+    /// Say what would change (added, changed, removed entries) and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Do not save the target's current contents as a `pre-restore` backup first.
+    #[arg(long)]
+    pub no_safety_backup: bool,
+
+    /// Image for the helper containers (needs /bin/sh). Default: the target container's image.
+    #[arg(long, value_name = "IMAGE")]
+    pub helper_image: Option<String>,
+}

@@ -1,0 +1,85 @@
+//! The subcommands, one file each, and the context they share (output style, a lazily connected
+//! engine that main cleans up on every way out).
+
+pub mod backup;
+pub mod list;
+pub mod restore;
+pub mod verify;
+
+use std::io::Read;
+
+use anyhow::Result;
+use tokio::sync::OnceCell;
+use tokio_util::io::SyncIoBridge;
+
+use crate::destination::{DestError, Destination};
+use crate::docker::Engine;
+use crate::settings::{Action, Output, Settings};
+
+/// What every command gets.
+pub struct Ctx {
+    /// Output style.
+    pub output: Output,
+    engine: OnceCell<Engine>,
+}
+
+impl Ctx {
+    /// A context; the engine is connected on first use, so `list` and `verify` work without Docker.
+    pub fn new(output: Output) -> Ctx {
+        Ctx {
+            output,
+            engine: OnceCell::new(),
+        }
+    }
+
+    /// The engine, connecting (and negotiating the API version) on first use.
+    pub async fn engine(&self) -> Result<&Engine> {
+        Ok(self.engine.get_or_try_init(Engine::connect).await?)
+    }
+
+    /// Removes any helper containers still alive; main calls this on every way out.
+    pub async fn cleanup(&self) {
+        if let Some(engine) = self.engine.get() {
+            engine.remove_live_helpers().await;
+        }
+    }
+}
+
+/// Runs the command `settings` describes.
+pub async fn run(ctx: &Ctx, settings: Settings) -> Result<()> {
+    match settings.action {
+        Action::Backup(s) => backup::run(ctx, s).await,
+        Action::List { dest, container } => list::run(ctx, &dest, container.as_deref()).await,
+        Action::Verify {
+            dest,
+            archive,
+            container,
+        } => verify::run(ctx, &dest, &archive, container.as_deref()).await,
+        Action::Restore(s) => restore::run(ctx, s).await,
+    }
+}
+
+/// Streams object `name` into `work`, which runs on a blocking thread with a synchronous reader.
+pub async fn read_blocking<T, F>(
+    dest: &dyn Destination,
+    name: &str,
+    work: F,
+) -> Result<T, DestError>
+where
+    T: Send + 'static,
+    F: FnOnce(Box<dyn Read + Send>) -> T + Send + 'static,
+{
+    let reader = dest.get(name).await?;
+    let bridge = SyncIoBridge::new(reader);
+    Ok(tokio::task::spawn_blocking(move || work(Box::new(bridge)))
+        .await
+        .expect("reader thread panicked"))
+}
+
+/// Prints a value as pretty JSON on stdout.
+pub fn print_json(value: &impl serde::Serialize) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("serialisable")
+    );
+}

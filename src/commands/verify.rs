@@ -1,0 +1,52 @@
+//! `dockyard verify`: re-read a backup end to end and say `ok` or what is wrong.
+
+use anyhow::{Context, Result};
+use serde_json::json;
+
+use super::{read_blocking, Ctx};
+use crate::archive::verify::{verify, Report};
+use crate::destination::{DestSpec, Destination};
+use crate::error::Failure;
+use crate::manifest::{self, Manifest};
+
+/// Verifies one backup (an id, or `latest` of `container` or of all).
+pub async fn run(ctx: &Ctx, spec: &DestSpec, wanted: &str, container: Option<&str>) -> Result<()> {
+    let dest = spec.open();
+    let all = manifest::load_all(dest.as_ref()).await?;
+    let m = match (wanted, container) {
+        ("latest", None) => all
+            .first()
+            .ok_or_else(|| Failure::usage(format!("no backups at {}", dest.describe())))?,
+        (_, c) => manifest::select(&all, wanted, c.unwrap_or_default(), &spec.to_string())?,
+    };
+    let report = verify_backup(dest.as_ref(), m).await?;
+    if ctx.output.json {
+        super::print_json(
+            &json!({"id": m.id, "ok": true, "size": report.size, "sha256": report.sha256,
+            "tar_bytes": report.tar_bytes, "entries": report.entries}),
+        );
+    } else {
+        println!(
+            "ok {} ({} entries, sha256 {})",
+            m.id, report.entries, report.sha256
+        );
+    }
+    Ok(())
+}
+
+/// Streams the archive of `m` through the full check; a mismatch is a verification failure that
+/// names the backup and what is wrong.
+pub async fn verify_backup(dest: &dyn Destination, m: &Manifest) -> Result<Report> {
+    let owned = m.clone();
+    let result = read_blocking(dest, &m.archive, move |r| verify(r, &owned))
+        .await
+        .with_context(|| format!("cannot read backup {}", m.id))?;
+    result.map_err(|why| {
+        Failure::verify(format!(
+            "backup {} at {} failed verification: {why}",
+            m.id,
+            dest.describe()
+        ))
+        .into()
+    })
+}

@@ -1,0 +1,246 @@
+//! A directory on this host: objects are written to a locked temp file, fsynced, then renamed.
+//!
+//! The temp file holds an exclusive `flock` for as long as its writer lives, so a later run can tell a
+//! temp file of a killed run (lock free: remove it) from one a concurrent run is still writing.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use tokio::io::AsyncWriteExt;
+
+use super::{DestError, Destination, ObjectReader, Upload};
+
+const TEMP_SUFFIX: &str = ".partial";
+
+/// A local directory destination.
+pub struct LocalDir {
+    root: PathBuf,
+}
+
+impl LocalDir {
+    /// A destination rooted at `root` (created on [`Destination::prepare`]).
+    pub fn new(root: PathBuf) -> Self {
+        LocalDir { root }
+    }
+
+    fn io(&self, action: impl Into<String>) -> impl FnOnce(std::io::Error) -> DestError + '_ {
+        let action = action.into();
+        move |source| DestError::Io {
+            dest: self.describe(),
+            action,
+            source,
+        }
+    }
+
+    fn object_path(&self, name: &str) -> Result<PathBuf, DestError> {
+        if name.is_empty() || name.starts_with('.') || name.contains('/') {
+            return Err(DestError::Unusable {
+                dest: self.describe(),
+                message: format!("invalid object name {name:?}"),
+            });
+        }
+        Ok(self.root.join(name))
+    }
+}
+
+#[async_trait]
+impl Destination for LocalDir {
+    fn describe(&self) -> String {
+        format!("local directory {}", self.root.display())
+    }
+
+    async fn prepare(&self) -> Result<(), DestError> {
+        tokio::fs::create_dir_all(&self.root)
+            .await
+            .map_err(self.io("create the directory"))?;
+        let meta = tokio::fs::metadata(&self.root)
+            .await
+            .map_err(self.io("inspect the directory"))?;
+        if !meta.is_dir() {
+            return Err(DestError::Unusable {
+                dest: self.describe(),
+                message: "exists but is not a directory".into(),
+            });
+        }
+        let probe = self
+            .root
+            .join(format!(".dockyard-probe-{}", std::process::id()));
+        tokio::fs::write(&probe, b"")
+            .await
+            .map_err(self.io("write into the directory (is it writable?)"))?;
+        let _ = tokio::fs::remove_file(&probe).await;
+        Ok(())
+    }
+
+    async fn put(&self, name: &str) -> Result<Box<dyn Upload>, DestError> {
+        let final_path = self.object_path(name)?;
+        let nonce: u32 = rand::random();
+        let temp = self.root.join(format!(
+            ".{name}.{}-{nonce:08x}{TEMP_SUFFIX}",
+            std::process::id()
+        ));
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&temp)
+            .map_err(self.io(format!("create {}", temp.display())))?;
+        file.try_lock().map_err(|e| DestError::Io {
+            dest: self.describe(),
+            action: format!("lock {}", temp.display()),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        Ok(Box::new(LocalUpload {
+            dest: self.describe(),
+            file: Some(tokio::fs::File::from_std(file)),
+            temp,
+            final_path,
+            size: 0,
+        }))
+    }
+
+    async fn get(&self, name: &str) -> Result<ObjectReader, DestError> {
+        let path = self.object_path(name)?;
+        match tokio::fs::File::open(&path).await {
+            Ok(f) => Ok(Box::new(f)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(DestError::NotFound {
+                dest: self.describe(),
+                name: name.to_string(),
+            }),
+            Err(e) => Err(self.io(format!("open {name}"))(e)),
+        }
+    }
+
+    async fn list(&self) -> Result<Vec<String>, DestError> {
+        let mut out = Vec::new();
+        let mut dir = match tokio::fs::read_dir(&self.root).await {
+            Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(self.io("list the directory")(e)),
+        };
+        while let Some(entry) = dir
+            .next_entry()
+            .await
+            .map_err(self.io("list the directory"))?
+        {
+            if let Some(name) = entry.file_name().to_str() {
+                if !name.starts_with('.') {
+                    out.push(name.to_string());
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn delete(&self, name: &str) -> Result<(), DestError> {
+        let path = self.object_path(name)?;
+        tokio::fs::remove_file(&path)
+            .await
+            .map_err(self.io(format!("delete {name}")))
+    }
+
+    async fn remove_stale(&self) -> Result<Vec<String>, DestError> {
+        let root = self.root.clone();
+        let found = tokio::task::spawn_blocking(move || remove_unlocked_temps(&root))
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))
+            .and_then(|r| r)
+            .map_err(self.io("clean up temp files of earlier runs"))?;
+        Ok(found)
+    }
+}
+
+/// Removes temp files whose writer is gone: their lock is free.
+fn remove_unlocked_temps(root: &Path) -> std::io::Result<Vec<String>> {
+    let mut removed = Vec::new();
+    let dir = match std::fs::read_dir(root) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(removed),
+        Err(e) => return Err(e),
+    };
+    for entry in dir {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !(name.starts_with('.') && name.ends_with(TEMP_SUFFIX)) {
+            continue;
+        }
+        let Ok(file) = File::open(entry.path()) else {
+            continue;
+        };
+        if file.try_lock().is_ok() {
+            std::fs::remove_file(entry.path())?;
+            tracing::warn!(file = %entry.path().display(), "removed temp file left by a run that is gone");
+            removed.push(name);
+        }
+    }
+    Ok(removed)
+}
+
+struct LocalUpload {
+    dest: String,
+    file: Option<tokio::fs::File>,
+    temp: PathBuf,
+    final_path: PathBuf,
+    size: u64,
+}
+
+impl LocalUpload {
+    fn err(&self, action: &str, source: std::io::Error) -> DestError {
+        DestError::Io {
+            dest: self.dest.clone(),
+            action: format!("{action} {}", self.temp.display()),
+            source,
+        }
+    }
+}
+
+#[async_trait]
+impl Upload for LocalUpload {
+    async fn write(&mut self, chunk: Bytes) -> Result<(), DestError> {
+        let file = self.file.as_mut().expect("write after commit");
+        match file.write_all(&chunk).await {
+            Ok(()) => {
+                self.size += chunk.len() as u64;
+                Ok(())
+            }
+            Err(e) => Err(self.err("write", e)),
+        }
+    }
+
+    async fn commit(mut self: Box<Self>) -> Result<u64, DestError> {
+        let mut file = self.file.take().expect("commit twice");
+        if let Err(e) = file.flush().await {
+            return Err(self.err("flush", e));
+        }
+        if let Err(e) = file.sync_all().await {
+            return Err(self.err("fsync", e));
+        }
+        drop(file);
+        if let Err(e) = tokio::fs::rename(&self.temp, &self.final_path).await {
+            return Err(self.err("rename into place", e));
+        }
+        // Make the rename itself durable.
+        if let Some(parent) = self.final_path.parent() {
+            if let Ok(dir) = File::open(parent) {
+                let _ = dir.sync_all();
+            }
+        }
+        self.temp = PathBuf::new();
+        Ok(self.size)
+    }
+
+    async fn abort(self: Box<Self>) {
+        // Drop removes the temp file.
+    }
+}
+
+impl Drop for LocalUpload {
+    fn drop(&mut self) {
+        if !self.temp.as_os_str().is_empty() {
+            let _ = std::fs::remove_file(&self.temp);
+        }
+    }
+}

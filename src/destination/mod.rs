@@ -1,0 +1,207 @@
+//! Where archives go: one small streaming trait, implemented per kind of destination, chosen from a URL.
+//!
+//! Every destination makes objects "complete or absent": an [`Upload`] is invisible until
+//! [`Upload::commit`] succeeds, and an upload that is aborted, dropped or killed leaves nothing a
+//! listing would show. Extra behaviour (retries, dry runs) wraps a destination rather than forking it.
+
+mod local;
+
+use std::fmt;
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+pub use local::LocalDir;
+
+/// A destination failure; the message always names the destination and what to check.
+#[derive(Debug, thiserror::Error)]
+pub enum DestError {
+    /// An I/O failure while doing something to a named object or place.
+    #[error("{dest}: cannot {action}: {source}")]
+    Io {
+        /// The destination, as the operator wrote it.
+        dest: String,
+        /// What we were doing, naming the object.
+        action: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The object does not exist.
+    #[error("{dest}: no object named {name:?}")]
+    NotFound {
+        /// The destination.
+        dest: String,
+        /// The object's name.
+        name: String,
+    },
+    /// The destination exists but cannot be used (wrong kind of thing, read-only, ...).
+    #[error("{dest}: {message}")]
+    Unusable {
+        /// The destination.
+        dest: String,
+        /// What is wrong and what to do.
+        message: String,
+    },
+}
+
+/// A readable object stream.
+pub type ObjectReader = Box<dyn AsyncRead + Send + Unpin>;
+
+/// One place that holds backups.
+#[async_trait]
+pub trait Destination: Send + Sync {
+    /// The destination as the operator would recognise it, for messages.
+    fn describe(&self) -> String;
+
+    /// Makes sure the destination exists and can be written, before any work starts.
+    async fn prepare(&self) -> Result<(), DestError>;
+
+    /// Starts writing object `name`; it becomes visible only on [`Upload::commit`].
+    async fn put(&self, name: &str) -> Result<Box<dyn Upload>, DestError>;
+
+    /// Streams object `name`.
+    async fn get(&self, name: &str) -> Result<ObjectReader, DestError>;
+
+    /// Names of all complete objects.
+    async fn list(&self) -> Result<Vec<String>, DestError>;
+
+    /// Deletes object `name`.
+    async fn delete(&self, name: &str) -> Result<(), DestError>;
+
+    /// Removes what killed runs left behind (temp files, unfinished uploads); returns what it removed.
+    async fn remove_stale(&self) -> Result<Vec<String>, DestError> {
+        Ok(Vec::new())
+    }
+}
+
+/// An object being written. Dropping it without [`Upload::commit`] discards it.
+#[async_trait]
+pub trait Upload: Send {
+    /// Appends a chunk.
+    async fn write(&mut self, chunk: Bytes) -> Result<(), DestError>;
+    /// Makes the object durable and visible under its final name; returns its size.
+    async fn commit(self: Box<Self>) -> Result<u64, DestError>;
+    /// Discards the object.
+    async fn abort(self: Box<Self>);
+}
+
+/// Writes a small object (a manifest) in one go, with the same complete-or-absent guarantee.
+pub async fn put_bytes(
+    dest: &dyn Destination,
+    name: &str,
+    data: Vec<u8>,
+) -> Result<u64, DestError> {
+    let mut up = dest.put(name).await?;
+    if let Err(e) = up.write(Bytes::from(data)).await {
+        up.abort().await;
+        return Err(e);
+    }
+    up.commit().await
+}
+
+/// Reads a small object (a manifest), refusing anything over `limit` bytes so memory stays bounded.
+pub async fn get_bytes(
+    dest: &dyn Destination,
+    name: &str,
+    limit: u64,
+) -> Result<Vec<u8>, DestError> {
+    let reader = dest.get(name).await?;
+    let mut buf = Vec::new();
+    reader
+        .take(limit + 1)
+        .read_to_end(&mut buf)
+        .await
+        .map_err(|source| DestError::Io {
+            dest: dest.describe(),
+            action: format!("read {name}"),
+            source,
+        })?;
+    if buf.len() as u64 > limit {
+        return Err(DestError::Unusable {
+            dest: dest.describe(),
+            message: format!("{name} is larger than {limit} bytes; it is not a dockyard manifest"),
+        });
+    }
+    Ok(buf)
+}
+
+/// A parsed destination URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DestSpec {
+    /// A directory on this host.
+    Local(PathBuf),
+}
+
+impl fmt::Display for DestSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DestSpec::Local(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+impl DestSpec {
+    /// Parses `./backups`, `/var/backups/dockyard` or `file:///var/backups/dockyard`.
+    pub fn parse(url: &str) -> Result<DestSpec, String> {
+        if url.is_empty() {
+            return Err("empty destination; give a directory, file:///dir, ssh://host/dir or s3://bucket/prefix".into());
+        }
+        if let Some(path) = url.strip_prefix("file://") {
+            if !path.starts_with('/') {
+                return Err(format!("{url:?}: a file:// URL needs an absolute path, e.g. file:///var/backups/dockyard"));
+            }
+            return Ok(DestSpec::Local(PathBuf::from(path)));
+        }
+        if let Some((scheme, _)) = url.split_once("://") {
+            return Err(match scheme {
+                "ssh" | "s3" => format!(
+                    "{url:?}: {scheme}:// destinations are not available in this version yet; use a local directory"
+                ),
+                _ => format!(
+                    "{url:?}: unknown destination scheme {scheme:?}; use a directory path, file:///dir, ssh://host/dir or s3://bucket/prefix"
+                ),
+            });
+        }
+        Ok(DestSpec::Local(PathBuf::from(url)))
+    }
+
+    /// Opens the destination this spec names.
+    pub fn open(&self) -> Box<dyn Destination> {
+        match self {
+            DestSpec::Local(p) => Box::new(LocalDir::new(p.clone())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_local_forms() {
+        assert_eq!(
+            DestSpec::parse("./backups").unwrap(),
+            DestSpec::Local("./backups".into())
+        );
+        assert_eq!(
+            DestSpec::parse("/var/b").unwrap(),
+            DestSpec::Local("/var/b".into())
+        );
+        assert_eq!(
+            DestSpec::parse("file:///var/b").unwrap(),
+            DestSpec::Local("/var/b".into())
+        );
+    }
+
+    #[test]
+    fn rejects_unknown_schemes_by_name() {
+        let err = DestSpec::parse("ftp://host/x").unwrap_err();
+        assert!(err.contains("unknown destination scheme \"ftp\""), "{err}");
+        assert!(DestSpec::parse("file://relative")
+            .unwrap_err()
+            .contains("absolute path"));
+        assert!(DestSpec::parse("").is_err());
+    }
+}

@@ -1,0 +1,379 @@
+//! The Docker Engine seam: inspecting containers, helper containers, and archive streams in and out.
+//!
+//! Everything dockyard asks of the engine goes through [`Engine`], so the rest of the program deals in
+//! plain values ([`ContainerInfo`], [`Mount`]) and byte streams, never in bollard's wire types.
+
+use std::collections::{HashMap, HashSet};
+use std::io;
+use std::sync::{Arc, Mutex};
+
+use bollard::errors::Error as BollardError;
+use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, DownloadFromContainerOptionsBuilder,
+    ListContainersOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+    UploadToContainerOptionsBuilder, WaitContainerOptionsBuilder,
+};
+use bollard::Docker;
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt, TryStreamExt};
+
+/// Label put on every helper container, so stale ones can be found after a killed run.
+pub const HELPER_LABEL: &str = "dockyard.helper";
+const PID_LABEL: &str = "dockyard.pid";
+const HOST_LABEL: &str = "dockyard.host";
+
+/// Errors from the engine, each naming the container or helper involved.
+#[derive(Debug, thiserror::Error)]
+pub enum DockerError {
+    /// The engine did not answer at all.
+    #[error("cannot reach the Docker Engine ({endpoint}): {source}; is dockerd running, and may this user use its socket?")]
+    Unreachable {
+        /// Where we tried to connect.
+        endpoint: String,
+        /// What went wrong.
+        source: BollardError,
+    },
+    /// No container by that name or id.
+    #[error("no such container: {0:?} (see `docker ps -a` for the names on this engine)")]
+    NoSuchContainer(String),
+    /// Any other refused or failed request.
+    #[error("Docker Engine failed to {action}: {message}")]
+    Api {
+        /// What we were doing, naming the container.
+        action: String,
+        /// The engine's message.
+        message: String,
+    },
+    /// A helper's script exited non-zero.
+    #[error("helper container for {container:?} failed (exit {code}) while {action}: {output}")]
+    HelperFailed {
+        /// The container the helper served.
+        container: String,
+        /// What the helper was doing.
+        action: String,
+        /// Its exit code.
+        code: i64,
+        /// The last lines of its output.
+        output: String,
+    },
+}
+
+fn api(action: impl Into<String>, err: BollardError) -> DockerError {
+    let message = match err {
+        BollardError::DockerResponseServerError {
+            status_code,
+            message,
+        } => format!("{message} (HTTP {status_code})"),
+        other => other.to_string(),
+    };
+    DockerError::Api {
+        action: action.into(),
+        message,
+    }
+}
+
+fn is_not_found(err: &BollardError) -> bool {
+    matches!(
+        err,
+        BollardError::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
+}
+
+/// One mount of a container: a named or anonymous volume, or a bind mount.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Mount {
+    /// The mount point inside the container, e.g. `/srv/media`.
+    pub destination: String,
+    /// `volume`, `bind`, `tmpfs`, ...
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The volume's name (volumes only).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub volume: Option<String>,
+}
+
+/// What dockyard needs to know about a container.
+#[derive(Debug, Clone)]
+pub struct ContainerInfo {
+    /// Full container id.
+    pub id: String,
+    /// Name without the leading slash.
+    pub name: String,
+    /// The image reference it was created from (e.g. `hello_django:latest`).
+    pub image: String,
+    /// The image id (`sha256:...`).
+    pub image_id: String,
+    /// Whether it is running now.
+    pub running: bool,
+    /// Its mounts, in the engine's order.
+    pub mounts: Vec<Mount>,
+    /// The full inspect document (recorded by snapshots).
+    pub inspect: serde_json::Value,
+}
+
+/// What a helper container is for and how to create it.
+pub struct HelperSpec<'a> {
+    /// The container whose volumes the helper borrows.
+    pub container: &'a ContainerInfo,
+    /// Borrow the volumes read-only (backups) or read-write (restores).
+    pub read_only: bool,
+    /// The image to run the helper from.
+    pub image: &'a str,
+    /// The command (`/bin/sh -c <script>`) for helpers that are started; `None` for archive-only helpers.
+    pub script: Option<String>,
+}
+
+/// A connection to the engine, plus the helpers this process has created and not yet removed.
+#[derive(Clone)]
+pub struct Engine {
+    docker: Docker,
+    live_helpers: Arc<Mutex<HashSet<String>>>,
+}
+
+fn endpoint() -> String {
+    std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into())
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+impl Engine {
+    /// Connects with the usual defaults (`DOCKER_HOST` or the local socket) and negotiates the API
+    /// version down to what the engine speaks (Docker 20.10 speaks 1.41).
+    pub async fn connect() -> Result<Engine, DockerError> {
+        let unreachable = |source| DockerError::Unreachable {
+            endpoint: endpoint(),
+            source,
+        };
+        let docker = Docker::connect_with_defaults().map_err(unreachable)?;
+        let docker = docker.negotiate_version().await.map_err(unreachable)?;
+        Ok(Engine {
+            docker,
+            live_helpers: Arc::default(),
+        })
+    }
+
+    /// Inspects a container by name or id, running or stopped.
+    pub async fn inspect(&self, name: &str) -> Result<ContainerInfo, DockerError> {
+        let raw = self
+            .docker
+            .inspect_container(name, None)
+            .await
+            .map_err(|e| {
+                if is_not_found(&e) {
+                    DockerError::NoSuchContainer(name.to_string())
+                } else {
+                    api(format!("inspect container {name:?}"), e)
+                }
+            })?;
+        let inspect = serde_json::to_value(&raw).unwrap_or_default();
+        let mounts = raw
+            .mounts
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|m| {
+                Some(Mount {
+                    destination: m.destination?,
+                    kind: m
+                        .typ
+                        .map(|t| t.to_string())
+                        .unwrap_or_else(|| "volume".into()),
+                    volume: m.name.filter(|n| !n.is_empty()),
+                })
+            })
+            .collect();
+        Ok(ContainerInfo {
+            id: raw.id.unwrap_or_default(),
+            name: raw
+                .name
+                .unwrap_or_default()
+                .trim_start_matches('/')
+                .to_string(),
+            image: raw.config.and_then(|c| c.image).unwrap_or_default(),
+            image_id: raw.image.unwrap_or_default(),
+            running: raw.state.and_then(|s| s.running).unwrap_or(false),
+            mounts,
+            inspect,
+        })
+    }
+
+    /// Creates (but does not start) a helper container that borrows `spec.container`'s volumes.
+    /// It is labelled with this process's pid so a later run can remove it if this one is killed.
+    pub async fn create_helper(&self, spec: HelperSpec<'_>) -> Result<String, DockerError> {
+        let target = &spec.container.name;
+        let suffix: u32 = rand::random();
+        let name = format!("dockyard-helper-{target}-{suffix:08x}");
+        let labels = HashMap::from([
+            (HELPER_LABEL.to_string(), "1".to_string()),
+            (PID_LABEL.to_string(), std::process::id().to_string()),
+            (HOST_LABEL.to_string(), hostname()),
+            ("dockyard.for".to_string(), target.clone()),
+        ]);
+        let mode = if spec.read_only { ":ro" } else { "" };
+        let (entrypoint, cmd, user) = match spec.script {
+            // Root, whatever the image's USER, so the script may chown; numeric, so no passwd lookup.
+            Some(script) => (
+                vec!["/bin/sh".to_string(), "-c".to_string()],
+                vec![script],
+                Some("0:0".to_string()),
+            ),
+            // Never started: the command only has to exist for the engine to accept the create.
+            None => (vec!["/bin/true".to_string()], vec![], None),
+        };
+        let body = ContainerCreateBody {
+            image: Some(spec.image.to_string()),
+            entrypoint: Some(entrypoint),
+            cmd: Some(cmd),
+            user,
+            labels: Some(labels),
+            network_disabled: Some(true),
+            host_config: Some(HostConfig {
+                volumes_from: Some(vec![format!("{}{mode}", spec.container.id)]),
+                network_mode: Some("none".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let options = CreateContainerOptionsBuilder::default().name(&name).build();
+        let created = self
+            .docker
+            .create_container(Some(options), body)
+            .await
+            .map_err(|e| {
+                api(
+                    format!(
+                        "create a helper container for {target:?} from image {:?}",
+                        spec.image
+                    ),
+                    e,
+                )
+            })?;
+        self.live_helpers.lock().unwrap().insert(created.id.clone());
+        tracing::debug!(helper = %name, container = %target, "created helper");
+        Ok(created.id)
+    }
+
+    /// Removes a helper (forcefully; it holds no state of its own).
+    pub async fn remove_helper(&self, id: &str) -> Result<(), DockerError> {
+        let options = RemoveContainerOptionsBuilder::default().force(true).build();
+        match self.docker.remove_container(id, Some(options)).await {
+            Ok(()) => {}
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(api(format!("remove helper container {id}"), e)),
+        }
+        self.live_helpers.lock().unwrap().remove(id);
+        Ok(())
+    }
+
+    /// Removes every helper this process still has; called on every way out, errors and signals included.
+    pub async fn remove_live_helpers(&self) {
+        let ids: Vec<String> = self.live_helpers.lock().unwrap().iter().cloned().collect();
+        for id in ids {
+            if let Err(e) = self.remove_helper(&id).await {
+                tracing::warn!(helper = %id, error = %e, "could not remove helper container");
+            }
+        }
+    }
+
+    /// Removes helpers left behind by dockyard runs on this host that no longer exist (e.g. killed
+    /// with SIGKILL). Helpers of live runs, and of other hosts, are left alone.
+    pub async fn remove_stale_helpers(&self) -> Result<usize, DockerError> {
+        let filters = HashMap::from([("label".to_string(), vec![HELPER_LABEL.to_string()])]);
+        let options = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let found = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| api("list dockyard helper containers", e))?;
+        let host = hostname();
+        let mut removed = 0;
+        for c in found {
+            let labels = c.labels.unwrap_or_default();
+            let same_host = labels.get(HOST_LABEL) == Some(&host);
+            let pid: Option<u32> = labels.get(PID_LABEL).and_then(|p| p.parse().ok());
+            let alive = pid.is_some_and(|p| std::path::Path::new(&format!("/proc/{p}")).exists());
+            if same_host && !alive {
+                if let Some(id) = c.id {
+                    tracing::warn!(helper = %id, pid = ?pid, "removing helper container left by a run that is gone");
+                    self.remove_helper(&id).await?;
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Streams `path` out of `container` as a tar archive whose first entry is the path's base name.
+    pub fn download(
+        &self,
+        container: &str,
+        path: &str,
+    ) -> impl Stream<Item = io::Result<Bytes>> + Send + 'static {
+        let options = DownloadFromContainerOptionsBuilder::default()
+            .path(path)
+            .build();
+        let what = format!("read {path} through helper {container}");
+        self.docker
+            .download_from_container(container, Some(options))
+            .map_err(move |e| io::Error::other(api(what.clone(), e)))
+    }
+
+    /// Extracts a tar stream into directory `dir` of `container`. Owners come from the archive: the
+    /// engine's default; `copyUIDGID` would instead chown everything to the helper's user.
+    pub async fn upload(
+        &self,
+        container: &str,
+        dir: &str,
+        body: impl Stream<Item = io::Result<Bytes>> + Send + 'static,
+    ) -> Result<(), DockerError> {
+        let options = UploadToContainerOptionsBuilder::default().path(dir).build();
+        self.docker
+            .upload_to_container(container, Some(options), bollard::body_try_stream(body))
+            .await
+            .map_err(|e| api(format!("write into {dir} through helper {container}"), e))
+    }
+
+    /// Starts a helper created with a script, waits for it, and returns its exit code and the tail
+    /// of its output.
+    pub async fn run_helper(&self, id: &str) -> Result<(i64, String), DockerError> {
+        self.docker
+            .start_container(id, None)
+            .await
+            .map_err(|e| api(format!("start helper {id}"), e))?;
+        let wait = WaitContainerOptionsBuilder::default()
+            .condition("not-running")
+            .build();
+        let mut code = 0;
+        let mut waits = self.docker.wait_container(id, Some(wait));
+        while let Some(r) = waits.next().await {
+            match r {
+                Ok(w) => code = w.status_code,
+                Err(BollardError::DockerContainerWaitError { code: c, .. }) => code = c,
+                Err(e) => return Err(api(format!("wait for helper {id}"), e)),
+            }
+        }
+        let logs = LogsOptionsBuilder::default()
+            .stdout(true)
+            .stderr(true)
+            .tail("20")
+            .build();
+        let output: Vec<String> = self
+            .docker
+            .logs(id, Some(logs))
+            .map_ok(|l| l.to_string())
+            .try_collect()
+            .await
+            .unwrap_or_default();
+        Ok((code, output.concat().trim().to_string()))
+    }
+}

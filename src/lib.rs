@@ -1,0 +1,12 @@
+//! dockyard: back up and restore Docker container volumes, streaming tar through zstd into a
+//! destination. The binary in `main.rs` is a thin shell around these modules.
+
+pub mod archive;
+pub mod cli;
+pub mod commands;
+pub mod destination;
+pub mod docker;
+pub mod error;
+pub mod manifest;
+pub mod progress;
+pub mod settings;

@@ -1,0 +1,69 @@
+//! Entry point: parse flags, run the command, clean up on every way out, print the error chain
+//! once, and exit with the documented code.
+
+use clap::Parser;
+use dockyard::cli::Cli;
+use dockyard::commands::{self, Ctx};
+use dockyard::error::{categorize, Category, Failure};
+use dockyard::settings::Settings;
+use tracing_subscriber::EnvFilter;
+
+fn main() {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let settings = match Settings::from_cli(cli) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("dockyard: error: {e}");
+            std::process::exit(Category::Usage.exit_code());
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let result = runtime.block_on(async {
+        let ctx = Ctx::new(settings.output);
+        let result = tokio::select! {
+            r = commands::run(&ctx, settings) => r,
+            sig = shutdown_signal() => Err(Failure::interrupted(sig).into()),
+        };
+        ctx.cleanup().await;
+        result
+    });
+    let code = match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("dockyard: error: {e:#}");
+            categorize(&e).exit_code()
+        }
+    };
+    // Exit without waiting for worker threads still draining a cancelled stream.
+    std::process::exit(code);
+}
+
+/// Resolves on SIGINT or SIGTERM, naming the signal.
+async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    }
+}
+
+/// Logs go to stderr: warnings by default, more with -v, or whatever `RUST_LOG` says.
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "dockyard=debug,info",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
