@@ -122,3 +122,66 @@ impl<R: Read> Read for CountRead<R> {
         Ok(n)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::docker::Mount;
+    use crate::manifest::PathRecord;
+    use sha2::{Digest, Sha256};
+
+    /// A zstd archive of `entries` (name, symlink target) and a manifest that matches its bytes.
+    fn archive(entries: &[(&str, Option<&str>)]) -> (Vec<u8>, Manifest) {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, link) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_mode(0o644);
+            h.set_size(0);
+            match link {
+                Some(t) => {
+                    h.set_entry_type(tar::EntryType::Symlink);
+                    b.append_link(&mut h, name, t).unwrap();
+                }
+                None => b.append_data(&mut h, name, std::io::empty()).unwrap(),
+            }
+        }
+        let tar = b.into_inner().unwrap();
+        let zst = zstd::encode_all(&tar[..], 3).unwrap();
+        let m: Manifest = serde_json::from_value(serde_json::json!({
+            "id": "t", "container": "c", "container_id": "c", "image": "i", "image_id": "i", "host": "h",
+            "paths": [PathRecord { path: "/srv/media".into(), mount: Mount { destination: "/srv/media".into(), kind: "volume".into(), volume: None } }],
+            "created": "2026-01-01T00:00:00Z", "tags": [], "tool_version": "0", "size": zst.len(),
+            "sha256": hex::encode(Sha256::digest(&zst)), "tar_bytes": tar.len(), "entries": entries.len(),
+            "level": 3, "archive": "t.tar.zst"
+        }))
+        .unwrap();
+        (zst, m)
+    }
+
+    #[test]
+    fn a_sound_archive_verifies() {
+        let (zst, m) = archive(&[("srv/media/a", None), ("srv/media/l", Some("/etc"))]);
+        assert_eq!(verify(&zst[..], &m).unwrap().entries, 2);
+    }
+
+    #[test]
+    fn entries_through_an_archive_symlink_are_refused() {
+        let (zst, m) = archive(&[("srv/media/l", Some("/etc")), ("srv/media/l/passwd", None)]);
+        let err = verify(&zst[..], &m).unwrap_err();
+        assert!(err.contains("unsafe entry \"srv/media/l/passwd\""), "{err}");
+    }
+
+    #[test]
+    fn entries_outside_the_manifest_paths_are_refused() {
+        let (zst, m) = archive(&[("etc/passwd", None)]);
+        assert!(verify(&zst[..], &m).unwrap_err().contains("outside every path"));
+    }
+
+    #[test]
+    fn a_flipped_byte_is_a_checksum_mismatch() {
+        let (mut zst, m) = archive(&[("srv/media/a", None)]);
+        let mid = zst.len() / 2;
+        zst[mid] ^= 1;
+        assert!(verify(&zst[..], &m).unwrap_err().starts_with("sha256 mismatch"));
+    }
+}

@@ -1,0 +1,187 @@
+//! The real-engine test harness: a busybox test image built offline, app containers with volumes
+//! and unique names that remove themselves, and the dockyard binary run as a user would run it.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+/// The image every test container runs: busybox-static imported as a rootfs (no pull needed).
+pub const IMAGE: &str = "dockyard-test/busybox:1";
+
+/// Runs `docker` with `args`, panicking with its stderr on failure.
+pub fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker").args(args).output().expect("docker CLI runs");
+    assert!(
+        out.status.success(),
+        "docker {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Builds the test image once per test binary (importing it again is harmless).
+pub fn image() -> &'static str {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let ok = Command::new("docker").args(["image", "inspect", IMAGE]).output().expect("docker CLI runs");
+        if ok.status.success() {
+            return;
+        }
+        let root = tempfile::tempdir().unwrap();
+        let bin = root.path().join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::copy("/bin/busybox", bin.join("busybox")).expect("busybox-static is installed (/bin/busybox)");
+        let applets = Command::new("/bin/busybox").arg("--list").output().unwrap();
+        for applet in String::from_utf8_lossy(&applets.stdout).lines() {
+            if applet != "busybox" {
+                let _ = std::os::unix::fs::symlink("busybox", bin.join(applet));
+            }
+        }
+        for dir in ["etc", "tmp", "srv"] {
+            std::fs::create_dir_all(root.path().join(dir)).unwrap();
+        }
+        std::fs::write(root.path().join("etc/passwd"), "root:x:0:0:root:/:/bin/sh\n").unwrap();
+        let status = Command::new("sh")
+            .arg("-c")
+            .arg(format!("tar -C {} -c . | docker import -c 'CMD [\"/bin/sh\"]' - {IMAGE} >/dev/null", root.path().display()))
+            .status()
+            .unwrap();
+        assert!(status.success(), "docker import of the test image failed");
+    });
+    IMAGE
+}
+
+/// A unique name for something a test creates.
+pub fn unique(what: &str) -> String {
+    format!("dyt-{what}-{:08x}", rand_u32())
+}
+
+fn rand_u32() -> u32 {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    nanos ^ (std::process::id() << 12) ^ COUNTER.fetch_add(0x9e37_79b9, std::sync::atomic::Ordering::Relaxed)
+}
+static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+
+/// A container the test owns; removed (with its anonymous volumes) when dropped.
+pub struct App {
+    /// Its unique name.
+    pub name: String,
+}
+
+impl App {
+    /// A running container with anonymous volumes at `volumes`.
+    pub fn running(what: &str, volumes: &[&str]) -> App {
+        let app = App::created(what, volumes);
+        docker(&["start", &app.name]);
+        app
+    }
+
+    /// A created, never started container with anonymous volumes at `volumes`.
+    pub fn created(what: &str, volumes: &[&str]) -> App {
+        let name = unique(what);
+        let mut args = vec!["create", "--name", &name, "--network", "none"];
+        for v in volumes {
+            args.push("-v");
+            args.push(v);
+        }
+        args.extend([image(), "sleep", "100000"]);
+        docker(&args);
+        App { name }
+    }
+
+    /// Runs a shell script inside the (running) container and returns its stdout.
+    pub fn sh(&self, script: &str) -> String {
+        docker(&["exec", &self.name, "sh", "-c", script])
+    }
+
+    /// Starts the container (e.g. after restoring into it while it was only created).
+    pub fn start(&self) {
+        docker(&["start", &self.name]);
+    }
+
+    /// Every entry under `path` with type, mode, owner, size, mtime, link count, content hash or
+    /// link target: what a user would compare after a restore. The path's own mtime is left out,
+    /// since restoring necessarily changes it.
+    pub fn tree(&self, path: &str) -> String {
+        self.sh(&format!(
+            r#"cd {path} && find . | sort | while IFS= read -r f; do
+  if [ -L "$f" ]; then echo "$f L $(stat -c '%a %u %g' "$f") -> $(readlink "$f")";
+  elif [ "$f" = . ]; then echo ". D $(stat -c '%a %u %g' .)";
+  elif [ -d "$f" ]; then echo "$f D $(stat -c '%a %u %g %Y' "$f")";
+  else echo "$f F $(stat -c '%a %u %g %Y %s %h' "$f") $(md5sum < "$f" | cut -c1-32)"; fi
+done"#
+        ))
+    }
+
+    /// Helper containers dockyard left for this container.
+    pub fn helpers(&self) -> Vec<String> {
+        let out = docker(&["ps", "-a", "-q", "--filter", &format!("label=dockyard.for={}", self.name)]);
+        out.lines().map(str::to_string).collect()
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        let _ = Command::new("docker").args(["rm", "-f", "-v", &self.name]).output();
+        // Helpers a failed test may have left: only those created for this container.
+        for h in self.helpers() {
+            let _ = Command::new("docker").args(["rm", "-f", &h]).output();
+        }
+    }
+}
+
+/// The result of running dockyard.
+pub struct Run {
+    /// Exit code.
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl Run {
+    /// Asserts success and returns stdout.
+    pub fn ok(self) -> String {
+        assert_eq!(self.code, 0, "dockyard failed:\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
+        self.stdout
+    }
+}
+
+/// Runs the dockyard binary with `args`.
+pub fn dockyard(args: &[&str]) -> Run {
+    let out: Output = Command::new(env!("CARGO_BIN_EXE_dockyard"))
+        .args(args)
+        .env_remove("DOCKYARD_DEST")
+        .output()
+        .expect("dockyard runs");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Parses `dockyard list --json`.
+pub fn list(dest: &Path) -> Vec<serde_json::Value> {
+    let out = dockyard(&["list", "--json", "--to", dest.to_str().unwrap()]).ok();
+    serde_json::from_str(&out).expect("list --json prints a JSON array")
+}
+
+/// Files at a destination directory, hidden ones included, sorted.
+pub fn files(dest: &Path) -> Vec<String> {
+    let mut names: Vec<String> = match std::fs::read_dir(dest) {
+        Ok(d) => d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect(),
+        Err(_) => Vec::new(),
+    };
+    names.sort();
+    names
+}
+
+/// A temp directory for a destination.
+pub fn dest_dir() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("backups");
+    (dir, path)
+}
