@@ -41,13 +41,24 @@ fn round_trip_into_a_new_container_keeps_bytes_and_metadata() {
     assert_eq!(m["paths"].as_array().unwrap().len(), 2);
     let id = m["id"].as_str().unwrap();
     let meta = std::fs::metadata(dest.join(format!("{id}.tar.zst"))).unwrap();
-    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777, 0o600);
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777,
+        0o600
+    );
     assert_eq!(meta.len(), m["size"].as_u64().unwrap());
     assert!(dockyard(&["verify", id, "--to", d]).ok().starts_with("ok "));
 
     // Restore into a container that was created from the same image and never started.
     let fresh = App::created("rt-new", &["/srv/media", "/srv/logs"]);
-    let out = dockyard(&["restore", &fresh.name, "--from", d, "--container", &app.name]).ok();
+    let out = dockyard(&[
+        "restore",
+        &fresh.name,
+        "--from",
+        d,
+        "--container",
+        &app.name,
+    ])
+    .ok();
     assert!(out.contains("restored"), "{out}");
     fresh.start();
     for path in ["/srv/media", "/srv/logs"] {
@@ -57,7 +68,10 @@ fn round_trip_into_a_new_container_keeps_bytes_and_metadata() {
     }
     // An empty target takes no safety backup.
     assert_eq!(list(&dest).len(), 1);
-    assert!(app.helpers().is_empty() && fresh.helpers().is_empty(), "helper containers left behind");
+    assert!(
+        app.helpers().is_empty() && fresh.helpers().is_empty(),
+        "helper containers left behind"
+    );
 }
 
 #[test]
@@ -71,14 +85,23 @@ fn restore_over_live_data_removes_extras_after_a_listed_safety_backup() {
 
     app.sh("echo changed > /srv/media/a && echo extra > /srv/media/extra && rm -r /srv/media/d");
     let dry = dockyard(&["restore", &app.name, "--from", d, "--dry-run"]).ok();
-    assert!(dry.contains("- extra") && dry.contains("~ a") && dry.contains("+ d/b"), "{dry}");
-    assert!(app.sh("cat /srv/media/extra").contains("extra"), "dry run changed the volume");
+    assert!(
+        dry.contains("- extra") && dry.contains("~ a") && dry.contains("+ d/b"),
+        "{dry}"
+    );
+    assert!(
+        app.sh("cat /srv/media/extra").contains("extra"),
+        "dry run changed the volume"
+    );
 
     dockyard(&["restore", &app.name, "--from", d]).ok();
     assert_eq!(app.tree("/srv/media"), before);
     let listed = list(&dest);
     assert_eq!(listed.len(), 2, "{listed:?}");
-    let safety = listed.iter().find(|m| m["tags"][0] == "pre-restore").expect("a pre-restore backup is listed");
+    let safety = listed
+        .iter()
+        .find(|m| m["tags"][0] == "pre-restore")
+        .expect("a pre-restore backup is listed");
     // The safety backup holds what was there before the restore.
     let fresh = App::created("over-check", &["/srv/media"]);
     let sid = safety["id"].as_str().unwrap();
@@ -104,15 +127,27 @@ fn corrupted_archive_fails_verify_and_restore_without_touching_the_target() {
 
     let v = dockyard(&["verify", &id, "--to", d]);
     assert_eq!(v.code, 5, "{}", v.stderr);
-    assert!(v.stderr.contains(&id) && v.stderr.contains("sha256 mismatch"), "{}", v.stderr);
+    assert!(
+        v.stderr.contains(&id) && v.stderr.contains("sha256 mismatch"),
+        "{}",
+        v.stderr
+    );
 
     app.sh("echo new > /srv/media/added-later");
     let before = app.tree("/srv/media");
     let r = dockyard(&["restore", &app.name, "--from", d]);
     assert_eq!(r.code, 5, "{}", r.stderr);
     assert!(r.stderr.contains("failed verification"), "{}", r.stderr);
-    assert_eq!(app.tree("/srv/media"), before, "a failed restore changed the target");
-    assert_eq!(list(&dest).len(), 1, "no safety backup should be taken for a bad archive");
+    assert_eq!(
+        app.tree("/srv/media"),
+        before,
+        "a failed restore changed the target"
+    );
+    assert_eq!(
+        list(&dest).len(),
+        1,
+        "no safety backup should be taken for a bad archive"
+    );
     assert!(app.helpers().is_empty());
 }
 
@@ -122,7 +157,11 @@ fn unknown_container_is_a_docker_error_naming_it() {
     let name = common::unique("missing");
     let r = dockyard(&["backup", &name, "--to", dest.to_str().unwrap()]);
     assert_eq!(r.code, 3, "{}", r.stderr);
-    assert!(r.stderr.contains(&format!("no such container: \"{name}\"")), "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!("no such container: \"{name}\"")),
+        "{}",
+        r.stderr
+    );
     assert!(files(&dest).is_empty());
 }
 
@@ -132,7 +171,12 @@ fn container_without_volumes_is_refused_by_name() {
     let (_tmp, dest) = dest_dir();
     let r = dockyard(&["backup", &app.name, "--to", dest.to_str().unwrap()]);
     assert_eq!(r.code, 2, "{}", r.stderr);
-    assert!(r.stderr.contains(&format!("container \"{}\" has no volumes", app.name)), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains(&format!("container \"{}\" has no volumes", app.name)),
+        "{}",
+        r.stderr
+    );
     assert!(app.helpers().is_empty());
 }
 
@@ -140,9 +184,21 @@ fn container_without_volumes_is_refused_by_name() {
 fn unmounted_path_lists_the_mounts() {
     let app = App::created("unmounted", &["/srv/media", "/srv/logs"]);
     let (_tmp, dest) = dest_dir();
-    let r = dockyard(&["backup", &app.name, "--path", "/etc", "--to", dest.to_str().unwrap()]);
+    let r = dockyard(&[
+        "backup",
+        &app.name,
+        "--path",
+        "/etc",
+        "--to",
+        dest.to_str().unwrap(),
+    ]);
     assert_eq!(r.code, 2, "{}", r.stderr);
-    for want in ["path /etc", &app.name, "/srv/media (volume)", "/srv/logs (volume)"] {
+    for want in [
+        "path /etc",
+        &app.name,
+        "/srv/media (volume)",
+        "/srv/logs (volume)",
+    ] {
         assert!(r.stderr.contains(want), "missing {want:?} in: {}", r.stderr);
     }
     assert!(app.helpers().is_empty());
@@ -165,7 +221,11 @@ fn unwritable_destination_is_a_destination_error_and_leaves_no_helper() {
 fn unknown_url_scheme_is_a_usage_error() {
     let r = dockyard(&["backup", "whatever", "--to", "ftp://host/dir"]);
     assert_eq!(r.code, 2, "{}", r.stderr);
-    assert!(r.stderr.contains("unknown destination scheme \"ftp\""), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("unknown destination scheme \"ftp\""),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]
@@ -175,20 +235,42 @@ fn restore_of_a_path_the_target_lacks_names_container_and_path() {
     let (_tmp, dest) = dest_dir();
     let d = dest.to_str().unwrap();
     dockyard(&["backup", &app.name, "--to", d]).ok();
-    let r = dockyard(&["restore", &other.name, "--from", d, "--container", &app.name]);
+    let r = dockyard(&[
+        "restore",
+        &other.name,
+        "--from",
+        d,
+        "--container",
+        &app.name,
+    ]);
     assert_eq!(r.code, 2, "{}", r.stderr);
-    assert!(r.stderr.contains(&other.name) && r.stderr.contains("/srv/media"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&other.name) && r.stderr.contains("/srv/media"),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]
 fn sigkill_mid_backup_leaves_nothing_listed_and_the_next_run_cleans_up() {
     let app = App::running("killed", &["/srv/media", "/srv/logs"]);
-    app.sh("dd if=/dev/urandom of=/srv/media/big bs=1M count=48 2>/dev/null && echo x > /srv/logs/l");
+    app.sh(
+        "dd if=/dev/urandom of=/srv/media/big bs=1M count=48 2>/dev/null && echo x > /srv/logs/l",
+    );
     let (_tmp, dest) = dest_dir();
     let d = dest.to_str().unwrap().to_string();
     // Level 19 is slow enough to be killed mid-stream.
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dockyard"))
-        .args(["backup", &app.name, "--to", &d, "--level", "19", "--path", "/srv/media"])
+        .args([
+            "backup",
+            &app.name,
+            "--to",
+            &d,
+            "--level",
+            "19",
+            "--path",
+            "/srv/media",
+        ])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -197,13 +279,23 @@ fn sigkill_mid_backup_leaves_nothing_listed_and_the_next_run_cleans_up() {
     loop {
         let partial = files(&dest).iter().any(|f| f.ends_with(".partial"));
         let size: u64 = std::fs::read_dir(&dest)
-            .map(|d| d.filter_map(|e| e.ok()?.metadata().ok()).map(|m| m.len()).sum())
+            .map(|d| {
+                d.filter_map(|e| e.ok()?.metadata().ok())
+                    .map(|m| m.len())
+                    .sum()
+            })
             .unwrap_or(0);
         if partial && size > 0 {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "backup never started writing");
-        assert!(child.try_wait().unwrap().is_none(), "backup finished before it could be killed");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "backup never started writing"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "backup finished before it could be killed"
+        );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     child.kill().unwrap(); // SIGKILL
@@ -211,11 +303,25 @@ fn sigkill_mid_backup_leaves_nothing_listed_and_the_next_run_cleans_up() {
 
     assert!(list(&dest).is_empty(), "a killed backup is listed");
     let left = files(&dest);
-    assert!(left.iter().all(|f| f.ends_with(".partial")), "file under a final name: {left:?}");
-    assert_eq!(app.helpers().len(), 1, "the killed run's helper should still be there for the next run to remove");
+    assert!(
+        left.iter().all(|f| f.ends_with(".partial")),
+        "file under a final name: {left:?}"
+    );
+    assert_eq!(
+        app.helpers().len(),
+        1,
+        "the killed run's helper should still be there for the next run to remove"
+    );
 
     dockyard(&["backup", &app.name, "--to", &d, "--path", "/srv/logs"]).ok();
-    assert!(app.helpers().is_empty(), "stale helper not removed by the next run");
-    assert!(!files(&dest).iter().any(|f| f.ends_with(".partial")), "stale temp file not removed: {:?}", files(&dest));
+    assert!(
+        app.helpers().is_empty(),
+        "stale helper not removed by the next run"
+    );
+    assert!(
+        !files(&dest).iter().any(|f| f.ends_with(".partial")),
+        "stale temp file not removed: {:?}",
+        files(&dest)
+    );
     assert_eq!(list(&dest).len(), 1);
 }

@@ -174,7 +174,9 @@ mod tests {
     #[test]
     fn entries_outside_the_manifest_paths_are_refused() {
         let (zst, m) = archive(&[("etc/passwd", None)]);
-        assert!(verify(&zst[..], &m).unwrap_err().contains("outside every path"));
+        assert!(verify(&zst[..], &m)
+            .unwrap_err()
+            .contains("outside every path"));
     }
 
     #[test]
@@ -182,6 +184,8 @@ mod tests {
         let (mut zst, m) = archive(&[("srv/media/a", None)]);
         let mid = zst.len() / 2;
         zst[mid] ^= 1;
-        assert!(verify(&zst[..], &m).unwrap_err().starts_with("sha256 mismatch"));
+        assert!(verify(&zst[..], &m)
+            .unwrap_err()
+            .starts_with("sha256 mismatch"));
     }
 }

@@ -11,7 +11,10 @@ pub const IMAGE: &str = "dockyard-test/busybox:1";
 
 /// Runs `docker` with `args`, panicking with its stderr on failure.
 pub fn docker(args: &[&str]) -> String {
-    let out = Command::new("docker").args(args).output().expect("docker CLI runs");
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .expect("docker CLI runs");
     assert!(
         out.status.success(),
         "docker {args:?} failed: {}",
@@ -24,14 +27,18 @@ pub fn docker(args: &[&str]) -> String {
 pub fn image() -> &'static str {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
-        let ok = Command::new("docker").args(["image", "inspect", IMAGE]).output().expect("docker CLI runs");
+        let ok = Command::new("docker")
+            .args(["image", "inspect", IMAGE])
+            .output()
+            .expect("docker CLI runs");
         if ok.status.success() {
             return;
         }
         let root = tempfile::tempdir().unwrap();
         let bin = root.path().join("bin");
         std::fs::create_dir_all(&bin).unwrap();
-        std::fs::copy("/bin/busybox", bin.join("busybox")).expect("busybox-static is installed (/bin/busybox)");
+        std::fs::copy("/bin/busybox", bin.join("busybox"))
+            .expect("busybox-static is installed (/bin/busybox)");
         let applets = Command::new("/bin/busybox").arg("--list").output().unwrap();
         for applet in String::from_utf8_lossy(&applets.stdout).lines() {
             if applet != "busybox" {
@@ -41,10 +48,17 @@ pub fn image() -> &'static str {
         for dir in ["etc", "tmp", "srv"] {
             std::fs::create_dir_all(root.path().join(dir)).unwrap();
         }
-        std::fs::write(root.path().join("etc/passwd"), "root:x:0:0:root:/:/bin/sh\n").unwrap();
+        std::fs::write(
+            root.path().join("etc/passwd"),
+            "root:x:0:0:root:/:/bin/sh\n",
+        )
+        .unwrap();
         let status = Command::new("sh")
             .arg("-c")
-            .arg(format!("tar -C {} -c . | docker import -c 'CMD [\"/bin/sh\"]' - {IMAGE} >/dev/null", root.path().display()))
+            .arg(format!(
+                "tar -C {} -c . | docker import -c 'CMD [\"/bin/sh\"]' - {IMAGE} >/dev/null",
+                root.path().display()
+            ))
             .status()
             .unwrap();
         assert!(status.success(), "docker import of the test image failed");
@@ -58,8 +72,13 @@ pub fn unique(what: &str) -> String {
 }
 
 fn rand_u32() -> u32 {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-    nanos ^ (std::process::id() << 12) ^ COUNTER.fetch_add(0x9e37_79b9, std::sync::atomic::Ordering::Relaxed)
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    nanos
+        ^ (std::process::id() << 12)
+        ^ COUNTER.fetch_add(0x9e37_79b9, std::sync::atomic::Ordering::Relaxed)
 }
 static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
 
@@ -116,14 +135,22 @@ done"#
 
     /// Helper containers dockyard left for this container.
     pub fn helpers(&self) -> Vec<String> {
-        let out = docker(&["ps", "-a", "-q", "--filter", &format!("label=dockyard.for={}", self.name)]);
+        let out = docker(&[
+            "ps",
+            "-a",
+            "-q",
+            "--filter",
+            &format!("label=dockyard.for={}", self.name),
+        ]);
         out.lines().map(str::to_string).collect()
     }
 }
 
 impl Drop for App {
     fn drop(&mut self) {
-        let _ = Command::new("docker").args(["rm", "-f", "-v", &self.name]).output();
+        let _ = Command::new("docker")
+            .args(["rm", "-f", "-v", &self.name])
+            .output();
         // Helpers a failed test may have left: only those created for this container.
         for h in self.helpers() {
             let _ = Command::new("docker").args(["rm", "-f", &h]).output();
@@ -144,7 +171,11 @@ pub struct Run {
 impl Run {
     /// Asserts success and returns stdout.
     pub fn ok(self) -> String {
-        assert_eq!(self.code, 0, "dockyard failed:\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, 0,
+            "dockyard failed:\nstdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
         self.stdout
     }
 }
@@ -172,7 +203,9 @@ pub fn list(dest: &Path) -> Vec<serde_json::Value> {
 /// Files at a destination directory, hidden ones included, sorted.
 pub fn files(dest: &Path) -> Vec<String> {
     let mut names: Vec<String> = match std::fs::read_dir(dest) {
-        Ok(d) => d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect(),
+        Ok(d) => d
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect(),
         Err(_) => Vec::new(),
     };
     names.sort();
