@@ -19,15 +19,16 @@ image=dockyard-test/busybox:1
 docker image inspect $image >/dev/null 2>&1 || cargo test -q --test backup_restore unknown_url >/dev/null  # builds the test image
 
 docker run -d --name "$name" --network none -v /srv/media $image sleep 100000 >/dev/null
-echo "filling /srv/media: 6 x 100 MiB random, 2000 x ~100 KiB text, 30000 x ~4 KiB small files..."
+echo "filling /srv/media: 7 x 100 MiB random, 2000 x ~100 KiB text, 30000 x 4 KiB small files..."
 docker exec "$name" sh -c '
   set -e; cd /srv/media; mkdir -p video docs thumbs
-  for i in 1 2 3 4 5 6; do head -c 104857600 /dev/urandom > video/clip$i.mp4; done
+  for i in 1 2 3 4 5 6 7; do head -c 104857600 /dev/urandom > video/clip$i.mp4; done
   awk "BEGIN { srand(1); for (f = 0; f < 2000; f++) { p = sprintf(\"docs/report-%04d.txt\", f);
        for (i = 0; i < 1900; i++) printf \"%d user%d GET /media/%x 200 %d ms\\n\", i, int(rand()*1000), int(rand()*1e9), int(rand()*5000) > p;
        close(p) } }"
-  head -c 61440000 /dev/urandom | split -b 2048 -a 5 - thumbs/t
-  awk "BEGIN { for (f = 0; f < 30000; f++) { p = sprintf(\"thumbs/t%05d.meta\", f); printf \"w=%d h=%d\\n\", f, f*2 > p; close(p) } }"
+  awk "BEGIN { srand(2); for (f = 0; f < 30000; f++) { p = sprintf(\"thumbs/t%05d.bin\", f);
+       for (i = 0; i < 64; i++) printf \"%08x%08x%08x%08x%08x%08x%08x%08x\", rand()*4e9, rand()*4e9, rand()*4e9, rand()*4e9, rand()*4e9, rand()*4e9, rand()*4e9, rand()*4e9 > p;
+       close(p) } }"
 '
 total=$(docker exec "$name" du -sm /srv/media | cut -f1)
 files=$(docker exec "$name" sh -c 'find /srv/media -type f | wc -l')
