@@ -251,34 +251,29 @@ fn restore_of_a_path_the_target_lacks_names_container_and_path() {
     );
 }
 
-#[test]
-fn sigkill_mid_backup_leaves_nothing_listed_and_the_next_run_cleans_up() {
-    let app = App::running("killed", &["/srv/media", "/srv/logs"]);
-    app.sh(
-        "dd if=/dev/urandom of=/srv/media/big bs=1M count=48 2>/dev/null && echo x > /srv/logs/l",
-    );
-    let (_tmp, dest) = dest_dir();
-    let d = dest.to_str().unwrap().to_string();
-    // Level 19 is slow enough to be killed mid-stream.
+/// Starts a level-19 backup of 48 MiB of random data (slow enough to interrupt) and returns once it
+/// is writing its temp file.
+fn start_slow_backup(app: &App, dest: &std::path::Path) -> std::process::Child {
+    app.sh("dd if=/dev/urandom of=/srv/media/big bs=1M count=48 2>/dev/null");
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dockyard"))
         .args([
             "backup",
             &app.name,
             "--to",
-            &d,
+            dest.to_str().unwrap(),
             "--level",
             "19",
             "--path",
             "/srv/media",
         ])
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
-        let partial = files(&dest).iter().any(|f| f.ends_with(".partial"));
-        let size: u64 = std::fs::read_dir(&dest)
+        let partial = files(dest).iter().any(|f| f.ends_with(".partial"));
+        let size: u64 = std::fs::read_dir(dest)
             .map(|d| {
                 d.filter_map(|e| e.ok()?.metadata().ok())
                     .map(|m| m.len())
@@ -286,7 +281,7 @@ fn sigkill_mid_backup_leaves_nothing_listed_and_the_next_run_cleans_up() {
             })
             .unwrap_or(0);
         if partial && size > 0 {
-            break;
+            return child;
         }
         assert!(
             std::time::Instant::now() < deadline,
@@ -294,10 +289,19 @@ fn sigkill_mid_backup_leaves_nothing_listed_and_the_next_run_cleans_up() {
         );
         assert!(
             child.try_wait().unwrap().is_none(),
-            "backup finished before it could be killed"
+            "backup finished before it could be interrupted"
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+}
+
+#[test]
+fn sigkill_mid_backup_leaves_nothing_listed_and_the_next_run_cleans_up() {
+    let app = App::running("killed", &["/srv/media", "/srv/logs"]);
+    app.sh("echo x > /srv/logs/l");
+    let (_tmp, dest) = dest_dir();
+    let d = dest.to_str().unwrap().to_string();
+    let mut child = start_slow_backup(&app, &dest);
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
 
@@ -324,4 +328,27 @@ fn sigkill_mid_backup_leaves_nothing_listed_and_the_next_run_cleans_up() {
         files(&dest)
     );
     assert_eq!(list(&dest).len(), 1);
+}
+
+#[test]
+fn sigterm_mid_backup_cleans_up_before_exiting() {
+    let app = App::running("termed", &["/srv/media"]);
+    let (_tmp, dest) = dest_dir();
+    let child = start_slow_backup(&app, &dest);
+    let pid = child.id().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted by SIGTERM"), "{stderr}");
+    assert!(app.helpers().is_empty(), "helper left after SIGTERM");
+    assert!(
+        files(&dest).is_empty(),
+        "files left after SIGTERM: {:?}",
+        files(&dest)
+    );
 }
