@@ -96,6 +96,17 @@ pub struct Mount {
     pub volume: Option<String>,
 }
 
+impl Mount {
+    /// Whether `path` is this mount point or lies below it.
+    pub fn contains(&self, path: &str) -> bool {
+        let dest = self.destination.trim_end_matches('/');
+        path == dest
+            || path
+                .strip_prefix(dest)
+                .is_some_and(|rest| rest.starts_with('/'))
+    }
+}
+
 /// What dockyard needs to know about a container.
 #[derive(Debug, Clone)]
 pub struct ContainerInfo {
@@ -138,7 +149,8 @@ fn endpoint() -> String {
     std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into())
 }
 
-fn hostname() -> String {
+/// This host's name, recorded on helpers and in manifests.
+pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "unknown".into())
@@ -375,5 +387,21 @@ impl Engine {
             .await
             .unwrap_or_default();
         Ok((code, output.concat().trim().to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Mount;
+
+    #[test]
+    fn mount_contains_itself_and_what_is_below_only() {
+        let m = Mount {
+            destination: "/srv/media".into(),
+            kind: "volume".into(),
+            volume: None,
+        };
+        assert!(m.contains("/srv/media") && m.contains("/srv/media/a/b"));
+        assert!(!m.contains("/srv/mediax") && !m.contains("/srv") && !m.contains("/srv/logs"));
     }
 }

@@ -36,6 +36,14 @@ pub fn relative<'a>(name: &'a [u8], prefix: &str) -> Option<&'a [u8]> {
     rest.strip_prefix(b"/")
 }
 
+/// A hardlink target's name below `prefix`; a target elsewhere becomes `..`, which
+/// [`Scope::admit`] refuses.
+pub fn hardlink_target(target: &[u8], prefix: &str) -> Vec<u8> {
+    relative(target, prefix)
+        .map(<[u8]>::to_vec)
+        .unwrap_or_else(|| b"..".to_vec())
+}
+
 /// Why an entry was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Unsafe {
@@ -177,6 +185,14 @@ mod tests {
         );
         assert_eq!(
             s.admit(b"h", Some(b"../x"), false),
+            Err(Unsafe::LinkOutside)
+        );
+        assert_eq!(
+            s.admit(
+                b"h",
+                Some(&hardlink_target(b"etc/passwd", "srv/media")),
+                false
+            ),
             Err(Unsafe::LinkOutside)
         );
         s.admit(b"linkother/ok", None, false).unwrap();

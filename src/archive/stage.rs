@@ -7,7 +7,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use super::names::{prefix_for, relative, Scope};
+use super::names::{hardlink_target, prefix_for, relative, Scope};
 use super::streams::HashingReader;
 
 /// The restored path's own metadata, applied to it after the swap.
@@ -58,11 +58,7 @@ pub fn stage<W: Write>(
             let hardlink = match kind {
                 tar::EntryType::Link => {
                     let target = entry.link_name_bytes().unwrap_or_default().into_owned();
-                    Some(
-                        relative(&target, &prefix)
-                            .map(<[u8]>::to_vec)
-                            .unwrap_or_else(|| b"../".to_vec()),
-                    )
+                    Some(hardlink_target(&target, &prefix))
                 }
                 _ => None,
             };

@@ -3,7 +3,7 @@
 
 use std::io::{self, Read};
 
-use super::names::{prefix_for, relative, Scope};
+use super::names::{hardlink_target, prefix_for, relative, Scope};
 use super::streams::HashingReader;
 use crate::manifest::Manifest;
 
@@ -89,11 +89,7 @@ fn walk(reader: impl Read, manifest: &Manifest) -> Result<(u64, u64), String> {
             let kind = entry.header().entry_type();
             let hardlink = if kind == tar::EntryType::Link {
                 let target = entry.link_name_bytes().unwrap_or_default().into_owned();
-                Some(
-                    relative(&target, &prefixes[index])
-                        .map(<[u8]>::to_vec)
-                        .unwrap_or_else(|| b"../".to_vec()),
-                )
+                Some(hardlink_target(&target, &prefixes[index]))
             } else {
                 None
             };

@@ -103,7 +103,7 @@ pub async fn backup(
         container_id: info.id.clone(),
         image: info.image.clone(),
         image_id: info.image_id.clone(),
-        host: hostname(),
+        host: crate::docker::hostname(),
         paths,
         created,
         tags: s.tags.clone(),
@@ -219,7 +219,7 @@ pub fn select_paths(info: &ContainerInfo, wanted: &[String]) -> Result<Vec<PathR
     for path in wanted {
         let mount = mounts
             .iter()
-            .filter(|m| path == &m.destination || path.starts_with(&format!("{}/", m.destination.trim_end_matches('/'))))
+            .filter(|m| m.contains(path))
             .max_by_key(|m| m.destination.len())
             .ok_or_else(|| {
                 let list: Vec<String> = mounts.iter().map(|m| format!("{} ({})", m.destination, m.kind)).collect();
@@ -248,12 +248,6 @@ pub fn select_paths(info: &ContainerInfo, wanted: &[String]) -> Result<Vec<PathR
 
 fn nested(outer: &str, inner: &str) -> bool {
     inner.starts_with(&format!("{outer}/"))
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -161,11 +161,7 @@ fn restore_paths(
                 in_archive.join(", ")
             )));
         }
-        let mounted = target.mounts.iter().any(|mt| {
-            p == &mt.destination
-                || p.starts_with(&format!("{}/", mt.destination.trim_end_matches('/')))
-        });
-        if !mounted {
+        if !target.mounts.iter().any(|mt| mt.contains(p)) {
             let list: Vec<&str> = target
                 .mounts
                 .iter()
