@@ -16,7 +16,7 @@ bin=$PWD/target/release/dockyard
 work=$(mktemp -d)
 name=dyb-bench-$$
 image=dockyard-test/busybox:1
-docker image inspect $image >/dev/null 2>&1 || cargo test -q --test backup_restore unknown_url >/dev/null  # builds the test image
+docker image inspect $image >/dev/null 2>&1 || cargo test -q --test backup_restore container_without_volumes >/dev/null  # its App builds the test image
 
 docker run -d --name "$name" --network none -v /srv/media $image sleep 100000 >/dev/null
 echo "filling /srv/media: 7 x 100 MiB random, 2000 x ~100 KiB text, 30000 x 4 KiB small files..."
