@@ -10,7 +10,7 @@ use std::sync::Arc;
 use tar::EntryType;
 
 use super::names::{prefix_for, rebase};
-use super::streams::{CountingWriter, HashingWriter};
+use super::streams::CountingWriter;
 
 /// Bytes per zstd worker job. zstd's default at level 3 is 8 MiB, and a few jobs are buffered per
 /// worker: peak RSS was 67 MB on a 1 GiB volume with it, 26 MB with 2 MiB jobs, at the same speed
@@ -34,8 +34,6 @@ pub struct PackStats {
     pub entries: u64,
     /// Compressed archive bytes.
     pub size: u64,
-    /// SHA-256 of the archive, hex.
-    pub sha256: String,
 }
 
 /// Compression settings.
@@ -47,21 +45,22 @@ pub struct Compression {
     pub workers: u32,
 }
 
-/// Packs `sources` into `out` and returns the stats and `out` (so the caller can close it).
+/// Packs `sources` into `out` and returns the stats and `out` (so the caller can close it). The
+/// archive's hash is the consumer's job: it runs there in parallel with compression.
 pub fn pack<W: Write>(
     sources: Vec<Source>,
     out: W,
     compression: Compression,
     written: Option<Arc<AtomicU64>>,
 ) -> io::Result<(PackStats, W)> {
-    let hashing = HashingWriter::new(out, written);
-    let mut encoder = zstd::stream::write::Encoder::new(hashing, compression.level)?;
+    let mut encoder =
+        zstd::stream::write::Encoder::new(CountingWriter::new(out, written), compression.level)?;
     encoder.include_checksum(true)?;
     if compression.workers > 0 {
         encoder.multithread(compression.workers)?;
         encoder.set_parameter(zstd::stream::raw::CParameter::JobSize(ZSTD_JOB_SIZE))?;
     }
-    let mut builder = tar::Builder::new(CountingWriter::new(encoder));
+    let mut builder = tar::Builder::new(CountingWriter::new(encoder, None));
     let mut entries = 0;
     for source in sources {
         let prefix = prefix_for(&source.path);
@@ -75,16 +74,15 @@ pub fn pack<W: Write>(
     builder.finish()?;
     let counting = builder.into_inner()?;
     let tar_bytes = counting.count;
-    let hashing = counting.into_inner().finish()?;
-    let (out, size, sha256) = hashing.finish();
+    let compressed = counting.into_inner().finish()?;
+    let size = compressed.count;
     Ok((
         PackStats {
             tar_bytes,
             entries,
             size,
-            sha256,
         },
-        out,
+        compressed.into_inner(),
     ))
 }
 

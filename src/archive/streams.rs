@@ -5,9 +5,10 @@ use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
+use futures_util::{Stream, StreamExt};
 use sha2::{Digest, Sha256};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 
 /// Size of the chunks handed across; with [`CHANNEL_DEPTH`] this bounds what is in flight.
 pub const CHUNK: usize = 256 * 1024;
@@ -77,44 +78,92 @@ pub fn receiver_stream(
     )
 }
 
-/// Counts and hashes everything written through it.
-pub struct HashingWriter<W> {
-    inner: W,
-    hasher: Sha256,
-    count: u64,
-    progress: Option<Arc<AtomicU64>>,
+/// Bytes an engine stream may run ahead of the packer. The engine writes its tar while the packer
+/// waits on zstd, and the packer reads buffered input while the engine is slow, instead of each
+/// waiting on the other through a socket buffer.
+pub const READ_AHEAD: usize = 4 << 20;
+
+/// A blocking `Read` over an async byte stream that a task pulls up to [`READ_AHEAD`] bytes ahead.
+/// The task starts on the first read, so streams that are read one after another do not all open
+/// at once. Must be read off the runtime (in `spawn_blocking`).
+pub struct ReadAhead {
+    start: Option<(tokio::runtime::Handle, Pending)>,
+    rx: Option<mpsc::UnboundedReceiver<io::Result<Bytes>>>,
+    budget: Arc<Semaphore>,
+    current: Bytes,
 }
 
-impl<W: Write> HashingWriter<W> {
-    /// Wraps `inner`; `progress`, if given, is advanced by every byte written.
-    pub fn new(inner: W, progress: Option<Arc<AtomicU64>>) -> Self {
-        HashingWriter {
-            inner,
-            hasher: Sha256::new(),
-            count: 0,
-            progress,
+type Pending = std::pin::Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
+
+impl ReadAhead {
+    /// Wraps `stream`; its task will run on `handle`.
+    pub fn new(
+        handle: tokio::runtime::Handle,
+        stream: impl Stream<Item = io::Result<Bytes>> + Send + 'static,
+    ) -> Self {
+        ReadAhead {
+            start: Some((handle, Box::pin(stream))),
+            rx: None,
+            budget: Arc::new(Semaphore::new(READ_AHEAD)),
+            current: Bytes::new(),
         }
     }
 
-    /// Returns the inner writer, the byte count and the hex sha256.
-    pub fn finish(self) -> (W, u64, String) {
-        (self.inner, self.count, hex::encode(self.hasher.finalize()))
+    fn spawn(&mut self) {
+        let Some((handle, mut stream)) = self.start.take() else {
+            return;
+        };
+        // Unbounded in items, bounded in bytes by the semaphore: each chunk holds permits for its
+        // size until the reader has consumed it.
+        let (tx, rx) = mpsc::unbounded_channel();
+        let budget = self.budget.clone();
+        handle.spawn(async move {
+            while let Some(item) = stream.next().await {
+                if let Ok(chunk) = &item {
+                    let want = chunk.len().clamp(1, READ_AHEAD) as u32;
+                    match budget.acquire_many(want).await {
+                        Ok(permit) => permit.forget(),
+                        Err(_) => return,
+                    }
+                }
+                let failed = item.is_err();
+                if tx.send(item).is_err() || failed {
+                    return;
+                }
+            }
+        });
+        self.rx = Some(rx);
     }
 }
 
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(data)?;
-        self.hasher.update(&data[..n]);
-        self.count += n as u64;
-        if let Some(p) = &self.progress {
-            p.fetch_add(n as u64, Ordering::Relaxed);
+impl Read for ReadAhead {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
         }
+        self.spawn();
+        while self.current.is_empty() {
+            let rx = self.rx.as_mut().expect("spawned above");
+            match rx.blocking_recv() {
+                Some(Ok(chunk)) => {
+                    self.budget.add_permits(chunk.len().clamp(1, READ_AHEAD));
+                    self.current = chunk;
+                }
+                Some(Err(e)) => return Err(e),
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current[..n]);
+        self.current.advance(n);
         Ok(n)
     }
+}
 
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
+impl Drop for ReadAhead {
+    fn drop(&mut self) {
+        // Wakes the task if it waits for room, so it sees the closed channel and ends.
+        self.budget.close();
     }
 }
 
@@ -172,17 +221,22 @@ impl<R: Read> Read for CountingReader<R> {
     }
 }
 
-/// Counts bytes written (the uncompressed tar size).
+/// Counts bytes written, optionally into a shared progress counter too.
 pub struct CountingWriter<W> {
     inner: W,
     /// Bytes written so far.
     pub count: u64,
+    progress: Option<Arc<AtomicU64>>,
 }
 
 impl<W: Write> CountingWriter<W> {
-    /// Wraps `inner`.
-    pub fn new(inner: W) -> Self {
-        CountingWriter { inner, count: 0 }
+    /// Wraps `inner`; `progress`, if given, is advanced by every byte written.
+    pub fn new(inner: W, progress: Option<Arc<AtomicU64>>) -> Self {
+        CountingWriter {
+            inner,
+            count: 0,
+            progress,
+        }
     }
 
     /// Returns the inner writer.
@@ -195,6 +249,9 @@ impl<W: Write> Write for CountingWriter<W> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(data)?;
         self.count += n as u64;
+        if let Some(p) = &self.progress {
+            p.fetch_add(n as u64, Ordering::Relaxed);
+        }
         Ok(n)
     }
 
@@ -208,11 +265,49 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hashing_writer_matches_sha256_of_the_bytes() {
-        let mut w = HashingWriter::new(Vec::new(), None);
-        w.write_all(b"abc").unwrap();
-        let (inner, n, sha) = w.finish();
-        assert_eq!((inner.as_slice(), n), (&b"abc"[..], 3));
+    fn read_ahead_delivers_every_byte_in_order() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let chunks: Vec<io::Result<Bytes>> = (0..2000u32)
+            .map(|i| {
+                Ok(Bytes::from(vec![
+                    (i % 251) as u8;
+                    1 + (i as usize * 37) % 9000
+                ]))
+            })
+            .collect();
+        let expected: Vec<u8> = chunks
+            .iter()
+            .flat_map(|c| c.as_ref().unwrap().to_vec())
+            .collect();
+        let mut reader = ReadAhead::new(rt.handle().clone(), futures_util::stream::iter(chunks));
+        let got = std::thread::spawn(move || {
+            let mut out = Vec::new();
+            reader.read_to_end(&mut out).unwrap();
+            out
+        })
+        .join()
+        .unwrap();
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn read_ahead_passes_errors_on() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let chunks = vec![
+            Ok(Bytes::from_static(b"abc")),
+            Err(io::Error::other("engine went away")),
+        ];
+        let mut reader = ReadAhead::new(rt.handle().clone(), futures_util::stream::iter(chunks));
+        let err = std::thread::spawn(move || reader.read_to_end(&mut Vec::new()).unwrap_err())
+            .join()
+            .unwrap();
+        assert!(err.to_string().contains("engine went away"));
+    }
+
+    #[test]
+    fn hashing_reader_matches_sha256_of_the_bytes() {
+        let (n, sha) = HashingReader::new(&b"abc"[..]).drain().unwrap();
+        assert_eq!(n, 3);
         assert_eq!(
             sha,
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"

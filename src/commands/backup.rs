@@ -8,11 +8,11 @@ use anyhow::{Context, Result};
 use chrono::Utc;
 use indicatif::HumanBytes;
 use serde_json::json;
-use tokio_util::io::{StreamReader, SyncIoBridge};
+use sha2::{Digest, Sha256};
 
 use super::Ctx;
 use crate::archive::pack::{pack, PackStats, Source};
-use crate::archive::streams::{self, CountingReader};
+use crate::archive::streams::{self, CountingReader, ReadAhead};
 use crate::destination::{put_bytes, DestError, Destination};
 use crate::docker::{ContainerInfo, DockerError, Engine, HelperSpec, Mount};
 use crate::error::Failure;
@@ -94,7 +94,7 @@ pub async fn backup(
     let removed = engine.remove_helper(&helper).await;
     let secs = progress.elapsed().as_secs_f64();
     progress.finish();
-    let stats = streamed?;
+    let (stats, sha256) = streamed?;
     removed?;
 
     let m = Manifest {
@@ -109,7 +109,7 @@ pub async fn backup(
         tags: s.tags.clone(),
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
         size: stats.size,
-        sha256: stats.sha256,
+        sha256,
         tar_bytes: stats.tar_bytes,
         entries: stats.entries,
         level: s.compression.level,
@@ -127,7 +127,8 @@ pub async fn backup(
     Ok((m, secs))
 }
 
-/// Streams every path through the packer into `dest` as object `name`; complete or absent.
+/// Streams every path through the packer into `dest` as object `name`, complete or absent, and
+/// returns the pack stats and the archive's hex sha256 (hashed here, beside the packer thread).
 #[allow(clippy::too_many_arguments)]
 async fn stream_archive(
     engine: &Engine,
@@ -138,12 +139,12 @@ async fn stream_archive(
     name: &str,
     s: &BackupSettings,
     progress: &Progress,
-) -> Result<PackStats> {
+) -> Result<(PackStats, String)> {
     let sources: Vec<Source> = paths
         .iter()
         .map(|p| {
-            let stream = Box::pin(engine.download(helper, &p.path));
-            let reader = SyncIoBridge::new(StreamReader::new(stream));
+            let stream = engine.download(helper, &p.path);
+            let reader = ReadAhead::new(tokio::runtime::Handle::current(), stream);
             Source {
                 path: p.path.clone(),
                 reader: Box::new(CountingReader::new(reader, progress.read.clone())),
@@ -160,7 +161,9 @@ async fn stream_archive(
         Ok(stats)
     });
     let mut failed: Option<DestError> = None;
+    let mut hasher = Sha256::new();
     while let Some(chunk) = rx.recv().await {
+        hasher.update(&chunk);
         if let Err(e) = upload.write(chunk).await {
             failed = Some(e);
             break;
@@ -189,7 +192,7 @@ async fn stream_archive(
         }
     };
     upload.commit().await?;
-    Ok(stats)
+    Ok((stats, hex::encode(hasher.finalize())))
 }
 
 /// Picks the paths to back up: every volume and bind mount by default, else each `--path`, which
