@@ -20,6 +20,8 @@ Exit codes:
 ///
 /// Examples:
 ///   dockyard backup hello_django --to /var/backups/dockyard
+///   dockyard backup hello_django --to ssh://backup@nas/srv/backups
+///   dockyard backup hello_django --to s3://backups/web --s3-endpoint http://127.0.0.1:3900
 ///   dockyard list --to /var/backups/dockyard --container hello_django
 ///   dockyard verify latest --container hello_django
 ///   dockyard restore hello_django --archive latest --dry-run
@@ -38,9 +40,44 @@ pub struct Cli {
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
 
+    /// How to reach ssh:// and s3:// destinations.
+    #[command(flatten)]
+    pub remote: RemoteArgs,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Options for remote destinations, accepted by every command.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Remote destinations")]
+pub struct RemoteArgs {
+    /// ssh config file to use instead of ~/.ssh/config (Host aliases, IdentityFile, ProxyJump).
+    /// Host keys are always checked strictly against known_hosts.
+    #[arg(long, global = true, env = "DOCKYARD_SSH_CONFIG", value_name = "FILE")]
+    pub ssh_config: Option<std::path::PathBuf>,
+
+    /// Endpoint of an S3-compatible store, e.g. http://127.0.0.1:3900. `AWS_ENDPOINT_URL` works too.
+    /// Credentials and region come from the AWS chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY,
+    /// AWS_PROFILE, AWS_REGION, instance metadata).
+    #[arg(long, global = true, env = "DOCKYARD_S3_ENDPOINT", value_name = "URL")]
+    pub s3_endpoint: Option<String>,
+
+    /// S3 addressing: `path` (bucket in the path; the default with a custom endpoint) or `virtual`
+    /// (bucket in the host name; the default on AWS).
+    #[arg(long, global = true, env = "DOCKYARD_S3_ADDRESSING", value_name = "STYLE", value_parser = ["path", "virtual"])]
+    pub s3_addressing: Option<String>,
+
+    /// S3 multipart part size in MiB (5 or more). Memory use is about three parts.
+    #[arg(
+        long,
+        global = true,
+        env = "DOCKYARD_S3_PART_SIZE",
+        default_value_t = 16,
+        value_name = "MIB"
+    )]
+    pub s3_part_size: usize,
 }
 
 /// The subcommands; each lives in its own file under `src/commands/`.
@@ -65,7 +102,8 @@ pub enum Command {
 /// Where backups live.
 #[derive(Debug, Args)]
 pub struct DestArg {
-    /// Destination: a directory (`./backups`, `/var/backups/dockyard`) or `file:///dir`.
+    /// Destination: a directory (`./backups`, `/var/backups/dockyard`), `file:///dir`,
+    /// `ssh://[user@]host[:port]/dir` (or `ssh://host/~/dir`) or `s3://bucket/prefix`.
     #[arg(long = "to", env = "DOCKYARD_DEST", default_value = DEFAULT_DEST, value_name = "DEST")]
     pub dest: String,
 }
@@ -129,7 +167,7 @@ pub struct RestoreArgs {
     /// Container to restore into (may be stopped, e.g. freshly created from the same image).
     pub container: String,
 
-    /// Where the backup is (a directory or `file:///dir`).
+    /// Where the backup is: a directory, `file:///dir`, `ssh://host/dir` or `s3://bucket/prefix`.
     #[arg(long = "from", env = "DOCKYARD_DEST", default_value = DEFAULT_DEST, value_name = "DEST")]
     pub dest: String,
 

@@ -149,13 +149,6 @@ fn endpoint() -> String {
     std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into())
 }
 
-/// This host's name, recorded on helpers and in manifests.
-pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "unknown".into())
-}
-
 impl Engine {
     /// Connects with the usual defaults (`DOCKER_HOST` or the local socket) and negotiates the API
     /// version down to what the engine speaks (Docker 20.10 speaks 1.41).
@@ -225,7 +218,7 @@ impl Engine {
         let labels = HashMap::from([
             (HELPER_LABEL.to_string(), "1".to_string()),
             (PID_LABEL.to_string(), std::process::id().to_string()),
-            (HOST_LABEL.to_string(), hostname()),
+            (HOST_LABEL.to_string(), crate::host::hostname()),
             ("dockyard.for".to_string(), target.clone()),
         ]);
         let mode = if spec.read_only { ":ro" } else { "" };
@@ -307,13 +300,13 @@ impl Engine {
             .list_containers(Some(options))
             .await
             .map_err(|e| api("list dockyard helper containers", e))?;
-        let host = hostname();
+        let host = crate::host::hostname();
         let mut removed = 0;
         for c in found {
             let labels = c.labels.unwrap_or_default();
             let same_host = labels.get(HOST_LABEL) == Some(&host);
             let pid: Option<u32> = labels.get(PID_LABEL).and_then(|p| p.parse().ok());
-            let alive = pid.is_some_and(|p| std::path::Path::new(&format!("/proc/{p}")).exists());
+            let alive = pid.is_some_and(crate::host::process_alive);
             if same_host && !alive {
                 if let Some(id) = c.id {
                     tracing::warn!(helper = %id, pid = ?pid, "removing helper container left by a run that is gone");

@@ -7,6 +7,7 @@ pub mod commands;
 pub mod destination;
 pub mod docker;
 pub mod error;
+pub mod host;
 pub mod manifest;
 pub mod progress;
 pub mod settings;

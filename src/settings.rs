@@ -3,7 +3,7 @@
 
 use crate::archive::pack::Compression;
 use crate::cli::{Cli, Command};
-use crate::destination::DestSpec;
+use crate::destination::{DestSpec, RemoteOptions};
 use crate::error::Failure;
 
 /// How results are shown.
@@ -94,6 +94,13 @@ impl Settings {
             json: cli.json,
             progress: !cli.no_progress,
         };
+        let remote = RemoteOptions {
+            ssh_config: cli.remote.ssh_config,
+            s3_endpoint: cli.remote.s3_endpoint.filter(|e| !e.is_empty()),
+            s3_path_style: cli.remote.s3_addressing.as_deref().map(|a| a == "path"),
+            s3_part_size: cli.remote.s3_part_size.saturating_mul(1 << 20),
+        };
+        let dest = |url: &str| DestSpec::parse(url, &remote).map_err(Failure::usage);
         let action = match cli.command {
             Command::Backup(a) => Action::Backup(BackupSettings {
                 container: a.container,
@@ -128,10 +135,6 @@ impl Settings {
         };
         Ok(Settings { output, action })
     }
-}
-
-fn dest(url: &str) -> Result<DestSpec, Failure> {
-    DestSpec::parse(url).map_err(Failure::usage)
 }
 
 /// zstd workers: one per core (zstd's `-T0`).

@@ -59,7 +59,7 @@ pub async fn backup(
 ) -> Result<(Manifest, f64)> {
     let info = engine.inspect(&s.container).await?;
     let paths = select_paths(&info, &s.paths)?;
-    let dest = s.dest.open();
+    let dest = s.dest.open().await;
     dest.prepare().await?;
     dest.remove_stale().await?;
     engine.remove_stale_helpers().await?;
@@ -103,7 +103,7 @@ pub async fn backup(
         container_id: info.id.clone(),
         image: info.image.clone(),
         image_id: info.image_id.clone(),
-        host: crate::docker::hostname(),
+        host: crate::host::hostname(),
         paths,
         created,
         tags: s.tags.clone(),

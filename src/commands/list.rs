@@ -9,7 +9,7 @@ use crate::manifest;
 
 /// Lists backups, optionally only those of `container`.
 pub async fn run(ctx: &Ctx, spec: &DestSpec, container: Option<&str>) -> Result<()> {
-    let dest = spec.open();
+    let dest = spec.open().await;
     let mut all = manifest::load_all(dest.as_ref()).await?;
     if let Some(c) = container {
         all.retain(|m| m.container == c);

@@ -26,7 +26,7 @@ use crate::settings::{BackupSettings, RestoreSettings};
 /// Runs `dockyard restore`.
 pub async fn run(ctx: &Ctx, s: RestoreSettings) -> Result<()> {
     let engine = ctx.engine().await?;
-    let dest = s.dest.open();
+    let dest = s.dest.open().await;
     let target = engine.inspect(&s.container).await?;
     let all = manifest::load_all(dest.as_ref()).await?;
     let source = s.source.clone().unwrap_or_else(|| target.name.clone());

@@ -11,7 +11,7 @@ use crate::manifest::{self, Manifest};
 
 /// Verifies one backup (an id, or `latest` of `container` or of all).
 pub async fn run(ctx: &Ctx, spec: &DestSpec, wanted: &str, container: Option<&str>) -> Result<()> {
-    let dest = spec.open();
+    let dest = spec.open().await;
     let all = manifest::load_all(dest.as_ref()).await?;
     let m = match (wanted, container) {
         ("latest", None) => all

@@ -5,6 +5,8 @@
 //! listing would show. Extra behaviour (retries, dry runs) wraps a destination rather than forking it.
 
 mod local;
+mod s3;
+mod ssh;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -14,6 +16,8 @@ use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 pub use local::LocalDir;
+pub use s3::{S3Dir, S3Spec, DEFAULT_PART_SIZE, MIN_PART_SIZE};
+pub use ssh::{SshDir, SshSpec};
 
 /// A destination failure; the message always names the destination and what to check.
 #[derive(Debug, thiserror::Error)]
@@ -127,24 +131,44 @@ pub async fn get_bytes(
     Ok(buf)
 }
 
+/// How to reach remote destinations; the same for every URL of one run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RemoteOptions {
+    /// ssh config file instead of `~/.ssh/config`.
+    pub ssh_config: Option<PathBuf>,
+    /// S3 endpoint of a self-hosted store.
+    pub s3_endpoint: Option<String>,
+    /// S3 addressing: `Some(true)` path-style, `Some(false)` virtual-hosted, `None` automatic.
+    pub s3_path_style: Option<bool>,
+    /// S3 multipart part size in bytes; 0 means the default.
+    pub s3_part_size: usize,
+}
+
 /// A parsed destination URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DestSpec {
     /// A directory on this host.
     Local(PathBuf),
+    /// A directory on another host, over SSH.
+    Ssh(SshSpec),
+    /// A bucket and key prefix.
+    S3(S3Spec),
 }
 
 impl fmt::Display for DestSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DestSpec::Local(p) => write!(f, "{}", p.display()),
+            DestSpec::Ssh(s) => write!(f, "{s}"),
+            DestSpec::S3(s) => write!(f, "{s}"),
         }
     }
 }
 
 impl DestSpec {
-    /// Parses `./backups`, `/var/backups/dockyard` or `file:///var/backups/dockyard`.
-    pub fn parse(url: &str) -> Result<DestSpec, String> {
+    /// Parses `./backups`, `/var/backups/dockyard`, `file:///dir`, `ssh://[user@]host[:port]/dir`
+    /// or `s3://bucket/prefix`.
+    pub fn parse(url: &str, remote: &RemoteOptions) -> Result<DestSpec, String> {
         if url.is_empty() {
             return Err("empty destination; give a directory, file:///dir, ssh://host/dir or s3://bucket/prefix".into());
         }
@@ -154,23 +178,38 @@ impl DestSpec {
             }
             return Ok(DestSpec::Local(PathBuf::from(path)));
         }
+        if let Some(rest) = url.strip_prefix("ssh://") {
+            return SshSpec::parse(url, rest, remote.ssh_config.clone()).map(DestSpec::Ssh);
+        }
+        if let Some(rest) = url.strip_prefix("s3://") {
+            let mut spec = S3Spec::parse(url, rest)?;
+            spec.endpoint = remote.s3_endpoint.clone();
+            spec.path_style = remote.s3_path_style;
+            if remote.s3_part_size != 0 {
+                if remote.s3_part_size < MIN_PART_SIZE {
+                    return Err(format!(
+                        "S3 part size {} bytes is below S3's minimum of 5 MiB",
+                        remote.s3_part_size
+                    ));
+                }
+                spec.part_size = remote.s3_part_size;
+            }
+            return Ok(DestSpec::S3(spec));
+        }
         if let Some((scheme, _)) = url.split_once("://") {
-            return Err(match scheme {
-                "ssh" | "s3" => format!(
-                    "{url:?}: {scheme}:// destinations are not available in this version yet; use a local directory"
-                ),
-                _ => format!(
-                    "{url:?}: unknown destination scheme {scheme:?}; use a directory path, file:///dir, ssh://host/dir or s3://bucket/prefix"
-                ),
-            });
+            return Err(format!(
+                "{url:?}: unknown destination scheme {scheme:?}; use a directory path, file:///dir, ssh://host/dir or s3://bucket/prefix"
+            ));
         }
         Ok(DestSpec::Local(PathBuf::from(url)))
     }
 
-    /// Opens the destination this spec names.
-    pub fn open(&self) -> Box<dyn Destination> {
+    /// Opens the destination this spec names. Nothing is contacted until it is used.
+    pub async fn open(&self) -> Box<dyn Destination> {
         match self {
             DestSpec::Local(p) => Box::new(LocalDir::new(p.clone())),
+            DestSpec::Ssh(s) => Box::new(SshDir::new(s.clone())),
+            DestSpec::S3(s) => Box::new(S3Dir::new(s.clone()).await),
         }
     }
 }
@@ -181,27 +220,54 @@ mod tests {
 
     #[test]
     fn parses_local_forms() {
+        let parse = |u: &str| DestSpec::parse(u, &RemoteOptions::default());
         assert_eq!(
-            DestSpec::parse("./backups").unwrap(),
+            parse("./backups").unwrap(),
             DestSpec::Local("./backups".into())
         );
+        assert_eq!(parse("/var/b").unwrap(), DestSpec::Local("/var/b".into()));
         assert_eq!(
-            DestSpec::parse("/var/b").unwrap(),
-            DestSpec::Local("/var/b".into())
-        );
-        assert_eq!(
-            DestSpec::parse("file:///var/b").unwrap(),
+            parse("file:///var/b").unwrap(),
             DestSpec::Local("/var/b".into())
         );
     }
 
     #[test]
     fn rejects_unknown_schemes_by_name() {
-        let err = DestSpec::parse("ftp://host/x").unwrap_err();
+        let parse = |u: &str| DestSpec::parse(u, &RemoteOptions::default());
+        let err = parse("ftp://host/x").unwrap_err();
         assert!(err.contains("unknown destination scheme \"ftp\""), "{err}");
-        assert!(DestSpec::parse("file://relative")
+        assert!(parse("file://relative")
             .unwrap_err()
             .contains("absolute path"));
-        assert!(DestSpec::parse("").is_err());
+        assert!(parse("").is_err());
+    }
+
+    #[test]
+    fn remote_options_reach_the_specs() {
+        let opts = RemoteOptions {
+            ssh_config: Some("/etc/dockyard/ssh_config".into()),
+            s3_endpoint: Some("http://127.0.0.1:3900".into()),
+            s3_path_style: Some(false),
+            s3_part_size: 8 << 20,
+        };
+        match DestSpec::parse("ssh://nas/b", &opts).unwrap() {
+            DestSpec::Ssh(s) => assert_eq!(s.config, opts.ssh_config),
+            other => panic!("{other:?}"),
+        }
+        match DestSpec::parse("s3://bk/p", &opts).unwrap() {
+            DestSpec::S3(s) => {
+                assert_eq!(s.endpoint.as_deref(), Some("http://127.0.0.1:3900"));
+                assert_eq!((s.path_style, s.part_size), (Some(false), 8 << 20));
+            }
+            other => panic!("{other:?}"),
+        }
+        let small = RemoteOptions {
+            s3_part_size: 1 << 20,
+            ..Default::default()
+        };
+        assert!(DestSpec::parse("s3://bk", &small)
+            .unwrap_err()
+            .contains("minimum"));
     }
 }

@@ -1,0 +1,125 @@
+# Test peers for the remote-destination tests: sshd and a one-node Garage on 127.0.0.1. Sourced
+# after lib.sh. Both live under one state directory and are reused while they answer; what this
+# starts is added to STARTED_PIDS so the caller stops exactly that.
+
+PEERS=${DOCKYARD_PEERS:-/tmp/dockyard-peers}
+SSH_PORT=${DOCKYARD_TEST_SSH_PORT:-42222}
+S3_PORT=${DOCKYARD_TEST_S3_PORT:-39900}
+GARAGE_VERSION=2.5.0
+GARAGE_BIN=${GARAGE_BIN:-/opt/garage/bin/garage}
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# sshd on 127.0.0.1:$SSH_PORT with its own host key and an unprivileged login user, plus a client
+# config with Host aliases for the tests: the good one, an unknown host key, a changed host key,
+# a key the server does not accept, and a port nothing listens on.
+ensure_sshd() {
+  local d=$PEERS/ssh
+  id dockyard-ssh >/dev/null 2>&1 || useradd --create-home --shell /bin/sh --password '*' dockyard-ssh
+  if [ -f "$d/sshd.pid" ] && kill -0 "$(cat "$d/sshd.pid")" 2>/dev/null && port_open "$SSH_PORT"; then
+    echo "sshd: reusing the one on 127.0.0.1:$SSH_PORT"
+    return
+  fi
+  echo "sshd: starting on 127.0.0.1:$SSH_PORT"
+  rm -rf "$d" && mkdir -p "$d" && chmod 755 "$PEERS" "$d"
+  local k
+  for k in host_ed25519 other_host_ed25519 id_ed25519 stranger_ed25519; do
+    ssh-keygen -q -t ed25519 -N '' -C "dockyard-test-$k" -f "$d/$k"
+  done
+  cp "$d/id_ed25519.pub" "$d/authorized_keys" && chmod 644 "$d/authorized_keys"
+  echo "[127.0.0.1]:$SSH_PORT $(cut -d' ' -f1,2 "$d/host_ed25519.pub")" >"$d/known_hosts"
+  echo "[127.0.0.1]:$SSH_PORT $(cut -d' ' -f1,2 "$d/other_host_ed25519.pub")" >"$d/changed_known_hosts"
+  : >"$d/empty_known_hosts"
+  mkdir -p /run/sshd
+  printf '%s\n' "Port $SSH_PORT" "ListenAddress 127.0.0.1" "HostKey $d/host_ed25519" \
+    "PidFile $d/sshd.pid" "AuthorizedKeysFile $d/authorized_keys" "StrictModes no" \
+    "PubkeyAuthentication yes" "PasswordAuthentication no" "KbdInteractiveAuthentication no" \
+    "UsePAM no" "PermitRootLogin no" "AllowUsers dockyard-ssh" "MaxStartups 200" \
+    "MaxSessions 200" >"$d/sshd_config"
+  host() { # alias, identity, known_hosts, port
+    printf '%s\n' "Host $1" "  HostName 127.0.0.1" "  Port $4" "  User dockyard-ssh" \
+      "  IdentitiesOnly yes" "  IdentityFile $d/$2" "  UserKnownHostsFile $d/$3" \
+      "  GlobalKnownHostsFile /dev/null" "  LogLevel ERROR"
+  }
+  {
+    host dockyard-test id_ed25519 known_hosts "$SSH_PORT"
+    host dockyard-test-unknown-key id_ed25519 empty_known_hosts "$SSH_PORT"
+    host dockyard-test-changed-key id_ed25519 changed_known_hosts "$SSH_PORT"
+    host dockyard-test-stranger stranger_ed25519 known_hosts "$SSH_PORT"
+    host dockyard-test-unreachable id_ed25519 known_hosts 9
+  } >"$d/config"
+  chmod 644 "$d/config"
+  "$(command -v sshd || echo /usr/sbin/sshd)" -D -e -f "$d/sshd_config" >"$d/sshd.log" 2>&1 &
+  STARTED_PIDS+=($!)
+  for _ in $(seq 1 50); do port_open "$SSH_PORT" && return; sleep 0.2; done
+  echo "sshd did not come up; its log:" >&2
+  tail -20 "$d/sshd.log" >&2
+  exit 1
+}
+
+# The Garage binary: built once with cargo install (about 15 minutes here) and kept in /opt/garage.
+ensure_garage_bin() {
+  [ -x "$GARAGE_BIN" ] && return
+  local root
+  root=$(dirname "$(dirname "$GARAGE_BIN")")
+  echo "garage: building $GARAGE_VERSION with cargo install, once (cached in $root)"
+  cargo install garage --locked --version "$GARAGE_VERSION" --root "$root" --quiet
+}
+
+# A one-node Garage on 127.0.0.1:$S3_PORT with bucket dockyard-test, a read-write key and a
+# read-only key. Their ids and secrets go to $PEERS/garage/env (mode 0600), never to the output.
+ensure_garage() {
+  ensure_garage_bin
+  local d=$PEERS/garage
+  if [ -f "$d/pid" ] && kill -0 "$(cat "$d/pid")" 2>/dev/null && port_open "$S3_PORT" && [ -s "$d/env" ]; then
+    echo "garage: reusing the one on 127.0.0.1:$S3_PORT"
+    return
+  fi
+  echo "garage: starting one node on 127.0.0.1:$S3_PORT"
+  rm -rf "$d" && mkdir -p "$d"
+  printf '%s\n' "metadata_dir = \"$d/meta\"" "data_dir = \"$d/data\"" 'db_engine = "sqlite"' \
+    'replication_factor = 1' "rpc_bind_addr = \"127.0.0.1:$((S3_PORT + 1))\"" \
+    "rpc_public_addr = \"127.0.0.1:$((S3_PORT + 1))\"" \
+    "rpc_secret = \"$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')\"" \
+    '[s3_api]' 's3_region = "garage"' "api_bind_addr = \"127.0.0.1:$S3_PORT\"" \
+    'root_domain = ".s3.garage.localhost"' >"$d/garage.toml"
+  "$GARAGE_BIN" -c "$d/garage.toml" server >"$d/garage.log" 2>&1 &
+  STARTED_PIDS+=($!)
+  echo $! >"$d/pid"
+  local g=("$GARAGE_BIN" -c "$d/garage.toml") node="" rw ro
+  for _ in $(seq 1 50); do
+    node=$("${g[@]}" node id -q 2>/dev/null | cut -d@ -f1) && [ -n "$node" ] && break
+    sleep 0.2
+  done
+  "${g[@]}" layout assign -z dc1 -c 1G "$node" >/dev/null
+  "${g[@]}" layout apply --version 1 >/dev/null
+  "${g[@]}" bucket create dockyard-test >/dev/null
+  rw=$("${g[@]}" key create dockyard-rw)
+  ro=$("${g[@]}" key create dockyard-ro)
+  "${g[@]}" bucket allow --read --write --owner dockyard-test --key dockyard-rw >/dev/null
+  "${g[@]}" bucket allow --read dockyard-test --key dockyard-ro >/dev/null
+  field() { awk -v k="$1" -F': *' '$1 ~ k { print $2; exit }'; }
+  (
+    umask 077
+    printf 'export %s\n' "DOCKYARD_TEST_S3_ENDPOINT=http://127.0.0.1:$S3_PORT" \
+      "DOCKYARD_TEST_S3_BUCKET=dockyard-test" \
+      "DOCKYARD_TEST_S3_KEY_ID=$(field 'Key ID' <<<"$rw")" \
+      "DOCKYARD_TEST_S3_SECRET=$(field 'Secret key' <<<"$rw")" \
+      "DOCKYARD_TEST_S3_RO_KEY_ID=$(field 'Key ID' <<<"$ro")" \
+      "DOCKYARD_TEST_S3_RO_SECRET=$(field 'Secret key' <<<"$ro")" >"$d/env"
+  )
+  for _ in $(seq 1 50); do port_open "$S3_PORT" && return; sleep 0.2; done
+  echo "garage did not come up; its log:" >&2
+  tail -20 "$d/garage.log" >&2
+  exit 1
+}
+
+# Everything the remote-destination tests need, exported for cargo test.
+ensure_peers() {
+  ensure_sshd
+  ensure_garage
+  # shellcheck disable=SC1091
+  source "$PEERS/garage/env"
+  export DOCKYARD_TEST_SSH_CONFIG=$PEERS/ssh/config
+  export DOCKYARD_TEST_GARAGE_BIN=$GARAGE_BIN
+}

@@ -1,0 +1,703 @@
+//! An S3 bucket (AWS or any S3-compatible store) under a key prefix, through aws-sdk-s3.
+//!
+//! Credentials and region come from the standard AWS chain; the endpoint of a self-hosted store
+//! from `--s3-endpoint`, `AWS_ENDPOINT_URL` or the config, with path-style addressing by default.
+//! Uploads are multipart with a fixed part size and a few parts in flight, so memory stays bounded
+//! whatever the archive size. An object exists only once its upload completes; a failed upload is
+//! aborted, and each in-progress upload has a small marker object (host and pid) under
+//! `<prefix>/.dockyard-uploads/` so a later run can tell a killed run's upload from a live one.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::Client;
+use bytes::{Bytes, BytesMut};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinSet;
+
+use super::{DestError, Destination, ObjectReader, Upload};
+
+/// Default multipart part size.
+pub const DEFAULT_PART_SIZE: usize = 16 << 20;
+/// S3's smallest allowed part (all but the last).
+pub const MIN_PART_SIZE: usize = 5 << 20;
+/// Parts uploaded at once. With the part being filled, memory is about (this + 1) × part size.
+const PARTS_IN_FLIGHT: usize = 2;
+/// Where upload markers live, under the prefix.
+const MARKERS: &str = ".dockyard-uploads";
+/// An upload from another host (or with no marker) is taken as abandoned after this long.
+const FOREIGN_STALE_AFTER: Duration = Duration::from_secs(24 * 3600);
+/// An upload with no marker at all is taken as abandoned after this long (the marker is written
+/// right after the upload starts; this covers a run killed in between).
+const UNMARKED_STALE_AFTER: Duration = Duration::from_secs(3600);
+
+/// Where an `s3://bucket/prefix` URL points, plus how to reach the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Spec {
+    /// Bucket name.
+    pub bucket: String,
+    /// Key prefix without leading or trailing slashes; may be empty.
+    pub prefix: String,
+    /// Endpoint of an S3-compatible store; `None` uses `AWS_ENDPOINT_URL` or AWS itself.
+    pub endpoint: Option<String>,
+    /// Path-style addressing; `None` means path-style with a custom endpoint, virtual-hosted on AWS.
+    pub path_style: Option<bool>,
+    /// Multipart part size in bytes.
+    pub part_size: usize,
+}
+
+impl S3Spec {
+    /// Parses the part after `s3://`.
+    pub fn parse(url: &str, rest: &str) -> Result<S3Spec, String> {
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(format!(
+                "{url:?}: expected s3://bucket/prefix, e.g. s3://backups/dockyard"
+            ));
+        }
+        Ok(S3Spec {
+            bucket: bucket.to_string(),
+            prefix: prefix.trim_matches('/').to_string(),
+            endpoint: None,
+            path_style: None,
+            part_size: DEFAULT_PART_SIZE,
+        })
+    }
+
+    fn key(&self, name: &str) -> String {
+        if self.prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{}/{name}", self.prefix)
+        }
+    }
+
+    /// The prefix as listed: empty, or ending in `/`.
+    fn list_prefix(&self) -> String {
+        if self.prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", self.prefix)
+        }
+    }
+}
+
+impl std::fmt::Display for S3Spec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "s3://{}", self.bucket)?;
+        if !self.prefix.is_empty() {
+            write!(f, "/{}", self.prefix)?;
+        }
+        if let Some(e) = &self.endpoint {
+            write!(f, " at {e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A bucket-and-prefix destination.
+pub struct S3Dir {
+    spec: S3Spec,
+    client: Client,
+}
+
+impl S3Dir {
+    /// Builds the client from the AWS chain and `spec`. Nothing is contacted yet.
+    pub async fn new(mut spec: S3Spec) -> S3Dir {
+        let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .load()
+            .await;
+        let mut conf = aws_sdk_s3::config::Builder::from(&shared);
+        if let Some(endpoint) = &spec.endpoint {
+            conf = conf.endpoint_url(endpoint);
+        } else if let Some(endpoint) = shared.endpoint_url() {
+            spec.endpoint = Some(endpoint.to_string());
+        }
+        let custom = spec.endpoint.is_some();
+        conf = conf.force_path_style(spec.path_style.unwrap_or(custom));
+        if shared.region().is_none() {
+            conf = conf.region(aws_sdk_s3::config::Region::new("us-east-1"));
+        }
+        if custom {
+            // Self-hosted stores vary in their support of the newer default checksums; send and
+            // check them only where S3 requires them. The archive's own sha256 is checked anyway.
+            conf = conf
+                .request_checksum_calculation(
+                    aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired,
+                )
+                .response_checksum_validation(
+                    aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired,
+                );
+        }
+        S3Dir {
+            client: Client::from_conf(conf.build()),
+            spec,
+        }
+    }
+
+    fn check_name(&self, name: &str) -> Result<(), DestError> {
+        if name.is_empty() || name.starts_with('.') || name.contains('/') {
+            return Err(DestError::Unusable {
+                dest: self.describe(),
+                message: format!("invalid object name {name:?}"),
+            });
+        }
+        Ok(())
+    }
+
+    fn marker_key(&self, upload_id: &str) -> String {
+        self.spec
+            .key(&format!("{MARKERS}/{}", hex::encode(upload_id.as_bytes())))
+    }
+
+    async fn read_marker(&self, upload_id: &str) -> Option<Marker> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.spec.bucket)
+            .key(self.marker_key(upload_id))
+            .send()
+            .await
+            .ok()?;
+        let body = out.body.collect().await.ok()?.into_bytes();
+        serde_json::from_slice(&body).ok()
+    }
+}
+
+/// Who is writing a multipart upload.
+#[derive(Debug, Serialize, Deserialize)]
+struct Marker {
+    host: String,
+    pid: u32,
+    key: String,
+    started: DateTime<Utc>,
+}
+
+/// Maps an SDK error to a message that names the destination and says what to check. SDK errors
+/// never carry the secret key, and neither does this.
+fn s3_error<E, R>(dest: &str, action: &str, err: SdkError<E, R>) -> DestError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug,
+{
+    let message = match &err {
+        SdkError::DispatchFailure(f) => {
+            let why = if f.is_timeout() {
+                "timed out".to_string()
+            } else if f.is_io() {
+                "connection failed".to_string()
+            } else {
+                format!("{:?}", f.as_connector_error().map(|c| c.to_string()))
+            };
+            format!("cannot {action}: cannot reach the S3 endpoint ({why}); check the endpoint URL (--s3-endpoint / AWS_ENDPOINT_URL) and that the server is up")
+        }
+        SdkError::TimeoutError(_) => {
+            format!("cannot {action}: the S3 endpoint did not answer in time; check the endpoint and the network")
+        }
+        SdkError::ConstructionFailure(_) => format!(
+            "cannot {action}: the request could not be built ({}); check the credentials (AWS_ACCESS_KEY_ID / AWS_PROFILE) and the region",
+            source_chain(&err)
+        ),
+        _ => {
+            let code = err.code().unwrap_or("");
+            let detail = err.message().unwrap_or("").to_string();
+            match code {
+                "NoSuchBucket" => format!("cannot {action}: the bucket does not exist; create it or fix the URL"),
+                "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "InvalidSignature" | "AuthorizationHeaderMalformed" | "ExpiredToken" | "InvalidToken" => format!(
+                    "cannot {action}: the store rejected the credentials ({code}); check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or the profile, and the region"
+                ),
+                "AccessDenied" | "Forbidden" => format!(
+                    "cannot {action}: access denied ({}); check the credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or the profile) and that they may read and write this bucket and prefix",
+                    if detail.is_empty() { code } else { detail.as_str() }
+                ),
+                "NoSuchKey" | "NotFound" => format!("cannot {action}: no such object"),
+                _ => {
+                    let status = raw_status(&err);
+                    match status {
+                        Some(404) => format!("cannot {action}: not found; check the bucket name"),
+                        Some(403) => format!("cannot {action}: access denied (HTTP 403); check the credentials and that they may use this bucket"),
+                        Some(400) if code.is_empty() => format!("cannot {action}: the store refused the request (HTTP 400); check the region and credentials"),
+                        _ => format!("cannot {action}: {} {}", if code.is_empty() { source_chain(&err) } else { code.to_string() }, detail).trim().to_string(),
+                    }
+                }
+            }
+        }
+    };
+    DestError::Unusable {
+        dest: dest.to_string(),
+        message,
+    }
+}
+
+fn raw_status<E, R: std::fmt::Debug>(err: &SdkError<E, R>) -> Option<u16> {
+    match err {
+        SdkError::ServiceError(_) | SdkError::ResponseError(_) => {
+            // The raw response's status is in its Debug form on every response type we use.
+            let text = format!("{:?}", err.raw_response()?);
+            text.split("status: StatusCode(")
+                .nth(1)
+                .and_then(|s| s.split(')').next())
+                .and_then(|s| s.parse().ok())
+        }
+        _ => None,
+    }
+}
+
+fn source_chain(err: &dyn std::error::Error) -> String {
+    let mut parts = vec![err.to_string()];
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        parts.push(e.to_string());
+        cur = e.source();
+    }
+    parts.join(": ")
+}
+
+fn is_not_found<E: ProvideErrorMetadata, R: std::fmt::Debug>(err: &SdkError<E, R>) -> bool {
+    matches!(err.code(), Some("NoSuchKey") | Some("NotFound")) || raw_status(err) == Some(404)
+}
+
+#[async_trait]
+impl Destination for S3Dir {
+    fn describe(&self) -> String {
+        self.spec.to_string()
+    }
+
+    async fn prepare(&self) -> Result<(), DestError> {
+        let Err(err) = self
+            .client
+            .head_bucket()
+            .bucket(&self.spec.bucket)
+            .send()
+            .await
+        else {
+            return Ok(());
+        };
+        if is_not_found(&err) {
+            return Err(DestError::Unusable {
+                dest: self.describe(),
+                message: format!(
+                    "bucket {:?} does not exist; create it or fix the URL",
+                    self.spec.bucket
+                ),
+            });
+        }
+        if raw_status(&err) == Some(403) {
+            // HEAD answers carry no error code; a listing tells bad credentials from no access.
+            if let Err(e) = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.spec.bucket)
+                .max_keys(1)
+                .send()
+                .await
+            {
+                return Err(s3_error(&self.describe(), "open the bucket", e));
+            }
+        }
+        Err(s3_error(&self.describe(), "open the bucket", err))
+    }
+
+    async fn put(&self, name: &str) -> Result<Box<dyn Upload>, DestError> {
+        self.check_name(name)?;
+        Ok(Box::new(S3Upload {
+            dir: S3Dir {
+                spec: self.spec.clone(),
+                client: self.client.clone(),
+            },
+            key: self.spec.key(name),
+            buf: BytesMut::new(),
+            upload_id: None,
+            parts: Vec::new(),
+            in_flight: JoinSet::new(),
+            size: 0,
+        }))
+    }
+
+    async fn get(&self, name: &str) -> Result<ObjectReader, DestError> {
+        self.check_name(name)?;
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.spec.bucket)
+            .key(self.spec.key(name))
+            .send()
+            .await
+            .map_err(|e| {
+                if is_not_found(&e) {
+                    DestError::NotFound {
+                        dest: self.describe(),
+                        name: name.to_string(),
+                    }
+                } else {
+                    s3_error(&self.describe(), &format!("read {name}"), e)
+                }
+            })?;
+        Ok(Box::new(out.body.into_async_read()))
+    }
+
+    async fn list(&self) -> Result<Vec<String>, DestError> {
+        let prefix = self.spec.list_prefix();
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.spec.bucket)
+            .prefix(&prefix)
+            .delimiter("/")
+            .into_paginator()
+            .send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| s3_error(&self.describe(), "list the prefix", e))?;
+            for obj in page.contents() {
+                if let Some(name) = obj.key().and_then(|k| k.strip_prefix(&prefix)) {
+                    if !name.is_empty() && !name.starts_with('.') {
+                        out.push(name.to_string());
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn delete(&self, name: &str) -> Result<(), DestError> {
+        self.check_name(name)?;
+        self.client
+            .delete_object()
+            .bucket(&self.spec.bucket)
+            .key(self.spec.key(name))
+            .send()
+            .await
+            .map_err(|e| s3_error(&self.describe(), &format!("delete {name}"), e))?;
+        Ok(())
+    }
+
+    async fn remove_stale(&self) -> Result<Vec<String>, DestError> {
+        let prefix = self.spec.list_prefix();
+        let host = crate::host::hostname();
+        let now = Utc::now();
+        let mut removed = Vec::new();
+        let mut key_marker: Option<String> = None;
+        let mut id_marker: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .list_multipart_uploads()
+                .bucket(&self.spec.bucket)
+                .prefix(&prefix)
+                .set_key_marker(key_marker.take())
+                .set_upload_id_marker(id_marker.take())
+                .send()
+                .await
+                .map_err(|e| s3_error(&self.describe(), "list unfinished uploads", e))?;
+            for up in page.uploads() {
+                let (Some(key), Some(id)) = (up.key(), up.upload_id()) else {
+                    continue;
+                };
+                let age = up
+                    .initiated()
+                    .and_then(|t| DateTime::<Utc>::from_timestamp(t.secs(), 0))
+                    .map(|t| (now - t).to_std().unwrap_or_default())
+                    .unwrap_or_default();
+                let stale = match self.read_marker(id).await {
+                    Some(m) if m.host == host => !crate::host::process_alive(m.pid),
+                    Some(_) => age > FOREIGN_STALE_AFTER,
+                    None => age > UNMARKED_STALE_AFTER,
+                };
+                if !stale {
+                    continue;
+                }
+                self.client
+                    .abort_multipart_upload()
+                    .bucket(&self.spec.bucket)
+                    .key(key)
+                    .upload_id(id)
+                    .send()
+                    .await
+                    .map_err(|e| s3_error(&self.describe(), "abort an unfinished upload", e))?;
+                let _ = self
+                    .client
+                    .delete_object()
+                    .bucket(&self.spec.bucket)
+                    .key(self.marker_key(id))
+                    .send()
+                    .await;
+                tracing::warn!(dest = %self.describe(), key, "aborted an upload left by a run that is gone");
+                removed.push(key.to_string());
+            }
+            if page.is_truncated() != Some(true) {
+                break;
+            }
+            key_marker = page.next_key_marker().map(str::to_string);
+            id_marker = page.next_upload_id_marker().map(str::to_string);
+            if key_marker.is_none() {
+                break;
+            }
+        }
+        Ok(removed)
+    }
+}
+
+struct S3Upload {
+    dir: S3Dir,
+    key: String,
+    /// The part being filled.
+    buf: BytesMut,
+    upload_id: Option<String>,
+    parts: Vec<CompletedPart>,
+    in_flight: JoinSet<Result<CompletedPart, DestError>>,
+    size: u64,
+}
+
+impl S3Upload {
+    fn dest(&self) -> String {
+        self.dir.describe()
+    }
+
+    /// Starts the multipart upload and writes its marker.
+    async fn start(&mut self) -> Result<String, DestError> {
+        if let Some(id) = &self.upload_id {
+            return Ok(id.clone());
+        }
+        let spec = &self.dir.spec;
+        let out = self
+            .dir
+            .client
+            .create_multipart_upload()
+            .bucket(&spec.bucket)
+            .key(&self.key)
+            .send()
+            .await
+            .map_err(|e| s3_error(&self.dest(), &format!("start uploading {}", self.key), e))?;
+        let id = out.upload_id().unwrap_or_default().to_string();
+        self.upload_id = Some(id.clone());
+        let marker = Marker {
+            host: crate::host::hostname(),
+            pid: std::process::id(),
+            key: self.key.clone(),
+            started: Utc::now(),
+        };
+        self.dir
+            .client
+            .put_object()
+            .bucket(&spec.bucket)
+            .key(self.dir.marker_key(&id))
+            .body(ByteStream::from(
+                serde_json::to_vec(&marker).expect("marker serialises"),
+            ))
+            .send()
+            .await
+            .map_err(|e| s3_error(&self.dest(), "write the upload marker", e))?;
+        Ok(id)
+    }
+
+    /// Waits for one part in flight to finish.
+    async fn reap_one(&mut self) -> Result<(), DestError> {
+        if let Some(done) = self.in_flight.join_next().await {
+            let part = done.map_err(|e| DestError::Unusable {
+                dest: self.dest(),
+                message: format!("part upload task failed: {e}"),
+            })??;
+            self.parts.push(part);
+        }
+        Ok(())
+    }
+
+    /// Sends `body` as the next part, waiting first if enough parts are in flight.
+    async fn send_part(&mut self, body: Bytes) -> Result<(), DestError> {
+        let id = self.start().await?;
+        while self.in_flight.len() >= PARTS_IN_FLIGHT {
+            self.reap_one().await?;
+        }
+        let number = (self.parts.len() + self.in_flight.len() + 1) as i32;
+        let client = self.dir.client.clone();
+        let bucket = self.dir.spec.bucket.clone();
+        let key = self.key.clone();
+        let dest = self.dest();
+        self.in_flight.spawn(async move {
+            let out = client
+                .upload_part()
+                .bucket(bucket)
+                .key(&key)
+                .upload_id(id)
+                .part_number(number)
+                .body(ByteStream::from(body))
+                .send()
+                .await
+                .map_err(|e| s3_error(&dest, &format!("upload part {number} of {key}"), e))?;
+            Ok(CompletedPart::builder()
+                .set_e_tag(out.e_tag().map(str::to_string))
+                .part_number(number)
+                .build())
+        });
+        Ok(())
+    }
+
+    async fn finish(&mut self) -> Result<(), DestError> {
+        let spec = self.dir.spec.clone();
+        if self.upload_id.is_none() {
+            // Small enough for one request.
+            let body = self.buf.split().freeze();
+            self.dir
+                .client
+                .put_object()
+                .bucket(&spec.bucket)
+                .key(&self.key)
+                .body(ByteStream::from(body))
+                .send()
+                .await
+                .map_err(|e| s3_error(&self.dest(), &format!("write {}", self.key), e))?;
+        } else {
+            if !self.buf.is_empty() {
+                let body = self.buf.split().freeze();
+                self.send_part(body).await?;
+            }
+            while !self.in_flight.is_empty() {
+                self.reap_one().await?;
+            }
+            self.parts.sort_by_key(|p| p.part_number());
+            let id = self.upload_id.clone().expect("started");
+            self.dir
+                .client
+                .complete_multipart_upload()
+                .bucket(&spec.bucket)
+                .key(&self.key)
+                .upload_id(&id)
+                .multipart_upload(
+                    CompletedMultipartUpload::builder()
+                        .set_parts(Some(std::mem::take(&mut self.parts)))
+                        .build(),
+                )
+                .send()
+                .await
+                .map_err(|e| s3_error(&self.dest(), &format!("complete {}", self.key), e))?;
+            self.upload_id = None;
+            let _ = self
+                .dir
+                .client
+                .delete_object()
+                .bucket(&spec.bucket)
+                .key(self.dir.marker_key(&id))
+                .send()
+                .await;
+        }
+        // Verify what the store holds before calling the object written.
+        let head = self
+            .dir
+            .client
+            .head_object()
+            .bucket(&spec.bucket)
+            .key(&self.key)
+            .send()
+            .await
+            .map_err(|e| s3_error(&self.dest(), &format!("check {}", self.key), e))?;
+        let stored = head.content_length().unwrap_or(-1);
+        if stored != self.size as i64 {
+            let _ = self
+                .dir
+                .client
+                .delete_object()
+                .bucket(&spec.bucket)
+                .key(&self.key)
+                .send()
+                .await;
+            return Err(DestError::Unusable {
+                dest: self.dest(),
+                message: format!(
+                    "{} holds {stored} bytes after upload, {} were sent; removed it",
+                    self.key, self.size
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    async fn abort_upload(&mut self) {
+        self.in_flight.abort_all();
+        while self.in_flight.join_next().await.is_some() {}
+        if let Some(id) = self.upload_id.take() {
+            let spec = &self.dir.spec;
+            let aborted = self
+                .dir
+                .client
+                .abort_multipart_upload()
+                .bucket(&spec.bucket)
+                .key(&self.key)
+                .upload_id(&id)
+                .send()
+                .await;
+            if let Err(e) = aborted {
+                tracing::warn!(error = %s3_error(&self.dest(), "abort the upload", e), "the next run will abort it");
+                return;
+            }
+            let _ = self
+                .dir
+                .client
+                .delete_object()
+                .bucket(&spec.bucket)
+                .key(self.dir.marker_key(&id))
+                .send()
+                .await;
+        }
+    }
+}
+
+#[async_trait]
+impl Upload for S3Upload {
+    async fn write(&mut self, chunk: Bytes) -> Result<(), DestError> {
+        let part_size = self.dir.spec.part_size;
+        self.size += chunk.len() as u64;
+        let mut rest = chunk;
+        while !rest.is_empty() {
+            if self.buf.capacity() == 0 {
+                self.buf.reserve(part_size);
+            }
+            let take = rest.len().min(part_size - self.buf.len());
+            self.buf.extend_from_slice(&rest.split_to(take));
+            if self.buf.len() == part_size {
+                let body = self.buf.split().freeze();
+                // A fresh buffer per part: the sent one is freed when its request is done.
+                self.buf = BytesMut::new();
+                self.send_part(body).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn commit(mut self: Box<Self>) -> Result<u64, DestError> {
+        match self.finish().await {
+            Ok(()) => Ok(self.size),
+            Err(e) => {
+                self.abort_upload().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn abort(mut self: Box<Self>) {
+        self.abort_upload().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_bucket_and_prefix() {
+        let s = S3Spec::parse("s3://b/x/y/", "b/x/y/").unwrap();
+        assert_eq!((s.bucket.as_str(), s.prefix.as_str()), ("b", "x/y"));
+        assert_eq!(s.key("a.json"), "x/y/a.json");
+        assert_eq!(s.list_prefix(), "x/y/");
+        let bare = S3Spec::parse("s3://b", "b").unwrap();
+        assert_eq!(
+            (bare.key("a"), bare.list_prefix()),
+            ("a".into(), String::new())
+        );
+        assert!(S3Spec::parse("s3:///x", "/x").is_err());
+    }
+}

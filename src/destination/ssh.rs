@@ -1,0 +1,590 @@
+//! A directory on another host, reached through the system OpenSSH client so that what the operator
+//! already configured applies: `~/.ssh/config` (Host aliases, IdentityFile, ProxyJump), the agent
+//! and `known_hosts`. Host keys are checked strictly (`StrictHostKeyChecking=yes`), never accepted.
+//!
+//! Every operation is one `ssh <host> sh -c '<script>'`. An upload streams into `cat` writing a
+//! dot-named temp file under `flock` (when the remote has it); commit checks the size, syncs and
+//! renames. A killed run's `cat` ends when its pipe closes, so its lock frees and the next run can
+//! tell the temp file is stale.
+
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::process::Stdio;
+use std::task::{Context, Poll};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::task::JoinHandle;
+
+use super::{DestError, Destination, ObjectReader, Upload};
+
+const TEMP_SUFFIX: &str = ".partial";
+/// Exit code the scripts use for "no such object".
+const NOT_FOUND: i32 = 44;
+/// Stderr kept from one ssh run, for messages.
+const STDERR_LIMIT: usize = 8 * 1024;
+
+/// Where an `ssh://[user@]host[:port]/path` URL points, plus the client config to use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshSpec {
+    /// Login user; `None` leaves it to the ssh config.
+    pub user: Option<String>,
+    /// Host name or `Host` alias from the ssh config.
+    pub host: String,
+    /// Port; `None` leaves it to the ssh config.
+    pub port: Option<u16>,
+    /// Remote directory: absolute, or relative to the login directory (`ssh://host/~/backups`).
+    pub path: String,
+    /// An ssh config file to use instead of `~/.ssh/config` (`ssh -F`).
+    pub config: Option<PathBuf>,
+}
+
+impl SshSpec {
+    /// Parses the part after `ssh://`.
+    pub fn parse(url: &str, rest: &str, config: Option<PathBuf>) -> Result<SshSpec, String> {
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, ""),
+        };
+        let path = match path.strip_prefix("/~/") {
+            Some(relative) => relative.trim_end_matches('/').to_string(),
+            None => path.trim_end_matches('/').to_string(),
+        };
+        if path.is_empty() || path == "~" {
+            return Err(format!(
+                "{url:?}: give the remote directory, e.g. ssh://backup@nas/srv/backups or ssh://nas/~/backups"
+            ));
+        }
+        let (user, hostport) = match authority.rsplit_once('@') {
+            Some((u, h)) => (Some(u.to_string()), h),
+            None => (None, authority),
+        };
+        let (host, port) = match hostport.rsplit_once(':') {
+            Some((h, p)) if !h.contains(':') || h.starts_with('[') => {
+                let port = p
+                    .parse::<u16>()
+                    .map_err(|_| format!("{url:?}: port {p:?} is not a number"))?;
+                (h.trim_start_matches('[').trim_end_matches(']'), Some(port))
+            }
+            _ => (hostport, None),
+        };
+        if host.is_empty() || host.starts_with('-') || user.as_deref() == Some("") {
+            return Err(format!("{url:?}: expected ssh://[user@]host[:port]/path"));
+        }
+        Ok(SshSpec {
+            user,
+            host: host.to_string(),
+            port,
+            path,
+            config,
+        })
+    }
+}
+
+impl std::fmt::Display for SshSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ssh://")?;
+        if let Some(u) = &self.user {
+            write!(f, "{u}@")?;
+        }
+        write!(f, "{}", self.host)?;
+        if let Some(p) = self.port {
+            write!(f, ":{p}")?;
+        }
+        if self.path.starts_with('/') {
+            write!(f, "{}", self.path)
+        } else {
+            write!(f, "/~/{}", self.path)
+        }
+    }
+}
+
+/// A remote directory destination.
+pub struct SshDir {
+    spec: SshSpec,
+}
+
+impl SshDir {
+    /// A destination for `spec` (the directory is created on [`Destination::prepare`]).
+    pub fn new(spec: SshSpec) -> Self {
+        SshDir { spec }
+    }
+
+    fn command(&self, script: &str) -> Command {
+        let mut cmd = Command::new("ssh");
+        // BatchMode: never prompt (cron has no one to answer). StrictHostKeyChecking=yes overrides
+        // accept-new or no in the operator's config: dockyard never trusts a host key on its own.
+        cmd.args([
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "ConnectTimeout=15",
+            "-o",
+            "ServerAliveInterval=15",
+            "-o",
+            "ServerAliveCountMax=4",
+        ]);
+        if let Some(config) = &self.spec.config {
+            cmd.arg("-F").arg(config);
+        }
+        if let Some(port) = self.spec.port {
+            cmd.arg("-p").arg(port.to_string());
+        }
+        if let Some(user) = &self.spec.user {
+            cmd.arg("-l").arg(user);
+        }
+        cmd.arg("--")
+            .arg(&self.spec.host)
+            .arg(format!("sh -c {}", quote(script)));
+        cmd.kill_on_drop(true);
+        cmd
+    }
+
+    /// Runs `script` remotely and returns its stdout, or an error naming what failed.
+    async fn run(&self, action: &str, script: &str) -> Result<String, DestError> {
+        let out = self
+            .command(script)
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .map_err(|e| self.spawn_error(e))?;
+        if out.status.success() {
+            return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
+        }
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        Err(self.failure(action, out.status.code(), &stderr))
+    }
+
+    fn spawn_error(&self, e: std::io::Error) -> DestError {
+        DestError::Unusable {
+            dest: self.describe(),
+            message: format!("cannot run the ssh client ({e}); install OpenSSH's client (Debian: openssh-client)"),
+        }
+    }
+
+    /// Turns a failed run into a message that says what to check.
+    fn failure(&self, action: &str, code: Option<i32>, stderr: &str) -> DestError {
+        let host = &self.spec.host;
+        let detail = stderr
+            .lines()
+            .map(str::trim)
+            .rfind(|l| {
+                !l.is_empty()
+                    && !l.starts_with("@@@")
+                    && !l.starts_with("Warning: Permanently added")
+            })
+            .unwrap_or("")
+            .to_string();
+        let has = |s: &str| stderr.contains(s);
+        let message = if has("REMOTE HOST IDENTIFICATION HAS CHANGED")
+            || has("Host key for") && has("has changed")
+        {
+            format!("the host key of {host} has CHANGED since it was recorded in known_hosts; this may be an attack or a reinstalled host. Verify it out of band, then update known_hosts (ssh-keygen -R {host}); dockyard never accepts host keys on its own")
+        } else if has("Host key verification failed") || has("No ") && has("host key is known") {
+            format!("the host key of {host} is not in known_hosts; verify its fingerprint and add it (e.g. ssh-keyscan {host} >> ~/.ssh/known_hosts after checking), or connect once with ssh by hand; dockyard never accepts host keys on its own")
+        } else if has("Permission denied (") || has("Too many authentication failures") {
+            format!("authentication to {host} failed ({detail}); check the user, the key (IdentityFile in the ssh config), the agent, and the remote authorized_keys")
+        } else if has("Could not resolve hostname") {
+            format!("cannot resolve host name {host:?}; check the URL and the Host entries of the ssh config")
+        } else if has("Connection refused")
+            || has("Connection timed out")
+            || has("No route to host")
+            || has("Network is unreachable")
+            || has("Connection closed by")
+            || has("Connection reset")
+        {
+            format!("cannot reach {host} ({detail}); check that the host is up, the port, and the network")
+        } else if code == Some(255) {
+            format!("ssh to {host} failed: {detail}")
+        } else if code == Some(NOT_FOUND) {
+            return DestError::NotFound {
+                dest: self.describe(),
+                name: action.to_string(),
+            };
+        } else {
+            let hint = if detail.contains("Permission denied") || detail.contains("Read-only") {
+                "; check that the remote user may write there"
+            } else {
+                ""
+            };
+            format!("cannot {action} on {host}: {detail}{hint}")
+        };
+        DestError::Unusable {
+            dest: self.describe(),
+            message,
+        }
+    }
+
+    fn dir(&self) -> String {
+        quote(&self.spec.path)
+    }
+
+    fn check_name(&self, name: &str) -> Result<(), DestError> {
+        if name.is_empty() || name.starts_with('.') || name.contains('/') {
+            return Err(DestError::Unusable {
+                dest: self.describe(),
+                message: format!("invalid object name {name:?}"),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Destination for SshDir {
+    fn describe(&self) -> String {
+        self.spec.to_string()
+    }
+
+    async fn prepare(&self) -> Result<(), DestError> {
+        let d = self.dir();
+        self.run(
+            "prepare the remote directory",
+            &format!(
+                "mkdir -p -- {d} && test -d {d} && test -w {d} || {{ echo \"{} is not a writable directory\" >&2; exit 1; }}",
+                self.spec.path
+            ),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn put(&self, name: &str) -> Result<Box<dyn Upload>, DestError> {
+        self.check_name(name)?;
+        let nonce: u32 = rand::random();
+        let temp = format!(
+            ".{name}.{}-{}-{nonce:08x}{TEMP_SUFFIX}",
+            crate::host::hostname(),
+            std::process::id()
+        );
+        let t = quote(&temp);
+        let script = format!(
+            "umask 077; cd -- {} || exit 1; if command -v flock >/dev/null 2>&1; then exec flock {t} cat > {t}; else exec cat > {t}; fi",
+            self.dir()
+        );
+        let mut child = self
+            .command(&script)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| self.spawn_error(e))?;
+        let stdin = child.stdin.take();
+        let stderr = child.stderr.take().map(collect_stderr);
+        Ok(Box::new(SshUpload {
+            dir: SshDir::new(self.spec.clone()),
+            child: Some(child),
+            stdin,
+            stderr,
+            temp,
+            name: name.to_string(),
+            size: 0,
+        }))
+    }
+
+    async fn get(&self, name: &str) -> Result<ObjectReader, DestError> {
+        self.check_name(name)?;
+        let script = format!(
+            "cd -- {} 2>/dev/null && test -f {n} || exit {NOT_FOUND}; exec cat -- {n}",
+            self.dir(),
+            n = quote(name)
+        );
+        let mut child = self
+            .command(&script)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| self.spawn_error(e))?;
+        let stdout = child.stdout.take().expect("piped");
+        let stderr = child.stderr.take().map(collect_stderr);
+        Ok(Box::new(SshReader {
+            dir: SshDir::new(self.spec.clone()),
+            name: name.to_string(),
+            stdout,
+            finish: Some(Box::pin(async move {
+                let status = child.wait().await;
+                let err = match stderr {
+                    Some(h) => h.await.unwrap_or_default(),
+                    None => String::new(),
+                };
+                (status, err)
+            })),
+        }))
+    }
+
+    async fn list(&self) -> Result<Vec<String>, DestError> {
+        let out = self
+            .run(
+                "list the remote directory",
+                &format!(
+                    "cd -- {} 2>/dev/null || exit 0; for f in *; do [ -f \"$f\" ] && printf '%s\\n' \"$f\"; done; exit 0",
+                    self.dir()
+                ),
+            )
+            .await?;
+        Ok(out
+            .lines()
+            .filter(|l| !l.is_empty() && !l.starts_with('.'))
+            .map(str::to_string)
+            .collect())
+    }
+
+    async fn delete(&self, name: &str) -> Result<(), DestError> {
+        self.check_name(name)?;
+        self.run(
+            &format!("delete {name}"),
+            &format!(
+                "cd -- {} && test -f {n} || exit {NOT_FOUND}; rm -f -- {n}",
+                self.dir(),
+                n = quote(name)
+            ),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn remove_stale(&self) -> Result<Vec<String>, DestError> {
+        // A temp file whose lock is free has no writer. Without flock on the remote, only temp files
+        // untouched for a day are taken as stale.
+        let script = format!(
+            "cd -- {} 2>/dev/null || exit 0
+for f in .*{TEMP_SUFFIX}; do
+  [ -f \"$f\" ] || continue
+  if command -v flock >/dev/null 2>&1; then
+    flock -n \"$f\" true && rm -f -- \"$f\" && printf '%s\\n' \"$f\"
+  elif [ -n \"$(find \"$f\" -mmin +1440 2>/dev/null)\" ]; then
+    rm -f -- \"$f\" && printf '%s\\n' \"$f\"
+  fi
+done
+exit 0",
+            self.dir()
+        );
+        let out = self
+            .run("clean up temp files of earlier runs", &script)
+            .await?;
+        let removed: Vec<String> = out.lines().map(str::to_string).collect();
+        for f in &removed {
+            tracing::warn!(dest = %self.describe(), file = %f, "removed temp file left by a run that is gone");
+        }
+        Ok(removed)
+    }
+}
+
+/// Reads a child's stderr in the background (so a chatty child cannot block on a full pipe),
+/// keeping the first [`STDERR_LIMIT`] bytes.
+fn collect_stderr(mut stderr: tokio::process::ChildStderr) -> JoinHandle<String> {
+    tokio::spawn(async move {
+        let mut kept = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stderr.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            let room = STDERR_LIMIT.saturating_sub(kept.len());
+            kept.extend_from_slice(&buf[..n.min(room)]);
+        }
+        String::from_utf8_lossy(&kept).into_owned()
+    })
+}
+
+struct SshUpload {
+    dir: SshDir,
+    child: Option<Child>,
+    stdin: Option<ChildStdin>,
+    stderr: Option<JoinHandle<String>>,
+    temp: String,
+    name: String,
+    size: u64,
+}
+
+impl SshUpload {
+    /// Waits for the streaming `cat` and turns a failure into a message.
+    async fn finish_stream(&mut self) -> Result<(), DestError> {
+        drop(self.stdin.take());
+        let status = match self.child.take() {
+            Some(mut c) => c.wait().await.ok(),
+            None => None,
+        };
+        let stderr = match self.stderr.take() {
+            Some(h) => h.await.unwrap_or_default(),
+            None => String::new(),
+        };
+        match status {
+            Some(s) if s.success() => Ok(()),
+            s => Err(self.dir.failure(
+                &format!("write {}", self.temp),
+                s.and_then(|s| s.code()),
+                &stderr,
+            )),
+        }
+    }
+
+    async fn remove_temp(&self) {
+        let script = format!("cd -- {} && rm -f -- {}", self.dir.dir(), quote(&self.temp));
+        if let Err(e) = self.dir.run("remove the temp file", &script).await {
+            tracing::warn!(error = %e, "could not remove the remote temp file; the next run will");
+        }
+    }
+}
+
+#[async_trait]
+impl Upload for SshUpload {
+    async fn write(&mut self, chunk: Bytes) -> Result<(), DestError> {
+        let stdin = self.stdin.as_mut().expect("write after commit");
+        if stdin.write_all(&chunk).await.is_err() {
+            // The pipe broke: ssh or the remote side is gone; its stderr says why.
+            return Err(match self.finish_stream().await {
+                Err(e) => e,
+                Ok(()) => DestError::Unusable {
+                    dest: self.dir.describe(),
+                    message: "the ssh connection closed while writing".into(),
+                },
+            });
+        }
+        self.size += chunk.len() as u64;
+        Ok(())
+    }
+
+    async fn commit(mut self: Box<Self>) -> Result<u64, DestError> {
+        if let Err(e) = self.finish_stream().await {
+            self.remove_temp().await;
+            return Err(e);
+        }
+        // The size check catches a stream cut short; sync is best effort (busybox's takes no file).
+        let script = format!(
+            "cd -- {d} || exit 1
+size=$(wc -c < {t}) || exit 1
+if [ \"$size\" -ne {n} ]; then echo \"uploaded $size bytes, sent {n}\" >&2; rm -f -- {t}; exit 1; fi
+sync -- {t} 2>/dev/null
+mv -f -- {t} {f} || exit 1
+sync -- . 2>/dev/null
+exit 0",
+            d = self.dir.dir(),
+            t = quote(&self.temp),
+            f = quote(&self.name),
+            n = self.size
+        );
+        if let Err(e) = self
+            .dir
+            .run(&format!("finish {}", self.name), &script)
+            .await
+        {
+            self.remove_temp().await;
+            return Err(e);
+        }
+        Ok(self.size)
+    }
+
+    async fn abort(mut self: Box<Self>) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.start_kill();
+            let _ = c.wait().await;
+        }
+        self.remove_temp().await;
+    }
+}
+
+type Finish = Pin<
+    Box<
+        dyn std::future::Future<Output = (std::io::Result<std::process::ExitStatus>, String)>
+            + Send,
+    >,
+>;
+
+/// The stdout of a remote `cat`; at its end, the exit status is checked so a failed read is an
+/// error rather than a short object.
+struct SshReader {
+    dir: SshDir,
+    name: String,
+    stdout: ChildStdout,
+    finish: Option<Finish>,
+}
+
+impl AsyncRead for SshReader {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        match Pin::new(&mut self.stdout).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) if buf.filled().len() == before => {}
+            other => return other,
+        }
+        // End of stream: did the remote side succeed?
+        let Some(finish) = self.finish.as_mut() else {
+            return Poll::Ready(Ok(()));
+        };
+        let (status, stderr) = match finish.as_mut().poll(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(r) => r,
+        };
+        self.finish = None;
+        match status {
+            Ok(s) if s.success() => Poll::Ready(Ok(())),
+            Ok(s) => {
+                let e = self
+                    .dir
+                    .failure(&format!("read {}", self.name), s.code(), &stderr);
+                let kind = if matches!(e, DestError::NotFound { .. }) {
+                    std::io::ErrorKind::NotFound
+                } else {
+                    std::io::ErrorKind::Other
+                };
+                Poll::Ready(Err(std::io::Error::new(kind, e.to_string())))
+            }
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+}
+
+/// Quotes `s` for a POSIX shell.
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(rest: &str) -> Result<SshSpec, String> {
+        SshSpec::parse(&format!("ssh://{rest}"), rest, None)
+    }
+
+    #[test]
+    fn parses_user_host_port_and_path() {
+        let s = parse("backup@nas.example:2222/srv/backups/").unwrap();
+        assert_eq!(s.user.as_deref(), Some("backup"));
+        assert_eq!((s.host.as_str(), s.port), ("nas.example", Some(2222)));
+        assert_eq!(s.path, "/srv/backups");
+        assert_eq!(s.to_string(), "ssh://backup@nas.example:2222/srv/backups");
+    }
+
+    #[test]
+    fn alias_without_user_or_port_and_home_relative_path() {
+        let s = parse("nas/~/backups").unwrap();
+        assert_eq!(
+            (s.user.as_deref(), s.port, s.path.as_str()),
+            (None, None, "backups")
+        );
+        assert_eq!(s.to_string(), "ssh://nas/~/backups");
+    }
+
+    #[test]
+    fn rejects_missing_path_bad_port_and_option_like_hosts() {
+        assert!(parse("nas").unwrap_err().contains("remote directory"));
+        assert!(parse("nas:abc/x").unwrap_err().contains("port"));
+        assert!(parse("-oProxyCommand=x/y").is_err());
+    }
+
+    #[test]
+    fn quotes_for_the_shell() {
+        assert_eq!(quote("a b"), "'a b'");
+        assert_eq!(quote("it's"), "'it'\\''s'");
+    }
+}
