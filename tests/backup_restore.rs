@@ -3,26 +3,7 @@
 
 mod common;
 
-use common::{dest_dir, dockyard, files, list, App};
-
-/// Every kind of entry a volume holds: owners, modes, old mtimes, links, empty dirs, long unicode
-/// names, and a few MB of random data.
-const FIXTURE: &str = r#"set -e
-cd /srv/media
-mkdir -p docs/empty photos/2024
-dd if=/dev/urandom of=photos/2024/big.bin bs=1024 count=3072 2>/dev/null
-echo secret > docs/private.txt && chmod 600 docs/private.txt
-printf '#!/bin/sh\necho hi\n' > docs/run.sh && chmod 755 docs/run.sh
-ln docs/private.txt docs/hardlink.txt
-ln -s ../docs/run.sh photos/link-to-run
-L="dir-ünïcödé-$(printf 'x%.0s' $(seq 1 60))"
-mkdir "$L" && echo long > "$L/file-名前-$(printf 'y%.0s' $(seq 1 50)).txt"
-chown -R 1000:1000 docs photos "$L"
-chmod 700 docs/empty
-touch -d "2001-02-03 04:05:06" docs/private.txt photos/2024/big.bin docs/run.sh
-touch -d "2002-03-04 05:06:07" docs/empty photos/2024
-echo "GET / 200" > /srv/logs/access.log
-"#;
+use common::{dest_dir, dockyard, files, list, App, FIXTURE};
 
 #[test]
 fn round_trip_into_a_new_container_keeps_bytes_and_metadata() {

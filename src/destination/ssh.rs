@@ -245,7 +245,7 @@ impl Destination for SshDir {
         self.run(
             "prepare the remote directory",
             &format!(
-                "mkdir -p -- {d} && test -d {d} && test -w {d} || {{ echo \"{} is not a writable directory\" >&2; exit 1; }}",
+                "mkdir -p -- {d} || exit 1; [ -d {d} ] && [ -w {d} ] || {{ echo \"cannot write into {}: Permission denied\" >&2; exit 1; }}",
                 self.spec.path
             ),
         )

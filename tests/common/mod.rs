@@ -2,9 +2,30 @@
 //! and unique names that remove themselves, and the dockyard binary run as a user would run it.
 #![allow(dead_code)]
 
+pub mod peers;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
+
+/// Every kind of entry a volume holds: owners, modes, old mtimes, links, empty dirs, long unicode
+/// names, and a few MB of random data.
+pub const FIXTURE: &str = r#"set -e
+cd /srv/media
+mkdir -p docs/empty photos/2024
+dd if=/dev/urandom of=photos/2024/big.bin bs=1024 count=3072 2>/dev/null
+echo secret > docs/private.txt && chmod 600 docs/private.txt
+printf '#!/bin/sh\necho hi\n' > docs/run.sh && chmod 755 docs/run.sh
+ln docs/private.txt docs/hardlink.txt
+ln -s ../docs/run.sh photos/link-to-run
+L="dir-ünïcödé-$(printf 'x%.0s' $(seq 1 60))"
+mkdir "$L" && echo long > "$L/file-名前-$(printf 'y%.0s' $(seq 1 50)).txt"
+chown -R 1000:1000 docs photos "$L"
+chmod 700 docs/empty
+touch -d "2001-02-03 04:05:06" docs/private.txt photos/2024/big.bin docs/run.sh
+touch -d "2002-03-04 05:06:07" docs/empty photos/2024
+echo "GET / 200" > /srv/logs/access.log
+"#;
 
 /// The image every test container runs: busybox-static imported as a rootfs (no pull needed).
 pub const IMAGE: &str = "dockyard-test/busybox:1";
@@ -182,11 +203,29 @@ impl Run {
 
 /// Runs the dockyard binary with `args`.
 pub fn dockyard(args: &[&str]) -> Run {
-    let out: Output = Command::new(env!("CARGO_BIN_EXE_dockyard"))
-        .args(args)
-        .env_remove("DOCKYARD_DEST")
-        .output()
-        .expect("dockyard runs");
+    dockyard_env(args, &[])
+}
+
+/// The dockyard binary as a command with a clean environment for its own settings, plus `env`.
+pub fn dockyard_cmd(args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dockyard"));
+    cmd.args(args);
+    for var in [
+        "DOCKYARD_DEST",
+        "DOCKYARD_SSH_CONFIG",
+        "DOCKYARD_S3_ENDPOINT",
+        "AWS_ENDPOINT_URL",
+        "AWS_PROFILE",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.envs(env.iter().copied());
+    cmd
+}
+
+/// Runs the dockyard binary with `args` and extra environment `env`.
+pub fn dockyard_env(args: &[&str], env: &[(&str, &str)]) -> Run {
+    let out: Output = dockyard_cmd(args, env).output().expect("dockyard runs");
     Run {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

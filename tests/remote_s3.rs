@@ -1,0 +1,463 @@
+//! Backups to S3, against a real Garage on 127.0.0.1: the multipart round trip, paginated listing,
+//! a run killed mid-upload, each way the store can refuse, and a three-node cluster (replication
+//! factor 3) that loses a node during the backup.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::peers::{pairs, var, S3};
+use common::{dockyard_cmd, dockyard_env, unique, App, Run, FIXTURE};
+
+fn run(s3: &S3, args: &[&str]) -> Run {
+    let env = s3.env();
+    let r = dockyard_env(args, &pairs(&env));
+    for out in [&r.stdout, &r.stderr] {
+        assert!(!out.contains(&s3.secret), "the secret key was printed");
+    }
+    r
+}
+
+fn listed(s3: &S3, url: &str) -> Vec<serde_json::Value> {
+    serde_json::from_str(&run(s3, &["list", "--json", "--to", url]).ok()).unwrap()
+}
+
+/// A unique prefix in the suite's bucket, emptied when dropped.
+struct Prefix {
+    s3: S3,
+    name: String,
+}
+
+impl Prefix {
+    fn new(s3: &S3) -> Prefix {
+        Prefix {
+            s3: s3.clone(),
+            name: unique("s3"),
+        }
+    }
+    fn url(&self) -> String {
+        format!("s3://{}/{}", self.s3.bucket, self.name)
+    }
+}
+
+impl Drop for Prefix {
+    fn drop(&mut self) {
+        self.s3.clear(&self.name);
+    }
+}
+
+/// Backs up, lists, verifies and restores through `s3`, in 5 MiB parts, and checks the store
+/// holds exactly the archive and its manifest afterwards.
+fn round_trip(s3: &S3, what: &str, extra: &[&str], during: impl FnOnce(&mut Child, &str)) {
+    let app = App::running(what, &["/srv/media", "/srv/logs"]);
+    app.sh(FIXTURE);
+    app.sh("dd if=/dev/urandom of=/srv/media/video.bin bs=1M count=24 2>/dev/null");
+    let prefix = Prefix::new(s3);
+    let url = prefix.url();
+    let env = s3.env();
+    let mut args = vec!["backup", &app.name, "--to", &url, "--s3-part-size", "5"];
+    args.extend_from_slice(extra);
+    let mut child = dockyard_cmd(&args, &pairs(&env))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    during(&mut child, &prefix.name);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "backup failed: {stderr}");
+    assert!(
+        !stderr.contains(&s3.secret) && !String::from_utf8_lossy(&out.stdout).contains(&s3.secret)
+    );
+
+    let m = listed(s3, &url);
+    assert_eq!(m.len(), 1, "{m:?}");
+    let id = m[0]["id"].as_str().unwrap();
+    assert!(
+        m[0]["size"].as_u64().unwrap() > 20 << 20,
+        "expected a multipart-sized archive"
+    );
+    assert_eq!(
+        s3.keys(&prefix.name),
+        vec![
+            format!("{}/{id}.json", prefix.name),
+            format!("{}/{id}.tar.zst", prefix.name)
+        ],
+        "the store should hold the archive and its manifest only (no upload markers)"
+    );
+    assert!(
+        s3.uploads(&prefix.name).is_empty(),
+        "unfinished upload left"
+    );
+    assert!(run(s3, &["verify", id, "--to", &url])
+        .ok()
+        .starts_with("ok "));
+
+    let fresh = App::created(&format!("{what}-new"), &["/srv/media", "/srv/logs"]);
+    run(
+        s3,
+        &[
+            "restore",
+            &fresh.name,
+            "--from",
+            &url,
+            "--container",
+            &app.name,
+        ],
+    )
+    .ok();
+    fresh.start();
+    for path in ["/srv/media", "/srv/logs"] {
+        assert_eq!(fresh.tree(path), app.tree(path), "{path} differs");
+    }
+    assert!(app.helpers().is_empty() && fresh.helpers().is_empty());
+}
+
+#[test]
+fn s3_multipart_round_trip_backup_list_verify_restore() {
+    round_trip(&S3::garage(), "s3-rt", &[], |_, _| {});
+}
+
+#[test]
+fn s3_listing_pages_past_a_thousand_objects() {
+    let s3 = S3::garage();
+    let app = App::running("s3-page", &["/srv/media"]);
+    app.sh("echo hello > /srv/media/a");
+    let prefix = Prefix::new(&s3);
+    let url = prefix.url();
+    // 1001 unrelated objects that sort before the backup push it onto the second page.
+    let client = s3.client();
+    let (bucket, name) = (s3.bucket.clone(), prefix.name.clone());
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(async move {
+            let mut set = tokio::task::JoinSet::new();
+            for i in 0..1001 {
+                let (c, b, k) = (
+                    client.clone(),
+                    bucket.clone(),
+                    format!("{name}/aaa-{i:04}.bin"),
+                );
+                set.spawn(async move { c.put_object().bucket(b).key(k).send().await.map(|_| ()) });
+                if set.len() >= 32 {
+                    set.join_next().await.unwrap().unwrap().unwrap();
+                }
+            }
+            while let Some(r) = set.join_next().await {
+                r.unwrap().unwrap();
+            }
+        });
+    run(&s3, &["backup", &app.name, "--to", &url]).ok();
+    let m = listed(&s3, &url);
+    assert_eq!(m.len(), 1, "the backup on the second page is missing");
+    assert_eq!(m[0]["container"], app.name.as_str());
+}
+
+#[test]
+fn s3_killed_mid_upload_is_invisible_and_aborted_by_the_next_run() {
+    let s3 = S3::garage();
+    let app = App::running("s3-kill", &["/srv/media", "/srv/logs"]);
+    app.sh("dd if=/dev/urandom of=/srv/media/big bs=1M count=64 2>/dev/null; echo x > /srv/logs/l");
+    let prefix = Prefix::new(&s3);
+    let url = prefix.url();
+    let env = s3.env();
+    let mut child = dockyard_cmd(
+        &[
+            "backup",
+            &app.name,
+            "--to",
+            &url,
+            "--level",
+            "19",
+            "--path",
+            "/srv/media",
+            "--s3-part-size",
+            "5",
+        ],
+        &pairs(&env),
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while s3.uploads(&prefix.name).is_empty() {
+        assert!(Instant::now() < deadline, "no multipart upload started");
+        assert!(child.try_wait().unwrap().is_none(), "backup ended too soon");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    assert!(listed(&s3, &url).is_empty(), "a killed backup is listed");
+    assert_eq!(s3.uploads(&prefix.name).len(), 1);
+
+    run(
+        &s3,
+        &["backup", &app.name, "--to", &url, "--path", "/srv/logs"],
+    )
+    .ok();
+    assert!(
+        s3.uploads(&prefix.name).is_empty(),
+        "the killed run's multipart upload was not aborted"
+    );
+    let m = listed(&s3, &url);
+    assert_eq!(m.len(), 1);
+    assert_eq!(
+        s3.keys(&prefix.name).len(),
+        2,
+        "marker left: {:?}",
+        s3.keys(&prefix.name)
+    );
+    assert!(app.helpers().is_empty(), "stale helper not removed");
+}
+
+/// Backs up to `url` with `s3`'s credentials expecting a destination error containing `wants`.
+fn refused(s3: &S3, what: &str, url: &str, wants: &[&str]) {
+    let app = App::created(what, &["/srv/media"]);
+    let r = run(s3, &["backup", &app.name, "--to", url]);
+    assert_eq!(r.code, 4, "{url}: {}", r.stderr);
+    for want in wants {
+        assert!(
+            r.stderr.contains(want),
+            "{url}: missing {want:?} in: {}",
+            r.stderr
+        );
+    }
+    assert!(app.helpers().is_empty(), "helper left behind");
+}
+
+#[test]
+fn wrong_credentials_name_the_destination_and_never_print_the_secret() {
+    let good = S3::garage();
+    let bad = S3 {
+        secret: "not-the-secret-0123456789abcdef0123456789abcdef".into(),
+        ..good.clone()
+    };
+    let url = format!("s3://{}/never", good.bucket);
+    refused(
+        &bad,
+        "s3-creds",
+        &url,
+        &[&url, "access denied", "AWS_SECRET_ACCESS_KEY"],
+    );
+}
+
+#[test]
+fn unknown_bucket_is_named() {
+    let s3 = S3::garage();
+    let bucket = unique("nobucket");
+    refused(
+        &s3,
+        "s3-bucket",
+        &format!("s3://{bucket}/x"),
+        &[&format!("bucket {bucket:?} does not exist")],
+    );
+}
+
+#[test]
+fn read_only_key_is_denied_and_leaves_no_upload() {
+    let rw = S3::garage();
+    let ro = S3 {
+        key_id: var("DOCKYARD_TEST_S3_RO_KEY_ID"),
+        secret: var("DOCKYARD_TEST_S3_RO_SECRET"),
+        ..rw.clone()
+    };
+    let prefix = Prefix::new(&rw);
+    refused(
+        &ro,
+        "s3-ro",
+        &prefix.url(),
+        &["access denied", "may read and write"],
+    );
+    assert!(rw.uploads(&prefix.name).is_empty());
+    assert!(rw.keys(&prefix.name).is_empty());
+}
+
+#[test]
+fn unreachable_endpoint_says_so() {
+    let s3 = S3 {
+        endpoint: "http://127.0.0.1:9".into(),
+        ..S3::garage()
+    };
+    refused(
+        &s3,
+        "s3-down",
+        "s3://b/x",
+        &["cannot reach the S3 endpoint", "--s3-endpoint"],
+    );
+}
+
+/// A Garage cluster this test starts on free ports and stops (only its own processes) when dropped.
+struct Cluster {
+    nodes: Vec<Option<Child>>,
+    _dir: tempfile::TempDir,
+    s3: S3,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Cluster {
+    fn start(n: usize) -> Cluster {
+        let bin = var("DOCKYARD_TEST_GARAGE_BIN");
+        let dir = tempfile::tempdir().unwrap();
+        let secret: String = (0..32)
+            .map(|i| format!("{:02x}", (i * 37 + 11) as u8))
+            .collect();
+        let mut configs = Vec::new();
+        let mut nodes = Vec::new();
+        let mut s3_port = 0;
+        for i in 0..n {
+            let (rpc, api) = (free_port(), free_port());
+            if i == 0 {
+                s3_port = api;
+            }
+            let d = dir.path().join(format!("node{i}"));
+            std::fs::create_dir_all(&d).unwrap();
+            let conf = d.join("garage.toml");
+            std::fs::write(
+                &conf,
+                format!(
+                    "metadata_dir = \"{d}/meta\"\ndata_dir = \"{d}/data\"\ndb_engine = \"sqlite\"\n\
+                     replication_factor = {n}\nrpc_bind_addr = \"127.0.0.1:{rpc}\"\n\
+                     rpc_public_addr = \"127.0.0.1:{rpc}\"\nrpc_secret = \"{secret}\"\n\
+                     [s3_api]\ns3_region = \"garage\"\napi_bind_addr = \"127.0.0.1:{api}\"\n\
+                     root_domain = \".s3.garage.localhost\"\n",
+                    d = d.display()
+                ),
+            )
+            .unwrap();
+            let log = std::fs::File::create(d.join("log")).unwrap();
+            let child = Command::new(&bin)
+                .args(["-c", conf.to_str().unwrap(), "server"])
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .unwrap();
+            nodes.push(Some(child));
+            configs.push(conf);
+        }
+        let garage = |i: usize, args: &[&str]| -> String {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let out = Command::new(&bin)
+                    .args(["-c", configs[i].to_str().unwrap()])
+                    .args(args)
+                    .output()
+                    .unwrap();
+                if out.status.success() {
+                    return String::from_utf8_lossy(&out.stdout).into_owned();
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "garage {args:?}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        };
+        let ids: Vec<String> = (0..n)
+            .map(|i| garage(i, &["node", "id", "-q"]).trim().to_string())
+            .collect();
+        for id in &ids[1..] {
+            garage(0, &["node", "connect", id]);
+        }
+        for (i, id) in ids.iter().enumerate() {
+            let short = id.split('@').next().unwrap();
+            garage(
+                0,
+                &[
+                    "layout",
+                    "assign",
+                    "-z",
+                    &format!("dc{i}"),
+                    "-c",
+                    "1G",
+                    short,
+                ],
+            );
+        }
+        garage(0, &["layout", "apply", "--version", "1"]);
+        let bucket = unique("cluster");
+        garage(0, &["bucket", "create", &bucket]);
+        let key = garage(0, &["key", "create", "dockyard-cluster"]);
+        let field = |name: &str| {
+            key.lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split(':').nth(1))
+                .unwrap()
+                .trim()
+                .to_string()
+        };
+        garage(
+            0,
+            &[
+                "bucket",
+                "allow",
+                "--read",
+                "--write",
+                "--owner",
+                &bucket,
+                "--key",
+                "dockyard-cluster",
+            ],
+        );
+        let s3 = S3 {
+            endpoint: format!("http://127.0.0.1:{s3_port}"),
+            bucket,
+            key_id: field("Key ID"),
+            secret: field("Secret key"),
+        };
+        Cluster {
+            nodes,
+            _dir: dir,
+            s3,
+        }
+    }
+
+    fn stop(&mut self, i: usize) {
+        if let Some(mut c) = self.nodes[i].take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.stop(i);
+        }
+    }
+}
+
+#[test]
+fn three_node_cluster_survives_losing_a_node_during_the_backup() {
+    let mut cluster = Cluster::start(3);
+    let s3 = cluster.s3.clone();
+    // Level 12 makes the backup take a few seconds, so the node stops mid-upload.
+    round_trip(
+        &s3.clone(),
+        "s3-cluster",
+        &["--level", "12"],
+        |child, prefix| {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while s3.uploads(prefix).is_empty() {
+                assert!(Instant::now() < deadline, "no multipart upload started");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "the backup finished before a node could be stopped"
+            );
+            cluster.stop(2);
+        },
+    );
+}
