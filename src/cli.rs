@@ -14,6 +14,7 @@ Exit codes:
   3    Docker Engine error (unreachable, unknown container, failed request)
   4    destination error (cannot write, read or list the destination)
   5    verification failed (checksum, corrupt or unsafe archive)
+  6    busy: another dockyard run holds the lock (the message names it)
   130  interrupted (SIGINT/SIGTERM); helpers and partial files were cleaned up";
 
 /// Back up and restore the volumes of Docker containers, streaming tar through zstd.
@@ -97,6 +98,126 @@ pub enum Command {
     /// The archive is verified before anything is touched; a non-empty target is first saved as a
     /// `pre-restore` backup; afterwards each restored path holds exactly what the archive holds.
     Restore(RestoreArgs),
+    /// Rotate the log files in a container's log volume and ship them (what cron runs).
+    ///
+    /// `dockyard logs web --to s3://logs/web` rotates, tells the app to reopen, ships every rotated
+    /// file (zstd) under a deterministic key, checks it, then deletes it from the volume.
+    /// `logs rotate` and `logs ship` do one half each. Nothing is lost or shipped twice: a file
+    /// that fails to ship stays for the next run, and shipping it again overwrites the same key.
+    Logs(Box<LogsArgs>),
+}
+
+/// `dockyard logs`.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct LogsArgs {
+    /// Only one half.
+    #[command(subcommand)]
+    pub action: Option<LogsAction>,
+
+    /// Container whose logs to rotate and ship.
+    #[arg(required = true)]
+    pub container: Option<String>,
+
+    #[command(flatten)]
+    pub dir: LogDirArgs,
+
+    #[command(flatten)]
+    pub rotate: RotateArgs,
+
+    #[command(flatten)]
+    pub ship: ShipArgs,
+}
+
+/// `dockyard logs rotate|ship`.
+#[derive(Debug, Subcommand)]
+pub enum LogsAction {
+    /// Rotate only: rename due log files to `<name>.<UTC timestamp>` and tell the app to reopen.
+    Rotate(LogsRotateArgs),
+    /// Ship only: compress and upload rotated files, check them, then delete them from the volume.
+    Ship(LogsShipArgs),
+}
+
+/// `dockyard logs rotate`.
+#[derive(Debug, Args)]
+pub struct LogsRotateArgs {
+    /// Container whose logs to rotate.
+    pub container: String,
+
+    #[command(flatten)]
+    pub dir: LogDirArgs,
+
+    #[command(flatten)]
+    pub rotate: RotateArgs,
+
+    /// Keep only the newest N rotated files per log (when nothing ships them).
+    #[arg(long, value_name = "N")]
+    pub keep_local: Option<usize>,
+}
+
+/// `dockyard logs ship`.
+#[derive(Debug, Args)]
+pub struct LogsShipArgs {
+    /// Container whose rotated logs to ship.
+    pub container: String,
+
+    #[command(flatten)]
+    pub dir: LogDirArgs,
+
+    #[command(flatten)]
+    pub ship: ShipArgs,
+}
+
+/// Where the logs are.
+#[derive(Debug, Args)]
+pub struct LogDirArgs {
+    /// The log directory inside the container (must be in a volume or bind mount).
+    #[arg(long = "path", default_value = "/srv/logs", value_name = "DIR")]
+    pub path: String,
+
+    /// Image for the helper containers (needs /bin/sh). Default: the app's own image.
+    #[arg(long, value_name = "IMAGE")]
+    pub helper_image: Option<String>,
+}
+
+/// How to rotate.
+#[derive(Debug, Args)]
+pub struct RotateArgs {
+    /// Which files in DIR to rotate (shell glob, no `/`); repeat for several.
+    #[arg(long = "pattern", default_value = "*.log", value_name = "GLOB")]
+    pub patterns: Vec<String>,
+
+    /// How the app learns to reopen its files: `signal:USR1` (Gunicorn, nginx), `signal:<NAME>`,
+    /// `exec:<command>` (run in the app container, e.g. `exec:nginx -s reopen`), `copytruncate`
+    /// (for apps that cannot reopen; a small window can lose lines), or `none` (apps that notice
+    /// the rename, e.g. Python's WatchedFileHandler).
+    #[arg(long, default_value = "signal:USR1", value_name = "METHOD")]
+    pub reopen: String,
+
+    /// Rotate only files at least this big (e.g. 10M, 1G). With --max-age, either is enough.
+    #[arg(long, value_name = "SIZE")]
+    pub min_size: Option<String>,
+
+    /// Rotate only files last rotated at least this long ago (e.g. 1h, 1d). With --min-size,
+    /// either is enough.
+    #[arg(long, value_name = "AGE")]
+    pub max_age: Option<String>,
+}
+
+/// Where and how to ship.
+#[derive(Debug, Args)]
+pub struct ShipArgs {
+    #[command(flatten)]
+    pub dest: DestArg,
+
+    /// zstd level for shipped logs (1-19).
+    #[arg(long = "level", default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19))]
+    pub level: i32,
+
+    /// Seconds to wait after asking the app to reopen, before shipping what was rotated (lines the
+    /// app writes to a renamed file until it reopens still ship: a file that grew is shipped again).
+    #[arg(long, default_value_t = 1.0, value_name = "SECONDS")]
+    pub settle: f64,
 }
 
 /// Where backups live.

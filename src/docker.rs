@@ -7,12 +7,14 @@ use std::collections::{HashMap, HashSet};
 use std::io;
 use std::sync::{Arc, Mutex};
 
+use bollard::container::LogOutput;
 use bollard::errors::Error as BollardError;
+use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, DownloadFromContainerOptionsBuilder,
-    ListContainersOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
-    UploadToContainerOptionsBuilder, WaitContainerOptionsBuilder,
+    KillContainerOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder,
+    RemoveContainerOptionsBuilder, UploadToContainerOptionsBuilder, WaitContainerOptionsBuilder,
 };
 use bollard::Docker;
 use bytes::Bytes;
@@ -136,6 +138,19 @@ pub struct HelperSpec<'a> {
     pub image: &'a str,
     /// The command (`/bin/sh -c <script>`) for helpers that are started; `None` for archive-only helpers.
     pub script: Option<String>,
+}
+
+/// What a helper script did.
+#[derive(Debug)]
+pub struct ScriptRun {
+    /// Exit code.
+    pub code: i64,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+    /// The exited helper, when asked to keep it (the caller removes it).
+    pub helper: Option<String>,
 }
 
 /// A connection to the engine, plus the helpers this process has created and not yet removed.
@@ -380,6 +395,100 @@ impl Engine {
             .await
             .unwrap_or_default();
         Ok((code, output.concat().trim().to_string()))
+    }
+
+    /// Runs `script` with `/bin/sh` in a started helper that borrows `container`'s volumes
+    /// read-write, removes the helper unless `keep`, and returns the exit code, stdout and stderr.
+    /// With `keep`, the (exited) helper's id is returned too: archive reads still work on it.
+    pub async fn run_script(
+        &self,
+        container: &ContainerInfo,
+        image: &str,
+        script: String,
+        keep: bool,
+    ) -> Result<ScriptRun, DockerError> {
+        let id = self
+            .create_helper(HelperSpec {
+                container,
+                read_only: false,
+                image,
+                script: Some(script),
+            })
+            .await?;
+        let ran = self.run_collect(&id).await;
+        if !keep || ran.is_err() {
+            self.remove_helper(&id).await?;
+        }
+        let (code, stdout, stderr) = ran?;
+        Ok(ScriptRun {
+            code,
+            stdout,
+            stderr,
+            helper: keep.then_some(id),
+        })
+    }
+
+    async fn run_collect(&self, id: &str) -> Result<(i64, String, String), DockerError> {
+        let (code, _) = self.run_helper(id).await?;
+        let logs = LogsOptionsBuilder::default()
+            .stdout(true)
+            .stderr(true)
+            .build();
+        let mut stream = self.docker.logs(id, Some(logs));
+        let (mut out, mut err) = (String::new(), String::new());
+        while let Some(item) = stream.next().await {
+            match item.map_err(|e| api(format!("read the output of helper {id}"), e))? {
+                LogOutput::StdErr { message } => err.push_str(&String::from_utf8_lossy(&message)),
+                other => out.push_str(&String::from_utf8_lossy(&other.into_bytes())),
+            }
+        }
+        Ok((code, out, err))
+    }
+
+    /// Sends `signal` (e.g. `USR1`) to the container's main process.
+    pub async fn signal(&self, container: &str, signal: &str) -> Result<(), DockerError> {
+        let options = KillContainerOptionsBuilder::default()
+            .signal(signal)
+            .build();
+        self.docker
+            .kill_container(container, Some(options))
+            .await
+            .map_err(|e| api(format!("send SIG{signal} to container {container:?}"), e))
+    }
+
+    /// Runs `command` with `/bin/sh -c` inside the (running) container; returns exit code and output.
+    pub async fn exec(&self, container: &str, command: &str) -> Result<(i64, String), DockerError> {
+        let what = format!("run {command:?} in container {container:?}");
+        let exec = self
+            .docker
+            .create_exec(
+                container,
+                CreateExecOptions {
+                    cmd: Some(vec!["/bin/sh", "-c", command]),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| api(what.clone(), e))?;
+        let mut text = String::new();
+        if let StartExecResults::Attached { mut output, .. } = self
+            .docker
+            .start_exec(&exec.id, None)
+            .await
+            .map_err(|e| api(what.clone(), e))?
+        {
+            while let Some(Ok(chunk)) = output.next().await {
+                text.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+            }
+        }
+        let inspect = self
+            .docker
+            .inspect_exec(&exec.id)
+            .await
+            .map_err(|e| api(what, e))?;
+        Ok((inspect.exit_code.unwrap_or(-1), text))
     }
 }
 

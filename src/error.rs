@@ -13,6 +13,8 @@ pub enum Category {
     Destination,
     /// An archive failed verification (checksum, decoding, unsafe entries).
     Verify,
+    /// Another run holds the lock this run needs.
+    Busy,
     /// The run was stopped by SIGINT or SIGTERM.
     Interrupted,
     /// Anything else (a bug, an I/O error outside the categories above).
@@ -28,6 +30,7 @@ impl Category {
             Category::Docker => 3,
             Category::Destination => 4,
             Category::Verify => 5,
+            Category::Busy => 6,
             Category::Interrupted => 130,
         }
     }
@@ -55,6 +58,14 @@ impl Failure {
     pub fn verify(message: impl Into<String>) -> Self {
         Failure {
             category: Category::Verify,
+            message: message.into(),
+        }
+    }
+
+    /// Another run holds the lock; the message names the holder.
+    pub fn busy(message: impl Into<String>) -> Self {
+        Failure {
+            category: Category::Busy,
             message: message.into(),
         }
     }

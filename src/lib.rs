@@ -8,6 +8,7 @@ pub mod destination;
 pub mod docker;
 pub mod error;
 pub mod host;
+pub mod logs;
 pub mod manifest;
 pub mod progress;
 pub mod settings;

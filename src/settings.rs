@@ -5,6 +5,7 @@ use crate::archive::pack::Compression;
 use crate::cli::{Cli, Command};
 use crate::destination::{DestSpec, RemoteOptions};
 use crate::error::Failure;
+use crate::logs::reopen::Reopen;
 
 /// How results are shown.
 #[derive(Debug, Clone, Copy)]
@@ -47,6 +48,44 @@ pub enum Action {
     },
     /// `restore`.
     Restore(RestoreSettings),
+    /// `logs`, `logs rotate`, `logs ship`.
+    Logs(LogsSettings),
+}
+
+/// Settings for one log run.
+#[derive(Debug, Clone)]
+pub struct LogsSettings {
+    /// The app container.
+    pub container: String,
+    /// The log directory inside it.
+    pub dir: String,
+    /// Globs of live log files.
+    pub patterns: Vec<String>,
+    /// How the app reopens.
+    pub reopen: Reopen,
+    /// Size trigger in bytes.
+    pub min_size: Option<u64>,
+    /// Age trigger in seconds.
+    pub max_age: Option<u64>,
+    /// Rotate in this run.
+    pub rotate: bool,
+    /// Ship in this run, and where.
+    pub ship: Option<ShipSettings>,
+    /// Without shipping: rotated files to keep per log.
+    pub keep_local: Option<usize>,
+    /// Wait after reopening, before shipping.
+    pub settle: std::time::Duration,
+    /// Helper image override.
+    pub helper_image: Option<String>,
+}
+
+/// Where rotated logs go.
+#[derive(Debug, Clone)]
+pub struct ShipSettings {
+    /// Destination.
+    pub dest: DestSpec,
+    /// zstd level.
+    pub level: i32,
 }
 
 /// Settings for one backup.
@@ -132,9 +171,135 @@ impl Settings {
                 safety_backup: !a.no_safety_backup,
                 helper_image: a.helper_image,
             }),
+            Command::Logs(a) => Action::Logs(logs_settings(*a, &dest)?),
         };
         Ok(Settings { output, action })
     }
+}
+
+fn logs_settings(
+    a: crate::cli::LogsArgs,
+    dest: &dyn Fn(&str) -> Result<DestSpec, Failure>,
+) -> Result<LogsSettings, Failure> {
+    use crate::cli::{LogDirArgs, LogsAction, RotateArgs, ShipArgs};
+    let (container, dir, rotate, ship, keep_local): (
+        String,
+        LogDirArgs,
+        Option<RotateArgs>,
+        Option<ShipArgs>,
+        Option<usize>,
+    ) = match a.action {
+        Some(LogsAction::Rotate(r)) => (r.container, r.dir, Some(r.rotate), None, r.keep_local),
+        Some(LogsAction::Ship(s)) => (s.container, s.dir, None, Some(s.ship), None),
+        None => (
+            a.container.expect("clap requires it"),
+            a.dir,
+            Some(a.rotate),
+            Some(a.ship),
+            None,
+        ),
+    };
+    let dir_path = container_paths(std::slice::from_ref(&dir.path))?.remove(0);
+    let (patterns, reopen, min_size, max_age) = match &rotate {
+        Some(r) => (
+            r.patterns
+                .iter()
+                .map(|p| pattern(p))
+                .collect::<Result<Vec<_>, _>>()?,
+            Reopen::parse(&r.reopen).map_err(Failure::usage)?,
+            r.min_size
+                .as_deref()
+                .map(|v| parse_size(v).map_err(Failure::usage))
+                .transpose()?,
+            r.max_age
+                .as_deref()
+                .map(|v| parse_age(v).map_err(Failure::usage))
+                .transpose()?,
+        ),
+        None => (Vec::new(), Reopen::None, None, None),
+    };
+    let settle = ship.as_ref().map(|s| s.settle).unwrap_or(0.0);
+    if !(0.0..=3600.0).contains(&settle) {
+        return Err(Failure::usage(
+            "--settle must be between 0 and 3600 seconds",
+        ));
+    }
+    Ok(LogsSettings {
+        container,
+        dir: dir_path,
+        patterns,
+        reopen,
+        min_size,
+        max_age,
+        rotate: rotate.is_some(),
+        ship: ship
+            .map(|s| -> Result<ShipSettings, Failure> {
+                Ok(ShipSettings {
+                    dest: dest(&s.dest.dest)?,
+                    level: s.level,
+                })
+            })
+            .transpose()?,
+        keep_local,
+        settle: std::time::Duration::from_secs_f64(settle),
+        helper_image: dir.helper_image,
+    })
+}
+
+/// A log file glob: a plain name pattern, safe to leave unquoted in the helper's shell.
+fn pattern(p: &str) -> Result<String, Failure> {
+    let ok = !p.is_empty()
+        && !p.starts_with('.')
+        && p.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-*?[]".contains(c));
+    if ok {
+        Ok(p.to_string())
+    } else {
+        Err(Failure::usage(format!(
+            "--pattern {p:?}: use a file name glob such as '*.log' (letters, digits, . _ - * ? [ ]; no / or spaces)"
+        )))
+    }
+}
+
+/// Parses `10M`, `1G`, `512k` or plain bytes.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (num, mult) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let m = match c.to_ascii_uppercase() {
+                'K' => 1u64 << 10,
+                'M' => 1 << 20,
+                'G' => 1 << 30,
+                'B' => 1,
+                _ => return Err(format!("size {s:?}: use a number with k, M or G, e.g. 10M")),
+            };
+            (&t[..i], m)
+        }
+        _ => (t, 1),
+    };
+    num.trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| format!("size {s:?}: use a number with k, M or G, e.g. 10M"))
+}
+
+/// Parses `45s`, `30m`, `12h`, `7d` into seconds.
+pub fn parse_age(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let bad = || format!("age {s:?}: use a number with s, m, h or d, e.g. 1h or 30d");
+    let (num, unit) = t.split_at(t.len().checked_sub(1).ok_or_else(bad)?);
+    let mult = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        _ => return Err(bad()),
+    };
+    num.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(bad)
 }
 
 /// zstd workers: one per core (zstd's `-T0`).
@@ -189,6 +354,25 @@ fn tags(raw: &[String]) -> Result<Vec<String>, Failure> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_and_ages_parse_with_units() {
+        assert_eq!(parse_size("10M"), Ok(10 << 20));
+        assert_eq!(parse_size("512k"), Ok(512 << 10));
+        assert_eq!(parse_size("100"), Ok(100));
+        assert!(parse_size("ten").is_err() && parse_size("5X").is_err());
+        assert_eq!(parse_age("30d"), Ok(30 * 86400));
+        assert_eq!(parse_age("1h"), Ok(3600));
+        assert!(parse_age("").is_err() && parse_age("5w").is_err() && parse_age("h").is_err());
+    }
+
+    #[test]
+    fn log_patterns_must_be_plain_globs() {
+        assert!(pattern("*.log").is_ok() && pattern("access-[0-9].log").is_ok());
+        for bad in ["../x", "a b", "*.log;rm", ".hidden", "", "$(x)"] {
+            assert!(pattern(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn normalises_paths() {

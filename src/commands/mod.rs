@@ -3,6 +3,7 @@
 
 pub mod backup;
 pub mod list;
+pub mod logs;
 pub mod restore;
 pub mod verify;
 
@@ -56,6 +57,7 @@ pub async fn run(ctx: &Ctx, settings: Settings) -> Result<()> {
             container,
         } => verify::run(ctx, &dest, &archive, container.as_deref()).await,
         Action::Restore(s) => restore::run(ctx, s).await,
+        Action::Logs(s) => logs::run(ctx, s).await,
     }
 }
 

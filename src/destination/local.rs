@@ -39,12 +39,7 @@ impl LocalDir {
     }
 
     fn object_path(&self, name: &str) -> Result<PathBuf, DestError> {
-        if name.is_empty() || name.starts_with('.') || name.contains('/') {
-            return Err(DestError::Unusable {
-                dest: self.describe(),
-                message: format!("invalid object name {name:?}"),
-            });
-        }
+        super::check_name(self, name)?;
         Ok(self.root.join(name))
     }
 }
@@ -80,9 +75,14 @@ impl Destination for LocalDir {
 
     async fn put(&self, name: &str) -> Result<Box<dyn Upload>, DestError> {
         let final_path = self.object_path(name)?;
+        let (parent, file) = super::split_name(name);
+        let dir = self.root.join(parent);
+        if !parent.is_empty() {
+            std::fs::create_dir_all(&dir).map_err(self.io(format!("create {}", dir.display())))?;
+        }
         let nonce: u32 = rand::random();
-        let temp = self.root.join(format!(
-            ".{name}.{}-{nonce:08x}{TEMP_SUFFIX}",
+        let temp = dir.join(format!(
+            ".{file}.{}-{nonce:08x}{TEMP_SUFFIX}",
             std::process::id()
         ));
         let file = OpenOptions::new()

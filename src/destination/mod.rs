@@ -91,6 +91,28 @@ pub trait Upload: Send {
     async fn abort(self: Box<Self>);
 }
 
+/// Checks an object name: a relative path of plain components (`a.json`, `logs/web/x.zst`), none
+/// empty, hidden (`.`-prefixed, which is where temp files and markers live) or `..`.
+pub fn check_name(dest: &dyn Destination, name: &str) -> Result<(), DestError> {
+    let ok = !name.is_empty()
+        && name
+            .split('/')
+            .all(|c| !c.is_empty() && !c.starts_with('.') && !c.contains('\0'));
+    if ok {
+        Ok(())
+    } else {
+        Err(DestError::Unusable {
+            dest: dest.describe(),
+            message: format!("invalid object name {name:?}"),
+        })
+    }
+}
+
+/// Splits an object name into its parent path (possibly empty) and its last component.
+pub fn split_name(name: &str) -> (&str, &str) {
+    name.rsplit_once('/').unwrap_or(("", name))
+}
+
 /// Writes a small object (a manifest) in one go, with the same complete-or-absent guarantee.
 pub async fn put_bytes(
     dest: &dyn Destination,

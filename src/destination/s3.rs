@@ -140,13 +140,7 @@ impl S3Dir {
     }
 
     fn check_name(&self, name: &str) -> Result<(), DestError> {
-        if name.is_empty() || name.starts_with('.') || name.contains('/') {
-            return Err(DestError::Unusable {
-                dest: self.describe(),
-                message: format!("invalid object name {name:?}"),
-            });
-        }
-        Ok(())
+        super::check_name(self, name)
     }
 
     fn marker_key(&self, upload_id: &str) -> String {

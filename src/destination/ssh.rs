@@ -224,13 +224,7 @@ impl SshDir {
     }
 
     fn check_name(&self, name: &str) -> Result<(), DestError> {
-        if name.is_empty() || name.starts_with('.') || name.contains('/') {
-            return Err(DestError::Unusable {
-                dest: self.describe(),
-                message: format!("invalid object name {name:?}"),
-            });
-        }
-        Ok(())
+        super::check_name(self, name)
     }
 }
 
@@ -256,14 +250,21 @@ impl Destination for SshDir {
     async fn put(&self, name: &str) -> Result<Box<dyn Upload>, DestError> {
         self.check_name(name)?;
         let nonce: u32 = rand::random();
+        let (parent, file) = super::split_name(name);
         let temp = format!(
-            ".{name}.{}-{}-{nonce:08x}{TEMP_SUFFIX}",
+            "{parent}{}.{file}.{}-{}-{nonce:08x}{TEMP_SUFFIX}",
+            if parent.is_empty() { "" } else { "/" },
             crate::host::hostname(),
             std::process::id()
         );
         let t = quote(&temp);
+        let mkdir = if parent.is_empty() {
+            String::new()
+        } else {
+            format!("mkdir -p -- {} || exit 1; ", quote(parent))
+        };
         let script = format!(
-            "umask 077; cd -- {} || exit 1; if command -v flock >/dev/null 2>&1; then exec flock {t} cat > {t}; else exec cat > {t}; fi",
+            "umask 077; cd -- {} || exit 1; {mkdir}if command -v flock >/dev/null 2>&1; then exec flock {t} cat > {t}; else exec cat > {t}; fi",
             self.dir()
         );
         let mut child = self

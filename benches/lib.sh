@@ -1,0 +1,55 @@
+# Shared by the bench scripts: a media-like volume, timing and medians. Sourced, not run.
+
+# Fills /srv/media of running container $1 with $2 sets (default 1) of ~1 GiB each: 7 x 100 MiB
+# random "video", 2000 x ~100 KiB text reports, 30000 x 4 KiB small files.
+fill_media() {
+  local name=$1 sets=${2:-1}
+  echo "filling /srv/media with $sets x (7 x 100 MiB random, 2000 x ~100 KiB text, 30000 x 4 KiB small files)..."
+  docker exec "$name" sh -c '
+    set -e
+    for s in $(seq 1 '"$sets"'); do
+      d=/srv/media/set$s; mkdir -p $d/video $d/docs $d/thumbs; cd $d
+      for i in 1 2 3 4 5 6 7; do head -c 104857600 /dev/urandom > video/clip$i.mp4; done
+      awk "BEGIN { srand($s); for (f = 0; f < 2000; f++) { p = sprintf(\"docs/report-%04d.txt\", f);
+           for (i = 0; i < 1900; i++) printf \"%d user%d GET /media/%x 200 %d ms\\n\", i, int(rand()*1000), int(rand()*1e9), int(rand()*5000) > p;
+           close(p) } }"
+      awk "BEGIN { srand(100 + $s); for (f = 0; f < 30000; f++) { p = sprintf(\"thumbs/t%05d.bin\", f);
+           for (i = 0; i < 64; i++) printf \"%08x%08x%08x%08x%08x%08x%08x%08x\", rand()*4e9, rand()*4e9, rand()*4e9, rand()*4e9, rand()*4e9, rand()*4e9, rand()*4e9, rand()*4e9 > p;
+           close(p) } }"
+    done'
+}
+
+# MiB used by /srv/media of container $1.
+media_mib() { docker exec "$1" du -sm /srv/media | cut -f1; }
+
+now() { date +%s.%N; }
+
+# Runs a command, appending its wall seconds to the array named $1.
+timed() {
+  local -n into=$1
+  shift
+  local t0 t1
+  t0=$(now)
+  "$@"
+  t1=$(now)
+  into+=("$(echo "$t1 - $t0" | bc)")
+}
+
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+
+# Peak RSS in MiB of a command (GNU time), appended to the array named $1.
+peak_rss() {
+  local -n into=$1
+  shift
+  local f
+  f=$(mktemp)
+  /usr/bin/time -f %M -o "$f" "$@"
+  into+=("$(echo "$(cat "$f") / 1024" | bc -l)")
+  rm -f "$f"
+}
+
+bench_tools() {
+  for p in time:/usr/bin/time bc:bc; do
+    command -v "${p#*:}" >/dev/null || apt-get install -y -qq "${p%%:*}" >/dev/null
+  done
+}

@@ -1,0 +1,263 @@
+//! Log rotation and shipping against a real engine: an app writing numbered lines at thousands per
+//! second is rotated and shipped 50 times under load, and every line must end up exactly once in
+//! the shipped files plus what is left in the volume. Also copytruncate (loss reported), and a ship
+//! that fails (nothing deleted; the next run ships it).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
+
+use common::peers::{pairs, var, S3};
+use common::{docker, dockyard, dockyard_env, unique, App};
+
+/// PID 1 of the app: appends numbered lines to /srv/logs/app.log; with `reopen`, reopens it on USR1.
+fn writer(reopen: bool) -> String {
+    let trap = if reopen {
+        "trap 'exec >>/srv/logs/app.log' USR1; "
+    } else {
+        ""
+    };
+    format!(
+        "{trap}exec >>/srv/logs/app.log; i=0; while :; do i=$((i+1)); echo $i; \
+         [ $((i % 20)) = 0 ] && usleep 2000; done"
+    )
+}
+
+/// A running app whose PID 1 is the writer, with a log volume.
+fn app(what: &str, reopen: bool) -> App {
+    let name = unique(what);
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--network",
+        "none",
+        "-v",
+        "/srv/logs",
+        common::image(),
+        "sh",
+        "-c",
+        &writer(reopen),
+    ]);
+    App { name }
+}
+
+/// Every shipped object under `dest/logs/<container>/`, decompressed, as lines.
+fn shipped_lines(dest: &Path, container: &str) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut stack = vec![dest.join("logs").join(container)];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "zst") {
+                let mut text = String::new();
+                zstd::stream::read::Decoder::new(std::fs::File::open(&p).unwrap())
+                    .unwrap()
+                    .read_to_string(&mut text)
+                    .unwrap();
+                lines.extend(text.lines().map(str::to_string));
+            }
+        }
+    }
+    lines
+}
+
+/// The contents of every file left in the app's /srv/logs (the container may be stopped).
+fn volume_lines(app: &App) -> (Vec<String>, Vec<String>) {
+    let out = std::process::Command::new("docker")
+        .args(["cp", &format!("{}:/srv/logs", app.name), "-"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let mut archive = tar::Archive::new(&out.stdout[..]);
+    let (mut names, mut lines) = (Vec::new(), Vec::new());
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let path = entry.path().unwrap().to_string_lossy().into_owned();
+        if entry.header().entry_type().is_file() && !path.contains("/.dockyard/") {
+            let mut text = String::new();
+            entry.read_to_string(&mut text).unwrap();
+            lines.extend(text.lines().map(str::to_string));
+            names.push(path);
+        }
+    }
+    (names, lines)
+}
+
+/// Counts lost and duplicated line numbers in `lines` (numbers 1..=max written).
+fn audit(lines: &[String]) -> (u64, u64, u64) {
+    let mut seen: BTreeMap<u64, u32> = BTreeMap::new();
+    for l in lines {
+        let n: u64 = l
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("garbled line {l:?}"));
+        *seen.entry(n).or_default() += 1;
+    }
+    let max = seen.keys().next_back().copied().unwrap_or(0);
+    let lost = (1..=max).filter(|n| !seen.contains_key(n)).count() as u64;
+    let dup: u64 = seen.values().map(|c| (*c as u64).saturating_sub(1)).sum();
+    (max, lost, dup)
+}
+
+fn started_at(app: &App) -> String {
+    docker(&[
+        "inspect",
+        "-f",
+        "{{.State.StartedAt}} {{.RestartCount}}",
+        &app.name,
+    ])
+}
+
+#[test]
+fn fifty_rotate_and_ship_cycles_under_load_lose_and_duplicate_nothing() {
+    let app = app("logs-usr1", true);
+    let started = started_at(&app);
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("dest");
+    let d = dest.to_str().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    for cycle in 0..50 {
+        let r = dockyard(&["logs", &app.name, "--to", d, "--settle", "0.2", "--json"]);
+        assert_eq!(r.code, 0, "cycle {cycle}: {}", r.stderr);
+    }
+    assert_eq!(started_at(&app), started, "the app restarted");
+    docker(&["kill", &app.name]);
+    let shipped = shipped_lines(&dest, &app.name);
+    let (left_files, left) = volume_lines(&app);
+    let mut all = shipped.clone();
+    all.extend(left);
+    let (max, lost, dup) = audit(&all);
+    eprintln!("signal:USR1, 50 cycles: {max} lines written, {} shipped, lost {lost}, duplicated {dup}; left in the volume: {left_files:?}", shipped.len());
+    assert!(max > 10_000, "the writer wrote only {max} lines");
+    assert!(
+        shipped.len() as u64 > max / 2,
+        "most lines should have shipped"
+    );
+    assert_eq!((lost, dup), (0, 0), "lines lost or duplicated");
+    assert!(app.helpers().is_empty());
+}
+
+#[test]
+fn copytruncate_with_a_writer_that_cannot_reopen_reports_its_losses() {
+    let app = app("logs-ct", false);
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("dest");
+    let d = dest.to_str().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    for cycle in 0..20 {
+        let r = dockyard(&[
+            "logs",
+            &app.name,
+            "--to",
+            d,
+            "--reopen",
+            "copytruncate",
+            "--settle",
+            "0",
+        ]);
+        assert_eq!(r.code, 0, "cycle {cycle}: {}", r.stderr);
+    }
+    docker(&["kill", &app.name]);
+    let mut all = shipped_lines(&dest, &app.name);
+    all.extend(volume_lines(&app).1);
+    let (max, lost, dup) = audit(&all);
+    let report = format!(
+        "copytruncate, 20 cycles: {max} lines written, lost {lost} ({:.4}%), duplicated {dup}\n",
+        lost as f64 * 100.0 / max.max(1) as f64
+    );
+    eprint!("{report}");
+    let _ = std::fs::write(
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join("copytruncate-report.txt"),
+        &report,
+    );
+    assert!(max > 5_000, "the writer wrote only {max} lines");
+    assert_eq!(dup, 0, "copytruncate duplicated lines");
+    assert!(
+        lost * 100 <= max,
+        "copytruncate lost more than 1% of lines: {report}"
+    );
+}
+
+#[test]
+fn a_failed_ship_deletes_nothing_and_the_next_run_ships_it() {
+    let app = App::running("logs-fail", &["/srv/logs"]);
+    app.sh("seq 1 5000 > /srv/logs/access.log; seq 1 10 > /srv/logs/gunicorn.log");
+    let rw = S3::garage();
+    let ro = S3 {
+        key_id: var("DOCKYARD_TEST_S3_RO_KEY_ID"),
+        secret: var("DOCKYARD_TEST_S3_RO_SECRET"),
+        ..rw.clone()
+    };
+    let prefix = unique("logs");
+    let url = format!("s3://{}/{prefix}", rw.bucket);
+    // The read-only key passes the bucket check, then fails on the first upload.
+    let env = ro.env();
+    let r = dockyard_env(
+        &[
+            "logs", &app.name, "--to", &url, "--reopen", "none", "--settle", "0",
+        ],
+        &pairs(&env),
+    );
+    assert_eq!(r.code, 4, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("did not ship") && r.stderr.contains("stay in /srv/logs"),
+        "{}",
+        r.stderr
+    );
+    let rotated = app.sh("ls /srv/logs | grep -c '\\.log\\.2' || true");
+    assert_eq!(
+        rotated.trim(),
+        "2",
+        "rotated files must stay after a failed ship"
+    );
+    assert!(rw.keys(&prefix).is_empty() && rw.uploads(&prefix).is_empty());
+
+    let env = rw.env();
+    let out = dockyard_env(&["logs", "ship", &app.name, "--to", &url], &pairs(&env)).ok();
+    assert!(
+        out.contains("shipped 2") && out.contains("deleted 2"),
+        "{out}"
+    );
+    assert_eq!(
+        app.sh("ls /srv/logs").trim(),
+        "",
+        "shipped files should be gone"
+    );
+    let keys = rw.keys(&prefix);
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert!(keys
+        .iter()
+        .all(|k| k.contains(&format!("/logs/{}/", app.name)) && k.ends_with(".zst")));
+    rw.clear(&prefix);
+    assert!(app.helpers().is_empty());
+}
+
+#[test]
+fn an_overlapping_run_is_refused_naming_the_holder() {
+    let app = App::running("logs-lock", &["/srv/logs"]);
+    app.sh("mkdir -p /srv/logs/.dockyard/lock && echo 'otherhost 4242 1' > /srv/logs/.dockyard/lock/owner");
+    let r = dockyard(&["logs", "rotate", &app.name, "--reopen", "none"]);
+    // A very old lock from another host is taken over; a fresh one is refused.
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let now = chrono::Utc::now().timestamp();
+    app.sh(&format!("mkdir -p /srv/logs/.dockyard/lock && echo 'otherhost 4242 {now}' > /srv/logs/.dockyard/lock/owner"));
+    let r = dockyard(&["logs", "rotate", &app.name, "--reopen", "none"]);
+    assert_eq!(r.code, 6, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("another dockyard run holds the log lock")
+            && r.stderr.contains("otherhost")
+            && r.stderr.contains("4242"),
+        "{}",
+        r.stderr
+    );
+    assert!(app.helpers().is_empty());
+}
