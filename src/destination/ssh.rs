@@ -2,20 +2,24 @@
 //! already configured applies: `~/.ssh/config` (Host aliases, IdentityFile, ProxyJump), the agent
 //! and `known_hosts`. Host keys are checked strictly (`StrictHostKeyChecking=yes`), never accepted.
 //!
-//! Every operation is one `ssh <host> sh -c '<script>'`. An upload streams into `cat` writing a
+//! Every operation is one `ssh <host> sh -c '<script>'`, all over one control-master connection
+//! per run. An upload streams into `cat` writing a
 //! dot-named temp file under `flock` (when the remote has it); commit checks the size, syncs and
 //! renames. A killed run's `cat` ends when its pipe closes, so its lock frees and the next run can
 //! tell the temp file is stale.
 
+use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::sync::OnceCell;
 use tokio::task::JoinHandle;
 
 use super::{DestError, Destination, ObjectReader, Upload};
@@ -104,15 +108,58 @@ impl std::fmt::Display for SshSpec {
 /// A remote directory destination.
 pub struct SshDir {
     spec: SshSpec,
+    master: Arc<Master>,
+}
+
+/// One OpenSSH control master per destination, so the several commands of a run share one
+/// connection (a new one costs a key exchange and an authentication each time). It runs in the
+/// background with `ControlPersist`, so even if dockyard is killed it exits on its own shortly.
+#[derive(Default)]
+struct Master {
+    socket: OnceCell<Result<PathBuf, (Option<i32>, String)>>,
+    dir: Mutex<Option<PathBuf>>,
+}
+
+/// How long an idle control master outlives its last command (and a killed dockyard).
+const CONTROL_PERSIST: &str = "ControlPersist=30";
+
+impl Drop for Master {
+    fn drop(&mut self) {
+        if let Some(Ok(socket)) = self.socket.get() {
+            let _ = std::process::Command::new("ssh")
+                .arg("-S")
+                .arg(socket)
+                .args(["-O", "exit", "dockyard-master"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+        if let Some(dir) = self.dir.lock().unwrap().take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
 }
 
 impl SshDir {
     /// A destination for `spec` (the directory is created on [`Destination::prepare`]).
     pub fn new(spec: SshSpec) -> Self {
-        SshDir { spec }
+        SshDir {
+            spec,
+            master: Arc::new(Master::default()),
+        }
     }
 
-    fn command(&self, script: &str) -> Command {
+    /// Another handle on the same destination and connection.
+    fn share(&self) -> SshDir {
+        SshDir {
+            spec: self.spec.clone(),
+            master: self.master.clone(),
+        }
+    }
+
+    /// ssh with the options every invocation gets.
+    fn ssh(&self) -> Command {
         let mut cmd = Command::new("ssh");
         // BatchMode: never prompt (cron has no one to answer). StrictHostKeyChecking=yes overrides
         // accept-new or no in the operator's config: dockyard never trusts a host key on its own.
@@ -137,17 +184,78 @@ impl SshDir {
         if let Some(user) = &self.spec.user {
             cmd.arg("-l").arg(user);
         }
-        cmd.arg("--")
+        cmd
+    }
+
+    /// Starts the control master (once) and returns its socket; connection and authentication
+    /// errors surface here, with ssh's own words.
+    async fn control(&self) -> Result<PathBuf, DestError> {
+        let started = self
+            .master
+            .socket
+            .get_or_init(|| self.start_master())
+            .await;
+        match started {
+            Ok(socket) => Ok(socket.clone()),
+            Err((code, stderr)) => Err(self.failure("connect", *code, stderr)),
+        }
+    }
+
+    async fn start_master(&self) -> Result<PathBuf, (Option<i32>, String)> {
+        remove_stale_control_dirs();
+        let nonce: u32 = rand::random();
+        let dir = std::env::temp_dir().join(format!(
+            "dockyard-ssh-{}-{nonce:08x}",
+            std::process::id()
+        ));
+        let local = |e: std::io::Error| (None, format!("cannot prepare the ssh control socket: {e}"));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .map_err(local)?;
+        *self.master.dir.lock().unwrap() = Some(dir.clone());
+        let socket = dir.join("cm");
+        // The backgrounded master keeps its stderr open, so it goes to a file, not a pipe.
+        let err_path = dir.join("master.err");
+        let err_file = std::fs::File::create(&err_path).map_err(local)?;
+        let status = self
+            .ssh()
+            .args(["-f", "-N", "-M", "-o", CONTROL_PERSIST, "-S"])
+            .arg(&socket)
+            .arg("--")
+            .arg(&self.spec.host)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(err_file)
+            .status()
+            .await
+            .map_err(|e| (None, format!("cannot run the ssh client ({e}); install OpenSSH's client (Debian: openssh-client)")))?;
+        if status.success() {
+            Ok(socket)
+        } else {
+            let text = std::fs::read_to_string(&err_path).unwrap_or_default();
+            Err((status.code(), text))
+        }
+    }
+
+    /// The command that runs `script` on the host through the shared connection.
+    async fn command(&self, script: &str) -> Result<Command, DestError> {
+        let socket = self.control().await?;
+        let mut cmd = self.ssh();
+        cmd.arg("-S")
+            .arg(socket)
+            .args(["-o", "ControlMaster=no", "--"])
             .arg(&self.spec.host)
             .arg(format!("sh -c {}", quote(script)));
         cmd.kill_on_drop(true);
-        cmd
+        Ok(cmd)
     }
 
     /// Runs `script` remotely and returns its stdout, or an error naming what failed.
     async fn run(&self, action: &str, script: &str) -> Result<String, DestError> {
         let out = self
             .command(script)
+            .await?
             .stdin(Stdio::null())
             .output()
             .await
@@ -264,11 +372,16 @@ impl Destination for SshDir {
             format!("mkdir -p -- {} || exit 1; ", quote(parent))
         };
         let script = format!(
-            "umask 077; cd -- {} || exit 1; {mkdir}if command -v flock >/dev/null 2>&1; then exec flock {t} cat > {t}; else exec cat > {t}; fi",
+            "umask 077; cd -- {} || exit 1; {mkdir}: > {t} || exit 1
+( while sleep 2; do sync -- {t} 2>/dev/null || exit 0; done ) </dev/null >/dev/null 2>&1 &
+bg=$!
+if command -v flock >/dev/null 2>&1; then flock {t} cat > {t}; else cat > {t}; fi
+rc=$?; kill $bg 2>/dev/null; exit $rc",
             self.dir()
         );
         let mut child = self
             .command(&script)
+            .await?
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -277,7 +390,7 @@ impl Destination for SshDir {
         let stdin = child.stdin.take();
         let stderr = child.stderr.take().map(collect_stderr);
         Ok(Box::new(SshUpload {
-            dir: SshDir::new(self.spec.clone()),
+            dir: self.share(),
             child: Some(child),
             stdin,
             stderr,
@@ -296,6 +409,7 @@ impl Destination for SshDir {
         );
         let mut child = self
             .command(&script)
+            .await?
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -304,7 +418,7 @@ impl Destination for SshDir {
         let stdout = child.stdout.take().expect("piped");
         let stderr = child.stderr.take().map(collect_stderr);
         Ok(Box::new(SshReader {
-            dir: SshDir::new(self.spec.clone()),
+            dir: self.share(),
             name: name.to_string(),
             stdout,
             finish: Some(Box::pin(async move {
@@ -373,6 +487,26 @@ exit 0",
             tracing::warn!(dest = %self.describe(), file = %f, "removed temp file left by a run that is gone");
         }
         Ok(removed)
+    }
+}
+
+/// Removes control-socket directories of dockyard runs that are gone (killed before their
+/// [`Master`] was dropped); their masters have exited by `ControlPersist` already or soon will.
+fn remove_stale_control_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let pid = name
+            .strip_prefix("dockyard-ssh-")
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok());
+        if let Some(pid) = pid {
+            if !crate::host::process_alive(pid) {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
     }
 }
 
