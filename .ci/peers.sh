@@ -114,10 +114,38 @@ ensure_garage() {
   exit 1
 }
 
+# A real Gunicorn app image, built offline-style: debootstrap of Debian bookworm (minbase) with the
+# gunicorn package from Debian's mirror, a tiny WSGI app, `docker import`. Gunicorn is PID 1 and
+# writes its access and error logs into the /srv/logs volume.
+GUNICORN_IMAGE=dockyard-test/gunicorn:1
+ensure_gunicorn_image() {
+  if docker image inspect "$GUNICORN_IMAGE" >/dev/null 2>&1; then
+    echo "gunicorn image: reusing $GUNICORN_IMAGE"
+    return
+  fi
+  command -v debootstrap >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
+  local root
+  root=$(mktemp -d)
+  echo "gunicorn image: debootstrap bookworm minbase + gunicorn (about a minute)"
+  debootstrap --variant=minbase --include=gunicorn bookworm "$root" http://deb.debian.org/debian >"$root.log" 2>&1 ||
+    { tail -20 "$root.log" >&2; exit 1; }
+  mkdir -p "$root/srv/app" "$root/srv/logs"
+  printf '%s\n' 'def app(environ, start_response):' \
+    '    start_response("200 OK", [("Content-Type", "text/plain")])' \
+    '    return [b"ok\n"]' >"$root/srv/app/app.py"
+  tar -C "$root" -c . | docker import \
+    -c 'VOLUME ["/srv/logs"]' -c 'WORKDIR /srv/app' \
+    -c 'CMD ["gunicorn", "--bind", "127.0.0.1:8000", "--workers", "2", "--access-logfile", "/srv/logs/access.log", "--error-logfile", "/srv/logs/gunicorn.log", "app:app"]' \
+    - "$GUNICORN_IMAGE" >/dev/null
+  rm -rf "$root" "$root.log"
+}
+
 # Everything the remote-destination tests need, exported for cargo test.
 ensure_peers() {
   ensure_sshd
   ensure_garage
+  ensure_gunicorn_image
+  export DOCKYARD_TEST_GUNICORN_IMAGE=$GUNICORN_IMAGE
   # shellcheck disable=SC1091
   source "$PEERS/garage/env"
   export DOCKYARD_TEST_SSH_CONFIG=$PEERS/ssh/config

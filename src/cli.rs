@@ -105,6 +105,72 @@ pub enum Command {
     /// `logs rotate` and `logs ship` do one half each. Nothing is lost or shipped twice: a file
     /// that fails to ship stays for the next run, and shipping it again overwrites the same key.
     Logs(Box<LogsArgs>),
+    /// Remove old backups by a retention policy (restic's `forget` rules), each container apart.
+    ///
+    /// Decides from the manifests' timestamps and tags, never file times. The newest backup of each
+    /// container is always kept, and so are tagged ones (snapshots, pre-restore) unless
+    /// --prune-tagged. Example: dockyard prune --keep-daily 14 --keep-weekly 8 --keep-monthly 12 --dry-run
+    Prune(PruneArgs),
+    /// A tagged backup before an upgrade: also records the image digests and the container's full
+    /// inspect data, and is kept by prune unless --prune-tagged.
+    Snapshot(SnapshotArgs),
+}
+
+/// `dockyard prune`.
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    #[command(flatten)]
+    pub dest: DestArg,
+
+    /// Only this container's backups.
+    #[arg(long, value_name = "NAME")]
+    pub container: Option<String>,
+
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+
+    /// Print every backup with keep or remove and the reason; delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// A retention policy, as `restic forget` takes it.
+#[derive(Debug, Args, Default)]
+pub struct PolicyArgs {
+    /// Keep the N newest backups.
+    #[arg(long, value_name = "N")]
+    pub keep_last: Option<u32>,
+    /// Keep the newest backup of each of the last N hours that have one.
+    #[arg(long, value_name = "N")]
+    pub keep_hourly: Option<u32>,
+    /// Keep the newest backup of each of the last N days that have one.
+    #[arg(long, value_name = "N")]
+    pub keep_daily: Option<u32>,
+    /// Keep the newest backup of each of the last N ISO weeks that have one.
+    #[arg(long, value_name = "N")]
+    pub keep_weekly: Option<u32>,
+    /// Keep the newest backup of each of the last N months that have one.
+    #[arg(long, value_name = "N")]
+    pub keep_monthly: Option<u32>,
+    /// Keep the newest backup of each of the last N years that have one.
+    #[arg(long, value_name = "N")]
+    pub keep_yearly: Option<u32>,
+    /// Keep every backup younger than AGE relative to the newest backup (e.g. 2d, 12h).
+    #[arg(long, value_name = "AGE")]
+    pub keep_within: Option<String>,
+    /// Keep every backup with this tag; repeat for several.
+    #[arg(long = "keep-tag", value_name = "TAG")]
+    pub keep_tags: Vec<String>,
+    /// Let the policy remove tagged backups too (snapshots, pre-restore); they are kept otherwise.
+    #[arg(long)]
+    pub prune_tagged: bool,
+}
+
+/// `dockyard snapshot`.
+#[derive(Debug, Args)]
+pub struct SnapshotArgs {
+    #[command(flatten)]
+    pub backup: BackupArgs,
 }
 
 /// `dockyard logs`.
@@ -218,6 +284,11 @@ pub struct ShipArgs {
     /// app writes to a renamed file until it reopens still ship: a file that grew is shipped again).
     #[arg(long, default_value_t = 1.0, value_name = "SECONDS")]
     pub settle: f64,
+
+    /// Delete this container's shipped logs rotated longer ago than AGE (e.g. 30d) from the
+    /// destination, after shipping. Default: keep them.
+    #[arg(long, value_name = "AGE")]
+    pub prune_after: Option<String>,
 }
 
 /// Where backups live.
@@ -254,6 +325,25 @@ pub struct BackupArgs {
     /// Image for the helper container. Default: the container's own image (always present locally).
     #[arg(long, value_name = "IMAGE")]
     pub helper_image: Option<String>,
+
+    /// Stop the container during the backup for a consistent copy, and start it again afterwards
+    /// on every way out (errors, SIGTERM, panics included). The downtime is reported.
+    #[arg(long)]
+    pub stop: bool,
+
+    /// With --stop: stop this container too (e.g. a worker writing to the same volume), after
+    /// CONTAINER, in the order given; they start again in reverse order. Repeat for several.
+    #[arg(long = "stop-also", value_name = "NAME", requires = "stop")]
+    pub stop_also: Vec<String>,
+
+    /// Run this shell command inside the container before the backup (before stopping it), e.g.
+    /// `python3 manage.py dumpdata -o /srv/media/db.json`. If it fails, nothing is backed up.
+    #[arg(long, value_name = "COMMAND")]
+    pub pre_hook: Option<String>,
+
+    /// Run this shell command inside the container after the backup (after starting it again).
+    #[arg(long, value_name = "COMMAND")]
+    pub post_hook: Option<String>,
 }
 
 /// `dockyard list`.

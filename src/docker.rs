@@ -14,7 +14,8 @@ use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, DownloadFromContainerOptionsBuilder,
     KillContainerOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder,
-    RemoveContainerOptionsBuilder, UploadToContainerOptionsBuilder, WaitContainerOptionsBuilder,
+    RemoveContainerOptionsBuilder, StopContainerOptionsBuilder, UploadToContainerOptionsBuilder,
+    WaitContainerOptionsBuilder,
 };
 use bollard::Docker;
 use bytes::Bytes;
@@ -158,6 +159,8 @@ pub struct ScriptRun {
 pub struct Engine {
     docker: Docker,
     live_helpers: Arc<Mutex<HashSet<String>>>,
+    /// Containers this process stopped and has not started again, in stop order.
+    stopped: Arc<Mutex<Vec<String>>>,
 }
 
 fn endpoint() -> String {
@@ -177,6 +180,7 @@ impl Engine {
         Ok(Engine {
             docker,
             live_helpers: Arc::default(),
+            stopped: Arc::default(),
         })
     }
 
@@ -300,6 +304,34 @@ impl Engine {
                 tracing::warn!(helper = %id, error = %e, "could not remove helper container");
             }
         }
+    }
+
+    /// Stops a running container for a consistent backup; it is remembered so that it is started
+    /// again on every way out ([`Engine::restart_stopped`]), errors and signals included.
+    pub async fn stop(&self, container: &str) -> Result<(), DockerError> {
+        self.stopped.lock().unwrap().push(container.to_string());
+        let options = StopContainerOptionsBuilder::default().t(30).build();
+        self.docker
+            .stop_container(container, Some(options))
+            .await
+            .map_err(|e| api(format!("stop container {container:?}"), e))
+    }
+
+    /// Starts again, newest first (reverse stop order), every container this process stopped.
+    /// Keeps going past failures and returns the first.
+    pub async fn restart_stopped(&self) -> Result<(), DockerError> {
+        let mut first = None;
+        loop {
+            let Some(c) = self.stopped.lock().unwrap().pop() else {
+                break;
+            };
+            if let Err(e) = self.docker.start_container(&c, None).await {
+                let err = api(format!("start container {c:?} again"), e);
+                tracing::error!(error = %err, "a container dockyard stopped could not be started again");
+                first.get_or_insert(err);
+            }
+        }
+        first.map_or(Ok(()), Err)
     }
 
     /// Removes helpers left behind by dockyard runs on this host that no longer exist (e.g. killed
@@ -443,6 +475,16 @@ impl Engine {
             }
         }
         Ok((code, out, err))
+    }
+
+    /// The repository digests of an image (empty for a locally built or imported one).
+    pub async fn image_digests(&self, image: &str) -> Result<Vec<String>, DockerError> {
+        let inspected = self
+            .docker
+            .inspect_image(image)
+            .await
+            .map_err(|e| api(format!("inspect image {image}"), e))?;
+        Ok(inspected.repo_digests.unwrap_or_default())
     }
 
     /// Sends `signal` (e.g. `USR1`) to the container's main process.

@@ -11,4 +11,5 @@ pub mod host;
 pub mod logs;
 pub mod manifest;
 pub mod progress;
+pub mod retention;
 pub mod settings;

@@ -6,6 +6,7 @@ use dockyard::cli::Cli;
 use dockyard::commands::{self, Ctx};
 use dockyard::error::{categorize, Category, Failure};
 use dockyard::settings::Settings;
+use futures_util::FutureExt;
 use tracing_subscriber::EnvFilter;
 
 fn main() {
@@ -24,8 +25,11 @@ fn main() {
         .expect("tokio runtime");
     let result = runtime.block_on(async {
         let ctx = Ctx::new(settings.output);
+        // A panic is caught here so that the clean-up below (helpers removed, stopped containers
+        // started again) still runs.
+        let command = std::panic::AssertUnwindSafe(commands::run(&ctx, settings)).catch_unwind();
         let result = tokio::select! {
-            r = commands::run(&ctx, settings) => r,
+            r = command => r.unwrap_or_else(|_| Err(anyhow::anyhow!("internal error (panic); cleaned up"))),
             sig = shutdown_signal() => Err(Failure::interrupted(sig).into()),
         };
         ctx.cleanup().await;

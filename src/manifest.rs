@@ -60,6 +60,18 @@ pub struct Manifest {
     pub level: i32,
     /// The archive's object name in the destination.
     pub archive: String,
+    /// For `dockyard snapshot`: what is needed to bring the container back as it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<SnapshotRecord>,
+}
+
+/// What a snapshot records beyond a backup.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotRecord {
+    /// The image's repository digests (`name@sha256:...`), to pull exactly that image again.
+    pub image_digests: Vec<String>,
+    /// The container's full inspect data (config, mounts, environment) at snapshot time.
+    pub inspect: serde_json::Value,
 }
 
 /// A new backup id for `container` at `now`: sortable by time within a container, never colliding.
@@ -144,6 +156,7 @@ mod tests {
             entries: 0,
             level: 3,
             archive: archive_name(id),
+            snapshot: None,
         }
     }
 

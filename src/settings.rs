@@ -6,6 +6,7 @@ use crate::cli::{Cli, Command};
 use crate::destination::{DestSpec, RemoteOptions};
 use crate::error::Failure;
 use crate::logs::reopen::Reopen;
+use crate::retention::Policy;
 
 /// How results are shown.
 #[derive(Debug, Clone, Copy)]
@@ -50,6 +51,17 @@ pub enum Action {
     Restore(RestoreSettings),
     /// `logs`, `logs rotate`, `logs ship`.
     Logs(LogsSettings),
+    /// `prune`.
+    Prune {
+        /// Where the backups are.
+        dest: DestSpec,
+        /// Only this container's.
+        container: Option<String>,
+        /// What to keep.
+        policy: Policy,
+        /// Report only.
+        dry_run: bool,
+    },
 }
 
 /// Settings for one log run.
@@ -86,6 +98,8 @@ pub struct ShipSettings {
     pub dest: DestSpec,
     /// zstd level.
     pub level: i32,
+    /// Delete shipped logs rotated longer ago than this many seconds.
+    pub prune_after: Option<u64>,
 }
 
 /// Settings for one backup.
@@ -103,6 +117,14 @@ pub struct BackupSettings {
     pub compression: Compression,
     /// Helper image override.
     pub helper_image: Option<String>,
+    /// A snapshot: record image digests and the container's inspect data too.
+    pub snapshot: bool,
+    /// Containers to stop during the backup, in stop order (empty: stop nothing).
+    pub stop: Vec<String>,
+    /// Command run in the container before the backup.
+    pub pre_hook: Option<String>,
+    /// Command run in the container after the backup.
+    pub post_hook: Option<String>,
 }
 
 /// Settings for one restore.
@@ -141,17 +163,29 @@ impl Settings {
         };
         let dest = |url: &str| DestSpec::parse(url, &remote).map_err(Failure::usage);
         let action = match cli.command {
-            Command::Backup(a) => Action::Backup(BackupSettings {
-                container: a.container,
-                paths: container_paths(&a.paths)?,
-                dest: dest(&a.dest.dest)?,
-                tags: tags(&a.tags)?,
-                compression: Compression {
-                    level: a.level,
-                    workers: zstd_workers(),
-                },
-                helper_image: a.helper_image,
-            }),
+            Command::Backup(a) => Action::Backup(backup_settings(a, &dest, false)?),
+            Command::Snapshot(a) => {
+                if a.backup.tags.is_empty() {
+                    return Err(Failure::usage(
+                        "a snapshot needs a --tag (e.g. --tag pre-upgrade) so it can be found and is kept by prune",
+                    ));
+                }
+                Action::Backup(backup_settings(a.backup, &dest, true)?)
+            }
+            Command::Prune(a) => {
+                let policy = policy(a.policy)?;
+                if policy.is_empty() {
+                    return Err(Failure::usage(
+                        "prune needs a policy: give at least one --keep-* option (e.g. --keep-daily 14); nothing was removed",
+                    ));
+                }
+                Action::Prune {
+                    dest: dest(&a.dest.dest)?,
+                    container: a.container,
+                    policy,
+                    dry_run: a.dry_run,
+                }
+            }
             Command::List(a) => Action::List {
                 dest: dest(&a.dest.dest)?,
                 container: a.container,
@@ -175,6 +209,53 @@ impl Settings {
         };
         Ok(Settings { output, action })
     }
+}
+
+fn backup_settings(
+    a: crate::cli::BackupArgs,
+    dest: &dyn Fn(&str) -> Result<DestSpec, Failure>,
+    snapshot: bool,
+) -> Result<BackupSettings, Failure> {
+    Ok(BackupSettings {
+        paths: container_paths(&a.paths)?,
+        dest: dest(&a.dest.dest)?,
+        tags: tags(&a.tags)?,
+        compression: Compression {
+            level: a.level,
+            workers: zstd_workers(),
+        },
+        stop: if a.stop {
+            std::iter::once(a.container.clone())
+                .chain(a.stop_also)
+                .collect()
+        } else {
+            Vec::new()
+        },
+        container: a.container,
+        helper_image: a.helper_image,
+        snapshot,
+        pre_hook: a.pre_hook,
+        post_hook: a.post_hook,
+    })
+}
+
+/// Lowers the `--keep-*` flags.
+pub fn policy(a: crate::cli::PolicyArgs) -> Result<Policy, Failure> {
+    Ok(Policy {
+        keep_last: a.keep_last,
+        keep_hourly: a.keep_hourly,
+        keep_daily: a.keep_daily,
+        keep_weekly: a.keep_weekly,
+        keep_monthly: a.keep_monthly,
+        keep_yearly: a.keep_yearly,
+        keep_within: a
+            .keep_within
+            .as_deref()
+            .map(|v| parse_age(v).map(|s| s as i64).map_err(Failure::usage))
+            .transpose()?,
+        keep_tags: a.keep_tags,
+        prune_tagged: a.prune_tagged,
+    })
 }
 
 fn logs_settings(
@@ -237,6 +318,11 @@ fn logs_settings(
                 Ok(ShipSettings {
                     dest: dest(&s.dest.dest)?,
                     level: s.level,
+                    prune_after: s
+                        .prune_after
+                        .as_deref()
+                        .map(|v| parse_age(v).map_err(Failure::usage))
+                        .transpose()?,
                 })
             })
             .transpose()?,

@@ -261,3 +261,145 @@ fn an_overlapping_run_is_refused_naming_the_holder() {
     );
     assert!(app.helpers().is_empty());
 }
+
+#[test]
+fn real_gunicorn_rotated_under_load_loses_no_request_line() {
+    let image = var("DOCKYARD_TEST_GUNICORN_IMAGE");
+    let name = unique("gunicorn");
+    docker(&["run", "-d", "--name", &name, "--network", "none", &image]);
+    let app = App { name };
+    let started = started_at(&app);
+    // Wait for Gunicorn, then load it from inside the container: 4000 requests, each with its own
+    // number in the path, so every access-log line can be accounted for.
+    let client = r#"
+import time, urllib.request
+for _ in range(100):
+    try:
+        urllib.request.urlopen("http://127.0.0.1:8000/up").read(); break
+    except Exception:
+        time.sleep(0.1)
+for i in range(1, 4001):
+    urllib.request.urlopen(f"http://127.0.0.1:8000/req/{i}").read()
+open("/tmp/load-done", "w").write("done")
+"#;
+    docker(&["exec", "-d", &app.name, "python3", "-c", client]);
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("dest");
+    let d = dest.to_str().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    let mut cycles = 0;
+    loop {
+        let done = std::process::Command::new("docker")
+            .args(["exec", &app.name, "test", "-f", "/tmp/load-done"])
+            .status()
+            .unwrap()
+            .success();
+        let r = dockyard(&["logs", &app.name, "--to", d, "--settle", "0.5"]);
+        assert_eq!(r.code, 0, "cycle {cycles}: {}", r.stderr);
+        cycles += 1;
+        if done && cycles >= 5 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the load never finished"
+        );
+    }
+    assert_eq!(started_at(&app), started, "gunicorn restarted");
+    let mut lines = shipped_lines(&dest, &app.name);
+    let shipped = lines.len();
+    lines.extend(volume_lines(&app).1);
+    let mut seen: BTreeMap<u64, u32> = BTreeMap::new();
+    for l in &lines {
+        if let Some(rest) = l.split("GET /req/").nth(1) {
+            let n: u64 = rest.split_whitespace().next().unwrap().parse().unwrap();
+            *seen.entry(n).or_default() += 1;
+        }
+    }
+    let lost: Vec<u64> = (1..=4000).filter(|n| !seen.contains_key(n)).collect();
+    let dup: Vec<u64> = seen
+        .iter()
+        .filter(|(_, c)| **c > 1)
+        .map(|(n, _)| *n)
+        .collect();
+    eprintln!(
+        "gunicorn: {cycles} cycles, 4000 requests, {shipped} lines shipped, lost {}, duplicated {}",
+        lost.len(),
+        dup.len()
+    );
+    assert!(
+        lost.is_empty() && dup.is_empty(),
+        "lost {lost:?}, duplicated {dup:?}"
+    );
+    assert!(shipped > 0);
+    assert!(app.helpers().is_empty());
+}
+
+#[test]
+fn logs_ship_over_ssh_under_the_deterministic_key() {
+    let app = App::running("logs-ssh", &["/srv/logs"]);
+    app.sh("seq 1 300 > /srv/logs/access.log");
+    let dir = unique("logs-ssh-dest");
+    let url = format!("ssh://dockyard-test/~/{dir}");
+    let env = common::peers::ssh_env();
+    let out = dockyard_env(
+        &["logs", &app.name, "--to", &url, "--reopen", "none"],
+        &pairs(&env),
+    )
+    .ok();
+    assert!(
+        out.contains("shipped 1") && out.contains("deleted 1"),
+        "{out}"
+    );
+    let found = common::peers::ssh(&format!("find {dir} -type f | sort"));
+    let key = found.trim();
+    assert!(
+        key.starts_with(&format!("{dir}/logs/{}/access.log/", app.name)) && key.ends_with(".zst"),
+        "{found}"
+    );
+    let text = common::peers::ssh(&format!("zstd -dc {key} | wc -l; rm -rf {dir}"));
+    assert_eq!(text.trim(), "300");
+}
+
+#[test]
+fn prune_after_deletes_only_old_shipped_logs() {
+    let app = App::running("logs-prune", &["/srv/logs"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("dest");
+    let d = dest.to_str().unwrap();
+    // A shipped log from 40 days ago, and one from today.
+    let old_day = chrono::Utc::now() - chrono::Duration::days(40);
+    let old = dest.join(format!(
+        "logs/{}/access.log/{}",
+        app.name,
+        old_day.format("%Y/%m/%d")
+    ));
+    std::fs::create_dir_all(&old).unwrap();
+    let old_file = old.join(format!(
+        "access.log.{}.zst",
+        old_day.format("%Y%m%dT%H%M%S%.3fZ")
+    ));
+    std::fs::write(&old_file, b"old").unwrap();
+    app.sh("seq 1 10 > /srv/logs/access.log");
+    let out = dockyard(&[
+        "logs",
+        &app.name,
+        "--to",
+        d,
+        "--reopen",
+        "none",
+        "--prune-after",
+        "30d",
+    ])
+    .ok();
+    assert!(
+        out.contains("shipped 1") && out.contains("pruned 1"),
+        "{out}"
+    );
+    assert!(!old_file.exists(), "the 40-day-old log was not pruned");
+    assert_eq!(
+        shipped_lines(&dest, &app.name).len(),
+        10,
+        "today's log must stay"
+    );
+}

@@ -16,25 +16,63 @@ use crate::archive::streams::{self, CountingReader, ReadAhead};
 use crate::destination::{put_bytes, DestError, Destination};
 use crate::docker::{ContainerInfo, DockerError, Engine, HelperSpec, Mount};
 use crate::error::Failure;
-use crate::manifest::{self, Manifest, PathRecord};
+use crate::manifest::{self, Manifest, PathRecord, SnapshotRecord};
 use crate::progress::Progress;
 use crate::settings::BackupSettings;
 
-/// Runs `dockyard backup` and prints its summary.
+/// Runs `dockyard backup` (or `snapshot`): pre-hook, stop, backup, start again, post-hook, summary.
 pub async fn run(ctx: &Ctx, s: BackupSettings) -> Result<()> {
     let engine = ctx.engine().await?;
-    let (m, secs) = backup(engine, &s, ctx.output.progress).await?;
-    print_summary(ctx, &m, secs, &s.dest.to_string());
+    if let Some(hook) = &s.pre_hook {
+        run_hook(engine, &s.container, hook, "pre-hook").await?;
+    }
+    let t0 = std::time::Instant::now();
+    for c in &s.stop {
+        if engine.inspect(c).await?.running {
+            tracing::info!(container = %c, "stopping for the backup");
+            engine.stop(c).await?;
+        }
+    }
+    let result = backup(engine, &s, ctx.output.progress).await;
+    let restarted = engine.restart_stopped().await;
+    let downtime = (!s.stop.is_empty()).then(|| t0.elapsed().as_secs_f64());
+    let (m, secs) = result?;
+    restarted?;
+    if let Some(hook) = &s.post_hook {
+        run_hook(engine, &s.container, hook, "post-hook").await?;
+    }
+    print_summary(ctx, &m, secs, &s.dest.to_string(), downtime);
     Ok(())
 }
 
-/// Prints the one-line (or JSON) summary of a finished backup.
-pub fn print_summary(ctx: &Ctx, m: &Manifest, secs: f64, dest: &str) {
+/// Runs a hook command in the container; a non-zero exit is an error naming the hook.
+async fn run_hook(engine: &Engine, container: &str, hook: &str, which: &str) -> Result<()> {
+    let (code, output) = engine.exec(container, hook).await?;
+    if code != 0 {
+        return Err(DockerError::HelperFailed {
+            container: container.to_string(),
+            action: format!(
+                "running the {which} {hook:?} (nothing was backed up if this is the pre-hook)"
+            ),
+            code,
+            output: output.trim().to_string(),
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// Prints the one-line (or JSON) summary of a finished backup; `downtime` if containers were stopped.
+pub fn print_summary(ctx: &Ctx, m: &Manifest, secs: f64, dest: &str, downtime: Option<f64>) {
     if ctx.output.json {
         super::print_json(
-            &json!({"result": "ok", "seconds": secs, "destination": dest, "backup": m}),
+            &json!({"result": "ok", "seconds": secs, "destination": dest,
+            "downtime_seconds": downtime, "backup": m}),
         );
         return;
+    }
+    if let Some(d) = downtime {
+        println!("containers stopped for {d:.1}s and started again");
     }
     let paths: Vec<&str> = m.paths.iter().map(|p| p.path.as_str()).collect();
     println!(
@@ -114,6 +152,13 @@ pub async fn backup(
         entries: stats.entries,
         level: s.compression.level,
         archive: name.clone(),
+        snapshot: match s.snapshot {
+            true => Some(SnapshotRecord {
+                image_digests: engine.image_digests(&info.image_id).await?,
+                inspect: info.inspect.clone(),
+            }),
+            false => None,
+        },
     };
     let text = serde_json::to_vec_pretty(&m).expect("manifest serialises");
     if let Err(e) = put_bytes(dest.as_ref(), &manifest::manifest_name(&id), text).await {

@@ -37,6 +37,7 @@ struct Report {
     deleted: Vec<String>,
     kept: Vec<String>,
     failed: Vec<String>,
+    pruned: Vec<String>,
 }
 
 /// Runs `dockyard logs`, `logs rotate` or `logs ship` as `s` says.
@@ -119,6 +120,10 @@ pub async fn run(ctx: &Ctx, s: LogsSettings) -> Result<()> {
     report.deleted = scripts::tagged(&fin.stdout, "DELETED")
         .map(|n| n.trim_matches('\'').to_string())
         .collect();
+    if let (Some(dest), Some(age)) = (dest.as_deref(), s.ship.as_ref().and_then(|x| x.prune_after))
+    {
+        report.pruned = prune_shipped(dest, &info.name, age).await?;
+    }
     report.kept = scripts::tagged(&fin.stdout, "KEPT")
         .map(|n| n.trim_matches('\'').to_string())
         .collect();
@@ -266,6 +271,24 @@ async fn carry_on(
     Ok((report, shipped, Vec::new()))
 }
 
+/// Deletes `container`'s shipped logs rotated more than `age` seconds ago; returns their keys.
+async fn prune_shipped(dest: &dyn Destination, container: &str, age: u64) -> Result<Vec<String>> {
+    let cutoff = Utc::now() - chrono::Duration::seconds(age as i64);
+    let mut pruned = Vec::new();
+    for key in dest.list_under(&format!("logs/{container}")).await? {
+        let file = key.rsplit('/').next().unwrap_or("");
+        let old = file
+            .strip_suffix(".zst")
+            .and_then(naming::parse_rotated)
+            .is_some_and(|r| r.at < cutoff);
+        if old {
+            dest.delete(&key).await?;
+            pruned.push(key);
+        }
+    }
+    Ok(pruned)
+}
+
 /// Tells the app to reopen its files.
 async fn reopen(engine: &Engine, info: &ContainerInfo, how: &Reopen) -> Result<()> {
     match how {
@@ -381,13 +404,14 @@ fn print_report(ctx: &Ctx, container: &str, s: &LogsSettings, r: &Report) {
     }
     let dest = s.ship.as_ref().map(|x: &ShipSettings| x.dest.to_string());
     println!(
-        "logs of {container} ({}): rotated {}, shipped {}{}, deleted {}, kept {}, failed {}",
+        "logs of {container} ({}): rotated {}, shipped {}{}, deleted {}, kept {}, failed {}, pruned {}",
         s.dir,
         r.rotated.len(),
         r.shipped.len(),
         dest.map(|d| format!(" to {d}")).unwrap_or_default(),
         r.deleted.len(),
         r.kept.len(),
-        r.failed.len()
+        r.failed.len(),
+        r.pruned.len()
     );
 }

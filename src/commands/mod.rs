@@ -4,6 +4,7 @@
 pub mod backup;
 pub mod list;
 pub mod logs;
+pub mod prune;
 pub mod restore;
 pub mod verify;
 
@@ -38,10 +39,12 @@ impl Ctx {
         Ok(self.engine.get_or_try_init(Engine::connect).await?)
     }
 
-    /// Removes any helper containers still alive; main calls this on every way out.
+    /// Removes any helper containers still alive and starts again any container this run
+    /// stopped; main calls this on every way out (errors, signals, panics).
     pub async fn cleanup(&self) {
         if let Some(engine) = self.engine.get() {
             engine.remove_live_helpers().await;
+            let _ = engine.restart_stopped().await;
         }
     }
 }
@@ -58,6 +61,12 @@ pub async fn run(ctx: &Ctx, settings: Settings) -> Result<()> {
         } => verify::run(ctx, &dest, &archive, container.as_deref()).await,
         Action::Restore(s) => restore::run(ctx, s).await,
         Action::Logs(s) => logs::run(ctx, s).await,
+        Action::Prune {
+            dest,
+            container,
+            policy,
+            dry_run,
+        } => prune::run(ctx, &dest, container.as_deref(), &policy, dry_run).await,
     }
 }
 

@@ -56,6 +56,10 @@ pub async fn run(ctx: &Ctx, s: RestoreSettings) -> Result<()> {
                     workers: 1,
                 },
                 helper_image: s.helper_image.clone(),
+                snapshot: false,
+                stop: Vec::new(),
+                pre_hook: None,
+                post_hook: None,
             };
             let (safety, secs) = backup(engine, &settings, ctx.output.progress)
                 .await
@@ -64,7 +68,7 @@ pub async fn run(ctx: &Ctx, s: RestoreSettings) -> Result<()> {
                     target.name
                 ))?;
             if !ctx.output.json {
-                print_summary(ctx, &safety, secs, &s.dest.to_string());
+                print_summary(ctx, &safety, secs, &s.dest.to_string(), None);
             }
         }
     }

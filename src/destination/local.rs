@@ -139,6 +139,16 @@ impl Destination for LocalDir {
         Ok(out)
     }
 
+    async fn list_under(&self, prefix: &str) -> Result<Vec<String>, DestError> {
+        super::check_name(self, prefix)?;
+        let (root, prefix) = (self.root.clone(), prefix.to_string());
+        tokio::task::spawn_blocking(move || walk(&root, &prefix))
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))
+            .and_then(|r| r)
+            .map_err(self.io("list the directory tree"))
+    }
+
     async fn delete(&self, name: &str) -> Result<(), DestError> {
         let path = self.object_path(name)?;
         tokio::fs::remove_file(&path)
@@ -155,6 +165,33 @@ impl Destination for LocalDir {
             .map_err(self.io("clean up temp files of earlier runs"))?;
         Ok(found)
     }
+}
+
+/// Files under `root/prefix`, as `prefix/...` names, hidden ones left out.
+fn walk(root: &Path, prefix: &str) -> std::io::Result<Vec<String>> {
+    let mut out = Vec::new();
+    let mut stack = vec![prefix.to_string()];
+    while let Some(rel) = stack.pop() {
+        let dir = match std::fs::read_dir(root.join(&rel)) {
+            Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        for entry in dir {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                continue;
+            }
+            let child = format!("{rel}/{name}");
+            if entry.file_type()?.is_dir() {
+                stack.push(child);
+            } else {
+                out.push(child);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Removes temp files whose writer is gone: their lock is free.

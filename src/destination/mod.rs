@@ -71,6 +71,10 @@ pub trait Destination: Send + Sync {
     /// Names of all complete objects.
     async fn list(&self) -> Result<Vec<String>, DestError>;
 
+    /// Names of all complete objects under `prefix/` at any depth (e.g. `logs/web`), as full
+    /// object names; hidden components (temp files, markers) are left out.
+    async fn list_under(&self, prefix: &str) -> Result<Vec<String>, DestError>;
+
     /// Deletes object `name`.
     async fn delete(&self, name: &str) -> Result<(), DestError>;
 
@@ -106,6 +110,12 @@ pub fn check_name(dest: &dyn Destination, name: &str) -> Result<(), DestError> {
             message: format!("invalid object name {name:?}"),
         })
     }
+}
+
+/// Whether every component of `name` is visible (not a temp file, marker or state).
+pub fn visible(name: &str) -> bool {
+    name.split('/')
+        .all(|c| !c.is_empty() && !c.starts_with('.'))
 }
 
 /// Splits an object name into its parent path (possibly empty) and its last component.

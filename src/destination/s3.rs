@@ -358,6 +358,30 @@ impl Destination for S3Dir {
         Ok(out)
     }
 
+    async fn list_under(&self, prefix: &str) -> Result<Vec<String>, DestError> {
+        self.check_name(prefix)?;
+        let root = self.spec.list_prefix();
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.spec.bucket)
+            .prefix(format!("{root}{prefix}/"))
+            .into_paginator()
+            .send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| s3_error(&self.describe(), "list objects", e))?;
+            for obj in page.contents() {
+                if let Some(name) = obj.key().and_then(|k| k.strip_prefix(&root)) {
+                    if super::visible(name) {
+                        out.push(name.to_string());
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
     async fn delete(&self, name: &str) -> Result<(), DestError> {
         self.check_name(name)?;
         self.client

@@ -190,11 +190,7 @@ impl SshDir {
     /// Starts the control master (once) and returns its socket; connection and authentication
     /// errors surface here, with ssh's own words.
     async fn control(&self) -> Result<PathBuf, DestError> {
-        let started = self
-            .master
-            .socket
-            .get_or_init(|| self.start_master())
-            .await;
+        let started = self.master.socket.get_or_init(|| self.start_master()).await;
         match started {
             Ok(socket) => Ok(socket.clone()),
             Err((code, stderr)) => Err(self.failure("connect", *code, stderr)),
@@ -204,11 +200,10 @@ impl SshDir {
     async fn start_master(&self) -> Result<PathBuf, (Option<i32>, String)> {
         remove_stale_control_dirs();
         let nonce: u32 = rand::random();
-        let dir = std::env::temp_dir().join(format!(
-            "dockyard-ssh-{}-{nonce:08x}",
-            std::process::id()
-        ));
-        let local = |e: std::io::Error| (None, format!("cannot prepare the ssh control socket: {e}"));
+        let dir =
+            std::env::temp_dir().join(format!("dockyard-ssh-{}-{nonce:08x}", std::process::id()));
+        let local =
+            |e: std::io::Error| (None, format!("cannot prepare the ssh control socket: {e}"));
         std::fs::DirBuilder::new()
             .mode(0o700)
             .create(&dir)
@@ -388,6 +383,9 @@ rc=$?; kill $bg 2>/dev/null; exit $rc",
             .spawn()
             .map_err(|e| self.spawn_error(e))?;
         let stdin = child.stdin.take();
+        if let Some(pipe) = &stdin {
+            widen_pipe(pipe);
+        }
         let stderr = child.stderr.take().map(collect_stderr);
         Ok(Box::new(SshUpload {
             dir: self.share(),
@@ -449,6 +447,25 @@ rc=$?; kill $bg 2>/dev/null; exit $rc",
             .collect())
     }
 
+    async fn list_under(&self, prefix: &str) -> Result<Vec<String>, DestError> {
+        self.check_name(prefix)?;
+        let out = self
+            .run(
+                "list the remote directory tree",
+                &format!(
+                    "cd -- {} 2>/dev/null && [ -d {p} ] || exit 0; find {p} -type f; exit 0",
+                    self.dir(),
+                    p = quote(prefix)
+                ),
+            )
+            .await?;
+        Ok(out
+            .lines()
+            .filter(|l| super::visible(l))
+            .map(str::to_string)
+            .collect())
+    }
+
     async fn delete(&self, name: &str) -> Result<(), DestError> {
         self.check_name(name)?;
         self.run(
@@ -487,6 +504,15 @@ exit 0",
             tracing::warn!(dest = %self.describe(), file = %f, "removed temp file left by a run that is gone");
         }
         Ok(removed)
+    }
+}
+
+/// Grows a pipe to 1 MiB (Linux's default limit for unprivileged processes) from 64 KiB, so each
+/// 256 KiB chunk goes to ssh in one or two writes instead of several wake-ups. Best effort.
+fn widen_pipe(pipe: &impl std::os::fd::AsRawFd) {
+    // SAFETY: F_SETPIPE_SZ on a valid fd changes only the pipe's capacity.
+    unsafe {
+        libc::fcntl(pipe.as_raw_fd(), libc::F_SETPIPE_SZ, 1 << 20);
     }
 }
 
