@@ -336,6 +336,10 @@ pub struct BackupArgs {
     #[arg(long = "stop-also", value_name = "NAME", requires = "stop")]
     pub stop_also: Vec<String>,
 
+    /// With --stop: seconds to wait for a graceful stop (SIGTERM) before the engine kills.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS", requires = "stop")]
+    pub stop_timeout: u32,
+
     /// Run this shell command inside the container before the backup (before stopping it), e.g.
     /// `python3 manage.py dumpdata -o /srv/media/db.json`. If it fails, nothing is backed up.
     #[arg(long, value_name = "COMMAND")]

@@ -308,9 +308,11 @@ impl Engine {
 
     /// Stops a running container for a consistent backup; it is remembered so that it is started
     /// again on every way out ([`Engine::restart_stopped`]), errors and signals included.
-    pub async fn stop(&self, container: &str) -> Result<(), DockerError> {
+    pub async fn stop(&self, container: &str, timeout_secs: u32) -> Result<(), DockerError> {
         self.stopped.lock().unwrap().push(container.to_string());
-        let options = StopContainerOptionsBuilder::default().t(30).build();
+        let options = StopContainerOptionsBuilder::default()
+            .t(timeout_secs as i32)
+            .build();
         self.docker
             .stop_container(container, Some(options))
             .await

@@ -121,6 +121,8 @@ pub struct BackupSettings {
     pub snapshot: bool,
     /// Containers to stop during the backup, in stop order (empty: stop nothing).
     pub stop: Vec<String>,
+    /// Seconds the engine waits for each to stop gracefully.
+    pub stop_timeout: u32,
     /// Command run in the container before the backup.
     pub pre_hook: Option<String>,
     /// Command run in the container after the backup.
@@ -231,6 +233,7 @@ fn backup_settings(
         } else {
             Vec::new()
         },
+        stop_timeout: a.stop_timeout,
         container: a.container,
         helper_image: a.helper_image,
         snapshot,

@@ -30,7 +30,7 @@ pub async fn run(ctx: &Ctx, s: BackupSettings) -> Result<()> {
     for c in &s.stop {
         if engine.inspect(c).await?.running {
             tracing::info!(container = %c, "stopping for the backup");
-            engine.stop(c).await?;
+            engine.stop(c, s.stop_timeout).await?;
         }
     }
     let result = backup(engine, &s, ctx.output.progress).await;

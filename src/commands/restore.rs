@@ -58,6 +58,7 @@ pub async fn run(ctx: &Ctx, s: RestoreSettings) -> Result<()> {
                 helper_image: s.helper_image.clone(),
                 snapshot: false,
                 stop: Vec::new(),
+                stop_timeout: 0,
                 pre_hook: None,
                 post_hook: None,
             };

@@ -1,0 +1,247 @@
+//! Jobs around a backup, against a real engine: retention (prune) on a real destination, tagged
+//! snapshots, stopping the app for a consistent backup and starting it again on every way out,
+//! and hooks.
+
+mod common;
+
+use common::{dest_dir, docker, dockyard, list, App};
+
+fn running(app: &App) -> bool {
+    docker(&["inspect", "-f", "{{.State.Running}}", &app.name]).trim() == "true"
+}
+
+#[test]
+fn prune_removes_exactly_what_the_dry_run_said_and_keeps_snapshots() {
+    let app = App::running("prune", &["/srv/media"]);
+    app.sh("echo a > /srv/media/a");
+    let (_tmp, dest) = dest_dir();
+    let d = dest.to_str().unwrap();
+    // The snapshot is the oldest: keep-last would not keep it, its tag does.
+    dockyard(&["snapshot", &app.name, "--tag", "pre-upgrade", "--to", d]).ok();
+    for _ in 0..4 {
+        std::thread::sleep(std::time::Duration::from_millis(1100)); // distinct timestamps
+        dockyard(&["backup", &app.name, "--to", d]).ok();
+    }
+    assert_eq!(list(&dest).len(), 5);
+
+    let dry = dockyard(&[
+        "prune",
+        "--to",
+        d,
+        "--keep-last",
+        "2",
+        "--dry-run",
+        "--json",
+    ])
+    .ok();
+    let dry: serde_json::Value = serde_json::from_str(&dry).unwrap();
+    let mut keep: Vec<String> = dry["backups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["keep"] == true)
+        .map(|b| b["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(dry["removed"], 2, "{dry}");
+    assert_eq!(list(&dest).len(), 5, "a dry run removed something");
+
+    let out = dockyard(&["prune", "--to", d, "--keep-last", "2"]).ok();
+    assert!(out.contains("removed 2 of 5"), "{out}");
+    let mut left: Vec<String> = list(&dest)
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_string())
+        .collect();
+    keep.sort();
+    left.sort();
+    assert_eq!(
+        left, keep,
+        "prune removed something other than what the dry run said"
+    );
+    assert!(
+        list(&dest).iter().any(|m| m["tags"][0] == "pre-upgrade"),
+        "the snapshot was pruned"
+    );
+    // Archives went with their manifests.
+    let files = common::files(&dest);
+    assert_eq!(files.len(), 6, "{files:?}");
+
+    let none = dockyard(&["prune", "--to", d]);
+    assert_eq!(none.code, 2);
+    assert!(
+        none.stderr.contains("prune needs a policy"),
+        "{}",
+        none.stderr
+    );
+}
+
+#[test]
+fn snapshot_records_image_and_inspect_data_and_needs_a_tag() {
+    let app = App::running("snap", &["/srv/media"]);
+    let (_tmp, dest) = dest_dir();
+    let d = dest.to_str().unwrap();
+    let untagged = dockyard(&["snapshot", &app.name, "--to", d]);
+    assert_eq!(untagged.code, 2, "{}", untagged.stderr);
+    let out = dockyard(&[
+        "snapshot",
+        &app.name,
+        "--tag",
+        "pre-upgrade",
+        "--to",
+        d,
+        "--json",
+    ])
+    .ok();
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let snap = &v["backup"]["snapshot"];
+    let id = docker(&["inspect", "-f", "{{.Id}}", &app.name]);
+    assert_eq!(snap["inspect"]["Id"], id.trim(), "{snap}");
+    assert!(snap["image_digests"].is_array());
+    assert_eq!(v["backup"]["tags"][0], "pre-upgrade");
+}
+
+#[test]
+fn backup_with_stop_stops_and_starts_the_app_and_reports_downtime() {
+    let app = App::running("stop", &["/srv/media"]);
+    let worker = App::running("stop-worker", &["/srv/media"]);
+    app.sh("echo a > /srv/media/a");
+    let before = docker(&["inspect", "-f", "{{.State.StartedAt}}", &app.name]);
+    let (_tmp, dest) = dest_dir();
+    let d = dest.to_str().unwrap();
+    let out = dockyard(&[
+        "backup",
+        &app.name,
+        "--to",
+        d,
+        "--stop",
+        "--stop-timeout",
+        "1",
+        "--stop-also",
+        &worker.name,
+    ])
+    .ok();
+    assert!(
+        out.contains("stopped for") && out.contains("started again"),
+        "{out}"
+    );
+    assert!(running(&app) && running(&worker));
+    assert_ne!(
+        docker(&["inspect", "-f", "{{.State.StartedAt}}", &app.name]),
+        before,
+        "the app was not actually stopped"
+    );
+    assert_eq!(list(&dest).len(), 1);
+}
+
+#[test]
+fn a_failure_while_stopped_still_starts_the_app_again() {
+    let app = App::running("stopfail", &["/srv/media"]);
+    let (_tmp, dest) = dest_dir();
+    let d = dest.to_str().unwrap();
+    let r = dockyard(&[
+        "backup",
+        &app.name,
+        "--to",
+        d,
+        "--stop",
+        "--stop-timeout",
+        "1",
+        "--helper-image",
+        "dockyard-test/no-such-image:0",
+    ]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(
+        running(&app),
+        "the app was left stopped after a failed backup"
+    );
+    assert!(list(&dest).is_empty());
+    assert!(app.helpers().is_empty());
+}
+
+#[test]
+fn a_failing_pre_hook_stops_the_backup_with_a_clear_error() {
+    let app = App::running("hook", &["/srv/media"]);
+    let (_tmp, dest) = dest_dir();
+    let d = dest.to_str().unwrap();
+    let r = dockyard(&[
+        "backup",
+        &app.name,
+        "--to",
+        d,
+        "--stop",
+        "--stop-timeout",
+        "1",
+        "--pre-hook",
+        "echo dump failed >&2; exit 7",
+    ]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("pre-hook")
+            && r.stderr.contains("exit 7")
+            && r.stderr.contains("dump failed"),
+        "{}",
+        r.stderr
+    );
+    assert!(running(&app));
+    assert!(
+        list(&dest).is_empty(),
+        "a backup was taken after a failed pre-hook"
+    );
+    // A working pre-hook's output is part of the backup.
+    dockyard(&[
+        "backup",
+        &app.name,
+        "--to",
+        d,
+        "--pre-hook",
+        "echo dumped > /srv/media/db.json",
+        "--post-hook",
+        "rm /srv/media/db.json",
+    ])
+    .ok();
+    assert_eq!(list(&dest).len(), 1);
+    assert_eq!(
+        app.sh("ls /srv/media").trim(),
+        "",
+        "the post-hook did not run"
+    );
+}
+
+#[test]
+fn sigterm_while_stopped_starts_the_app_again() {
+    let app = App::running("stopterm", &["/srv/media"]);
+    app.sh("dd if=/dev/urandom of=/srv/media/big bs=1M count=48 2>/dev/null");
+    let (_tmp, dest) = dest_dir();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dockyard"))
+        .args([
+            "backup",
+            &app.name,
+            "--to",
+            dest.to_str().unwrap(),
+            "--level",
+            "19",
+            "--stop",
+            "--stop-timeout",
+            "1",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while running(&app) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the app was never stopped"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    assert!(running(&app), "SIGTERM left the app stopped");
+    assert!(list(&dest).is_empty());
+}
