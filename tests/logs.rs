@@ -108,6 +108,19 @@ fn audit(lines: &[String]) -> (u64, u64, u64) {
     (max, lost, dup)
 }
 
+/// Prints a measurement and appends it to target/tmp/logs-report.txt, which .ci/run shows.
+fn report(line: &str) {
+    eprintln!("{line}");
+    use std::io::Write;
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(Path::new(env!("CARGO_TARGET_TMPDIR")).join("logs-report.txt"))
+    {
+        let _ = writeln!(f, "{line}");
+    }
+}
+
 fn started_at(app: &App) -> String {
     docker(&[
         "inspect",
@@ -136,7 +149,7 @@ fn fifty_rotate_and_ship_cycles_under_load_lose_and_duplicate_nothing() {
     let mut all = shipped.clone();
     all.extend(left);
     let (max, lost, dup) = audit(&all);
-    eprintln!("signal:USR1, 50 cycles: {max} lines written, {} shipped, lost {lost}, duplicated {dup}; left in the volume: {left_files:?}", shipped.len());
+    report(&format!("signal:USR1, 50 cycles: {max} lines written, {} shipped, lost {lost}, duplicated {dup}; left in the volume: {left_files:?}", shipped.len()));
     assert!(max > 10_000, "the writer wrote only {max} lines");
     assert!(
         shipped.len() as u64 > max / 2,
@@ -174,11 +187,7 @@ fn copytruncate_with_a_writer_that_cannot_reopen_reports_its_losses() {
         "copytruncate, 20 cycles: {max} lines written, lost {lost} ({:.4}%), duplicated {dup}\n",
         lost as f64 * 100.0 / max.max(1) as f64
     );
-    eprint!("{report}");
-    let _ = std::fs::write(
-        Path::new(env!("CARGO_TARGET_TMPDIR")).join("copytruncate-report.txt"),
-        &report,
-    );
+    self::report(report.trim_end());
     assert!(max > 5_000, "the writer wrote only {max} lines");
     assert_eq!(dup, 0, "copytruncate duplicated lines");
     assert!(
@@ -324,11 +333,11 @@ open("/tmp/load-done", "w").write("done")
         .filter(|(_, c)| **c > 1)
         .map(|(n, _)| *n)
         .collect();
-    eprintln!(
+    report(&format!(
         "gunicorn: {cycles} cycles ({under_load} during the load), 8000 requests, {shipped} lines shipped, lost {}, duplicated {}",
         lost.len(),
         dup.len()
-    );
+    ));
     assert!(
         lost.is_empty() && dup.is_empty(),
         "lost {lost:?}, duplicated {dup:?}"
