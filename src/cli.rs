@@ -114,6 +114,25 @@ pub enum Command {
     /// A tagged backup before an upgrade: also records the image digests and the container's full
     /// inspect data, and is kept by prune unless --prune-tagged.
     Snapshot(SnapshotArgs),
+    /// Run the config file's jobs once (what cron calls): backups to each destination with their
+    /// retention, and log jobs. Each job holds a lock; a second run of it exits 6 naming the holder.
+    Run(RunArgs),
+}
+
+/// `dockyard run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Jobs to run, by name (backup jobs and log jobs). Default: all of them.
+    #[arg(value_name = "JOB")]
+    pub jobs: Vec<String>,
+
+    /// The config file (TOML; see config/dockyard.toml).
+    #[arg(long, env = "DOCKYARD_CONFIG", default_value = crate::config::DEFAULT_CONFIG, value_name = "FILE")]
+    pub config: std::path::PathBuf,
+
+    /// Write Prometheus text here after the run (overrides `metrics_file` in the config).
+    #[arg(long, value_name = "FILE")]
+    pub metrics_file: Option<std::path::PathBuf>,
 }
 
 /// `dockyard prune`.

@@ -4,6 +4,7 @@
 pub mod archive;
 pub mod cli;
 pub mod commands;
+pub mod config;
 pub mod destination;
 pub mod docker;
 pub mod error;

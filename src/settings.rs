@@ -51,6 +51,15 @@ pub enum Action {
     Restore(RestoreSettings),
     /// `logs`, `logs rotate`, `logs ship`.
     Logs(LogsSettings),
+    /// `run`: the config file's jobs.
+    Run {
+        /// The config file.
+        config: std::path::PathBuf,
+        /// Job names; empty means all.
+        jobs: Vec<String>,
+        /// Prometheus textfile override.
+        metrics_file: Option<std::path::PathBuf>,
+    },
     /// `prune`.
     Prune {
         /// Where the backups are.
@@ -174,6 +183,11 @@ impl Settings {
                 }
                 Action::Backup(backup_settings(a.backup, &dest, true)?)
             }
+            Command::Run(a) => Action::Run {
+                config: a.config,
+                jobs: a.jobs,
+                metrics_file: a.metrics_file,
+            },
             Command::Prune(a) => {
                 let policy = policy(a.policy)?;
                 if policy.is_empty() {
@@ -336,7 +350,7 @@ fn logs_settings(
 }
 
 /// A log file glob: a plain name pattern, safe to leave unquoted in the helper's shell.
-fn pattern(p: &str) -> Result<String, Failure> {
+pub fn pattern(p: &str) -> Result<String, Failure> {
     let ok = !p.is_empty()
         && !p.starts_with('.')
         && p.chars()
@@ -392,7 +406,7 @@ pub fn parse_age(s: &str) -> Result<u64, String> {
 }
 
 /// zstd workers: one per core (zstd's `-T0`).
-fn zstd_workers() -> u32 {
+pub fn zstd_workers() -> u32 {
     std::thread::available_parallelism()
         .map(|n| n.get() as u32)
         .unwrap_or(1)
@@ -426,7 +440,7 @@ pub fn container_paths(raw: &[String]) -> Result<Vec<String>, Failure> {
     Ok(out)
 }
 
-fn tags(raw: &[String]) -> Result<Vec<String>, Failure> {
+pub fn tags(raw: &[String]) -> Result<Vec<String>, Failure> {
     for t in raw {
         let ok = !t.is_empty()
             && t.chars()

@@ -245,3 +245,108 @@ fn sigterm_while_stopped_starts_the_app_again() {
     assert!(running(&app), "SIGTERM left the app stopped");
     assert!(list(&dest).is_empty());
 }
+
+/// A config with one backup job for `app` to `dest` (retention keep_last 1) and a metrics file.
+fn config(dir: &std::path::Path, app: &App, dest: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("dockyard.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "metrics_file = \"{m}\"\nlock_dir = \"{l}\"\n[destinations.local]\nurl = \"{d}\"\n\
+             [jobs.media]\ncontainer = \"{c}\"\ndestinations = [\"local\"]\nschedule = \"0 15 2 * * *\"\n\
+             [jobs.media.retention]\nkeep_last = 1\n",
+            m = dir.join("dockyard.prom").display(),
+            l = dir.join("locks").display(),
+            d = dest.display(),
+            c = app.name
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn run_executes_the_config_jobs_with_retention_and_metrics() {
+    let app = App::running("run", &["/srv/media"]);
+    app.sh("echo a > /srv/media/a");
+    let (tmp, dest) = dest_dir();
+    let cfg = config(tmp.path(), &app, &dest);
+    let c = cfg.to_str().unwrap();
+    dockyard(&["run", "--config", c]).ok();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let out = dockyard(&["run", "media", "--config", c, "--json"]).ok();
+    // The run's own summary comes last, after the backup's and prune's.
+    assert!(
+        out.contains("\"job\": \"media\"") && out.contains("\"ok\": true"),
+        "{out}"
+    );
+    assert_eq!(
+        list(&dest).len(),
+        1,
+        "retention keep_last 1 was not applied"
+    );
+    let metrics = std::fs::read_to_string(tmp.path().join("dockyard.prom")).unwrap();
+    assert!(
+        metrics.contains("dockyard_job_success{job=\"media\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("dockyard_job_last_success_timestamp_seconds{job=\"media\"}"));
+
+    let unknown = dockyard(&["run", "nosuchjob", "--config", c]);
+    assert_eq!(unknown.code, 2);
+    assert!(
+        unknown.stderr.contains("no job named \"nosuchjob\""),
+        "{}",
+        unknown.stderr
+    );
+}
+
+#[test]
+fn an_overlapping_run_is_refused_and_a_dead_holders_lock_is_taken_over() {
+    let app = App::running("runlock", &["/srv/media"]);
+    let (tmp, dest) = dest_dir();
+    let cfg = config(tmp.path(), &app, &dest);
+    let c = cfg.to_str().unwrap();
+    let locks = tmp.path().join("locks");
+    std::fs::create_dir_all(&locks).unwrap();
+    let lock = locks.join("media.lock");
+    std::fs::write(&lock, "pid 4242 since 2026-01-01T00:00:00Z\n").unwrap();
+    let held = std::fs::File::open(&lock).unwrap();
+    held.try_lock().unwrap();
+    let r = dockyard(&["run", "--config", c]);
+    assert_eq!(r.code, 6, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("already running") && r.stderr.contains("pid 4242"),
+        "{}",
+        r.stderr
+    );
+    assert!(list(&dest).is_empty());
+    let metrics = std::fs::read_to_string(tmp.path().join("dockyard.prom")).unwrap();
+    assert!(
+        metrics.contains("dockyard_job_success{job=\"media\"} 0"),
+        "{metrics}"
+    );
+    drop(held); // the holder is gone: its lock is free, its pid dead
+    let r = dockyard(&["run", "--config", c]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("taking over the lock"), "{}", r.stderr);
+    assert_eq!(list(&dest).len(), 1);
+}
+
+#[test]
+fn unknown_config_keys_are_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("bad.toml");
+    std::fs::write(
+        &cfg,
+        "[jobs.media]\ncontainer = \"x\"\ndestinations = []\nkeep_daily = 3\n",
+    )
+    .unwrap();
+    let r = dockyard(&["run", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("keep_daily") && r.stderr.contains(cfg.to_str().unwrap()),
+        "{}",
+        r.stderr
+    );
+}

@@ -20,8 +20,14 @@ use crate::manifest::{self, Manifest, PathRecord, SnapshotRecord};
 use crate::progress::Progress;
 use crate::settings::BackupSettings;
 
-/// Runs `dockyard backup` (or `snapshot`): pre-hook, stop, backup, start again, post-hook, summary.
+/// Runs `dockyard backup` (or `snapshot`) and prints its summary.
 pub async fn run(ctx: &Ctx, s: BackupSettings) -> Result<()> {
+    run_and_report(ctx, s).await.map(|_| ())
+}
+
+/// Pre-hook, stop, backup, start again, post-hook, summary; returns the manifest, the seconds the
+/// backup took and the downtime if containers were stopped.
+pub async fn run_and_report(ctx: &Ctx, s: BackupSettings) -> Result<(Manifest, f64, Option<f64>)> {
     let engine = ctx.engine().await?;
     if let Some(hook) = &s.pre_hook {
         run_hook(engine, &s.container, hook, "pre-hook").await?;
@@ -42,7 +48,7 @@ pub async fn run(ctx: &Ctx, s: BackupSettings) -> Result<()> {
         run_hook(engine, &s.container, hook, "post-hook").await?;
     }
     print_summary(ctx, &m, secs, &s.dest.to_string(), downtime);
-    Ok(())
+    Ok((m, secs, downtime))
 }
 
 /// Runs a hook command in the container; a non-zero exit is an error naming the hook.

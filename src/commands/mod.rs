@@ -6,6 +6,7 @@ pub mod list;
 pub mod logs;
 pub mod prune;
 pub mod restore;
+pub mod run;
 pub mod verify;
 
 use std::io::Read;
@@ -61,6 +62,11 @@ pub async fn run(ctx: &Ctx, settings: Settings) -> Result<()> {
         } => verify::run(ctx, &dest, &archive, container.as_deref()).await,
         Action::Restore(s) => restore::run(ctx, s).await,
         Action::Logs(s) => logs::run(ctx, s).await,
+        Action::Run {
+            config,
+            jobs,
+            metrics_file,
+        } => run::run(ctx, &config, &jobs, metrics_file).await,
         Action::Prune {
             dest,
             container,

@@ -1,0 +1,261 @@
+//! `dockyard run [JOB]...`: the config file's jobs, once each (what cron calls). Each job holds a
+//! lock so two runs of it never overlap; a summary (text or JSON) and an optional Prometheus
+//! textfile report every job's result.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Result;
+use chrono::Utc;
+use serde_json::json;
+
+use super::Ctx;
+use crate::config::{self, JobPlan};
+use crate::error::Failure;
+
+/// How one job ended.
+#[derive(Debug, serde::Serialize)]
+struct JobResult {
+    job: String,
+    ok: bool,
+    error: Option<String>,
+    seconds: f64,
+    bytes: u64,
+    finished: i64,
+}
+
+/// Runs the jobs named in `wanted` (all if empty) from the config at `path`.
+pub async fn run(
+    ctx: &Ctx,
+    path: &Path,
+    wanted: &[String],
+    metrics: Option<PathBuf>,
+) -> Result<()> {
+    let config = config::load(path)?;
+    let plans = config.plans(wanted)?;
+    let lock_dir = lock_dir(config.lock_dir.clone());
+    let metrics = metrics.or(config.metrics_file.clone());
+    let mut results = Vec::new();
+    let mut first_error = None;
+    for plan in &plans {
+        let t0 = Instant::now();
+        let outcome = run_job(ctx, plan, &lock_dir).await;
+        let (ok, error, bytes) = match outcome {
+            Ok(bytes) => (true, None, bytes),
+            Err(e) => {
+                eprintln!("dockyard: job {}: error: {e:#}", plan.name());
+                let text = format!("{e:#}");
+                first_error.get_or_insert(e);
+                (false, Some(text), 0)
+            }
+        };
+        results.push(JobResult {
+            job: plan.name().to_string(),
+            ok,
+            error,
+            seconds: t0.elapsed().as_secs_f64(),
+            bytes,
+            finished: Utc::now().timestamp(),
+        });
+    }
+    if let Some(m) = &metrics {
+        if let Err(e) = write_metrics(m, &results) {
+            eprintln!(
+                "dockyard: cannot write the metrics file {}: {e}",
+                m.display()
+            );
+        }
+    }
+    if ctx.output.json {
+        super::print_json(
+            &json!({"result": if first_error.is_none() {"ok"} else {"failed"}, "jobs": results}),
+        );
+    } else {
+        for r in &results {
+            println!(
+                "job {}: {} in {:.1}s",
+                r.job,
+                if r.ok { "ok" } else { "FAILED" },
+                r.seconds
+            );
+        }
+    }
+    match first_error {
+        Some(e) => Err(e.context(format!(
+            "{} of {} jobs failed",
+            results.iter().filter(|r| !r.ok).count(),
+            results.len()
+        ))),
+        None => Ok(()),
+    }
+}
+
+async fn run_job(ctx: &Ctx, plan: &JobPlan, lock_dir: &Path) -> Result<u64> {
+    let _lock = JobLock::take(lock_dir, plan.name())?;
+    match plan {
+        JobPlan::Backup {
+            backups, retention, ..
+        } => {
+            let mut bytes = 0;
+            for s in backups {
+                let (m, _, _) = super::backup::run_and_report(ctx, s.clone()).await?;
+                bytes += m.size;
+                if let Some(policy) = retention {
+                    super::prune::run(ctx, &s.dest, Some(&m.container), policy, false).await?;
+                }
+            }
+            Ok(bytes)
+        }
+        JobPlan::Logs { settings, .. } => {
+            super::logs::run(ctx, (**settings).clone()).await?;
+            Ok(0)
+        }
+    }
+}
+
+fn lock_dir(configured: Option<PathBuf>) -> PathBuf {
+    if let Some(d) = configured {
+        return d;
+    }
+    let run = PathBuf::from("/run/dockyard");
+    if std::fs::create_dir_all(&run).is_ok() {
+        return run;
+    }
+    std::env::temp_dir().join("dockyard-locks")
+}
+
+/// An exclusive `flock` on `<dir>/<job>.lock`, held while the job runs. The kernel releases it when
+/// the holder dies, so a killed run never blocks the next one; the file names the last holder.
+struct JobLock {
+    _file: File,
+}
+
+impl JobLock {
+    fn take(dir: &Path, job: &str) -> Result<JobLock, Failure> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            Failure::usage(format!(
+                "cannot create the lock directory {}: {e}",
+                dir.display()
+            ))
+        })?;
+        let path = dir.join(format!("{job}.lock"));
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| Failure::usage(format!("cannot open the lock {}: {e}", path.display())))?;
+        let mut holder = String::new();
+        let _ = file.read_to_string(&mut holder);
+        let holder = holder.trim().to_string();
+        if file.try_lock().is_err() {
+            return Err(Failure::busy(format!(
+                "job {job:?} is already running ({}); lock {}",
+                if holder.is_empty() {
+                    "holder unknown".to_string()
+                } else {
+                    holder
+                },
+                path.display()
+            )));
+        }
+        if let Some(pid) = holder
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse::<u32>().ok())
+        {
+            if !crate::host::process_alive(pid) {
+                tracing::warn!(job, previous = %holder, "taking over the lock of a run that is gone");
+            }
+        }
+        let _ = file.set_len(0);
+        let _ = file.rewind();
+        let _ = writeln!(
+            file,
+            "pid {} since {}",
+            std::process::id(),
+            Utc::now().to_rfc3339()
+        );
+        Ok(JobLock { _file: file })
+    }
+}
+
+/// Writes Prometheus text for node_exporter's textfile collector, atomically, keeping each job's
+/// last success time from the previous file when it failed this time.
+fn write_metrics(path: &Path, results: &[JobResult]) -> std::io::Result<()> {
+    let previous = std::fs::read_to_string(path).unwrap_or_default();
+    let last_success = |job: &str| -> Option<String> {
+        let key = format!("dockyard_job_last_success_timestamp_seconds{{job=\"{job}\"}} ");
+        previous
+            .lines()
+            .find_map(|l| l.strip_prefix(&key).map(str::to_string))
+    };
+    let mut out = String::new();
+    let metric = |out: &mut String, name: &str, help: &str, kind: &str| {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+    };
+    metric(
+        &mut out,
+        "dockyard_job_success",
+        "1 if the job's last run succeeded.",
+        "gauge",
+    );
+    for r in results {
+        out.push_str(&format!(
+            "dockyard_job_success{{job=\"{}\"}} {}\n",
+            r.job, r.ok as u8
+        ));
+    }
+    metric(
+        &mut out,
+        "dockyard_job_last_success_timestamp_seconds",
+        "When the job last succeeded (Unix time).",
+        "gauge",
+    );
+    for r in results {
+        let v = if r.ok {
+            Some(r.finished.to_string())
+        } else {
+            last_success(&r.job)
+        };
+        if let Some(v) = v {
+            out.push_str(&format!(
+                "dockyard_job_last_success_timestamp_seconds{{job=\"{}\"}} {v}\n",
+                r.job
+            ));
+        }
+    }
+    metric(
+        &mut out,
+        "dockyard_job_duration_seconds",
+        "Duration of the job's last run.",
+        "gauge",
+    );
+    for r in results {
+        out.push_str(&format!(
+            "dockyard_job_duration_seconds{{job=\"{}\"}} {:.3}\n",
+            r.job, r.seconds
+        ));
+    }
+    metric(
+        &mut out,
+        "dockyard_job_bytes",
+        "Archive bytes the job's last run wrote.",
+        "gauge",
+    );
+    for r in results {
+        out.push_str(&format!(
+            "dockyard_job_bytes{{job=\"{}\"}} {}\n",
+            r.job, r.bytes
+        ));
+    }
+    let temp = path.with_extension("prom.tmp");
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&temp, out)?;
+    std::fs::rename(&temp, path)
+}
