@@ -37,6 +37,10 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub no_progress: bool,
 
+    /// Log lines on stderr as JSON objects (for log collectors) instead of text.
+    #[arg(long, global = true)]
+    pub log_json: bool,
+
     /// More log output on stderr (-v: debug, -vv: trace). `RUST_LOG` works too.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -117,6 +121,21 @@ pub enum Command {
     /// Run the config file's jobs once (what cron calls): backups to each destination with their
     /// retention, and log jobs. Each job holds a lock; a second run of it exits 6 naming the holder.
     Run(RunArgs),
+    /// Run the config file's jobs on their schedules, in the foreground (for systemd, Docker, or a
+    /// terminal). Log lines go to stderr (--log-json for JSON). SIGTERM aborts a running job cleanly.
+    Daemon(DaemonArgs),
+}
+
+/// `dockyard daemon`.
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
+    /// The config file (TOML; see config/dockyard.toml).
+    #[arg(long, env = "DOCKYARD_CONFIG", default_value = crate::config::DEFAULT_CONFIG, value_name = "FILE")]
+    pub config: std::path::PathBuf,
+
+    /// Write Prometheus text here after each job (overrides `metrics_file` in the config).
+    #[arg(long, value_name = "FILE")]
+    pub metrics_file: Option<std::path::PathBuf>,
 }
 
 /// `dockyard run`.

@@ -63,7 +63,7 @@ pub struct JobConfig {
     pub paths: Vec<String>,
     /// Names from `[destinations]`; the backup goes to each, in order.
     pub destinations: Vec<String>,
-    /// Cron expression for `dockyard daemon` (kept for it; `dockyard run` ignores it).
+    /// Cron expression for `dockyard daemon` (`dockyard run` ignores it).
     pub schedule: Option<String>,
     /// Tags for every backup of the job.
     #[serde(default)]
@@ -189,6 +189,14 @@ pub fn parse(text: &str) -> Result<Config, String> {
 }
 
 impl Config {
+    /// The cron schedule of job `name`, if it has one.
+    pub fn schedule_of(&self, name: &str) -> Option<&str> {
+        self.jobs
+            .get(name)
+            .and_then(|j| j.schedule.as_deref())
+            .or_else(|| self.logs.get(name).and_then(|l| l.schedule.as_deref()))
+    }
+
     /// Resolves every job (or only `wanted`, by name) into plans, checking references and values.
     pub fn plans(&self, wanted: &[String]) -> Result<Vec<JobPlan>, Failure> {
         for w in wanted {
@@ -223,9 +231,11 @@ impl Config {
                 None => None,
                 Some("path") => Some(true),
                 Some("virtual") => Some(false),
-                Some(other) => return Err(Failure::usage(format!(
+                Some(other) => {
+                    return Err(Failure::usage(format!(
                     "destination {name:?}: s3_addressing {other:?} must be \"path\" or \"virtual\""
-                ))),
+                )))
+                }
             },
             s3_part_size: d.s3_part_size_mib.unwrap_or(0) << 20,
         };

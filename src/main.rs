@@ -11,7 +11,7 @@ use tracing_subscriber::EnvFilter;
 
 fn main() {
     let cli = Cli::parse();
-    init_logging(cli.verbose);
+    init_logging(cli.verbose, cli.log_json);
     let settings = match Settings::from_cli(cli) {
         Ok(s) => s,
         Err(e) => {
@@ -57,17 +57,24 @@ async fn shutdown_signal() -> &'static str {
     }
 }
 
-/// Logs go to stderr: warnings by default, more with -v, or whatever `RUST_LOG` says.
-fn init_logging(verbose: u8) {
+/// Logs go to stderr, as text or JSON: warnings by default (info for the daemon), more with -v, or
+/// whatever `RUST_LOG` says.
+fn init_logging(verbose: u8, json: bool) {
+    let daemon = std::env::args().any(|a| a == "daemon");
     let default = match verbose {
+        0 if daemon => "dockyard=info,warn",
         0 => "warn",
         1 => "dockyard=debug,info",
         _ => "trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+        .with_target(false);
+    if json {
+        fmt.json().init();
+    } else {
+        fmt.init();
+    }
 }

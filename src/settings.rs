@@ -60,6 +60,13 @@ pub enum Action {
         /// Prometheus textfile override.
         metrics_file: Option<std::path::PathBuf>,
     },
+    /// `daemon`: the config file's jobs on their schedules.
+    Daemon {
+        /// The config file.
+        config: std::path::PathBuf,
+        /// Prometheus textfile override.
+        metrics_file: Option<std::path::PathBuf>,
+    },
     /// `prune`.
     Prune {
         /// Where the backups are.
@@ -186,6 +193,10 @@ impl Settings {
             Command::Run(a) => Action::Run {
                 config: a.config,
                 jobs: a.jobs,
+                metrics_file: a.metrics_file,
+            },
+            Command::Daemon(a) => Action::Daemon {
+                config: a.config,
                 metrics_file: a.metrics_file,
             },
             Command::Prune(a) => {

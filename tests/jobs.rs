@@ -350,3 +350,66 @@ fn unknown_config_keys_are_named() {
         r.stderr
     );
 }
+
+#[test]
+fn daemon_runs_a_job_on_its_schedule_and_stops_cleanly_on_sigterm_mid_job() {
+    let app = App::running("daemon", &["/srv/media"]);
+    app.sh("dd if=/dev/urandom of=/srv/media/big bs=1M count=12 2>/dev/null");
+    let (tmp, dest) = dest_dir();
+    let cfg = tmp.path().join("dockyard.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "metrics_file = \"{m}\"\nlock_dir = \"{l}\"\n[destinations.local]\nurl = \"{d}\"\n\
+             [jobs.every-second]\ncontainer = \"{c}\"\ndestinations = [\"local\"]\nschedule = \"* * * * * *\"\nlevel = 19\n",
+            m = tmp.path().join("dockyard.prom").display(),
+            l = tmp.path().join("locks").display(),
+            d = dest.display(),
+            c = app.name
+        ),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dockyard"))
+        .args(["daemon", "--config", cfg.to_str().unwrap(), "--log-json"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // At least two scheduled runs complete...
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    while list(&dest).len() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the daemon did not run the job twice"
+        );
+        assert!(child.try_wait().unwrap().is_none(), "the daemon exited");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    // ...then SIGTERM while the next one is writing.
+    while !common::files(&dest).iter().any(|f| f.ends_with(".partial")) {
+        assert!(std::time::Instant::now() < deadline, "no third run started");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains("\"job finished\"") || stderr.contains("job finished"),
+        "{stderr}"
+    );
+    assert!(
+        !common::files(&dest).iter().any(|f| f.ends_with(".partial")),
+        "a partial backup was left: {:?}",
+        common::files(&dest)
+    );
+    assert!(app.helpers().is_empty(), "helper left after SIGTERM");
+    let metrics = std::fs::read_to_string(tmp.path().join("dockyard.prom")).unwrap();
+    assert!(
+        metrics.contains("dockyard_job_success{job=\"every-second\"} 1"),
+        "{metrics}"
+    );
+}

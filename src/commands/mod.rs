@@ -2,6 +2,7 @@
 //! engine that main cleans up on every way out).
 
 pub mod backup;
+pub mod daemon;
 pub mod list;
 pub mod logs;
 pub mod prune;
@@ -67,6 +68,10 @@ pub async fn run(ctx: &Ctx, settings: Settings) -> Result<()> {
             jobs,
             metrics_file,
         } => run::run(ctx, &config, &jobs, metrics_file).await,
+        Action::Daemon {
+            config,
+            metrics_file,
+        } => daemon::run(ctx, &config, metrics_file).await,
         Action::Prune {
             dest,
             container,

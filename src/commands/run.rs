@@ -2,6 +2,7 @@
 //! lock so two runs of it never overlap; a summary (text or JSON) and an optional Prometheus
 //! textfile report every job's result.
 
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
@@ -17,7 +18,7 @@ use crate::error::Failure;
 
 /// How one job ended.
 #[derive(Debug, serde::Serialize)]
-struct JobResult {
+pub struct JobResult {
     job: String,
     ok: bool,
     error: Option<String>,
@@ -37,37 +38,7 @@ pub async fn run(
     let plans = config.plans(wanted)?;
     let lock_dir = lock_dir(config.lock_dir.clone());
     let metrics = metrics.or(config.metrics_file.clone());
-    let mut results = Vec::new();
-    let mut first_error = None;
-    for plan in &plans {
-        let t0 = Instant::now();
-        let outcome = run_job(ctx, plan, &lock_dir).await;
-        let (ok, error, bytes) = match outcome {
-            Ok(bytes) => (true, None, bytes),
-            Err(e) => {
-                eprintln!("dockyard: job {}: error: {e:#}", plan.name());
-                let text = format!("{e:#}");
-                first_error.get_or_insert(e);
-                (false, Some(text), 0)
-            }
-        };
-        results.push(JobResult {
-            job: plan.name().to_string(),
-            ok,
-            error,
-            seconds: t0.elapsed().as_secs_f64(),
-            bytes,
-            finished: Utc::now().timestamp(),
-        });
-    }
-    if let Some(m) = &metrics {
-        if let Err(e) = write_metrics(m, &results) {
-            eprintln!(
-                "dockyard: cannot write the metrics file {}: {e}",
-                m.display()
-            );
-        }
-    }
+    let (results, first_error) = run_plans(ctx, &plans, &lock_dir, metrics.as_deref()).await;
     if ctx.output.json {
         super::print_json(
             &json!({"result": if first_error.is_none() {"ok"} else {"failed"}, "jobs": results}),
@@ -90,6 +61,51 @@ pub async fn run(
         ))),
         None => Ok(()),
     }
+}
+
+/// Runs `plans` one after another (a failure does not stop the others), updates the metrics file,
+/// and returns every job's result and the first error.
+pub async fn run_plans(
+    ctx: &Ctx,
+    plans: &[JobPlan],
+    lock_dir: &Path,
+    metrics: Option<&Path>,
+) -> (Vec<JobResult>, Option<anyhow::Error>) {
+    let mut results = Vec::new();
+    let mut first_error = None;
+    for plan in plans {
+        let t0 = Instant::now();
+        tracing::info!(job = plan.name(), "job started");
+        let outcome = run_job(ctx, plan, lock_dir).await;
+        let (ok, error, bytes) = match outcome {
+            Ok(bytes) => (true, None, bytes),
+            Err(e) => {
+                eprintln!("dockyard: job {}: error: {e:#}", plan.name());
+                let text = format!("{e:#}");
+                first_error.get_or_insert(e);
+                (false, Some(text), 0)
+            }
+        };
+        let seconds = t0.elapsed().as_secs_f64();
+        tracing::info!(job = plan.name(), ok, seconds, bytes, "job finished");
+        results.push(JobResult {
+            job: plan.name().to_string(),
+            ok,
+            error,
+            seconds,
+            bytes,
+            finished: Utc::now().timestamp(),
+        });
+    }
+    if let Some(m) = metrics {
+        if let Err(e) = write_metrics(m, &results) {
+            eprintln!(
+                "dockyard: cannot write the metrics file {}: {e}",
+                m.display()
+            );
+        }
+    }
+    (results, first_error)
 }
 
 async fn run_job(ctx: &Ctx, plan: &JobPlan, lock_dir: &Path) -> Result<u64> {
@@ -115,7 +131,8 @@ async fn run_job(ctx: &Ctx, plan: &JobPlan, lock_dir: &Path) -> Result<u64> {
     }
 }
 
-fn lock_dir(configured: Option<PathBuf>) -> PathBuf {
+/// The lock directory: configured, else /run/dockyard, else under the temp directory.
+pub fn lock_dir(configured: Option<PathBuf>) -> PathBuf {
     if let Some(d) = configured {
         return d;
     }
@@ -183,74 +200,65 @@ impl JobLock {
     }
 }
 
-/// Writes Prometheus text for node_exporter's textfile collector, atomically, keeping each job's
-/// last success time from the previous file when it failed this time.
+/// Writes Prometheus text for node_exporter's textfile collector, atomically. Jobs not in
+/// `results` keep their lines from the previous file, and a job that failed keeps its last success
+/// time, so the file always describes every job.
 fn write_metrics(path: &Path, results: &[JobResult]) -> std::io::Result<()> {
+    const METRICS: [(&str, &str); 4] = [
+        ("dockyard_job_success", "1 if the job's last run succeeded."),
+        (
+            "dockyard_job_last_success_timestamp_seconds",
+            "When the job last succeeded (Unix time).",
+        ),
+        (
+            "dockyard_job_duration_seconds",
+            "Duration of the job's last run.",
+        ),
+        (
+            "dockyard_job_bytes",
+            "Archive bytes the job's last run wrote.",
+        ),
+    ];
+    // metric -> job -> value, from the previous file.
+    let mut values: BTreeMap<&str, BTreeMap<String, String>> = BTreeMap::new();
     let previous = std::fs::read_to_string(path).unwrap_or_default();
-    let last_success = |job: &str| -> Option<String> {
-        let key = format!("dockyard_job_last_success_timestamp_seconds{{job=\"{job}\"}} ");
-        previous
-            .lines()
-            .find_map(|l| l.strip_prefix(&key).map(str::to_string))
-    };
-    let mut out = String::new();
-    let metric = |out: &mut String, name: &str, help: &str, kind: &str| {
-        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
-    };
-    metric(
-        &mut out,
-        "dockyard_job_success",
-        "1 if the job's last run succeeded.",
-        "gauge",
-    );
-    for r in results {
-        out.push_str(&format!(
-            "dockyard_job_success{{job=\"{}\"}} {}\n",
-            r.job, r.ok as u8
-        ));
-    }
-    metric(
-        &mut out,
-        "dockyard_job_last_success_timestamp_seconds",
-        "When the job last succeeded (Unix time).",
-        "gauge",
-    );
-    for r in results {
-        let v = if r.ok {
-            Some(r.finished.to_string())
-        } else {
-            last_success(&r.job)
+    for line in previous.lines().filter(|l| !l.starts_with('#')) {
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
         };
-        if let Some(v) = v {
-            out.push_str(&format!(
-                "dockyard_job_last_success_timestamp_seconds{{job=\"{}\"}} {v}\n",
-                r.job
-            ));
+        let Some((name, rest)) = series.split_once("{job=\"") else {
+            continue;
+        };
+        let Some(job) = rest.strip_suffix("\"}") else {
+            continue;
+        };
+        if let Some((metric, _)) = METRICS.iter().find(|(m, _)| *m == name) {
+            values
+                .entry(metric)
+                .or_default()
+                .insert(job.to_string(), value.to_string());
         }
     }
-    metric(
-        &mut out,
-        "dockyard_job_duration_seconds",
-        "Duration of the job's last run.",
-        "gauge",
-    );
     for r in results {
-        out.push_str(&format!(
-            "dockyard_job_duration_seconds{{job=\"{}\"}} {:.3}\n",
-            r.job, r.seconds
-        ));
+        let mut set = |metric: &'static str, v: String| {
+            values.entry(metric).or_default().insert(r.job.clone(), v);
+        };
+        set("dockyard_job_success", (r.ok as u8).to_string());
+        if r.ok {
+            set(
+                "dockyard_job_last_success_timestamp_seconds",
+                r.finished.to_string(),
+            );
+        }
+        set("dockyard_job_duration_seconds", format!("{:.3}", r.seconds));
+        set("dockyard_job_bytes", r.bytes.to_string());
     }
-    metric(
-        &mut out,
-        "dockyard_job_bytes",
-        "Archive bytes the job's last run wrote.",
-        "gauge",
-    );
-    for r in results {
-        out.push_str(&format!(
-            "dockyard_job_bytes{{job=\"{}\"}} {}\n",
-            r.job, r.bytes
-        ));
+    let mut out = String::new();
+    for (metric, help) in METRICS {
+        out.push_str(&format!("# HELP {metric} {help}\n# TYPE {metric} gauge\n"));
+        for (job, v) in values.get(metric).into_iter().flatten() {
+            out.push_str(&format!("{metric}{{job=\"{job}\"}} {v}\n"));
+        }
     }
     let temp = path.with_extension("prom.tmp");
     if let Some(dir) = path.parent() {

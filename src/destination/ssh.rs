@@ -368,7 +368,7 @@ impl Destination for SshDir {
         };
         let script = format!(
             "umask 077; cd -- {} || exit 1; {mkdir}: > {t} || exit 1
-( while sleep 2; do sync -- {t} 2>/dev/null || exit 0; done ) </dev/null >/dev/null 2>&1 &
+( while sleep 1; do sync -- {t} 2>/dev/null || exit 0; done ) </dev/null >/dev/null 2>&1 &
 bg=$!
 if command -v flock >/dev/null 2>&1; then flock {t} cat > {t}; else cat > {t}; fi
 rc=$?; kill $bg 2>/dev/null; exit $rc",
