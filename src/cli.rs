@@ -444,6 +444,19 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub no_safety_backup: bool,
 
+    /// Stop the target container during the restore and start it again afterwards, on every way
+    /// out (errors, SIGTERM included).
+    #[arg(long)]
+    pub stop: bool,
+
+    /// With --stop: stop this container too, after the target, in the order given; repeat.
+    #[arg(long = "stop-also", value_name = "NAME", requires = "stop")]
+    pub stop_also: Vec<String>,
+
+    /// With --stop: seconds to wait for a graceful stop before the engine kills.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS", requires = "stop")]
+    pub stop_timeout: u32,
+
     /// Image for the helper containers (needs /bin/sh). Default: the target container's image.
     #[arg(long, value_name = "IMAGE")]
     pub helper_image: Option<String>,

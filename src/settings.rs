@@ -162,6 +162,10 @@ pub struct RestoreSettings {
     pub dry_run: bool,
     /// Take a `pre-restore` backup of a non-empty target first.
     pub safety_backup: bool,
+    /// Containers to stop around the restore, in stop order (empty: stop nothing).
+    pub stop: Vec<String>,
+    /// Seconds the engine waits for each to stop gracefully.
+    pub stop_timeout: u32,
     /// Helper image override.
     pub helper_image: Option<String>,
 }
@@ -223,13 +227,21 @@ impl Settings {
                 container: a.container,
             },
             Command::Restore(a) => Action::Restore(RestoreSettings {
-                container: a.container,
+                container: a.container.clone(),
                 dest: dest(&a.dest)?,
                 archive: a.archive,
                 source: a.source,
                 paths: container_paths(&a.paths)?,
                 dry_run: a.dry_run,
                 safety_backup: !a.no_safety_backup,
+                stop: if a.stop {
+                    std::iter::once(a.container.clone())
+                        .chain(a.stop_also)
+                        .collect()
+                } else {
+                    Vec::new()
+                },
+                stop_timeout: a.stop_timeout,
                 helper_image: a.helper_image,
             }),
             Command::Logs(a) => Action::Logs(logs_settings(*a, &dest)?),

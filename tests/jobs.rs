@@ -413,3 +413,32 @@ fn daemon_runs_a_job_on_its_schedule_and_stops_cleanly_on_sigterm_mid_job() {
         "{metrics}"
     );
 }
+
+#[test]
+fn restore_with_stop_restores_a_stopped_app_and_starts_it_again() {
+    let app = App::running("rstop", &["/srv/media"]);
+    app.sh("echo one > /srv/media/a");
+    let (_tmp, dest) = dest_dir();
+    let d = dest.to_str().unwrap();
+    dockyard(&["backup", &app.name, "--to", d]).ok();
+    app.sh("echo two > /srv/media/a");
+    let before = docker(&["inspect", "-f", "{{.State.StartedAt}}", &app.name]);
+    let out = dockyard(&[
+        "restore",
+        &app.name,
+        "--from",
+        d,
+        "--stop",
+        "--stop-timeout",
+        "1",
+        "--no-safety-backup",
+    ])
+    .ok();
+    assert!(out.contains("started again"), "{out}");
+    assert!(running(&app));
+    assert_ne!(
+        docker(&["inspect", "-f", "{{.State.StartedAt}}", &app.name]),
+        before
+    );
+    assert_eq!(app.sh("cat /srv/media/a"), "one\n");
+}

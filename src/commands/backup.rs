@@ -8,12 +8,11 @@ use anyhow::{Context, Result};
 use chrono::Utc;
 use indicatif::HumanBytes;
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
 use super::Ctx;
 use crate::archive::pack::{pack, PackStats, Source};
 use crate::archive::streams::{self, CountingReader, ReadAhead};
-use crate::destination::{put_bytes, DestError, Destination};
+use crate::destination::{pump, put_bytes, Destination};
 use crate::docker::{ContainerInfo, DockerError, Engine, HelperSpec, Mount};
 use crate::error::Failure;
 use crate::manifest::{self, Manifest, PathRecord, SnapshotRecord};
@@ -33,13 +32,11 @@ pub async fn run_and_report(ctx: &Ctx, s: BackupSettings) -> Result<(Manifest, f
         run_hook(engine, &s.container, hook, "pre-hook").await?;
     }
     let t0 = std::time::Instant::now();
-    for c in &s.stop {
-        if engine.inspect(c).await?.running {
-            tracing::info!(container = %c, "stopping for the backup");
-            engine.stop(c, s.stop_timeout).await?;
-        }
-    }
-    let result = backup(engine, &s, ctx.output.progress).await;
+    let stopped = super::stop_all(engine, &s.stop, s.stop_timeout).await;
+    let result = match stopped {
+        Ok(()) => backup(engine, &s, ctx.output.progress).await,
+        Err(e) => Err(e),
+    };
     let restarted = engine.restart_stopped().await;
     let downtime = (!s.stop.is_empty()).then(|| t0.elapsed().as_secs_f64());
     let (m, secs) = result?;
@@ -203,7 +200,7 @@ async fn stream_archive(
         })
         .collect();
     let mut upload = dest.put(name).await?;
-    let (writer, mut rx) = streams::channel();
+    let (writer, rx) = streams::channel();
     let compression = s.compression;
     let written = progress.written.clone();
     let packer = tokio::task::spawn_blocking(move || -> std::io::Result<PackStats> {
@@ -211,21 +208,13 @@ async fn stream_archive(
         writer.close()?;
         Ok(stats)
     });
-    let mut failed: Option<DestError> = None;
-    let mut hasher = Sha256::new();
-    while let Some(chunk) = rx.recv().await {
-        hasher.update(&chunk);
-        if let Err(e) = upload.write(chunk).await {
-            failed = Some(e);
-            break;
+    let (packed, sha256) = match pump(upload.as_mut(), rx, packer).await {
+        Ok(r) => r,
+        Err(e) => {
+            upload.abort().await;
+            return Err(e).context(format!("backup of {} to {}", info.name, dest.describe()));
         }
-    }
-    drop(rx);
-    let packed = packer.await.expect("packer thread panicked");
-    if let Some(e) = failed {
-        upload.abort().await;
-        return Err(e).context(format!("backup of {} to {}", info.name, dest.describe()));
-    }
+    };
     let stats = match packed {
         Ok(stats) => stats,
         Err(e) => {
@@ -243,7 +232,7 @@ async fn stream_archive(
         }
     };
     upload.commit().await?;
-    Ok((stats, hex::encode(hasher.finalize())))
+    Ok((stats, sha256))
 }
 
 /// Picks the paths to back up: every volume and bind mount by default, else each `--path`, which

@@ -18,7 +18,7 @@ use tokio::io::AsyncReadExt;
 
 use super::Ctx;
 use crate::archive::streams::{self, ReadAhead};
-use crate::destination::{DestError, Destination};
+use crate::destination::{pump, DestError, Destination};
 use crate::docker::{ContainerInfo, DockerError, Engine};
 use crate::error::Failure;
 use crate::logs::naming::{self, Rotated};
@@ -328,7 +328,7 @@ async fn ship_file(
         tokio::runtime::Handle::current(),
         engine.download(helper, path),
     );
-    let (writer, mut rx) = streams::channel();
+    let (writer, rx) = streams::channel();
     let packer = tokio::task::spawn_blocking(move || -> io::Result<u64> {
         let mut archive = tar::Archive::new(reader);
         let mut entry = archive
@@ -342,21 +342,13 @@ async fn ship_file(
         Ok(raw)
     });
     let mut upload = dest.put(key).await?;
-    let mut hasher = Sha256::new();
-    let mut failed: Option<DestError> = None;
-    while let Some(chunk) = rx.recv().await {
-        hasher.update(&chunk);
-        if let Err(e) = upload.write(chunk).await {
-            failed = Some(e);
-            break;
+    let (packed, want) = match pump(upload.as_mut(), rx, packer).await {
+        Ok(r) => r,
+        Err(e) => {
+            upload.abort().await;
+            return Err(e.into());
         }
-    }
-    drop(rx);
-    let packed = packer.await.expect("log packer panicked");
-    if let Some(e) = failed {
-        upload.abort().await;
-        return Err(e.into());
-    }
+    };
     let raw = match packed {
         Ok(raw) => raw,
         Err(e) => {
@@ -365,7 +357,6 @@ async fn ship_file(
         }
     };
     upload.commit().await?;
-    let want = hex::encode(hasher.finalize());
     let got = read_back_sha(dest, key).await?;
     if got != want {
         return Err(anyhow::anyhow!(

@@ -81,6 +81,19 @@ pub async fn run(ctx: &Ctx, settings: Settings) -> Result<()> {
     }
 }
 
+/// Stops each of `names` that is running (for a consistent backup or restore), in order. The
+/// engine remembers them; the caller starts them again with `Engine::restart_stopped`, and main's
+/// clean-up does so on every other way out.
+pub async fn stop_all(engine: &Engine, names: &[String], timeout_secs: u32) -> Result<()> {
+    for c in names {
+        if engine.inspect(c).await?.running {
+            tracing::info!(container = %c, "stopping");
+            engine.stop(c, timeout_secs).await?;
+        }
+    }
+    Ok(())
+}
+
 /// Streams object `name` into `work`, which runs on a blocking thread with a synchronous reader.
 pub async fn read_blocking<T, F>(
     dest: &dyn Destination,

@@ -23,8 +23,29 @@ use crate::error::Failure;
 use crate::manifest::{self, Manifest};
 use crate::settings::{BackupSettings, RestoreSettings};
 
-/// Runs `dockyard restore`.
+/// Runs `dockyard restore`; with `--stop`, with the target (and others) stopped around it.
 pub async fn run(ctx: &Ctx, s: RestoreSettings) -> Result<()> {
+    let engine = ctx.engine().await?;
+    if s.stop.is_empty() {
+        return restore(ctx, s).await;
+    }
+    let t0 = std::time::Instant::now();
+    let result = match super::stop_all(engine, &s.stop, s.stop_timeout).await {
+        Ok(()) => restore(ctx, s).await,
+        Err(e) => Err(e),
+    };
+    let restarted = engine.restart_stopped().await;
+    if !ctx.output.json {
+        println!(
+            "containers stopped for {:.1}s and started again",
+            t0.elapsed().as_secs_f64()
+        );
+    }
+    result?;
+    Ok(restarted?)
+}
+
+async fn restore(ctx: &Ctx, s: RestoreSettings) -> Result<()> {
     let engine = ctx.engine().await?;
     let dest = s.dest.open().await;
     let target = engine.inspect(&s.container).await?;

@@ -123,6 +123,33 @@ pub fn split_name(name: &str) -> (&str, &str) {
     name.rsplit_once('/').unwrap_or(("", name))
 }
 
+/// Feeds the chunks a blocking producer sends over `rx` into `upload`, hashing them (SHA-256),
+/// then waits for the producer. Returns the producer's result and the hex hash of what was
+/// written, or the upload's error (the producer then stops on its closed channel). Either way the
+/// caller commits or aborts the upload.
+pub async fn pump<T>(
+    upload: &mut dyn Upload,
+    mut rx: tokio::sync::mpsc::Receiver<Bytes>,
+    producer: tokio::task::JoinHandle<std::io::Result<T>>,
+) -> Result<(std::io::Result<T>, String), DestError> {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    let mut failed = None;
+    while let Some(chunk) = rx.recv().await {
+        hasher.update(&chunk);
+        if let Err(e) = upload.write(chunk).await {
+            failed = Some(e);
+            break;
+        }
+    }
+    drop(rx);
+    let produced = producer.await.expect("producer thread panicked");
+    match failed {
+        Some(e) => Err(e),
+        None => Ok((produced, hex::encode(hasher.finalize()))),
+    }
+}
+
 /// Writes a small object (a manifest) in one go, with the same complete-or-absent guarantee.
 pub async fn put_bytes(
     dest: &dyn Destination,

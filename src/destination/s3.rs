@@ -148,6 +148,17 @@ impl S3Dir {
             .key(&format!("{MARKERS}/{}", hex::encode(upload_id.as_bytes())))
     }
 
+    /// Deletes an upload's marker; best effort (a leftover marker without its upload is ignored).
+    async fn delete_marker(&self, upload_id: &str) {
+        let _ = self
+            .client
+            .delete_object()
+            .bucket(&self.spec.bucket)
+            .key(self.marker_key(upload_id))
+            .send()
+            .await;
+    }
+
     async fn read_marker(&self, upload_id: &str) -> Option<Marker> {
         let out = self
             .client
@@ -437,13 +448,7 @@ impl Destination for S3Dir {
                     .send()
                     .await
                     .map_err(|e| s3_error(&self.describe(), "abort an unfinished upload", e))?;
-                let _ = self
-                    .client
-                    .delete_object()
-                    .bucket(&self.spec.bucket)
-                    .key(self.marker_key(id))
-                    .send()
-                    .await;
+                self.delete_marker(id).await;
                 tracing::warn!(dest = %self.describe(), key, "aborted an upload left by a run that is gone");
                 removed.push(key.to_string());
             }
@@ -594,14 +599,7 @@ impl S3Upload {
                 .await
                 .map_err(|e| s3_error(&self.dest(), &format!("complete {}", self.key), e))?;
             self.upload_id = None;
-            let _ = self
-                .dir
-                .client
-                .delete_object()
-                .bucket(&spec.bucket)
-                .key(self.dir.marker_key(&id))
-                .send()
-                .await;
+            self.dir.delete_marker(&id).await;
         }
         // Verify what the store holds before calling the object written.
         let head = self
@@ -652,14 +650,7 @@ impl S3Upload {
                 tracing::warn!(error = %s3_error(&self.dest(), "abort the upload", e), "the next run will abort it");
                 return;
             }
-            let _ = self
-                .dir
-                .client
-                .delete_object()
-                .bucket(&spec.bucket)
-                .key(self.dir.marker_key(&id))
-                .send()
-                .await;
+            self.dir.delete_marker(&id).await;
         }
     }
 }
