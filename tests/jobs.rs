@@ -204,6 +204,21 @@ fn a_failing_pre_hook_stops_the_backup_with_a_clear_error() {
         "",
         "the post-hook did not run"
     );
+    // A failing post-hook (it runs after the restart) is an error, and the app is running.
+    let r = dockyard(&[
+        "backup",
+        &app.name,
+        "--to",
+        d,
+        "--stop",
+        "--stop-timeout",
+        "1",
+        "--post-hook",
+        "exit 4",
+    ]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(r.stderr.contains("post-hook"), "{}", r.stderr);
+    assert!(running(&app), "a failing post-hook left the app stopped");
 }
 
 #[test]

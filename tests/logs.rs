@@ -417,3 +417,31 @@ fn prune_after_deletes_only_old_shipped_logs() {
         "today's log must stay"
     );
 }
+
+#[test]
+fn rotate_only_keeps_the_newest_rotated_files_with_keep_local() {
+    let app = App::running("logs-keep", &["/srv/logs"]);
+    for i in 0..4 {
+        app.sh(&format!("echo round {i} >> /srv/logs/app.log"));
+        dockyard(&[
+            "logs",
+            "rotate",
+            &app.name,
+            "--reopen",
+            "none",
+            "--keep-local",
+            "2",
+        ])
+        .ok();
+    }
+    let left = app.sh("ls /srv/logs");
+    let rotated: Vec<&str> = left.lines().filter(|l| l.starts_with("app.log.")).collect();
+    assert_eq!(rotated.len(), 2, "{left}");
+    let newest = app.sh(&format!("cat /srv/logs/{}", rotated[1]));
+    assert_eq!(
+        newest.trim(),
+        "round 3",
+        "the newest rotated files must be the ones kept"
+    );
+    assert!(app.helpers().is_empty());
+}

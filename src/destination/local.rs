@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use tokio::io::AsyncWriteExt;
+use std::io::Write;
 
 use super::{DestError, Destination, ObjectReader, Upload};
 
@@ -98,7 +98,7 @@ impl Destination for LocalDir {
         })?;
         Ok(Box::new(LocalUpload {
             dest: self.describe(),
-            file: Some(tokio::fs::File::from_std(file)),
+            file: Some(file),
             temp,
             final_path,
             size: 0,
@@ -222,7 +222,7 @@ fn remove_unlocked_temps(root: &Path) -> std::io::Result<Vec<String>> {
 
 struct LocalUpload {
     dest: String,
-    file: Option<tokio::fs::File>,
+    file: Option<File>,
     temp: PathBuf,
     final_path: PathBuf,
     size: u64,
@@ -244,13 +244,13 @@ impl LocalUpload {
 impl Upload for LocalUpload {
     async fn write(&mut self, chunk: Bytes) -> Result<(), DestError> {
         let file = self.file.as_mut().expect("write after commit");
-        // tokio's File finishes one write before starting the next, so everything before this
-        // chunk is in the page cache now.
         if self.size - self.writeback_from >= WRITEBACK_STEP {
             start_writeback(file, self.writeback_from, self.size - self.writeback_from);
             self.writeback_from = self.size;
         }
-        match file.write_all(&chunk).await {
+        // A write into the page cache is short: do it on this worker (telling the runtime to move
+        // other tasks away) rather than handing every chunk to another thread.
+        match tokio::task::block_in_place(|| file.write_all(&chunk)) {
             Ok(()) => {
                 self.size += chunk.len() as u64;
                 Ok(())
@@ -260,11 +260,8 @@ impl Upload for LocalUpload {
     }
 
     async fn commit(mut self: Box<Self>) -> Result<u64, DestError> {
-        let mut file = self.file.take().expect("commit twice");
-        if let Err(e) = file.flush().await {
-            return Err(self.err("flush", e));
-        }
-        if let Err(e) = file.sync_all().await {
+        let file = self.file.take().expect("commit twice");
+        if let Err(e) = tokio::task::block_in_place(|| file.sync_all()) {
             return Err(self.err("fsync", e));
         }
         drop(file);
@@ -288,7 +285,7 @@ impl Upload for LocalUpload {
 
 /// Asks the kernel to start writing `len` bytes at `offset` to disk without waiting for it
 /// (`sync_file_range(SYNC_FILE_RANGE_WRITE)`); durability still comes from the fsync at commit.
-fn start_writeback(file: &tokio::fs::File, offset: u64, len: u64) {
+fn start_writeback(file: &File, offset: u64, len: u64) {
     use std::os::fd::AsRawFd;
     // SAFETY: the fd is open for the life of `file`; the call only reads its arguments.
     unsafe {
