@@ -5,7 +5,7 @@
 #     -v /etc/dockyard:/etc/dockyard:ro -v /var/backups/dockyard:/var/backups/dockyard dockyard
 # The image has no OpenSSH client, so ssh:// destinations need dockyard on the host.
 FROM scratch
-COPY target/x86_64-unknown-linux-gnu/release/dockyard /usr/local/bin/dockyard
+COPY target/dockyard-static /usr/local/bin/dockyard
 COPY config/minimal.toml /etc/dockyard/dockyard.toml
 ENV DOCKYARD_CONFIG=/etc/dockyard/dockyard.toml
 ENTRYPOINT ["/usr/local/bin/dockyard"]
