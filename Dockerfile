@@ -6,6 +6,7 @@
 # The image has no OpenSSH client, so ssh:// destinations need dockyard on the host.
 FROM scratch
 COPY target/dockyard-static /usr/local/bin/dockyard
+COPY target/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
 COPY config/minimal.toml /etc/dockyard/dockyard.toml
 ENV DOCKYARD_CONFIG=/etc/dockyard/dockyard.toml
 ENTRYPOINT ["/usr/local/bin/dockyard"]
