@@ -74,15 +74,9 @@ pub struct RemoteArgs {
     #[arg(long, global = true, env = "DOCKYARD_S3_ADDRESSING", value_name = "STYLE", value_parser = ["path", "virtual"])]
     pub s3_addressing: Option<String>,
 
-    /// S3 multipart part size in MiB (5 or more). Memory use is about three parts.
-    #[arg(
-        long,
-        global = true,
-        env = "DOCKYARD_S3_PART_SIZE",
-        default_value_t = 16,
-        value_name = "MIB"
-    )]
-    pub s3_part_size: usize,
+    /// S3 multipart part size in MiB (5 or more; default 16). Memory use is about three parts.
+    #[arg(long, global = true, env = "DOCKYARD_S3_PART_SIZE", value_name = "MIB")]
+    pub s3_part_size: Option<usize>,
 }
 
 /// The subcommands; each lives in its own file under `src/commands/`.

@@ -198,7 +198,12 @@ impl Config {
     }
 
     /// Resolves every job (or only `wanted`, by name) into plans, checking references and values.
-    pub fn plans(&self, wanted: &[String]) -> Result<Vec<JobPlan>, Failure> {
+    /// `overrides` (the remote-destination flags and env) win over the destinations' settings.
+    pub fn plans(
+        &self,
+        wanted: &[String],
+        overrides: &RemoteOptions,
+    ) -> Result<Vec<JobPlan>, Failure> {
         for w in wanted {
             if !self.jobs.contains_key(w) && !self.logs.contains_key(w) {
                 let known: Vec<&String> = self.jobs.keys().chain(self.logs.keys()).collect();
@@ -210,24 +215,25 @@ impl Config {
         let pick = |n: &String| wanted.is_empty() || wanted.contains(n);
         let mut plans = Vec::new();
         for (name, job) in self.jobs.iter().filter(|(n, _)| pick(n)) {
-            plans.push(self.backup_plan(name, job)?);
+            plans.push(self.backup_plan(name, job, overrides)?);
         }
         for (name, job) in self.logs.iter().filter(|(n, _)| pick(n)) {
-            plans.push(self.log_plan(name, job)?);
+            plans.push(self.log_plan(name, job, overrides)?);
         }
         Ok(plans)
     }
 
-    fn dest(&self, job: &str, name: &str) -> Result<DestSpec, Failure> {
+    fn dest(&self, job: &str, name: &str, overrides: &RemoteOptions) -> Result<DestSpec, Failure> {
         let d = self.destinations.get(name).ok_or_else(|| {
             Failure::usage(format!(
                 "job {job:?} uses destination {name:?}, which is not defined under [destinations]"
             ))
         })?;
         let remote = RemoteOptions {
-            ssh_config: d.ssh_config.clone(),
-            s3_endpoint: d.s3_endpoint.clone(),
+            ssh_config: overrides.ssh_config.clone().or(d.ssh_config.clone()),
+            s3_endpoint: overrides.s3_endpoint.clone().or(d.s3_endpoint.clone()),
             s3_path_style: match d.s3_addressing.as_deref() {
+                _ if overrides.s3_path_style.is_some() => overrides.s3_path_style,
                 None => None,
                 Some("path") => Some(true),
                 Some("virtual") => Some(false),
@@ -237,13 +243,21 @@ impl Config {
                 )))
                 }
             },
-            s3_part_size: d.s3_part_size_mib.unwrap_or(0) << 20,
+            s3_part_size: match overrides.s3_part_size {
+                0 => d.s3_part_size_mib.unwrap_or(0) << 20,
+                flag => flag,
+            },
         };
         DestSpec::parse(&d.url, &remote)
             .map_err(|e| Failure::usage(format!("destination {name:?}: {e}")))
     }
 
-    fn backup_plan(&self, name: &str, job: &JobConfig) -> Result<JobPlan, Failure> {
+    fn backup_plan(
+        &self,
+        name: &str,
+        job: &JobConfig,
+        overrides: &RemoteOptions,
+    ) -> Result<JobPlan, Failure> {
         check_schedule(name, job.schedule.as_deref())?;
         if job.destinations.is_empty() {
             return Err(Failure::usage(format!("job {name:?} has no destinations")));
@@ -259,7 +273,7 @@ impl Config {
             backups.push(BackupSettings {
                 container: job.container.clone(),
                 paths: settings::container_paths(&job.paths)?,
-                dest: self.dest(name, d)?,
+                dest: self.dest(name, d, overrides)?,
                 tags: settings::tags(&job.tags)?,
                 compression: Compression {
                     level,
@@ -313,7 +327,12 @@ impl Config {
         })
     }
 
-    fn log_plan(&self, name: &str, job: &LogJobConfig) -> Result<JobPlan, Failure> {
+    fn log_plan(
+        &self,
+        name: &str,
+        job: &LogJobConfig,
+        overrides: &RemoteOptions,
+    ) -> Result<JobPlan, Failure> {
         check_schedule(name, job.schedule.as_deref())?;
         let bad = |what: &str, e: String| Failure::usage(format!("log job {name:?}: {what}: {e}"));
         let dir = job.path.clone().unwrap_or_else(|| "/srv/logs".into());
@@ -343,7 +362,7 @@ impl Config {
                 .map_err(|e| bad("max_age", e))?,
             rotate: true,
             ship: Some(ShipSettings {
-                dest: self.dest(name, &job.destination)?,
+                dest: self.dest(name, &job.destination, overrides)?,
                 level: 3,
                 prune_after: job
                     .prune_after
@@ -387,7 +406,9 @@ mod tests {
         for file in ["config/dockyard.toml", "config/minimal.toml"] {
             let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
             let config = load(&path).unwrap_or_else(|e| panic!("{file}: {e}"));
-            let plans = config.plans(&[]).unwrap_or_else(|e| panic!("{file}: {e}"));
+            let plans = config
+                .plans(&[], &RemoteOptions::default())
+                .unwrap_or_else(|e| panic!("{file}: {e}"));
             assert!(!plans.is_empty(), "{file} has no jobs");
         }
     }
@@ -405,7 +426,10 @@ mod tests {
     #[test]
     fn five_field_schedules_are_refused_with_an_example() {
         let c = parse("[destinations.l]\nurl = \"/b\"\n[jobs.m]\ncontainer = \"web\"\ndestinations = [\"l\"]\nschedule = \"15 2 * * *\"\n").unwrap();
-        let err = c.plans(&[]).unwrap_err().to_string();
+        let err = c
+            .plans(&[], &RemoteOptions::default())
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("5 fields") && err.contains("0 15 2 * * *"),
             "{err}"
@@ -413,14 +437,46 @@ mod tests {
     }
 
     #[test]
+    fn flags_and_env_win_over_the_config() {
+        let c = parse(
+            "[destinations.s3]\nurl = \"s3://b/p\"\ns3_endpoint = \"http://config:3900\"\ns3_part_size_mib = 8\n\
+             [jobs.m]\ncontainer = \"web\"\ndestinations = [\"s3\"]\n",
+        )
+        .unwrap();
+        let endpoint = |o: &RemoteOptions| match &c.plans(&[], o).unwrap()[0] {
+            JobPlan::Backup { backups, .. } => match &backups[0].dest {
+                DestSpec::S3(s) => (s.endpoint.clone().unwrap(), s.part_size),
+                other => panic!("{other:?}"),
+            },
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            endpoint(&RemoteOptions::default()),
+            ("http://config:3900".into(), 8 << 20)
+        );
+        let flags = RemoteOptions {
+            s3_endpoint: Some("http://flag:3900".into()),
+            s3_part_size: 32 << 20,
+            ..Default::default()
+        };
+        assert_eq!(endpoint(&flags), ("http://flag:3900".into(), 32 << 20));
+    }
+
+    #[test]
     fn undefined_destinations_and_unknown_jobs_are_named() {
         let c = parse("[jobs.media]\ncontainer = \"web\"\ndestinations = [\"nas\"]\n").unwrap();
-        let err = c.plans(&[]).unwrap_err().to_string();
+        let err = c
+            .plans(&[], &RemoteOptions::default())
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("\"nas\"") && err.contains("[destinations]"),
             "{err}"
         );
-        let err = c.plans(&["nope".into()]).unwrap_err().to_string();
+        let err = c
+            .plans(&["nope".into()], &RemoteOptions::default())
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("no job named \"nope\"") && err.contains("media"),
             "{err}"

@@ -59,6 +59,8 @@ pub enum Action {
         jobs: Vec<String>,
         /// Prometheus textfile override.
         metrics_file: Option<std::path::PathBuf>,
+        /// Remote-destination flags and env, which win over the config's destination settings.
+        remote: RemoteOptions,
     },
     /// `daemon`: the config file's jobs on their schedules.
     Daemon {
@@ -66,6 +68,8 @@ pub enum Action {
         config: std::path::PathBuf,
         /// Prometheus textfile override.
         metrics_file: Option<std::path::PathBuf>,
+        /// Remote-destination flags and env, which win over the config's destination settings.
+        remote: RemoteOptions,
     },
     /// `prune`.
     Prune {
@@ -181,7 +185,7 @@ impl Settings {
             ssh_config: cli.remote.ssh_config,
             s3_endpoint: cli.remote.s3_endpoint.filter(|e| !e.is_empty()),
             s3_path_style: cli.remote.s3_addressing.as_deref().map(|a| a == "path"),
-            s3_part_size: cli.remote.s3_part_size.saturating_mul(1 << 20),
+            s3_part_size: cli.remote.s3_part_size.unwrap_or(0).saturating_mul(1 << 20),
         };
         let dest = |url: &str| DestSpec::parse(url, &remote).map_err(Failure::usage);
         let action = match cli.command {
@@ -198,10 +202,12 @@ impl Settings {
                 config: a.config,
                 jobs: a.jobs,
                 metrics_file: a.metrics_file,
+                remote: remote.clone(),
             },
             Command::Daemon(a) => Action::Daemon {
                 config: a.config,
                 metrics_file: a.metrics_file,
+                remote: remote.clone(),
             },
             Command::Prune(a) => {
                 let policy = policy(a.policy)?;

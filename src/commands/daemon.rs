@@ -12,15 +12,21 @@ use cron::Schedule;
 use super::run::{lock_dir, run_plans};
 use super::Ctx;
 use crate::config::{self, JobPlan};
+use crate::destination::RemoteOptions;
 use crate::error::Failure;
 
 /// Runs forever (until a signal), each scheduled job at its next time.
-pub async fn run(ctx: &Ctx, path: &Path, metrics: Option<PathBuf>) -> Result<()> {
+pub async fn run(
+    ctx: &Ctx,
+    path: &Path,
+    metrics: Option<PathBuf>,
+    remote: &RemoteOptions,
+) -> Result<()> {
     let config = config::load(path)?;
     let lock_dir = lock_dir(config.lock_dir.clone());
     let metrics = metrics.or(config.metrics_file.clone());
     let mut jobs: Vec<(JobPlan, Schedule, DateTime<Utc>)> = Vec::new();
-    for plan in config.plans(&[])? {
+    for plan in config.plans(&[], remote)? {
         let Some(expr) = config.schedule_of(plan.name()) else {
             tracing::info!(
                 job = plan.name(),

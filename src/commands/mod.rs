@@ -67,11 +67,13 @@ pub async fn run(ctx: &Ctx, settings: Settings) -> Result<()> {
             config,
             jobs,
             metrics_file,
-        } => run::run(ctx, &config, &jobs, metrics_file).await,
+            remote,
+        } => run::run(ctx, &config, &jobs, metrics_file, &remote).await,
         Action::Daemon {
             config,
             metrics_file,
-        } => daemon::run(ctx, &config, metrics_file).await,
+            remote,
+        } => daemon::run(ctx, &config, metrics_file, &remote).await,
         Action::Prune {
             dest,
             container,

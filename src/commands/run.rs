@@ -14,6 +14,7 @@ use serde_json::json;
 
 use super::Ctx;
 use crate::config::{self, JobPlan};
+use crate::destination::RemoteOptions;
 use crate::error::Failure;
 
 /// How one job ended.
@@ -33,9 +34,10 @@ pub async fn run(
     path: &Path,
     wanted: &[String],
     metrics: Option<PathBuf>,
+    remote: &RemoteOptions,
 ) -> Result<()> {
     let config = config::load(path)?;
-    let plans = config.plans(wanted)?;
+    let plans = config.plans(wanted, remote)?;
     let lock_dir = lock_dir(config.lock_dir.clone());
     let metrics = metrics.or(config.metrics_file.clone());
     let (results, first_error) = run_plans(ctx, &plans, &lock_dir, metrics.as_deref()).await;
