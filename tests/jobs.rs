@@ -325,7 +325,8 @@ fn an_overlapping_run_is_refused_and_a_dead_holders_lock_is_taken_over() {
     let locks = tmp.path().join("locks");
     std::fs::create_dir_all(&locks).unwrap();
     let lock = locks.join("media.lock");
-    std::fs::write(&lock, "pid 4242 since 2026-01-01T00:00:00Z\n").unwrap();
+    let now = chrono::Utc::now().to_rfc3339();
+    std::fs::write(&lock, format!("pid 4242 since {now}\n")).unwrap();
     let held = std::fs::File::open(&lock).unwrap();
     held.try_lock().unwrap();
     let r = dockyard(&["run", "--config", c]);
@@ -341,11 +342,17 @@ fn an_overlapping_run_is_refused_and_a_dead_holders_lock_is_taken_over() {
         metrics.contains("dockyard_job_success{job=\"media\"} 0"),
         "{metrics}"
     );
+    // A holder stuck for over a day is taken over even though it still holds the lock.
+    std::fs::write(&lock, "pid 4242 since 2026-01-01T00:00:00+00:00\n").unwrap();
+    let r = dockyard(&["run", "--config", c]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("held for over 24 hours"), "{}", r.stderr);
+    assert_eq!(list(&dest).len(), 1);
     drop(held); // the holder is gone: its lock is free, its pid dead
+    std::thread::sleep(std::time::Duration::from_millis(1100));
     let r = dockyard(&["run", "--config", c]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stderr.contains("taking over the lock"), "{}", r.stderr);
-    assert_eq!(list(&dest).len(), 1);
 }
 
 #[test]

@@ -145,6 +145,9 @@ pub fn lock_dir(configured: Option<PathBuf>) -> PathBuf {
     std::env::temp_dir().join("dockyard-locks")
 }
 
+/// A job lock held longer than this is taken over (its holder is taken to be hung).
+const LOCK_LIMIT_SECS: i64 = 24 * 3600;
+
 /// An exclusive `flock` on `<dir>/<job>.lock`, held while the job runs. The kernel releases it when
 /// the holder dies, so a killed run never blocks the next one; the file names the last holder.
 struct JobLock {
@@ -171,15 +174,28 @@ impl JobLock {
         let _ = file.read_to_string(&mut holder);
         let holder = holder.trim().to_string();
         if file.try_lock().is_err() {
-            return Err(Failure::busy(format!(
-                "job {job:?} is already running ({}); lock {}",
-                if holder.is_empty() {
-                    "holder unknown".to_string()
-                } else {
-                    holder
-                },
-                path.display()
-            )));
+            // Held by a live process. Normally that is a run in progress; a holder stuck for longer
+            // than LOCK_LIMIT_SECS is taken over, so a hung run cannot block cron for weeks.
+            let since = holder
+                .split_whitespace()
+                .nth(3)
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+            match since.map(|t| Utc::now().signed_duration_since(t).num_seconds()) {
+                Some(age) if age > LOCK_LIMIT_SECS => {
+                    tracing::warn!(job, holder = %holder, "the lock has been held for over {} hours: taking it over", LOCK_LIMIT_SECS / 3600);
+                }
+                _ => {
+                    return Err(Failure::busy(format!(
+                        "job {job:?} is already running ({}); lock {}",
+                        if holder.is_empty() {
+                            "holder unknown".to_string()
+                        } else {
+                            holder
+                        },
+                        path.display()
+                    )))
+                }
+            }
         }
         if let Some(pid) = holder
             .split_whitespace()
