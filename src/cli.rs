@@ -358,8 +358,24 @@ pub struct BackupArgs {
     #[arg(long, value_name = "IMAGE")]
     pub helper_image: Option<String>,
 
-    /// Stop the container during the backup for a consistent copy, and start it again afterwards
-    /// on every way out (errors, SIGTERM, panics included). The downtime is reported.
+    #[command(flatten)]
+    pub stop: StopArgs,
+
+    /// Run this shell command inside the container before the backup (before stopping it), e.g.
+    /// `python3 manage.py dumpdata -o /srv/media/db.json`. If it fails, nothing is backed up.
+    #[arg(long, value_name = "COMMAND")]
+    pub pre_hook: Option<String>,
+
+    /// Run this shell command inside the container after the backup (after starting it again).
+    #[arg(long, value_name = "COMMAND")]
+    pub post_hook: Option<String>,
+}
+
+/// Stopping containers around a backup or restore.
+#[derive(Debug, Args)]
+pub struct StopArgs {
+    /// Stop the container during the backup or restore (a consistent copy), and start it again
+    /// afterwards on every way out (errors, SIGTERM, panics included). The downtime is reported.
     #[arg(long)]
     pub stop: bool,
 
@@ -371,15 +387,6 @@ pub struct BackupArgs {
     /// With --stop: seconds to wait for a graceful stop (SIGTERM) before the engine kills.
     #[arg(long, default_value_t = 30, value_name = "SECONDS", requires = "stop")]
     pub stop_timeout: u32,
-
-    /// Run this shell command inside the container before the backup (before stopping it), e.g.
-    /// `python3 manage.py dumpdata -o /srv/media/db.json`. If it fails, nothing is backed up.
-    #[arg(long, value_name = "COMMAND")]
-    pub pre_hook: Option<String>,
-
-    /// Run this shell command inside the container after the backup (after starting it again).
-    #[arg(long, value_name = "COMMAND")]
-    pub post_hook: Option<String>,
 }
 
 /// `dockyard list`.
@@ -438,18 +445,8 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub no_safety_backup: bool,
 
-    /// Stop the target container during the restore and start it again afterwards, on every way
-    /// out (errors, SIGTERM included).
-    #[arg(long)]
-    pub stop: bool,
-
-    /// With --stop: stop this container too, after the target, in the order given; repeat.
-    #[arg(long = "stop-also", value_name = "NAME", requires = "stop")]
-    pub stop_also: Vec<String>,
-
-    /// With --stop: seconds to wait for a graceful stop before the engine kills.
-    #[arg(long, default_value_t = 30, value_name = "SECONDS", requires = "stop")]
-    pub stop_timeout: u32,
+    #[command(flatten)]
+    pub stop: StopArgs,
 
     /// Image for the helper containers (needs /bin/sh). Default: the target container's image.
     #[arg(long, value_name = "IMAGE")]

@@ -281,13 +281,7 @@ impl Config {
                 },
                 helper_image: job.helper_image.clone(),
                 snapshot: false,
-                stop: if job.stop_during_backup {
-                    std::iter::once(job.container.clone())
-                        .chain(job.stop_also.iter().cloned())
-                        .collect()
-                } else {
-                    Vec::new()
-                },
+                stop: settings::stop_list(&job.container, job.stop_during_backup, &job.stop_also),
                 stop_timeout: job.stop_timeout.unwrap_or(30),
                 pre_hook: job.pre_hook.clone(),
                 post_hook: job.post_hook.clone(),

@@ -240,20 +240,24 @@ impl Settings {
                 paths: container_paths(&a.paths)?,
                 dry_run: a.dry_run,
                 safety_backup: !a.no_safety_backup,
-                stop: if a.stop {
-                    std::iter::once(a.container.clone())
-                        .chain(a.stop_also)
-                        .collect()
-                } else {
-                    Vec::new()
-                },
-                stop_timeout: a.stop_timeout,
+                stop: stop_list(&a.container, a.stop.stop, &a.stop.stop_also),
+                stop_timeout: a.stop.stop_timeout,
                 helper_image: a.helper_image,
             }),
             Command::Logs(a) => Action::Logs(logs_settings(*a, &dest)?),
         };
         Ok(Settings { output, action })
     }
+}
+
+/// The containers to stop, in stop order: `container` and then `also`, or none without `stop`.
+pub fn stop_list(container: &str, stop: bool, also: &[String]) -> Vec<String> {
+    if !stop {
+        return Vec::new();
+    }
+    std::iter::once(container.to_string())
+        .chain(also.iter().cloned())
+        .collect()
 }
 
 fn backup_settings(
@@ -269,14 +273,8 @@ fn backup_settings(
             level: a.level,
             workers: zstd_workers(),
         },
-        stop: if a.stop {
-            std::iter::once(a.container.clone())
-                .chain(a.stop_also)
-                .collect()
-        } else {
-            Vec::new()
-        },
-        stop_timeout: a.stop_timeout,
+        stop: stop_list(&a.container, a.stop.stop, &a.stop.stop_also),
+        stop_timeout: a.stop.stop_timeout,
         container: a.container,
         helper_image: a.helper_image,
         snapshot,

@@ -10,6 +10,21 @@ fn running(app: &App) -> bool {
     docker(&["inspect", "-f", "{{.State.Running}}", &app.name]).trim() == "true"
 }
 
+/// `dockyard backup <app> --to <dest> --stop --stop-timeout 1 <extra...>`.
+fn backup_stopped(app: &App, dest: &str, extra: &[&str]) -> common::Run {
+    let mut args = vec![
+        "backup",
+        &app.name,
+        "--to",
+        dest,
+        "--stop",
+        "--stop-timeout",
+        "1",
+    ];
+    args.extend_from_slice(extra);
+    dockyard(&args)
+}
+
 #[test]
 fn prune_removes_exactly_what_the_dry_run_said_and_keeps_snapshots() {
     let app = App::running("prune", &["/srv/media"]);
@@ -107,18 +122,7 @@ fn backup_with_stop_stops_and_starts_the_app_and_reports_downtime() {
     let before = docker(&["inspect", "-f", "{{.State.StartedAt}}", &app.name]);
     let (_tmp, dest) = dest_dir();
     let d = dest.to_str().unwrap();
-    let out = dockyard(&[
-        "backup",
-        &app.name,
-        "--to",
-        d,
-        "--stop",
-        "--stop-timeout",
-        "1",
-        "--stop-also",
-        &worker.name,
-    ])
-    .ok();
+    let out = backup_stopped(&app, d, &["--stop-also", &worker.name]).ok();
     assert!(
         out.contains("stopped for") && out.contains("started again"),
         "{out}"
@@ -137,17 +141,11 @@ fn a_failure_while_stopped_still_starts_the_app_again() {
     let app = App::running("stopfail", &["/srv/media"]);
     let (_tmp, dest) = dest_dir();
     let d = dest.to_str().unwrap();
-    let r = dockyard(&[
-        "backup",
-        &app.name,
-        "--to",
+    let r = backup_stopped(
+        &app,
         d,
-        "--stop",
-        "--stop-timeout",
-        "1",
-        "--helper-image",
-        "dockyard-test/no-such-image:0",
-    ]);
+        &["--helper-image", "dockyard-test/no-such-image:0"],
+    );
     assert_eq!(r.code, 3, "{}", r.stderr);
     assert!(
         running(&app),
@@ -162,17 +160,7 @@ fn a_failing_pre_hook_stops_the_backup_with_a_clear_error() {
     let app = App::running("hook", &["/srv/media"]);
     let (_tmp, dest) = dest_dir();
     let d = dest.to_str().unwrap();
-    let r = dockyard(&[
-        "backup",
-        &app.name,
-        "--to",
-        d,
-        "--stop",
-        "--stop-timeout",
-        "1",
-        "--pre-hook",
-        "echo dump failed >&2; exit 7",
-    ]);
+    let r = backup_stopped(&app, d, &["--pre-hook", "echo dump failed >&2; exit 7"]);
     assert_eq!(r.code, 3, "{}", r.stderr);
     assert!(
         r.stderr.contains("pre-hook")
@@ -205,17 +193,7 @@ fn a_failing_pre_hook_stops_the_backup_with_a_clear_error() {
         "the post-hook did not run"
     );
     // A failing post-hook (it runs after the restart) is an error, and the app is running.
-    let r = dockyard(&[
-        "backup",
-        &app.name,
-        "--to",
-        d,
-        "--stop",
-        "--stop-timeout",
-        "1",
-        "--post-hook",
-        "exit 4",
-    ]);
+    let r = backup_stopped(&app, d, &["--post-hook", "exit 4"]);
     assert_eq!(r.code, 3, "{}", r.stderr);
     assert!(r.stderr.contains("post-hook"), "{}", r.stderr);
     assert!(running(&app), "a failing post-hook left the app stopped");
