@@ -84,34 +84,8 @@ pub struct JobConfig {
     pub post_hook: Option<String>,
     /// Helper image (default: the container's image).
     pub helper_image: Option<String>,
-    /// Retention applied to each destination after a successful backup.
-    pub retention: Option<RetentionConfig>,
-}
-
-/// `restic forget`-style retention.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RetentionConfig {
-    /// Keep the N newest.
-    pub keep_last: Option<u32>,
-    /// Newest of each of the last N hours.
-    pub keep_hourly: Option<u32>,
-    /// Newest of each of the last N days.
-    pub keep_daily: Option<u32>,
-    /// Newest of each of the last N ISO weeks.
-    pub keep_weekly: Option<u32>,
-    /// Newest of each of the last N months.
-    pub keep_monthly: Option<u32>,
-    /// Newest of each of the last N years.
-    pub keep_yearly: Option<u32>,
-    /// Everything within this age of the newest backup (e.g. "2d").
-    pub keep_within: Option<String>,
-    /// Everything with one of these tags.
-    #[serde(default)]
-    pub keep_tags: Vec<String>,
-    /// Let retention remove tagged backups too.
-    #[serde(default)]
-    pub prune_tagged: bool,
+    /// Retention applied to each destination after a successful backup (restic's rules).
+    pub retention: Option<Policy>,
 }
 
 /// One log job.
@@ -287,33 +261,12 @@ impl Config {
                 post_hook: job.post_hook.clone(),
             });
         }
-        let retention = match &job.retention {
-            Some(r) => {
-                let policy = Policy {
-                    keep_last: r.keep_last,
-                    keep_hourly: r.keep_hourly,
-                    keep_daily: r.keep_daily,
-                    keep_weekly: r.keep_weekly,
-                    keep_monthly: r.keep_monthly,
-                    keep_yearly: r.keep_yearly,
-                    keep_within: r
-                        .keep_within
-                        .as_deref()
-                        .map(|v| settings::parse_age(v).map(|s| s as i64))
-                        .transpose()
-                        .map_err(|e| Failure::usage(format!("job {name:?}: keep_within: {e}")))?,
-                    keep_tags: r.keep_tags.clone(),
-                    prune_tagged: r.prune_tagged,
-                };
-                if policy.is_empty() {
-                    return Err(Failure::usage(format!(
-                        "job {name:?}: [retention] keeps nothing explicitly; give a keep_* key or drop the section"
-                    )));
-                }
-                Some(policy)
-            }
-            None => None,
-        };
+        if job.retention.as_ref().is_some_and(Policy::is_empty) {
+            return Err(Failure::usage(format!(
+                "job {name:?}: [retention] keeps nothing explicitly; give a keep_* key or drop the section"
+            )));
+        }
+        let retention = job.retention.clone();
         Ok(JobPlan::Backup {
             name: name.to_string(),
             backups,
@@ -415,6 +368,20 @@ mod tests {
         assert!(err.contains("retention_days"), "{err}");
         let err = parse("metrics = \"/x\"\n").unwrap_err();
         assert!(err.contains("metrics"), "{err}");
+    }
+
+    #[test]
+    fn retention_tables_read_into_the_policy() {
+        let c = parse("[destinations.l]\nurl = \"/b\"\n[jobs.m]\ncontainer = \"web\"\ndestinations = [\"l\"]\n[jobs.m.retention]\nkeep_daily = 7\nkeep_within = \"2d\"\n").unwrap();
+        let p = c.jobs["m"].retention.clone().unwrap();
+        assert_eq!((p.keep_daily, p.keep_within), (Some(7), Some(2 * 86400)));
+        let err = parse("[jobs.m]\ncontainer = \"w\"\ndestinations = []\n[jobs.m.retention]\nkeep_within = \"soon\"\n").unwrap_err();
+        assert!(err.contains("soon"), "{err}");
+        let err = parse(
+            "[jobs.m]\ncontainer = \"w\"\ndestinations = []\n[jobs.m.retention]\nkeep_dayly = 7\n",
+        )
+        .unwrap_err();
+        assert!(err.contains("keep_dayly"), "{err}");
     }
 
     #[test]

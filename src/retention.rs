@@ -11,9 +11,12 @@
 //! tagged backups (snapshots, safety backups) are kept unless `prune_tagged`.
 
 use chrono::{DateTime, Datelike, Utc};
+use serde::{Deserialize, Deserializer};
 
-/// A retention policy; an empty policy keeps everything.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// A retention policy; an empty policy keeps everything. It is also a job's `[retention]` table in
+/// the config file, with the same key names (`keep_within = "2d"`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct Policy {
     /// Keep the N newest.
     pub keep_last: Option<u32>,
@@ -28,6 +31,7 @@ pub struct Policy {
     /// Keep the newest of each of the last N years with backups.
     pub keep_yearly: Option<u32>,
     /// Keep everything within this many seconds of the newest backup.
+    #[serde(deserialize_with = "age")]
     pub keep_within: Option<i64>,
     /// Keep every backup with one of these tags.
     pub keep_tags: Vec<String>,
@@ -47,6 +51,14 @@ impl Policy {
             && self.keep_within.is_none()
             && self.keep_tags.is_empty()
     }
+}
+
+/// Reads an age such as `"2d"` into seconds.
+fn age<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    let text = String::deserialize(d)?;
+    crate::settings::parse_age(&text)
+        .map(|s| Some(s as i64))
+        .map_err(serde::de::Error::custom)
 }
 
 /// One backup as retention sees it.

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{dest_dir, dockyard, files, list, App, FIXTURE};
+use common::{dest_dir, dockyard, files, list, start_slow_backup, App, FIXTURE};
 
 #[test]
 fn round_trip_into_a_new_container_keeps_bytes_and_metadata() {
@@ -232,57 +232,13 @@ fn restore_of_a_path_the_target_lacks_names_container_and_path() {
     );
 }
 
-/// Starts a level-19 backup of 48 MiB of random data (slow enough to interrupt) and returns once it
-/// is writing its temp file.
-fn start_slow_backup(app: &App, dest: &std::path::Path) -> std::process::Child {
-    app.sh("dd if=/dev/urandom of=/srv/media/big bs=1M count=48 2>/dev/null");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dockyard"))
-        .args([
-            "backup",
-            &app.name,
-            "--to",
-            dest.to_str().unwrap(),
-            "--level",
-            "19",
-            "--path",
-            "/srv/media",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        let partial = files(dest).iter().any(|f| f.ends_with(".partial"));
-        let size: u64 = std::fs::read_dir(dest)
-            .map(|d| {
-                d.filter_map(|e| e.ok()?.metadata().ok())
-                    .map(|m| m.len())
-                    .sum()
-            })
-            .unwrap_or(0);
-        if partial && size > 0 {
-            return child;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "backup never started writing"
-        );
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "backup finished before it could be interrupted"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn sigkill_mid_backup_leaves_nothing_listed_and_the_next_run_cleans_up() {
     let app = App::running("killed", &["/srv/media", "/srv/logs"]);
     app.sh("echo x > /srv/logs/l");
     let (_tmp, dest) = dest_dir();
     let d = dest.to_str().unwrap().to_string();
-    let mut child = start_slow_backup(&app, &dest);
+    let mut child = start_slow_backup(&app, &dest, &[]);
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
 
@@ -315,13 +271,8 @@ fn sigkill_mid_backup_leaves_nothing_listed_and_the_next_run_cleans_up() {
 fn sigterm_mid_backup_cleans_up_before_exiting() {
     let app = App::running("termed", &["/srv/media"]);
     let (_tmp, dest) = dest_dir();
-    let child = start_slow_backup(&app, &dest);
-    let pid = child.id().to_string();
-    assert!(std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
+    let child = start_slow_backup(&app, &dest, &[]);
+    common::sigterm(&child);
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{stderr}");

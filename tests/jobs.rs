@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{dest_dir, docker, dockyard, list, App};
+use common::{dest_dir, docker, dockyard, list, sigterm, start_slow_backup, App};
 
 fn running(app: &App) -> bool {
     docker(&["inspect", "-f", "{{.State.Running}}", &app.name]).trim() == "true"
@@ -202,41 +202,23 @@ fn a_failing_pre_hook_stops_the_backup_with_a_clear_error() {
 #[test]
 fn sigterm_while_stopped_starts_the_app_again() {
     let app = App::running("stopterm", &["/srv/media"]);
-    app.sh("dd if=/dev/urandom of=/srv/media/big bs=1M count=48 2>/dev/null");
     let (_tmp, dest) = dest_dir();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dockyard"))
-        .args([
-            "backup",
-            &app.name,
-            "--to",
-            dest.to_str().unwrap(),
-            "--level",
-            "19",
-            "--stop",
-            "--stop-timeout",
-            "1",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while running(&app) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the app was never stopped"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    std::thread::sleep(std::time::Duration::from_millis(500));
-    std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(130));
+    let child = start_slow_backup(&app, &dest, &["--stop", "--stop-timeout", "1"]);
+    assert!(
+        !running(&app),
+        "the app should be stopped while the backup writes"
+    );
+    sigterm(&child);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(running(&app), "SIGTERM left the app stopped");
     assert!(list(&dest).is_empty());
+    assert!(common::files(&dest).is_empty(), "partial file left");
 }
 
 /// A config with one backup job for `app` to `dest` (retention keep_last 1) and a metrics file.
@@ -390,10 +372,7 @@ fn daemon_runs_a_job_on_its_schedule_and_stops_cleanly_on_sigterm_mid_job() {
         assert!(std::time::Instant::now() < deadline, "no third run started");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    sigterm(&child);
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{stderr}");

@@ -257,3 +257,55 @@ pub fn dest_dir() -> (tempfile::TempDir, PathBuf) {
     let path = dir.path().join("backups");
     (dir, path)
 }
+
+/// Starts a level-19 backup of `/srv/media` holding 48 MiB of random data (slow enough to
+/// interrupt) with `extra` flags, and returns once it is writing its temp file in `dest`.
+pub fn start_slow_backup(app: &App, dest: &Path, extra: &[&str]) -> std::process::Child {
+    app.sh("dd if=/dev/urandom of=/srv/media/big bs=1M count=48 2>/dev/null");
+    let mut child = dockyard_cmd(
+        &[
+            &["backup", &app.name, "--to", dest.to_str().unwrap()],
+            &["--level", "19", "--path", "/srv/media"][..],
+            extra,
+        ]
+        .concat(),
+        &[],
+    )
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let writing = std::fs::read_dir(dest)
+            .map(|d| {
+                d.filter_map(|e| e.ok()).any(|e| {
+                    e.file_name().to_string_lossy().ends_with(".partial")
+                        && e.metadata().map(|m| m.len() > 0).unwrap_or(false)
+                })
+            })
+            .unwrap_or(false);
+        if writing {
+            return child;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "backup never started writing"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "backup finished before it could be interrupted"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Sends SIGTERM to a child.
+pub fn sigterm(child: &std::process::Child) {
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -TERM failed");
+}
