@@ -105,12 +105,13 @@ pub enum Command {
     Logs(Box<LogsArgs>),
     /// Remove old backups by a retention policy (restic's `forget` rules), each container apart.
     ///
-    /// Decides from the manifests' timestamps and tags, never file times. The newest backup of each
-    /// container is always kept, and so are tagged ones (snapshots, pre-restore) unless
-    /// --prune-tagged. Example: dockyard prune --keep-daily 14 --keep-weekly 8 --keep-monthly 12 --dry-run
+    /// Decides from the manifests' timestamps, never file times. Pinned, whatever the rules: the
+    /// newest backup of each container, snapshots (unless --prune-snapshots), --keep-tag tags, and
+    /// safety backups younger than --keep-safety (7d). Other tags change nothing.
+    /// Example: dockyard prune --keep-daily 14 --keep-weekly 8 --keep-monthly 12 --dry-run
     Prune(PruneArgs),
-    /// A tagged backup before an upgrade: also records the image digests and the container's full
-    /// inspect data, and is kept by prune unless --prune-tagged.
+    /// A tagged backup before an upgrade: also records the image digests and the container's
+    /// inspect data (environment values redacted), and is kept by prune unless --prune-snapshots.
     Snapshot(SnapshotArgs),
     /// Run the config file's jobs once (what cron calls): backups to each destination with their
     /// retention, and log jobs. Each job holds a lock; a second run of it exits 6 naming the holder.
@@ -190,12 +191,15 @@ pub struct PolicyArgs {
     /// Keep every backup younger than AGE relative to the newest backup (e.g. 2d, 12h).
     #[arg(long, value_name = "AGE")]
     pub keep_within: Option<String>,
-    /// Keep every backup with this tag; repeat for several.
+    /// Keep every backup with this tag (a pin); repeat for several. Other tags change nothing.
     #[arg(long = "keep-tag", value_name = "TAG")]
     pub keep_tags: Vec<String>,
-    /// Let the policy remove tagged backups too (snapshots, pre-restore); they are kept otherwise.
-    #[arg(long)]
-    pub prune_tagged: bool,
+    /// Let the rules remove snapshots too; they are pinned otherwise.
+    #[arg(long, alias = "prune-tagged")]
+    pub prune_snapshots: bool,
+    /// Keep safety backups (`pre-restore`) this long, then remove them (default 7d).
+    #[arg(long, value_name = "AGE")]
+    pub keep_safety: Option<String>,
 }
 
 /// `dockyard snapshot`.
@@ -203,6 +207,11 @@ pub struct PolicyArgs {
 pub struct SnapshotArgs {
     #[command(flatten)]
     pub backup: BackupArgs,
+
+    /// Record the container's environment values in clear. By default each value of
+    /// `Config.Env` (passwords, SECRET_KEY) is replaced by a salted hash; the names are kept.
+    #[arg(long)]
+    pub include_env: bool,
 }
 
 /// `dockyard logs`.
@@ -444,6 +453,31 @@ pub struct RestoreArgs {
     /// Do not save the target's current contents as a `pre-restore` backup first.
     #[arg(long)]
     pub no_safety_backup: bool,
+
+    /// Write the safety backup here instead of to --from (which may be read-only in a disaster:
+    /// a read-only S3 key, a read-only share). Same forms as --from. Config: [restore]
+    /// safety_backup_to = "<destination name>".
+    #[arg(long, env = "DOCKYARD_SAFETY_BACKUP_TO", value_name = "DEST")]
+    pub safety_backup_to: Option<String>,
+
+    /// Safety backups older than this are removed when a restore writes a new one, and prune
+    /// stops keeping them (e.g. 7d, 12h). Config: [restore] safety_backup_keep. Default 7d.
+    #[arg(long, value_name = "AGE")]
+    pub safety_backup_keep: Option<String>,
+
+    /// Restore device nodes (block and character devices) from the backup. Refused by default:
+    /// a device node in a volume can hand the host's disks to whoever can open it.
+    #[arg(long)]
+    pub allow_devices: bool,
+
+    /// Keep set-user-ID and set-group-ID bits on restored files. By default they are removed,
+    /// with a warning naming the files.
+    #[arg(long = "keep-setuid")]
+    pub keep_setuid: bool,
+
+    /// The config file to read [restore] settings from (only if it exists, when not given).
+    #[arg(long, env = "DOCKYARD_CONFIG", value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
 
     #[command(flatten)]
     pub stop: StopArgs,

@@ -32,8 +32,22 @@ pub struct Config {
     pub logs: BTreeMap<String, LogJobConfig>,
     /// Prometheus textfile written after each `dockyard run` (node_exporter's textfile collector).
     pub metrics_file: Option<PathBuf>,
-    /// Directory for job locks (default: /run/dockyard, or the temp dir if that is not writable).
+    /// Directory for job and container locks (default: /run/dockyard, or the temp dir if that
+    /// is not writable; `DOCKYARD_LOCK_DIR` overrides).
     pub lock_dir: Option<PathBuf>,
+    /// Settings for `dockyard restore`.
+    pub restore: Option<RestoreConfig>,
+}
+
+/// `[restore]`: what `dockyard restore` takes from the config file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreConfig {
+    /// A name from `[destinations]` for the pre-restore safety backup (default: where the backup
+    /// is restored from, which may be read-only in a disaster).
+    pub safety_backup_to: Option<String>,
+    /// How long safety backups are kept, e.g. "7d" (the default).
+    pub safety_backup_keep: Option<String>,
 }
 
 /// One destination.
@@ -123,8 +137,8 @@ pub enum JobPlan {
     Backup {
         /// Job name.
         name: String,
-        /// One settings value per destination.
-        backups: Vec<BackupSettings>,
+        /// One settings value per destination, with the destination's name in the config.
+        backups: Vec<(String, BackupSettings)>,
         /// Retention to apply afterwards, if any.
         retention: Option<Policy>,
     },
@@ -169,6 +183,31 @@ impl Config {
             .get(name)
             .and_then(|j| j.schedule.as_deref())
             .or_else(|| self.logs.get(name).and_then(|l| l.schedule.as_deref()))
+    }
+
+    /// The `[restore]` settings: the safety backup's destination and keep time (seconds).
+    pub fn restore_settings(
+        &self,
+        overrides: &RemoteOptions,
+    ) -> Result<(Option<DestSpec>, Option<i64>), Failure> {
+        let Some(r) = &self.restore else {
+            return Ok((None, None));
+        };
+        let dest = r
+            .safety_backup_to
+            .as_deref()
+            .map(|name| self.dest("[restore]", name, overrides))
+            .transpose()?;
+        let keep = r
+            .safety_backup_keep
+            .as_deref()
+            .map(|a| {
+                settings::parse_age(a)
+                    .map(|s| s as i64)
+                    .map_err(|e| Failure::usage(format!("[restore] safety_backup_keep: {e}")))
+            })
+            .transpose()?;
+        Ok((dest, keep))
     }
 
     /// Resolves every job (or only `wanted`, by name) into plans, checking references and values.
@@ -244,22 +283,30 @@ impl Config {
         }
         let mut backups = Vec::new();
         for d in &job.destinations {
-            backups.push(BackupSettings {
-                container: job.container.clone(),
-                paths: settings::container_paths(&job.paths)?,
-                dest: self.dest(name, d, overrides)?,
-                tags: settings::tags(&job.tags)?,
-                compression: Compression {
-                    level,
-                    workers: settings::zstd_workers(),
+            backups.push((
+                d.clone(),
+                BackupSettings {
+                    container: job.container.clone(),
+                    paths: settings::container_paths(&job.paths)?,
+                    dest: self.dest(name, d, overrides)?,
+                    tags: settings::tags(&job.tags)?,
+                    compression: Compression {
+                        level,
+                        workers: settings::zstd_workers(),
+                    },
+                    helper_image: job.helper_image.clone(),
+                    snapshot: false,
+                    include_env: false,
+                    stop: settings::stop_list(
+                        &job.container,
+                        job.stop_during_backup,
+                        &job.stop_also,
+                    ),
+                    stop_timeout: job.stop_timeout.unwrap_or(30),
+                    pre_hook: job.pre_hook.clone(),
+                    post_hook: job.post_hook.clone(),
                 },
-                helper_image: job.helper_image.clone(),
-                snapshot: false,
-                stop: settings::stop_list(&job.container, job.stop_during_backup, &job.stop_also),
-                stop_timeout: job.stop_timeout.unwrap_or(30),
-                pre_hook: job.pre_hook.clone(),
-                post_hook: job.post_hook.clone(),
-            });
+            ));
         }
         if job.retention.as_ref().is_some_and(Policy::is_empty) {
             return Err(Failure::usage(format!(
@@ -405,7 +452,7 @@ mod tests {
         )
         .unwrap();
         let endpoint = |o: &RemoteOptions| match &c.plans(&[], o).unwrap()[0] {
-            JobPlan::Backup { backups, .. } => match &backups[0].dest {
+            JobPlan::Backup { backups, .. } => match &backups[0].1.dest {
                 DestSpec::S3(s) => (s.endpoint.clone().unwrap(), s.part_size),
                 other => panic!("{other:?}"),
             },

@@ -12,19 +12,26 @@ use bollard::errors::Error as BollardError;
 use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, DownloadFromContainerOptionsBuilder,
-    KillContainerOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder,
-    RemoveContainerOptionsBuilder, StopContainerOptionsBuilder, UploadToContainerOptionsBuilder,
-    WaitContainerOptionsBuilder,
+    ContainerArchiveInfoOptionsBuilder, CreateContainerOptionsBuilder,
+    DownloadFromContainerOptionsBuilder, KillContainerOptionsBuilder, ListContainersOptionsBuilder,
+    LogsOptionsBuilder, RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
+    UploadToContainerOptionsBuilder, WaitContainerOptionsBuilder,
 };
 use bollard::Docker;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt, TryStreamExt};
 
+use crate::owner::{Liveness, Owner};
+use crate::shell::Script;
+
 /// Label put on every helper container, so stale ones can be found after a killed run.
 pub const HELPER_LABEL: &str = "dockyard.helper";
-const PID_LABEL: &str = "dockyard.pid";
-const HOST_LABEL: &str = "dockyard.host";
+/// The helper's owner ([`Owner`] as text): who may remove it, and when it is stale.
+const OWNER_LABEL: &str = "dockyard.owner";
+/// What the helper does ([`Role`]).
+const ROLE_LABEL: &str = "dockyard.role";
+/// The name of the container the helper serves.
+pub const FOR_LABEL: &str = "dockyard.for";
 
 /// Errors from the engine, each naming the container or helper involved.
 #[derive(Debug, thiserror::Error)]
@@ -87,16 +94,16 @@ fn is_not_found(err: &BollardError) -> bool {
 }
 
 /// One mount of a container: a named or anonymous volume, or a bind mount.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mount {
     /// The mount point inside the container, e.g. `/srv/media`.
     pub destination: String,
     /// `volume`, `bind`, `tmpfs`, ...
-    #[serde(rename = "type")]
     pub kind: String,
     /// The volume's name (volumes only).
-    #[serde(skip_serializing_if = "Option::is_none", default)]
     pub volume: Option<String>,
+    /// Where it comes from on the engine's host (a bind mount's host path).
+    pub source: String,
 }
 
 impl Mount {
@@ -129,6 +136,61 @@ pub struct ContainerInfo {
     pub inspect: serde_json::Value,
 }
 
+/// What a path in a container is, as the engine's archive endpoint reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathKind {
+    /// Nothing there.
+    Missing,
+    /// A directory.
+    Dir,
+    /// A regular file.
+    File,
+    /// A symbolic link.
+    Symlink,
+    /// Anything else (a device, a pipe, a socket).
+    Other,
+}
+
+impl PathKind {
+    /// From Go's `os.FileMode` bits, which the engine reports.
+    fn from_go_mode(mode: u32) -> PathKind {
+        const DIR: u32 = 1 << 31;
+        const SYMLINK: u32 = 1 << 27;
+        // Go's ModeType: dir, symlink, device, named pipe, socket, char device, irregular.
+        const TYPE: u32 = 1 << 31 | 1 << 27 | 1 << 26 | 1 << 25 | 1 << 24 | 1 << 21 | 1 << 19;
+        if mode & DIR != 0 {
+            PathKind::Dir
+        } else if mode & SYMLINK != 0 {
+            PathKind::Symlink
+        } else if mode & TYPE == 0 {
+            PathKind::File
+        } else {
+            PathKind::Other
+        }
+    }
+}
+
+/// What a helper does; recorded as a label so a later run knows what it may remove.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Reads or writes volumes through the engine's archive endpoint; never started.
+    Archive,
+    /// Runs a short script (log rotation, clean-up).
+    Script,
+    /// Runs the swap of a restore: never killed while it runs, by this run or a later one.
+    Swap,
+}
+
+impl Role {
+    fn label(self) -> &'static str {
+        match self {
+            Role::Archive => "archive",
+            Role::Script => "script",
+            Role::Swap => "swap",
+        }
+    }
+}
+
 /// What a helper container is for and how to create it.
 pub struct HelperSpec<'a> {
     /// The container whose volumes the helper borrows.
@@ -137,8 +199,42 @@ pub struct HelperSpec<'a> {
     pub read_only: bool,
     /// The image to run the helper from.
     pub image: &'a str,
-    /// The command (`/bin/sh -c <script>`) for helpers that are started; `None` for archive-only helpers.
-    pub script: Option<String>,
+    /// The script for helpers that are started; `None` for archive-only helpers.
+    pub script: Option<Script>,
+    /// Run as this `uid:gid` (default root, whatever the image's USER).
+    pub user: Option<String>,
+    /// What it does.
+    pub role: Role,
+    /// Extra bind mounts (`host:container[:ro]`), e.g. the directory of a single-file mount.
+    pub binds: Vec<String>,
+}
+
+impl<'a> HelperSpec<'a> {
+    /// A never-started helper for the archive endpoint.
+    pub fn archive(container: &'a ContainerInfo, image: &'a str, read_only: bool) -> Self {
+        HelperSpec {
+            container,
+            read_only,
+            image,
+            script: None,
+            user: None,
+            role: Role::Archive,
+            binds: Vec::new(),
+        }
+    }
+
+    /// A helper that runs `script` as root with the container's volumes read-write.
+    pub fn script(container: &'a ContainerInfo, image: &'a str, script: Script) -> Self {
+        HelperSpec {
+            container,
+            read_only: false,
+            image,
+            script: Some(script),
+            user: None,
+            role: Role::Script,
+            binds: Vec::new(),
+        }
+    }
 }
 
 /// What a helper script did.
@@ -146,12 +242,20 @@ pub struct HelperSpec<'a> {
 pub struct ScriptRun {
     /// Exit code.
     pub code: i64,
-    /// Standard output.
-    pub stdout: String,
+    /// Standard output, as bytes (records may be NUL-terminated).
+    pub stdout: Vec<u8>,
     /// Standard error.
     pub stderr: String,
     /// The exited helper, when asked to keep it (the caller removes it).
     pub helper: Option<String>,
+}
+
+/// A helper container as listed.
+struct Helper {
+    id: String,
+    owner: Option<Owner>,
+    role: String,
+    running: bool,
 }
 
 /// A connection to the engine, plus the helpers this process has created and not yet removed.
@@ -210,6 +314,7 @@ impl Engine {
                         .map(|t| t.to_string())
                         .unwrap_or_else(|| "volume".into()),
                     volume: m.name.filter(|n| !n.is_empty()),
+                    source: m.source.unwrap_or_default(),
                 })
             })
             .collect();
@@ -236,18 +341,19 @@ impl Engine {
         let name = format!("dockyard-helper-{target}-{suffix:08x}");
         let labels = HashMap::from([
             (HELPER_LABEL.to_string(), "1".to_string()),
-            (PID_LABEL.to_string(), std::process::id().to_string()),
-            (HOST_LABEL.to_string(), crate::host::hostname()),
-            ("dockyard.for".to_string(), target.clone()),
+            (OWNER_LABEL.to_string(), Owner::current().to_string()),
+            (ROLE_LABEL.to_string(), spec.role.label().to_string()),
+            (FOR_LABEL.to_string(), target.clone()),
         ]);
         let mode = if spec.read_only { ":ro" } else { "" };
         let (entrypoint, cmd, user) = match spec.script {
-            // Root, whatever the image's USER, so the script may chown; numeric, so no passwd lookup.
-            Some(script) => (
-                vec!["/bin/sh".to_string(), "-c".to_string()],
-                vec![script],
-                Some("0:0".to_string()),
-            ),
+            // Root unless told otherwise, whatever the image's USER, so the script may chown;
+            // numeric, so no passwd lookup.
+            Some(script) => {
+                let mut argv = script.argv();
+                let rest = argv.split_off(1);
+                (argv, rest, Some(spec.user.unwrap_or_else(|| "0:0".into())))
+            }
             // Never started: the command only has to exist for the engine to accept the create.
             None => (vec!["/bin/true".to_string()], vec![], None),
         };
@@ -260,6 +366,7 @@ impl Engine {
             network_disabled: Some(true),
             host_config: Some(HostConfig {
                 volumes_from: Some(vec![format!("{}{mode}", spec.container.id)]),
+                binds: (!spec.binds.is_empty()).then_some(spec.binds),
                 network_mode: Some("none".into()),
                 ..Default::default()
             }),
@@ -336,10 +443,56 @@ impl Engine {
         first.map_or(Ok(()), Err)
     }
 
-    /// Removes helpers left behind by dockyard runs on this host that no longer exist (e.g. killed
-    /// with SIGKILL). Helpers of live runs, and of other hosts, are left alone.
+    /// Removes helpers left behind by dockyard runs that are gone (e.g. killed with SIGKILL).
+    /// Helpers of live runs are left alone, and so is a swap that still runs, whoever started it:
+    /// killing it would leave a volume half-swapped. Helpers of other hosts count as gone after a
+    /// day.
     pub async fn remove_stale_helpers(&self) -> Result<usize, DockerError> {
-        let filters = HashMap::from([("label".to_string(), vec![HELPER_LABEL.to_string()])]);
+        let mut removed = 0;
+        for h in self.helpers(None).await? {
+            let stale = match &h.owner {
+                Some(o) => o.liveness(24 * 3600) == Liveness::Gone,
+                None => true,
+            };
+            if !stale || (h.role == "swap" && h.running) {
+                continue;
+            }
+            tracing::warn!(helper = %h.id, owner = ?h.owner.as_ref().map(|o| o.to_string()), "removing helper container left by a run that is gone");
+            self.remove_helper(&h.id).await?;
+            removed += 1;
+        }
+        Ok(removed)
+    }
+
+    /// Waits until no swap helper for container `name` runs (a restore's swap, possibly of a killed
+    /// run, finishing on its own); logs what it waits for.
+    pub async fn wait_for_swaps(&self, name: &str) -> Result<(), DockerError> {
+        let mut logged = false;
+        loop {
+            let running: Vec<Helper> = self
+                .helpers(Some(name))
+                .await?
+                .into_iter()
+                .filter(|h| h.role == "swap" && h.running)
+                .collect();
+            if running.is_empty() {
+                return Ok(());
+            }
+            if !logged {
+                tracing::warn!(container = name, helper = %running[0].id, "a restore's swap is still running in this container's volumes; waiting for it to finish");
+                logged = true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+    }
+
+    /// dockyard's helper containers (of `for_container` only, if given).
+    async fn helpers(&self, for_container: Option<&str>) -> Result<Vec<Helper>, DockerError> {
+        let mut labels = vec![HELPER_LABEL.to_string()];
+        if let Some(c) = for_container {
+            labels.push(format!("{FOR_LABEL}={c}"));
+        }
+        let filters = HashMap::from([("label".to_string(), labels)]);
         let options = ListContainersOptionsBuilder::default()
             .all(true)
             .filters(&filters)
@@ -349,22 +502,34 @@ impl Engine {
             .list_containers(Some(options))
             .await
             .map_err(|e| api("list dockyard helper containers", e))?;
-        let host = crate::host::hostname();
-        let mut removed = 0;
-        for c in found {
-            let labels = c.labels.unwrap_or_default();
-            let same_host = labels.get(HOST_LABEL) == Some(&host);
-            let pid: Option<u32> = labels.get(PID_LABEL).and_then(|p| p.parse().ok());
-            let alive = pid.is_some_and(crate::host::process_alive);
-            if same_host && !alive {
-                if let Some(id) = c.id {
-                    tracing::warn!(helper = %id, pid = ?pid, "removing helper container left by a run that is gone");
-                    self.remove_helper(&id).await?;
-                    removed += 1;
-                }
-            }
+        Ok(found
+            .into_iter()
+            .filter_map(|c| {
+                let labels = c.labels.unwrap_or_default();
+                Some(Helper {
+                    id: c.id?,
+                    owner: labels.get(OWNER_LABEL).and_then(|o| Owner::parse(o)),
+                    role: labels.get(ROLE_LABEL).cloned().unwrap_or_default(),
+                    running: c.state.map(|s| s.to_string()).as_deref() == Some("running"),
+                })
+            })
+            .collect())
+    }
+
+    /// What is at `path` in `container` (the engine does not follow a symlink at its end).
+    pub async fn stat(&self, container: &str, path: &str) -> Result<PathKind, DockerError> {
+        let options = ContainerArchiveInfoOptionsBuilder::default()
+            .path(path)
+            .build();
+        match self
+            .docker
+            .get_container_archive_info(container, Some(options))
+            .await
+        {
+            Ok(stat) => Ok(PathKind::from_go_mode(stat.file_mode)),
+            Err(e) if is_not_found(&e) => Ok(PathKind::Missing),
+            Err(e) => Err(api(format!("look at {path} in container {container:?}"), e)),
         }
-        Ok(removed)
     }
 
     /// Streams `path` out of `container` as a tar archive whose first entry is the path's base name.
@@ -431,24 +596,15 @@ impl Engine {
         Ok((code, output.concat().trim().to_string()))
     }
 
-    /// Runs `script` with `/bin/sh` in a started helper that borrows `container`'s volumes
-    /// read-write, removes the helper unless `keep`, and returns the exit code, stdout and stderr.
-    /// With `keep`, the (exited) helper's id is returned too: archive reads still work on it.
+    /// Runs a started helper (`spec` has a script), removes it unless `keep`, and returns the
+    /// exit code, stdout and stderr. With `keep`, the (exited) helper's id is returned too:
+    /// archive reads still work on it.
     pub async fn run_script(
         &self,
-        container: &ContainerInfo,
-        image: &str,
-        script: String,
+        spec: HelperSpec<'_>,
         keep: bool,
     ) -> Result<ScriptRun, DockerError> {
-        let id = self
-            .create_helper(HelperSpec {
-                container,
-                read_only: false,
-                image,
-                script: Some(script),
-            })
-            .await?;
+        let id = self.create_helper(spec).await?;
         let ran = self.run_collect(&id).await;
         if !keep || ran.is_err() {
             self.remove_helper(&id).await?;
@@ -462,18 +618,18 @@ impl Engine {
         })
     }
 
-    async fn run_collect(&self, id: &str) -> Result<(i64, String, String), DockerError> {
+    async fn run_collect(&self, id: &str) -> Result<(i64, Vec<u8>, String), DockerError> {
         let (code, _) = self.run_helper(id).await?;
         let logs = LogsOptionsBuilder::default()
             .stdout(true)
             .stderr(true)
             .build();
         let mut stream = self.docker.logs(id, Some(logs));
-        let (mut out, mut err) = (String::new(), String::new());
+        let (mut out, mut err) = (Vec::new(), String::new());
         while let Some(item) = stream.next().await {
             match item.map_err(|e| api(format!("read the output of helper {id}"), e))? {
                 LogOutput::StdErr { message } => err.push_str(&String::from_utf8_lossy(&message)),
-                other => out.push_str(&String::from_utf8_lossy(&other.into_bytes())),
+                other => out.extend_from_slice(&other.into_bytes()),
             }
         }
         Ok((code, out, err))
@@ -546,6 +702,7 @@ mod tests {
             destination: "/srv/media".into(),
             kind: "volume".into(),
             volume: None,
+            source: String::new(),
         };
         assert!(m.contains("/srv/media") && m.contains("/srv/media/a/b"));
         assert!(!m.contains("/srv/mediax") && !m.contains("/srv") && !m.contains("/srv/logs"));

@@ -25,13 +25,34 @@ fn main() {
         .expect("tokio runtime");
     let result = runtime.block_on(async {
         let ctx = Ctx::new(settings.output);
-        // A panic is caught here so that the clean-up below (helpers removed, stopped containers
-        // started again) still runs.
-        let command = std::panic::AssertUnwindSafe(commands::run(&ctx, settings)).catch_unwind();
-        let result = tokio::select! {
-            r = command => r.unwrap_or_else(|_| Err(anyhow::anyhow!("internal error (panic); cleaned up"))),
-            sig = shutdown_signal() => Err(Failure::interrupted(sig).into()),
+        // A panic is caught here so that the clean-up below (staging removed, helpers removed,
+        // stopped containers started again) still runs.
+        let mut command =
+            Box::pin(std::panic::AssertUnwindSafe(commands::run(&ctx, settings)).catch_unwind());
+        let panicked = |r: std::thread::Result<anyhow::Result<()>>| {
+            r.unwrap_or_else(|_| Err(anyhow::anyhow!("internal error (panic); cleaned up")))
         };
+        let result = tokio::select! {
+            r = &mut command => panicked(r),
+            sig = shutdown_signal() => {
+                // A restore's swap (or a backup's archive and manifest) is never cut short: wait
+                // for it, then stop. If the whole command ends meanwhile, that is its result.
+                if ctx.critical.active() {
+                    tracing::warn!("{sig}: finishing the swap in progress first, then stopping");
+                    tokio::select! {
+                        biased;
+                        r = &mut command => Some(panicked(r)),
+                        _ = ctx.critical.idle() => None,
+                    }
+                    .unwrap_or_else(|| Err(Failure::interrupted(sig).into()))
+                } else {
+                    Err(Failure::interrupted(sig).into())
+                }
+            }
+        };
+        // Dropping the command first closes its engine streams: the engine will not remove a
+        // helper while an archive read from it is still open.
+        drop(command);
         ctx.cleanup().await;
         result
     });

@@ -1,14 +1,21 @@
 //! The JSON manifest beside each archive: what was backed up, from where, and how to check it.
 //!
 //! A backup "exists" exactly when its manifest does: the manifest is written after the archive is
-//! complete, so listing manifests never shows a half-written backup.
+//! complete, so listing manifests never shows a half-written backup. A manifest is also input from
+//! the destination, which someone else may write: every field a restore acts on is checked
+//! ([`Manifest::check`]) before it is used.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::destination::{get_bytes, DestError, Destination};
-use crate::docker::Mount;
 use crate::error::Failure;
+
+/// The tag of the backup a restore takes of what it replaces.
+pub const SAFETY_TAG: &str = "pre-restore";
+/// A backup dated later than now plus this is "in the future" (a clock jump or a forged
+/// manifest): never `latest`, never the anchor of `--keep-within`, unless named.
+pub const FUTURE_SKEW_SECS: i64 = 300;
 
 /// Manifests larger than this are not ours; reading stops there.
 const MANIFEST_LIMIT: u64 = 16 << 20;
@@ -22,7 +29,20 @@ pub struct PathRecord {
     /// under the same path without the leading slash (`srv/media/...`).
     pub path: String,
     /// The mount that holds it.
-    pub mount: Mount,
+    pub mount: MountRecord,
+}
+
+/// The mount a path was backed up from, as the manifest records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MountRecord {
+    /// The mount point inside the container, e.g. `/srv/media`.
+    pub destination: String,
+    /// `volume` or `bind`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The volume's name (volumes only).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub volume: Option<String>,
 }
 
 /// Everything recorded about one backup.
@@ -74,6 +94,59 @@ pub struct SnapshotRecord {
     pub inspect: serde_json::Value,
 }
 
+impl Manifest {
+    /// Checks every field a restore acts on, as if an attacker wrote it: the id and archive name,
+    /// and each path (absolute, no `.`, `..` or empty component: the `--path` rule), so a manifest
+    /// cannot point a restore at another path than the archive holds.
+    pub fn check(&self) -> Result<(), String> {
+        let id_ok = !self.id.is_empty()
+            && self.id.len() <= 255
+            && !self.id.starts_with(['.', '-'])
+            && self
+                .id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        if !id_ok {
+            return Err(format!("its id {:?} is not a dockyard backup id", self.id));
+        }
+        if self.archive != archive_name(&self.id) {
+            return Err(format!(
+                "it names archive {:?}, not {:?}",
+                self.archive,
+                archive_name(&self.id)
+            ));
+        }
+        if self.paths.is_empty() {
+            return Err("it lists no paths".into());
+        }
+        for (i, p) in self.paths.iter().enumerate() {
+            crate::settings::container_paths(std::slice::from_ref(&p.path))
+                .ok()
+                .filter(|n| n[0] == p.path)
+                .ok_or_else(|| {
+                    format!(
+                        "its path {:?} is not a normalised absolute path (no `.`, `..` or empty components)",
+                        p.path
+                    )
+                })?;
+            if self.paths[..i].iter().any(|q| q.path == p.path) {
+                return Err(format!("it lists path {:?} twice", p.path));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether this is a safety backup a restore took of what it replaced.
+    pub fn is_safety(&self) -> bool {
+        self.tags.iter().any(|t| t == SAFETY_TAG)
+    }
+
+    /// Whether it is dated after `now` (beyond a small clock skew).
+    pub fn in_future(&self, now: DateTime<Utc>) -> bool {
+        self.created > now + Duration::seconds(FUTURE_SKEW_SECS)
+    }
+}
+
 /// A new backup id for `container` at `now`: sortable by time within a container, never colliding.
 pub fn new_id(container: &str, now: DateTime<Utc>) -> String {
     let nonce: u16 = rand::random();
@@ -90,20 +163,46 @@ pub fn manifest_name(id: &str) -> String {
     format!("{id}{MANIFEST_SUFFIX}")
 }
 
-/// Reads every manifest at the destination, newest first. Unreadable ones are skipped with a warning.
-pub async fn load_all(dest: &dyn Destination) -> Result<Vec<Manifest>, DestError> {
-    let mut out = Vec::new();
+/// The manifests at a destination: the sound ones, newest first, and those refused with why.
+#[derive(Debug, Default)]
+pub struct Catalog {
+    /// Manifests that passed [`Manifest::check`], newest first.
+    pub manifests: Vec<Manifest>,
+    /// Object names of manifests that did not, with the reason.
+    pub rejected: Vec<(String, String)>,
+}
+
+/// Reads every manifest at the destination. Unreadable or unsound ones are set aside with a
+/// warning naming them.
+pub async fn load_all(dest: &dyn Destination) -> Result<Catalog, DestError> {
+    let mut out = Catalog::default();
     for name in dest.list().await? {
         if !name.ends_with(MANIFEST_SUFFIX) {
             continue;
         }
         let bytes = get_bytes(dest, &name, MANIFEST_LIMIT).await?;
-        match serde_json::from_slice::<Manifest>(&bytes) {
-            Ok(m) => out.push(m),
-            Err(e) => tracing::warn!(object = %name, error = %e, "skipping unreadable manifest"),
+        let checked = serde_json::from_slice::<Manifest>(&bytes)
+            .map_err(|e| format!("it is not a dockyard manifest ({e})"))
+            .and_then(|m| {
+                m.check()?;
+                if manifest_name(&m.id) != name {
+                    return Err(format!("it holds the manifest of {:?}", m.id));
+                }
+                Ok(m)
+            });
+        match checked {
+            Ok(m) => out.manifests.push(m),
+            Err(why) => {
+                tracing::warn!(object = %name, dest = %dest.describe(), "ignoring manifest: {why}");
+                out.rejected.push((name, why));
+            }
         }
     }
-    sort_newest_first(&mut out);
+    sort_newest_first(&mut out.manifests);
+    let now = Utc::now();
+    for m in out.manifests.iter().filter(|m| m.in_future(now)) {
+        tracing::warn!(id = %m.id, created = %m.created, "backup is dated in the future (clock jump or forged manifest): it is never `latest` and does not anchor --keep-within unless named");
+    }
     Ok(out)
 }
 
@@ -112,25 +211,50 @@ pub fn sort_newest_first(list: &mut [Manifest]) {
     list.sort_by(|a, b| b.created.cmp(&a.created).then_with(|| b.id.cmp(&a.id)));
 }
 
-/// Picks a backup: `latest` is the newest one of `container`; anything else is an exact id.
-pub fn select<'a>(
-    all: &'a [Manifest],
-    wanted: &str,
-    container: &str,
-    dest: &str,
-) -> Result<&'a Manifest, Failure> {
-    if wanted == "latest" {
-        return all.iter().find(|m| m.container == container).ok_or_else(|| {
-            Failure::usage(format!(
-                "no backup of container {container:?} at {dest}; `dockyard list --to {dest}` shows what is there"
-            ))
-        });
-    }
-    all.iter().find(|m| m.id == wanted).ok_or_else(|| {
-        Failure::usage(format!(
+impl Catalog {
+    /// Picks a backup: `latest` is the newest one of `container` that is neither a safety backup
+    /// nor dated in the future; anything else is an exact id.
+    pub fn select(
+        &self,
+        wanted: &str,
+        container: &str,
+        dest: &str,
+        now: DateTime<Utc>,
+    ) -> Result<&Manifest, Failure> {
+        if wanted == "latest" {
+            let mut of_container = self.manifests.iter().filter(|m| m.container == container);
+            if let Some(m) = of_container
+                .clone()
+                .find(|m| !m.is_safety() && !m.in_future(now))
+            {
+                return Ok(m);
+            }
+            return Err(Failure::usage(match of_container.next() {
+                Some(m) => format!(
+                    "no regular backup of container {container:?} at {dest}; there are only safety backups or backups dated in the future (newest: {}); name one with --archive ID to restore it",
+                    m.id
+                ),
+                None => format!(
+                    "no backup of container {container:?} at {dest}; `dockyard list --to {dest}` shows what is there"
+                ),
+            }));
+        }
+        if let Some(m) = self.manifests.iter().find(|m| m.id == wanted) {
+            return Ok(m);
+        }
+        if let Some((_, why)) = self
+            .rejected
+            .iter()
+            .find(|(name, _)| *name == manifest_name(wanted))
+        {
+            return Err(Failure::verify(format!(
+                "backup {wanted} at {dest} cannot be trusted: its manifest was refused because {why}"
+            )));
+        }
+        Err(Failure::usage(format!(
             "no backup with id {wanted:?} at {dest}; `dockyard list` shows the ids"
-        ))
-    })
+        )))
+    }
 }
 
 #[cfg(test)]
@@ -169,28 +293,104 @@ mod tests {
         assert!(many.len() > 40, "ids should be random past the timestamp");
     }
 
+    fn catalog(mut all: Vec<Manifest>) -> Catalog {
+        sort_newest_first(&mut all);
+        Catalog {
+            manifests: all,
+            rejected: vec![(
+                "bad.json".into(),
+                "its path \"/a/../b\" is not normalised".into(),
+            )],
+        }
+    }
+
     #[test]
     fn latest_is_newest_of_that_container() {
-        let mut all = vec![
+        let now = Utc.timestamp_opt(100, 0).unwrap();
+        let all = catalog(vec![
             manifest("a", "web", 10),
             manifest("b", "web", 30),
             manifest("c", "db", 40),
-        ];
-        sort_newest_first(&mut all);
-        assert_eq!(all[0].id, "c");
-        assert_eq!(select(&all, "latest", "web", "d").unwrap().id, "b");
-        assert_eq!(select(&all, "a", "ignored", "d").unwrap().id, "a");
-        let err = select(&all, "latest", "cache", "/b")
+        ]);
+        assert_eq!(all.manifests[0].id, "c");
+        assert_eq!(all.select("latest", "web", "d", now).unwrap().id, "b");
+        assert_eq!(all.select("a", "ignored", "d", now).unwrap().id, "a");
+        let err = all
+            .select("latest", "cache", "/b", now)
             .unwrap_err()
             .to_string();
         assert!(
             err.contains("no backup of container \"cache\" at /b"),
             "{err}"
         );
-        assert!(select(&all, "zzz", "web", "d")
+        assert!(all
+            .select("zzz", "web", "d", now)
             .unwrap_err()
             .to_string()
             .contains("\"zzz\""));
+        let err = all.select("bad", "web", "d", now).unwrap_err();
+        assert_eq!(err.category, crate::error::Category::Verify);
+        assert!(err.to_string().contains("not normalised"), "{err}");
+    }
+
+    #[test]
+    fn latest_skips_safety_backups_and_the_future() {
+        let now = Utc.timestamp_opt(10_000, 0).unwrap();
+        let mut safety = manifest("s", "web", 9_000);
+        safety.tags = vec![SAFETY_TAG.into()];
+        let future = manifest("f", "web", 10_000 + FUTURE_SKEW_SECS + 1);
+        let skewed = manifest("k", "web", 10_000 + FUTURE_SKEW_SECS - 1);
+        let all = catalog(vec![manifest("old", "web", 5_000), safety.clone(), future]);
+        assert_eq!(all.select("latest", "web", "d", now).unwrap().id, "old");
+        assert_eq!(all.select("s", "web", "d", now).unwrap().id, "s");
+        assert_eq!(all.select("f", "web", "d", now).unwrap().id, "f");
+        let only_safety = catalog(vec![safety]);
+        let err = only_safety
+            .select("latest", "web", "d", now)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("only safety backups") && err.contains("(newest: s)"),
+            "{err}"
+        );
+        // A little clock skew is not the future.
+        let all = catalog(vec![manifest("old", "web", 5_000), skewed]);
+        assert_eq!(all.select("latest", "web", "d", now).unwrap().id, "k");
+    }
+
+    #[test]
+    fn check_refuses_unnormalised_paths_and_foreign_names() {
+        let mut m = manifest("web-1", "web", 5);
+        m.paths = vec![PathRecord {
+            path: "/srv/media".into(),
+            mount: MountRecord {
+                destination: "/srv/media".into(),
+                kind: "volume".into(),
+                volume: None,
+            },
+        }];
+        m.check().unwrap();
+        for bad in [
+            "/srv/media/../logs",
+            "/srv/./media",
+            "/srv//media",
+            "srv/media",
+            "/",
+            "/srv/media/",
+        ] {
+            let mut b = m.clone();
+            b.paths[0].path = bad.into();
+            assert!(b.check().unwrap_err().contains("not a normalised"), "{bad}");
+        }
+        let mut b = m.clone();
+        b.archive = "../../etc/shadow".into();
+        assert!(b.check().is_err());
+        let mut b = m.clone();
+        b.id = "../x".into();
+        assert!(b.check().is_err());
+        let mut b = m.clone();
+        b.paths.push(b.paths[0].clone());
+        assert!(b.check().unwrap_err().contains("twice"));
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Retention: which backups a policy keeps, as a pure function of the backups' manifest timestamps
-//! and tags (never file mtimes), with restic's `forget` semantics:
+//! and tags (never file mtimes) and of `now`, with restic's `forget` semantics:
 //!
 //! - `keep_last N`: the N newest.
 //! - `keep_hourly/daily/weekly/monthly/yearly N`: walking from newest to oldest, the newest backup
@@ -7,11 +7,18 @@
 //! - `keep_within D`: every backup less than D older than the newest one.
 //! - `keep_tags`: every backup with one of these tags.
 //!
-//! A backup is kept if any rule keeps it. On top of restic: the newest backup is always kept, and
-//! tagged backups (snapshots, safety backups) are kept unless `prune_tagged`.
+//! A backup is kept if any rule keeps it. On top of restic, and only these are exempt from the
+//! rules (pins): the newest backup; snapshots (unless `prune_snapshots`); backups with a
+//! `keep_tags` tag; safety backups (`pre-restore`) younger than `keep_safety` — older ones expire.
+//! Other tags (`nightly`) change nothing. Backups dated after `now` (a clock jump, a forged
+//! manifest) are kept but counted by no rule, so one cannot become the newest and make
+//! `keep_within` drop every real backup. Pinned and future backups take no bucket either.
 
 use chrono::{DateTime, Datelike, Utc};
 use serde::{Deserialize, Deserializer};
+
+/// How long safety backups are kept when the policy does not say: a week.
+pub const DEFAULT_KEEP_SAFETY_SECS: i64 = 7 * 86400;
 
 /// A retention policy; an empty policy keeps everything. It is also a job's `[retention]` table in
 /// the config file, with the same key names (`keep_within = "2d"`).
@@ -35,8 +42,14 @@ pub struct Policy {
     pub keep_within: Option<i64>,
     /// Keep every backup with one of these tags.
     pub keep_tags: Vec<String>,
-    /// Allow removing tagged backups (otherwise they are always kept).
-    pub prune_tagged: bool,
+    /// Let the rules remove snapshots too (they are pinned otherwise). `prune_tagged` is the
+    /// name dockyard 0.1 used.
+    #[serde(alias = "prune_tagged")]
+    pub prune_snapshots: bool,
+    /// Keep safety backups (`pre-restore`) this many seconds; older ones are removed (default
+    /// 7 days).
+    #[serde(deserialize_with = "age")]
+    pub keep_safety: Option<i64>,
 }
 
 impl Policy {
@@ -70,6 +83,10 @@ pub struct Item {
     pub created: DateTime<Utc>,
     /// Its tags.
     pub tags: Vec<String>,
+    /// Whether it is a snapshot (`dockyard snapshot`).
+    pub snapshot: bool,
+    /// Whether it is a safety backup a restore took.
+    pub safety: bool,
 }
 
 /// The verdict on one backup, with every reason it is kept.
@@ -79,7 +96,7 @@ pub struct Decision {
     pub id: String,
     /// Kept or removed.
     pub keep: bool,
-    /// Why it is kept (empty when removed).
+    /// Why it is kept, or why it goes when that is not just "no rule keeps it".
     pub reasons: Vec<String>,
 }
 
@@ -87,10 +104,31 @@ pub struct Decision {
 type Bucket = fn(&DateTime<Utc>) -> i64;
 
 /// Decides, for the backups of one container, which to keep. Returns decisions newest first.
-pub fn decide(items: &[Item], policy: &Policy) -> Vec<Decision> {
+pub fn decide(items: &[Item], policy: &Policy, now: DateTime<Utc>) -> Vec<Decision> {
     let mut sorted: Vec<&Item> = items.iter().collect();
     sorted.sort_by(|a, b| b.created.cmp(&a.created).then_with(|| b.id.cmp(&a.id)));
-    let newest = sorted.first().map(|i| i.created);
+    let future =
+        |i: &Item| i.created > now + chrono::Duration::seconds(crate::manifest::FUTURE_SKEW_SECS);
+    let keep_safety = policy.keep_safety.unwrap_or(DEFAULT_KEEP_SAFETY_SECS);
+    // Pinned backups are kept whatever the rules say, and take no part in them.
+    let pin = |i: &Item| -> Option<String> {
+        if future(i) {
+            return Some("dated in the future: kept, but counted by no rule".into());
+        }
+        if let Some(t) = i.tags.iter().find(|t| policy.keep_tags.contains(t)) {
+            return Some(format!("tag {t}"));
+        }
+        if i.snapshot && !policy.prune_snapshots {
+            return Some("snapshot (--prune-snapshots to let the rules remove it)".into());
+        }
+        None
+    };
+    let counted: Vec<&Item> = sorted
+        .iter()
+        .copied()
+        .filter(|i| pin(i).is_none() && !i.safety)
+        .collect();
+    let newest = counted.first().map(|i| i.created);
     let buckets: [(&str, Option<u32>, Bucket); 5] = [
         ("hourly", policy.keep_hourly, |t| {
             t.timestamp().div_euclid(3600)
@@ -112,47 +150,62 @@ pub fn decide(items: &[Item], policy: &Policy) -> Vec<Decision> {
     let mut last_left = policy.keep_last;
     let empty = policy.is_empty();
 
+    let mut verdicts: std::collections::HashMap<&str, Vec<String>> = Default::default();
+    for (i, item) in counted.iter().enumerate() {
+        let mut reasons = Vec::new();
+        if empty {
+            reasons.push("no policy: everything is kept".to_string());
+        }
+        if i == 0 {
+            reasons.push("newest backup".to_string());
+        }
+        if let Some(n) = last_left.as_mut() {
+            if *n > 0 {
+                *n -= 1;
+                reasons.push("last".to_string());
+            }
+        }
+        for (k, (name, _, bucket)) in buckets.iter().enumerate() {
+            let Some(n) = left[k].as_mut() else { continue };
+            let value = bucket(&item.created);
+            if *n > 0 && last_bucket[k] != Some(value) {
+                *n -= 1;
+                last_bucket[k] = Some(value);
+                reasons.push(name.to_string());
+            }
+        }
+        if let (Some(within), Some(newest)) = (policy.keep_within, newest) {
+            if (newest - item.created).num_seconds() < within {
+                reasons.push("within".to_string());
+            }
+        }
+        verdicts.insert(&item.id, reasons);
+    }
     sorted
         .iter()
-        .enumerate()
-        .map(|(i, item)| {
-            let mut reasons = Vec::new();
-            if empty {
-                reasons.push("no policy: everything is kept".to_string());
-            }
-            if i == 0 {
-                reasons.push("newest backup".to_string());
-            }
-            if let Some(n) = last_left.as_mut() {
-                if *n > 0 {
-                    *n -= 1;
-                    reasons.push("last".to_string());
+        .map(|item| {
+            let (keep, reasons) = if let Some(why) = pin(item) {
+                (true, vec![why])
+            } else if item.safety {
+                let age = (now - item.created).num_seconds();
+                if age < keep_safety {
+                    (
+                        true,
+                        vec![format!(
+                            "safety backup, kept {} days",
+                            keep_safety.div_euclid(86400).max(1)
+                        )],
+                    )
+                } else {
+                    (false, vec!["safety backup expired".to_string()])
                 }
-            }
-            for (k, (name, _, bucket)) in buckets.iter().enumerate() {
-                let Some(n) = left[k].as_mut() else { continue };
-                let value = bucket(&item.created);
-                if *n > 0 && last_bucket[k] != Some(value) {
-                    *n -= 1;
-                    last_bucket[k] = Some(value);
-                    reasons.push(name.to_string());
-                }
-            }
-            if let (Some(within), Some(newest)) = (policy.keep_within, newest) {
-                if (newest - item.created).num_seconds() < within {
-                    reasons.push("within".to_string());
-                }
-            }
-            for t in &item.tags {
-                if policy.keep_tags.contains(t) {
-                    reasons.push(format!("tag {t}"));
-                } else if !policy.prune_tagged {
-                    reasons.push(format!("tagged {t} (--prune-tagged to remove)"));
-                }
-            }
+            } else {
+                let r = verdicts.remove(item.id.as_str()).unwrap_or_default();
+                (!r.is_empty(), r)
+            };
             Decision {
                 id: item.id.clone(),
-                keep: !reasons.is_empty(),
+                keep,
                 reasons,
             }
         })
@@ -173,7 +226,14 @@ mod tests {
             id: id.into(),
             created: t,
             tags: vec![],
+            snapshot: false,
+            safety: false,
         }
+    }
+
+    /// "Now" in these tables: just after the last backup of a 40-day series.
+    fn now() -> DateTime<Utc> {
+        at(2026, 2, 9, 20)
     }
 
     /// Backups every 6 hours from 2026-01-01 00:00 for `days` days, named by their time.
@@ -187,7 +247,7 @@ mod tests {
     }
 
     fn kept(items: &[Item], p: &Policy) -> Vec<String> {
-        decide(items, p)
+        decide(items, p, now())
             .into_iter()
             .filter(|d| d.keep)
             .map(|d| d.id)
@@ -284,25 +344,30 @@ mod tests {
     }
 
     #[test]
-    fn tagged_backups_are_kept_unless_asked() {
+    fn only_pins_are_exempt_not_ordinary_tags() {
         let mut s = series(3);
-        s[0].tags = vec!["pre-upgrade".into()]; // the oldest
+        for i in &mut s {
+            i.tags = vec!["nightly".into()]; // the shipped example config tags every backup
+        }
+        s[0].snapshot = true; // the oldest
+        s[0].tags.push("pre-upgrade".into());
         let p = Policy {
             keep_last: Some(1),
             ..Default::default()
         };
-        let d = decide(&s, &p);
+        let d = decide(&s, &p, now());
+        assert_eq!(d.iter().filter(|d| d.keep).count(), 2, "{d:?}");
         let old = d.iter().find(|d| d.id == "0101-00").unwrap();
         assert!(
-            old.keep && old.reasons[0].contains("tagged pre-upgrade"),
+            old.keep && old.reasons[0].starts_with("snapshot"),
             "{old:?}"
         );
         let p = Policy {
-            prune_tagged: true,
+            prune_snapshots: true,
             ..p
         };
         assert!(
-            !decide(&s, &p)
+            !decide(&s, &p, now())
                 .iter()
                 .find(|d| d.id == "0101-00")
                 .unwrap()
@@ -312,9 +377,57 @@ mod tests {
             keep_tags: vec!["pre-upgrade".into()],
             ..p
         };
-        let kept_by_tag = decide(&s, &p);
+        let kept_by_tag = decide(&s, &p, now());
         let old = kept_by_tag.iter().find(|d| d.id == "0101-00").unwrap();
         assert_eq!(old.reasons, vec!["tag pre-upgrade".to_string()]);
+    }
+
+    #[test]
+    fn safety_backups_are_kept_a_week_then_expire_and_take_no_bucket() {
+        let mut s = vec![
+            item("nightly-0209", at(2026, 2, 9, 2)),
+            item("safety-0209", at(2026, 2, 9, 14)),
+            item("safety-0120", at(2026, 1, 20, 14)),
+        ];
+        s[1].safety = true;
+        s[2].safety = true;
+        let p = Policy {
+            keep_daily: Some(7),
+            ..Default::default()
+        };
+        let d = decide(&s, &p, now());
+        let by = |id: &str| d.iter().find(|d| d.id == id).unwrap().clone();
+        // The same-day safety backup does not take the nightly's daily slot.
+        assert!(by("nightly-0209").keep && by("nightly-0209").reasons.contains(&"daily".into()));
+        assert!(by("safety-0209").keep);
+        assert_eq!(
+            by("safety-0120").reasons,
+            vec!["safety backup expired".to_string()]
+        );
+        assert!(!by("safety-0120").keep);
+        let p = Policy {
+            keep_safety: Some(30 * 86400),
+            ..p
+        };
+        assert!(decide(&s, &p, now()).iter().all(|d| d.keep));
+    }
+
+    #[test]
+    fn a_future_dated_backup_anchors_nothing() {
+        let mut s = series(5);
+        s.push(item("forged-2030", at(2030, 1, 1, 0)));
+        let p = Policy {
+            keep_within: Some(2 * 86400),
+            ..Default::default()
+        };
+        let d = decide(&s, &p, at(2026, 1, 5, 20));
+        let forged = d.iter().find(|d| d.id == "forged-2030").unwrap();
+        assert!(
+            forged.keep && forged.reasons[0].contains("future"),
+            "{forged:?}"
+        );
+        // keep-within counts from the newest real backup: two days of them survive.
+        assert_eq!(d.iter().filter(|d| d.keep).count(), 1 + 8, "{d:?}");
     }
 
     #[test]
@@ -325,7 +438,7 @@ mod tests {
             keep_last: Some(2),
             ..Default::default()
         };
-        let d = decide(&s, &p);
+        let d = decide(&s, &p, now());
         assert_eq!(d[0].id, "0105-18");
         assert!(d.iter().filter(|d| !d.keep).all(|d| d.reasons.is_empty()));
         assert_eq!(d.iter().filter(|d| d.keep).count(), 2);
@@ -345,6 +458,11 @@ mod tests {
             keep_daily: Some(3),
             ..Default::default()
         };
-        assert_eq!(kept(&s, &p), vec!["c", "b", "a"]);
+        let kept: Vec<String> = decide(&s, &p, at(2026, 3, 11, 0))
+            .into_iter()
+            .filter(|d| d.keep)
+            .map(|d| d.id)
+            .collect();
+        assert_eq!(kept, vec!["c", "b", "a"]);
     }
 }

@@ -139,6 +139,8 @@ pub struct BackupSettings {
     pub helper_image: Option<String>,
     /// A snapshot: record image digests and the container's inspect data too.
     pub snapshot: bool,
+    /// With `snapshot`: keep the environment's values in clear.
+    pub include_env: bool,
     /// Containers to stop during the backup, in stop order (empty: stop nothing).
     pub stop: Vec<String>,
     /// Seconds the engine waits for each to stop gracefully.
@@ -166,6 +168,12 @@ pub struct RestoreSettings {
     pub dry_run: bool,
     /// Take a `pre-restore` backup of a non-empty target first.
     pub safety_backup: bool,
+    /// Where the safety backup goes (default: `dest`).
+    pub safety_dest: Option<DestSpec>,
+    /// Safety backups older than this many seconds expire.
+    pub safety_keep_secs: i64,
+    /// Device nodes and set-id bits.
+    pub privileges: crate::archive::entry::Privileges,
     /// Containers to stop around the restore, in stop order (empty: stop nothing).
     pub stop: Vec<String>,
     /// Seconds the engine waits for each to stop gracefully.
@@ -173,6 +181,9 @@ pub struct RestoreSettings {
     /// Helper image override.
     pub helper_image: Option<String>,
 }
+
+/// How long safety backups are kept by default: a week.
+pub const DEFAULT_SAFETY_KEEP_SECS: i64 = 7 * 86400;
 
 impl Settings {
     /// Lowers and validates the parsed command line.
@@ -196,7 +207,9 @@ impl Settings {
                         "a snapshot needs a --tag (e.g. --tag pre-upgrade) so it can be found and is kept by prune",
                     ));
                 }
-                Action::Backup(backup_settings(a.backup, &dest, true)?)
+                let mut b = backup_settings(a.backup, &dest, true)?;
+                b.include_env = a.include_env;
+                Action::Backup(b)
             }
             Command::Run(a) => Action::Run {
                 config: a.config,
@@ -232,22 +245,55 @@ impl Settings {
                 archive: a.archive,
                 container: a.container,
             },
-            Command::Restore(a) => Action::Restore(RestoreSettings {
-                container: a.container.clone(),
-                dest: dest(&a.dest)?,
-                archive: a.archive,
-                source: a.source,
-                paths: container_paths(&a.paths)?,
-                dry_run: a.dry_run,
-                safety_backup: !a.no_safety_backup,
-                stop: stop_list(&a.container, a.stop.stop, &a.stop.stop_also),
-                stop_timeout: a.stop.stop_timeout,
-                helper_image: a.helper_image,
-            }),
+            Command::Restore(a) => {
+                let (file_dest, file_keep) = restore_config(a.config.as_deref(), &remote)?;
+                let safety_dest = match &a.safety_backup_to {
+                    Some(url) => Some(dest(url)?),
+                    None => file_dest,
+                };
+                let safety_keep_secs = match &a.safety_backup_keep {
+                    Some(age) => parse_age(age).map_err(Failure::usage)? as i64,
+                    None => file_keep.unwrap_or(DEFAULT_SAFETY_KEEP_SECS),
+                };
+                Action::Restore(RestoreSettings {
+                    container: a.container.clone(),
+                    dest: dest(&a.dest)?,
+                    archive: a.archive,
+                    source: a.source,
+                    paths: container_paths(&a.paths)?,
+                    dry_run: a.dry_run,
+                    safety_backup: !a.no_safety_backup,
+                    safety_dest,
+                    safety_keep_secs,
+                    privileges: crate::archive::entry::Privileges {
+                        allow_devices: a.allow_devices,
+                        keep_setid: a.keep_setuid,
+                    },
+                    stop: stop_list(&a.container, a.stop.stop, &a.stop.stop_also),
+                    stop_timeout: a.stop.stop_timeout,
+                    helper_image: a.helper_image,
+                })
+            }
             Command::Logs(a) => Action::Logs(logs_settings(*a, &dest)?),
         };
         Ok(Settings { output, action })
     }
+}
+
+/// The config file's `[restore]` settings: the safety backup's destination and how long safety
+/// backups are kept. The file is read when named, or when the default one exists.
+fn restore_config(
+    named: Option<&std::path::Path>,
+    remote: &RemoteOptions,
+) -> Result<(Option<DestSpec>, Option<i64>), Failure> {
+    let default = std::path::Path::new(crate::config::DEFAULT_CONFIG);
+    let path = match named {
+        Some(p) => p,
+        None if default.exists() => default,
+        None => return Ok((None, None)),
+    };
+    let config = crate::config::load(path)?;
+    config.restore_settings(remote)
 }
 
 /// The containers to stop, in stop order: `container` and then `also`, or none without `stop`.
@@ -278,6 +324,7 @@ fn backup_settings(
         container: a.container,
         helper_image: a.helper_image,
         snapshot,
+        include_env: false,
         pre_hook: a.pre_hook,
         post_hook: a.post_hook,
     })
@@ -298,7 +345,12 @@ pub fn policy(a: crate::cli::PolicyArgs) -> Result<Policy, Failure> {
             .map(|v| parse_age(v).map(|s| s as i64).map_err(Failure::usage))
             .transpose()?,
         keep_tags: a.keep_tags,
-        prune_tagged: a.prune_tagged,
+        prune_snapshots: a.prune_snapshots,
+        keep_safety: a
+            .keep_safety
+            .as_deref()
+            .map(|v| parse_age(v).map(|s| s as i64).map_err(Failure::usage))
+            .transpose()?,
     })
 }
 

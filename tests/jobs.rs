@@ -308,7 +308,11 @@ fn an_overlapping_run_is_refused_and_a_dead_holders_lock_is_taken_over() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stderr.contains("held for over 24 hours"), "{}", r.stderr);
     assert_eq!(list(&dest).len(), 1);
-    drop(held); // the holder is gone: its lock is free, its pid dead
+    // A clean end leaves an empty lock file, so nothing is "taken over" next time...
+    assert_eq!(std::fs::read_to_string(&lock).unwrap(), "");
+    // ...while a holder killed with SIGKILL leaves its line (its lock is free, its pid dead).
+    drop(held);
+    std::fs::write(&lock, format!("pid 4242 since {now}\n")).unwrap();
     std::thread::sleep(std::time::Duration::from_millis(1100));
     let r = dockyard(&["run", "--config", c]);
     assert_eq!(r.code, 0, "{}", r.stderr);

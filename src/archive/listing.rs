@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 use std::io::{self, Read};
 
+use super::entry::{self, Kind};
 use super::names::{prefix_for, rebase, relative};
+use super::pack::excluded;
 
 /// What identifies an entry's state: equal signatures mean nothing to restore.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,7 +16,7 @@ pub struct Signature {
     /// Data size.
     pub size: u64,
     /// Modification time (seconds).
-    pub mtime: u64,
+    pub mtime: i64,
     /// Permission bits.
     pub mode: u32,
     /// Owner.
@@ -37,11 +39,13 @@ pub enum Origin {
     Engine,
 }
 
-/// Lists the entries of `path` in `reader`, stopping after `limit` entries if given.
+/// Lists the entries of `path` in `reader` (leaving out `exclude`d names and what lies below
+/// them), stopping after `limit` entries if given.
 pub fn list(
     reader: impl Read,
     origin: Origin,
     path: &str,
+    exclude: &[Vec<u8>],
     limit: Option<usize>,
 ) -> io::Result<Listing> {
     let prefix = prefix_for(path);
@@ -52,37 +56,30 @@ pub fn list(
     let mut out = Listing::new();
     let mut archive = tar::Archive::new(reader);
     for entry in archive.entries()? {
-        let entry = entry?;
-        let raw = entry.path_bytes();
+        let mut entry = entry?;
+        let (meta, _) =
+            entry::read(&mut entry).map_err(|m| io::Error::new(io::ErrorKind::InvalidData, m))?;
         let name = match origin {
-            Origin::Archive => raw.into_owned(),
-            Origin::Engine => rebase(&raw, &prefix),
+            Origin::Archive => meta.name.clone(),
+            Origin::Engine => rebase(&meta.name, &prefix),
         };
         let Some(rel) = relative(&name, &prefix) else {
             continue;
         };
-        if rel.is_empty() {
+        if rel.is_empty() || excluded(rel, exclude) {
             continue;
         }
-        let h = entry.header();
-        let kind = h.entry_type();
-        let link = match kind {
-            tar::EntryType::Symlink | tar::EntryType::Link => {
-                entry.link_name_bytes().map(|l| l.into_owned())
-            }
-            _ => None,
-        };
         let sig = Signature {
-            kind: kind.as_byte(),
-            size: h.size().unwrap_or(0),
-            mtime: h.mtime().unwrap_or(0),
-            mode: h.mode().unwrap_or(0) & 0o7777,
-            uid: h.uid().unwrap_or(0),
-            gid: h.gid().unwrap_or(0),
-            link: if kind == tar::EntryType::Link {
-                None
+            kind: meta.kind.type_byte(),
+            size: meta.size,
+            mtime: meta.mtime.secs,
+            mode: meta.mode,
+            uid: meta.uid,
+            gid: meta.gid,
+            link: if meta.kind == Kind::Symlink {
+                meta.link.clone()
             } else {
-                link
+                None
             },
         };
         out.insert(rel.to_vec(), sig);

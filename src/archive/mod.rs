@@ -1,16 +1,19 @@
 //! The archive format: one zstd-compressed tar whose entries sit under each backed-up path
 //! (`srv/media/...`), written, checked and unpacked as streams.
 //!
-//! `pack` turns the engine's per-path tar streams into one archive, `verify` walks an archive end
-//! to end, `stage` cuts one path out of an archive for upload into a container, and `names` holds
-//! the pure rules that keep every entry inside its path.
+//! `entry` reads any tar entry into checked values and `writer` is the only place headers are
+//! written, from those values. `pack` turns the engine's per-path tar streams into one archive,
+//! `verify` walks an archive end to end, `stage` cuts one path out of an archive for upload into a
+//! container, and `names` holds the pure rules that keep every entry inside its path.
 
+pub mod entry;
 pub mod listing;
 pub mod names;
 pub mod pack;
 pub mod stage;
 pub mod streams;
 pub mod verify;
+pub mod writer;
 
 /// zstd frames carry a content checksum, so a flipped byte fails decoding as well as the sha256.
 pub(crate) fn decoder<R: std::io::Read>(

@@ -129,9 +129,22 @@ impl Scope {
     }
 }
 
+/// Writes `name` as POSIX `printf` octal escapes (`\141\057...`): a form a shell script can
+/// validate (backslashes and digits only) and decode with `printf`, whatever bytes the name holds
+/// (newlines, quotes, non-UTF-8).
+pub fn octal_escape(name: &[u8]) -> String {
+    name.iter().map(|b| format!("\\{b:03o}")).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn octal_escapes_every_byte() {
+        assert_eq!(octal_escape(b"a/\n\xff"), "\\141\\057\\012\\377");
+        assert_eq!(octal_escape(b""), "");
+    }
 
     #[test]
     fn rebases_engine_names() {

@@ -1,28 +1,30 @@
 //! Packing: the engine's per-path tar streams in, one zstd-compressed archive out, in one pass.
+//! Every entry is read into checked values and written again with a header dockyard builds, so an
+//! engine quirk (a PAX size for files of 8 GiB and more, PAX names) cannot corrupt the archive.
 
-use std::ffi::OsStr;
 use std::io::{self, Read, Write};
-use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
-use tar::EntryType;
-
-use super::names::{prefix_for, rebase};
+use super::entry::{self, Kind};
+use super::names::{check_relative, prefix_for, rebase, relative};
 use super::streams::CountingWriter;
+use super::writer::TarWriter;
 
 /// Bytes per zstd worker job. zstd's default at level 3 is 8 MiB, and a few jobs are buffered per
 /// worker: peak RSS was 67 MB on a 1 GiB volume with it, 26 MB with 2 MiB jobs, at the same speed
 /// and ratio (benches/backup.sh, 2 cores).
 const ZSTD_JOB_SIZE: u32 = 2 << 20;
 
-/// One path to pack: its container path and the engine's tar stream for it.
+/// One path to pack: its container path, the engine's tar stream for it, and what to leave out.
 pub struct Source {
     /// The container path, e.g. `/srv/media`.
     pub path: String,
     /// The engine's tar stream (entries rooted at the path's base name).
     pub reader: Box<dyn Read + Send>,
+    /// Names relative to the path to leave out, each with everything below it: nested mount points
+    /// (backed up as paths of their own). dockyard's restore work directories are always left out.
+    pub exclude: Vec<Vec<u8>>,
 }
 
 /// What a finished archive contains.
@@ -60,25 +62,23 @@ pub fn pack<W: Write>(
         encoder.multithread(compression.workers)?;
         encoder.set_parameter(zstd::stream::raw::CParameter::JobSize(ZSTD_JOB_SIZE))?;
     }
-    let mut builder = tar::Builder::new(CountingWriter::new(encoder, None));
+    let mut writer = TarWriter::new(encoder);
     let mut entries = 0;
     for source in sources {
-        let prefix = prefix_for(&source.path);
-        entries += copy_entries(&mut builder, source.reader, &prefix).map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("while reading {} from the engine: {e}", source.path),
-            )
-        })?;
+        entries += copy_entries(&mut writer, source.reader, &source.path, &source.exclude)
+            .map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("while reading {} from the engine: {e}", source.path),
+                )
+            })?;
     }
-    builder.finish()?;
-    let counting = builder.into_inner()?;
-    let tar_bytes = counting.count;
-    let compressed = counting.into_inner().finish()?;
+    let tar_bytes = writer.bytes;
+    let compressed = writer.finish()?.finish()?;
     let size = compressed.count;
     Ok((
         PackStats {
-            tar_bytes,
+            tar_bytes: tar_bytes + 1024,
             entries,
             size,
         },
@@ -86,44 +86,41 @@ pub fn pack<W: Write>(
     ))
 }
 
-/// Copies every entry of one engine stream into the archive under `prefix`, keeping type, mode,
-/// owner, times, link targets and PAX records (xattrs) but not the engine's names.
+/// Whether `rel` is one of `exclude` or lies below one.
+pub fn excluded(rel: &[u8], exclude: &[Vec<u8>]) -> bool {
+    exclude
+        .iter()
+        .any(|x| rel == x.as_slice() || (rel.starts_with(x) && rel.get(x.len()) == Some(&b'/')))
+}
+
+/// Copies every entry of one engine stream into the archive under the path's prefix, keeping
+/// type, mode, owner, times, link targets and xattrs, with names rebased onto the prefix.
 fn copy_entries<W: Write>(
-    builder: &mut tar::Builder<W>,
+    writer: &mut TarWriter<W>,
     reader: impl Read,
-    prefix: &str,
+    path: &str,
+    exclude: &[Vec<u8>],
 ) -> io::Result<u64> {
+    let prefix = prefix_for(path);
+    let invalid = |m: String| io::Error::new(io::ErrorKind::InvalidData, m);
     let mut archive = tar::Archive::new(reader);
     let mut count = 0;
     for entry in archive.entries()? {
         let mut entry = entry?;
-        let name = rebase(&entry.path_bytes(), prefix);
-        let kind = entry.header().entry_type();
-        let pax: Vec<(String, Vec<u8>)> = match entry.pax_extensions()? {
-            Some(exts) => exts
-                .filter_map(|e| e.ok())
-                .filter_map(|e| Some((e.key().ok()?.to_string(), e.value_bytes().to_vec())))
-                .filter(|(k, _)| !matches!(k.as_str(), "path" | "linkpath" | "size"))
-                .collect(),
-            None => Vec::new(),
-        };
-        if !pax.is_empty() {
-            builder.append_pax_extensions(pax.iter().map(|(k, v)| (k.as_str(), v.as_slice())))?;
+        let (mut meta, _) = entry::read(&mut entry).map_err(invalid)?;
+        let name = rebase(&meta.name, &prefix);
+        let rel = relative(&name, &prefix).unwrap_or_default().to_vec();
+        let top = rel.split(|&b| b == b'/').next().unwrap_or_default();
+        if excluded(&rel, exclude) || crate::swap::is_work_name(top) {
+            continue;
         }
-        let mut header = entry.header().clone();
-        let path = Path::new(OsStr::from_bytes(&name));
-        match kind {
-            EntryType::Link => {
-                let target = entry.link_name_bytes().unwrap_or_default();
-                let target = rebase(&target, prefix);
-                builder.append_link(&mut header, path, Path::new(OsStr::from_bytes(&target)))?;
-            }
-            EntryType::Symlink => {
-                let target = entry.link_name_bytes().unwrap_or_default().into_owned();
-                builder.append_link(&mut header, path, Path::new(OsStr::from_bytes(&target)))?;
-            }
-            _ => builder.append_data(&mut header, path, &mut entry)?,
+        check_relative(&rel)
+            .map_err(|why| invalid(format!("the engine sent {:?}: {why}", meta.name)))?;
+        meta.name = name;
+        if meta.kind == Kind::Hardlink {
+            meta.link = meta.link.map(|target| rebase(&target, &prefix));
         }
+        writer.append(&meta, &mut entry)?;
         count += 1;
     }
     Ok(count)

@@ -1,9 +1,14 @@
 //! Verification: re-read an archive end to end — sha256 of the bytes, a full zstd decode, a walk of
-//! every tar entry with its data — and check every entry stays inside a path the manifest lists.
+//! every tar entry with its data — and check every entry with the rules staging applies: inside a
+//! path the manifest lists, no name through a symlink of its own, no PAX record that disagrees
+//! with its header (tar readers would see different archives). Device nodes and set-id files are
+//! listed: restore refuses the former and strips the latter unless told otherwise.
 
 use std::io::{self, Read};
 
+use super::entry::{self, Kind};
 use super::names::{hardlink_target, prefix_for, relative, Scope};
+use super::stage::RootMeta;
 use super::streams::HashingReader;
 use crate::manifest::Manifest;
 
@@ -18,6 +23,13 @@ pub struct Report {
     pub tar_bytes: u64,
     /// Entries walked.
     pub entries: u64,
+    /// Device nodes (restore refuses them without `--allow-devices`).
+    pub devices: Vec<String>,
+    /// Files with set-user-ID or set-group-ID bits (restore strips them without `--keep-setuid`).
+    pub setid: Vec<String>,
+    /// Each manifest path's own entry, in the manifest's order: a directory or a single file,
+    /// with its owner, mode and time (`None` if the archive has no entry for the path itself).
+    pub roots: Vec<Option<(Kind, RootMeta)>>,
 }
 
 /// Walks `archive` and compares what it finds with `manifest`. The error text says what is wrong.
@@ -39,7 +51,8 @@ pub fn verify(archive: impl Read, manifest: &Manifest) -> Result<Report, String>
             manifest.sha256
         ));
     }
-    let (tar_bytes, entries) = walked?;
+    let walked = walked?;
+    let (tar_bytes, entries) = (walked.tar_bytes, walked.entries);
     if size != manifest.size {
         return Err(format!(
             "size mismatch: manifest says {} bytes, archive has {size}",
@@ -57,10 +70,21 @@ pub fn verify(archive: impl Read, manifest: &Manifest) -> Result<Report, String>
         sha256,
         tar_bytes,
         entries,
+        devices: walked.devices,
+        setid: walked.setid,
+        roots: walked.roots,
     })
 }
 
-fn walk(reader: impl Read, manifest: &Manifest) -> Result<(u64, u64), String> {
+struct Walked {
+    tar_bytes: u64,
+    entries: u64,
+    devices: Vec<String>,
+    setid: Vec<String>,
+    roots: Vec<Option<(Kind, RootMeta)>>,
+}
+
+fn walk(reader: impl Read, manifest: &Manifest) -> Result<Walked, String> {
     let prefixes: Vec<String> = manifest.paths.iter().map(|p| prefix_for(&p.path)).collect();
     let mut scopes: Vec<Scope> = prefixes.iter().map(|_| Scope::default()).collect();
     let decoder = super::decoder(reader).map_err(|e| format!("not a zstd stream: {e}"))?;
@@ -69,6 +93,8 @@ fn walk(reader: impl Read, manifest: &Manifest) -> Result<(u64, u64), String> {
         count: 0,
     };
     let mut entries = 0;
+    let (mut devices, mut setid) = (Vec::new(), Vec::new());
+    let mut roots: Vec<Option<(Kind, RootMeta)>> = vec![None; prefixes.len()];
     {
         let mut archive = tar::Archive::new(&mut counted);
         let iter = archive
@@ -77,33 +103,76 @@ fn walk(reader: impl Read, manifest: &Manifest) -> Result<(u64, u64), String> {
         for entry in iter {
             let mut entry =
                 entry.map_err(|e| format!("corrupt archive after {entries} entries: {e}"))?;
-            let name = entry.path_bytes().into_owned();
-            let shown = String::from_utf8_lossy(&name).into_owned();
+            let (meta, disagreements) = entry::read(&mut entry)?;
+            let shown = String::from_utf8_lossy(&meta.name).into_owned();
+            if let Some(d) = disagreements.first() {
+                return Err(format!(
+                    "unsafe entry {shown:?}: its PAX {} ({}) disagrees with its header ({}); tar readers would see different archives",
+                    d.key, d.pax, d.header
+                ));
+            }
+            // The longest matching path: with nested mounts, `srv/media/x` belongs to
+            // /srv/media, not /srv.
             let (index, rel) = prefixes
                 .iter()
                 .enumerate()
-                .find_map(|(i, p)| relative(&name, p).map(|r| (i, r.to_vec())))
+                .filter_map(|(i, p)| relative(&meta.name, p).map(|r| (i, p.len(), r.to_vec())))
+                .max_by_key(|(_, len, _)| *len)
+                .map(|(i, _, r)| (i, r))
                 .ok_or_else(|| {
                     format!("entry {shown:?} is outside every path the manifest lists")
                 })?;
-            let kind = entry.header().entry_type();
-            let hardlink = if kind == tar::EntryType::Link {
-                let target = entry.link_name_bytes().unwrap_or_default().into_owned();
-                Some(hardlink_target(&target, &prefixes[index]))
-            } else {
-                None
-            };
+            let hardlink = (meta.kind == Kind::Hardlink).then(|| {
+                hardlink_target(meta.link.as_deref().unwrap_or_default(), &prefixes[index])
+            });
             scopes[index]
-                .admit(&rel, hardlink.as_deref(), kind == tar::EntryType::Symlink)
+                .admit(&rel, hardlink.as_deref(), meta.kind == Kind::Symlink)
                 .map_err(|why| format!("unsafe entry {shown:?}: {why}"))?;
-            io::copy(&mut entry, &mut io::sink())
+            if rel.is_empty() {
+                if !matches!(meta.kind, Kind::Dir | Kind::File) {
+                    return Err(format!(
+                        "unsafe entry {shown:?}: a backed-up path must be a directory or a file"
+                    ));
+                }
+                if roots[index].is_some() {
+                    return Err(format!("unsafe entry {shown:?}: the path appears twice"));
+                }
+                roots[index] = Some((
+                    meta.kind,
+                    RootMeta {
+                        mode: meta.mode,
+                        uid: meta.uid,
+                        gid: meta.gid,
+                        mtime: meta.mtime.secs,
+                    },
+                ));
+            }
+            if meta.kind.is_device() {
+                devices.push(shown.clone());
+            }
+            if meta.is_setid_file() {
+                setid.push(shown.clone());
+            }
+            let copied = io::copy(&mut entry, &mut io::sink())
                 .map_err(|e| format!("corrupt data in {shown:?}: {e}"))?;
+            if copied != entry.size() {
+                return Err(format!(
+                    "corrupt data in {shown:?}: {copied} of {} bytes",
+                    entry.size()
+                ));
+            }
             entries += 1;
         }
     }
     // Read to the end of the zstd frame so its checksum is checked too.
     io::copy(&mut counted, &mut io::sink()).map_err(|e| format!("corrupt zstd stream: {e}"))?;
-    Ok((counted.count, entries))
+    Ok(Walked {
+        tar_bytes: counted.count,
+        entries,
+        devices,
+        setid,
+        roots,
+    })
 }
 
 struct CountRead<R> {
@@ -122,8 +191,7 @@ impl<R: Read> Read for CountRead<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::docker::Mount;
-    use crate::manifest::PathRecord;
+    use crate::manifest::{MountRecord, PathRecord};
     use sha2::{Digest, Sha256};
 
     /// A zstd archive of `entries` (name, symlink target) and a manifest that matches its bytes.
@@ -133,6 +201,9 @@ mod tests {
             let mut h = tar::Header::new_gnu();
             h.set_mode(0o644);
             h.set_size(0);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_mtime(0);
             match link {
                 Some(t) => {
                     h.set_entry_type(tar::EntryType::Symlink);
@@ -145,7 +216,7 @@ mod tests {
         let zst = zstd::encode_all(&tar[..], 3).unwrap();
         let m: Manifest = serde_json::from_value(serde_json::json!({
             "id": "t", "container": "c", "container_id": "c", "image": "i", "image_id": "i", "host": "h",
-            "paths": [PathRecord { path: "/srv/media".into(), mount: Mount { destination: "/srv/media".into(), kind: "volume".into(), volume: None } }],
+            "paths": [PathRecord { path: "/srv/media".into(), mount: MountRecord { destination: "/srv/media".into(), kind: "volume".into(), volume: None } }],
             "created": "2026-01-01T00:00:00Z", "tags": [], "tool_version": "0", "size": zst.len(),
             "sha256": hex::encode(Sha256::digest(&zst)), "tar_bytes": tar.len(), "entries": entries.len(),
             "level": 3, "archive": "t.tar.zst"

@@ -2,7 +2,9 @@
 //!
 //! Data path: helper container (`VolumesFrom=<app>:ro`, never started) → engine archive stream per
 //! path → `archive::pack` (tar rewrite + zstd, on a blocking thread) → bounded channel →
-//! `Destination::put` → commit → manifest. The helper is removed on every way out.
+//! `Destination::put` → commit → manifest. The archive's commit and the manifest are one
+//! critical section (a signal waits for both), and the manifest never depends on removing the
+//! helper, which happens last and on every way out.
 
 use anyhow::{Context, Result};
 use chrono::Utc;
@@ -15,26 +17,35 @@ use crate::archive::streams::{self, CountingReader, ReadAhead};
 use crate::destination::{pump, put_bytes, Destination};
 use crate::docker::{ContainerInfo, DockerError, Engine, HelperSpec, Mount};
 use crate::error::Failure;
-use crate::manifest::{self, Manifest, PathRecord, SnapshotRecord};
+use crate::manifest::{self, Manifest, MountRecord, PathRecord, SnapshotRecord};
 use crate::progress::Progress;
 use crate::settings::BackupSettings;
 
 /// Runs `dockyard backup` (or `snapshot`) and prints its summary.
 pub async fn run(ctx: &Ctx, s: BackupSettings) -> Result<()> {
-    run_and_report(ctx, s).await.map(|_| ())
+    let dest = s.dest.to_string();
+    let (m, secs, downtime) = run_job(ctx, s).await?;
+    print_summary(ctx, &m, secs, &dest, downtime);
+    Ok(())
 }
 
-/// Pre-hook, stop, backup, start again, post-hook, summary; returns the manifest, the seconds the
-/// backup took and the downtime if containers were stopped.
-pub async fn run_and_report(ctx: &Ctx, s: BackupSettings) -> Result<(Manifest, f64, Option<f64>)> {
+/// Pre-hook, stop, backup, start again, post-hook; returns the manifest, the seconds the backup
+/// took and the downtime if containers were stopped. Prints nothing.
+pub async fn run_job(ctx: &Ctx, s: BackupSettings) -> Result<(Manifest, f64, Option<f64>)> {
     let engine = ctx.engine().await?;
+    let info = engine.inspect(&s.container).await?;
+    let image = s
+        .helper_image
+        .clone()
+        .unwrap_or_else(|| info.image_id.clone());
+    let _lock = super::prepare_container(ctx, engine, &info, &image, "backup").await?;
     if let Some(hook) = &s.pre_hook {
         run_hook(engine, &s.container, hook, "pre-hook").await?;
     }
     let t0 = std::time::Instant::now();
     let stopped = super::stop_all(engine, &s.stop, s.stop_timeout).await;
     let result = match stopped {
-        Ok(()) => backup(engine, &s, ctx.output.progress).await,
+        Ok(()) => backup(ctx, engine, &s, ctx.output.progress).await,
         Err(e) => Err(e),
     };
     let restarted = engine.restart_stopped().await;
@@ -44,7 +55,6 @@ pub async fn run_and_report(ctx: &Ctx, s: BackupSettings) -> Result<(Manifest, f
     if let Some(hook) = &s.post_hook {
         run_hook(engine, &s.container, hook, "post-hook").await?;
     }
-    print_summary(ctx, &m, secs, &s.dest.to_string(), downtime);
     Ok((m, secs, downtime))
 }
 
@@ -68,17 +78,17 @@ async fn run_hook(engine: &Engine, container: &str, hook: &str, which: &str) -> 
 /// Prints the one-line (or JSON) summary of a finished backup; `downtime` if containers were stopped.
 pub fn print_summary(ctx: &Ctx, m: &Manifest, secs: f64, dest: &str, downtime: Option<f64>) {
     if ctx.output.json {
-        super::print_json(
+        ctx.json(
             &json!({"result": "ok", "seconds": secs, "destination": dest,
             "downtime_seconds": downtime, "backup": m}),
         );
         return;
     }
     if let Some(d) = downtime {
-        println!("containers stopped for {d:.1}s and started again");
+        ctx.say(&format!("containers stopped for {d:.1}s and started again"));
     }
     let paths: Vec<&str> = m.paths.iter().map(|p| p.path.as_str()).collect();
-    println!(
+    ctx.say(&format!(
         "backed up {} ({}): {} entries, {} read, {} written in {:.1}s ({}/s); id {} at {}",
         m.container,
         paths.join(", "),
@@ -89,11 +99,13 @@ pub fn print_summary(ctx: &Ctx, m: &Manifest, secs: f64, dest: &str, downtime: O
         HumanBytes((m.tar_bytes as f64 / secs.max(0.001)) as u64),
         m.id,
         dest
-    );
+    ));
 }
 
-/// Backs up the container `s` names; returns the manifest written and the seconds it took.
+/// Backs up the container `s` names; returns the manifest written and the seconds it took. The
+/// caller holds the container's lock.
 pub async fn backup(
+    ctx: &Ctx,
     engine: &Engine,
     s: &BackupSettings,
     show_progress: bool,
@@ -112,12 +124,7 @@ pub async fn backup(
         .clone()
         .unwrap_or_else(|| info.image_id.clone());
     let helper = engine
-        .create_helper(HelperSpec {
-            container: &info,
-            read_only: true,
-            image: &image,
-            script: None,
-        })
+        .create_helper(HelperSpec::archive(&info, &image, true))
         .await?;
     let progress = Progress::start(format!("backup {}", info.name), show_progress);
     let name = manifest::archive_name(&id);
@@ -132,19 +139,24 @@ pub async fn backup(
         &progress,
     )
     .await;
-    let removed = engine.remove_helper(&helper).await;
     let secs = progress.elapsed().as_secs_f64();
     progress.finish();
-    let (stats, sha256) = streamed?;
-    removed?;
+    let written = match streamed {
+        Ok(w) => Ok(w),
+        Err(e) => {
+            let _ = engine.remove_helper(&helper).await;
+            Err(e)
+        }
+    };
+    let (upload, stats, sha256) = written?;
 
-    let m = Manifest {
+    let mut m = Manifest {
         id: id.clone(),
         container: info.name.clone(),
         container_id: info.id.clone(),
         image: info.image.clone(),
         image_id: info.image_id.clone(),
-        host: crate::host::hostname(),
+        host: crate::owner::hostname(),
         paths,
         created,
         tags: s.tags.clone(),
@@ -155,28 +167,68 @@ pub async fn backup(
         entries: stats.entries,
         level: s.compression.level,
         archive: name.clone(),
-        snapshot: match s.snapshot {
-            true => Some(SnapshotRecord {
-                image_digests: engine.image_digests(&info.image_id).await?,
-                inspect: info.inspect.clone(),
-            }),
-            false => None,
-        },
+        snapshot: None,
     };
+    if s.snapshot {
+        let mut inspect = info.inspect.clone();
+        if !s.include_env {
+            redact_env(&mut inspect, &info.id);
+        }
+        m.snapshot = Some(SnapshotRecord {
+            image_digests: engine.image_digests(&info.image_id).await?,
+            inspect,
+        });
+    }
     let text = serde_json::to_vec_pretty(&m).expect("manifest serialises");
-    if let Err(e) = put_bytes(dest.as_ref(), &manifest::manifest_name(&id), text).await {
+    // From the archive's commit to the manifest's, a signal waits: a killed run's archive without
+    // a manifest is removed by the next run, but a stopped one should leave a whole backup.
+    let critical = ctx.critical.enter();
+    let committed = upload.commit().await;
+    let stored = match committed {
+        Ok(_) => put_bytes(dest.as_ref(), &manifest::manifest_name(&id), text).await,
+        Err(e) => Err(e),
+    };
+    drop(critical);
+    if let Err(e) = engine.remove_helper(&helper).await {
+        tracing::warn!(helper = %helper, error = %e, "could not remove the helper container; the next run will");
+    }
+    if let Err(e) = stored {
         // Without its manifest the archive is invisible; do not leave it taking space.
         let _ = dest.delete(&name).await;
         return Err(e).context(format!(
-            "backup {id}: archive written but its manifest could not be"
+            "backup {id} to {}: could not be completed",
+            dest.describe()
         ));
     }
     tracing::info!(id = %m.id, container = %m.container, size = m.size, "backup complete");
     Ok((m, secs))
 }
 
-/// Streams every path through the packer into `dest` as object `name`, complete or absent, and
-/// returns the pack stats and the archive's hex sha256 (hashed here, beside the packer thread).
+/// Replaces the values of the container's environment (`Config.Env`: passwords, `SECRET_KEY`)
+/// with a salted hash, keeping the names, so a snapshot never stores secrets in clear but still
+/// shows which variables were set and whether a value changed between snapshots of it.
+pub fn redact_env(inspect: &mut serde_json::Value, salt: &str) {
+    use sha2::{Digest, Sha256};
+    let Some(env) = inspect
+        .pointer_mut("/Config/Env")
+        .and_then(|e| e.as_array_mut())
+    else {
+        return;
+    };
+    for item in env.iter_mut() {
+        let Some(text) = item.as_str() else { continue };
+        let (name, value) = text.split_once('=').unwrap_or((text, ""));
+        let digest = Sha256::digest(format!("{salt}\0{name}\0{value}"));
+        *item = serde_json::Value::String(format!(
+            "{name}=<redacted sha256:{}>",
+            &hex::encode(digest)[..16]
+        ));
+    }
+}
+
+/// Streams every path through the packer into `dest` as object `name`, and returns the upload
+/// (for the caller to commit), the pack stats and the archive's hex sha256 (hashed here, beside
+/// the packer thread). On failure the upload is aborted.
 #[allow(clippy::too_many_arguments)]
 async fn stream_archive(
     engine: &Engine,
@@ -187,7 +239,7 @@ async fn stream_archive(
     name: &str,
     s: &BackupSettings,
     progress: &Progress,
-) -> Result<(PackStats, String)> {
+) -> Result<(Box<dyn crate::destination::Upload>, PackStats, String)> {
     let sources: Vec<Source> = paths
         .iter()
         .map(|p| {
@@ -196,6 +248,7 @@ async fn stream_archive(
             Source {
                 path: p.path.clone(),
                 reader: Box::new(CountingReader::new(reader, progress.read.clone())),
+                exclude: nested_mounts(info, &p.path),
             }
         })
         .collect();
@@ -231,8 +284,19 @@ async fn stream_archive(
             .into());
         }
     };
-    upload.commit().await?;
-    Ok((stats, sha256))
+    Ok((upload, stats, sha256))
+}
+
+/// Mount points of `info` strictly inside `path`, relative to it: each is another volume (or
+/// bind mount), backed up as a path of its own, never as part of `path`.
+pub fn nested_mounts(info: &ContainerInfo, path: &str) -> Vec<Vec<u8>> {
+    let below = format!("{}/", path.trim_end_matches('/'));
+    info.mounts
+        .iter()
+        .filter_map(|m| m.destination.strip_prefix(&below))
+        .filter(|rel| !rel.is_empty())
+        .map(|rel| rel.trim_end_matches('/').as_bytes().to_vec())
+        .collect()
 }
 
 /// Picks the paths to back up: every volume and bind mount by default, else each `--path`, which
@@ -249,12 +313,17 @@ pub fn select_paths(info: &ContainerInfo, wanted: &[String]) -> Result<Vec<PathR
             info.name
         )));
     }
+    let record = |m: &Mount| MountRecord {
+        destination: m.destination.clone(),
+        kind: m.kind.clone(),
+        volume: m.volume.clone(),
+    };
     if wanted.is_empty() {
         return Ok(mounts
             .iter()
             .map(|m| PathRecord {
                 path: m.destination.clone(),
-                mount: (*m).clone(),
+                mount: record(m),
             })
             .collect());
     }
@@ -272,10 +341,12 @@ pub fn select_paths(info: &ContainerInfo, wanted: &[String]) -> Result<Vec<PathR
                     list.join(", ")
                 ))
             })?;
-        if let Some(other) = out
-            .iter()
-            .find(|o| nested(&o.path, path) || nested(path, &o.path))
-        {
+        // Nested paths are fine when the inner one is a mount of its own (the outer path leaves it
+        // out); within one mount they would store the same files twice.
+        if let Some(other) = out.iter().find(|o| {
+            (nested(&o.path, path) || nested(path, &o.path))
+                && o.mount.destination == mount.destination
+        }) {
             return Err(Failure::usage(format!(
                 "--path {path} overlaps --path {}; give one of them",
                 other.path
@@ -283,7 +354,7 @@ pub fn select_paths(info: &ContainerInfo, wanted: &[String]) -> Result<Vec<PathR
         }
         out.push(PathRecord {
             path: path.clone(),
-            mount: (*mount).clone(),
+            mount: record(mount),
         });
     }
     Ok(out)
@@ -310,6 +381,7 @@ mod tests {
                     destination: d.to_string(),
                     kind: k.to_string(),
                     volume: None,
+                    source: String::new(),
                 })
                 .collect(),
             inspect: serde_json::Value::Null,
@@ -359,8 +431,32 @@ mod tests {
     }
 
     #[test]
-    fn overlapping_paths_are_refused() {
+    fn overlapping_paths_are_refused_unless_the_inner_one_is_its_own_mount() {
         let i = info(&[("/srv", "volume")]);
         assert!(select_paths(&i, &["/srv".into(), "/srv/a".into()]).is_err());
+        let i = info(&[("/srv", "volume"), ("/srv/media", "volume")]);
+        let got = select_paths(&i, &["/srv".into(), "/srv/media".into()]).unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!(nested_mounts(&i, "/srv"), vec![b"media".to_vec()]);
+        assert!(nested_mounts(&i, "/srv/media").is_empty());
+    }
+
+    #[test]
+    fn snapshot_env_values_are_redacted_but_names_kept() {
+        let mut v =
+            serde_json::json!({"Config": {"Env": ["SECRET_KEY=hunter2", "DEBUG=", "PATH=/bin"]}});
+        redact_env(&mut v, "cid");
+        let text = v.to_string();
+        assert!(
+            !text.contains("hunter2") && !text.contains("/bin"),
+            "{text}"
+        );
+        assert!(
+            text.contains("SECRET_KEY=<redacted sha256:") && text.contains("DEBUG=<redacted"),
+            "{text}"
+        );
+        let mut again = serde_json::json!({"Config": {"Env": ["SECRET_KEY=hunter2"]}});
+        redact_env(&mut again, "cid");
+        assert_eq!(again["Config"]["Env"][0], v["Config"]["Env"][0]);
     }
 }

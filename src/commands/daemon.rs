@@ -9,7 +9,7 @@ use anyhow::Result;
 use chrono::{DateTime, Utc};
 use cron::Schedule;
 
-use super::run::{lock_dir, run_plans};
+use super::run::run_plans;
 use super::Ctx;
 use crate::config::{self, JobPlan};
 use crate::destination::RemoteOptions;
@@ -23,7 +23,7 @@ pub async fn run(
     remote: &RemoteOptions,
 ) -> Result<()> {
     let config = config::load(path)?;
-    let lock_dir = lock_dir(config.lock_dir.clone());
+    let lock_dir = crate::lock::lock_dir(config.lock_dir.clone());
     let metrics = metrics.or(config.metrics_file.clone());
     let mut jobs: Vec<(JobPlan, Schedule, DateTime<Utc>)> = Vec::new();
     for plan in config.plans(&[], remote)? {

@@ -17,14 +17,17 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 
 use super::Ctx;
+use crate::archive::entry;
 use crate::archive::streams::{self, ReadAhead};
 use crate::destination::{pump, DestError, Destination};
-use crate::docker::{ContainerInfo, DockerError, Engine};
+use crate::docker::{ContainerInfo, DockerError, Engine, HelperSpec};
 use crate::error::Failure;
 use crate::logs::naming::{self, Rotated};
 use crate::logs::reopen::Reopen;
 use crate::logs::scripts::{self, Rotation};
+use crate::owner::{Liveness, Owner};
 use crate::settings::{LogsSettings, ShipSettings};
+use crate::shell::Script;
 
 /// A lock older than this is taken over even if its holder may be alive elsewhere.
 const LOCK_LIMIT: Duration = Duration::from_secs(6 * 3600);
@@ -37,11 +40,45 @@ struct Report {
     deleted: Vec<String>,
     kept: Vec<String>,
     failed: Vec<String>,
+    skipped: Vec<String>,
     pruned: Vec<String>,
 }
 
-/// Runs `dockyard logs`, `logs rotate` or `logs ship` as `s` says.
+/// Runs `dockyard logs`, `logs rotate` or `logs ship` as `s` says, and prints what it did.
 pub async fn run(ctx: &Ctx, s: LogsSettings) -> Result<()> {
+    let (container, report) = execute(ctx, &s).await?;
+    print_report(ctx, &container, &s, &report);
+    failures(&container, &s, &report)
+}
+
+/// The same for `dockyard run`: prints nothing.
+pub async fn run_quiet(ctx: &Ctx, s: LogsSettings) -> Result<()> {
+    let (container, report) = execute(ctx, &s).await?;
+    failures(&container, &s, &report)
+}
+
+/// Rotation or shipping failures as the run's error (the files stay for the next run).
+fn failures(container: &str, s: &LogsSettings, report: &Report) -> Result<()> {
+    if report.failed.is_empty() {
+        return Ok(());
+    }
+    Err(anyhow::Error::new(DestError::Unusable {
+        dest: s
+            .ship
+            .as_ref()
+            .map(|x| x.dest.to_string())
+            .unwrap_or_else(|| format!("{} of {container:?}", s.dir)),
+        message: format!(
+            "{} log file(s) of {container:?} did not rotate or ship; they stay in {} for the next run: {}",
+            report.failed.len(),
+            s.dir,
+            report.failed.join(", ")
+        ),
+    }))
+}
+
+/// Rotates and ships; returns the container's name and what happened.
+async fn execute(ctx: &Ctx, s: &LogsSettings) -> Result<(String, Report)> {
     let engine = ctx.engine().await?;
     engine.remove_stale_helpers().await?;
     let info = engine.inspect(&s.container).await?;
@@ -52,6 +89,11 @@ pub async fn run(ctx: &Ctx, s: LogsSettings) -> Result<()> {
         ))
         .into());
     }
+    let image = s
+        .helper_image
+        .clone()
+        .unwrap_or_else(|| info.image_id.clone());
+    let _lock = super::prepare_container(ctx, engine, &info, &image, "logs").await?;
     let dest = match &s.ship {
         Some(ship) => {
             let d = ship.dest.open().await;
@@ -61,16 +103,14 @@ pub async fn run(ctx: &Ctx, s: LogsSettings) -> Result<()> {
         }
         None => None,
     };
-    let image = s
-        .helper_image
-        .clone()
-        .unwrap_or_else(|| info.image_id.clone());
-    let owner = format!(
-        "{} {} {}",
-        crate::host::hostname(),
-        std::process::id(),
-        Utc::now().timestamp()
-    );
+    let user = dir_owner(engine, &info, &s.dir).await?;
+    let run = Runner {
+        engine,
+        info: &info,
+        image: &image,
+        user,
+    };
+    let owner = Owner::current().to_string();
     let now = Utc::now();
     let rotation = s.rotate.then(|| Rotation {
         patterns: s.patterns.clone(),
@@ -81,32 +121,23 @@ pub async fn run(ctx: &Ctx, s: LogsSettings) -> Result<()> {
         method: s.reopen.clone(),
     });
 
-    let begun = begin(engine, &info, &image, &s.dir, &owner, rotation.as_ref()).await?;
+    let begun = begin(&run, &s.dir, &owner, rotation.as_ref()).await?;
     let helper = begun.helper.clone().expect("kept");
-    let result = carry_on(engine, &info, &s, dest.as_deref(), &helper, &begun.stdout).await;
+    let records = scripts::records(&begun.stdout);
+    let result = carry_on(engine, &info, s, dest.as_deref(), &helper, &records).await;
     let _ = engine.remove_helper(&helper).await;
     let (mut report, shipped, surplus) = match result {
         Ok(r) => r,
         Err(e) => {
             // Release the lock; delete nothing.
-            let _ = engine
-                .run_script(
-                    &info,
-                    &image,
-                    scripts::finish(&s.dir, &owner, &[], &[]),
-                    false,
-                )
+            let _ = run
+                .script(scripts::finish(&s.dir, &owner, &[], &[]), false)
                 .await;
             return Err(e);
         }
     };
-    let fin = engine
-        .run_script(
-            &info,
-            &image,
-            scripts::finish(&s.dir, &owner, &shipped, &surplus),
-            false,
-        )
+    let fin = run
+        .script(scripts::finish(&s.dir, &owner, &shipped, &surplus), false)
         .await?;
     if fin.code != 0 {
         return Err(DockerError::HelperFailed {
@@ -117,96 +148,141 @@ pub async fn run(ctx: &Ctx, s: LogsSettings) -> Result<()> {
         }
         .into());
     }
-    report.deleted = scripts::tagged(&fin.stdout, "DELETED")
-        .map(|n| n.trim_matches('\'').to_string())
+    let fin_records = scripts::records(&fin.stdout);
+    report.deleted = scripts::tagged(&fin_records, "DELETED")
+        .map(str::to_string)
         .collect();
     if let (Some(dest), Some(age)) = (dest.as_deref(), s.ship.as_ref().and_then(|x| x.prune_after))
     {
         report.pruned = prune_shipped(dest, &info.name, age).await?;
     }
-    report.kept = scripts::tagged(&fin.stdout, "KEPT")
-        .map(|n| n.trim_matches('\'').to_string())
+    report.kept = scripts::tagged(&fin_records, "KEPT")
+        .map(str::to_string)
         .collect();
-    print_report(ctx, &info.name, &s, &report);
-    if !report.failed.is_empty() {
-        return Err(anyhow::Error::new(DestError::Unusable {
-            dest: s
-                .ship
-                .as_ref()
-                .map(|x| x.dest.to_string())
-                .unwrap_or_default(),
-            message: format!(
-                "{} rotated file(s) of {:?} did not ship and stay in {} for the next run: {}",
-                report.failed.len(),
-                info.name,
-                s.dir,
-                report.failed.join(", ")
-            ),
-        }));
+    for skipped in &report.skipped {
+        tracing::warn!(container = %info.name, dir = %s.dir, "skipped {skipped}");
     }
-    Ok(())
+    Ok((info.name.clone(), report))
 }
 
-/// The begin script, with lock takeover: a lock whose holder is gone (dead pid on this host) or
-/// older than [`LOCK_LIMIT`] is taken over with a warning; a live one is a clear error.
+/// The owner of the log directory, as `uid:gid` for the helpers: they do the writes with its
+/// rights, never root's, so the app (which owns the directory) cannot turn a planted symlink into
+/// a write as root. `None` when root owns it.
+async fn dir_owner(engine: &Engine, info: &ContainerInfo, dir: &str) -> Result<Option<String>> {
+    let stream = Box::pin(engine.download(&info.id, dir));
+    let first = tokio::task::spawn_blocking(move || -> io::Result<(u64, u64)> {
+        let reader = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream));
+        let mut archive = tar::Archive::new(reader);
+        let mut entry = archive
+            .entries()?
+            .next()
+            .ok_or_else(|| io::Error::other("the engine sent an empty archive"))??;
+        let (meta, _) = entry::read(&mut entry).map_err(io::Error::other)?;
+        if meta.kind != entry::Kind::Dir {
+            return Err(io::Error::other("it is not a directory"));
+        }
+        Ok((meta.uid, meta.gid))
+    })
+    .await
+    .expect("reader thread panicked")
+    .map_err(|e| DockerError::Api {
+        action: format!("look at {dir} in container {:?}", info.name),
+        message: e.to_string(),
+    })?;
+    Ok(match first {
+        (0, _) => None,
+        (uid, gid) => Some(format!("{uid}:{gid}")),
+    })
+}
+
+/// A lock owner as dockyard 0.1 wrote it (`<host> <pid> <since>`); such locks outlive an upgrade
+/// in the volume.
+fn legacy_owner(text: &str) -> Option<Owner> {
+    let mut parts = text.split_whitespace();
+    let (host, pid, since) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    Owner::parse(&format!("{host} {pid} 0 legacy {since}"))
+}
+
+/// Runs the log scripts in helpers as the log directory's owner.
+struct Runner<'a> {
+    engine: &'a Engine,
+    info: &'a ContainerInfo,
+    image: &'a str,
+    user: Option<String>,
+}
+
+impl Runner<'_> {
+    async fn script(
+        &self,
+        script: Script,
+        keep: bool,
+    ) -> Result<crate::docker::ScriptRun, DockerError> {
+        let mut spec = HelperSpec::script(self.info, self.image, script);
+        spec.user = self.user.clone();
+        self.engine.run_script(spec, keep).await
+    }
+}
+
+/// The begin script, with lock takeover: a lock whose holder is gone (the owner rule: a dead
+/// process on this host, or older than [`LOCK_LIMIT`] elsewhere) is taken over with a warning; a
+/// live one is a clear error.
 async fn begin(
-    engine: &Engine,
-    info: &ContainerInfo,
-    image: &str,
+    run: &Runner<'_>,
     dir: &str,
     owner: &str,
     rotation: Option<&Rotation>,
 ) -> Result<crate::docker::ScriptRun> {
+    let info = run.info;
     let mut stale: Option<String> = None;
     loop {
-        let run = engine
-            .run_script(
-                info,
-                image,
-                scripts::begin(dir, owner, stale.as_deref(), rotation),
-                true,
-            )
+        let ran = run
+            .script(scripts::begin(dir, owner, stale.as_deref(), rotation), true)
             .await?;
-        if run.code == 0 {
-            return Ok(run);
+        if ran.code == 0 {
+            return Ok(ran);
         }
-        if let Some(h) = &run.helper {
-            engine.remove_helper(h).await?;
+        if let Some(h) = &ran.helper {
+            run.engine.remove_helper(h).await?;
         }
-        if run.code != scripts::LOCKED {
+        if ran.code != scripts::LOCKED {
             return Err(DockerError::HelperFailed {
                 container: info.name.clone(),
                 action: format!("locking and rotating the logs in {dir}"),
-                code: run.code,
-                output: run.stderr.trim().to_string(),
+                code: ran.code,
+                output: ran.stderr.trim().to_string(),
             }
             .into());
         }
-        let holder = scripts::tagged(&run.stdout, "LOCKED")
+        let records = scripts::records(&ran.stdout);
+        let holder = scripts::tagged(&records, "LOCKED")
             .next()
             .unwrap_or("")
             .to_string();
-        let mut parts = holder.split_whitespace();
-        let (host, pid, since) = (
-            parts.next().unwrap_or("?").to_string(),
-            parts.next().and_then(|p| p.parse::<u32>().ok()),
-            parts.next().and_then(|t| t.parse::<i64>().ok()),
-        );
-        let age = since
-            .map(|t| Utc::now().timestamp() - t)
-            .unwrap_or(i64::MAX);
-        let gone =
-            host == crate::host::hostname() && pid.is_some_and(|p| !crate::host::process_alive(p));
-        if stale.is_none() && (gone || age > LOCK_LIMIT.as_secs() as i64) {
+        let held_by = Owner::parse(&holder).or_else(|| legacy_owner(&holder));
+        let gone = match &held_by {
+            Some(o) => o.liveness(LOCK_LIMIT.as_secs() as i64) == Liveness::Gone,
+            // Not dockyard's owner format (or an older dockyard's): only its age could tell.
+            None => false,
+        };
+        if stale.is_none() && gone {
             tracing::warn!(container = %info.name, dir, holder = %holder, "taking over a stale log lock (its holder is gone or it is too old)");
             stale = Some(holder);
             continue;
         }
+        let (host, pid, age) = match &held_by {
+            Some(o) => (
+                o.host.clone(),
+                o.pid.to_string(),
+                Utc::now().timestamp() - o.since,
+            ),
+            None => ("?".into(), "?".into(), 0),
+        };
         return Err(Failure::busy(format!(
-            "another dockyard run holds the log lock of {dir} in container {:?} (host {host}, pid {}, for {}s); wait for it, or remove {dir}/{}/lock if that run is gone",
+            "another dockyard run holds the log lock of {dir} in container {:?} (host {host}, pid {pid}, for {age}s); wait for it, or remove {dir}/{}/lock if that run is gone",
             info.name,
-            pid.map(|p| p.to_string()).unwrap_or_else(|| "?".into()),
-            if age == i64::MAX { 0 } else { age },
             scripts::STATE_DIR
         ))
         .into());
@@ -223,10 +299,16 @@ async fn carry_on(
     s: &LogsSettings,
     dest: Option<&dyn Destination>,
     helper: &str,
-    begin_out: &str,
+    records: &[String],
 ) -> Result<Carried> {
     let mut report = Report {
-        rotated: scripts::tagged(begin_out, "ROTATED")
+        rotated: scripts::tagged(records, "ROTATED")
+            .map(str::to_string)
+            .collect(),
+        failed: scripts::tagged(records, "FAILED")
+            .map(str::to_string)
+            .collect(),
+        skipped: scripts::tagged(records, "SKIPPED")
             .map(str::to_string)
             .collect(),
         ..Default::default()
@@ -237,7 +319,7 @@ async fn carry_on(
             tokio::time::sleep(s.settle).await;
         }
     }
-    let files: Vec<(u64, Rotated)> = scripts::files(begin_out)
+    let files: Vec<(u64, Rotated)> = scripts::files(records)
         .into_iter()
         .filter_map(|(size, name)| Some((size, naming::parse_rotated(&name)?)))
         .collect();
@@ -335,6 +417,12 @@ async fn ship_file(
             .entries()?
             .next()
             .ok_or_else(|| io::Error::other("the engine sent an empty archive"))??;
+        // Only a regular file ships: a symlink planted after the listing is not followed.
+        if !entry.header().entry_type().is_file() {
+            return Err(io::Error::other(
+                "it is no longer a regular file (a symlink or something else); not shipped",
+            ));
+        }
         let mut encoder = zstd::stream::write::Encoder::new(writer, level)?;
         encoder.include_checksum(true)?;
         let raw = io::copy(&mut entry, &mut encoder)?;
@@ -390,12 +478,12 @@ async fn read_back_sha(dest: &dyn Destination, key: &str) -> Result<String, Dest
 
 fn print_report(ctx: &Ctx, container: &str, s: &LogsSettings, r: &Report) {
     if ctx.output.json {
-        super::print_json(&json!({"container": container, "dir": s.dir, "report": r}));
+        ctx.json(&json!({"container": container, "dir": s.dir, "report": r}));
         return;
     }
     let dest = s.ship.as_ref().map(|x: &ShipSettings| x.dest.to_string());
-    println!(
-        "logs of {container} ({}): rotated {}, shipped {}{}, deleted {}, kept {}, failed {}, pruned {}",
+    ctx.say(&format!(
+        "logs of {container} ({}): rotated {}, shipped {}{}, deleted {}, kept {}, failed {}, skipped {}, pruned {}",
         s.dir,
         r.rotated.len(),
         r.shipped.len(),
@@ -403,6 +491,7 @@ fn print_report(ctx: &Ctx, container: &str, s: &LogsSettings, r: &Report) {
         r.deleted.len(),
         r.kept.len(),
         r.failed.len(),
+        r.skipped.len(),
         r.pruned.len()
-    );
+    ));
 }

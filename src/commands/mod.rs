@@ -10,21 +10,47 @@ pub mod restore;
 pub mod run;
 pub mod verify;
 
-use std::io::Read;
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 
 use anyhow::Result;
 use tokio::sync::OnceCell;
 use tokio_util::io::SyncIoBridge;
 
+use crate::critical::Critical;
 use crate::destination::{DestError, Destination};
-use crate::docker::Engine;
+use crate::docker::{ContainerInfo, Engine};
+use crate::lock::{Access, ContainerLock};
 use crate::settings::{Action, Output, Settings};
+use crate::swap::journal::FileRecord;
+use crate::swap::recover;
 
 /// What every command gets.
 pub struct Ctx {
     /// Output style.
     pub output: Output,
+    /// Where container and job locks live.
+    pub lock_dir: PathBuf,
+    /// Work a signal must wait for (a restore's swap; a backup's archive and manifest).
+    pub critical: Critical,
     engine: OnceCell<Engine>,
+    pending: Mutex<Option<Pending>>,
+    stdout_closed: AtomicBool,
+}
+
+/// A restore's staging in progress: what to remove if the run ends before its swap.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    /// The target container.
+    pub target: ContainerInfo,
+    /// The helper image.
+    pub image: String,
+    /// Mount roots holding work dirs.
+    pub roots: Vec<String>,
+    /// Single files staged beside their host files.
+    pub files: Vec<FileRecord>,
 }
 
 impl Ctx {
@@ -32,7 +58,11 @@ impl Ctx {
     pub fn new(output: Output) -> Ctx {
         Ctx {
             output,
+            lock_dir: crate::lock::lock_dir(None),
+            critical: Critical::default(),
             engine: OnceCell::new(),
+            pending: Mutex::new(None),
+            stdout_closed: AtomicBool::new(false),
         }
     }
 
@@ -41,14 +71,84 @@ impl Ctx {
         Ok(self.engine.get_or_try_init(Engine::connect).await?)
     }
 
-    /// Removes any helper containers still alive and starts again any container this run
-    /// stopped; main calls this on every way out (errors, signals, panics).
+    /// Records (or clears) the staging a signal should remove.
+    pub fn set_pending(&self, pending: Option<Pending>) {
+        *self.pending.lock().unwrap() = pending;
+    }
+
+    /// Takes the staging to remove, if any.
+    pub fn take_pending(&self) -> Option<Pending> {
+        self.pending.lock().unwrap().take()
+    }
+
+    /// Prints a line on stdout. A closed stdout (`dockyard list | head -1`) is a normal end: the
+    /// rest is not printed and the run still succeeds.
+    pub fn say(&self, line: &str) {
+        if self.stdout_closed.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut out = std::io::stdout().lock();
+        if let Err(e) = writeln!(out, "{line}").and_then(|_| out.flush()) {
+            if e.kind() != std::io::ErrorKind::BrokenPipe {
+                tracing::warn!(error = %e, "cannot write to stdout");
+            }
+            self.stdout_closed.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Prints a value as pretty JSON on stdout: one document per run.
+    pub fn json(&self, value: &impl serde::Serialize) {
+        self.say(&serde_json::to_string_pretty(value).expect("serialisable"));
+    }
+
+    /// Removes the staging of an interrupted restore, removes helper containers still alive and
+    /// starts again any container this run stopped; main calls this on every way out (errors,
+    /// signals, panics).
     pub async fn cleanup(&self) {
         if let Some(engine) = self.engine.get() {
             engine.remove_live_helpers().await;
+            restore::discard(self, engine).await;
             let _ = engine.restart_stopped().await;
         }
     }
+}
+
+/// Takes `target`'s lock for a backup or log run (shared with others of its kind) and first
+/// finishes or removes what an interrupted restore left there, saying which.
+pub async fn prepare_container(
+    ctx: &Ctx,
+    engine: &Engine,
+    target: &ContainerInfo,
+    image: &str,
+    what: &str,
+) -> Result<ContainerLock> {
+    let mut lock = ContainerLock::take(
+        &ctx.lock_dir,
+        &target.id,
+        &target.name,
+        what,
+        Access::Shared,
+    )?;
+    engine.wait_for_swaps(&target.name).await?;
+    let found = recover::discover(engine, target).await?;
+    for f in &found {
+        if let recover::Found::Foreign { mount, why } = f {
+            tracing::warn!(container = %target.name, "{mount}/{}: {why}; it is not dockyard's, and it is left out of backups", crate::swap::WORK_DIR);
+        }
+    }
+    let plans = recover::decide(&found);
+    if plans
+        .iter()
+        .any(|p| !matches!(p, recover::Plan::Busy { .. }))
+    {
+        lock.upgrade(&format!("{what} (finishing an interrupted restore)"))?;
+        let outcome = restore::finish_interrupted(ctx, engine, target, image).await?;
+        for busy in &outcome.busy {
+            tracing::warn!(container = %target.name, "{busy}");
+        }
+        lock.downgrade();
+    }
+    Ok(lock)
 }
 
 /// Runs the command `settings` describes.
@@ -111,12 +211,4 @@ where
     Ok(tokio::task::spawn_blocking(move || work(Box::new(bridge)))
         .await
         .expect("reader thread panicked"))
-}
-
-/// Prints a value as pretty JSON on stdout.
-pub fn print_json(value: &impl serde::Serialize) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(value).expect("serialisable")
-    );
 }

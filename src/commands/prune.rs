@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::Result;
+use chrono::Utc;
 use serde_json::json;
 
 use super::Ctx;
@@ -19,8 +20,30 @@ pub async fn run(
     policy: &Policy,
     dry_run: bool,
 ) -> Result<()> {
+    let outcome = apply(spec, container, policy, dry_run).await?;
+    print(ctx, &outcome, dry_run);
+    Ok(())
+}
+
+/// What prune decided (and did).
+pub struct Outcome {
+    /// Every backup with its container, verdict and creation time.
+    pub verdicts: Vec<(String, Decision, String)>,
+    /// How many were (or would be) removed.
+    pub removed: usize,
+    /// The destination, for messages.
+    pub dest: String,
+}
+
+/// Decides and, unless `dry_run`, removes; prints nothing.
+pub async fn apply(
+    spec: &DestSpec,
+    container: Option<&str>,
+    policy: &Policy,
+    dry_run: bool,
+) -> Result<Outcome> {
     let dest = spec.open().await;
-    let mut all = manifest::load_all(dest.as_ref()).await?;
+    let mut all = manifest::load_all(dest.as_ref()).await?.manifests;
     if let Some(c) = container {
         all.retain(|m| m.container == c);
     }
@@ -28,7 +51,7 @@ pub async fn run(
     for m in &all {
         by_container.entry(&m.container).or_default().push(m);
     }
-    let mut verdicts: Vec<(&str, Decision)> = Vec::new();
+    let mut verdicts: Vec<(String, Decision, String)> = Vec::new();
     for (name, backups) in &by_container {
         let items: Vec<Item> = backups
             .iter()
@@ -36,16 +59,25 @@ pub async fn run(
                 id: m.id.clone(),
                 created: m.created,
                 tags: m.tags.clone(),
+                snapshot: m.snapshot.is_some(),
+                safety: m.is_safety(),
             })
             .collect();
         verdicts.extend(
-            retention::decide(&items, policy)
+            retention::decide(&items, policy, Utc::now())
                 .into_iter()
-                .map(|d| (*name, d)),
+                .map(|d| {
+                    let created = backups
+                        .iter()
+                        .find(|m| m.id == d.id)
+                        .map(|m| m.created.format("%Y-%m-%d %H:%M:%S").to_string())
+                        .unwrap_or_default();
+                    (name.to_string(), d, created)
+                }),
         );
     }
     let mut removed = 0;
-    for (_, d) in verdicts.iter().filter(|(_, d)| !d.keep) {
+    for (_, d, _) in verdicts.iter().filter(|(_, d, _)| !d.keep) {
         if !dry_run {
             // Manifest first: from then on the backup is not listed, even if the archive's delete fails.
             dest.delete(&manifest::manifest_name(&d.id)).await?;
@@ -53,32 +85,45 @@ pub async fn run(
         }
         removed += 1;
     }
+    Ok(Outcome {
+        verdicts,
+        removed,
+        dest: dest.describe(),
+    })
+}
+
+fn print(ctx: &Ctx, o: &Outcome, dry_run: bool) {
     if ctx.output.json {
-        let rows: Vec<_> = verdicts
+        let rows: Vec<_> = o
+            .verdicts
             .iter()
-            .map(|(c, d)| json!({"container": c, "id": d.id, "keep": d.keep, "reasons": d.reasons}))
+            .map(|(c, d, _)| json!({"container": c, "id": d.id, "keep": d.keep, "reasons": d.reasons}))
             .collect();
-        super::print_json(&json!({"dry_run": dry_run, "removed": removed, "backups": rows}));
-        return Ok(());
+        ctx.json(&json!({"dry_run": dry_run, "removed": o.removed, "backups": rows}));
+        return;
     }
-    for (_, d) in &verdicts {
-        let created = all
-            .iter()
-            .find(|m| m.id == d.id)
-            .map(|m| m.created.format("%Y-%m-%d %H:%M:%S").to_string())
-            .unwrap_or_default();
+    for (_, d, created) in &o.verdicts {
         if d.keep {
-            println!("keep    {:<44} {created}  ({})", d.id, d.reasons.join(", "));
+            ctx.say(&format!(
+                "keep    {:<44} {created}  ({})",
+                d.id,
+                d.reasons.join(", ")
+            ));
         } else {
             let verb = if dry_run { "remove" } else { "removed" };
-            println!("{verb:<7} {:<44} {created}", d.id);
+            let why = if d.reasons.is_empty() {
+                String::new()
+            } else {
+                format!("  ({})", d.reasons.join(", "))
+            };
+            ctx.say(&format!("{verb:<7} {:<44} {created}{why}", d.id));
         }
     }
-    println!(
-        "{} {removed} of {} backups at {}",
+    ctx.say(&format!(
+        "{} {} of {} backups at {}",
         if dry_run { "would remove" } else { "removed" },
-        verdicts.len(),
-        dest.describe()
-    );
-    Ok(())
+        o.removed,
+        o.verdicts.len(),
+        o.dest
+    ));
 }

@@ -1,27 +1,39 @@
 //! `dockyard restore`: put a backup back into a container's volumes, safely.
 //!
-//! Order of work, so that a bad archive never harms live data:
-//! 1. verify the archive (sha256, full decode, every entry inside its path) — nothing touched yet;
-//! 2. save a non-empty target as a `pre-restore` backup (unless told not to);
-//! 3. stage each path into `<path>/.dockyard-restore-<nonce>/` through the engine's archive upload;
-//! 4. only when every path staged cleanly, a helper swaps staged and live contents with renames
-//!    inside the volume, then deletes the old contents. A failure before step 4 removes the staging.
+//! Order of work, so that a bad archive never harms live data and an interruption at any instant
+//! leaves every volume exactly as before or exactly as restored:
+//! 1. lock the container; finish or undo any interrupted restore of it (`swap::recover`);
+//! 2. pick the backup (`latest` skips safety backups and future-dated ones) and check its manifest;
+//! 3. verify the archive end to end; refuse device nodes unless `--allow-devices`;
+//! 4. save what is there as a `pre-restore` backup (to `--safety-backup-to`, else `--from`);
+//! 5. stage each path into `<mount>/.dockyard-restore/new-<k>/` with a journal (a single-file
+//!    mount beside its host file); a failure or signal here removes the staging;
+//! 6. in one helper that no signal interrupts: mark every work dir ready, move single files into
+//!    place, swap each path (old contents aside, restored ones in), delete the old contents.
 
 use anyhow::{Context, Result};
+use chrono::Utc;
 use serde_json::json;
 use tokio_util::io::{StreamReader, SyncIoBridge};
 
 use super::backup::{backup, print_summary};
 use super::{read_blocking, Ctx};
+use crate::archive::entry::{Kind, Privileges};
 use crate::archive::listing::{self, Origin};
 use crate::archive::pack::Compression;
-use crate::archive::stage::{stage, RootMeta};
+use crate::archive::stage::{private_dir, private_file, stage, RootMeta, StageSpec, Staged};
 use crate::archive::streams;
-use crate::destination::Destination;
-use crate::docker::{ContainerInfo, DockerError, Engine, HelperSpec};
+use crate::archive::writer::TarWriter;
+use crate::destination::{DestSpec, Destination};
+use crate::docker::{ContainerInfo, DockerError, Engine, HelperSpec, Mount, Role};
 use crate::error::Failure;
-use crate::manifest::{self, Manifest};
+use crate::lock::{Access, ContainerLock};
+use crate::manifest::{self, Manifest, SAFETY_TAG};
+use crate::owner::Owner;
 use crate::settings::{BackupSettings, RestoreSettings};
+use crate::shell;
+use crate::swap::journal::{FileRecord, Journal, PathRecord};
+use crate::swap::{self, recover};
 
 /// Runs `dockyard restore`; with `--stop`, with the target (and others) stopped around it.
 pub async fn run(ctx: &Ctx, s: RestoreSettings) -> Result<()> {
@@ -36,143 +48,214 @@ pub async fn run(ctx: &Ctx, s: RestoreSettings) -> Result<()> {
     };
     let restarted = engine.restart_stopped().await;
     if !ctx.output.json {
-        println!(
+        ctx.say(&format!(
             "containers stopped for {:.1}s and started again",
             t0.elapsed().as_secs_f64()
-        );
+        ));
     }
     result?;
     Ok(restarted?)
+}
+
+/// One path to restore into a directory: where it is staged and how it is swapped.
+#[derive(Debug, Clone)]
+struct DirPath {
+    /// Its number within its mount's work dir.
+    k: usize,
+    /// The container path.
+    path: String,
+    /// Relative to the mount root.
+    rel: Vec<u8>,
+    /// Names (relative to the path) of the target's own nested mount points directly inside it.
+    skip: Vec<Vec<u8>>,
+    /// Names (relative to the path) that belong to another path of the backup.
+    elsewhere: Vec<Vec<u8>>,
+    /// Owner, mode and time for the path itself.
+    root: RootMeta,
+}
+
+/// All paths restored into one mount.
+#[derive(Debug, Clone)]
+struct DirMember {
+    mount: String,
+    paths: Vec<DirPath>,
+}
+
+/// A single-file bind mount to restore.
+#[derive(Debug, Clone)]
+struct FileMember {
+    path: String,
+    record: FileRecord,
+}
+
+/// What the restore will do.
+#[derive(Debug, Default)]
+struct Plan {
+    dirs: Vec<DirMember>,
+    files: Vec<FileMember>,
+}
+
+impl Plan {
+    fn roots(&self) -> Vec<String> {
+        self.dirs.iter().map(|d| d.mount.clone()).collect()
+    }
+
+    fn file_records(&self) -> Vec<FileRecord> {
+        self.files.iter().map(|f| f.record.clone()).collect()
+    }
 }
 
 async fn restore(ctx: &Ctx, s: RestoreSettings) -> Result<()> {
     let engine = ctx.engine().await?;
     let dest = s.dest.open().await;
     let target = engine.inspect(&s.container).await?;
-    let all = manifest::load_all(dest.as_ref()).await?;
-    let source = s.source.clone().unwrap_or_else(|| target.name.clone());
-    let m = manifest::select(&all, &s.archive, &source, &s.dest.to_string())?.clone();
-    let paths = restore_paths(&m, &s.paths, &target)?;
-
-    super::verify::verify_backup(dest.as_ref(), &m).await?;
     let image = s
         .helper_image
         .clone()
         .unwrap_or_else(|| target.image_id.clone());
+    let _lock = ContainerLock::take(
+        &ctx.lock_dir,
+        &target.id,
+        &target.name,
+        "restore",
+        Access::Exclusive,
+    )?;
+    let mut recovered = Vec::new();
+    if !s.dry_run {
+        engine.remove_stale_helpers().await?;
+        let outcome = finish_interrupted(ctx, engine, &target, &image).await?;
+        if let Some(why) = outcome.busy.first() {
+            return Err(Failure::busy(format!("{why}; wait for it and run again")).into());
+        }
+        if let Some(f) = outcome.foreign.first() {
+            return Err(Failure::usage(format!(
+                "{f}: dockyard stages restores there and will not touch something it did not create; move it away, then run again"
+            ))
+            .into());
+        }
+        recovered = outcome.done;
+    }
+    let catalog = manifest::load_all(dest.as_ref()).await?;
+    let source = s.source.clone().unwrap_or_else(|| target.name.clone());
+    let m = catalog
+        .select(&s.archive, &source, &s.dest.to_string(), Utc::now())?
+        .clone();
+    let wanted = pick_paths(&m, &s.paths, &target)?;
 
-    if s.dry_run {
-        return dry_run(ctx, engine, dest.as_ref(), &m, &target, &paths, &image).await;
-    }
-    engine.remove_stale_helpers().await?;
-    if s.safety_backup {
-        let occupied = occupied_paths(engine, &target, &paths, &image).await?;
-        if !occupied.is_empty() {
-            let settings = BackupSettings {
-                container: target.id.clone(),
-                paths: occupied,
-                dest: s.dest.clone(),
-                tags: vec!["pre-restore".into()],
-                compression: Compression {
-                    level: 3,
-                    workers: 1,
-                },
-                helper_image: s.helper_image.clone(),
-                snapshot: false,
-                stop: Vec::new(),
-                stop_timeout: 0,
-                pre_hook: None,
-                post_hook: None,
-            };
-            let (safety, secs) = backup(engine, &settings, ctx.output.progress)
-                .await
-                .context(format!(
-                    "safety backup of {:?} before restoring; nothing was changed",
-                    target.name
-                ))?;
-            if !ctx.output.json {
-                print_summary(ctx, &safety, secs, &s.dest.to_string(), None);
-            }
-        }
-    }
-
-    let nonce: u32 = rand::random();
-    let staging = format!(".dockyard-restore-{nonce:08x}");
-    let stager = engine
-        .create_helper(HelperSpec {
-            container: &target,
-            read_only: false,
-            image: &image,
-            script: None,
-        })
-        .await?;
-    let mut roots = Vec::new();
-    let mut staged_result = Ok(());
-    for path in &paths {
-        match stage_path(engine, &stager, dest.as_ref(), &m, path, &staging).await {
-            Ok(root) => roots.push((
-                path.clone(),
-                root.unwrap_or(RootMeta {
-                    mode: 0o755,
-                    uid: 0,
-                    gid: 0,
-                }),
-            )),
-            Err(e) => {
-                staged_result = Err(e);
-                break;
-            }
-        }
-    }
-    engine.remove_helper(&stager).await?;
-    let script = match &staged_result {
-        Ok(()) => swap_script(&roots, &staging),
-        Err(_) => cleanup_script(&paths, &staging),
-    };
-    let swapper = engine
-        .create_helper(HelperSpec {
-            container: &target,
-            read_only: false,
-            image: &image,
-            script: Some(script),
-        })
-        .await?;
-    let ran = engine.run_helper(&swapper).await;
-    engine.remove_helper(&swapper).await?;
-    staged_result?;
-    let (code, output) = ran?;
-    if code != 0 {
-        return Err(DockerError::HelperFailed {
-            container: target.name.clone(),
-            action: format!(
-                "swapping restored files into {} (old contents are kept in .dockyard-old-* there)",
-                paths.join(", ")
-            ),
-            code,
-            output,
-        }
+    let report = super::verify::verify_backup(dest.as_ref(), &m).await?;
+    if !report.devices.is_empty() && !s.privileges.allow_devices {
+        return Err(Failure::verify(format!(
+            "backup {} holds device nodes ({}); restoring them would let whoever can open them reach host devices. Nothing was changed; pass --allow-devices if you trust them",
+            m.id,
+            shorten(&report.devices)
+        ))
         .into());
     }
-    if ctx.output.json {
-        super::print_json(
-            &json!({"result": "ok", "restored": m.id, "into": target.name, "paths": paths}),
-        );
+    let plan = plan(&m, &wanted, &target, &report.roots)?;
+    let safety_dest = s.safety_dest.clone().unwrap_or_else(|| s.dest.clone());
+
+    if s.dry_run {
+        return dry_run(
+            ctx,
+            engine,
+            dest.as_ref(),
+            &m,
+            &target,
+            &plan,
+            &image,
+            &s,
+            &safety_dest,
+            &report,
+        )
+        .await;
+    }
+
+    let safety = if s.safety_backup {
+        safety_backup(ctx, engine, &target, &plan, &image, &s, &safety_dest).await?
     } else {
-        println!(
-            "restored {} into {} ({})",
-            m.id,
-            target.name,
-            paths.join(", ")
-        );
+        None
+    };
+
+    let staged = stage_all(ctx, engine, dest.as_ref(), &m, &target, &plan, &image, &s).await?;
+    commit(ctx, engine, &target, &plan, &image).await?;
+
+    let paths: Vec<String> = wanted.clone();
+    let undo = safety.as_ref().map(|id| {
+        format!(
+            "dockyard restore {} --from {} --archive {id}",
+            target.name, safety_dest
+        )
+    });
+    let stripped: Vec<&String> = staged.iter().flat_map(|s| &s.stripped).collect();
+    let skipped: Vec<&String> = staged.iter().flat_map(|s| &s.skipped).collect();
+    let file_notes: Vec<String> = plan
+        .files
+        .iter()
+        .map(|f| {
+            format!(
+                "{} is a single-file bind mount of {}/{}: the container sees the restored file after it restarts",
+                f.path, f.record.host_dir, f.record.name
+            )
+        })
+        .collect();
+    if !stripped.is_empty() {
+        tracing::warn!(files = %shorten(&stripped), "removed set-user-ID/set-group-ID bits (restore with --keep-setuid to keep them)");
+    }
+    if ctx.output.json {
+        ctx.json(&json!({
+            "result": "ok", "restored": m.id, "into": target.name, "paths": paths,
+            "safety_backup": safety.as_ref().map(|id| json!({"id": id, "destination": safety_dest.to_string(), "undo": undo})),
+            "stripped_setid": stripped, "skipped": skipped, "notes": file_notes, "recovered": recovered,
+        }));
+        return Ok(());
+    }
+    for r in &recovered {
+        ctx.say(r);
+    }
+    ctx.say(&format!(
+        "restored {} into {} ({})",
+        m.id,
+        target.name,
+        paths.join(", ")
+    ));
+    if let (Some(id), Some(undo)) = (&safety, &undo) {
+        ctx.say(&format!(
+            "safety backup of what was there: {id} at {safety_dest}; to undo: {undo}"
+        ));
+    }
+    if !stripped.is_empty() {
+        ctx.say(&format!(
+            "removed set-user-ID/set-group-ID bits from {} file(s): {} (--keep-setuid keeps them)",
+            stripped.len(),
+            shorten(&stripped)
+        ));
+    }
+    if !skipped.is_empty() {
+        ctx.say(&format!(
+            "left out {} entries that the target holds as separate mounts: {}",
+            skipped.len(),
+            shorten(&skipped)
+        ));
+    }
+    for n in &file_notes {
+        ctx.say(n);
     }
     Ok(())
 }
 
-/// The backup's paths to restore, each of which must lie in a mount of the target.
-fn restore_paths(
-    m: &Manifest,
-    wanted: &[String],
+/// Finishes or removes what interrupted restores of `target` left, in a critical section.
+pub async fn finish_interrupted(
+    ctx: &Ctx,
+    engine: &Engine,
     target: &ContainerInfo,
-) -> Result<Vec<String>, Failure> {
+    image: &str,
+) -> Result<recover::Outcome> {
+    let _critical = ctx.critical.enter();
+    recover::run(engine, target, image).await
+}
+
+/// The backup's paths to restore (all, or the `--path` ones).
+fn pick_paths(m: &Manifest, wanted: &[String], target: &ContainerInfo) -> Result<Vec<String>> {
     let in_archive: Vec<String> = m.paths.iter().map(|p| p.path.clone()).collect();
     let chosen = if wanted.is_empty() {
         in_archive.clone()
@@ -185,9 +268,10 @@ fn restore_paths(
                 "backup {} has no path {p}; it holds {}",
                 m.id,
                 in_archive.join(", ")
-            )));
+            ))
+            .into());
         }
-        if !target.mounts.iter().any(|mt| mt.contains(p)) {
+        if mount_of(target, p).is_none() {
             let list: Vec<&str> = target
                 .mounts
                 .iter()
@@ -201,35 +285,155 @@ fn restore_paths(
                 } else {
                     list.join(", ")
                 }
-            )));
+            ))
+            .into());
         }
     }
     Ok(chosen)
 }
 
-/// Lists a live path of `target` through a read-only helper (at most `limit` entries).
+/// The target's volume or bind mount holding `path` (the innermost one).
+fn mount_of<'a>(target: &'a ContainerInfo, path: &str) -> Option<&'a Mount> {
+    target
+        .mounts
+        .iter()
+        .filter(|m| (m.kind == "volume" || m.kind == "bind") && m.contains(path))
+        .max_by_key(|m| m.destination.len())
+}
+
+/// Where each path goes: directories into their mount's work dir, single files beside their host
+/// file. Nested mount points directly inside a path stay in place; deeper ones cannot.
+fn plan(
+    m: &Manifest,
+    wanted: &[String],
+    target: &ContainerInfo,
+    roots: &[Option<(Kind, RootMeta)>],
+) -> Result<Plan> {
+    let mut plan = Plan::default();
+    for path in wanted {
+        let index = m
+            .paths
+            .iter()
+            .position(|p| &p.path == path)
+            .expect("picked from the manifest");
+        let mount = mount_of(target, path).expect("checked by pick_paths");
+        match roots[index] {
+            Some((Kind::File, _)) => {
+                if mount.destination != *path || mount.kind != "bind" {
+                    return Err(Failure::usage(format!(
+                        "backup {} holds a single file at {path}, but {path} in container {:?} is not a single-file bind mount",
+                        m.id, target.name
+                    ))
+                    .into());
+                }
+                let source = std::path::Path::new(&mount.source);
+                let (Some(dir), Some(name)) = (
+                    source.parent().and_then(|d| d.to_str()),
+                    source.file_name().and_then(|n| n.to_str()),
+                ) else {
+                    return Err(Failure::usage(format!(
+                        "cannot restore {path}: its bind mount source {:?} has no directory and name",
+                        mount.source
+                    ))
+                    .into());
+                };
+                plan.files.push(FileMember {
+                    path: path.clone(),
+                    record: FileRecord {
+                        host_dir: dir.to_string(),
+                        name: name.to_string(),
+                        path: path.clone(),
+                    },
+                });
+            }
+            root => {
+                let mut skip = Vec::new();
+                let below = format!("{path}/");
+                for nested in target
+                    .mounts
+                    .iter()
+                    .filter(|n| n.destination.starts_with(&below))
+                {
+                    let rel = &nested.destination[path.len() + 1..];
+                    if rel.contains('/') {
+                        return Err(Failure::usage(format!(
+                            "cannot restore {path} into container {:?}: it has a mount at {} below a directory of {path}, which a restore would have to move; restore the paths around it with --path",
+                            target.name, nested.destination
+                        ))
+                        .into());
+                    }
+                    skip.push(rel.as_bytes().to_vec());
+                }
+                let elsewhere = m
+                    .paths
+                    .iter()
+                    .filter_map(|p| p.path.strip_prefix(&format!("{path}/")))
+                    .map(|r| r.as_bytes().to_vec())
+                    .collect();
+                let mount_root = mount.destination.trim_end_matches('/').to_string();
+                let rel = path
+                    .strip_prefix(&mount_root)
+                    .unwrap_or("")
+                    .trim_start_matches('/')
+                    .as_bytes()
+                    .to_vec();
+                let root = match root {
+                    Some((_, meta)) => meta,
+                    None => RootMeta {
+                        mode: 0o755,
+                        uid: 0,
+                        gid: 0,
+                        mtime: Utc::now().timestamp(),
+                    },
+                };
+                let member = match plan.dirs.iter_mut().find(|d| d.mount == mount_root) {
+                    Some(d) => d,
+                    None => {
+                        plan.dirs.push(DirMember {
+                            mount: mount_root.clone(),
+                            paths: vec![],
+                        });
+                        plan.dirs.last_mut().expect("pushed")
+                    }
+                };
+                let k = member.paths.len();
+                member.paths.push(DirPath {
+                    k,
+                    path: path.clone(),
+                    rel,
+                    skip,
+                    elsewhere,
+                    root,
+                });
+            }
+        }
+    }
+    Ok(plan)
+}
+
+/// Lists a live path of `target` through a read-only helper (at most `limit` entries), leaving
+/// out dockyard's work dir and `exclude`d names.
 async fn live_listing(
     engine: &Engine,
     target: &ContainerInfo,
     path: &str,
+    exclude: Vec<Vec<u8>>,
     image: &str,
     limit: Option<usize>,
 ) -> Result<listing::Listing> {
     let helper = engine
-        .create_helper(HelperSpec {
-            container: target,
-            read_only: true,
-            image,
-            script: None,
-        })
+        .create_helper(HelperSpec::archive(target, image, true))
         .await?;
     let stream = Box::pin(engine.download(&helper, path));
     let owned = path.to_string();
+    let mut exclude = exclude;
+    exclude.push(swap::WORK_DIR.as_bytes().to_vec());
     let listed = tokio::task::spawn_blocking(move || {
         listing::list(
             SyncIoBridge::new(StreamReader::new(stream)),
             Origin::Engine,
             &owned,
+            &exclude,
             limit,
         )
     })
@@ -242,174 +446,487 @@ async fn live_listing(
     })?)
 }
 
-/// The paths that hold anything today (and so deserve a safety backup).
+/// The container paths that hold anything today (and so deserve a safety backup): directories
+/// with an entry, and every single file.
 async fn occupied_paths(
     engine: &Engine,
     target: &ContainerInfo,
-    paths: &[String],
+    plan: &Plan,
     image: &str,
 ) -> Result<Vec<String>> {
     let mut out = Vec::new();
-    for p in paths {
-        if !live_listing(engine, target, p, image, Some(1))
-            .await?
-            .is_empty()
-        {
-            out.push(p.clone());
+    for d in &plan.dirs {
+        for p in &d.paths {
+            if !live_listing(engine, target, &p.path, p.skip.clone(), image, Some(1))
+                .await?
+                .is_empty()
+            {
+                out.push(p.path.clone());
+            }
         }
     }
+    out.extend(plan.files.iter().map(|f| f.path.clone()));
     Ok(out)
 }
 
-/// Says what a restore would add, change and remove; changes nothing.
+/// Backs up what the restore will replace, tagged `pre-restore`, and removes expired safety
+/// backups of the container there. Returns the new backup's id (`None` if nothing was there).
+async fn safety_backup(
+    ctx: &Ctx,
+    engine: &Engine,
+    target: &ContainerInfo,
+    plan: &Plan,
+    image: &str,
+    s: &RestoreSettings,
+    safety_dest: &DestSpec,
+) -> Result<Option<String>> {
+    let occupied = occupied_paths(engine, target, plan, image).await?;
+    if occupied.is_empty() {
+        return Ok(None);
+    }
+    let settings = BackupSettings {
+        container: target.id.clone(),
+        paths: occupied,
+        dest: safety_dest.clone(),
+        tags: vec![SAFETY_TAG.into()],
+        compression: Compression {
+            level: 3,
+            workers: crate::settings::zstd_workers(),
+        },
+        helper_image: s.helper_image.clone(),
+        snapshot: false,
+        include_env: false,
+        stop: Vec::new(),
+        stop_timeout: 0,
+        pre_hook: None,
+        post_hook: None,
+    };
+    let (safety, secs) = backup(ctx, engine, &settings, ctx.output.progress)
+        .await
+        .with_context(|| {
+            format!(
+                "safety backup of {:?} to {safety_dest} before restoring; nothing was changed. If that destination is read-only (a disaster-recovery key, a read-only share), write the safety backup elsewhere with --safety-backup-to DEST, or skip it with --no-safety-backup",
+                target.name
+            )
+        })?;
+    if !ctx.output.json {
+        print_summary(ctx, &safety, secs, &safety_dest.to_string(), None);
+    }
+    expire_safety_backups(safety_dest, &target.name, s.safety_keep_secs).await;
+    Ok(Some(safety.id))
+}
+
+/// Removes `container`'s safety backups older than `keep_secs` at `dest` (best effort: a failure
+/// is a warning, the restore goes on).
+async fn expire_safety_backups(dest: &DestSpec, container: &str, keep_secs: i64) {
+    let d = dest.open().await;
+    let cutoff = Utc::now() - chrono::Duration::seconds(keep_secs);
+    let catalog = match manifest::load_all(d.as_ref()).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not look for expired safety backups");
+            return;
+        }
+    };
+    for m in catalog
+        .manifests
+        .iter()
+        .filter(|m| m.container == container && m.is_safety() && m.created < cutoff)
+    {
+        let removed = async {
+            d.delete(&manifest::manifest_name(&m.id)).await?;
+            d.delete(&m.archive).await
+        }
+        .await;
+        match removed {
+            Ok(()) => {
+                tracing::info!(id = %m.id, "removed an expired safety backup")
+            }
+            Err(e) => {
+                tracing::warn!(id = %m.id, error = %e, "could not remove an expired safety backup")
+            }
+        }
+    }
+}
+
+/// Says what a restore would add, change and remove, and what it would refuse, strip and save;
+/// changes nothing.
+#[allow(clippy::too_many_arguments)]
 async fn dry_run(
     ctx: &Ctx,
     engine: &Engine,
     dest: &dyn Destination,
     m: &Manifest,
     target: &ContainerInfo,
-    paths: &[String],
+    plan: &Plan,
     image: &str,
+    s: &RestoreSettings,
+    safety_dest: &DestSpec,
+    report: &crate::archive::verify::Report,
 ) -> Result<()> {
-    let mut report = Vec::new();
-    for p in paths {
-        let owned = p.clone();
-        let wanted = read_blocking(dest, &m.archive, move |r| {
-            listing::list(r, Origin::Archive, &owned, None)
-        })
-        .await?
-        .with_context(|| format!("list {p} in backup {}", m.id))?;
-        let current = live_listing(engine, target, p, image, None).await?;
-        report.push((p.clone(), listing::diff(&wanted, &current)));
+    let mut report_paths = Vec::new();
+    for d in &plan.dirs {
+        for p in &d.paths {
+            let owned = p.path.clone();
+            let mut skip = p.skip.clone();
+            skip.extend(p.elsewhere.iter().cloned());
+            let wanted_skip = skip.clone();
+            let wanted = read_blocking(dest, &m.archive, move |r| {
+                listing::list(r, Origin::Archive, &owned, &wanted_skip, None)
+            })
+            .await?
+            .with_context(|| format!("list {} in backup {}", p.path, m.id))?;
+            let current = live_listing(engine, target, &p.path, skip, image, None).await?;
+            report_paths.push((p.path.clone(), listing::diff(&wanted, &current)));
+        }
     }
+    let safety = if !s.safety_backup {
+        "no safety backup (--no-safety-backup)".to_string()
+    } else {
+        let occupied = occupied_paths(engine, target, plan, image).await?;
+        if occupied.is_empty() {
+            "no safety backup: the target's paths are empty".to_string()
+        } else {
+            format!(
+                "a safety backup (tag {SAFETY_TAG}) of {} would first be written to {safety_dest}",
+                occupied.join(", ")
+            )
+        }
+    };
+    let setid_note = (!report.setid.is_empty()).then(|| {
+        format!(
+            "{} file(s) with set-user-ID/set-group-ID bits would {}: {}",
+            report.setid.len(),
+            if s.privileges.keep_setid {
+                "keep them (--keep-setuid)"
+            } else {
+                "lose them (--keep-setuid keeps them)"
+            },
+            shorten(&report.setid)
+        )
+    });
     if ctx.output.json {
-        let v: Vec<_> = report
+        let v: Vec<_> = report_paths
             .iter()
             .map(|(p, d)| json!({"path": p, "add": d.added, "change": d.changed, "remove": d.removed}))
             .collect();
-        super::print_json(
-            &json!({"dry_run": true, "backup": m.id, "into": target.name, "paths": v}),
-        );
+        let files: Vec<_> = plan.files.iter().map(|f| &f.path).collect();
+        ctx.json(&json!({"dry_run": true, "backup": m.id, "into": target.name, "paths": v,
+            "files": files, "safety_backup": safety, "setid": report.setid, "devices": report.devices}));
         return Ok(());
     }
-    println!(
+    ctx.say(&format!(
         "dry run: restoring {} into {} would change:",
         m.id, target.name
-    );
-    for (p, d) in &report {
-        println!(
+    ));
+    for (p, d) in &report_paths {
+        ctx.say(&format!(
             "  {p}: {} to add, {} to change, {} to remove",
             d.added.len(),
             d.changed.len(),
             d.removed.len()
-        );
+        ));
         for (sign, names) in [("+", &d.added), ("~", &d.changed), ("-", &d.removed)] {
             for n in names.iter().take(20) {
-                println!("    {sign} {n}");
+                ctx.say(&format!("    {sign} {n}"));
             }
             if names.len() > 20 {
-                println!("    {sign} ... and {} more", names.len() - 20);
+                ctx.say(&format!("    {sign} ... and {} more", names.len() - 20));
             }
         }
     }
-    println!("nothing was changed");
+    for f in &plan.files {
+        ctx.say(&format!(
+            "  {}: replaced (a single-file bind mount)",
+            f.path
+        ));
+    }
+    ctx.say(&safety);
+    if let Some(n) = setid_note {
+        ctx.say(&n);
+    }
+    if !report.devices.is_empty() {
+        ctx.say(&format!(
+            "device nodes would be created (--allow-devices): {}",
+            shorten(&report.devices)
+        ));
+    }
+    ctx.say("nothing was changed");
     Ok(())
 }
 
-/// Streams one path of the archive into `<path>/<staging>/` of the target's volume.
-async fn stage_path(
+/// Stages every path; on any failure (or a signal, through `ctx`'s clean-up) the staging is
+/// removed and nothing live has changed.
+#[allow(clippy::too_many_arguments)]
+async fn stage_all(
+    ctx: &Ctx,
+    engine: &Engine,
+    dest: &dyn Destination,
+    m: &Manifest,
+    target: &ContainerInfo,
+    plan: &Plan,
+    image: &str,
+    s: &RestoreSettings,
+) -> Result<Vec<Staged>> {
+    let (binds, _) = recover::file_binds(&plan.file_records());
+    let mut spec = HelperSpec::archive(target, image, false);
+    spec.binds = binds;
+    let stager = engine.create_helper(spec).await?;
+    ctx.set_pending(Some(super::Pending {
+        target: target.clone(),
+        image: image.to_string(),
+        roots: plan.roots(),
+        files: plan.file_records(),
+    }));
+    let journal_of = |member: &DirMember| Journal {
+        run: crate::owner::run_id(),
+        owner: Owner::current(),
+        backup: m.id.clone(),
+        members: plan.roots(),
+        paths: member
+            .paths
+            .iter()
+            .map(|p| PathRecord {
+                k: p.k,
+                rel: p.rel.clone(),
+                root: p.root,
+            })
+            .collect(),
+        skips: member
+            .paths
+            .iter()
+            .flat_map(|p| p.skip.iter().map(|n| (p.k, n.clone())))
+            .collect(),
+        files: plan.file_records(),
+    };
+    let mut staged = Vec::new();
+    let mut result: Result<()> = Ok(());
+    'members: for member in &plan.dirs {
+        for p in &member.paths {
+            let preamble = if p.k == 0 {
+                Some(journal_of(member).render())
+            } else {
+                None
+            };
+            let spec = StageSpec {
+                path: p.path.clone(),
+                into: swap::new_dir(p.k).into_bytes(),
+                elsewhere: p.elsewhere.clone(),
+                skip: p.skip.clone(),
+                privileges: s.privileges,
+            };
+            match stage_one(engine, &stager, dest, m, &member.mount, spec, p.k, preamble).await {
+                Ok(st) => staged.push(st),
+                Err(e) => {
+                    result = Err(e.context(format!("staging {} of backup {}", p.path, m.id)));
+                    break 'members;
+                }
+            }
+        }
+    }
+    if result.is_ok() {
+        for (i, f) in plan.files.iter().enumerate() {
+            let spec = StageSpec {
+                path: f.path.clone(),
+                into: swap::staged_file_name(&f.record.name).into_bytes(),
+                elsewhere: vec![],
+                skip: vec![],
+                privileges: s.privileges,
+            };
+            let into = format!("/.dockyard-file-{i}");
+            match stage_file(engine, &stager, dest, m, &into, spec).await {
+                Ok(st) => staged.push(st),
+                Err(e) => {
+                    result = Err(e.context(format!("staging {} of backup {}", f.path, m.id)));
+                    break;
+                }
+            }
+        }
+    }
+    let removed = engine.remove_helper(&stager).await;
+    if let Err(e) = result {
+        discard(ctx, engine).await;
+        return Err(e);
+    }
+    removed?;
+    Ok(staged)
+}
+
+/// Streams one directory path of the archive into `<mount>/.dockyard-restore/new-<k>/`, with the
+/// journal and phase first (for the mount's first path) and its time fix-ups last.
+#[allow(clippy::too_many_arguments)]
+async fn stage_one(
     engine: &Engine,
     helper: &str,
     dest: &dyn Destination,
     m: &Manifest,
-    path: &str,
-    staging: &str,
-) -> Result<Option<RootMeta>> {
+    mount: &str,
+    spec: StageSpec,
+    k: usize,
+    journal: Option<String>,
+) -> Result<Staged> {
     let (writer, rx) = streams::channel();
-    let (sha, p, st) = (m.sha256.clone(), path.to_string(), staging.to_string());
-    let staged = read_blocking(dest, &m.archive, move |r| -> std::io::Result<_> {
-        let (staged, w) = stage(r, &sha, &p, &st, writer)?;
-        w.close()?;
+    let sha = m.sha256.clone();
+    let staged = read_blocking(dest, &m.archive, move |r| -> std::io::Result<Staged> {
+        let mut w = TarWriter::new(writer);
+        if let Some(text) = journal {
+            w.append(
+                &private_dir(swap::WORK_DIR.as_bytes()),
+                &mut std::io::empty(),
+            )?;
+            w.append(
+                &private_file(swap::JOURNAL.as_bytes(), text.len()),
+                &mut text.as_bytes(),
+            )?;
+            let phase = b"staging\n";
+            w.append(
+                &private_file(swap::PHASE.as_bytes(), phase.len()),
+                &mut &phase[..],
+            )?;
+        }
+        w.append(&private_dir(&spec.into), &mut std::io::empty())?;
+        let staged = stage(r, &sha, &spec, &mut w)?;
+        let mut fixups = String::new();
+        for f in &staged.fixups {
+            fixups += &format!(
+                "{} {}\n",
+                f.secs,
+                crate::archive::names::octal_escape(&f.rel)
+            );
+        }
+        w.append(
+            &private_file(swap::fixups_file(k).as_bytes(), fixups.len()),
+            &mut fixups.as_bytes(),
+        )?;
+        w.finish()?.close()?;
         Ok(staged)
     });
-    let uploaded = engine.upload(helper, path, streams::receiver_stream(rx));
+    let uploaded = engine.upload(helper, mount, streams::receiver_stream(rx));
     let (staged, uploaded) = tokio::join!(staged, uploaded);
     let staged = staged?;
+    let staged = staged.map_err(|e| Failure::verify(format!("backup {}: {e}", m.id)))?;
     uploaded?;
-    let staged = staged
-        .map_err(|e| Failure::verify(format!("backup {}: {e}; nothing was changed", m.id)))?;
-    Ok(staged.root)
+    Ok(staged)
 }
 
-/// Single-quotes a string for /bin/sh.
-fn quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
-}
-
-/// The script that moves live contents aside, staged contents in, applies the path's own owner and
-/// mode, and deletes the old contents. Runs in a helper with the target's volumes.
-fn swap_script(roots: &[(String, RootMeta)], staging: &str) -> String {
-    let old = staging.replace("restore", "old");
-    let mut script = String::from("set -e\n");
-    for (path, root) in roots {
-        script.push_str(&format!(
-            r#"cd {path}
-S={staging}; O={old}
-mkdir "$O"
-for f in * .[!.]* ..?*; do
-  if [ -e "$f" ] || [ -L "$f" ]; then case "$f" in "$S"|"$O") ;; *) mv -- "$f" "$O/" ;; esac; fi
-done
-for f in "$S"/* "$S"/.[!.]* "$S"/..?*; do
-  if [ -e "$f" ] || [ -L "$f" ]; then mv -- "$f" . ; fi
-done
-rmdir "$S"
-chown {uid}:{gid} . && chmod {mode:o} .
-rm -rf "$O"
-"#,
-            path = quote(path),
-            staging = quote(staging),
-            old = quote(&old),
-            uid = root.uid,
-            gid = root.gid,
-            mode = root.mode,
-        ));
+/// Streams a single-file path of the archive into its staged name beside the live file.
+async fn stage_file(
+    engine: &Engine,
+    helper: &str,
+    dest: &dyn Destination,
+    m: &Manifest,
+    into: &str,
+    spec: StageSpec,
+) -> Result<Staged> {
+    let (writer, rx) = streams::channel();
+    let sha = m.sha256.clone();
+    let path = spec.path.clone();
+    let staged = read_blocking(dest, &m.archive, move |r| -> std::io::Result<Staged> {
+        let mut w = TarWriter::new(writer);
+        let staged = stage(r, &sha, &spec, &mut w)?;
+        w.finish()?.close()?;
+        Ok(staged)
+    });
+    let uploaded = engine.upload(helper, into, streams::receiver_stream(rx));
+    let (staged, uploaded) = tokio::join!(staged, uploaded);
+    let staged = staged?;
+    let staged = staged.map_err(|e| Failure::verify(format!("backup {}: {e}", m.id)))?;
+    uploaded?;
+    if !staged.single_file {
+        return Err(Failure::verify(format!(
+            "backup {}: {path} is not a single file in the archive",
+            m.id
+        ))
+        .into());
     }
-    script
+    Ok(staged)
 }
 
-/// The script that removes staging directories after a failed restore.
-fn cleanup_script(paths: &[String], staging: &str) -> String {
-    let mut script = String::new();
-    for p in paths {
-        script.push_str(&format!("rm -rf {}/{}\n", quote(p), quote(staging)));
+/// Removes the staging of this run (after a failure, or on a signal through `ctx`'s clean-up).
+pub async fn discard(ctx: &Ctx, engine: &Engine) {
+    let Some(p) = ctx.take_pending() else {
+        return;
+    };
+    let (binds, pairs) = recover::file_binds(&p.files);
+    let mut spec = HelperSpec::script(
+        &p.target,
+        &p.image,
+        shell::restore("discard", &p.roots, &pairs),
+    );
+    spec.role = Role::Swap;
+    spec.binds = binds;
+    match engine.run_script(spec, false).await {
+        Ok(r) if r.code == 0 => {}
+        Ok(r) => {
+            tracing::warn!(container = %p.target.name, error = %r.stderr.trim(), "could not remove the restore's staging; the next dockyard run on this container will")
+        }
+        Err(e) => {
+            tracing::warn!(container = %p.target.name, error = %e, "could not remove the restore's staging; the next dockyard run on this container will")
+        }
     }
-    script
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn quotes_for_the_shell() {
-        assert_eq!(quote("/srv/it's"), r"'/srv/it'\''s'");
+/// The swap, as one helper run in a critical section: a signal waits for it, and a killed
+/// dockyard leaves it running (the next run waits for it and finishes whatever is left).
+async fn commit(
+    ctx: &Ctx,
+    engine: &Engine,
+    target: &ContainerInfo,
+    plan: &Plan,
+    image: &str,
+) -> Result<()> {
+    let critical = ctx.critical.enter();
+    ctx.set_pending(None);
+    let (binds, pairs) = recover::file_binds(&plan.file_records());
+    let mut spec = HelperSpec::script(
+        target,
+        image,
+        shell::restore("commit", &plan.roots(), &pairs),
+    );
+    spec.role = Role::Swap;
+    spec.binds = binds;
+    let ran = engine.run_script(spec, false).await;
+    let failure = match ran {
+        Ok(r) if r.code == 0 => return Ok(()),
+        Ok(r) => format!("exit {}: {}", r.code, r.stderr.trim()),
+        Err(e) => e.to_string(),
+    };
+    // Finish (or, if it never became ready, undo) whatever the swap left, once.
+    tracing::warn!(container = %target.name, error = %failure, "the swap did not complete; trying to finish it");
+    let retried = recover::run(engine, target, image).await;
+    drop(critical);
+    let state = match retried {
+        Ok(o) if o.busy.is_empty() => {
+            if o.done.iter().any(|d| d.starts_with("finished")) {
+                return Ok(());
+            }
+            "its staging was removed and the old contents are in place".to_string()
+        }
+        Ok(_) | Err(_) => "it is mid-swap; the next dockyard run on this container finishes it before anything else".to_string(),
+    };
+    Err(DockerError::HelperFailed {
+        container: target.name.clone(),
+        action: format!("swapping the restored files into place ({state})"),
+        code: 1,
+        output: failure,
     }
+    .into())
+}
 
-    #[test]
-    fn swap_script_restores_root_owner_and_mode() {
-        let s = swap_script(
-            &[(
-                "/srv/media".into(),
-                RootMeta {
-                    mode: 0o750,
-                    uid: 1000,
-                    gid: 1001,
-                },
-            )],
-            ".dockyard-restore-1",
-        );
-        assert!(s.contains("cd '/srv/media'"), "{s}");
-        assert!(s.contains("chown 1000:1001 . && chmod 750 ."), "{s}");
-        assert!(s.contains("O='.dockyard-old-1'"), "{s}");
+fn shorten<T: AsRef<str>>(names: &[T]) -> String {
+    let mut out: Vec<&str> = names.iter().take(10).map(|n| n.as_ref()).collect();
+    let more = names.len().saturating_sub(10);
+    let extra = format!("and {more} more");
+    if more > 0 {
+        out.push(&extra);
+    }
+    out.join(", ")
+}
+
+/// Privileges as the restore applies them (for the settings).
+pub fn privileges(allow_devices: bool, keep_setid: bool) -> Privileges {
+    Privileges {
+        allow_devices,
+        keep_setid,
     }
 }

@@ -16,6 +16,7 @@ use super::Ctx;
 use crate::config::{self, JobPlan};
 use crate::destination::RemoteOptions;
 use crate::error::Failure;
+use crate::owner::Owner;
 
 /// How one job ended.
 #[derive(Debug, serde::Serialize)]
@@ -26,6 +27,20 @@ pub struct JobResult {
     seconds: f64,
     bytes: u64,
     finished: i64,
+    /// For backup jobs: each destination, attempted whatever the others did.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    destinations: Vec<DestResult>,
+}
+
+/// How one destination of a backup job ended.
+#[derive(Debug, serde::Serialize)]
+pub struct DestResult {
+    destination: String,
+    ok: bool,
+    error: Option<String>,
+    id: Option<String>,
+    bytes: u64,
+    pruned: usize,
 }
 
 /// Runs the jobs named in `wanted` (all if empty) from the config at `path`.
@@ -38,21 +53,44 @@ pub async fn run(
 ) -> Result<()> {
     let config = config::load(path)?;
     let plans = config.plans(wanted, remote)?;
-    let lock_dir = lock_dir(config.lock_dir.clone());
+    let lock_dir = crate::lock::lock_dir(config.lock_dir.clone());
     let metrics = metrics.or(config.metrics_file.clone());
     let (results, first_error) = run_plans(ctx, &plans, &lock_dir, metrics.as_deref()).await;
     if ctx.output.json {
-        super::print_json(
+        ctx.json(
             &json!({"result": if first_error.is_none() {"ok"} else {"failed"}, "jobs": results}),
         );
     } else {
         for r in &results {
-            println!(
-                "job {}: {} in {:.1}s",
+            ctx.say(&format!(
+                "job {}: {} in {:.1}s{}",
                 r.job,
                 if r.ok { "ok" } else { "FAILED" },
-                r.seconds
-            );
+                r.seconds,
+                r.error
+                    .as_ref()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default()
+            ));
+            for d in &r.destinations {
+                ctx.say(&format!(
+                    "  {}: {}",
+                    d.destination,
+                    match (&d.id, &d.error) {
+                        (Some(id), None) => format!(
+                            "{id} ({}){}",
+                            indicatif::HumanBytes(d.bytes),
+                            if d.pruned > 0 {
+                                format!(", pruned {}", d.pruned)
+                            } else {
+                                String::new()
+                            }
+                        ),
+                        (_, Some(e)) => format!("FAILED: {e}"),
+                        _ => "ok".into(),
+                    }
+                ));
+            }
         }
     }
     match first_error {
@@ -66,7 +104,7 @@ pub async fn run(
 }
 
 /// Runs `plans` one after another (a failure does not stop the others), updates the metrics file,
-/// and returns every job's result and the first error.
+/// and returns every job's result and the first error. Prints nothing: errors are in the results.
 pub async fn run_plans(
     ctx: &Ctx,
     plans: &[JobPlan],
@@ -78,13 +116,13 @@ pub async fn run_plans(
     for plan in plans {
         let t0 = Instant::now();
         tracing::info!(job = plan.name(), "job started");
-        let outcome = run_job(ctx, plan, lock_dir).await;
+        let (outcome, destinations) = run_job(ctx, plan, lock_dir).await;
         let (ok, error, bytes) = match outcome {
             Ok(bytes) => (true, None, bytes),
             Err(e) => {
-                eprintln!("dockyard: job {}: error: {e:#}", plan.name());
                 let text = format!("{e:#}");
-                first_error.get_or_insert(e);
+                tracing::error!(job = plan.name(), error = %text, "job failed");
+                first_error.get_or_insert(e.context(format!("job {}", plan.name())));
                 (false, Some(text), 0)
             }
         };
@@ -97,52 +135,95 @@ pub async fn run_plans(
             seconds,
             bytes,
             finished: Utc::now().timestamp(),
+            destinations,
         });
     }
     if let Some(m) = metrics {
         if let Err(e) = write_metrics(m, &results) {
-            eprintln!(
-                "dockyard: cannot write the metrics file {}: {e}",
-                m.display()
-            );
+            tracing::error!(file = %m.display(), error = %e, "cannot write the metrics file");
         }
     }
     (results, first_error)
 }
 
-async fn run_job(ctx: &Ctx, plan: &JobPlan, lock_dir: &Path) -> Result<u64> {
-    let _lock = JobLock::take(lock_dir, plan.name())?;
+/// One job. A backup job tries every destination (one that fails does not stop the others) and
+/// fails at the end if any failed.
+async fn run_job(ctx: &Ctx, plan: &JobPlan, lock_dir: &Path) -> (Result<u64>, Vec<DestResult>) {
+    let _lock = match JobLock::take(lock_dir, plan.name()) {
+        Ok(l) => l,
+        Err(e) => return (Err(e.into()), Vec::new()),
+    };
     match plan {
         JobPlan::Backup {
             backups, retention, ..
         } => {
+            let mut results = Vec::new();
             let mut bytes = 0;
-            for s in backups {
-                let (m, _, _) = super::backup::run_and_report(ctx, s.clone()).await?;
-                bytes += m.size;
-                if let Some(policy) = retention {
-                    super::prune::run(ctx, &s.dest, Some(&m.container), policy, false).await?;
+            let mut first_error: Option<anyhow::Error> = None;
+            for (name, s) in backups {
+                let done = async {
+                    let (m, _, _) = super::backup::run_job(ctx, s.clone()).await?;
+                    let pruned = match retention {
+                        Some(policy) => {
+                            super::prune::apply(&s.dest, Some(&m.container), policy, false)
+                                .await?
+                                .removed
+                        }
+                        None => 0,
+                    };
+                    anyhow::Ok((m, pruned))
+                }
+                .await;
+                match done {
+                    Ok((m, pruned)) => {
+                        bytes += m.size;
+                        results.push(DestResult {
+                            destination: name.clone(),
+                            ok: true,
+                            error: None,
+                            id: Some(m.id),
+                            bytes: m.size,
+                            pruned,
+                        });
+                    }
+                    Err(e) => {
+                        let text = format!("{e:#}");
+                        tracing::error!(job = plan.name(), destination = %name, error = %text, "destination failed; trying the others");
+                        results.push(DestResult {
+                            destination: name.clone(),
+                            ok: false,
+                            error: Some(text),
+                            id: None,
+                            bytes: 0,
+                            pruned: 0,
+                        });
+                        first_error.get_or_insert(e.context(format!("destination {name:?}")));
+                    }
                 }
             }
-            Ok(bytes)
+            let failed: Vec<&str> = results
+                .iter()
+                .filter(|r| !r.ok)
+                .map(|r| r.destination.as_str())
+                .collect();
+            let outcome = match first_error {
+                None => Ok(bytes),
+                Some(e) => Err(e.context(format!(
+                    "{} of {} destinations failed ({})",
+                    failed.len(),
+                    results.len(),
+                    failed.join(", ")
+                ))),
+            };
+            (outcome, results)
         }
-        JobPlan::Logs { settings, .. } => {
-            super::logs::run(ctx, (**settings).clone()).await?;
-            Ok(0)
-        }
+        JobPlan::Logs { settings, .. } => (
+            super::logs::run_quiet(ctx, (**settings).clone())
+                .await
+                .map(|_| 0),
+            Vec::new(),
+        ),
     }
-}
-
-/// The lock directory: configured, else /run/dockyard, else under the temp directory.
-pub fn lock_dir(configured: Option<PathBuf>) -> PathBuf {
-    if let Some(d) = configured {
-        return d;
-    }
-    let run = PathBuf::from("/run/dockyard");
-    if std::fs::create_dir_all(&run).is_ok() {
-        return run;
-    }
-    std::env::temp_dir().join("dockyard-locks")
 }
 
 /// A job lock held longer than this is taken over (its holder is taken to be hung).
@@ -151,7 +232,7 @@ const LOCK_LIMIT_SECS: i64 = 24 * 3600;
 /// An exclusive `flock` on `<dir>/<job>.lock`, held while the job runs. The kernel releases it when
 /// the holder dies, so a killed run never blocks the next one; the file names the last holder.
 struct JobLock {
-    _file: File,
+    file: File,
 }
 
 impl JobLock {
@@ -173,56 +254,58 @@ impl JobLock {
         let mut holder = String::new();
         let _ = file.read_to_string(&mut holder);
         let holder = holder.trim().to_string();
+        let owner = holder.strip_prefix("owner ").and_then(Owner::parse);
         if file.try_lock().is_err() {
             // Held by a live process. Normally that is a run in progress; a holder stuck for longer
             // than LOCK_LIMIT_SECS is taken over, so a hung run cannot block cron for weeks.
-            let since = holder
-                .split_whitespace()
-                .nth(3)
-                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
-            match since.map(|t| Utc::now().signed_duration_since(t).num_seconds()) {
+            let since = owner.as_ref().map(|o| o.since).or_else(|| {
+                holder
+                    .split_whitespace()
+                    .nth(3)
+                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                    .map(|t| t.timestamp())
+            });
+            match since.map(|t| Utc::now().timestamp() - t) {
                 Some(age) if age > LOCK_LIMIT_SECS => {
                     tracing::warn!(job, holder = %holder, "the lock has been held for over {} hours: taking it over", LOCK_LIMIT_SECS / 3600);
                 }
                 _ => {
+                    let who = match &owner {
+                        Some(o) => format!("pid {} on {}, since {}", o.pid, o.host, o.since),
+                        None if holder.is_empty() => "holder unknown".to_string(),
+                        None => holder.clone(),
+                    };
                     return Err(Failure::busy(format!(
-                        "job {job:?} is already running ({}); lock {}",
-                        if holder.is_empty() {
-                            "holder unknown".to_string()
-                        } else {
-                            holder
-                        },
+                        "job {job:?} is already running ({who}); lock {}",
                         path.display()
-                    )))
+                    )));
                 }
             }
-        }
-        if let Some(pid) = holder
-            .split_whitespace()
-            .nth(1)
-            .and_then(|p| p.parse::<u32>().ok())
-        {
-            if !crate::host::process_alive(pid) {
-                tracing::warn!(job, previous = %holder, "taking over the lock of a run that is gone");
-            }
+        } else if let Some(o) = &owner {
+            tracing::warn!(job, previous = %o, "taking over the lock of a run that is gone");
+        } else if !holder.is_empty() {
+            tracing::warn!(job, previous = %holder, "taking over the lock of a run that is gone");
         }
         let _ = file.set_len(0);
         let _ = file.rewind();
-        let _ = writeln!(
-            file,
-            "pid {} since {}",
-            std::process::id(),
-            Utc::now().to_rfc3339()
-        );
-        Ok(JobLock { _file: file })
+        let _ = writeln!(file, "owner {}", Owner::current());
+        Ok(JobLock { file })
     }
 }
 
-/// Writes Prometheus text for node_exporter's textfile collector, atomically. Jobs not in
-/// `results` keep their lines from the previous file, and a job that failed keeps its last success
-/// time, so the file always describes every job.
+impl Drop for JobLock {
+    /// A clean end empties the file, so a non-empty one names a run that did not end cleanly.
+    fn drop(&mut self) {
+        let _ = self.file.set_len(0);
+    }
+}
+
+/// Writes Prometheus text for node_exporter's textfile collector, atomically. Series not in
+/// `results` keep their lines from the previous file, and a failed job (or destination) keeps its
+/// last success time, so the file always describes every job. Backup jobs also get one series per
+/// destination (`{job="media",destination="offsite"}`), so one failing destination shows.
 fn write_metrics(path: &Path, results: &[JobResult]) -> std::io::Result<()> {
-    const METRICS: [(&str, &str); 4] = [
+    const METRICS: [(&str, &str); 7] = [
         ("dockyard_job_success", "1 if the job's last run succeeded."),
         (
             "dockyard_job_last_success_timestamp_seconds",
@@ -236,46 +319,86 @@ fn write_metrics(path: &Path, results: &[JobResult]) -> std::io::Result<()> {
             "dockyard_job_bytes",
             "Archive bytes the job's last run wrote.",
         ),
+        (
+            "dockyard_destination_success",
+            "1 if the backup job's last run to this destination succeeded.",
+        ),
+        (
+            "dockyard_destination_last_success_timestamp_seconds",
+            "When the backup job last succeeded at this destination (Unix time).",
+        ),
+        (
+            "dockyard_destination_bytes",
+            "Archive bytes the backup job's last run wrote to this destination.",
+        ),
     ];
-    // metric -> job -> value, from the previous file.
+    // metric -> label set -> value, from the previous file.
     let mut values: BTreeMap<&str, BTreeMap<String, String>> = BTreeMap::new();
     let previous = std::fs::read_to_string(path).unwrap_or_default();
     for line in previous.lines().filter(|l| !l.starts_with('#')) {
         let Some((series, value)) = line.rsplit_once(' ') else {
             continue;
         };
-        let Some((name, rest)) = series.split_once("{job=\"") else {
-            continue;
-        };
-        let Some(job) = rest.strip_suffix("\"}") else {
+        let Some((name, labels)) = series.split_once('{') else {
             continue;
         };
         if let Some((metric, _)) = METRICS.iter().find(|(m, _)| *m == name) {
             values
                 .entry(metric)
                 .or_default()
-                .insert(job.to_string(), value.to_string());
+                .insert(format!("{{{labels}"), value.to_string());
         }
     }
+    let quote = |v: &str| v.replace('\\', "\\\\").replace('"', "\\\"");
+    let now = Utc::now().timestamp().to_string();
     for r in results {
-        let mut set = |metric: &'static str, v: String| {
-            values.entry(metric).or_default().insert(r.job.clone(), v);
+        let job = format!("{{job=\"{}\"}}", quote(&r.job));
+        let mut set = |metric: &'static str, labels: &str, v: String| {
+            values
+                .entry(metric)
+                .or_default()
+                .insert(labels.to_string(), v);
         };
-        set("dockyard_job_success", (r.ok as u8).to_string());
+        set("dockyard_job_success", &job, (r.ok as u8).to_string());
         if r.ok {
             set(
                 "dockyard_job_last_success_timestamp_seconds",
+                &job,
                 r.finished.to_string(),
             );
         }
-        set("dockyard_job_duration_seconds", format!("{:.3}", r.seconds));
-        set("dockyard_job_bytes", r.bytes.to_string());
+        set(
+            "dockyard_job_duration_seconds",
+            &job,
+            format!("{:.3}", r.seconds),
+        );
+        set("dockyard_job_bytes", &job, r.bytes.to_string());
+        for d in &r.destinations {
+            let labels = format!(
+                "{{job=\"{}\",destination=\"{}\"}}",
+                quote(&r.job),
+                quote(&d.destination)
+            );
+            set(
+                "dockyard_destination_success",
+                &labels,
+                (d.ok as u8).to_string(),
+            );
+            if d.ok {
+                set(
+                    "dockyard_destination_last_success_timestamp_seconds",
+                    &labels,
+                    now.clone(),
+                );
+            }
+            set("dockyard_destination_bytes", &labels, d.bytes.to_string());
+        }
     }
     let mut out = String::new();
     for (metric, help) in METRICS {
         out.push_str(&format!("# HELP {metric} {help}\n# TYPE {metric} gauge\n"));
-        for (job, v) in values.get(metric).into_iter().flatten() {
-            out.push_str(&format!("{metric}{{job=\"{job}\"}} {v}\n"));
+        for (labels, v) in values.get(metric).into_iter().flatten() {
+            out.push_str(&format!("{metric}{labels} {v}\n"));
         }
     }
     let temp = path.with_extension("prom.tmp");

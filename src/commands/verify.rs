@@ -1,6 +1,7 @@
 //! `dockyard verify`: re-read a backup end to end and say `ok` or what is wrong.
 
 use anyhow::{Context, Result};
+use chrono::Utc;
 use serde_json::json;
 
 use super::{read_blocking, Ctx};
@@ -12,24 +13,42 @@ use crate::manifest::{self, Manifest};
 /// Verifies one backup (an id, or `latest` of `container` or of all).
 pub async fn run(ctx: &Ctx, spec: &DestSpec, wanted: &str, container: Option<&str>) -> Result<()> {
     let dest = spec.open().await;
-    let all = manifest::load_all(dest.as_ref()).await?;
+    let catalog = manifest::load_all(dest.as_ref()).await?;
+    let now = Utc::now();
     let m = match (wanted, container) {
-        ("latest", None) => all
-            .first()
+        ("latest", None) => catalog
+            .manifests
+            .iter()
+            .find(|m| !m.in_future(now))
             .ok_or_else(|| Failure::usage(format!("no backups at {}", dest.describe())))?,
-        (_, c) => manifest::select(&all, wanted, c.unwrap_or_default(), &spec.to_string())?,
+        (_, c) => catalog.select(wanted, c.unwrap_or_default(), &spec.to_string(), now)?,
     };
     let report = verify_backup(dest.as_ref(), m).await?;
     if ctx.output.json {
-        super::print_json(
+        ctx.json(
             &json!({"id": m.id, "ok": true, "size": report.size, "sha256": report.sha256,
-            "tar_bytes": report.tar_bytes, "entries": report.entries}),
+            "tar_bytes": report.tar_bytes, "entries": report.entries,
+            "devices": report.devices, "setid": report.setid}),
         );
-    } else {
-        println!(
-            "ok {} ({} entries, sha256 {})",
-            m.id, report.entries, report.sha256
-        );
+        return Ok(());
+    }
+    ctx.say(&format!(
+        "ok {} ({} entries, sha256 {})",
+        m.id, report.entries, report.sha256
+    ));
+    if !report.devices.is_empty() {
+        ctx.say(&format!(
+            "note: {} device node(s), which restore refuses without --allow-devices: {}",
+            report.devices.len(),
+            report.devices.join(", ")
+        ));
+    }
+    if !report.setid.is_empty() {
+        ctx.say(&format!(
+            "note: {} set-user-ID/set-group-ID file(s), whose bits restore removes without --keep-setuid: {}",
+            report.setid.len(),
+            report.setid.join(", ")
+        ));
     }
     Ok(())
 }

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
 
 use super::{DestError, Destination, ObjectReader, Upload};
+use crate::owner::{Liveness, Owner};
 
 /// Default multipart part size.
 pub const DEFAULT_PART_SIZE: usize = 16 << 20;
@@ -180,6 +181,25 @@ struct Marker {
     pid: u32,
     key: String,
     started: DateTime<Utc>,
+    /// The writer as [`Owner`] text (host, pid, start time, run); absent in dockyard 0.1's markers.
+    #[serde(default)]
+    owner: Option<String>,
+}
+
+impl Marker {
+    /// The writer, by the one owner rule.
+    fn owner(&self) -> Owner {
+        self.owner
+            .as_deref()
+            .and_then(Owner::parse)
+            .unwrap_or_else(|| Owner {
+                host: self.host.clone(),
+                pid: self.pid,
+                start: 0,
+                run: "legacy".into(),
+                since: self.started.timestamp(),
+            })
+    }
 }
 
 /// Maps an SDK error to a message that names the destination and says what to check. SDK errors
@@ -407,7 +427,6 @@ impl Destination for S3Dir {
 
     async fn remove_stale(&self) -> Result<Vec<String>, DestError> {
         let prefix = self.spec.list_prefix();
-        let host = crate::host::hostname();
         let now = Utc::now();
         let mut removed = Vec::new();
         let mut key_marker: Option<String> = None;
@@ -433,8 +452,9 @@ impl Destination for S3Dir {
                     .map(|t| (now - t).to_std().unwrap_or_default())
                     .unwrap_or_default();
                 let stale = match self.read_marker(id).await {
-                    Some(m) if m.host == host => !crate::host::process_alive(m.pid),
-                    Some(_) => age > FOREIGN_STALE_AFTER,
+                    Some(m) => {
+                        m.owner().liveness(FOREIGN_STALE_AFTER.as_secs() as i64) == Liveness::Gone
+                    }
                     None => age > UNMARKED_STALE_AFTER,
                 };
                 if !stale {
@@ -498,11 +518,13 @@ impl S3Upload {
             .map_err(|e| s3_error(&self.dest(), &format!("start uploading {}", self.key), e))?;
         let id = out.upload_id().unwrap_or_default().to_string();
         self.upload_id = Some(id.clone());
+        let me = Owner::current();
         let marker = Marker {
-            host: crate::host::hostname(),
-            pid: std::process::id(),
+            host: me.host.clone(),
+            pid: me.pid,
             key: self.key.clone(),
             started: Utc::now(),
+            owner: Some(me.to_string()),
         };
         self.dir
             .client

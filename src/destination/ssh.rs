@@ -200,8 +200,9 @@ impl SshDir {
     async fn start_master(&self) -> Result<PathBuf, (Option<i32>, String)> {
         remove_stale_control_dirs();
         let nonce: u32 = rand::random();
+        let me = crate::owner::Owner::current();
         let dir =
-            std::env::temp_dir().join(format!("dockyard-ssh-{}-{nonce:08x}", std::process::id()));
+            std::env::temp_dir().join(format!("dockyard-ssh-{}-{}-{nonce:08x}", me.pid, me.start));
         let local =
             |e: std::io::Error| (None, format!("cannot prepare the ssh control socket: {e}"));
         std::fs::DirBuilder::new()
@@ -357,7 +358,7 @@ impl Destination for SshDir {
         let temp = format!(
             "{parent}{}.{file}.{}-{}-{nonce:08x}{TEMP_SUFFIX}",
             if parent.is_empty() { "" } else { "/" },
-            crate::host::hostname(),
+            crate::owner::hostname(),
             std::process::id()
         );
         let t = quote(&temp);
@@ -524,12 +525,22 @@ fn remove_stale_control_dirs() {
     };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        let pid = name
-            .strip_prefix("dockyard-ssh-")
-            .and_then(|rest| rest.split('-').next())
-            .and_then(|p| p.parse::<u32>().ok());
+        let Some(rest) = name.strip_prefix("dockyard-ssh-") else {
+            continue;
+        };
+        let mut parts = rest.split('-');
+        let pid = parts.next().and_then(|p| p.parse::<u32>().ok());
+        let start = parts
+            .next()
+            .and_then(|p| p.parse::<u64>().ok())
+            .unwrap_or(0);
         if let Some(pid) = pid {
-            if !crate::host::process_alive(pid) {
+            let owner = crate::owner::Owner {
+                pid,
+                start,
+                ..crate::owner::Owner::current()
+            };
+            if owner.liveness(0) == crate::owner::Liveness::Gone {
                 let _ = std::fs::remove_dir_all(e.path());
             }
         }

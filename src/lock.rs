@@ -1,0 +1,181 @@
+//! Locks on this host: one per container, so a restore never runs beside a backup, a log run or
+//! another restore of the same container. Backups and log runs share the lock; a restore, and the
+//! recovery of an interrupted one, holds it alone. It is an `flock`, so the kernel drops it when
+//! its holder dies and a killed run never blocks the next one.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::error::Failure;
+use crate::owner::Owner;
+
+/// Where locks live: `$DOCKYARD_LOCK_DIR`, else the configured one, else /run/dockyard, else under
+/// the temp directory.
+pub fn lock_dir(configured: Option<PathBuf>) -> PathBuf {
+    if let Some(d) = std::env::var_os("DOCKYARD_LOCK_DIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d);
+    }
+    if let Some(d) = configured {
+        return d;
+    }
+    let run = PathBuf::from("/run/dockyard");
+    if std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&run)
+        .is_ok()
+    {
+        return run;
+    }
+    std::env::temp_dir().join("dockyard-locks")
+}
+
+/// How a container's lock is held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// With other backups and log runs.
+    Shared,
+    /// Alone (restores, and finishing an interrupted one).
+    Exclusive,
+}
+
+/// A held lock on one container; released when dropped.
+#[derive(Debug)]
+pub struct ContainerLock {
+    file: File,
+    path: PathBuf,
+    name: String,
+    access: Access,
+}
+
+impl ContainerLock {
+    /// Takes the lock of container `name` (engine id `id`) for `what` (e.g. "restore"), or fails
+    /// with exit code 6 naming the container and the lock.
+    pub fn take(
+        dir: &Path,
+        id: &str,
+        name: &str,
+        what: &str,
+        access: Access,
+    ) -> Result<ContainerLock, Failure> {
+        let dir = dir.join("containers");
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| {
+                Failure::usage(format!(
+                    "cannot create the lock directory {}: {e} (set DOCKYARD_LOCK_DIR to a writable one)",
+                    dir.display()
+                ))
+            })?;
+        let path = dir.join(format!("{id}.lock"));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)
+            .map_err(|e| Failure::usage(format!("cannot open the lock {}: {e}", path.display())))?;
+        let mut lock = ContainerLock {
+            file,
+            path,
+            name: name.to_string(),
+            access,
+        };
+        lock.acquire(access, what)?;
+        Ok(lock)
+    }
+
+    /// Turns a shared lock into an exclusive one (to finish an interrupted restore found by a
+    /// backup), or fails if another run shares it.
+    pub fn upgrade(&mut self, what: &str) -> Result<(), Failure> {
+        if self.access == Access::Exclusive {
+            return Ok(());
+        }
+        // flock(2) converts by dropping the shared lock first: take it back if the upgrade fails.
+        if let Err(e) = self.acquire(Access::Exclusive, what) {
+            let _ = self.file.try_lock_shared();
+            return Err(e);
+        }
+        self.access = Access::Exclusive;
+        Ok(())
+    }
+
+    /// Shares the lock again after [`ContainerLock::upgrade`].
+    pub fn downgrade(&mut self) {
+        if self.access == Access::Exclusive && self.file.try_lock_shared().is_ok() {
+            self.access = Access::Shared;
+        }
+    }
+
+    fn acquire(&mut self, access: Access, what: &str) -> Result<(), Failure> {
+        let taken = match access {
+            Access::Shared => self.file.try_lock_shared(),
+            Access::Exclusive => self.file.try_lock(),
+        };
+        if taken.is_err() {
+            let mut holder = String::new();
+            let _ = self.file.rewind();
+            let _ = self.file.read_to_string(&mut holder);
+            let holder = holder.trim();
+            return Err(Failure::busy(format!(
+                "container {:?} is busy: another dockyard run is using it ({}), so this {what} would interfere; wait for it and run again (lock {})",
+                self.name,
+                if holder.is_empty() { "a backup or log run" } else { holder },
+                self.path.display()
+            )));
+        }
+        if access == Access::Exclusive {
+            let _ = self.file.set_len(0);
+            let _ = self.file.rewind();
+            let _ = writeln!(self.file, "{what} by {}", Owner::current());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shared_holders_coexist_and_exclude_an_exclusive_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = ContainerLock::take(dir.path(), "c1", "web", "backup", Access::Shared).unwrap();
+        let b = ContainerLock::take(dir.path(), "c1", "web", "logs", Access::Shared).unwrap();
+        let err = ContainerLock::take(dir.path(), "c1", "web", "restore", Access::Exclusive)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("\"web\" is busy") && err.contains("restore"),
+            "{err}"
+        );
+        drop((a, b));
+        let mut r =
+            ContainerLock::take(dir.path(), "c1", "web", "restore", Access::Exclusive).unwrap();
+        r.upgrade("restore").unwrap();
+        let err = ContainerLock::take(dir.path(), "c1", "web", "backup", Access::Shared)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("restore by"), "{err}");
+        // Another container is not affected.
+        ContainerLock::take(dir.path(), "c2", "db", "backup", Access::Shared).unwrap();
+    }
+
+    #[test]
+    fn a_shared_holder_can_upgrade_only_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = ContainerLock::take(dir.path(), "c", "web", "backup", Access::Shared).unwrap();
+        let b = ContainerLock::take(dir.path(), "c", "web", "backup", Access::Shared).unwrap();
+        assert!(a.upgrade("recovery").is_err());
+        // The failed upgrade kept the shared lock.
+        assert!(ContainerLock::take(dir.path(), "c", "web", "restore", Access::Exclusive).is_err());
+        drop(b);
+        a.upgrade("recovery").unwrap();
+    }
+}

@@ -1,0 +1,51 @@
+//! The shell scripts helper containers run, as files included at build time. Each takes its
+//! values as arguments (`sh -c <script> <name> <arg>...`) and never has one interpolated into its
+//! text, so no value from a volume, a manifest or the command line can become shell code.
+
+/// A script and the arguments for one run of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Script {
+    /// Its name, shown as `$0` in its messages.
+    pub name: &'static str,
+    /// Its text.
+    pub text: &'static str,
+    /// Its arguments.
+    pub args: Vec<String>,
+}
+
+impl Script {
+    /// The command line that runs it: `/bin/sh -c <text> <name> <args>...`.
+    pub fn argv(&self) -> Vec<String> {
+        let mut argv = vec![
+            "/bin/sh".to_string(),
+            "-c".to_string(),
+            self.text.to_string(),
+            self.name.to_string(),
+        ];
+        argv.extend(self.args.iter().cloned());
+        argv
+    }
+}
+
+/// The swap step of a restore and the recovery of an interrupted one (see the file's header).
+pub const RESTORE: &str = include_str!("restore.sh");
+/// Locks a log directory, rotates due files and lists rotated ones.
+pub const LOGS_BEGIN: &str = include_str!("logs-begin.sh");
+/// Deletes shipped log files that did not change, records them, releases the lock.
+pub const LOGS_FINISH: &str = include_str!("logs-finish.sh");
+
+/// `restore.sh MODE ROOT... -- STAGED LIVE ...`.
+pub fn restore(mode: &str, roots: &[String], files: &[(String, String)]) -> Script {
+    let mut args = vec![mode.to_string()];
+    args.extend(roots.iter().cloned());
+    args.push("--".into());
+    for (staged, live) in files {
+        args.push(staged.clone());
+        args.push(live.clone());
+    }
+    Script {
+        name: "dockyard-restore",
+        text: RESTORE,
+        args,
+    }
+}

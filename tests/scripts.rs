@@ -1,0 +1,457 @@
+//! The helper scripts (`src/shell/*.sh`) run as helpers run them, `sh -c <script> <name> <args>`,
+//! under busybox sh, dash and bash in POSIX mode (RHEL-style images whose /bin/sh is bash), on
+//! temp directories holding hostile file names. No engine needed: the scripts are plain POSIX sh.
+
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::Path;
+use std::process::Command;
+
+use dockyard::shell::{self, Script};
+
+/// The shells a helper image may have as /bin/sh.
+const SHELLS: &[&[&str]] = &[&["busybox", "sh"], &["dash"], &["bash", "--posix"]];
+
+/// Hostile names: spaces, quotes, newlines, leading dashes, shell syntax, globs, non-UTF-8.
+const NAMES: &[&[u8]] = &[
+    b"plain.jpg",
+    b"-f",
+    b"--help",
+    b"a b",
+    b"it's",
+    b"$(touch PWNED)",
+    b"`touch PWNED`",
+    b"new\nline",
+    b"*",
+    b".hidden",
+    b"..dots",
+    b"\xff\xfe",
+];
+
+struct Ran {
+    code: i32,
+    stdout: Vec<u8>,
+    stderr: String,
+}
+
+fn run(shell: &[&str], script: &Script, cwd: &Path) -> Ran {
+    let out = Command::new(shell[0])
+        .args(&shell[1..])
+        .arg("-c")
+        .arg(script.text)
+        .arg(script.name)
+        .args(&script.args)
+        .current_dir(cwd)
+        .output()
+        .unwrap();
+    Ran {
+        code: out.status.code().unwrap_or(-1),
+        stdout: out.stdout,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn name(b: &[u8]) -> &std::ffi::OsStr {
+    std::os::unix::ffi::OsStrExt::from_bytes(b)
+}
+
+/// A listing of `dir`: relative name, kind and content, sorted (what a user would compare).
+fn tree(dir: &Path) -> Vec<(Vec<u8>, String)> {
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<(Vec<u8>, String)>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let e = e.unwrap();
+            let p = e.path();
+            let rel =
+                std::os::unix::ffi::OsStrExt::as_bytes(p.strip_prefix(base).unwrap().as_os_str())
+                    .to_vec();
+            let meta = std::fs::symlink_metadata(&p).unwrap();
+            if meta.file_type().is_symlink() {
+                out.push((rel, format!("-> {:?}", std::fs::read_link(&p).unwrap())));
+            } else if meta.is_dir() {
+                out.push((rel, format!("dir {:o}", meta.permissions().mode() & 0o7777)));
+                walk(base, &p, out);
+            } else {
+                out.push((rel, format!("file {:?}", std::fs::read(&p).unwrap())));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+/// Fills `dir` with an entry per hostile name (`tag` in each file), a subdirectory and a symlink.
+fn fill(dir: &Path, tag: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    for n in NAMES {
+        std::fs::write(dir.join(name(n)), format!("{tag} {n:?}")).unwrap();
+    }
+    std::fs::create_dir_all(dir.join("sub dir")).unwrap();
+    std::fs::write(dir.join("sub dir").join("inner"), tag).unwrap();
+    symlink("/etc/passwd", dir.join(format!("link-{tag}"))).unwrap();
+}
+
+/// A mount root with live contents and a staged restore of path 0 (the root itself), ready to
+/// commit; returns the expected tree after the swap.
+fn staged_mount(root: &Path, phase: &str) -> Vec<(Vec<u8>, String)> {
+    fill(root, "old");
+    let expected_dir = root.parent().unwrap().join("expected");
+    fill(&expected_dir, "new");
+    std::fs::create_dir(expected_dir.join("nested-mount")).unwrap();
+    let work = root.join(".dockyard-restore");
+    std::fs::create_dir(&work).unwrap();
+    std::fs::set_permissions(&work, std::fs::Permissions::from_mode(0o700)).unwrap();
+    fill(&work.join("new-0"), "new");
+    // A nested mount point stays in place (with whatever it holds).
+    std::fs::create_dir(root.join("nested-mount")).unwrap();
+    std::fs::write(
+        work.join("0-journal"),
+        "dockyard-restore 1\nrun r1\nowner h 1 0 r1 0\nbackup \\142\nmember \\057\npath 0 0 0 750 -152391233 \nskip 0 \\156\\145\\163\\164\\145\\144\\055\\155\\157\\165\\156\\164\n",
+    )
+    .unwrap();
+    std::fs::write(work.join("0-phase"), format!("{phase}\n")).unwrap();
+    // The engine cannot set a time before 1970; the fix-up does.
+    std::fs::write(
+        work.join("0-fixups-0"),
+        format!(
+            "-152391233 {}\n",
+            dockyard::archive::names::octal_escape(b"plain.jpg")
+        ),
+    )
+    .unwrap();
+    let want = tree(&expected_dir);
+    std::fs::remove_dir_all(&expected_dir).unwrap();
+    want
+}
+
+fn root_of(dir: &Path) -> String {
+    dir.to_str().unwrap().to_string()
+}
+
+#[test]
+fn restore_commit_swaps_hostile_names_and_keeps_nested_mounts_in_place() {
+    for sh in SHELLS {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("mnt");
+        let want = staged_mount(&root, "staging");
+        let r = run(
+            sh,
+            &shell::restore("commit", &[root_of(&root)], &[]),
+            tmp.path(),
+        );
+        assert_eq!(r.code, 0, "{sh:?}: {}", r.stderr);
+        assert_eq!(tree(&root), want, "{sh:?}");
+        assert!(!tmp.path().join("PWNED").exists() && !root.join("PWNED").exists());
+        let meta = std::fs::metadata(&root).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o7777, 0o750, "{sh:?}");
+        let mtime = std::os::unix::fs::MetadataExt::mtime(
+            &std::fs::metadata(root.join("plain.jpg")).unwrap(),
+        );
+        assert_eq!(mtime, -152391233, "{sh:?}: the fix-up was not applied");
+        let out = String::from_utf8_lossy(&r.stdout).into_owned();
+        assert!(out.contains("PHASE") && out.contains(" done"), "{out}");
+    }
+}
+
+#[test]
+fn restore_forward_finishes_from_every_phase() {
+    for sh in SHELLS {
+        for phase in ["ready", "aside 0", "in 0", "meta 0", "swapped"] {
+            let tmp = tempfile::tempdir().unwrap();
+            let root = tmp.path().join("mnt");
+            let want = staged_mount(&root, phase);
+            let work = root.join(".dockyard-restore");
+            // Recreate what an interruption in that phase leaves: half the old entries aside,
+            // half the staged ones moved in.
+            if phase != "ready" {
+                std::fs::create_dir(work.join("old-0")).unwrap();
+                for (i, n) in NAMES.iter().enumerate() {
+                    if phase == "aside 0" && i % 2 == 1 {
+                        continue;
+                    }
+                    std::fs::rename(root.join(name(n)), work.join("old-0").join(name(n))).unwrap();
+                }
+                if phase != "aside 0" {
+                    std::fs::rename(root.join("sub dir"), work.join("old-0/sub dir")).unwrap();
+                    std::fs::rename(root.join("link-old"), work.join("old-0/link-old")).unwrap();
+                    for (i, n) in NAMES.iter().enumerate() {
+                        if phase == "in 0" && i % 2 == 1 {
+                            continue;
+                        }
+                        std::fs::rename(work.join("new-0").join(name(n)), root.join(name(n)))
+                            .unwrap();
+                    }
+                    if phase != "in 0" {
+                        std::fs::rename(work.join("new-0/sub dir"), root.join("sub dir")).unwrap();
+                        std::fs::rename(work.join("new-0/link-new"), root.join("link-new"))
+                            .unwrap();
+                    }
+                }
+            }
+            if phase == "swapped" {
+                std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o750)).unwrap();
+            }
+            let r = run(
+                sh,
+                &shell::restore("forward", &[root_of(&root)], &[]),
+                tmp.path(),
+            );
+            assert_eq!(r.code, 0, "{sh:?} {phase}: {}", r.stderr);
+            let got: Vec<_> = tree(&root);
+            assert_eq!(got, want, "{sh:?}: finishing from {phase:?}");
+        }
+    }
+}
+
+#[test]
+fn restore_discard_removes_staging_only_before_the_swap() {
+    for sh in SHELLS {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("mnt");
+        staged_mount(&root, "staging");
+        let live_before: Vec<_> = tree(&root)
+            .into_iter()
+            .filter(|(n, _)| !n.starts_with(b".dockyard-restore"))
+            .collect();
+        let r = run(
+            sh,
+            &shell::restore("discard", &[root_of(&root)], &[]),
+            tmp.path(),
+        );
+        assert_eq!(r.code, 0, "{sh:?}: {}", r.stderr);
+        assert_eq!(tree(&root), live_before, "{sh:?}");
+
+        let root = tmp.path().join("mnt2");
+        staged_mount(&root, "in 0");
+        let r = run(
+            sh,
+            &shell::restore("discard", &[root_of(&root)], &[]),
+            tmp.path(),
+        );
+        assert_ne!(r.code, 0, "{sh:?}: a begun swap must not be discarded");
+        assert!(r.stderr.contains("can only be finished"), "{}", r.stderr);
+    }
+}
+
+#[test]
+fn restore_refuses_a_work_dir_it_did_not_make() {
+    for sh in SHELLS {
+        let tmp = tempfile::tempdir().unwrap();
+        // A symlink planted where the work dir goes: refused, and the target is untouched.
+        let root = tmp.path().join("mnt");
+        std::fs::create_dir_all(&root).unwrap();
+        let victim = tmp.path().join("victim");
+        fill(&victim, "v");
+        symlink(&victim, root.join(".dockyard-restore")).unwrap();
+        let before = tree(&victim);
+        let r = run(
+            sh,
+            &shell::restore("forward", &[root_of(&root)], &[]),
+            tmp.path(),
+        );
+        assert_ne!(r.code, 0, "{sh:?}");
+        assert_eq!(tree(&victim), before);
+        // A directory that is not mode 0700: refused.
+        let root = tmp.path().join("mnt2");
+        staged_mount(&root, "ready");
+        std::fs::set_permissions(
+            root.join(".dockyard-restore"),
+            std::fs::Permissions::from_mode(0o777),
+        )
+        .unwrap();
+        let r = run(
+            sh,
+            &shell::restore("forward", &[root_of(&root)], &[]),
+            tmp.path(),
+        );
+        assert_ne!(r.code, 0, "{sh:?}");
+        assert!(r.stderr.contains("not dockyard's"), "{}", r.stderr);
+        // A journal with shell in a name escape: refused before anything moves.
+        let root = tmp.path().join("mnt3");
+        staged_mount(&root, "ready");
+        std::fs::write(
+            root.join(".dockyard-restore/0-journal"),
+            "dockyard-restore 1\nrun r\nowner h 1 0 r 0\nbackup \\142\nmember \\057\npath 0 0 0 750 0 $(touch${IFS}PWNED)\n",
+        )
+        .unwrap();
+        let r = run(
+            sh,
+            &shell::restore("forward", &[root_of(&root)], &[]),
+            tmp.path(),
+        );
+        assert_ne!(r.code, 0, "{sh:?}");
+        assert!(!tmp.path().join("PWNED").exists() && !root.join("PWNED").exists());
+    }
+}
+
+#[test]
+fn restore_moves_staged_single_files_over_live_ones() {
+    for sh in SHELLS {
+        let tmp = tempfile::tempdir().unwrap();
+        let staged = tmp.path().join(".app.conf.dockyard-restore");
+        let live = tmp.path().join("app.conf");
+        std::fs::write(&staged, "new").unwrap();
+        std::fs::write(&live, "old").unwrap();
+        let pairs = [(root_of(&staged), root_of(&live))];
+        let r = run(sh, &shell::restore("commit", &[], &pairs), tmp.path());
+        assert_eq!(r.code, 0, "{sh:?}: {}", r.stderr);
+        assert_eq!(std::fs::read_to_string(&live).unwrap(), "new");
+        assert!(!staged.exists());
+    }
+}
+
+/// `logs-begin.sh` with the arguments dockyard passes.
+fn begin(dir: &Path, max_age: Option<u64>, method: &str, globs: &[&str]) -> Script {
+    let r = dockyard::logs::scripts::Rotation {
+        patterns: globs.iter().map(|g| g.to_string()).collect(),
+        stamp: "20261128T023000.123Z".into(),
+        now: 1_800_000_000,
+        min_size: None,
+        max_age,
+        method: if method == "copytruncate" {
+            dockyard::logs::reopen::Reopen::CopyTruncate
+        } else {
+            dockyard::logs::reopen::Reopen::None
+        },
+    };
+    dockyard::logs::scripts::begin(dir.to_str().unwrap(), "h 1 0 r 0", None, Some(&r))
+}
+
+#[test]
+fn logs_rotate_hostile_names_and_skip_symlinks() {
+    for sh in SHELLS {
+        for method in ["rename", "copytruncate"] {
+            let tmp = tempfile::tempdir().unwrap();
+            let dir = tmp.path().join("logs");
+            std::fs::create_dir(&dir).unwrap();
+            for n in [
+                "-f.log",
+                "a b.log",
+                "$(touch PWNED).log",
+                "it's.log",
+                "--.log",
+            ] {
+                std::fs::write(dir.join(n), "line\n").unwrap();
+            }
+            let secret = tmp.path().join("secret");
+            std::fs::write(&secret, "root only\n").unwrap();
+            symlink(&secret, dir.join("evil.log")).unwrap();
+            let r = run(sh, &begin(&dir, None, method, &["*.log"]), &dir);
+            assert_eq!(r.code, 0, "{sh:?} {method}: {}", r.stderr);
+            let records = dockyard::logs::scripts::records(&r.stdout);
+            let rotated: Vec<&str> = dockyard::logs::scripts::tagged(&records, "ROTATED").collect();
+            assert_eq!(
+                rotated.len(),
+                5,
+                "{sh:?} {method}: {records:?} {}",
+                r.stderr
+            );
+            assert!(
+                rotated.contains(&"-f.log.20261128T023000.123Z"),
+                "{records:?}"
+            );
+            let skipped: Vec<&str> = dockyard::logs::scripts::tagged(&records, "SKIPPED").collect();
+            assert!(
+                skipped.iter().any(|s| s.starts_with("evil.log:")),
+                "{records:?}"
+            );
+            assert_eq!(std::fs::read_to_string(&secret).unwrap(), "root only\n");
+            assert!(!dir.join("PWNED").exists() && !tmp.path().join("PWNED").exists());
+            assert_eq!(
+                dockyard::logs::scripts::files(&records).len(),
+                5,
+                "{records:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn logs_state_is_never_read_into_arithmetic_or_written_through_a_symlink() {
+    for sh in SHELLS {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("logs");
+        std::fs::create_dir_all(dir.join(".dockyard")).unwrap();
+        std::fs::write(dir.join("app.log"), "line\n").unwrap();
+        std::fs::write(dir.join("web.log"), "line\n").unwrap();
+        // The app controls the volume: a "last rotation" that would run code under bash.
+        std::fs::write(
+            dir.join(".dockyard/last-app.log"),
+            format!("size[$(id>{}/pwned)]\n", dir.display()),
+        )
+        .unwrap();
+        // ...and a state file symlinked to a file outside.
+        let victim = tmp.path().join("victim");
+        std::fs::write(&victim, "keep me\n").unwrap();
+        symlink(&victim, dir.join(".dockyard/last-web.log")).unwrap();
+        let r = run(sh, &begin(&dir, Some(3600), "rename", &["*.log"]), &dir);
+        assert_eq!(r.code, 0, "{sh:?}: {}", r.stderr);
+        assert!(
+            !dir.join("pwned").exists(),
+            "{sh:?}: code from the volume ran"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&victim).unwrap(),
+            "keep me\n",
+            "{sh:?}"
+        );
+        assert!(
+            !std::fs::symlink_metadata(dir.join(".dockyard/last-web.log"))
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+    }
+}
+
+#[test]
+fn logs_refuse_a_symlinked_state_dir() {
+    for sh in SHELLS {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("logs");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("app.log"), "line\n").unwrap();
+        let elsewhere = tmp.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        symlink(&elsewhere, dir.join(".dockyard")).unwrap();
+        let r = run(sh, &begin(&dir, None, "rename", &["*.log"]), &dir);
+        assert_eq!(r.code, 4, "{sh:?}: {}", r.stderr);
+        assert!(r.stderr.contains("symlink"), "{}", r.stderr);
+        assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
+        assert!(dir.join("app.log").exists(), "nothing rotated");
+    }
+}
+
+#[test]
+fn logs_finish_deletes_only_unchanged_files_and_releases_its_own_lock() {
+    for sh in SHELLS {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("logs");
+        std::fs::create_dir_all(dir.join(".dockyard/lock")).unwrap();
+        std::fs::write(dir.join(".dockyard/lock/owner"), "h 1 0 r 0\n").unwrap();
+        std::fs::write(dir.join("-f.log.x"), "12345").unwrap();
+        std::fs::write(dir.join("grew.log.x"), "123456").unwrap();
+        let s = dockyard::logs::scripts::finish(
+            dir.to_str().unwrap(),
+            "h 1 0 r 0",
+            &[
+                ("-f.log.x".into(), 5, "k1".into()),
+                ("grew.log.x".into(), 5, "k2".into()),
+            ],
+            &[],
+        );
+        let r = run(sh, &s, &dir);
+        assert_eq!(r.code, 0, "{sh:?}: {}", r.stderr);
+        let records = dockyard::logs::scripts::records(&r.stdout);
+        assert_eq!(
+            records,
+            vec![
+                "DELETED -f.log.x".to_string(),
+                "KEPT grew.log.x".to_string()
+            ]
+        );
+        assert!(!dir.join(".dockyard/lock").exists());
+        let log = std::fs::read_to_string(dir.join(".dockyard/shipped.log")).unwrap();
+        assert!(log.contains("-f.log.x 5 k1"), "{log}");
+    }
+}
