@@ -452,14 +452,19 @@ impl Engine {
         for h in self.helpers(None).await? {
             let stale = match &h.owner {
                 Some(o) => o.liveness(24 * 3600) == Liveness::Gone,
-                None => true,
+                None => false,
             };
             if !stale || (h.role == "swap" && h.running) {
                 continue;
             }
             tracing::warn!(helper = %h.id, owner = ?h.owner.as_ref().map(|o| o.to_string()), "removing helper container left by a run that is gone");
-            self.remove_helper(&h.id).await?;
-            removed += 1;
+            // Another run may be removing it too: a failure here is not this run's problem.
+            match self.remove_helper(&h.id).await {
+                Ok(()) => removed += 1,
+                Err(e) => {
+                    tracing::debug!(helper = %h.id, error = %e, "could not remove a stale helper")
+                }
+            }
         }
         Ok(removed)
     }
@@ -506,9 +511,22 @@ impl Engine {
             .into_iter()
             .filter_map(|c| {
                 let labels = c.labels.unwrap_or_default();
+                // dockyard 0.1 labelled helpers with host and pid only.
+                let legacy = || {
+                    Some(Owner {
+                        host: labels.get("dockyard.host")?.clone(),
+                        pid: labels.get("dockyard.pid")?.parse().ok()?,
+                        start: 0,
+                        run: "legacy".into(),
+                        since: c.created.unwrap_or(0),
+                    })
+                };
                 Some(Helper {
                     id: c.id?,
-                    owner: labels.get(OWNER_LABEL).and_then(|o| Owner::parse(o)),
+                    owner: labels
+                        .get(OWNER_LABEL)
+                        .and_then(|o| Owner::parse(o))
+                        .or_else(legacy),
                     role: labels.get(ROLE_LABEL).cloned().unwrap_or_default(),
                     running: c.state.map(|s| s.to_string()).as_deref() == Some("running"),
                 })

@@ -153,6 +153,15 @@ pub fn new_id(container: &str, now: DateTime<Utc>) -> String {
     format!("{container}-{}-{nonce:04x}", now.format("%Y%m%dT%H%M%SZ"))
 }
 
+/// The time in an id (`<container>-<YYYYMMDDTHHMMSSZ>-<rand>`), if it has one.
+pub fn id_time(id: &str) -> Option<DateTime<Utc>> {
+    let mut parts = id.rsplitn(3, '-');
+    let (_, stamp) = (parts.next()?, parts.next()?);
+    chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%dT%H%M%SZ")
+        .ok()
+        .map(|t| t.and_utc())
+}
+
 /// The archive object name for an id.
 pub fn archive_name(id: &str) -> String {
     format!("{id}{ARCHIVE_SUFFIX}")
@@ -288,6 +297,9 @@ mod tests {
     fn ids_sort_by_time_and_do_not_collide() {
         let t = Utc.with_ymd_and_hms(2026, 11, 28, 1, 2, 3).unwrap();
         let a = new_id("web", t);
+        assert_eq!(id_time(&a), Some(t));
+        assert_eq!(id_time(&new_id("my-web-app", t)), Some(t));
+        assert_eq!(id_time("nonsense"), None);
         assert!(a.starts_with("web-20261128T010203Z-"), "{a}");
         let many: std::collections::HashSet<_> = (0..50).map(|_| new_id("web", t)).collect();
         assert!(many.len() > 40, "ids should be random past the timestamp");

@@ -445,3 +445,149 @@ fn rotate_only_keeps_the_newest_rotated_files_with_keep_local() {
     );
     assert!(app.helpers().is_empty());
 }
+
+#[test]
+fn an_unprivileged_app_cannot_turn_the_log_helper_against_files_it_cannot_write() {
+    // The app runs as uid 1000 and owns its log directory; another volume holds a file only root
+    // may write. The app plants symlinks where dockyard keeps state and where it finds logs.
+    let app = App::create_with(
+        "logs-evil",
+        &["--user", "1000:1000", "-v", "/srv/logs", "-v", "/srv/data"],
+        common::image(),
+    );
+    app.start();
+    app.root_sh(
+        "chown 1000:1000 /srv/logs && echo secret > /srv/data/root-only && chmod 600 /srv/data/root-only",
+    );
+    app.sh(
+        "cd /srv/logs && mkdir .dockyard && ln -s /srv/data/root-only .dockyard/last-app.log && \
+         ln -s /srv/data/created-by-root .dockyard/shipped.log && echo line > app.log && \
+         ln -s /srv/data/root-only evil.log",
+    );
+    let (_tmp, dest) = common::dest_dir();
+    let logs = |dest: &std::path::Path| {
+        dockyard(&[
+            "logs",
+            &app.name,
+            "--to",
+            dest.to_str().unwrap(),
+            "--reopen",
+            "copytruncate",
+            "--max-age",
+            "1s",
+            "--settle",
+            "0",
+        ])
+    };
+    // The first run records the rotation time (through the planted symlink, if it followed it),
+    // the second rotates, ships and records what shipped (likewise).
+    let r = logs(&dest);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("evil.log") && r.stderr.contains("not a regular file"),
+        "{}",
+        r.stderr
+    );
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let r = logs(&dest);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("rotated 1, shipped 1"), "{}", r.stdout);
+    assert_eq!(
+        app.root_sh("cat /srv/data/root-only"),
+        "secret\n",
+        "root-only file was written"
+    );
+    assert_eq!(
+        app.root_sh("ls /srv/data"),
+        "root-only\n",
+        "a file was created as root"
+    );
+    assert_eq!(
+        app.root_sh("stat -c '%U %a' /srv/data/root-only").trim(),
+        "root 600"
+    );
+    assert_eq!(
+        app.sh("[ -L /srv/logs/evil.log ] && echo untouched"),
+        "untouched\n"
+    );
+
+    // A symlinked state directory is refused outright, naming it.
+    app.sh("cd /srv/logs && rm -rf .dockyard && ln -s /srv/data .dockyard && echo more > app.log");
+    let r = dockyard(&["logs", "rotate", &app.name, "--reopen", "none"]);
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr.contains("/srv/logs/.dockyard is a symlink"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(app.root_sh("ls /srv/data"), "root-only\n");
+}
+
+#[test]
+fn a_bash_sh_image_never_runs_code_found_in_the_volume() {
+    let image = common::bash_sh_image();
+    let app = App::create_with("logs-bash", &["-v", "/srv/logs"], &image);
+    app.start();
+    assert!(app.sh("readlink /bin/sh").contains("bash"));
+    // The rotation time dockyard keeps in the volume, as a compromised app would rewrite it.
+    app.sh(
+        "mkdir -p /srv/logs/.dockyard && echo line > /srv/logs/app.log && \
+         echo 'size[$(id>/srv/logs/pwned)]' > /srv/logs/.dockyard/last-app.log",
+    );
+    let r = dockyard(&[
+        "logs",
+        "rotate",
+        &app.name,
+        "--reopen",
+        "none",
+        "--max-age",
+        "1h",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        app.sh("ls /srv/logs; cat /srv/logs/.dockyard/last-app.log"),
+        format!(
+            "app.log\n{}\n",
+            app.sh("cat /srv/logs/.dockyard/last-app.log").trim()
+        )
+    );
+    assert!(
+        !app.sh("ls -a /srv/logs").contains("pwned"),
+        "code from the volume ran"
+    );
+    assert!(
+        app.sh("cat /srv/logs/.dockyard/last-app.log")
+            .trim()
+            .chars()
+            .all(|c| c.is_ascii_digit()),
+        "the tampered value was not replaced"
+    );
+}
+
+#[test]
+fn a_log_named_like_an_option_is_rotated_and_a_failed_rotation_is_reported() {
+    // A log file that is itself a single-file bind mount cannot be renamed (EBUSY): that rotation
+    // fails and must be reported, while `-f.log` rotates like any other.
+    let host = tempfile::tempdir().unwrap();
+    let mounted = host.path().join("mounted.log");
+    std::fs::write(&mounted, "bound\n").unwrap();
+    let bind = format!("{}:/srv/logs/root.log", mounted.display());
+    let app = App::create_with(
+        "logs-dash",
+        &["-v", "/srv/logs", "-v", &bind],
+        common::image(),
+    );
+    app.start();
+    app.sh("echo dash > /srv/logs/-f.log");
+    let r = dockyard(&["logs", "rotate", &app.name, "--reopen", "none"]);
+    assert_ne!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("root.log") && r.stderr.contains("did not rotate or ship"),
+        "{}",
+        r.stderr
+    );
+    let listing = app.sh("ls /srv/logs");
+    assert!(listing.contains("-f.log.20"), "{listing}");
+    assert!(!listing.lines().any(|l| l == "-f.log"), "{listing}");
+    assert!(listing.lines().any(|l| l == "root.log"), "{listing}");
+}

@@ -46,6 +46,9 @@ pub struct StageSpec {
     pub skip: Vec<Vec<u8>>,
     /// Device nodes and set-id bits.
     pub privileges: Privileges,
+    /// What the path itself must be: a directory (its entries go below `into`) or a single file
+    /// (written as `into`). Anything else in the archive is refused.
+    pub root: Kind,
 }
 
 /// A time the engine would not keep: set it after extraction.
@@ -126,23 +129,37 @@ pub fn stage<W: Write>(
                 staged.stripped.push(shown.clone());
             }
             if rel.is_empty() {
-                match meta.kind {
-                    Kind::Dir => {
-                        staged.root = Some(RootMeta {
-                            mode: meta.mode,
-                            uid: meta.uid,
-                            gid: meta.gid,
-                            mtime: meta.mtime.secs,
-                        });
-                        continue;
-                    }
-                    Kind::File => staged.single_file = true,
-                    _ => {
-                        return Err(invalid(format!(
-                        "refusing entry {shown:?}: a backed-up path must be a directory or a file"
-                    )))
-                    }
+                if meta.kind != spec.root || staged.root.is_some() || staged.single_file {
+                    return Err(invalid(format!(
+                        "refusing entry {shown:?}: {} is restored as a {}, and this is {}",
+                        spec.path,
+                        if spec.root == Kind::Dir {
+                            "directory"
+                        } else {
+                            "single file"
+                        },
+                        if staged.root.is_some() || staged.single_file {
+                            "its second entry".to_string()
+                        } else {
+                            format!("a {:?}", meta.kind)
+                        }
+                    )));
                 }
+                if meta.kind == Kind::Dir {
+                    staged.root = Some(RootMeta {
+                        mode: meta.mode,
+                        uid: meta.uid,
+                        gid: meta.gid,
+                        mtime: meta.mtime.secs,
+                    });
+                    continue;
+                }
+                staged.single_file = true;
+            } else if spec.root == Kind::File {
+                return Err(invalid(format!(
+                    "refusing entry {shown:?}: {} is a single file and holds nothing",
+                    spec.path
+                )));
             }
             if needs_fixup(&meta) {
                 staged.fixups.push(Fixup {

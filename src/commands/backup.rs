@@ -115,6 +115,7 @@ pub async fn backup(
     let dest = s.dest.open().await;
     dest.prepare().await?;
     dest.remove_stale().await?;
+    crate::destination::sweep_orphans(dest.as_ref()).await?;
     engine.remove_stale_helpers().await?;
 
     let created = Utc::now();
@@ -180,10 +181,17 @@ pub async fn backup(
         });
     }
     let text = serde_json::to_vec_pretty(&m).expect("manifest serialises");
-    // From the archive's commit to the manifest's, a signal waits: a killed run's archive without
-    // a manifest is removed by the next run, but a stopped one should leave a whole backup.
+    // From the archive's commit to the manifest's, a signal waits, so a stopped run leaves a whole
+    // backup. A killed one leaves its pending record naming it, so the next run can remove an
+    // archive that never got its manifest.
     let critical = ctx.critical.enter();
-    let committed = upload.commit().await;
+    let committed = match crate::destination::mark_pending(dest.as_ref(), &id).await {
+        Ok(()) => upload.commit().await,
+        Err(e) => {
+            upload.abort().await;
+            Err(e)
+        }
+    };
     let stored = match committed {
         Ok(_) => put_bytes(dest.as_ref(), &manifest::manifest_name(&id), text).await,
         Err(e) => Err(e),
@@ -195,11 +203,13 @@ pub async fn backup(
     if let Err(e) = stored {
         // Without its manifest the archive is invisible; do not leave it taking space.
         let _ = dest.delete(&name).await;
+        crate::destination::clear_pending(dest.as_ref(), &id).await;
         return Err(e).context(format!(
             "backup {id} to {}: could not be completed",
             dest.describe()
         ));
     }
+    crate::destination::clear_pending(dest.as_ref(), &id).await;
     tracing::info!(id = %m.id, container = %m.container, size = m.size, "backup complete");
     Ok((m, secs))
 }
@@ -319,13 +329,16 @@ pub fn select_paths(info: &ContainerInfo, wanted: &[String]) -> Result<Vec<PathR
         volume: m.volume.clone(),
     };
     if wanted.is_empty() {
-        return Ok(mounts
+        // In path order (the engine's order varies), so manifests and output are stable.
+        let mut all: Vec<PathRecord> = mounts
             .iter()
             .map(|m| PathRecord {
                 path: m.destination.clone(),
                 mount: record(m),
             })
-            .collect());
+            .collect();
+        all.sort_by(|a, b| a.path.cmp(&b.path));
+        return Ok(all);
     }
     let mut out: Vec<PathRecord> = Vec::new();
     for path in wanted {
@@ -400,7 +413,7 @@ mod tests {
             .into_iter()
             .map(|p| p.path)
             .collect();
-        assert_eq!(got, vec!["/srv/media", "/srv/logs"]);
+        assert_eq!(got, vec!["/srv/logs", "/srv/media"]);
     }
 
     #[test]

@@ -43,6 +43,10 @@ pub async fn apply(
     dry_run: bool,
 ) -> Result<Outcome> {
     let dest = spec.open().await;
+    if !dry_run {
+        dest.remove_stale().await?;
+        crate::destination::sweep_orphans(dest.as_ref()).await?;
+    }
     let mut all = manifest::load_all(dest.as_ref()).await?.manifests;
     if let Some(c) = container {
         all.retain(|m| m.container == c);

@@ -714,6 +714,7 @@ async fn stage_all(
                 elsewhere: p.elsewhere.clone(),
                 skip: p.skip.clone(),
                 privileges: s.privileges,
+                root: Kind::Dir,
             };
             match stage_one(engine, &stager, dest, m, &member.mount, spec, p.k, preamble).await {
                 Ok(st) => staged.push(st),
@@ -732,6 +733,7 @@ async fn stage_all(
                 elsewhere: vec![],
                 skip: vec![],
                 privileges: s.privileges,
+                root: Kind::File,
             };
             let into = format!("/.dockyard-file-{i}");
             match stage_file(engine, &stager, dest, m, &into, spec).await {

@@ -51,9 +51,8 @@ impl Destination for LocalDir {
     }
 
     async fn prepare(&self) -> Result<(), DestError> {
-        tokio::fs::create_dir_all(&self.root)
-            .await
-            .map_err(self.io("create the directory"))?;
+        // 0700 whatever the umask: backups hold the volumes' data, owners and modes.
+        private_dirs(&self.root).map_err(self.io("create the directory"))?;
         let meta = tokio::fs::metadata(&self.root)
             .await
             .map_err(self.io("inspect the directory"))?;
@@ -63,13 +62,18 @@ impl Destination for LocalDir {
                 message: "exists but is not a directory".into(),
             });
         }
-        let probe = self
-            .root
-            .join(format!(".dockyard-probe-{}", std::process::id()));
-        tokio::fs::write(&probe, b"")
-            .await
+        // A random name, created exclusively and never through a symlink: whoever else can write
+        // the directory cannot make this probe truncate a file elsewhere.
+        let nonce: u64 = rand::random();
+        let probe = self.root.join(format!(".dockyard-probe-{nonce:016x}"));
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&probe)
             .map_err(self.io("write into the directory (is it writable?)"))?;
-        let _ = tokio::fs::remove_file(&probe).await;
+        let _ = std::fs::remove_file(&probe);
         Ok(())
     }
 
@@ -78,7 +82,7 @@ impl Destination for LocalDir {
         let (parent, file) = super::split_name(name);
         let dir = self.root.join(parent);
         if !parent.is_empty() {
-            std::fs::create_dir_all(&dir).map_err(self.io(format!("create {}", dir.display())))?;
+            private_dirs(&dir).map_err(self.io(format!("create {}", dir.display())))?;
         }
         let nonce: u32 = rand::random();
         let temp = dir.join(format!(
@@ -108,8 +112,18 @@ impl Destination for LocalDir {
 
     async fn get(&self, name: &str) -> Result<ObjectReader, DestError> {
         let path = self.object_path(name)?;
-        match tokio::fs::File::open(&path).await {
-            Ok(f) => Ok(Box::new(f)),
+        // Never through a symlink: someone who can write the directory must not make dockyard
+        // read (and restore) a file they cannot read themselves.
+        let opened = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path);
+        match opened {
+            Ok(f) => Ok(Box::new(tokio::fs::File::from_std(f))),
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => Err(DestError::Unusable {
+                dest: self.describe(),
+                message: format!("{name} is a symlink; dockyard reads only regular files here"),
+            }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(DestError::NotFound {
                 dest: self.describe(),
                 name: name.to_string(),
@@ -165,6 +179,15 @@ impl Destination for LocalDir {
             .map_err(self.io("clean up temp files of earlier runs"))?;
         Ok(found)
     }
+}
+
+/// Creates `dir` and any missing parents with mode 0700 (whatever the umask).
+fn private_dirs(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
 }
 
 /// Files under `root/prefix`, as `prefix/...` names, hidden ones left out.

@@ -164,6 +164,72 @@ pub async fn put_bytes(
     up.commit().await
 }
 
+/// Where a backup in progress records its owner (`pending/<id>`): written before the archive,
+/// removed after the manifest. An archive without a manifest whose owner is gone was left by a
+/// run killed between the two, and [`sweep_orphans`] removes it.
+pub const PENDING_DIR: &str = "pending";
+
+/// Manifest-less archives older than this, with no pending record at all (left by dockyard 0.1),
+/// are removed.
+const UNMARKED_ORPHAN_SECS: i64 = 24 * 3600;
+
+/// Records that the backup `id` is being written by this process.
+pub async fn mark_pending(dest: &dyn Destination, id: &str) -> Result<(), DestError> {
+    let owner = crate::owner::Owner::current().to_string();
+    put_bytes(dest, &format!("{PENDING_DIR}/{id}"), owner.into_bytes())
+        .await
+        .map(|_| ())
+}
+
+/// Removes the record of backup `id` (its manifest is written, or it was abandoned).
+pub async fn clear_pending(dest: &dyn Destination, id: &str) {
+    if let Err(e) = dest.delete(&format!("{PENDING_DIR}/{id}")).await {
+        tracing::warn!(error = %e, "could not remove the pending record of {id}; the next run will");
+    }
+}
+
+/// Removes archives whose manifest was never written (their run was killed, or the engine went
+/// away, between the two) once their owner is gone, and pending records of runs that are gone.
+/// Returns what it removed.
+pub async fn sweep_orphans(dest: &dyn Destination) -> Result<Vec<String>, DestError> {
+    let names = dest.list().await?;
+    let pending = dest.list_under(PENDING_DIR).await?;
+    let mut removed = Vec::new();
+    let prefix = format!("{PENDING_DIR}/");
+    let mut owners = std::collections::HashMap::new();
+    for key in &pending {
+        let id = key.strip_prefix(&prefix).unwrap_or(key).to_string();
+        let text = get_bytes(dest, key, 4096).await.unwrap_or_default();
+        owners.insert(
+            id,
+            crate::owner::Owner::parse(&String::from_utf8_lossy(&text)),
+        );
+    }
+    let gone = |id: &str| match owners.get(id) {
+        Some(Some(o)) => o.liveness(24 * 3600) == crate::owner::Liveness::Gone,
+        Some(None) => true,
+        None => crate::manifest::id_time(id)
+            .is_some_and(|t| (chrono::Utc::now() - t).num_seconds() > UNMARKED_ORPHAN_SECS),
+    };
+    for name in &names {
+        let Some(id) = name.strip_suffix(".tar.zst") else {
+            continue;
+        };
+        if names.contains(&format!("{id}.json")) || !gone(id) {
+            continue;
+        }
+        dest.delete(name).await?;
+        tracing::warn!(dest = %dest.describe(), archive = %name, "removed an archive whose manifest was never written (its run was interrupted)");
+        removed.push(name.clone());
+    }
+    for (id, _) in owners.iter().filter(|(id, _)| gone(id)) {
+        if !names.contains(&format!("{id}.tar.zst")) || removed.contains(&format!("{id}.tar.zst")) {
+            dest.delete(&format!("{PENDING_DIR}/{id}")).await?;
+        }
+    }
+    Ok(removed)
+}
+
 /// Reads a small object (a manifest), refusing anything over `limit` bytes so memory stays bounded.
 pub async fn get_bytes(
     dest: &dyn Destination,

@@ -339,12 +339,13 @@ impl Destination for SshDir {
     }
 
     async fn prepare(&self) -> Result<(), DestError> {
+        // The directory (and any parent made here) is private whatever the remote umask; every
+        // value in the script is quoted.
         let d = self.dir();
         self.run(
             "prepare the remote directory",
             &format!(
-                "mkdir -p -- {d} || exit 1; [ -d {d} ] && [ -w {d} ] || {{ echo \"cannot write into {}: Permission denied\" >&2; exit 1; }}",
-                self.spec.path
+                "umask 077; mkdir -p -- {d} || exit 1; [ -d {d} ] && [ -w {d} ] || {{ echo \"cannot write into \"{d}\": Permission denied\" >&2; exit 1; }}"
             ),
         )
         .await
@@ -402,7 +403,7 @@ rc=$?; kill $bg 2>/dev/null; exit $rc",
     async fn get(&self, name: &str) -> Result<ObjectReader, DestError> {
         self.check_name(name)?;
         let script = format!(
-            "cd -- {} 2>/dev/null && test -f {n} || exit {NOT_FOUND}; exec cat -- {n}",
+            "cd -- {} 2>/dev/null && test -f {n} && ! test -L {n} || exit {NOT_FOUND}; exec cat -- {n}",
             self.dir(),
             n = quote(name)
         );

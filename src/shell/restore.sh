@@ -181,7 +181,12 @@ do_swap() {
 
 do_clean() {
   [ "$(phase)" = swapped ] || fail "$root: not swapped"
+  # Removing the work dir touches the mount root: give it back its restored time afterwards.
+  _c_mtime=$(paths | while read -r _c_k _c_u _c_g _c_m _c_t _c_rel; do
+    [ -z "$_c_rel" ] && echo "$_c_t"
+  done)
   cd -P -- "$root" && rm -rf -- "$W" || fail "$root: cannot remove $W"
+  if [ -n "$_c_mtime" ]; then touch -d "@$_c_mtime" . || fail "$root: cannot set its time"; fi
   echo "PHASE $root done"
 }
 

@@ -2,6 +2,7 @@
 //! and unique names that remove themselves, and the dockyard binary run as a user would run it.
 #![allow(dead_code)]
 
+pub mod forge;
 pub mod peers;
 
 use std::path::{Path, PathBuf};
@@ -87,6 +88,65 @@ pub fn image() -> &'static str {
     IMAGE
 }
 
+/// A busybox image whose `mv` sleeps a little before each call: a restore's swap through it takes
+/// seconds, long enough to be interrupted on purpose (`--helper-image`).
+pub const SLOW_MV_IMAGE: &str = "dockyard-test/slow-mv:1";
+
+/// Builds [`SLOW_MV_IMAGE`] once (from the busybox files, offline).
+pub fn slow_mv_image() -> &'static str {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        image();
+        let ok = Command::new("docker")
+            .args(["image", "inspect", SLOW_MV_IMAGE])
+            .output()
+            .expect("docker CLI runs");
+        if ok.status.success() {
+            return;
+        }
+        let c = unique("slowmv-build");
+        docker(&[
+            "run", "--name", &c, "--network", "none", IMAGE, "sh", "-c",
+            "rm /bin/mv && printf '#!/bin/sh\\nsleep 0.3\\nexec /bin/busybox mv \"$@\"\\n' > /bin/mv && chmod 755 /bin/mv",
+        ]);
+        docker(&["commit", &c, SLOW_MV_IMAGE]);
+        docker(&["rm", "-f", &c]);
+    });
+    SLOW_MV_IMAGE
+}
+
+/// An image whose `/bin/sh` is bash (RHEL, UBI, Fedora and Amazon Linux images are like this):
+/// the Debian test image (`DOCKYARD_TEST_GUNICORN_IMAGE`) with `/bin/sh -> bash`, committed once.
+pub fn bash_sh_image() -> String {
+    const TAG: &str = "dockyard-test/bash-sh:1";
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let ok = Command::new("docker")
+            .args(["image", "inspect", TAG])
+            .output()
+            .expect("docker CLI runs");
+        if ok.status.success() {
+            return;
+        }
+        let base = peers::var("DOCKYARD_TEST_GUNICORN_IMAGE");
+        let c = unique("bash-sh-build");
+        docker(&[
+            "run",
+            "--name",
+            &c,
+            "--network",
+            "none",
+            &base,
+            "/bin/bash",
+            "-c",
+            "ln -sf bash /bin/sh && readlink /bin/sh",
+        ]);
+        docker(&["commit", "-c", "CMD [\"sleep\", \"100000\"]", &c, TAG]);
+        docker(&["rm", "-f", &c]);
+    });
+    TAG.to_string()
+}
+
 /// A unique name for something a test creates.
 pub fn unique(what: &str) -> String {
     format!("dyt-{what}-{:08x}", rand_u32())
@@ -119,20 +179,44 @@ impl App {
 
     /// A created, never started container with anonymous volumes at `volumes`.
     pub fn created(what: &str, volumes: &[&str]) -> App {
+        let mut extra = Vec::new();
+        for v in volumes {
+            extra.push("-v");
+            extra.push(v);
+        }
+        App::create_with(what, &extra, image())
+    }
+
+    /// A created container with extra `docker create` arguments (`-v`, `--user`, `-e`), from
+    /// `image`, running `sleep`.
+    pub fn create_with(what: &str, extra: &[&str], image: &str) -> App {
         let name = unique(what);
         let mut args = vec!["create", "--name", &name, "--network", "none"];
-        for v in volumes {
-            args.push("-v");
-            args.push(v);
-        }
-        args.extend([image(), "sleep", "100000"]);
+        args.extend_from_slice(extra);
+        args.extend([image, "sleep", "100000"]);
         docker(&args);
         App { name }
+    }
+
+    /// The host directory (or file) behind the mount at `destination`.
+    pub fn mount_source(&self, destination: &str) -> PathBuf {
+        let out = docker(&[
+            "inspect",
+            "-f",
+            &format!("{{{{range .Mounts}}}}{{{{if eq .Destination \"{destination}\"}}}}{{{{.Source}}}}{{{{end}}}}{{{{end}}}}"),
+            &self.name,
+        ]);
+        PathBuf::from(out.trim())
     }
 
     /// Runs a shell script inside the (running) container and returns its stdout.
     pub fn sh(&self, script: &str) -> String {
         docker(&["exec", &self.name, "sh", "-c", script])
+    }
+
+    /// Runs a shell script inside the (running) container as root, whatever its user.
+    pub fn root_sh(&self, script: &str) -> String {
+        docker(&["exec", "-u", "0", &self.name, "sh", "-c", script])
     }
 
     /// Starts the container (e.g. after restoring into it while it was only created).
@@ -148,6 +232,8 @@ impl App {
             r#"cd {path} && find . | sort | while IFS= read -r f; do
   if [ -L "$f" ]; then echo "$f L $(stat -c '%a %u %g' "$f") -> $(readlink "$f")";
   elif [ "$f" = . ]; then echo ". D $(stat -c '%a %u %g' .)";
+  elif [ -p "$f" ]; then echo "$f P $(stat -c '%a %u %g %Y' "$f")";
+  elif [ -c "$f" ] || [ -b "$f" ]; then echo "$f V $(stat -c '%a %u %g %Y %t:%T' "$f")";
   elif [ -d "$f" ]; then echo "$f D $(stat -c '%a %u %g %Y' "$f")";
   else echo "$f F $(stat -c '%a %u %g %Y %s %h' "$f") $(md5sum < "$f" | cut -c1-32)"; fi
 done"#
@@ -239,11 +325,16 @@ pub fn list(dest: &Path) -> Vec<serde_json::Value> {
     serde_json::from_str(&out).expect("list --json prints a JSON array")
 }
 
-/// Files at a destination directory, hidden ones included, sorted.
+/// Files at a destination directory, hidden ones included, sorted; the `pending` directory where
+/// backups in progress record themselves is listed only when it holds a record.
 pub fn files(dest: &Path) -> Vec<String> {
     let mut names: Vec<String> = match std::fs::read_dir(dest) {
         Ok(d) => d
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| {
+                n != "pending"
+                    || std::fs::read_dir(dest.join(n)).is_ok_and(|mut d| d.next().is_some())
+            })
             .collect(),
         Err(_) => Vec::new(),
     };

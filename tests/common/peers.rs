@@ -130,6 +130,53 @@ impl S3 {
         })
     }
 
+    /// Writes object `key`.
+    pub fn put(&self, key: &str, data: &[u8]) {
+        let client = self.client();
+        let (bucket, key, body) = (self.bucket.clone(), key.to_string(), data.to_vec());
+        rt().block_on(async move {
+            client
+                .put_object()
+                .bucket(bucket)
+                .key(key)
+                .body(body.into())
+                .send()
+                .await
+                .expect("put object");
+        })
+    }
+
+    /// Reads object `key`.
+    pub fn get(&self, key: &str) -> Vec<u8> {
+        let client = self.client();
+        let (bucket, key) = (self.bucket.clone(), key.to_string());
+        rt().block_on(async move {
+            let out = client
+                .get_object()
+                .bucket(bucket)
+                .key(key)
+                .send()
+                .await
+                .expect("get object");
+            out.body.collect().await.unwrap().into_bytes().to_vec()
+        })
+    }
+
+    /// Deletes object `key`.
+    pub fn delete(&self, key: &str) {
+        let client = self.client();
+        let (bucket, key) = (self.bucket.clone(), key.to_string());
+        rt().block_on(async move {
+            client
+                .delete_object()
+                .bucket(bucket)
+                .key(key)
+                .send()
+                .await
+                .expect("delete object");
+        })
+    }
+
     /// Deletes every key under `prefix/` (test clean-up).
     pub fn clear(&self, prefix: &str) {
         let client = self.client();
