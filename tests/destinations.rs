@@ -41,7 +41,7 @@ impl Dest {
         dockyard_env(args, &pairs(&env))
     }
 
-    /// Object names (with `pending/...`), sorted.
+    /// Object names, sorted.
     fn names(&self) -> Vec<String> {
         let mut v: Vec<String> = match self {
             Dest::Local(_, p) => {
@@ -163,25 +163,22 @@ fn orphans_are_removed_once_their_run_is_gone(dest: Dest) {
     listed.sort();
     let (a, b) = (listed[0].clone(), listed[1].clone());
     assert_eq!(
-        dest.names()
-            .iter()
-            .filter(|n| n.starts_with("pending/"))
-            .count(),
-        0,
-        "pending records left by whole backups: {:?}",
+        dest.names().len(),
+        4,
+        "two whole backups leave their archives and manifests, nothing else: {:?}",
         dest.names()
     );
     // B: archive without manifest, its run (a dead pid on this host) recorded as pending.
     dest.remove(&format!("{b}.json"));
     dest.write(
-        &format!("pending/{b}"),
+        &format!("{b}.pending"),
         &format!("{} 999999999 1 deadbeef 1700000000", hostname()),
     );
     // C: written right now by a live process.
     let c = format!("{}-20991231T000000Z-cccc", app.name);
     dest.copy(&format!("{a}.tar.zst"), &format!("{c}.tar.zst"));
     dest.write(
-        &format!("pending/{c}"),
+        &format!("{c}.pending"),
         &format!(
             "{} {} 0 live {}",
             hostname(),
@@ -198,8 +195,8 @@ fn orphans_are_removed_once_their_run_is_gone(dest: Dest) {
     let want = vec![
         format!("{a}.json"),
         format!("{a}.tar.zst"),
+        format!("{c}.pending"),
         format!("{c}.tar.zst"),
-        format!("pending/{c}"),
     ];
     assert_eq!(names, want, "{}", dest.url());
     assert_eq!(ids(&dest), vec![a]);
@@ -255,6 +252,11 @@ fn destination_directories_are_private_whatever_the_umask() {
     ));
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(seen, "700\n700\n2\n0\n", "modes, objects, PWNED");
+    assert_eq!(
+        std::fs::read_dir(&dest).unwrap().count(),
+        2,
+        "only the archive and its manifest"
+    );
 }
 
 #[test]

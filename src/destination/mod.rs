@@ -164,10 +164,11 @@ pub async fn put_bytes(
     up.commit().await
 }
 
-/// Where a backup in progress records its owner (`pending/<id>`): written before the archive,
-/// removed after the manifest. An archive without a manifest whose owner is gone was left by a
-/// run killed between the two, and [`sweep_orphans`] removes it.
-pub const PENDING_DIR: &str = "pending";
+/// The suffix of the record a backup keeps while it commits (`<id>.pending`, naming its owner):
+/// written just before the archive is committed, removed once the manifest is, so normally it
+/// never outlives a run. An archive without a manifest whose owner is gone was left by a run
+/// killed between the two, and [`sweep_orphans`] removes it.
+pub const PENDING_SUFFIX: &str = ".pending";
 
 /// Manifest-less archives older than this, with no pending record at all (left by dockyard 0.1),
 /// are removed.
@@ -176,14 +177,14 @@ const UNMARKED_ORPHAN_SECS: i64 = 24 * 3600;
 /// Records that the backup `id` is being written by this process.
 pub async fn mark_pending(dest: &dyn Destination, id: &str) -> Result<(), DestError> {
     let owner = crate::owner::Owner::current().to_string();
-    put_bytes(dest, &format!("{PENDING_DIR}/{id}"), owner.into_bytes())
+    put_bytes(dest, &format!("{id}{PENDING_SUFFIX}"), owner.into_bytes())
         .await
         .map(|_| ())
 }
 
 /// Removes the record of backup `id` (its manifest is written, or it was abandoned).
 pub async fn clear_pending(dest: &dyn Destination, id: &str) {
-    if let Err(e) = dest.delete(&format!("{PENDING_DIR}/{id}")).await {
+    if let Err(e) = dest.delete(&format!("{id}{PENDING_SUFFIX}")).await {
         tracing::warn!(error = %e, "could not remove the pending record of {id}; the next run will");
     }
 }
@@ -193,12 +194,10 @@ pub async fn clear_pending(dest: &dyn Destination, id: &str) {
 /// Returns what it removed.
 pub async fn sweep_orphans(dest: &dyn Destination) -> Result<Vec<String>, DestError> {
     let names = dest.list().await?;
-    let pending = dest.list_under(PENDING_DIR).await?;
     let mut removed = Vec::new();
-    let prefix = format!("{PENDING_DIR}/");
     let mut owners = std::collections::HashMap::new();
-    for key in &pending {
-        let id = key.strip_prefix(&prefix).unwrap_or(key).to_string();
+    for key in names.iter().filter(|n| n.ends_with(PENDING_SUFFIX)) {
+        let id = key.strip_suffix(PENDING_SUFFIX).unwrap_or(key).to_string();
         let text = get_bytes(dest, key, 4096).await.unwrap_or_default();
         owners.insert(
             id,
@@ -224,7 +223,7 @@ pub async fn sweep_orphans(dest: &dyn Destination) -> Result<Vec<String>, DestEr
     }
     for (id, _) in owners.iter().filter(|(id, _)| gone(id)) {
         if !names.contains(&format!("{id}.tar.zst")) || removed.contains(&format!("{id}.tar.zst")) {
-            dest.delete(&format!("{PENDING_DIR}/{id}")).await?;
+            dest.delete(&format!("{id}{PENDING_SUFFIX}")).await?;
         }
     }
     Ok(removed)

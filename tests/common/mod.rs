@@ -325,16 +325,11 @@ pub fn list(dest: &Path) -> Vec<serde_json::Value> {
     serde_json::from_str(&out).expect("list --json prints a JSON array")
 }
 
-/// Files at a destination directory, hidden ones included, sorted; the `pending` directory where
-/// backups in progress record themselves is listed only when it holds a record.
+/// Files at a destination directory, hidden ones included, sorted.
 pub fn files(dest: &Path) -> Vec<String> {
     let mut names: Vec<String> = match std::fs::read_dir(dest) {
         Ok(d) => d
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|n| {
-                n != "pending"
-                    || std::fs::read_dir(dest.join(n)).is_ok_and(|mut d| d.next().is_some())
-            })
             .collect(),
         Err(_) => Vec::new(),
     };
