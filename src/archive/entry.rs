@@ -157,7 +157,12 @@ pub struct Disagreement {
 /// entry; an unsupported entry type is an error.
 pub fn read<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<(Meta, Vec<Disagreement>), String> {
     let name = trim_slash(&entry.path_bytes()).to_vec();
-    let shown = String::from_utf8_lossy(&name).into_owned();
+    // Error text only: built when needed (this runs once per entry, millions of times).
+    let shown = || String::from_utf8_lossy(&name).into_owned();
+    let has_pax = entry
+        .pax_extensions()
+        .map_err(|e| format!("entry {:?}: unreadable PAX records: {e}", shown()))?
+        .is_some();
     let header = entry.header();
     let kind = match header.entry_type() {
         EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => Kind::File,
@@ -169,20 +174,28 @@ pub fn read<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<(Meta, Vec<Disagre
         EntryType::Block => Kind::BlockDevice,
         other => {
             return Err(format!(
-                "entry {shown:?} has unsupported type {:?} (byte {:#04x})",
+                "entry {:?} has unsupported type {:?} (byte {:#04x})",
+                shown(),
                 other,
                 other.as_byte()
             ))
         }
     };
-    let bad = |what: &str, e: std::io::Error| format!("entry {shown:?}: bad {what} field: {e}");
+    let bad = |what: &str, e: std::io::Error| format!("entry {:?}: bad {what} field: {e}", shown());
     let mode = header.mode().map_err(|e| bad("mode", e))? & 0o7777;
     let uid = header.uid().map_err(|e| bad("uid", e))?;
     let gid = header.gid().map_err(|e| bad("gid", e))?;
     let header_mtime = header.mtime().map_err(|e| bad("mtime", e))?;
     let header_size = header.size().map_err(|e| bad("size", e))?;
-    let header_path = trim_slash(&header.path_bytes()).to_vec();
-    let header_link = header.link_name_bytes().map(|l| l.into_owned());
+    // The header's own name and link target, to compare with PAX records (only if there are any).
+    let (header_path, header_link) = if has_pax {
+        (
+            trim_slash(&header.path_bytes()).to_vec(),
+            header.link_name_bytes().map(|l| l.into_owned()),
+        )
+    } else {
+        (Vec::new(), None)
+    };
     let device = match kind {
         Kind::CharDevice | Kind::BlockDevice => Some((
             header
@@ -201,7 +214,7 @@ pub fn read<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<(Meta, Vec<Disagre
             entry
                 .link_name_bytes()
                 .map(|l| l.into_owned())
-                .ok_or_else(|| format!("link {shown:?} has no target"))?,
+                .ok_or_else(|| format!("link {:?} has no target", shown()))?,
         ),
         _ => None,
     };
@@ -211,24 +224,24 @@ pub fn read<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<(Meta, Vec<Disagre
 
     let mut mtime = Mtime {
         secs: i64::try_from(header_mtime)
-            .map_err(|_| format!("entry {shown:?}: mtime out of range"))?,
+            .map_err(|_| format!("entry {:?}: mtime out of range", shown()))?,
         nanos: 0,
     };
     let mut xattrs = Vec::new();
     let mut disagreements = Vec::new();
     if let Some(records) = entry
         .pax_extensions()
-        .map_err(|e| format!("entry {shown:?}: unreadable PAX records: {e}"))?
+        .map_err(|e| format!("entry {:?}: unreadable PAX records: {e}", shown()))?
     {
         for record in records {
-            let record = record.map_err(|e| format!("entry {shown:?}: bad PAX record: {e}"))?;
+            let record = record.map_err(|e| format!("entry {:?}: bad PAX record: {e}", shown()))?;
             let key = record.key_bytes();
             let value = record.value_bytes();
             let show = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
             match key {
                 b"mtime" => {
                     mtime = Mtime::parse_pax(value).ok_or_else(|| {
-                        format!("entry {shown:?}: bad PAX mtime {:?}", show(value))
+                        format!("entry {:?}: bad PAX mtime {:?}", shown(), show(value))
                     })?;
                 }
                 b"size" if !is_sparse && data_size != header_size => {
@@ -255,7 +268,7 @@ pub fn read<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<(Meta, Vec<Disagre
                 _ => {
                     if let Some(attr) = key.strip_prefix(b"SCHILY.xattr.") {
                         if attr.is_empty() || attr.contains(&0) {
-                            return Err(format!("entry {shown:?}: bad xattr name"));
+                            return Err(format!("entry {:?}: bad xattr name", shown()));
                         }
                         xattrs.push((attr.to_vec(), value.to_vec()));
                     }

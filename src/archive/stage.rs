@@ -97,7 +97,6 @@ pub fn stage<W: Write>(
         for entry in archive.entries()? {
             let mut entry = entry?;
             let (mut meta, disagreements) = entry::read(&mut entry).map_err(invalid)?;
-            let shown = String::from_utf8_lossy(&meta.name).into_owned();
             let Some(rel) = relative(&meta.name, &prefix).map(<[u8]>::to_vec) else {
                 continue;
             };
@@ -106,32 +105,37 @@ pub fn stage<W: Write>(
             }
             if let Some(d) = disagreements.first() {
                 return Err(invalid(format!(
-                    "refusing entry {shown:?}: its PAX {} ({}) disagrees with its header ({})",
-                    d.key, d.pax, d.header
+                    "refusing entry {:?}: its PAX {} ({}) disagrees with its header ({})",
+                    show(&meta.name),
+                    d.key,
+                    d.pax,
+                    d.header
                 )));
             }
             let hardlink = (meta.kind == Kind::Hardlink)
                 .then(|| hardlink_target(meta.link.as_deref().unwrap_or_default(), &prefix));
             scope
                 .admit(&rel, hardlink.as_deref(), meta.kind == Kind::Symlink)
-                .map_err(|why| invalid(format!("refusing entry {shown:?}: {why}")))?;
+                .map_err(|why| invalid(format!("refusing entry {:?}: {why}", show(&meta.name))))?;
             if !rel.is_empty() && excluded(&rel, &spec.skip) {
-                staged.skipped.push(shown);
+                staged.skipped.push(show(&meta.name));
                 continue;
             }
             if meta.kind.is_device() && !spec.privileges.allow_devices {
                 return Err(invalid(format!(
-                    "refusing device node {shown:?}; pass --allow-devices to restore device nodes"
+                    "refusing device node {:?}; pass --allow-devices to restore device nodes",
+                    show(&meta.name)
                 )));
             }
             if meta.is_setid_file() && !spec.privileges.keep_setid {
                 meta.mode &= !SETID_BITS;
-                staged.stripped.push(shown.clone());
+                staged.stripped.push(show(&meta.name));
             }
             if rel.is_empty() {
                 if meta.kind != spec.root || staged.root.is_some() || staged.single_file {
                     return Err(invalid(format!(
-                        "refusing entry {shown:?}: {} is restored as a {}, and this is {}",
+                        "refusing entry {:?}: {} is restored as a {}, and this is {}",
+                        show(&meta.name),
                         spec.path,
                         if spec.root == Kind::Dir {
                             "directory"
@@ -157,7 +161,8 @@ pub fn stage<W: Write>(
                 staged.single_file = true;
             } else if spec.root == Kind::File {
                 return Err(invalid(format!(
-                    "refusing entry {shown:?}: {} is a single file and holds nothing",
+                    "refusing entry {:?}: {} is a single file and holds nothing",
+                    show(&meta.name),
                     spec.path
                 )));
             }
@@ -225,4 +230,9 @@ fn join(into: &[u8], rel: &[u8]) -> Vec<u8> {
         out.extend_from_slice(rel);
     }
     out
+}
+
+/// An entry name for messages.
+fn show(name: &[u8]) -> String {
+    String::from_utf8_lossy(name).into_owned()
 }

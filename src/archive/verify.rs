@@ -104,10 +104,8 @@ fn walk(reader: impl Read, manifest: &Manifest) -> Result<Walked, String> {
             let mut entry =
                 entry.map_err(|e| format!("corrupt archive after {entries} entries: {e}"))?;
             let (meta, disagreements) = entry::read(&mut entry)?;
-            let shown = String::from_utf8_lossy(&meta.name).into_owned();
             if let Some(d) = disagreements.first() {
-                return Err(format!(
-                    "unsafe entry {shown:?}: its PAX {} ({}) disagrees with its header ({}); tar readers would see different archives",
+                return Err(format!("unsafe entry {:?}: its PAX {} ({}) disagrees with its header ({}); tar readers would see different archives", show(&meta.name),
                     d.key, d.pax, d.header
                 ));
             }
@@ -120,22 +118,29 @@ fn walk(reader: impl Read, manifest: &Manifest) -> Result<Walked, String> {
                 .max_by_key(|(_, len, _)| *len)
                 .map(|(i, _, r)| (i, r))
                 .ok_or_else(|| {
-                    format!("entry {shown:?} is outside every path the manifest lists")
+                    format!(
+                        "entry {:?} is outside every path the manifest lists",
+                        show(&meta.name)
+                    )
                 })?;
             let hardlink = (meta.kind == Kind::Hardlink).then(|| {
                 hardlink_target(meta.link.as_deref().unwrap_or_default(), &prefixes[index])
             });
             scopes[index]
                 .admit(&rel, hardlink.as_deref(), meta.kind == Kind::Symlink)
-                .map_err(|why| format!("unsafe entry {shown:?}: {why}"))?;
+                .map_err(|why| format!("unsafe entry {:?}: {why}", show(&meta.name)))?;
             if rel.is_empty() {
                 if !matches!(meta.kind, Kind::Dir | Kind::File) {
                     return Err(format!(
-                        "unsafe entry {shown:?}: a backed-up path must be a directory or a file"
+                        "unsafe entry {:?}: a backed-up path must be a directory or a file",
+                        show(&meta.name)
                     ));
                 }
                 if roots[index].is_some() {
-                    return Err(format!("unsafe entry {shown:?}: the path appears twice"));
+                    return Err(format!(
+                        "unsafe entry {:?}: the path appears twice",
+                        show(&meta.name)
+                    ));
                 }
                 roots[index] = Some((
                     meta.kind,
@@ -148,16 +153,17 @@ fn walk(reader: impl Read, manifest: &Manifest) -> Result<Walked, String> {
                 ));
             }
             if meta.kind.is_device() {
-                devices.push(shown.clone());
+                devices.push(show(&meta.name));
             }
             if meta.is_setid_file() {
-                setid.push(shown.clone());
+                setid.push(show(&meta.name));
             }
             let copied = io::copy(&mut entry, &mut io::sink())
-                .map_err(|e| format!("corrupt data in {shown:?}: {e}"))?;
+                .map_err(|e| format!("corrupt data in {:?}: {e}", show(&meta.name)))?;
             if copied != entry.size() {
                 return Err(format!(
-                    "corrupt data in {shown:?}: {copied} of {} bytes",
+                    "corrupt data in {:?}: {copied} of {} bytes",
+                    show(&meta.name),
                     entry.size()
                 ));
             }
@@ -186,6 +192,11 @@ impl<R: Read> Read for CountRead<R> {
         self.count += n as u64;
         Ok(n)
     }
+}
+
+/// An entry name for messages.
+fn show(name: &[u8]) -> String {
+    String::from_utf8_lossy(name).into_owned()
 }
 
 #[cfg(test)]

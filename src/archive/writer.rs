@@ -41,12 +41,15 @@ impl<W: Write> TarWriter<W> {
         if !pax.is_empty() {
             self.special(b'x', b"././@PaxHeader", &pax)?;
         }
-        let mut name = meta.name.clone();
-        if meta.kind == Kind::Dir && !name.ends_with(b"/") {
-            name.push(b'/');
-        }
-        if name.len() > 100 {
-            let mut long = name.clone();
+        // Directories are written with a trailing slash, as tar tools expect.
+        let slash = meta.kind == Kind::Dir && !meta.name.ends_with(b"/");
+        let name_len = meta.name.len() + slash as usize;
+        if name_len > 100 {
+            let mut long = Vec::with_capacity(name_len + 1);
+            long.extend_from_slice(&meta.name);
+            if slash {
+                long.push(b'/');
+            }
             long.push(0);
             self.special(b'L', b"././@LongLink", &long)?;
         }
@@ -64,7 +67,10 @@ impl<W: Write> TarWriter<W> {
         let mut h = tar::Header::new_gnu();
         {
             let old = h.as_old_mut();
-            copy_truncated(&mut old.name, &name);
+            copy_truncated(&mut old.name, &meta.name);
+            if slash && meta.name.len() < old.name.len() {
+                old.name[meta.name.len()] = b'/';
+            }
             copy_truncated(&mut old.linkname, link);
             old.linkflag = [meta.kind.type_byte()];
         }
