@@ -3,8 +3,9 @@
 
 use clap::{Args, Parser, Subcommand};
 
-/// Where backups go when neither `--to`/`--from` nor `DOCKYARD_DEST` says otherwise.
-pub const DEFAULT_DEST: &str = "/var/backups/dockyard";
+use crate::values::{
+    defaults, Addressing, Age, ContainerPath, Level, LogPattern, Settle, Size, Tag,
+};
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -71,8 +72,14 @@ pub struct RemoteArgs {
 
     /// S3 addressing: `path` (bucket in the path; the default with a custom endpoint) or `virtual`
     /// (bucket in the host name; the default on AWS).
-    #[arg(long, global = true, env = "DOCKYARD_S3_ADDRESSING", value_name = "STYLE", value_parser = ["path", "virtual"])]
-    pub s3_addressing: Option<String>,
+    #[arg(
+        long,
+        global = true,
+        env = "DOCKYARD_S3_ADDRESSING",
+        value_name = "STYLE",
+        value_enum
+    )]
+    pub s3_addressing: Option<Addressing>,
 
     /// S3 multipart part size in MiB (5 or more; default 16). Memory use is about three parts.
     #[arg(long, global = true, env = "DOCKYARD_S3_PART_SIZE", value_name = "MIB")]
@@ -125,7 +132,7 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct DaemonArgs {
     /// The config file (TOML; see config/dockyard.toml).
-    #[arg(long, env = "DOCKYARD_CONFIG", default_value = crate::config::DEFAULT_CONFIG, value_name = "FILE")]
+    #[arg(long, env = "DOCKYARD_CONFIG", default_value = defaults::CONFIG, value_name = "FILE")]
     pub config: std::path::PathBuf,
 
     /// Write Prometheus text here after each job (overrides `metrics_file` in the config).
@@ -141,7 +148,7 @@ pub struct RunArgs {
     pub jobs: Vec<String>,
 
     /// The config file (TOML; see config/dockyard.toml).
-    #[arg(long, env = "DOCKYARD_CONFIG", default_value = crate::config::DEFAULT_CONFIG, value_name = "FILE")]
+    #[arg(long, env = "DOCKYARD_CONFIG", default_value = defaults::CONFIG, value_name = "FILE")]
     pub config: std::path::PathBuf,
 
     /// Write Prometheus text here after the run (overrides `metrics_file` in the config).
@@ -190,16 +197,16 @@ pub struct PolicyArgs {
     pub keep_yearly: Option<u32>,
     /// Keep every backup younger than AGE relative to the newest backup (e.g. 2d, 12h).
     #[arg(long, value_name = "AGE")]
-    pub keep_within: Option<String>,
+    pub keep_within: Option<Age>,
     /// Keep every backup with this tag (a pin); repeat for several. Other tags change nothing.
     #[arg(long = "keep-tag", value_name = "TAG")]
-    pub keep_tags: Vec<String>,
+    pub keep_tags: Vec<Tag>,
     /// Let the rules remove snapshots too; they are pinned otherwise.
     #[arg(long, alias = "prune-tagged")]
     pub prune_snapshots: bool,
     /// Keep safety backups (`pre-restore`) this long, then remove them (default 7d).
     #[arg(long, value_name = "AGE")]
-    pub keep_safety: Option<String>,
+    pub keep_safety: Option<Age>,
 }
 
 /// `dockyard snapshot`.
@@ -279,8 +286,8 @@ pub struct LogsShipArgs {
 #[derive(Debug, Args)]
 pub struct LogDirArgs {
     /// The log directory inside the container (must be in a volume or bind mount).
-    #[arg(long = "path", default_value = "/srv/logs", value_name = "DIR")]
-    pub path: String,
+    #[arg(long = "path", default_value = defaults::LOG_DIR, value_name = "DIR")]
+    pub path: ContainerPath,
 
     /// Image for the helper containers (needs /bin/sh). Default: the app's own image.
     #[arg(long, value_name = "IMAGE")]
@@ -291,24 +298,24 @@ pub struct LogDirArgs {
 #[derive(Debug, Args)]
 pub struct RotateArgs {
     /// Which files in DIR to rotate (shell glob, no `/`); repeat for several.
-    #[arg(long = "pattern", default_value = "*.log", value_name = "GLOB")]
-    pub patterns: Vec<String>,
+    #[arg(long = "pattern", default_value = defaults::LOG_PATTERN, value_name = "GLOB")]
+    pub patterns: Vec<LogPattern>,
 
     /// How the app learns to reopen its files: `signal:USR1` (Gunicorn, nginx), `signal:<NAME>`,
     /// `exec:<command>` (run in the app container, e.g. `exec:nginx -s reopen`), `copytruncate`
     /// (for apps that cannot reopen; a small window can lose lines), or `none` (apps that notice
     /// the rename, e.g. Python's WatchedFileHandler).
-    #[arg(long, default_value = "signal:USR1", value_name = "METHOD")]
+    #[arg(long, default_value = defaults::REOPEN, value_name = "METHOD")]
     pub reopen: String,
 
     /// Rotate only files at least this big (e.g. 10M, 1G). With --max-age, either is enough.
     #[arg(long, value_name = "SIZE")]
-    pub min_size: Option<String>,
+    pub min_size: Option<Size>,
 
     /// Rotate only files last rotated at least this long ago (e.g. 1h, 1d). With --min-size,
     /// either is enough.
     #[arg(long, value_name = "AGE")]
-    pub max_age: Option<String>,
+    pub max_age: Option<Age>,
 }
 
 /// Where and how to ship.
@@ -318,18 +325,18 @@ pub struct ShipArgs {
     pub dest: DestArg,
 
     /// zstd level for shipped logs (1-19).
-    #[arg(long = "level", default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19))]
-    pub level: i32,
+    #[arg(long = "level", default_value_t, value_name = "1-19")]
+    pub level: Level,
 
     /// Seconds to wait after asking the app to reopen, before shipping what was rotated (lines the
     /// app writes to a renamed file until it reopens still ship: a file that grew is shipped again).
-    #[arg(long, default_value_t = 1.0, value_name = "SECONDS")]
-    pub settle: f64,
+    #[arg(long, default_value = defaults::SETTLE, value_name = "SECONDS")]
+    pub settle: Settle,
 
     /// Delete this container's shipped logs rotated longer ago than AGE (e.g. 30d) from the
     /// destination, after shipping. Default: keep them.
     #[arg(long, value_name = "AGE")]
-    pub prune_after: Option<String>,
+    pub prune_after: Option<Age>,
 }
 
 /// Where backups live.
@@ -337,7 +344,7 @@ pub struct ShipArgs {
 pub struct DestArg {
     /// Destination: a directory (`./backups`, `/var/backups/dockyard`), `file:///dir`,
     /// `ssh://[user@]host[:port]/dir` (or `ssh://host/~/dir`) or `s3://bucket/prefix`.
-    #[arg(long = "to", env = "DOCKYARD_DEST", default_value = DEFAULT_DEST, value_name = "DEST")]
+    #[arg(long = "to", env = "DOCKYARD_DEST", default_value = defaults::DEST, value_name = "DEST")]
     pub dest: String,
 }
 
@@ -350,18 +357,18 @@ pub struct BackupArgs {
     /// A mount point (or a directory inside one) to back up; repeat for several. Default: every
     /// volume and bind mount of the container.
     #[arg(long = "path", value_name = "PATH")]
-    pub paths: Vec<String>,
+    pub paths: Vec<ContainerPath>,
 
     #[command(flatten)]
     pub dest: DestArg,
 
     /// Tag the backup (e.g. `pre-upgrade`); repeat for several.
     #[arg(long = "tag", value_name = "TAG")]
-    pub tags: Vec<String>,
+    pub tags: Vec<Tag>,
 
     /// zstd compression level, 1 (fastest) to 19 (smallest).
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19))]
-    pub level: i32,
+    #[arg(long, default_value_t, value_name = "1-19")]
+    pub level: Level,
 
     /// Image for the helper container. Default: the container's own image (always present locally).
     #[arg(long, value_name = "IMAGE")]
@@ -394,7 +401,7 @@ pub struct StopArgs {
     pub stop_also: Vec<String>,
 
     /// With --stop: seconds to wait for a graceful stop (SIGTERM) before the engine kills.
-    #[arg(long, default_value_t = 30, value_name = "SECONDS", requires = "stop")]
+    #[arg(long, default_value_t = defaults::STOP_TIMEOUT, value_name = "SECONDS", requires = "stop")]
     pub stop_timeout: u32,
 }
 
@@ -431,7 +438,7 @@ pub struct RestoreArgs {
     pub container: String,
 
     /// Where the backup is: a directory, `file:///dir`, `ssh://host/dir` or `s3://bucket/prefix`.
-    #[arg(long = "from", env = "DOCKYARD_DEST", default_value = DEFAULT_DEST, value_name = "DEST")]
+    #[arg(long = "from", env = "DOCKYARD_DEST", default_value = defaults::DEST, value_name = "DEST")]
     pub dest: String,
 
     /// Backup id, or `latest`: the newest backup of the target container (or of --container).
@@ -444,7 +451,7 @@ pub struct RestoreArgs {
 
     /// Restore only these paths of the backup; repeat for several. Default: all of them.
     #[arg(long = "path", value_name = "PATH")]
-    pub paths: Vec<String>,
+    pub paths: Vec<ContainerPath>,
 
     /// Say what would change (added, changed, removed entries) and change nothing.
     #[arg(long)]
@@ -463,7 +470,7 @@ pub struct RestoreArgs {
     /// Safety backups older than this are removed when a restore writes a new one, and prune
     /// stops keeping them (e.g. 7d, 12h). Config: [restore] safety_backup_keep. Default 7d.
     #[arg(long, value_name = "AGE")]
-    pub safety_backup_keep: Option<String>,
+    pub safety_backup_keep: Option<Age>,
 
     /// Restore device nodes (block and character devices) from the backup. Refused by default:
     /// a device node in a volume can hand the host's disks to whoever can open it.
@@ -485,4 +492,41 @@ pub struct RestoreArgs {
     /// Image for the helper containers (needs /bin/sh). Default: the target container's image.
     #[arg(long, value_name = "IMAGE")]
     pub helper_image: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn bad_values_are_refused_naming_the_flag_and_the_value() {
+        for (args, want) in [
+            (
+                &["backup", "web", "--path", "srv/media"][..],
+                "absolute path",
+            ),
+            (&["backup", "web", "--level", "20"][..], "1 to 19"),
+            (&["backup", "web", "--tag", "a b"][..], "letters, digits"),
+            (
+                &["logs", "web", "--settle", "5000"][..],
+                "between 0 and 3600",
+            ),
+            (&["logs", "web", "--max-age", "30"][..], "s, m, h, d"),
+            (&["prune", "--keep-within", "soon"][..], "soon"),
+        ] {
+            let err = Cli::try_parse_from(std::iter::once("dockyard").chain(args.iter().copied()))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(want) && err.contains(args[args.len() - 2]),
+                "{args:?}: {err}"
+            );
+        }
+    }
 }

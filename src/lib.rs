@@ -18,3 +18,4 @@ pub mod retention;
 pub mod settings;
 pub mod shell;
 pub mod swap;
+pub mod values;

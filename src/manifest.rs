@@ -120,9 +120,10 @@ impl Manifest {
             return Err("it lists no paths".into());
         }
         for (i, p) in self.paths.iter().enumerate() {
-            crate::settings::container_paths(std::slice::from_ref(&p.path))
+            p.path
+                .parse::<crate::values::ContainerPath>()
                 .ok()
-                .filter(|n| n[0] == p.path)
+                .filter(|n| n.as_str() == p.path)
                 .ok_or_else(|| {
                     format!(
                         "its path {:?} is not a normalised absolute path (no `.`, `..` or empty components)",

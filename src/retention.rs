@@ -17,9 +17,6 @@
 use chrono::{DateTime, Datelike, Utc};
 use serde::{Deserialize, Deserializer};
 
-/// How long safety backups are kept when the policy does not say: a week.
-pub const DEFAULT_KEEP_SAFETY_SECS: i64 = 7 * 86400;
-
 /// A retention policy; an empty policy keeps everything. It is also a job's `[retention]` table in
 /// the config file, with the same key names (`keep_within = "2d"`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -68,10 +65,8 @@ impl Policy {
 
 /// Reads an age such as `"2d"` into seconds.
 fn age<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
-    let text = String::deserialize(d)?;
-    crate::settings::parse_age(&text)
-        .map(|s| Some(s as i64))
-        .map_err(serde::de::Error::custom)
+    let age = crate::values::Age::deserialize(d)?;
+    Ok(Some(age.secs() as i64))
 }
 
 /// One backup as retention sees it.
@@ -109,7 +104,9 @@ pub fn decide(items: &[Item], policy: &Policy, now: DateTime<Utc>) -> Vec<Decisi
     sorted.sort_by(|a, b| b.created.cmp(&a.created).then_with(|| b.id.cmp(&a.id)));
     let future =
         |i: &Item| i.created > now + chrono::Duration::seconds(crate::manifest::FUTURE_SKEW_SECS);
-    let keep_safety = policy.keep_safety.unwrap_or(DEFAULT_KEEP_SAFETY_SECS);
+    let keep_safety = policy
+        .keep_safety
+        .unwrap_or(crate::values::defaults::SAFETY_KEEP_SECS);
     // Pinned backups are kept whatever the rules say, and take no part in them.
     let pin = |i: &Item| -> Option<String> {
         if future(i) {

@@ -39,7 +39,7 @@ pub struct PackStats {
 }
 
 /// Compression settings.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Compression {
     /// zstd level (1-19; 3 is zstd's default).
     pub level: i32,

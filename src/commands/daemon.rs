@@ -11,9 +11,10 @@ use cron::Schedule;
 
 use super::run::run_plans;
 use super::Ctx;
-use crate::config::{self, JobPlan};
+use crate::config;
 use crate::destination::RemoteOptions;
 use crate::error::Failure;
+use crate::settings::{file::plans, JobPlan};
 
 /// Runs forever (until a signal), each scheduled job at its next time.
 pub async fn run(
@@ -26,7 +27,7 @@ pub async fn run(
     let lock_dir = crate::lock::lock_dir(config.lock_dir.clone());
     let metrics = metrics.or(config.metrics_file.clone());
     let mut jobs: Vec<(JobPlan, Schedule, DateTime<Utc>)> = Vec::new();
-    for plan in config.plans(&[], remote)? {
+    for plan in plans(&config, &[], remote)? {
         let Some(expr) = config.schedule_of(plan.name()) else {
             tracing::info!(
                 job = plan.name(),

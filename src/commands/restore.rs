@@ -491,7 +491,7 @@ async fn safety_backup(
         tags: vec![SAFETY_TAG.into()],
         compression: Compression {
             level: 3,
-            workers: crate::settings::zstd_workers(),
+            workers: crate::values::zstd_workers(),
         },
         helper_image: s.helper_image.clone(),
         snapshot: false,

@@ -13,10 +13,11 @@ use chrono::Utc;
 use serde_json::json;
 
 use super::Ctx;
-use crate::config::{self, JobPlan};
+use crate::config;
 use crate::destination::RemoteOptions;
 use crate::error::Failure;
 use crate::owner::Owner;
+use crate::settings::{file::plans, JobPlan};
 
 /// How one job ended.
 #[derive(Debug, serde::Serialize)]
@@ -52,7 +53,7 @@ pub async fn run(
     remote: &RemoteOptions,
 ) -> Result<()> {
     let config = config::load(path)?;
-    let plans = config.plans(wanted, remote)?;
+    let plans = plans(&config, wanted, remote)?;
     let lock_dir = crate::lock::lock_dir(config.lock_dir.clone());
     let metrics = metrics.or(config.metrics_file.clone());
     let (results, first_error) = run_plans(ctx, &plans, &lock_dir, metrics.as_deref()).await;

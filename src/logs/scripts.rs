@@ -14,7 +14,7 @@ pub const LOCKED: i64 = 75;
 /// What the begin script should rotate, if anything.
 #[derive(Debug, Clone)]
 pub struct Rotation {
-    /// Glob patterns of live files, e.g. `*.log` (checked by `settings::pattern`).
+    /// Glob patterns of live files, e.g. `*.log` (checked by `values::LogPattern`).
     pub patterns: Vec<String>,
     /// Suffix for this rotation (see `naming::stamp`).
     pub stamp: String,

@@ -1,0 +1,402 @@
+//! Lowers the config file's jobs and `[restore]` table into the same settings the flags produce,
+//! checking references between its tables (a job naming an undefined destination, an unknown job).
+
+use std::path::Path;
+
+use super::{stop_list, BackupSettings, LogsSettings, ShipSettings};
+use crate::archive::pack::Compression;
+use crate::config::{self, Config, DestinationConfig, JobConfig, LogJobConfig};
+use crate::destination::{DestSpec, RemoteOptions};
+use crate::error::Failure;
+use crate::logs::reopen::Reopen;
+use crate::retention::Policy;
+use crate::values::{
+    defaults, tag_strings, unique_paths, zstd_workers, Addressing, Age, ContainerPath, Level,
+};
+
+/// What `dockyard run` does for one job, fully resolved.
+#[derive(Debug, Clone)]
+pub enum JobPlan {
+    /// A backup to each destination, then retention there.
+    Backup {
+        /// Job name.
+        name: String,
+        /// One settings value per destination, with the destination's name in the config.
+        backups: Vec<(String, BackupSettings)>,
+        /// Retention to apply afterwards, if any.
+        retention: Option<Policy>,
+    },
+    /// Rotate and ship logs.
+    Logs {
+        /// Job name.
+        name: String,
+        /// The run's settings.
+        settings: Box<LogsSettings>,
+    },
+}
+
+impl JobPlan {
+    /// The job's name.
+    pub fn name(&self) -> &str {
+        match self {
+            JobPlan::Backup { name, .. } | JobPlan::Logs { name, .. } => name,
+        }
+    }
+}
+
+/// What `dockyard restore` takes from the config file's `[restore]` table.
+#[derive(Debug, Default)]
+pub struct RestoreDefaults {
+    /// Where safety backups go.
+    pub safety_dest: Option<DestSpec>,
+    /// How long they are kept, in seconds.
+    pub safety_keep_secs: Option<i64>,
+}
+
+/// The `[restore]` settings of the config file named, or of the default one when it exists.
+pub fn restore_defaults(
+    named: Option<&Path>,
+    remote: &RemoteOptions,
+) -> Result<RestoreDefaults, Failure> {
+    let default = Path::new(defaults::CONFIG);
+    let path = match named {
+        Some(p) => p,
+        None if default.exists() => default,
+        None => return Ok(RestoreDefaults::default()),
+    };
+    let config = config::load(path)?;
+    let Some(r) = &config.restore else {
+        return Ok(RestoreDefaults::default());
+    };
+    Ok(RestoreDefaults {
+        safety_dest: r
+            .safety_backup_to
+            .as_deref()
+            .map(|name| dest(&config, "[restore]", name, remote))
+            .transpose()?,
+        safety_keep_secs: r.safety_backup_keep.map(|a| a.secs() as i64),
+    })
+}
+
+/// Resolves every job (or only `wanted`, by name) into plans, checking references.
+/// `overrides` (the remote-destination flags and env) win over the destinations' settings.
+pub fn plans(
+    config: &Config,
+    wanted: &[String],
+    overrides: &RemoteOptions,
+) -> Result<Vec<JobPlan>, Failure> {
+    for w in wanted {
+        if !config.jobs.contains_key(w) && !config.logs.contains_key(w) {
+            let known: Vec<&String> = config.jobs.keys().chain(config.logs.keys()).collect();
+            return Err(Failure::usage(format!(
+                "no job named {w:?} in the config; its jobs are: {known:?}"
+            )));
+        }
+    }
+    let pick = |n: &String| wanted.is_empty() || wanted.contains(n);
+    let mut plans = Vec::new();
+    for (name, job) in config.jobs.iter().filter(|(n, _)| pick(n)) {
+        plans.push(backup_plan(config, name, job, overrides)?);
+    }
+    for (name, job) in config.logs.iter().filter(|(n, _)| pick(n)) {
+        plans.push(log_plan(config, name, job, overrides)?);
+    }
+    Ok(plans)
+}
+
+/// Destination `name`, with `overrides` winning over its own remote settings.
+fn dest(
+    config: &Config,
+    job: &str,
+    name: &str,
+    overrides: &RemoteOptions,
+) -> Result<DestSpec, Failure> {
+    let d: &DestinationConfig = config.destinations.get(name).ok_or_else(|| {
+        Failure::usage(format!(
+            "job {job:?} uses destination {name:?}, which is not defined under [destinations]"
+        ))
+    })?;
+    let remote = RemoteOptions {
+        ssh_config: overrides.ssh_config.clone().or(d.ssh_config.clone()),
+        s3_endpoint: overrides.s3_endpoint.clone().or(d.s3_endpoint.clone()),
+        s3_path_style: overrides
+            .s3_path_style
+            .or(d.s3_addressing.map(|a| a == Addressing::Path)),
+        s3_part_size: match overrides.s3_part_size {
+            0 => d.s3_part_size_mib.unwrap_or(0) << 20,
+            flag => flag,
+        },
+    };
+    DestSpec::parse(&d.url, &remote)
+        .map_err(|e| Failure::usage(format!("destination {name:?}: {e}")))
+}
+
+fn backup_plan(
+    config: &Config,
+    name: &str,
+    job: &JobConfig,
+    overrides: &RemoteOptions,
+) -> Result<JobPlan, Failure> {
+    if job.destinations.is_empty() {
+        return Err(Failure::usage(format!("job {name:?} has no destinations")));
+    }
+    if job.retention.as_ref().is_some_and(Policy::is_empty) {
+        return Err(Failure::usage(format!(
+            "job {name:?}: [retention] keeps nothing explicitly; give a keep_* key or drop the section"
+        )));
+    }
+    let mut backups = Vec::new();
+    for d in &job.destinations {
+        backups.push((
+            d.clone(),
+            BackupSettings {
+                container: job.container.clone(),
+                paths: unique_paths(&job.paths),
+                dest: dest(config, name, d, overrides)?,
+                tags: tag_strings(&job.tags),
+                compression: Compression {
+                    level: job.level.unwrap_or_default().0,
+                    workers: zstd_workers(),
+                },
+                helper_image: job.helper_image.clone(),
+                snapshot: false,
+                include_env: false,
+                stop: stop_list(&job.container, job.stop_during_backup, &job.stop_also),
+                stop_timeout: job.stop_timeout.unwrap_or(defaults::STOP_TIMEOUT),
+                pre_hook: job.pre_hook.clone(),
+                post_hook: job.post_hook.clone(),
+            },
+        ));
+    }
+    Ok(JobPlan::Backup {
+        name: name.to_string(),
+        backups,
+        retention: job.retention.clone(),
+    })
+}
+
+fn log_plan(
+    config: &Config,
+    name: &str,
+    job: &LogJobConfig,
+    overrides: &RemoteOptions,
+) -> Result<JobPlan, Failure> {
+    let default_dir: ContainerPath = defaults::LOG_DIR.parse().expect("a valid default");
+    let patterns = match &job.patterns {
+        Some(p) => p.iter().map(|p| p.as_str().to_string()).collect(),
+        None => vec![defaults::LOG_PATTERN.to_string()],
+    };
+    let reopen = Reopen::parse(job.reopen.as_deref().unwrap_or(defaults::REOPEN))
+        .map_err(|e| Failure::usage(format!("log job {name:?}: reopen: {e}")))?;
+    let settle = match job.settle {
+        Some(s) => s.0,
+        None => {
+            defaults::SETTLE
+                .parse::<crate::values::Settle>()
+                .expect("a valid default")
+                .0
+        }
+    };
+    let settings = LogsSettings {
+        container: job.container.clone(),
+        dir: job
+            .path
+            .as_ref()
+            .unwrap_or(&default_dir)
+            .as_str()
+            .to_string(),
+        patterns,
+        reopen,
+        min_size: job.min_size.map(|s| s.0),
+        max_age: job.max_age.map(Age::secs),
+        rotate: true,
+        ship: Some(ShipSettings {
+            dest: dest(config, name, &job.destination, overrides)?,
+            level: Level::default().0,
+            prune_after: job.prune_after.map(Age::secs),
+        }),
+        keep_local: None,
+        settle,
+        helper_image: job.helper_image.clone(),
+    };
+    Ok(JobPlan::Logs {
+        name: name.to_string(),
+        settings: Box::new(settings),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::Cli;
+    use crate::config::parse;
+    use crate::settings::{Action, Settings};
+    use clap::Parser;
+
+    fn flags(args: &[&str]) -> Settings {
+        let cli = Cli::try_parse_from(std::iter::once("dockyard").chain(args.iter().copied()))
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        Settings::from_cli(cli).unwrap()
+    }
+
+    #[test]
+    fn the_example_configs_parse_and_resolve() {
+        for file in ["config/dockyard.toml", "config/minimal.toml"] {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+            let config = config::load(&path).unwrap_or_else(|e| panic!("{file}: {e}"));
+            let plans = plans(&config, &[], &RemoteOptions::default())
+                .unwrap_or_else(|e| panic!("{file}: {e}"));
+            assert!(!plans.is_empty(), "{file} has no jobs");
+        }
+    }
+
+    #[test]
+    fn equal_flags_and_config_give_equal_backup_settings() {
+        let c = parse(
+            "[destinations.nas]\nurl = \"/srv/backups\"\n\
+             [jobs.media]\ncontainer = \"web\"\ndestinations = [\"nas\"]\npaths = [\"/srv/media/\", \"/srv/logs\"]\n\
+             tags = [\"nightly\"]\nlevel = 7\nstop_during_backup = true\nstop_also = [\"worker\"]\nstop_timeout = 12\n\
+             pre_hook = \"sync\"\nhelper_image = \"busybox\"\n",
+        )
+        .unwrap();
+        let from_file = match plans(&c, &[], &RemoteOptions::default()).unwrap().remove(0) {
+            JobPlan::Backup { mut backups, .. } => backups.remove(0).1,
+            other => panic!("{other:?}"),
+        };
+        let from_flags = match flags(&[
+            "backup",
+            "web",
+            "--to",
+            "/srv/backups",
+            "--path",
+            "/srv/media/",
+            "--path",
+            "/srv/logs",
+            "--tag",
+            "nightly",
+            "--level",
+            "7",
+            "--stop",
+            "--stop-also",
+            "worker",
+            "--stop-timeout",
+            "12",
+            "--pre-hook",
+            "sync",
+            "--helper-image",
+            "busybox",
+        ])
+        .action
+        {
+            Action::Backup(b) => b,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(from_file, from_flags);
+        // And with nothing said, the defaults are the same too.
+        let c = parse("[destinations.nas]\nurl = \"/b\"\n[jobs.m]\ncontainer = \"web\"\ndestinations = [\"nas\"]\n").unwrap();
+        let from_file = match plans(&c, &[], &RemoteOptions::default()).unwrap().remove(0) {
+            JobPlan::Backup { mut backups, .. } => backups.remove(0).1,
+            other => panic!("{other:?}"),
+        };
+        let Action::Backup(from_flags) = flags(&["backup", "web", "--to", "/b"]).action else {
+            panic!()
+        };
+        assert_eq!(from_file, from_flags);
+    }
+
+    #[test]
+    fn equal_flags_and_config_give_equal_log_settings() {
+        let c = parse(
+            "[destinations.nas]\nurl = \"/srv/shipped\"\n\
+             [logs.web]\ncontainer = \"web\"\ndestination = \"nas\"\npath = \"/var/log/app/\"\n\
+             patterns = [\"*.log\", \"access-*.txt\"]\nreopen = \"copytruncate\"\nmin_size = \"10M\"\n\
+             max_age = \"1d\"\nprune_after = \"30d\"\nsettle = 0.5\n",
+        )
+        .unwrap();
+        let from_file = match plans(&c, &[], &RemoteOptions::default()).unwrap().remove(0) {
+            JobPlan::Logs { settings, .. } => *settings,
+            other => panic!("{other:?}"),
+        };
+        let Action::Logs(from_flags) = flags(&[
+            "logs",
+            "web",
+            "--to",
+            "/srv/shipped",
+            "--path",
+            "/var/log/app/",
+            "--pattern",
+            "*.log",
+            "--pattern",
+            "access-*.txt",
+            "--reopen",
+            "copytruncate",
+            "--min-size",
+            "10M",
+            "--max-age",
+            "1d",
+            "--prune-after",
+            "30d",
+            "--settle",
+            "0.5",
+        ])
+        .action
+        else {
+            panic!()
+        };
+        assert_eq!(from_file, from_flags);
+        let c = parse("[destinations.nas]\nurl = \"/s\"\n[logs.web]\ncontainer = \"web\"\ndestination = \"nas\"\n").unwrap();
+        let from_file = match plans(&c, &[], &RemoteOptions::default()).unwrap().remove(0) {
+            JobPlan::Logs { settings, .. } => *settings,
+            other => panic!("{other:?}"),
+        };
+        let Action::Logs(from_flags) = flags(&["logs", "web", "--to", "/s"]).action else {
+            panic!()
+        };
+        assert_eq!(from_file, from_flags);
+    }
+
+    #[test]
+    fn flags_and_env_win_over_the_config() {
+        let c = parse(
+            "[destinations.s3]\nurl = \"s3://b/p\"\ns3_endpoint = \"http://config:3900\"\ns3_part_size_mib = 8\n\
+             [jobs.m]\ncontainer = \"web\"\ndestinations = [\"s3\"]\n",
+        )
+        .unwrap();
+        let endpoint = |o: &RemoteOptions| match &plans(&c, &[], o).unwrap()[0] {
+            JobPlan::Backup { backups, .. } => match &backups[0].1.dest {
+                DestSpec::S3(s) => (s.endpoint.clone().unwrap(), s.part_size),
+                other => panic!("{other:?}"),
+            },
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            endpoint(&RemoteOptions::default()),
+            ("http://config:3900".into(), 8 << 20)
+        );
+        let flags = RemoteOptions {
+            s3_endpoint: Some("http://flag:3900".into()),
+            s3_part_size: 32 << 20,
+            ..Default::default()
+        };
+        assert_eq!(endpoint(&flags), ("http://flag:3900".into(), 32 << 20));
+    }
+
+    #[test]
+    fn undefined_destinations_and_unknown_jobs_are_named() {
+        let c = parse("[jobs.media]\ncontainer = \"web\"\ndestinations = [\"nas\"]\n").unwrap();
+        let err = plans(&c, &[], &RemoteOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("\"nas\"") && err.contains("[destinations]"),
+            "{err}"
+        );
+        let err = plans(&c, &["nope".into()], &RemoteOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("no job named \"nope\"") && err.contains("media"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,211 @@
+//! Lowers the parsed command line (flags and environment, already checked by the `values` types
+//! clap parses them into) into `Settings`.
+
+use super::{
+    stop_list, Action, BackupSettings, LogsSettings, Output, RestoreSettings, Settings,
+    ShipSettings,
+};
+use crate::archive::entry::Privileges;
+use crate::archive::pack::Compression;
+use crate::cli::{
+    BackupArgs, Cli, Command, LogDirArgs, LogsAction, LogsArgs, PolicyArgs, RotateArgs, ShipArgs,
+};
+use crate::destination::{DestSpec, RemoteOptions};
+use crate::error::Failure;
+use crate::logs::reopen::Reopen;
+use crate::retention::Policy;
+use crate::values::{
+    defaults, tag_strings, unique_paths, zstd_workers, Addressing, Age, ContainerPath,
+};
+
+impl Settings {
+    /// Lowers and validates the parsed command line.
+    pub fn from_cli(cli: Cli) -> Result<Settings, Failure> {
+        let output = Output {
+            json: cli.json,
+            progress: !cli.no_progress,
+        };
+        let remote = RemoteOptions {
+            ssh_config: cli.remote.ssh_config,
+            s3_endpoint: cli.remote.s3_endpoint.filter(|e| !e.is_empty()),
+            s3_path_style: cli.remote.s3_addressing.map(|a| a == Addressing::Path),
+            s3_part_size: cli.remote.s3_part_size.unwrap_or(0).saturating_mul(1 << 20),
+        };
+        let dest = |url: &str| DestSpec::parse(url, &remote).map_err(Failure::usage);
+        let action = match cli.command {
+            Command::Backup(a) => Action::Backup(backup(a, &dest, false)?),
+            Command::Snapshot(a) => {
+                if a.backup.tags.is_empty() {
+                    return Err(Failure::usage(
+                        "a snapshot needs a --tag (e.g. --tag pre-upgrade) so it can be found and is kept by prune",
+                    ));
+                }
+                let mut b = backup(a.backup, &dest, true)?;
+                b.include_env = a.include_env;
+                Action::Backup(b)
+            }
+            Command::Run(a) => Action::Run {
+                config: a.config,
+                jobs: a.jobs,
+                metrics_file: a.metrics_file,
+                remote: remote.clone(),
+            },
+            Command::Daemon(a) => Action::Daemon {
+                config: a.config,
+                metrics_file: a.metrics_file,
+                remote: remote.clone(),
+            },
+            Command::Prune(a) => {
+                let policy = policy(a.policy);
+                if policy.is_empty() {
+                    return Err(Failure::usage(
+                        "prune needs a policy: give at least one --keep-* option (e.g. --keep-daily 14); nothing was removed",
+                    ));
+                }
+                Action::Prune {
+                    dest: dest(&a.dest.dest)?,
+                    container: a.container,
+                    policy,
+                    dry_run: a.dry_run,
+                }
+            }
+            Command::List(a) => Action::List {
+                dest: dest(&a.dest.dest)?,
+                container: a.container,
+            },
+            Command::Verify(a) => Action::Verify {
+                dest: dest(&a.dest.dest)?,
+                archive: a.archive,
+                container: a.container,
+            },
+            Command::Restore(a) => {
+                let file = super::file::restore_defaults(a.config.as_deref(), &remote)?;
+                let safety_dest = match &a.safety_backup_to {
+                    Some(url) => Some(dest(url)?),
+                    None => file.safety_dest,
+                };
+                let safety_keep_secs = match a.safety_backup_keep {
+                    Some(age) => age.secs() as i64,
+                    None => file.safety_keep_secs.unwrap_or(defaults::SAFETY_KEEP_SECS),
+                };
+                Action::Restore(RestoreSettings {
+                    container: a.container.clone(),
+                    dest: dest(&a.dest)?,
+                    archive: a.archive,
+                    source: a.source,
+                    paths: unique_paths(&a.paths),
+                    dry_run: a.dry_run,
+                    safety_backup: !a.no_safety_backup,
+                    safety_dest,
+                    safety_keep_secs,
+                    privileges: Privileges {
+                        allow_devices: a.allow_devices,
+                        keep_setid: a.keep_setuid,
+                    },
+                    stop: stop_list(&a.container, a.stop.stop, &a.stop.stop_also),
+                    stop_timeout: a.stop.stop_timeout,
+                    helper_image: a.helper_image,
+                })
+            }
+            Command::Logs(a) => Action::Logs(logs(*a, &dest)?),
+        };
+        Ok(Settings { output, action })
+    }
+}
+
+fn backup(
+    a: BackupArgs,
+    dest: &dyn Fn(&str) -> Result<DestSpec, Failure>,
+    snapshot: bool,
+) -> Result<BackupSettings, Failure> {
+    Ok(BackupSettings {
+        paths: unique_paths(&a.paths),
+        dest: dest(&a.dest.dest)?,
+        tags: tag_strings(&a.tags),
+        compression: Compression {
+            level: a.level.0,
+            workers: zstd_workers(),
+        },
+        stop: stop_list(&a.container, a.stop.stop, &a.stop.stop_also),
+        stop_timeout: a.stop.stop_timeout,
+        container: a.container,
+        helper_image: a.helper_image,
+        snapshot,
+        include_env: false,
+        pre_hook: a.pre_hook,
+        post_hook: a.post_hook,
+    })
+}
+
+/// Lowers the `--keep-*` flags.
+pub fn policy(a: PolicyArgs) -> Policy {
+    let secs = |age: Option<Age>| age.map(|a| a.secs() as i64);
+    Policy {
+        keep_last: a.keep_last,
+        keep_hourly: a.keep_hourly,
+        keep_daily: a.keep_daily,
+        keep_weekly: a.keep_weekly,
+        keep_monthly: a.keep_monthly,
+        keep_yearly: a.keep_yearly,
+        keep_within: secs(a.keep_within),
+        keep_tags: tag_strings(&a.keep_tags),
+        prune_snapshots: a.prune_snapshots,
+        keep_safety: secs(a.keep_safety),
+    }
+}
+
+fn logs(
+    a: LogsArgs,
+    dest: &dyn Fn(&str) -> Result<DestSpec, Failure>,
+) -> Result<LogsSettings, Failure> {
+    let (container, dir, rotate, ship, keep_local): (
+        String,
+        LogDirArgs,
+        Option<RotateArgs>,
+        Option<ShipArgs>,
+        Option<usize>,
+    ) = match a.action {
+        Some(LogsAction::Rotate(r)) => (r.container, r.dir, Some(r.rotate), None, r.keep_local),
+        Some(LogsAction::Ship(s)) => (s.container, s.dir, None, Some(s.ship), None),
+        None => (
+            a.container.expect("clap requires it"),
+            a.dir,
+            Some(a.rotate),
+            Some(a.ship),
+            None,
+        ),
+    };
+    let (patterns, reopen, min_size, max_age) = match &rotate {
+        Some(r) => (
+            r.patterns.iter().map(|p| p.as_str().to_string()).collect(),
+            Reopen::parse(&r.reopen).map_err(Failure::usage)?,
+            r.min_size.map(|s| s.0),
+            r.max_age.map(Age::secs),
+        ),
+        None => (Vec::new(), Reopen::None, None, None),
+    };
+    Ok(LogsSettings {
+        container,
+        dir: ContainerPath::as_str(&dir.path).to_string(),
+        patterns,
+        reopen,
+        min_size,
+        max_age,
+        rotate: rotate.is_some(),
+        settle: ship
+            .as_ref()
+            .map(|s| s.settle.0)
+            .unwrap_or(std::time::Duration::ZERO),
+        ship: ship
+            .map(|s| -> Result<ShipSettings, Failure> {
+                Ok(ShipSettings {
+                    dest: dest(&s.dest.dest)?,
+                    level: s.level.0,
+                    prune_after: s.prune_after.map(Age::secs),
+                })
+            })
+            .transpose()?,
+        keep_local,
+        helper_image: dir.helper_image,
+    })
+}

@@ -1,0 +1,198 @@
+//! The settings every command uses, one typed and validated value per run. Built in one of two
+//! places, both from the checked value types of `values` (so a value means and is checked the
+//! same wherever it comes from): `flags` lowers the command line and environment (flags win over
+//! env, env over defaults), `file` lowers the config file's jobs. Commands never see clap or TOML.
+
+pub mod file;
+pub mod flags;
+
+use crate::archive::pack::Compression;
+use crate::destination::{DestSpec, RemoteOptions};
+use crate::logs::reopen::Reopen;
+use crate::retention::Policy;
+
+pub use file::JobPlan;
+
+/// How results are shown.
+#[derive(Debug, Clone, Copy)]
+pub struct Output {
+    /// JSON on stdout instead of text.
+    pub json: bool,
+    /// Progress bar allowed (still only on a terminal).
+    pub progress: bool,
+}
+
+/// Everything a run needs.
+#[derive(Debug)]
+pub struct Settings {
+    /// Output style.
+    pub output: Output,
+    /// What to do.
+    pub action: Action,
+}
+
+/// The command, with its validated settings.
+#[derive(Debug)]
+pub enum Action {
+    /// `backup`.
+    Backup(BackupSettings),
+    /// `list`.
+    List {
+        /// Where to look.
+        dest: DestSpec,
+        /// Only this container's backups.
+        container: Option<String>,
+    },
+    /// `verify`.
+    Verify {
+        /// Where to look.
+        dest: DestSpec,
+        /// Id or `latest`.
+        archive: String,
+        /// With `latest`: this container's newest.
+        container: Option<String>,
+    },
+    /// `restore`.
+    Restore(RestoreSettings),
+    /// `logs`, `logs rotate`, `logs ship`.
+    Logs(LogsSettings),
+    /// `run`: the config file's jobs.
+    Run {
+        /// The config file.
+        config: std::path::PathBuf,
+        /// Job names; empty means all.
+        jobs: Vec<String>,
+        /// Prometheus textfile override.
+        metrics_file: Option<std::path::PathBuf>,
+        /// Remote-destination flags and env, which win over the config's destination settings.
+        remote: RemoteOptions,
+    },
+    /// `daemon`: the config file's jobs on their schedules.
+    Daemon {
+        /// The config file.
+        config: std::path::PathBuf,
+        /// Prometheus textfile override.
+        metrics_file: Option<std::path::PathBuf>,
+        /// Remote-destination flags and env, which win over the config's destination settings.
+        remote: RemoteOptions,
+    },
+    /// `prune`.
+    Prune {
+        /// Where the backups are.
+        dest: DestSpec,
+        /// Only this container's.
+        container: Option<String>,
+        /// What to keep.
+        policy: Policy,
+        /// Report only.
+        dry_run: bool,
+    },
+}
+
+/// Settings for one log run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogsSettings {
+    /// The app container.
+    pub container: String,
+    /// The log directory inside it.
+    pub dir: String,
+    /// Globs of live log files.
+    pub patterns: Vec<String>,
+    /// How the app reopens.
+    pub reopen: Reopen,
+    /// Size trigger in bytes.
+    pub min_size: Option<u64>,
+    /// Age trigger in seconds.
+    pub max_age: Option<u64>,
+    /// Rotate in this run.
+    pub rotate: bool,
+    /// Ship in this run, and where.
+    pub ship: Option<ShipSettings>,
+    /// Without shipping: rotated files to keep per log.
+    pub keep_local: Option<usize>,
+    /// Wait after reopening, before shipping.
+    pub settle: std::time::Duration,
+    /// Helper image override.
+    pub helper_image: Option<String>,
+}
+
+/// Where rotated logs go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShipSettings {
+    /// Destination.
+    pub dest: DestSpec,
+    /// zstd level.
+    pub level: i32,
+    /// Delete shipped logs rotated longer ago than this many seconds.
+    pub prune_after: Option<u64>,
+}
+
+/// Settings for one backup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupSettings {
+    /// Container name or id.
+    pub container: String,
+    /// Container paths to back up; empty means every mount.
+    pub paths: Vec<String>,
+    /// Where the archive goes.
+    pub dest: DestSpec,
+    /// Tags recorded in the manifest.
+    pub tags: Vec<String>,
+    /// zstd settings.
+    pub compression: Compression,
+    /// Helper image override.
+    pub helper_image: Option<String>,
+    /// A snapshot: record image digests and the container's inspect data too.
+    pub snapshot: bool,
+    /// With `snapshot`: keep the environment's values in clear.
+    pub include_env: bool,
+    /// Containers to stop during the backup, in stop order (empty: stop nothing).
+    pub stop: Vec<String>,
+    /// Seconds the engine waits for each to stop gracefully.
+    pub stop_timeout: u32,
+    /// Command run in the container before the backup.
+    pub pre_hook: Option<String>,
+    /// Command run in the container after the backup.
+    pub post_hook: Option<String>,
+}
+
+/// Settings for one restore.
+#[derive(Debug, Clone)]
+pub struct RestoreSettings {
+    /// Target container.
+    pub container: String,
+    /// Where the backup is.
+    pub dest: DestSpec,
+    /// Id or `latest`.
+    pub archive: String,
+    /// With `latest`: whose newest backup (default: the target's name).
+    pub source: Option<String>,
+    /// Paths of the backup to restore; empty means all.
+    pub paths: Vec<String>,
+    /// Report only.
+    pub dry_run: bool,
+    /// Take a `pre-restore` backup of a non-empty target first.
+    pub safety_backup: bool,
+    /// Where the safety backup goes (default: `dest`).
+    pub safety_dest: Option<DestSpec>,
+    /// Safety backups older than this many seconds expire.
+    pub safety_keep_secs: i64,
+    /// Device nodes and set-id bits.
+    pub privileges: crate::archive::entry::Privileges,
+    /// Containers to stop around the restore, in stop order (empty: stop nothing).
+    pub stop: Vec<String>,
+    /// Seconds the engine waits for each to stop gracefully.
+    pub stop_timeout: u32,
+    /// Helper image override.
+    pub helper_image: Option<String>,
+}
+
+/// The containers to stop, in stop order: `container` and then `also`, or none without `stop`.
+pub fn stop_list(container: &str, stop: bool, also: &[String]) -> Vec<String> {
+    if !stop {
+        return Vec::new();
+    }
+    std::iter::once(container.to_string())
+        .chain(also.iter().cloned())
+        .collect()
+}
