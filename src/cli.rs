@@ -30,7 +30,8 @@ Exit codes:
 #[derive(Debug, Parser)]
 #[command(name = "dockyard", version, after_help = EXIT_CODES, verbatim_doc_comment)]
 pub struct Cli {
-    /// Print results as JSON on stdout (one summary object, or an array for `list`).
+    /// Print results as JSON on stdout: one document (`run` and `daemon`: JSON Lines), errors
+    /// included; see docs/json.md.
     #[arg(long, global = true)]
     pub json: bool,
 

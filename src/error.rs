@@ -22,6 +22,19 @@ pub enum Category {
 }
 
 impl Category {
+    /// Its name in JSON output (`"error": {"category": ...}`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Category::Other => "other",
+            Category::Usage => "usage",
+            Category::Docker => "docker",
+            Category::Destination => "destination",
+            Category::Verify => "verify",
+            Category::Busy => "busy",
+            Category::Interrupted => "interrupted",
+        }
+    }
+
     /// The process exit code for this category (documented in `--help` and the README).
     pub fn exit_code(self) -> i32 {
         match self {
@@ -46,6 +59,14 @@ pub struct Failure {
 }
 
 impl Failure {
+    /// A failure of `category`.
+    pub fn new(category: Category, message: impl Into<String>) -> Self {
+        Failure {
+            category,
+            message: message.into(),
+        }
+    }
+
     /// A usage error: the input was wrong, and the message says how to fix it.
     pub fn usage(message: impl Into<String>) -> Self {
         Failure {
@@ -87,6 +108,23 @@ impl fmt::Display for Failure {
 
 impl std::error::Error for Failure {}
 
+/// The error and its causes as one line, `outer: cause: cause`, leaving out a cause whose text
+/// the line already holds (an I/O error's OS text is said once, not at every level).
+pub fn describe(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
 /// Finds the category of an error chain: the first typed error in it decides.
 pub fn categorize(err: &anyhow::Error) -> Category {
     for cause in err.chain() {
@@ -104,4 +142,26 @@ pub fn categorize(err: &anyhow::Error) -> Category {
         }
     }
     Category::Other
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anyhow::Context;
+
+    #[test]
+    fn a_cause_already_said_is_not_repeated() {
+        let io = std::io::Error::from_raw_os_error(2);
+        let os = io.to_string();
+        let err = Err::<(), _>(io)
+            .with_context(|| format!("cannot open /b/x: {os}"))
+            .context("backup of web to /b")
+            .unwrap_err();
+        let line = describe(&err);
+        assert_eq!(line.matches(&os).count(), 1, "{line}");
+        assert!(
+            line.starts_with("backup of web to /b: cannot open /b/x"),
+            "{line}"
+        );
+    }
 }

@@ -14,6 +14,7 @@ pub mod logs;
 pub mod manifest;
 pub mod owner;
 pub mod progress;
+pub mod render;
 pub mod retention;
 pub mod settings;
 pub mod shell;

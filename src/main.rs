@@ -1,30 +1,40 @@
-//! Entry point: parse flags, run the command, clean up on every way out, print the error chain
-//! once, and exit with the documented code.
+//! Entry point: parse flags, run the command, clean up on every way out, report the error once
+//! (text or JSON on stderr; with `--json` also on stdout), and exit with the documented code.
 
 use clap::Parser;
 use dockyard::cli::Cli;
 use dockyard::commands::{self, Ctx};
-use dockyard::error::{categorize, Category, Failure};
+use dockyard::error::{categorize, describe, Category, Failure};
+use dockyard::render::{self, Output, Renderer};
 use dockyard::settings::Settings;
 use futures_util::FutureExt;
 use tracing_subscriber::EnvFilter;
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => usage_error(e),
+    };
     init_logging(cli.verbose, cli.log_json);
+    let log_json = cli.log_json;
+    let json = cli.json;
     let settings = match Settings::from_cli(cli) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("dockyard: error: {e}");
-            std::process::exit(Category::Usage.exit_code());
+            let out = Renderer::new(Output {
+                json,
+                lines: false,
+                progress: false,
+            });
+            fail(&out, log_json, Category::Usage, &e.to_string());
         }
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
+    let ctx = Ctx::new(settings.output);
     let result = runtime.block_on(async {
-        let ctx = Ctx::new(settings.output);
         // A panic is caught here so that the clean-up below (staging removed, helpers removed,
         // stopped containers started again) still runs.
         let mut command =
@@ -56,15 +66,64 @@ fn main() {
         ctx.cleanup().await;
         result
     });
-    let code = match result {
-        Ok(()) => 0,
-        Err(e) => {
-            eprintln!("dockyard: error: {e:#}");
-            categorize(&e).exit_code()
-        }
-    };
-    // Exit without waiting for worker threads still draining a cancelled stream.
-    std::process::exit(code);
+    match result {
+        // Exit without waiting for worker threads still draining a cancelled stream.
+        Ok(()) => std::process::exit(0),
+        Err(e) => fail(&ctx.out, log_json, categorize(&e), &describe(&e)),
+    }
+}
+
+/// Reports the final error once: on stderr as text (or as a JSON log line with `--log-json`),
+/// and on stdout as the JSON error document with `--json`; then exits with its code.
+fn fail(out: &Renderer, log_json: bool, category: Category, message: &str) -> ! {
+    out.error(category, message);
+    if log_json {
+        tracing::error!(
+            exit_code = category.exit_code(),
+            category = category.name(),
+            "{message}"
+        );
+    } else {
+        eprintln!("dockyard: error: {message}");
+    }
+    std::process::exit(category.exit_code());
+}
+
+/// A command line clap refused: help and version as clap prints them; an error as clap's text,
+/// or in the JSON shapes when `--json` or `--log-json` was asked for.
+fn usage_error(e: clap::Error) -> ! {
+    use clap::error::ErrorKind;
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion)
+        || e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    {
+        e.exit();
+    }
+    let asked = |flag: &str| std::env::args().skip(1).any(|a| a == flag);
+    let (json, log_json) = (asked("--json"), asked("--log-json"));
+    if !json && !log_json {
+        e.exit();
+    }
+    init_logging(0, log_json);
+    // clap's text, without its usage and hint paragraphs, on one line.
+    let text = e.to_string();
+    let body = text.split("\n\n").next().unwrap_or_default();
+    let message = body
+        .trim_start_matches("error: ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let message = message.as_str();
+    let out = Renderer::new(Output {
+        json,
+        lines: false,
+        progress: false,
+    });
+    if !log_json {
+        eprint!("{}", e.render());
+        out.error(Category::Usage, message);
+        std::process::exit(Category::Usage.exit_code());
+    }
+    fail(&out, log_json, Category::Usage, message)
 }
 
 /// Resolves on SIGINT or SIGTERM, naming the signal.
@@ -92,6 +151,7 @@ fn init_logging(verbose: u8, json: bool) {
     let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(!json && render::colour_on_stderr())
         .with_target(false);
     if json {
         fmt.json().init();

@@ -45,9 +45,21 @@ pub struct MountRecord {
     pub volume: Option<String>,
 }
 
+/// The manifest format this dockyard writes. 1 is dockyard 0.1's (no `format` field); 2 adds
+/// the field itself and the manifest's own mount record. A newer format is refused by name.
+pub const FORMAT: u32 = 2;
+
+/// Manifests without a `format` field are dockyard 0.1's.
+fn legacy_format() -> u32 {
+    1
+}
+
 /// Everything recorded about one backup.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
+    /// The manifest format (see [`FORMAT`]).
+    #[serde(default = "legacy_format")]
+    pub format: u32,
     /// Unique id within the destination: `<container>-<UTC timestamp>-<random>`.
     pub id: String,
     /// Container name at backup time.
@@ -99,6 +111,12 @@ impl Manifest {
     /// and each path (absolute, no `.`, `..` or empty component: the `--path` rule), so a manifest
     /// cannot point a restore at another path than the archive holds.
     pub fn check(&self) -> Result<(), String> {
+        if self.format > FORMAT {
+            return Err(format!(
+                "it has manifest format {}, newer than this dockyard reads ({FORMAT}); upgrade dockyard",
+                self.format
+            ));
+        }
         let id_ok = !self.id.is_empty()
             && self.id.len() <= 255
             && !self.id.starts_with(['.', '-'])
@@ -272,8 +290,25 @@ mod tests {
     use super::*;
     use chrono::TimeZone;
 
+    #[test]
+    fn a_manifest_of_dockyard_0_1_still_reads_and_a_newer_format_is_refused() {
+        let mut v = serde_json::to_value(manifest("web-20260101T000000Z-0001", "web", 0)).unwrap();
+        v.as_object_mut().unwrap().remove("format");
+        let old: Manifest = serde_json::from_value(v.clone()).unwrap();
+        assert_eq!(old.format, 1);
+        assert!(!old.check().unwrap_err().contains("format"));
+        v["format"] = 99.into();
+        let newer: Manifest = serde_json::from_value(v).unwrap();
+        let err = newer.check().unwrap_err();
+        assert!(
+            err.contains("format 99") && err.contains("upgrade dockyard"),
+            "{err}"
+        );
+    }
+
     fn manifest(id: &str, container: &str, secs: i64) -> Manifest {
         Manifest {
+            format: FORMAT,
             id: id.into(),
             container: container.into(),
             container_id: "c".into(),

@@ -212,8 +212,12 @@ fn a_destination_that_is_down_does_not_stop_the_others() {
         ],
     );
     assert_ne!(r.code, 0, "{}", r.stderr);
-    let v: serde_json::Value = serde_json::from_str(&r.stdout).expect("exactly one JSON document");
-    let dests = &v["jobs"][0]["destinations"];
+    let events = common::json_lines(&r.stdout);
+    let v = events
+        .iter()
+        .find(|e| e["type"] == "job" && e["job"] == "media")
+        .expect("a job event");
+    let dests = &v["destinations"];
     assert_eq!(dests[0]["destination"], "offsite");
     assert_eq!(dests[0]["ok"], false, "{v}");
     assert_eq!(dests[1]["destination"], "local");

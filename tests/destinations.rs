@@ -136,8 +136,8 @@ impl Drop for Dest {
 
 fn ids(dest: &Dest) -> Vec<String> {
     let out = dest.run(&["list", "--json", "--to", &dest.url()]).ok();
-    let v: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
-    v.iter()
+    common::backups(&out)
+        .iter()
         .map(|m| m["id"].as_str().unwrap().to_string())
         .collect()
 }

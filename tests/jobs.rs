@@ -250,10 +250,19 @@ fn run_executes_the_config_jobs_with_retention_and_metrics() {
     dockyard(&["run", "--config", c]).ok();
     std::thread::sleep(std::time::Duration::from_millis(1100));
     let out = dockyard(&["run", "media", "--config", c, "--json"]).ok();
-    // The run's own summary comes last, after the backup's and prune's.
-    assert!(
-        out.contains("\"job\": \"media\"") && out.contains("\"ok\": true"),
+    // JSON Lines: the job's event, then the run's summary, last.
+    let events = common::json_lines(&out);
+    let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["job", "summary"], "{out}");
+    assert_eq!(
+        (&events[0]["job"], &events[0]["ok"], &events[1]["ok"]),
+        (&"media".into(), &true.into(), &true.into()),
         "{out}"
+    );
+    let finished = events[0]["finished"].as_str().unwrap();
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(finished).is_ok() && finished.ends_with('Z'),
+        "{finished}"
     );
     assert_eq!(
         list(&dest).len(),
@@ -356,8 +365,14 @@ fn daemon_runs_a_job_on_its_schedule_and_stops_cleanly_on_sigterm_mid_job() {
     )
     .unwrap();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dockyard"))
-        .args(["daemon", "--config", cfg.to_str().unwrap(), "--log-json"])
-        .stdout(std::process::Stdio::null())
+        .args([
+            "daemon",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--log-json",
+            "--json",
+        ])
+        .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -380,9 +395,40 @@ fn daemon_runs_a_job_on_its_schedule_and_stops_cleanly_on_sigterm_mid_job() {
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{stderr}");
+    // --log-json: every line on stderr is JSON, the final error included.
+    let logged: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
+        .collect();
     assert!(
-        stderr.contains("\"job finished\"") || stderr.contains("job finished"),
+        logged
+            .iter()
+            .any(|l| l["fields"]["message"] == "job finished"),
         "{stderr}"
+    );
+    let last = logged.last().unwrap();
+    assert_eq!(last["fields"]["exit_code"], 130, "{stderr}");
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "colour codes in a log: {stderr}"
+    );
+    // --json: JSON Lines of events naming the job, ending with the error.
+    let events = common::json_lines(&String::from_utf8_lossy(&out.stdout));
+    assert!(events
+        .iter()
+        .any(|e| e["type"] == "scheduled" && e["job"] == "every-second"));
+    assert!(events
+        .iter()
+        .any(|e| e["type"] == "job" && e["job"] == "every-second" && e["ok"] == true));
+    let last = events.last().unwrap();
+    assert_eq!(
+        (
+            &last["type"],
+            &last["error"]["exit_code"],
+            &last["error"]["category"]
+        ),
+        (&"error".into(), &130.into(), &"interrupted".into()),
+        "{last}"
     );
     assert!(
         !common::files(&dest).iter().any(|f| f.ends_with(".partial")),

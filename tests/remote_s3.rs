@@ -20,7 +20,7 @@ fn run(s3: &S3, args: &[&str]) -> Run {
 }
 
 fn listed(s3: &S3, url: &str) -> Vec<serde_json::Value> {
-    serde_json::from_str(&run(s3, &["list", "--json", "--to", url]).ok()).unwrap()
+    common::backups(&run(s3, &["list", "--json", "--to", url]).ok())
 }
 
 /// A unique prefix in the suite's bucket, emptied when dropped.

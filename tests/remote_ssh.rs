@@ -47,7 +47,7 @@ fn run(args: &[&str]) -> Run {
 }
 
 fn listed(url: &str) -> Vec<serde_json::Value> {
-    serde_json::from_str(&run(&["list", "--json", "--to", url]).ok()).unwrap()
+    common::backups(&run(&["list", "--json", "--to", url]).ok())
 }
 
 #[test]

@@ -152,6 +152,7 @@ pub async fn backup(
     let (upload, stats, sha256) = written?;
 
     let mut m = Manifest {
+        format: crate::manifest::FORMAT,
         id: id.clone(),
         container: info.name.clone(),
         container_id: info.id.clone(),

@@ -55,6 +55,11 @@ pub async fn run(
     }
     for (plan, _, next) in &jobs {
         tracing::info!(job = plan.name(), next = %next, "scheduled");
+        ctx.out.event(
+            "scheduled",
+            Some(plan.name()),
+            serde_json::json!({ "next": next }),
+        );
     }
     loop {
         let (i, at) = jobs
@@ -74,10 +79,15 @@ pub async fn run(
         )
         .await;
         // Runs missed while the job ran are skipped, not queued.
-        let (_, schedule, next) = &mut jobs[i];
+        let (plan, schedule, next) = &mut jobs[i];
         *next = schedule
             .after(&Utc::now())
             .next()
             .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        ctx.out.event(
+            "scheduled",
+            Some(plan.name()),
+            serde_json::json!({ "next": next }),
+        );
     }
 }

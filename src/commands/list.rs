@@ -17,7 +17,12 @@ pub async fn run(ctx: &Ctx, spec: &DestSpec, container: Option<&str>) -> Result<
         all.retain(|m| m.container == c);
     }
     if ctx.output.json {
-        ctx.json(&all);
+        let rejected: Vec<_> = catalog
+            .rejected
+            .iter()
+            .map(|(object, reason)| serde_json::json!({"object": object, "reason": reason}))
+            .collect();
+        ctx.json(&serde_json::json!({"backups": all, "rejected": rejected}));
         return Ok(());
     }
     for (name, why) in &catalog.rejected {

@@ -10,9 +10,8 @@ pub mod restore;
 pub mod run;
 pub mod verify;
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use anyhow::Result;
@@ -23,7 +22,8 @@ use crate::critical::Critical;
 use crate::destination::{DestError, Destination};
 use crate::docker::{ContainerInfo, Engine};
 use crate::lock::{Access, ContainerLock};
-use crate::settings::{Action, Output, Settings};
+use crate::render::{Output, Renderer};
+use crate::settings::{Action, Settings};
 use crate::swap::journal::FileRecord;
 use crate::swap::recover;
 
@@ -31,13 +31,14 @@ use crate::swap::recover;
 pub struct Ctx {
     /// Output style.
     pub output: Output,
+    /// The one writer of stdout.
+    pub out: Renderer,
     /// Where container and job locks live.
     pub lock_dir: PathBuf,
     /// Work a signal must wait for (a restore's swap; a backup's archive and manifest).
     pub critical: Critical,
     engine: OnceCell<Engine>,
     pending: Mutex<Option<Pending>>,
-    stdout_closed: AtomicBool,
 }
 
 /// A restore's staging in progress: what to remove if the run ends before its swap.
@@ -58,11 +59,11 @@ impl Ctx {
     pub fn new(output: Output) -> Ctx {
         Ctx {
             output,
+            out: Renderer::new(output),
             lock_dir: crate::lock::lock_dir(None),
             critical: Critical::default(),
             engine: OnceCell::new(),
             pending: Mutex::new(None),
-            stdout_closed: AtomicBool::new(false),
         }
     }
 
@@ -81,24 +82,15 @@ impl Ctx {
         self.pending.lock().unwrap().take()
     }
 
-    /// Prints a line on stdout. A closed stdout (`dockyard list | head -1`) is a normal end: the
-    /// rest is not printed and the run still succeeds.
+    /// A line of text on stdout (nothing with `--json`).
     pub fn say(&self, line: &str) {
-        if self.stdout_closed.load(Ordering::Relaxed) {
-            return;
-        }
-        let mut out = std::io::stdout().lock();
-        if let Err(e) = writeln!(out, "{line}").and_then(|_| out.flush()) {
-            if e.kind() != std::io::ErrorKind::BrokenPipe {
-                tracing::warn!(error = %e, "cannot write to stdout");
-            }
-            self.stdout_closed.store(true, Ordering::Relaxed);
-        }
+        self.out.line(line);
     }
 
-    /// Prints a value as pretty JSON on stdout: one document per run.
+    /// The invocation's one JSON document on stdout (`--json`), with its `version`.
     pub fn json(&self, value: &impl serde::Serialize) {
-        self.say(&serde_json::to_string_pretty(value).expect("serialisable"));
+        self.out
+            .document(serde_json::to_value(value).expect("serialisable"));
     }
 
     /// Removes the staging of an interrupted restore, removes helper containers still alive and

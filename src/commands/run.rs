@@ -19,15 +19,16 @@ use crate::error::Failure;
 use crate::owner::Owner;
 use crate::settings::{file::plans, JobPlan};
 
-/// How one job ended.
+/// How one job ended (the `job` event of `--json`, docs/json.md).
 #[derive(Debug, serde::Serialize)]
 pub struct JobResult {
+    #[serde(skip)]
     job: String,
     ok: bool,
     error: Option<String>,
     seconds: f64,
     bytes: u64,
-    finished: i64,
+    finished: chrono::DateTime<Utc>,
     /// For backup jobs: each destination, attempted whatever the others did.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     destinations: Vec<DestResult>,
@@ -57,11 +58,17 @@ pub async fn run(
     let lock_dir = crate::lock::lock_dir(config.lock_dir.clone());
     let metrics = metrics.or(config.metrics_file.clone());
     let (results, first_error) = run_plans(ctx, &plans, &lock_dir, metrics.as_deref()).await;
-    if ctx.output.json {
-        ctx.json(
-            &json!({"result": if first_error.is_none() {"ok"} else {"failed"}, "jobs": results}),
-        );
-    } else {
+    let failed: Vec<&str> = results
+        .iter()
+        .filter(|r| !r.ok)
+        .map(|r| r.job.as_str())
+        .collect();
+    ctx.out.event(
+        "summary",
+        None,
+        json!({"ok": failed.is_empty(), "jobs": results.len(), "failed": failed}),
+    );
+    if !ctx.output.json {
         for r in &results {
             ctx.say(&format!(
                 "job {}: {} in {:.1}s{}",
@@ -94,12 +101,19 @@ pub async fn run(
             }
         }
     }
+    // Each job's error was said once, in its result (and logged); the run's error only counts
+    // them, with the first failure's category deciding the exit code.
     match first_error {
-        Some(e) => Err(e.context(format!(
-            "{} of {} jobs failed",
-            results.iter().filter(|r| !r.ok).count(),
-            results.len()
-        ))),
+        Some(e) => Err(Failure::new(
+            crate::error::categorize(&e),
+            format!(
+                "{} of {} jobs failed: {}",
+                failed.len(),
+                results.len(),
+                failed.join(", ")
+            ),
+        )
+        .into()),
         None => Ok(()),
     }
 }
@@ -121,7 +135,7 @@ pub async fn run_plans(
         let (ok, error, bytes) = match outcome {
             Ok(bytes) => (true, None, bytes),
             Err(e) => {
-                let text = format!("{e:#}");
+                let text = crate::error::describe(&e);
                 tracing::error!(job = plan.name(), error = %text, "job failed");
                 first_error.get_or_insert(e.context(format!("job {}", plan.name())));
                 (false, Some(text), 0)
@@ -129,15 +143,21 @@ pub async fn run_plans(
         };
         let seconds = t0.elapsed().as_secs_f64();
         tracing::info!(job = plan.name(), ok, seconds, bytes, "job finished");
-        results.push(JobResult {
+        let result = JobResult {
             job: plan.name().to_string(),
             ok,
             error,
             seconds,
             bytes,
-            finished: Utc::now().timestamp(),
+            finished: Utc::now(),
             destinations,
-        });
+        };
+        ctx.out.event(
+            "job",
+            Some(plan.name()),
+            serde_json::to_value(&result).expect("serialisable"),
+        );
+        results.push(result);
     }
     if let Some(m) = metrics {
         if let Err(e) = write_metrics(m, &results) {
@@ -188,7 +208,7 @@ async fn run_job(ctx: &Ctx, plan: &JobPlan, lock_dir: &Path) -> (Result<u64>, Ve
                         });
                     }
                     Err(e) => {
-                        let text = format!("{e:#}");
+                        let text = crate::error::describe(&e);
                         tracing::error!(job = plan.name(), destination = %name, error = %text, "destination failed; trying the others");
                         results.push(DestResult {
                             destination: name.clone(),
@@ -207,14 +227,20 @@ async fn run_job(ctx: &Ctx, plan: &JobPlan, lock_dir: &Path) -> (Result<u64>, Ve
                 .filter(|r| !r.ok)
                 .map(|r| r.destination.as_str())
                 .collect();
+            // Each destination's error was logged and is in its result: the job's error
+            // counts them, in the first one's category.
             let outcome = match first_error {
                 None => Ok(bytes),
-                Some(e) => Err(e.context(format!(
-                    "{} of {} destinations failed ({})",
-                    failed.len(),
-                    results.len(),
-                    failed.join(", ")
-                ))),
+                Some(e) => Err(Failure::new(
+                    crate::error::categorize(&e),
+                    format!(
+                        "{} of {} destinations failed ({})",
+                        failed.len(),
+                        results.len(),
+                        failed.join(", ")
+                    ),
+                )
+                .into()),
             };
             (outcome, results)
         }
@@ -365,7 +391,7 @@ fn write_metrics(path: &Path, results: &[JobResult]) -> std::io::Result<()> {
             set(
                 "dockyard_job_last_success_timestamp_seconds",
                 &job,
-                r.finished.to_string(),
+                r.finished.timestamp().to_string(),
             );
         }
         set(

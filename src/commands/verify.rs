@@ -23,7 +23,17 @@ pub async fn run(ctx: &Ctx, spec: &DestSpec, wanted: &str, container: Option<&st
             .ok_or_else(|| Failure::usage(format!("no backups at {}", dest.describe())))?,
         (_, c) => catalog.select(wanted, c.unwrap_or_default(), &spec.to_string(), now)?,
     };
-    let report = verify_backup(dest.as_ref(), m).await?;
+    let report = match verify_backup(dest.as_ref(), m).await {
+        Ok(r) => r,
+        Err(e) => {
+            // Scripts read `"ok": false` and why; the exit code still says which failure it was.
+            let category = crate::error::categorize(&e);
+            let reason = crate::error::describe(&e);
+            ctx.json(&json!({"id": m.id, "ok": false, "reason": reason,
+                "error": crate::render::error_body(category, &reason)}));
+            return Err(e);
+        }
+    };
     if ctx.output.json {
         ctx.json(
             &json!({"id": m.id, "ok": true, "size": report.size, "sha256": report.sha256,

@@ -114,7 +114,11 @@ mod tests {
             ship_key("web", &r),
             "logs/web/gunicorn.log/2026/11/28/gunicorn.log.20261128T023000.123Z.zst"
         );
-        assert_eq!(ship_key("web", &r), ship_key("web", &r.clone()));
+        // A file shipped twice (a retry) lands on the same key, so the destination holds one
+        // copy; another container's file of the same name does not collide with it.
+        let again = parse_rotated("gunicorn.log.20261128T023000.123Z").unwrap();
+        assert_eq!(ship_key("web", &again), ship_key("web", &r));
+        assert_ne!(ship_key("worker", &r), ship_key("web", &r));
     }
 
     #[test]

@@ -23,6 +23,7 @@ impl Settings {
     pub fn from_cli(cli: Cli) -> Result<Settings, Failure> {
         let output = Output {
             json: cli.json,
+            lines: matches!(cli.command, Command::Run(_) | Command::Daemon(_)),
             progress: !cli.no_progress,
         };
         let remote = RemoteOptions {

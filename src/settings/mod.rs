@@ -13,14 +13,7 @@ use crate::retention::Policy;
 
 pub use file::JobPlan;
 
-/// How results are shown.
-#[derive(Debug, Clone, Copy)]
-pub struct Output {
-    /// JSON on stdout instead of text.
-    pub json: bool,
-    /// Progress bar allowed (still only on a terminal).
-    pub progress: bool,
-}
+pub use crate::render::Output;
 
 /// Everything a run needs.
 #[derive(Debug)]

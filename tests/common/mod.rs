@@ -321,8 +321,35 @@ pub fn dockyard_env(args: &[&str], env: &[(&str, &str)]) -> Run {
 
 /// Parses `dockyard list --json`.
 pub fn list(dest: &Path) -> Vec<serde_json::Value> {
-    let out = dockyard(&["list", "--json", "--to", dest.to_str().unwrap()]).ok();
-    serde_json::from_str(&out).expect("list --json prints a JSON array")
+    backups(&dockyard(&["list", "--json", "--to", dest.to_str().unwrap()]).ok())
+}
+
+/// The backups in the stdout of `dockyard list --json`: one document `{"version", "backups"}`.
+pub fn backups(stdout: &str) -> Vec<serde_json::Value> {
+    let v = one_document(stdout);
+    v["backups"].as_array().expect("a backups array").clone()
+}
+
+/// Stdout parsed strictly as exactly one JSON object with the shapes' `version` (docs/json.md).
+pub fn one_document(stdout: &str) -> serde_json::Value {
+    let v: serde_json::Value = serde_json::from_str(stdout)
+        .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}): {stdout}"));
+    assert_eq!(v["version"], 1, "no version: {v}");
+    v
+}
+
+/// Stdout parsed strictly as JSON Lines (`run`, `daemon`): one object per line, each with `type`
+/// and `version`.
+pub fn json_lines(stdout: &str) -> Vec<serde_json::Value> {
+    stdout
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("not a JSON line ({e}): {l:?}\n{stdout}"));
+            assert!(v["type"].is_string() && v["version"] == 1, "{v}");
+            v
+        })
+        .collect()
 }
 
 /// Files at a destination directory, hidden ones included, sorted.
