@@ -37,12 +37,12 @@ pub const FOR_LABEL: &str = "dockyard.for";
 #[derive(Debug, thiserror::Error)]
 pub enum DockerError {
     /// The engine did not answer at all.
-    #[error("cannot reach the Docker Engine ({endpoint}): {source}; is dockerd running, and may this user use its socket?")]
+    #[error("cannot reach the Docker Engine ({endpoint}): {error}; is dockerd running, and may this user use its socket?")]
     Unreachable {
         /// Where we tried to connect.
         endpoint: String,
-        /// What went wrong.
-        source: BollardError,
+        /// What went wrong (in the message, not repeated as a cause).
+        error: BollardError,
     },
     /// No container by that name or id.
     #[error("no such container: {0:?} (see `docker ps -a` for the names on this engine)")]
@@ -275,9 +275,9 @@ impl Engine {
     /// Connects with the usual defaults (`DOCKER_HOST` or the local socket) and negotiates the API
     /// version down to what the engine speaks (Docker 20.10 speaks 1.41).
     pub async fn connect() -> Result<Engine, DockerError> {
-        let unreachable = |source| DockerError::Unreachable {
+        let unreachable = |error| DockerError::Unreachable {
             endpoint: endpoint(),
-            source,
+            error,
         };
         let docker = Docker::connect_with_defaults().map_err(unreachable)?;
         let docker = docker.negotiate_version().await.map_err(unreachable)?;

@@ -13,6 +13,7 @@ pub mod lock;
 pub mod logs;
 pub mod manifest;
 pub mod owner;
+pub mod pipeline;
 pub mod progress;
 pub mod render;
 pub mod retention;

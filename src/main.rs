@@ -141,9 +141,11 @@ async fn shutdown_signal() -> &'static str {
 /// whatever `RUST_LOG` says.
 fn init_logging(verbose: u8, json: bool) {
     let daemon = std::env::args().any(|a| a == "daemon");
+    // The AWS SDK warns about things dockyard reports itself (a failed credential provider, a
+    // retried request), so it is quiet unless asked for (-v, RUST_LOG).
     let default = match verbose {
-        0 if daemon => "dockyard=info,warn",
-        0 => "warn",
+        0 if daemon => "dockyard=info,warn,aws_config=error,aws_smithy_runtime=error,aws_runtime=error,aws_sdk_s3=error",
+        0 => "warn,aws_config=error,aws_smithy_runtime=error,aws_runtime=error,aws_sdk_s3=error",
         1 => "dockyard=debug,info",
         _ => "trace",
     };

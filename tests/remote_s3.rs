@@ -240,8 +240,35 @@ fn wrong_credentials_name_the_destination_and_never_print_the_secret() {
         &bad,
         "s3-creds",
         &url,
-        &[&url, "access denied", "AWS_SECRET_ACCESS_KEY"],
+        &[&url, "rejected the credentials", "AWS_SECRET_ACCESS_KEY"],
     );
+}
+
+#[test]
+fn missing_credentials_are_said_as_such_without_sdk_noise() {
+    let s3 = S3::garage();
+    let app = App::created("s3-nocreds", &["/srv/media"]);
+    let url = format!("s3://{}/never", s3.bucket);
+    let r = dockyard_env(
+        &["backup", &app.name, "--to", &url],
+        &[
+            ("AWS_REGION", "garage"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+            ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent"),
+            ("AWS_CONFIG_FILE", "/nonexistent"),
+            ("DOCKYARD_S3_ENDPOINT", &s3.endpoint),
+        ],
+    );
+    assert_eq!(r.code, 4, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("no S3 credentials found")
+            && r.stderr.contains("AWS_ACCESS_KEY_ID")
+            && r.stderr.contains(&url),
+        "{}",
+        r.stderr
+    );
+    // One line: the error, said once; no page of SDK warnings before it.
+    assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.stderr);
 }
 
 #[test]

@@ -11,7 +11,6 @@ pub mod listing;
 pub mod names;
 pub mod pack;
 pub mod stage;
-pub mod streams;
 pub mod verify;
 pub mod writer;
 

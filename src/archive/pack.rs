@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use super::entry::{self, Kind};
 use super::names::{check_relative, prefix_for, rebase, relative};
-use super::streams::CountingWriter;
 use super::writer::TarWriter;
+use crate::pipeline::streams::CountingWriter;
 
 /// Bytes per zstd worker job. zstd's default at level 3 is 8 MiB, and a few jobs are buffered per
 /// worker: peak RSS was 67 MB on a 1 GiB volume with it, 26 MB with 2 MiB jobs, at the same speed

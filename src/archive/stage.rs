@@ -9,8 +9,8 @@ use std::io::{self, Read, Write};
 use super::entry::{self, Kind, Meta, Mtime, Privileges, SETID_BITS};
 use super::names::{hardlink_target, prefix_for, relative, Scope};
 use super::pack::excluded;
-use super::streams::HashingReader;
 use super::writer::TarWriter;
+use crate::pipeline::streams::HashingReader;
 
 /// The latest time (in seconds) the engine keeps when it extracts a file or directory: Go's
 /// `time.Unix(0, 1<<63-1)`. Times outside `0..=ENGINE_MAX_SECS` are set to the epoch by the

@@ -9,8 +9,8 @@ use std::io::{self, Read};
 use super::entry::{self, Kind};
 use super::names::{hardlink_target, prefix_for, relative, Scope};
 use super::stage::RootMeta;
-use super::streams::HashingReader;
 use crate::manifest::Manifest;
+use crate::pipeline::streams::HashingReader;
 
 /// What a verification found, when the archive is sound.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -13,11 +13,12 @@ use serde_json::json;
 
 use super::Ctx;
 use crate::archive::pack::{pack, PackStats, Source};
-use crate::archive::streams::{self, CountingReader, ReadAhead};
-use crate::destination::{pump, put_bytes, Destination};
+use crate::destination::{put_bytes, Destination};
 use crate::docker::{ContainerInfo, DockerError, Engine, HelperSpec, Mount};
 use crate::error::Failure;
 use crate::manifest::{self, Manifest, MountRecord, PathRecord, SnapshotRecord};
+use crate::pipeline::streams::{CountingReader, ReadAhead};
+use crate::pipeline::{stream_into, Broken};
 use crate::progress::Progress;
 use crate::settings::BackupSettings;
 
@@ -263,28 +264,21 @@ async fn stream_archive(
             }
         })
         .collect();
-    let mut upload = dest.put(name).await?;
-    let (writer, rx) = streams::channel();
+    let upload = dest.put(name).await?;
     let compression = s.compression;
     let written = progress.written.clone();
-    let packer = tokio::task::spawn_blocking(move || -> std::io::Result<PackStats> {
-        let (stats, writer) = pack(sources, writer, compression, Some(written))?;
-        writer.close()?;
-        Ok(stats)
-    });
-    let (packed, sha256) = match pump(upload.as_mut(), rx, packer).await {
-        Ok(r) => r,
-        Err(e) => {
-            upload.abort().await;
-            return Err(e).context(format!("backup of {} to {}", info.name, dest.describe()));
+    match stream_into(upload, move |writer| {
+        pack(sources, writer, compression, Some(written))
+    })
+    .await
+    {
+        Ok(done) => Ok(done),
+        Err(Broken::Destination(e)) => {
+            Err(e).context(format!("backup of {} to {}", info.name, dest.describe()))
         }
-    };
-    let stats = match packed {
-        Ok(stats) => stats,
-        Err(e) => {
-            upload.abort().await;
+        Err(Broken::Producer(e)) => {
             let listed: Vec<&str> = paths.iter().map(|p| p.path.as_str()).collect();
-            return Err(DockerError::Api {
+            Err(DockerError::Api {
                 action: format!(
                     "stream {} out of container {:?}",
                     listed.join(", "),
@@ -292,10 +286,9 @@ async fn stream_archive(
                 ),
                 message: e.to_string(),
             }
-            .into());
+            .into())
         }
-    };
-    Ok((upload, stats, sha256))
+    }
 }
 
 /// Mount points of `info` strictly inside `path`, relative to it: each is another volume (or

@@ -18,14 +18,15 @@ use tokio::io::AsyncReadExt;
 
 use super::Ctx;
 use crate::archive::entry;
-use crate::archive::streams::{self, ReadAhead};
-use crate::destination::{pump, DestError, Destination};
+use crate::destination::{DestError, Destination};
 use crate::docker::{ContainerInfo, DockerError, Engine, HelperSpec};
 use crate::error::Failure;
 use crate::logs::naming::{self, Rotated};
 use crate::logs::reopen::Reopen;
 use crate::logs::scripts::{self, Rotation};
 use crate::owner::{Liveness, Owner};
+use crate::pipeline::streams::ReadAhead;
+use crate::pipeline::{stream_into, Broken};
 use crate::settings::{LogsSettings, ShipSettings};
 use crate::shell::Script;
 
@@ -410,8 +411,8 @@ async fn ship_file(
         tokio::runtime::Handle::current(),
         engine.download(helper, path),
     );
-    let (writer, rx) = streams::channel();
-    let packer = tokio::task::spawn_blocking(move || -> io::Result<u64> {
+    let upload = dest.put(key).await?;
+    let shipped = stream_into(upload, move |writer| -> io::Result<(u64, _)> {
         let mut archive = tar::Archive::new(reader);
         let mut entry = archive
             .entries()?
@@ -426,22 +427,14 @@ async fn ship_file(
         let mut encoder = zstd::stream::write::Encoder::new(writer, level)?;
         encoder.include_checksum(true)?;
         let raw = io::copy(&mut entry, &mut encoder)?;
-        encoder.finish()?.close()?;
-        Ok(raw)
-    });
-    let mut upload = dest.put(key).await?;
-    let (packed, want) = match pump(upload.as_mut(), rx, packer).await {
-        Ok(r) => r,
-        Err(e) => {
-            upload.abort().await;
-            return Err(e.into());
-        }
-    };
-    let raw = match packed {
-        Ok(raw) => raw,
-        Err(e) => {
-            upload.abort().await;
-            return Err(e).with_context(|| format!("read {path} from the volume"));
+        Ok((raw, encoder.finish()?))
+    })
+    .await;
+    let (upload, raw, want) = match shipped {
+        Ok(done) => done,
+        Err(Broken::Destination(e)) => return Err(e.into()),
+        Err(Broken::Producer(e)) => {
+            return Err(e).with_context(|| format!("read {path} from the volume"))
         }
     };
     upload.commit().await?;
@@ -460,14 +453,11 @@ async fn read_back_sha(dest: &dyn Destination, key: &str) -> Result<String, Dest
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 256 * 1024];
     loop {
-        let n = reader
-            .read(&mut buf)
-            .await
-            .map_err(|source| DestError::Io {
-                dest: dest.describe(),
-                action: format!("read back {key}"),
-                source,
-            })?;
+        let n = reader.read(&mut buf).await.map_err(|error| DestError::Io {
+            dest: dest.describe(),
+            action: format!("read back {key}"),
+            error,
+        })?;
         if n == 0 {
             break;
         }

@@ -10,16 +10,13 @@ pub mod restore;
 pub mod run;
 pub mod verify;
 
-use std::io::Read;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
 use anyhow::Result;
 use tokio::sync::OnceCell;
-use tokio_util::io::SyncIoBridge;
 
 use crate::critical::Critical;
-use crate::destination::{DestError, Destination};
 use crate::docker::{ContainerInfo, Engine};
 use crate::lock::{Access, ContainerLock};
 use crate::render::{Output, Renderer};
@@ -186,21 +183,4 @@ pub async fn stop_all(engine: &Engine, names: &[String], timeout_secs: u32) -> R
         }
     }
     Ok(())
-}
-
-/// Streams object `name` into `work`, which runs on a blocking thread with a synchronous reader.
-pub async fn read_blocking<T, F>(
-    dest: &dyn Destination,
-    name: &str,
-    work: F,
-) -> Result<T, DestError>
-where
-    T: Send + 'static,
-    F: FnOnce(Box<dyn Read + Send>) -> T + Send + 'static,
-{
-    let reader = dest.get(name).await?;
-    let bridge = SyncIoBridge::new(reader);
-    Ok(tokio::task::spawn_blocking(move || work(Box::new(bridge)))
-        .await
-        .expect("reader thread panicked"))
 }

@@ -17,12 +17,11 @@ use serde_json::json;
 use tokio_util::io::{StreamReader, SyncIoBridge};
 
 use super::backup::{backup, print_summary};
-use super::{read_blocking, Ctx};
+use super::Ctx;
 use crate::archive::entry::{Kind, Privileges};
 use crate::archive::listing::{self, Origin};
 use crate::archive::pack::Compression;
 use crate::archive::stage::{private_dir, private_file, stage, RootMeta, StageSpec, Staged};
-use crate::archive::streams;
 use crate::archive::writer::TarWriter;
 use crate::destination::{DestSpec, Destination};
 use crate::docker::{ContainerInfo, DockerError, Engine, HelperSpec, Mount, Role};
@@ -30,6 +29,7 @@ use crate::error::Failure;
 use crate::lock::{Access, ContainerLock};
 use crate::manifest::{self, Manifest, SAFETY_TAG};
 use crate::owner::Owner;
+use crate::pipeline::{read_blocking, streams, ChannelWriter};
 use crate::settings::{BackupSettings, RestoreSettings};
 use crate::shell;
 use crate::swap::journal::{FileRecord, Journal, PathRecord};
@@ -767,10 +767,8 @@ async fn stage_one(
     k: usize,
     journal: Option<String>,
 ) -> Result<Staged> {
-    let (writer, rx) = streams::channel();
     let sha = m.sha256.clone();
-    let staged = read_blocking(dest, &m.archive, move |r| -> std::io::Result<Staged> {
-        let mut w = TarWriter::new(writer);
+    stage_through(engine, helper, dest, m, mount, move |r, w| {
         if let Some(text) = journal {
             w.append(
                 &private_dir(swap::WORK_DIR.as_bytes()),
@@ -787,7 +785,7 @@ async fn stage_one(
             )?;
         }
         w.append(&private_dir(&spec.into), &mut std::io::empty())?;
-        let staged = stage(r, &sha, &spec, &mut w)?;
+        let staged = stage(r, &sha, &spec, w)?;
         let mut fixups = String::new();
         for f in &staged.fixups {
             fixups += &format!(
@@ -800,15 +798,9 @@ async fn stage_one(
             &private_file(swap::fixups_file(k).as_bytes(), fixups.len()),
             &mut fixups.as_bytes(),
         )?;
-        w.finish()?.close()?;
         Ok(staged)
-    });
-    let uploaded = engine.upload(helper, mount, streams::receiver_stream(rx));
-    let (staged, uploaded) = tokio::join!(staged, uploaded);
-    let staged = staged?;
-    let staged = staged.map_err(|e| Failure::verify(format!("backup {}: {e}", m.id)))?;
-    uploaded?;
-    Ok(staged)
+    })
+    .await
 }
 
 /// Streams a single-file path of the archive into its staged name beside the live file.
@@ -820,20 +812,12 @@ async fn stage_file(
     into: &str,
     spec: StageSpec,
 ) -> Result<Staged> {
-    let (writer, rx) = streams::channel();
     let sha = m.sha256.clone();
     let path = spec.path.clone();
-    let staged = read_blocking(dest, &m.archive, move |r| -> std::io::Result<Staged> {
-        let mut w = TarWriter::new(writer);
-        let staged = stage(r, &sha, &spec, &mut w)?;
-        w.finish()?.close()?;
-        Ok(staged)
-    });
-    let uploaded = engine.upload(helper, into, streams::receiver_stream(rx));
-    let (staged, uploaded) = tokio::join!(staged, uploaded);
-    let staged = staged?;
-    let staged = staged.map_err(|e| Failure::verify(format!("backup {}: {e}", m.id)))?;
-    uploaded?;
+    let staged = stage_through(engine, helper, dest, m, into, move |r, w| {
+        stage(r, &sha, &spec, w)
+    })
+    .await?;
     if !staged.single_file {
         return Err(Failure::verify(format!(
             "backup {}: {path} is not a single file in the archive",
@@ -842,6 +826,45 @@ async fn stage_file(
         .into());
     }
     Ok(staged)
+}
+
+/// Reads the archive of `m` through `build`, which writes the tar to stage, and uploads that tar
+/// into `into` through the helper, both streaming. Which side failed decides the error: the
+/// destination's transport (exit 4), the engine (3), or the archive's content (5).
+async fn stage_through<F>(
+    engine: &Engine,
+    helper: &str,
+    dest: &dyn Destination,
+    m: &Manifest,
+    into: &str,
+    build: F,
+) -> Result<Staged>
+where
+    F: FnOnce(
+            Box<dyn std::io::Read + Send>,
+            &mut TarWriter<ChannelWriter>,
+        ) -> std::io::Result<Staged>
+        + Send
+        + 'static,
+{
+    let (writer, rx) = streams::channel();
+    let staged = read_blocking(dest, &m.archive, move |r| -> std::io::Result<Staged> {
+        let mut w = TarWriter::new(writer);
+        let staged = build(r, &mut w)?;
+        w.finish()?.close()?;
+        Ok(staged)
+    });
+    let uploaded = engine.upload(helper, into, streams::receiver_stream(rx));
+    let (staged, uploaded) = tokio::join!(staged, uploaded);
+    match staged? {
+        Ok(staged) => {
+            uploaded?;
+            Ok(staged)
+        }
+        // The engine stopped taking the stream: its error, not the archive's.
+        Err(_) if uploaded.is_err() => Err(uploaded.unwrap_err().into()),
+        Err(e) => Err(Failure::verify(format!("backup {}: {e}", m.id)).into()),
+    }
 }
 
 /// Removes the staging of this run (after a failure, or on a signal through `ctx`'s clean-up).

@@ -4,11 +4,12 @@ use anyhow::{Context, Result};
 use chrono::Utc;
 use serde_json::json;
 
-use super::{read_blocking, Ctx};
+use super::Ctx;
 use crate::archive::verify::{verify, Report};
 use crate::destination::{DestSpec, Destination};
 use crate::error::Failure;
 use crate::manifest::{self, Manifest};
+use crate::pipeline::read_blocking;
 
 /// Verifies one backup (an id, or `latest` of `container` or of all).
 pub async fn run(ctx: &Ctx, spec: &DestSpec, wanted: &str, container: Option<&str>) -> Result<()> {

@@ -31,10 +31,10 @@ impl LocalDir {
 
     fn io(&self, action: impl Into<String>) -> impl FnOnce(std::io::Error) -> DestError + '_ {
         let action = action.into();
-        move |source| DestError::Io {
+        move |error| DestError::Io {
             dest: self.describe(),
             action,
-            source,
+            error,
         }
     }
 
@@ -98,7 +98,7 @@ impl Destination for LocalDir {
         file.try_lock().map_err(|e| DestError::Io {
             dest: self.describe(),
             action: format!("lock {}", temp.display()),
-            source: std::io::Error::other(e.to_string()),
+            error: std::io::Error::other(e.to_string()),
         })?;
         Ok(Box::new(LocalUpload {
             dest: self.describe(),
@@ -254,11 +254,11 @@ struct LocalUpload {
 }
 
 impl LocalUpload {
-    fn err(&self, action: &str, source: std::io::Error) -> DestError {
+    fn err(&self, action: &str, error: std::io::Error) -> DestError {
         DestError::Io {
             dest: self.dest.clone(),
             action: format!("{action} {}", self.temp.display()),
-            source,
+            error,
         }
     }
 }

@@ -19,18 +19,53 @@ pub use local::LocalDir;
 pub use s3::{S3Dir, S3Spec, DEFAULT_PART_SIZE, MIN_PART_SIZE};
 pub use ssh::{SshDir, SshSpec};
 
-/// A destination failure; the message always names the destination and what to check.
+/// A destination failure, by case; the message always names the destination and what to check.
+/// Every case exits 4. The OS or SDK error is part of the message, not a separate cause, so it is
+/// printed once.
 #[derive(Debug, thiserror::Error)]
 pub enum DestError {
-    /// An I/O failure while doing something to a named object or place.
-    #[error("{dest}: cannot {action}: {source}")]
+    /// An I/O failure while doing something to a named object or place (a full disk, a dropped
+    /// connection in the middle of a read).
+    #[error("{dest}: cannot {action}: {error}")]
     Io {
         /// The destination, as the operator wrote it.
         dest: String,
         /// What we were doing, naming the object.
         action: String,
         /// The underlying error.
-        source: std::io::Error,
+        error: std::io::Error,
+    },
+    /// The destination cannot be reached at all (connection refused, timeout, DNS).
+    #[error("{dest}: {message}")]
+    Unreachable {
+        /// The destination.
+        dest: String,
+        /// What failed and what to check.
+        message: String,
+    },
+    /// No credentials, or credentials the destination rejects.
+    #[error("{dest}: {message}")]
+    Authentication {
+        /// The destination.
+        dest: String,
+        /// What failed and what to check.
+        message: String,
+    },
+    /// The credentials work but may not do this (a read-only key, a read-only share).
+    #[error("{dest}: {message}")]
+    AccessDenied {
+        /// The destination.
+        dest: String,
+        /// What was refused and what to check.
+        message: String,
+    },
+    /// The S3 bucket does not exist.
+    #[error("{dest}: {message}")]
+    UnknownBucket {
+        /// The destination.
+        dest: String,
+        /// Which bucket, and what to do.
+        message: String,
     },
     /// The object does not exist.
     #[error("{dest}: no object named {name:?}")]
@@ -48,6 +83,21 @@ pub enum DestError {
         /// What is wrong and what to do.
         message: String,
     },
+}
+
+impl DestError {
+    /// The case's name, for logs and JSON.
+    pub fn case(&self) -> &'static str {
+        match self {
+            DestError::Io { .. } => "io",
+            DestError::Unreachable { .. } => "unreachable",
+            DestError::Authentication { .. } => "authentication",
+            DestError::AccessDenied { .. } => "access denied",
+            DestError::UnknownBucket { .. } => "unknown bucket",
+            DestError::NotFound { .. } => "not found",
+            DestError::Unusable { .. } => "unusable",
+        }
+    }
 }
 
 /// A readable object stream.
@@ -121,33 +171,6 @@ pub fn visible(name: &str) -> bool {
 /// Splits an object name into its parent path (possibly empty) and its last component.
 pub fn split_name(name: &str) -> (&str, &str) {
     name.rsplit_once('/').unwrap_or(("", name))
-}
-
-/// Feeds the chunks a blocking producer sends over `rx` into `upload`, hashing them (SHA-256),
-/// then waits for the producer. Returns the producer's result and the hex hash of what was
-/// written, or the upload's error (the producer then stops on its closed channel). Either way the
-/// caller commits or aborts the upload.
-pub async fn pump<T>(
-    upload: &mut dyn Upload,
-    mut rx: tokio::sync::mpsc::Receiver<Bytes>,
-    producer: tokio::task::JoinHandle<std::io::Result<T>>,
-) -> Result<(std::io::Result<T>, String), DestError> {
-    use sha2::{Digest, Sha256};
-    let mut hasher = Sha256::new();
-    let mut failed = None;
-    while let Some(chunk) = rx.recv().await {
-        hasher.update(&chunk);
-        if let Err(e) = upload.write(chunk).await {
-            failed = Some(e);
-            break;
-        }
-    }
-    drop(rx);
-    let produced = producer.await.expect("producer thread panicked");
-    match failed {
-        Some(e) => Err(e),
-        None => Ok((produced, hex::encode(hasher.finalize()))),
-    }
 }
 
 /// Writes a small object (a manifest) in one go, with the same complete-or-absent guarantee.
@@ -241,10 +264,10 @@ pub async fn get_bytes(
         .take(limit + 1)
         .read_to_end(&mut buf)
         .await
-        .map_err(|source| DestError::Io {
+        .map_err(|error| DestError::Io {
             dest: dest.describe(),
             action: format!("read {name}"),
-            source,
+            error,
         })?;
     if buf.len() as u64 > limit {
         return Err(DestError::Unusable {

@@ -10,6 +10,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
@@ -202,74 +203,104 @@ impl Marker {
     }
 }
 
-/// Maps an SDK error to a message that names the destination and says what to check. SDK errors
-/// never carry the secret key, and neither does this.
-fn s3_error<E, R>(dest: &str, action: &str, err: SdkError<E, R>) -> DestError
+/// Maps an SDK error to its case, with a message that names the destination and says what to
+/// check. SDK errors never carry the secret key, and neither does this.
+fn s3_error<E>(dest: &str, action: &str, err: SdkError<E, HttpResponse>) -> DestError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug,
 {
-    let message = match &err {
+    let dest = dest.to_string();
+    let chain = source_chain(&err);
+    match &err {
+        // The credential chain fails inside the request, so it surfaces as a dispatch failure.
+        SdkError::DispatchFailure(_) | SdkError::ConstructionFailure(_)
+            if chain.contains("no credentials") || chain.contains("credential provider") =>
+        {
+            return DestError::Authentication {
+                dest,
+                message: format!("cannot {action}: no S3 credentials found; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE with a credentials file)"),
+            };
+        }
         SdkError::DispatchFailure(f) => {
             let why = if f.is_timeout() {
-                "timed out".to_string()
+                "timed out"
             } else if f.is_io() {
-                "connection failed".to_string()
+                "connection failed"
             } else {
-                format!("{:?}", f.as_connector_error().map(|c| c.to_string()))
+                chain.as_str()
             };
-            format!("cannot {action}: cannot reach the S3 endpoint ({why}); check the endpoint URL (--s3-endpoint / AWS_ENDPOINT_URL) and that the server is up")
+            return DestError::Unreachable {
+                dest,
+                message: format!("cannot {action}: cannot reach the S3 endpoint ({why}); check the endpoint URL (--s3-endpoint / AWS_ENDPOINT_URL) and that the server is up"),
+            };
         }
         SdkError::TimeoutError(_) => {
-            format!("cannot {action}: the S3 endpoint did not answer in time; check the endpoint and the network")
+            return DestError::Unreachable {
+                dest,
+                message: format!("cannot {action}: the S3 endpoint did not answer in time; check the endpoint and the network"),
+            };
         }
-        SdkError::ConstructionFailure(_) => format!(
-            "cannot {action}: the request could not be built ({}); check the credentials (AWS_ACCESS_KEY_ID / AWS_PROFILE) and the region",
-            source_chain(&err)
-        ),
-        _ => {
-            let code = err.code().unwrap_or("");
-            let detail = err.message().unwrap_or("").to_string();
-            match code {
-                "NoSuchBucket" => format!("cannot {action}: the bucket does not exist; create it or fix the URL"),
-                "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "InvalidSignature" | "AuthorizationHeaderMalformed" | "ExpiredToken" | "InvalidToken" => format!(
-                    "cannot {action}: the store rejected the credentials ({code}); check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or the profile, and the region"
-                ),
-                "AccessDenied" | "Forbidden" => format!(
-                    "cannot {action}: access denied ({}); check the credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or the profile) and that they may read and write this bucket and prefix",
-                    if detail.is_empty() { code } else { detail.as_str() }
-                ),
-                "NoSuchKey" | "NotFound" => format!("cannot {action}: no such object"),
-                _ => {
-                    let status = raw_status(&err);
-                    match status {
-                        Some(404) => format!("cannot {action}: not found; check the bucket name"),
-                        Some(403) => format!("cannot {action}: access denied (HTTP 403); check the credentials and that they may use this bucket"),
-                        Some(400) if code.is_empty() => format!("cannot {action}: the store refused the request (HTTP 400); check the region and credentials"),
-                        _ => format!("cannot {action}: {} {}", if code.is_empty() { source_chain(&err) } else { code.to_string() }, detail).trim().to_string(),
-                    }
-                }
+        SdkError::ConstructionFailure(_) => {
+            return DestError::Unusable {
+                dest,
+                message: format!("cannot {action}: the request could not be built ({chain}); check the credentials (AWS_ACCESS_KEY_ID / AWS_PROFILE) and the region"),
+            };
+        }
+        _ => {}
+    }
+    let code = err.code().unwrap_or("");
+    let detail = err.message().unwrap_or("").to_string();
+    let status = raw_status(&err);
+    match (code, status) {
+        ("NoSuchBucket", _) => DestError::UnknownBucket {
+            dest,
+            message: format!("cannot {action}: the bucket does not exist; create it or fix the URL"),
+        },
+        (
+            "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "InvalidSignature"
+            | "AuthorizationHeaderMalformed" | "ExpiredToken" | "InvalidToken",
+            _,
+        ) => DestError::Authentication {
+            dest,
+            message: format!("cannot {action}: the store rejected the credentials ({code}); check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or the profile, and the region"),
+        },
+        // Garage answers a bad signature with 403 "Forbidden: Invalid signature".
+        (_, Some(403)) if detail.to_ascii_lowercase().contains("signature") => {
+            DestError::Authentication {
+                dest,
+                message: format!("cannot {action}: the store rejected the credentials ({detail}); check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or the profile, and the region"),
             }
         }
-    };
-    DestError::Unusable {
-        dest: dest.to_string(),
-        message,
+        ("AccessDenied" | "Forbidden", _) | (_, Some(403)) => DestError::AccessDenied {
+            dest,
+            message: format!(
+                "cannot {action}: access denied ({}); check that the credentials may read and write this bucket and prefix",
+                if detail.is_empty() { "HTTP 403" } else { detail.as_str() }
+            ),
+        },
+        ("NoSuchKey" | "NotFound", _) | (_, Some(404)) => DestError::NotFound {
+            dest,
+            name: action.to_string(),
+        },
+        (_, Some(400)) if code.is_empty() => DestError::Unusable {
+            dest,
+            message: format!("cannot {action}: the store refused the request (HTTP 400); check the region and credentials"),
+        },
+        _ => DestError::Unusable {
+            dest,
+            message: format!(
+                "cannot {action}: {} {detail}",
+                if code.is_empty() { chain.as_str() } else { code }
+            )
+            .trim()
+            .to_string(),
+        },
     }
 }
 
-fn raw_status<E, R: std::fmt::Debug>(err: &SdkError<E, R>) -> Option<u16> {
-    match err {
-        SdkError::ServiceError(_) | SdkError::ResponseError(_) => {
-            // The raw response's status is in its Debug form on every response type we use.
-            let text = format!("{:?}", err.raw_response()?);
-            text.split("status: StatusCode(")
-                .nth(1)
-                .and_then(|s| s.split(')').next())
-                .and_then(|s| s.parse().ok())
-        }
-        _ => None,
-    }
+/// The HTTP status of the store's answer, from the raw response.
+fn raw_status<E>(err: &SdkError<E, HttpResponse>) -> Option<u16> {
+    err.raw_response().map(|r| r.status().as_u16())
 }
 
 fn source_chain(err: &dyn std::error::Error) -> String {
@@ -282,7 +313,7 @@ fn source_chain(err: &dyn std::error::Error) -> String {
     parts.join(": ")
 }
 
-fn is_not_found<E: ProvideErrorMetadata, R: std::fmt::Debug>(err: &SdkError<E, R>) -> bool {
+fn is_not_found<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> bool {
     matches!(err.code(), Some("NoSuchKey") | Some("NotFound")) || raw_status(err) == Some(404)
 }
 
@@ -303,7 +334,7 @@ impl Destination for S3Dir {
             return Ok(());
         };
         if is_not_found(&err) {
-            return Err(DestError::Unusable {
+            return Err(DestError::UnknownBucket {
                 dest: self.describe(),
                 message: format!(
                     "bucket {:?} does not exist; create it or fix the URL",

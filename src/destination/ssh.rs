@@ -284,16 +284,25 @@ impl SshDir {
             .unwrap_or("")
             .to_string();
         let has = |s: &str| stderr.contains(s);
+        let dest = self.describe();
+        let auth = |message| DestError::Authentication {
+            dest: dest.clone(),
+            message,
+        };
+        let unreachable = |message| DestError::Unreachable {
+            dest: dest.clone(),
+            message,
+        };
         let message = if has("REMOTE HOST IDENTIFICATION HAS CHANGED")
             || has("Host key for") && has("has changed")
         {
-            format!("the host key of {host} has CHANGED since it was recorded in known_hosts; this may be an attack or a reinstalled host. Verify it out of band, then update known_hosts (ssh-keygen -R {host}); dockyard never accepts host keys on its own")
+            return auth(format!("the host key of {host} has CHANGED since it was recorded in known_hosts; this may be an attack or a reinstalled host. Verify it out of band, then update known_hosts (ssh-keygen -R {host}); dockyard never accepts host keys on its own"));
         } else if has("Host key verification failed") || has("No ") && has("host key is known") {
-            format!("the host key of {host} is not in known_hosts; verify its fingerprint and add it (e.g. ssh-keyscan {host} >> ~/.ssh/known_hosts after checking), or connect once with ssh by hand; dockyard never accepts host keys on its own")
+            return auth(format!("the host key of {host} is not in known_hosts; verify its fingerprint and add it (e.g. ssh-keyscan {host} >> ~/.ssh/known_hosts after checking), or connect once with ssh by hand; dockyard never accepts host keys on its own"));
         } else if has("Permission denied (") || has("Too many authentication failures") {
-            format!("authentication to {host} failed ({detail}); check the user, the key (IdentityFile in the ssh config), the agent, and the remote authorized_keys")
+            return auth(format!("authentication to {host} failed ({detail}); check the user, the key (IdentityFile in the ssh config), the agent, and the remote authorized_keys"));
         } else if has("Could not resolve hostname") {
-            format!("cannot resolve host name {host:?}; check the URL and the Host entries of the ssh config")
+            return unreachable(format!("cannot resolve host name {host:?}; check the URL and the Host entries of the ssh config"));
         } else if has("Connection refused")
             || has("Connection timed out")
             || has("No route to host")
@@ -301,7 +310,7 @@ impl SshDir {
             || has("Connection closed by")
             || has("Connection reset")
         {
-            format!("cannot reach {host} ({detail}); check that the host is up, the port, and the network")
+            return unreachable(format!("cannot reach {host} ({detail}); check that the host is up, the port, and the network"));
         } else if code == Some(255) {
             format!("ssh to {host} failed: {detail}")
         } else if code == Some(NOT_FOUND) {
@@ -309,18 +318,15 @@ impl SshDir {
                 dest: self.describe(),
                 name: action.to_string(),
             };
-        } else {
-            let hint = if detail.contains("Permission denied") || detail.contains("Read-only") {
-                "; check that the remote user may write there"
-            } else {
-                ""
+        } else if detail.contains("Permission denied") || detail.contains("Read-only") {
+            return DestError::AccessDenied {
+                dest,
+                message: format!("cannot {action} on {host}: {detail}; check that the remote user may write there"),
             };
-            format!("cannot {action} on {host}: {detail}{hint}")
+        } else {
+            format!("cannot {action} on {host}: {detail}")
         };
-        DestError::Unusable {
-            dest: self.describe(),
-            message,
-        }
+        DestError::Unusable { dest, message }
     }
 
     fn dir(&self) -> String {
