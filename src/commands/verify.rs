@@ -28,10 +28,12 @@ pub async fn run(ctx: &Ctx, spec: &DestSpec, wanted: &str, container: Option<&st
         Ok(r) => r,
         Err(e) => {
             // Scripts read `"ok": false` and why; the exit code still says which failure it was.
-            let category = crate::error::categorize(&e);
-            let reason = crate::error::describe(&e);
-            ctx.json(&json!({"id": m.id, "ok": false, "reason": reason,
-                "error": crate::render::error_body(category, &reason)}));
+            if ctx.output.json {
+                let category = crate::error::categorize(&e);
+                let reason = crate::error::describe(&e);
+                ctx.json(&json!({"id": m.id, "ok": false, "reason": reason,
+                    "error": crate::render::error_body(category, &reason)}));
+            }
             return Err(e);
         }
     };
