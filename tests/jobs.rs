@@ -377,20 +377,15 @@ fn daemon_runs_a_job_on_its_schedule_and_stops_cleanly_on_sigterm_mid_job() {
         .spawn()
         .unwrap();
     // At least two scheduled runs complete...
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
-    while list(&dest).len() < 2 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the daemon did not run the job twice"
-        );
+    let limit = std::time::Duration::from_secs(90);
+    common::wait_until("the daemon ran the job twice", limit, || {
         assert!(child.try_wait().unwrap().is_none(), "the daemon exited");
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
+        list(&dest).len() >= 2
+    });
     // ...then SIGTERM while the next one is writing.
-    while !common::files(&dest).iter().any(|f| f.ends_with(".partial")) {
-        assert!(std::time::Instant::now() < deadline, "no third run started");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    common::wait_until("a third run is writing", limit, || {
+        common::files(&dest).iter().any(|f| f.ends_with(".partial"))
+    });
     sigterm(&child);
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);

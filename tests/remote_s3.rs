@@ -181,12 +181,14 @@ fn s3_killed_mid_upload_is_invisible_and_aborted_by_the_next_run() {
     .stderr(Stdio::null())
     .spawn()
     .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while s3.uploads(&prefix.name).is_empty() {
-        assert!(Instant::now() < deadline, "no multipart upload started");
-        assert!(child.try_wait().unwrap().is_none(), "backup ended too soon");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    common::wait_until(
+        "a multipart upload started",
+        Duration::from_secs(90),
+        || {
+            assert!(child.try_wait().unwrap().is_none(), "backup ended too soon");
+            !s3.uploads(&prefix.name).is_empty()
+        },
+    );
     child.kill().unwrap();
     child.wait().unwrap();
 
@@ -475,11 +477,11 @@ fn three_node_cluster_survives_losing_a_node_during_the_backup() {
         "s3-cluster",
         &["--level", "12"],
         |child, prefix| {
-            let deadline = Instant::now() + Duration::from_secs(60);
-            while s3.uploads(prefix).is_empty() {
-                assert!(Instant::now() < deadline, "no multipart upload started");
-                std::thread::sleep(Duration::from_millis(20));
-            }
+            common::wait_until(
+                "a multipart upload started",
+                Duration::from_secs(60),
+                || !s3.uploads(prefix).is_empty(),
+            );
             assert!(
                 child.try_wait().unwrap().is_none(),
                 "the backup finished before a node could be stopped"

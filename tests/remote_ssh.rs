@@ -115,12 +115,14 @@ fn ssh_killed_mid_upload_is_invisible_and_cleaned_by_the_next_run() {
     .stderr(std::process::Stdio::null())
     .spawn()
     .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !dir.files().iter().any(|f| f.ends_with(".partial")) {
-        assert!(std::time::Instant::now() < deadline, "upload never started");
-        assert!(child.try_wait().unwrap().is_none(), "backup ended too soon");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    common::wait_until(
+        "the upload started",
+        std::time::Duration::from_secs(60),
+        || {
+            assert!(child.try_wait().unwrap().is_none(), "backup ended too soon");
+            dir.files().iter().any(|f| f.ends_with(".partial"))
+        },
+    );
     child.kill().unwrap();
     child.wait().unwrap();
 

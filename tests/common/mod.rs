@@ -2,6 +2,7 @@
 //! and unique names that remove themselves, and the dockyard binary run as a user would run it.
 #![allow(dead_code)]
 
+pub mod dest;
 pub mod forge;
 pub mod peers;
 
@@ -421,4 +422,16 @@ pub fn sigterm(child: &std::process::Child) {
         .unwrap()
         .success();
     assert!(ok, "kill -TERM failed");
+}
+
+/// Polls `done` every 50 ms until it holds; fails naming `what` after `limit`.
+pub fn wait_until(what: &str, limit: std::time::Duration, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {limit:?} waiting until {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }

@@ -1,0 +1,119 @@
+//! One destination suite, run against every backend (a local directory, sshd, Garage): a round
+//! trip keeps every byte; a backup killed mid-upload leaves nothing listed and the next run
+//! leaves nothing behind; a destination that refuses writes fails the backup with exit 4 naming
+//! it, leaving nothing; a manifest whose archive is missing fails verify and restore with exit 4
+//! naming the missing object, and touches nothing.
+
+mod common;
+
+use std::time::Duration;
+
+use common::dest::Dest;
+use common::peers::pairs;
+use common::{backups, wait_until, App};
+
+fn round_trip(dest: Dest) {
+    let app = App::running("be-rt", &["/srv/media"]);
+    app.sh("mkdir -p /srv/media/a/b && echo one > /srv/media/a/b/1.txt && dd if=/dev/urandom of=/srv/media/photo.jpg bs=1k count=700 2>/dev/null");
+    let before = app.tree("/srv/media");
+    let url = dest.url();
+    dest.run(&["backup", &app.name, "--to", &url]).ok();
+    let listed = backups(&dest.run(&["list", "--to", &url, "--json"]).ok());
+    assert_eq!(listed.len(), 1, "{url}");
+    let id = listed[0]["id"].as_str().unwrap();
+    dest.run(&["verify", id, "--to", &url]).ok();
+    app.sh("rm -rf /srv/media/a; echo changed > /srv/media/photo.jpg");
+    dest.run(&[
+        "restore",
+        &app.name,
+        "--from",
+        &url,
+        "--archive",
+        id,
+        "--no-safety-backup",
+    ])
+    .ok();
+    assert_eq!(app.tree("/srv/media"), before, "{url}");
+    assert_eq!(dest.names().len(), 2, "{url}: {:?}", dest.files());
+}
+
+fn killed_mid_upload(dest: Dest) {
+    let app = App::running("be-kill", &["/srv/media"]);
+    app.sh("dd if=/dev/urandom of=/srv/media/big bs=1M count=48 2>/dev/null");
+    let url = dest.url();
+    let mut child = common::dockyard_cmd(
+        &["backup", &app.name, "--to", &url, "--level", "19"],
+        &pairs(&dest.env()),
+    )
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
+    wait_until("the upload is under way", Duration::from_secs(90), || {
+        dest.uploading()
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let listed = backups(&dest.run(&["list", "--to", &url, "--json"]).ok());
+    assert!(listed.is_empty(), "{url}: a killed backup is listed");
+    // The next ordinary run removes what the killed one left, and adds only its own backup.
+    dest.run(&["backup", &app.name, "--to", &url]).ok();
+    let files = dest.files();
+    assert_eq!(files.len(), 2, "{url}: {files:?}");
+    assert!(
+        files.iter().any(|f| f.ends_with(".tar.zst")) && files.iter().any(|f| f.ends_with(".json")),
+        "{url}: {files:?}"
+    );
+    // (The helper of the killed run is removed by the next run too.)
+    assert!(app.helpers().is_empty(), "{url}: helper left");
+}
+
+fn refused_write(dest: Dest) {
+    let app = App::running("be-refuse", &["/srv/media"]);
+    app.sh("echo a > /srv/media/a");
+    let refusing = dest.refusing();
+    let url = refusing.url();
+    let r = refusing.run(&["backup", &app.name, "--to", &url]);
+    assert_eq!(r.code, 4, "{url}: {}", r.stderr);
+    let shown = url.trim_start_matches("ssh://dockyard-test/~/");
+    assert!(r.stderr.contains(shown), "{url}: {}", r.stderr);
+    assert!(app.helpers().is_empty(), "{url}: helper left");
+    // Nothing was written: only the file the refusal is made of is there.
+    let left: Vec<String> = dest.files().into_iter().filter(|f| f != "file").collect();
+    assert!(
+        left.is_empty() && refusing.files().is_empty(),
+        "{url}: {left:?}"
+    );
+}
+
+fn missing_object(dest: Dest) {
+    let app = App::running("be-missing", &["/srv/media"]);
+    app.sh("echo keep > /srv/media/a");
+    let url = dest.url();
+    dest.run(&["backup", &app.name, "--to", &url]).ok();
+    let id = backups(&dest.run(&["list", "--to", &url, "--json"]).ok())[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let archive = format!("{id}.tar.zst");
+    dest.remove(&archive);
+    let v = dest.run(&["verify", &id, "--to", &url]);
+    assert_eq!(v.code, 4, "{url}: {}", v.stderr);
+    assert!(v.stderr.contains(&archive), "{url}: {}", v.stderr);
+    let before = app.tree("/srv/media");
+    let r = dest.run(&["restore", &app.name, "--from", &url, "--archive", &id]);
+    assert_eq!(r.code, 4, "{url}: {}", r.stderr);
+    assert!(r.stderr.contains(&archive), "{url}: {}", r.stderr);
+    assert_eq!(app.tree("/srv/media"), before, "{url}: the target changed");
+}
+
+/// Runs a scenario against each backend, one test per backend.
+macro_rules! on_every_backend {
+    ($($scenario:ident),*) => {
+        mod local { $( #[test] fn $scenario() { super::$scenario(super::Dest::local()); } )* }
+        mod ssh { $( #[test] fn $scenario() { super::$scenario(super::Dest::ssh()); } )* }
+        mod s3 { $( #[test] fn $scenario() { super::$scenario(super::Dest::s3()); } )* }
+    };
+}
+
+on_every_backend!(round_trip, killed_mid_upload, refused_write, missing_object);
