@@ -11,6 +11,7 @@ use chrono::Utc;
 use indicatif::HumanBytes;
 use serde_json::json;
 
+use super::quiesce::{self, Quiesce};
 use super::Ctx;
 use crate::archive::pack::{pack, PackStats, Source};
 use crate::destination::{put_bytes, Destination};
@@ -40,40 +41,16 @@ pub async fn run_job(ctx: &Ctx, s: BackupSettings) -> Result<(Manifest, f64, Opt
         .clone()
         .unwrap_or_else(|| info.image_id.clone());
     let _lock = super::prepare_container(ctx, engine, &info, &image, "backup").await?;
-    if let Some(hook) = &s.pre_hook {
-        run_hook(engine, &s.container, hook, "pre-hook").await?;
-    }
-    let t0 = std::time::Instant::now();
-    let stopped = super::stop_all(engine, &s.stop, s.stop_timeout).await;
-    let result = match stopped {
-        Ok(()) => backup(ctx, engine, &s, ctx.output.progress).await,
-        Err(e) => Err(e),
+    let quiet = Quiesce {
+        container: &s.container,
+        stop: &s.stop,
+        stop_timeout: s.stop_timeout,
+        pre_hook: s.pre_hook.as_deref(),
+        post_hook: s.post_hook.as_deref(),
     };
-    let restarted = engine.restart_stopped().await;
-    let downtime = (!s.stop.is_empty()).then(|| t0.elapsed().as_secs_f64());
-    let (m, secs) = result?;
-    restarted?;
-    if let Some(hook) = &s.post_hook {
-        run_hook(engine, &s.container, hook, "post-hook").await?;
-    }
+    let ((m, secs), downtime) =
+        quiesce::around(engine, quiet, backup(ctx, engine, &s, ctx.output.progress)).await?;
     Ok((m, secs, downtime))
-}
-
-/// Runs a hook command in the container; a non-zero exit is an error naming the hook.
-async fn run_hook(engine: &Engine, container: &str, hook: &str, which: &str) -> Result<()> {
-    let (code, output) = engine.exec(container, hook).await?;
-    if code != 0 {
-        return Err(DockerError::HelperFailed {
-            container: container.to_string(),
-            action: format!(
-                "running the {which} {hook:?} (nothing was backed up if this is the pre-hook)"
-            ),
-            code,
-            output: output.trim().to_string(),
-        }
-        .into());
-    }
-    Ok(())
 }
 
 /// Prints the one-line (or JSON) summary of a finished backup; `downtime` if containers were stopped.

@@ -6,7 +6,9 @@ pub mod daemon;
 pub mod list;
 pub mod logs;
 pub mod prune;
+pub mod quiesce;
 pub mod restore;
+pub mod restore_report;
 pub mod run;
 pub mod verify;
 
@@ -170,17 +172,4 @@ pub async fn run(ctx: &Ctx, settings: Settings) -> Result<()> {
             dry_run,
         } => prune::run(ctx, &dest, container.as_deref(), &policy, dry_run).await,
     }
-}
-
-/// Stops each of `names` that is running (for a consistent backup or restore), in order. The
-/// engine remembers them; the caller starts them again with `Engine::restart_stopped`, and main's
-/// clean-up does so on every other way out.
-pub async fn stop_all(engine: &Engine, names: &[String], timeout_secs: u32) -> Result<()> {
-    for c in names {
-        if engine.inspect(c).await?.running {
-            tracing::info!(container = %c, "stopping");
-            engine.stop(c, timeout_secs).await?;
-        }
-    }
-    Ok(())
 }

@@ -13,10 +13,11 @@
 
 use anyhow::{Context, Result};
 use chrono::Utc;
-use serde_json::json;
 use tokio_util::io::{StreamReader, SyncIoBridge};
 
-use super::backup::{backup, print_summary};
+use super::backup::backup;
+use super::quiesce::{self, Quiesce};
+use super::restore_report::{render, shorten, DryRun, Outcome, Restored, SafetyBackup};
 use super::Ctx;
 use crate::archive::entry::{Kind, Privileges};
 use crate::archive::listing::{self, Origin};
@@ -35,26 +36,24 @@ use crate::shell;
 use crate::swap::journal::{FileRecord, Journal, PathRecord};
 use crate::swap::{self, recover};
 
-/// Runs `dockyard restore`; with `--stop`, with the target (and others) stopped around it.
+/// Runs `dockyard restore` and prints what it did; with `--stop`, with the target (and others)
+/// stopped around it.
 pub async fn run(ctx: &Ctx, s: RestoreSettings) -> Result<()> {
     let engine = ctx.engine().await?;
-    if s.stop.is_empty() {
-        return restore(ctx, s).await;
-    }
-    let t0 = std::time::Instant::now();
-    let result = match super::stop_all(engine, &s.stop, s.stop_timeout).await {
-        Ok(()) => restore(ctx, s).await,
-        Err(e) => Err(e),
+    let (stop, stop_timeout, container) = (s.stop.clone(), s.stop_timeout, s.container.clone());
+    let quiet = Quiesce {
+        container: &container,
+        stop: &stop,
+        stop_timeout,
+        pre_hook: None,
+        post_hook: None,
     };
-    let restarted = engine.restart_stopped().await;
-    if !ctx.output.json {
-        ctx.say(&format!(
-            "containers stopped for {:.1}s and started again",
-            t0.elapsed().as_secs_f64()
-        ));
+    let (mut outcome, downtime) = quiesce::around(engine, quiet, restore(ctx, s)).await?;
+    if let Outcome::Restored(r) = &mut outcome {
+        r.downtime_seconds = downtime;
     }
-    result?;
-    Ok(restarted?)
+    render(ctx, &outcome);
+    Ok(())
 }
 
 /// One path to restore into a directory: where it is staged and how it is swapped.
@@ -105,7 +104,8 @@ impl Plan {
     }
 }
 
-async fn restore(ctx: &Ctx, s: RestoreSettings) -> Result<()> {
+/// The restore itself; prints nothing.
+async fn restore(ctx: &Ctx, s: RestoreSettings) -> Result<Outcome> {
     let engine = ctx.engine().await?;
     let dest = s.dest.open().await;
     let target = engine.inspect(&s.container).await?;
@@ -156,7 +156,6 @@ async fn restore(ctx: &Ctx, s: RestoreSettings) -> Result<()> {
 
     if s.dry_run {
         return dry_run(
-            ctx,
             engine,
             dest.as_ref(),
             &m,
@@ -167,7 +166,8 @@ async fn restore(ctx: &Ctx, s: RestoreSettings) -> Result<()> {
             &safety_dest,
             &report,
         )
-        .await;
+        .await
+        .map(Outcome::DryRun);
     }
 
     let safety = if s.safety_backup {
@@ -179,68 +179,31 @@ async fn restore(ctx: &Ctx, s: RestoreSettings) -> Result<()> {
     let staged = stage_all(ctx, engine, dest.as_ref(), &m, &target, &plan, &image, &s).await?;
     commit(ctx, engine, &target, &plan, &image).await?;
 
-    let paths: Vec<String> = wanted.clone();
-    let undo = safety.as_ref().map(|id| {
-        format!(
-            "dockyard restore {} --from {} --archive {id}",
-            target.name, safety_dest
-        )
-    });
-    let stripped: Vec<&String> = staged.iter().flat_map(|s| &s.stripped).collect();
-    let skipped: Vec<&String> = staged.iter().flat_map(|s| &s.skipped).collect();
-    let file_notes: Vec<String> = plan
-        .files
-        .iter()
-        .map(|f| {
-            format!(
-                "{} is a single-file bind mount of {}/{}: the container sees the restored file after it restarts",
-                f.path, f.record.host_dir, f.record.name
-            )
-        })
-        .collect();
+    let stripped: Vec<String> = staged.iter().flat_map(|s| s.stripped.clone()).collect();
     if !stripped.is_empty() {
         tracing::warn!(files = %shorten(&stripped), "removed set-user-ID/set-group-ID bits (restore with --keep-setuid to keep them)");
     }
-    if ctx.output.json {
-        ctx.json(&json!({
-            "result": "ok", "restored": m.id, "into": target.name, "paths": paths,
-            "safety_backup": safety.as_ref().map(|id| json!({"id": id, "destination": safety_dest.to_string(), "undo": undo})),
-            "stripped_setid": stripped, "skipped": skipped, "notes": file_notes, "recovered": recovered,
-        }));
-        return Ok(());
-    }
-    for r in &recovered {
-        ctx.say(r);
-    }
-    ctx.say(&format!(
-        "restored {} into {} ({})",
-        m.id,
-        target.name,
-        paths.join(", ")
-    ));
-    if let (Some(id), Some(undo)) = (&safety, &undo) {
-        ctx.say(&format!(
-            "safety backup of what was there: {id} at {safety_dest}; to undo: {undo}"
-        ));
-    }
-    if !stripped.is_empty() {
-        ctx.say(&format!(
-            "removed set-user-ID/set-group-ID bits from {} file(s): {} (--keep-setuid keeps them)",
-            stripped.len(),
-            shorten(&stripped)
-        ));
-    }
-    if !skipped.is_empty() {
-        ctx.say(&format!(
-            "left out {} entries that the target holds as separate mounts: {}",
-            skipped.len(),
-            shorten(&skipped)
-        ));
-    }
-    for n in &file_notes {
-        ctx.say(n);
-    }
-    Ok(())
+    Ok(Outcome::Restored(Restored {
+        result: "ok",
+        restored: m.id.clone(),
+        into: target.name.clone(),
+        paths: wanted,
+        safety_backup: safety,
+        stripped_setid: stripped,
+        skipped: staged.iter().flat_map(|s| s.skipped.clone()).collect(),
+        notes: plan
+            .files
+            .iter()
+            .map(|f| {
+                format!(
+                    "{} is a single-file bind mount of {}/{}: the container sees the restored file after it restarts",
+                    f.path, f.record.host_dir, f.record.name
+                )
+            })
+            .collect(),
+        recovered,
+        downtime_seconds: None,
+    }))
 }
 
 /// Finishes or removes what interrupted restores of `target` left, in a critical section.
@@ -479,7 +442,7 @@ async fn safety_backup(
     image: &str,
     s: &RestoreSettings,
     safety_dest: &DestSpec,
-) -> Result<Option<String>> {
+) -> Result<Option<SafetyBackup>> {
     let occupied = occupied_paths(engine, target, plan, image).await?;
     if occupied.is_empty() {
         return Ok(None);
@@ -509,11 +472,17 @@ async fn safety_backup(
                 target.name
             )
         })?;
-    if !ctx.output.json {
-        print_summary(ctx, &safety, secs, &safety_dest.to_string(), None);
-    }
     expire_safety_backups(safety_dest, &target.name, s.safety_keep_secs).await;
-    Ok(Some(safety.id))
+    Ok(Some(SafetyBackup {
+        undo: format!(
+            "dockyard restore {} --from {safety_dest} --archive {}",
+            target.name, safety.id
+        ),
+        id: safety.id,
+        destination: safety_dest.to_string(),
+        size: safety.size,
+        seconds: secs,
+    }))
 }
 
 /// Removes `container`'s safety backups older than `keep_secs` at `dest` (best effort: a failure
@@ -553,7 +522,6 @@ async fn expire_safety_backups(dest: &DestSpec, container: &str, keep_secs: i64)
 /// changes nothing.
 #[allow(clippy::too_many_arguments)]
 async fn dry_run(
-    ctx: &Ctx,
     engine: &Engine,
     dest: &dyn Destination,
     m: &Manifest,
@@ -563,7 +531,7 @@ async fn dry_run(
     s: &RestoreSettings,
     safety_dest: &DestSpec,
     report: &crate::archive::verify::Report,
-) -> Result<()> {
+) -> Result<DryRun> {
     let mut report_paths = Vec::new();
     for d in &plan.dirs {
         for p in &d.paths {
@@ -593,66 +561,16 @@ async fn dry_run(
             )
         }
     };
-    let setid_note = (!report.setid.is_empty()).then(|| {
-        format!(
-            "{} file(s) with set-user-ID/set-group-ID bits would {}: {}",
-            report.setid.len(),
-            if s.privileges.keep_setid {
-                "keep them (--keep-setuid)"
-            } else {
-                "lose them (--keep-setuid keeps them)"
-            },
-            shorten(&report.setid)
-        )
-    });
-    if ctx.output.json {
-        let v: Vec<_> = report_paths
-            .iter()
-            .map(|(p, d)| json!({"path": p, "add": d.added, "change": d.changed, "remove": d.removed}))
-            .collect();
-        let files: Vec<_> = plan.files.iter().map(|f| &f.path).collect();
-        ctx.json(&json!({"dry_run": true, "backup": m.id, "into": target.name, "paths": v,
-            "files": files, "safety_backup": safety, "setid": report.setid, "devices": report.devices}));
-        return Ok(());
-    }
-    ctx.say(&format!(
-        "dry run: restoring {} into {} would change:",
-        m.id, target.name
-    ));
-    for (p, d) in &report_paths {
-        ctx.say(&format!(
-            "  {p}: {} to add, {} to change, {} to remove",
-            d.added.len(),
-            d.changed.len(),
-            d.removed.len()
-        ));
-        for (sign, names) in [("+", &d.added), ("~", &d.changed), ("-", &d.removed)] {
-            for n in names.iter().take(20) {
-                ctx.say(&format!("    {sign} {n}"));
-            }
-            if names.len() > 20 {
-                ctx.say(&format!("    {sign} ... and {} more", names.len() - 20));
-            }
-        }
-    }
-    for f in &plan.files {
-        ctx.say(&format!(
-            "  {}: replaced (a single-file bind mount)",
-            f.path
-        ));
-    }
-    ctx.say(&safety);
-    if let Some(n) = setid_note {
-        ctx.say(&n);
-    }
-    if !report.devices.is_empty() {
-        ctx.say(&format!(
-            "device nodes would be created (--allow-devices): {}",
-            shorten(&report.devices)
-        ));
-    }
-    ctx.say("nothing was changed");
-    Ok(())
+    Ok(DryRun {
+        backup: m.id.clone(),
+        into: target.name.clone(),
+        paths: report_paths,
+        files: plan.files.iter().map(|f| f.path.clone()).collect(),
+        safety,
+        setid: report.setid.clone(),
+        keep_setid: s.privileges.keep_setid,
+        devices: report.devices.clone(),
+    })
 }
 
 /// Stages every path; on any failure (or a signal, through `ctx`'s clean-up) the staging is
@@ -936,16 +854,6 @@ async fn commit(
         output: failure,
     }
     .into())
-}
-
-fn shorten<T: AsRef<str>>(names: &[T]) -> String {
-    let mut out: Vec<&str> = names.iter().take(10).map(|n| n.as_ref()).collect();
-    let more = names.len().saturating_sub(10);
-    let extra = format!("and {more} more");
-    if more > 0 {
-        out.push(&extra);
-    }
-    out.join(", ")
 }
 
 /// Privileges as the restore applies them (for the settings).
