@@ -455,3 +455,148 @@ fn logs_finish_deletes_only_unchanged_files_and_releases_its_own_lock() {
         assert!(log.contains("-f.log.x 5 k1"), "{log}");
     }
 }
+
+/// Runs `remote.sh OP DIR ARG...` in `home` (where ssh starts) with `input` on stdin.
+fn remote(shell: &[&str], home: &Path, op: &str, dir: &str, args: &[&[u8]], input: &[u8]) -> Ran {
+    use std::io::Write;
+    use std::os::unix::ffi::OsStrExt;
+    let script = shell::remote(op, dir, &[]);
+    let mut child = Command::new(shell[0])
+        .args(&shell[1..])
+        .arg("-c")
+        .arg(script.text)
+        .arg(script.name)
+        .args(&script.args)
+        .args(args.iter().map(|a| std::ffi::OsStr::from_bytes(a)))
+        .current_dir(home)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    Ran {
+        code: out.status.code().unwrap_or(-1),
+        stdout: out.stdout,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn remote_operations_treat_every_name_as_a_name() {
+    for sh in SHELLS {
+        let home = tempfile::tempdir().unwrap();
+        let h = home.path();
+        // A directory name full of shell syntax, relative to the home directory.
+        let dir = "b$(touch PWNED)'c d";
+        let ok = |r: Ran, what: &str| {
+            assert_eq!(r.code, 0, "{sh:?} {what}: {}", r.stderr);
+            r.stdout
+        };
+        ok(remote(sh, h, "prepare", dir, &[], b""), "prepare");
+        let mut want = Vec::new();
+        for (i, n) in NAMES
+            .iter()
+            .filter(|n| !n.starts_with(b".") && !n.starts_with(b"-"))
+            .enumerate()
+        {
+            let data = format!("object {i}\n");
+            let temp = [b".", *n, b".partial"].concat();
+            ok(
+                remote(sh, h, "put", dir, &[&temp, b""], data.as_bytes()),
+                "put",
+            );
+            let size = data.len().to_string();
+            ok(
+                remote(sh, h, "finish", dir, &[&temp, n, size.as_bytes()], b""),
+                "finish",
+            );
+            let got = ok(remote(sh, h, "get", dir, &[n], b""), "get");
+            assert_eq!(got, data.as_bytes(), "{sh:?} {:?}", name(n));
+            want.push(n.to_vec());
+        }
+        // A nested object, and what list and list-under see.
+        ok(
+            remote(
+                sh,
+                h,
+                "put",
+                dir,
+                &[b"logs/web/.x.partial", b"logs/web"],
+                b"l",
+            ),
+            "put nested",
+        );
+        ok(
+            remote(
+                sh,
+                h,
+                "finish",
+                dir,
+                &[b"logs/web/.x.partial", b"logs/web/x", b"1"],
+                b"",
+            ),
+            "finish nested",
+        );
+        let listed = ok(remote(sh, h, "list", dir, &[], b""), "list");
+        let mut listed: Vec<Vec<u8>> = listed
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(<[u8]>::to_vec)
+            .collect();
+        listed.sort();
+        want.sort();
+        // A name holding a newline lists as two lines; everything else lists as itself.
+        for w in want.iter().filter(|w| !w.contains(&b'\n')) {
+            assert!(listed.contains(w), "{sh:?}: {:?} not listed", name(w));
+        }
+        let under = ok(
+            remote(sh, h, "list-under", dir, &[b"logs"], b""),
+            "list-under",
+        );
+        assert_eq!(under, b"logs/web/x\n", "{sh:?}");
+        // A short upload is refused and leaves nothing; a missing object is exit 44.
+        ok(
+            remote(sh, h, "put", dir, &[b".short.partial", b""], b"abc"),
+            "put short",
+        );
+        let r = remote(
+            sh,
+            h,
+            "finish",
+            dir,
+            &[b".short.partial", b"short", b"10"],
+            b"",
+        );
+        assert!(
+            r.code != 0 && r.stderr.contains("uploaded 3 bytes, sent 10"),
+            "{}",
+            r.stderr
+        );
+        assert_eq!(remote(sh, h, "get", dir, &[b"short"], b"").code, 44);
+        assert_eq!(remote(sh, h, "delete", dir, &[b"nothing"], b"").code, 44);
+        // A symlink to a file outside is not read through.
+        symlink("/etc/hostname", h.join(dir).join("link")).unwrap();
+        assert_eq!(
+            remote(sh, h, "get", dir, &[b"link"], b"").code,
+            44,
+            "{sh:?}"
+        );
+        ok(remote(sh, h, "delete", dir, &[b"a b"], b""), "delete");
+        assert!(!h.join(dir).join("a b").exists());
+        // A stale temp file (no writer holds its lock) is removed and named.
+        std::fs::write(h.join(dir).join(".old.partial"), "x").unwrap();
+        let stale = ok(
+            remote(sh, h, "remove-stale", dir, &[b".partial"], b""),
+            "remove-stale",
+        );
+        assert_eq!(stale, b".old.partial\n", "{sh:?}");
+        assert!(
+            !h.join("PWNED").exists() && !h.join(dir).join("PWNED").exists(),
+            "{sh:?}: code ran"
+        );
+        let mode = std::fs::metadata(h.join(dir)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{sh:?}");
+    }
+}

@@ -2,8 +2,9 @@
 //! already configured applies: `~/.ssh/config` (Host aliases, IdentityFile, ProxyJump), the agent
 //! and `known_hosts`. Host keys are checked strictly (`StrictHostKeyChecking=yes`), never accepted.
 //!
-//! Every operation is one `ssh <host> sh -c '<script>'`, all over one control-master connection
-//! per run. An upload streams into `cat` writing a
+//! Every operation is one run of `src/shell/remote.sh` (`ssh <host> /bin/sh -c <script>
+//! dockyard-remote OP DIR ARG...`, each word quoted by shell-words for the remote shell), all over
+//! one control-master connection per run. An upload streams into `cat` writing a
 //! dot-named temp file under `flock` (when the remote has it); commit checks the size, syncs and
 //! renames. A killed run's `cat` ends when its pipe closes, so its lock frees and the next run can
 //! tell the temp file is stale.
@@ -23,9 +24,11 @@ use tokio::sync::OnceCell;
 use tokio::task::JoinHandle;
 
 use super::{DestError, Destination, ObjectReader, Upload};
+use crate::shell::{self, Script};
 
 const TEMP_SUFFIX: &str = ".partial";
 /// Exit code the scripts use for "no such object".
+/// remote.sh's exit code for "no such object".
 const NOT_FOUND: i32 = 44;
 /// Stderr kept from one ssh run, for messages.
 const STDERR_LIMIT: usize = 8 * 1024;
@@ -234,21 +237,22 @@ impl SshDir {
         }
     }
 
-    /// The command that runs `script` on the host through the shared connection.
-    async fn command(&self, script: &str) -> Result<Command, DestError> {
+    /// The command that runs `script` on the host through the shared connection. ssh hands the
+    /// remote shell one command line, so each word is quoted for it (shell-words).
+    async fn command(&self, script: &Script) -> Result<Command, DestError> {
         let socket = self.control().await?;
         let mut cmd = self.ssh();
         cmd.arg("-S")
             .arg(socket)
             .args(["-o", "ControlMaster=no", "--"])
             .arg(&self.spec.host)
-            .arg(format!("sh -c {}", quote(script)));
+            .arg(shell_words::join(script.argv()));
         cmd.kill_on_drop(true);
         Ok(cmd)
     }
 
     /// Runs `script` remotely and returns its stdout, or an error naming what failed.
-    async fn run(&self, action: &str, script: &str) -> Result<String, DestError> {
+    async fn run(&self, action: &str, script: &Script) -> Result<String, DestError> {
         let out = self
             .command(script)
             .await?
@@ -329,8 +333,8 @@ impl SshDir {
         DestError::Unusable { dest, message }
     }
 
-    fn dir(&self) -> String {
-        quote(&self.spec.path)
+    fn dir(&self) -> &str {
+        &self.spec.path
     }
 
     fn check_name(&self, name: &str) -> Result<(), DestError> {
@@ -347,12 +351,9 @@ impl Destination for SshDir {
     async fn prepare(&self) -> Result<(), DestError> {
         // The directory (and any parent made here) is private whatever the remote umask; every
         // value in the script is quoted.
-        let d = self.dir();
         self.run(
             "prepare the remote directory",
-            &format!(
-                "umask 077; mkdir -p -- {d} || exit 1; [ -d {d} ] && [ -w {d} ] || {{ echo \"cannot write into \"{d}\": Permission denied\" >&2; exit 1; }}"
-            ),
+            &shell::remote("prepare", self.dir(), &[]),
         )
         .await
         .map(|_| ())
@@ -368,20 +369,7 @@ impl Destination for SshDir {
             crate::owner::hostname(),
             std::process::id()
         );
-        let t = quote(&temp);
-        let mkdir = if parent.is_empty() {
-            String::new()
-        } else {
-            format!("mkdir -p -- {} || exit 1; ", quote(parent))
-        };
-        let script = format!(
-            "umask 077; cd -- {} || exit 1; {mkdir}: > {t} || exit 1
-( while sleep 1; do sync -- {t} 2>/dev/null || exit 0; done ) </dev/null >/dev/null 2>&1 &
-bg=$!
-if command -v flock >/dev/null 2>&1; then flock {t} cat > {t}; else cat > {t}; fi
-rc=$?; kill $bg 2>/dev/null; exit $rc",
-            self.dir()
-        );
+        let script = shell::remote("put", self.dir(), &[&temp, parent]);
         let mut child = self
             .command(&script)
             .await?
@@ -408,11 +396,7 @@ rc=$?; kill $bg 2>/dev/null; exit $rc",
 
     async fn get(&self, name: &str) -> Result<ObjectReader, DestError> {
         self.check_name(name)?;
-        let script = format!(
-            "cd -- {} 2>/dev/null && test -f {n} && ! test -L {n} || exit {NOT_FOUND}; exec cat -- {n}",
-            self.dir(),
-            n = quote(name)
-        );
+        let script = shell::remote("get", self.dir(), &[name]);
         let mut child = self
             .command(&script)
             .await?
@@ -442,10 +426,7 @@ rc=$?; kill $bg 2>/dev/null; exit $rc",
         let out = self
             .run(
                 "list the remote directory",
-                &format!(
-                    "cd -- {} 2>/dev/null || exit 0; for f in *; do [ -f \"$f\" ] && printf '%s\\n' \"$f\"; done; exit 0",
-                    self.dir()
-                ),
+                &shell::remote("list", self.dir(), &[]),
             )
             .await?;
         Ok(out
@@ -460,11 +441,7 @@ rc=$?; kill $bg 2>/dev/null; exit $rc",
         let out = self
             .run(
                 "list the remote directory tree",
-                &format!(
-                    "cd -- {} 2>/dev/null && [ -d {p} ] || exit 0; find {p} -type f; exit 0",
-                    self.dir(),
-                    p = quote(prefix)
-                ),
+                &shell::remote("list-under", self.dir(), &[prefix]),
             )
             .await?;
         Ok(out
@@ -478,32 +455,14 @@ rc=$?; kill $bg 2>/dev/null; exit $rc",
         self.check_name(name)?;
         self.run(
             &format!("delete {name}"),
-            &format!(
-                "cd -- {} && test -f {n} || exit {NOT_FOUND}; rm -f -- {n}",
-                self.dir(),
-                n = quote(name)
-            ),
+            &shell::remote("delete", self.dir(), &[name]),
         )
         .await
         .map(|_| ())
     }
 
     async fn remove_stale(&self) -> Result<Vec<String>, DestError> {
-        // A temp file whose lock is free has no writer. Without flock on the remote, only temp files
-        // untouched for a day are taken as stale.
-        let script = format!(
-            "cd -- {} 2>/dev/null || exit 0
-for f in .*{TEMP_SUFFIX}; do
-  [ -f \"$f\" ] || continue
-  if command -v flock >/dev/null 2>&1; then
-    flock -n \"$f\" true && rm -f -- \"$f\" && printf '%s\\n' \"$f\"
-  elif [ -n \"$(find \"$f\" -mmin +1440 2>/dev/null)\" ]; then
-    rm -f -- \"$f\" && printf '%s\\n' \"$f\"
-  fi
-done
-exit 0",
-            self.dir()
-        );
+        let script = shell::remote("remove-stale", self.dir(), &[TEMP_SUFFIX]);
         let out = self
             .run("clean up temp files of earlier runs", &script)
             .await?;
@@ -604,7 +563,7 @@ impl SshUpload {
     }
 
     async fn remove_temp(&self) {
-        let script = format!("cd -- {} && rm -f -- {}", self.dir.dir(), quote(&self.temp));
+        let script = shell::remote("remove-temp", self.dir.dir(), &[&self.temp]);
         if let Err(e) = self.dir.run("remove the temp file", &script).await {
             tracing::warn!(error = %e, "could not remove the remote temp file; the next run will");
         }
@@ -635,19 +594,8 @@ impl Upload for SshUpload {
             return Err(e);
         }
         // The size check catches a stream cut short; sync is best effort (busybox's takes no file).
-        let script = format!(
-            "cd -- {d} || exit 1
-size=$(wc -c < {t}) || exit 1
-if [ \"$size\" -ne {n} ]; then echo \"uploaded $size bytes, sent {n}\" >&2; rm -f -- {t}; exit 1; fi
-sync -- {t} 2>/dev/null
-mv -f -- {t} {f} || exit 1
-sync -- . 2>/dev/null
-exit 0",
-            d = self.dir.dir(),
-            t = quote(&self.temp),
-            f = quote(&self.name),
-            n = self.size
-        );
+        let size = self.size.to_string();
+        let script = shell::remote("finish", self.dir.dir(), &[&self.temp, &self.name, &size]);
         if let Err(e) = self
             .dir
             .run(&format!("finish {}", self.name), &script)
@@ -722,11 +670,6 @@ impl AsyncRead for SshReader {
     }
 }
 
-/// Quotes `s` for a POSIX shell.
-fn quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "'\\''"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -759,11 +702,5 @@ mod tests {
         assert!(parse("nas").unwrap_err().contains("remote directory"));
         assert!(parse("nas:abc/x").unwrap_err().contains("port"));
         assert!(parse("-oProxyCommand=x/y").is_err());
-    }
-
-    #[test]
-    fn quotes_for_the_shell() {
-        assert_eq!(quote("a b"), "'a b'");
-        assert_eq!(quote("it's"), "'it'\\''s'");
     }
 }

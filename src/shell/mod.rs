@@ -34,6 +34,20 @@ pub const LOGS_BEGIN: &str = include_str!("logs-begin.sh");
 /// Deletes shipped log files that did not change, records them, releases the lock.
 pub const LOGS_FINISH: &str = include_str!("logs-finish.sh");
 
+/// An SSH destination's operations (see the file's header).
+pub const REMOTE: &str = include_str!("remote.sh");
+
+/// `remote.sh OP DIR ARG...`.
+pub fn remote(op: &str, dir: &str, args: &[&str]) -> Script {
+    let mut all = vec![op.to_string(), dir.to_string()];
+    all.extend(args.iter().map(|a| a.to_string()));
+    Script {
+        name: "dockyard-remote",
+        text: REMOTE,
+        args: all,
+    }
+}
+
 /// `restore.sh MODE ROOT... -- STAGED LIVE ...`.
 pub fn restore(mode: &str, roots: &[String], files: &[(String, String)]) -> Script {
     let mut args = vec![mode.to_string()];
