@@ -101,21 +101,24 @@ pub async fn run(
             }
         }
     }
-    // Each job's error was said once, in its result (and logged); the run's error only counts
-    // them, with the first failure's category deciding the exit code.
     match first_error {
-        Some(e) => Err(Failure::new(
-            crate::error::categorize(&e),
-            format!(
-                "{} of {} jobs failed: {}",
-                failed.len(),
-                results.len(),
-                failed.join(", ")
-            ),
-        )
-        .into()),
+        Some(e) => Err(counted(&e, "jobs", &failed, results.len())),
         None => Ok(()),
     }
+}
+
+/// The error of a run or job whose parts failed: each part's error was said once (logged, and in
+/// its result), so this only counts and names them, in the first failure's category (exit code).
+fn counted(first: &anyhow::Error, parts: &str, failed: &[&str], total: usize) -> anyhow::Error {
+    Failure::new(
+        crate::error::categorize(first),
+        format!(
+            "{} of {total} {parts} failed ({})",
+            failed.len(),
+            failed.join(", ")
+        ),
+    )
+    .into()
 }
 
 /// Runs `plans` one after another (a failure does not stop the others), updates the metrics file,
@@ -227,20 +230,9 @@ async fn run_job(ctx: &Ctx, plan: &JobPlan, lock_dir: &Path) -> (Result<u64>, Ve
                 .filter(|r| !r.ok)
                 .map(|r| r.destination.as_str())
                 .collect();
-            // Each destination's error was logged and is in its result: the job's error
-            // counts them, in the first one's category.
             let outcome = match first_error {
                 None => Ok(bytes),
-                Some(e) => Err(Failure::new(
-                    crate::error::categorize(&e),
-                    format!(
-                        "{} of {} destinations failed ({})",
-                        failed.len(),
-                        results.len(),
-                        failed.join(", ")
-                    ),
-                )
-                .into()),
+                Some(e) => Err(counted(&e, "destinations", &failed, results.len())),
             };
             (outcome, results)
         }
