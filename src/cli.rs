@@ -125,8 +125,26 @@ pub enum Command {
     /// retention, and log jobs. Each job holds a lock; a second run of it exits 6 naming the holder.
     Run(RunArgs),
     /// Run the config file's jobs on their schedules, in the foreground (for systemd, Docker, or a
-    /// terminal). Log lines go to stderr (--log-json for JSON). SIGTERM aborts a running job cleanly.
+    /// terminal). Log lines go to stderr (--log-json for JSON). SIGTERM aborts a running job cleanly;
+    /// when no job runs, it ends with exit 0 (what systemd and Compose expect of a clean stop).
     Daemon(DaemonArgs),
+    /// Print a shell completion script on stdout.
+    ///
+    /// bash: dockyard completions bash > /etc/bash_completion.d/dockyard
+    /// zsh:  dockyard completions zsh > "${fpath[1]}/_dockyard"
+    /// fish: dockyard completions fish > ~/.config/fish/completions/dockyard.fish
+    #[command(verbatim_doc_comment)]
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff) on stdout: dockyard man > /usr/local/share/man/man1/dockyard.1
+    Man,
+}
+
+/// `dockyard completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 /// `dockyard daemon`.

@@ -45,9 +45,13 @@ fn main() {
         let result = tokio::select! {
             r = &mut command => panicked(r),
             sig = shutdown_signal() => {
-                // A restore's swap (or a backup's archive and manifest) is never cut short: wait
-                // for it, then stop. If the whole command ends meanwhile, that is its result.
-                if ctx.critical.active() {
+                // The daemon between jobs: nothing to abandon, so a clean stop. A restore's swap
+                // (or a backup's archive and manifest) is never cut short: wait for it, then
+                // stop. If the whole command ends meanwhile, that is its result.
+                if ctx.idle.load(std::sync::atomic::Ordering::SeqCst) {
+                    tracing::info!("{sig}: no job running; stopping");
+                    Ok(())
+                } else if ctx.critical.active() {
                     tracing::warn!("{sig}: finishing the swap in progress first, then stopping");
                     tokio::select! {
                         biased;

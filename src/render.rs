@@ -83,6 +83,17 @@ impl Renderer {
         self.write(&Value::Object(obj).to_string());
     }
 
+    /// Bytes as they are (a completion script, a manual page), whatever the output style.
+    pub fn raw(&self, bytes: &[u8]) {
+        if self.closed.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut out = std::io::stdout().lock();
+        if out.write_all(bytes).and_then(|_| out.flush()).is_err() {
+            self.closed.store(true, Ordering::Relaxed);
+        }
+    }
+
     /// Whether the invocation's document is already out (then an error goes to stderr only).
     pub fn wrote_document(&self) -> bool {
         self.wrote_document.load(Ordering::SeqCst)

@@ -69,7 +69,9 @@ pub async fn run(
             .map(|(i, (_, _, next))| (i, *next))
             .expect("at least one job");
         let wait = (at - Utc::now()).to_std().unwrap_or_default();
+        ctx.idle.store(true, std::sync::atomic::Ordering::SeqCst);
         tokio::time::sleep(wait).await;
+        ctx.idle.store(false, std::sync::atomic::Ordering::SeqCst);
         let plan = jobs[i].0.clone();
         run_plans(
             ctx,

@@ -36,6 +36,8 @@ pub struct Ctx {
     pub lock_dir: PathBuf,
     /// Work a signal must wait for (a restore's swap; a backup's archive and manifest).
     pub critical: Critical,
+    /// Set while the daemon waits for its next job: a signal then is a clean stop (exit 0).
+    pub idle: std::sync::atomic::AtomicBool,
     engine: OnceCell<Engine>,
     pending: Mutex<Option<Pending>>,
 }
@@ -61,6 +63,7 @@ impl Ctx {
             out: Renderer::new(output),
             lock_dir: crate::lock::lock_dir(None),
             critical: Critical::default(),
+            idle: std::sync::atomic::AtomicBool::new(false),
             engine: OnceCell::new(),
             pending: Mutex::new(None),
         }
@@ -165,6 +168,20 @@ pub async fn run(ctx: &Ctx, settings: Settings) -> Result<()> {
             metrics_file,
             remote,
         } => daemon::run(ctx, &config, metrics_file, &remote).await,
+        Action::Completions(shell) => {
+            let mut cmd = <crate::cli::Cli as clap::CommandFactory>::command();
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "dockyard", &mut out);
+            ctx.out.raw(&out);
+            Ok(())
+        }
+        Action::Man => {
+            let cmd = <crate::cli::Cli as clap::CommandFactory>::command();
+            let mut out = Vec::new();
+            clap_mangen::Man::new(cmd).render(&mut out)?;
+            ctx.out.raw(&out);
+            Ok(())
+        }
         Action::Prune {
             dest,
             container,

@@ -109,6 +109,8 @@ impl Settings {
                 })
             }
             Command::Logs(a) => Action::Logs(logs(*a, &dest)?),
+            Command::Completions(a) => Action::Completions(a.shell),
+            Command::Man => Action::Man,
         };
         Ok(Settings { output, action })
     }

@@ -69,6 +69,10 @@ pub enum Action {
         /// Remote-destination flags and env, which win over the config's destination settings.
         remote: RemoteOptions,
     },
+    /// `completions`: a completion script for this shell.
+    Completions(clap_complete::Shell),
+    /// `man`: the manual page.
+    Man,
     /// `prune`.
     Prune {
         /// Where the backups are.

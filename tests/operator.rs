@@ -1,0 +1,101 @@
+//! Fitting the operator's habits: shell completions that the shell parses, a manual page `man`
+//! renders, and a daemon that stops with exit 0 when SIGTERM finds it between jobs (systemd and
+//! Compose read 130 as a failure).
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use common::{dest_dir, dockyard, sigterm, App};
+
+#[test]
+fn bash_parses_the_completion_script_and_it_completes_subcommands() {
+    let script = dockyard(&["completions", "bash"]).ok();
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("dockyard.bash");
+    std::fs::write(&file, &script).unwrap();
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "source {}; COMP_WORDS=(dockyard res); COMP_CWORD=1; _dockyard dockyard res dockyard; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+            file.display()
+        ))
+        .output()
+        .unwrap();
+    let replies = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(replies.trim(), "restore", "{replies}");
+    let bad = dockyard(&["completions", "tcsh"]);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+}
+
+#[test]
+fn man_renders_the_manual_page() {
+    let page = dockyard(&["man"]).ok();
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("dockyard.1");
+    std::fs::write(&file, &page).unwrap();
+    let out = Command::new("man")
+        .args(["-l", file.to_str().unwrap()])
+        .env("MANPAGER", "cat")
+        .env("MANWIDTH", "100")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for want in ["NAME", "dockyard", "restore", "Exit codes"] {
+        assert!(text.contains(want), "no {want:?} in:\n{text}");
+    }
+}
+
+#[test]
+fn an_idle_daemon_stops_with_exit_0_on_sigterm() {
+    let app = App::running("idle", &["/srv/media"]);
+    let (tmp, dest) = dest_dir();
+    let cfg = tmp.path().join("dockyard.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "lock_dir = \"{l}\"\n[destinations.local]\nurl = \"{d}\"\n\
+             [jobs.yearly]\ncontainer = \"{c}\"\ndestinations = [\"local\"]\nschedule = \"0 0 0 1 1 *\"\n",
+            l = tmp.path().join("locks").display(),
+            d = dest.display(),
+            c = app.name
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dockyard"))
+        .args(["daemon", "--config", cfg.to_str().unwrap(), "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The first event says when the job runs next: the daemon is waiting.
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let event: serde_json::Value = serde_json::from_str(&first).unwrap();
+    assert_eq!(
+        (&event["type"], &event["job"]),
+        (&"scheduled".into(), &"yearly".into())
+    );
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    sigterm(&child);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
