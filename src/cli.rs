@@ -39,6 +39,11 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub no_progress: bool,
 
+    /// Print nothing on stdout when all goes well (for cron, which mails any output). Errors and
+    /// warnings still go to stderr; --json output is unaffected.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
     /// Log lines on stderr as JSON objects (for log collectors) instead of text.
     #[arg(long, global = true)]
     pub log_json: bool,

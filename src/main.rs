@@ -25,6 +25,7 @@ fn main() {
                 json,
                 lines: false,
                 progress: false,
+                quiet: false,
             });
             fail(&out, log_json, Category::Usage, &e.to_string());
         }
@@ -121,6 +122,7 @@ fn usage_error(e: clap::Error) -> ! {
         json,
         lines: false,
         progress: false,
+        quiet: false,
     });
     if !log_json {
         eprint!("{}", e.render());

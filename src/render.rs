@@ -23,6 +23,8 @@ pub struct Output {
     pub lines: bool,
     /// Progress bar allowed (still only on a terminal).
     pub progress: bool,
+    /// No text on stdout (`-q`).
+    pub quiet: bool,
 }
 
 /// Writes stdout for one invocation.
@@ -48,9 +50,9 @@ impl Renderer {
         self.output
     }
 
-    /// One line of text on stdout (text mode only; nothing with `--json`).
+    /// One line of text on stdout (text mode only; nothing with `--json` or `-q`).
     pub fn line(&self, text: &str) {
-        if !self.output.json {
+        if !self.output.json && !self.output.quiet {
             self.write(text);
         }
     }

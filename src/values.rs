@@ -314,6 +314,11 @@ mod tests {
         assert_eq!("30d".parse::<Age>().map(Age::secs), Ok(30 * 86400));
         assert_eq!("1h".parse::<Age>().map(Age::secs), Ok(3600));
         assert_eq!("1d 12h".parse::<Age>().map(Age::secs), Ok(36 * 3600));
+        assert_eq!("1h30m".parse::<Age>().map(Age::secs), Ok(5400));
+        assert_eq!("2w".parse::<Age>().map(Age::secs), Ok(14 * 86400));
+        assert_eq!("30days".parse::<Age>().map(Age::secs), Ok(30 * 86400));
+        assert_eq!("1.5GiB".parse(), Ok(Size(3 << 29)));
+        assert!("10MB".parse::<Size>().is_ok_and(|s| s.0 >= 10_000_000));
         for bad in ["", "5x", "h", "30"] {
             assert!(bad.parse::<Age>().is_err(), "{bad:?}");
         }

@@ -99,3 +99,48 @@ fn an_idle_daemon_stops_with_exit_0_on_sigterm() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn the_shipped_systemd_units_verify_cleanly() {
+    let Ok(probe) = Command::new("systemd-analyze").arg("--version").output() else {
+        eprintln!("systemd-analyze is not installed; nothing to check here");
+        return;
+    };
+    assert!(probe.status.success());
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/systemd");
+    let units: Vec<_> = [
+        "dockyard.service",
+        "dockyard-run.service",
+        "dockyard-run.timer",
+    ]
+    .iter()
+    .map(|u| dir.join(u))
+    .collect();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .args(&units)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && stderr.trim().is_empty(), "{stderr}");
+    let timer = std::fs::read_to_string(&units[2]).unwrap();
+    assert!(timer.contains("Persistent=true"), "{timer}");
+}
+
+#[test]
+fn quiet_prints_nothing_on_success_and_still_says_what_failed() {
+    let app = App::running("quiet", &["/srv/media"]);
+    app.sh("echo a > /srv/media/a");
+    let (_tmp, dest) = dest_dir();
+    let d = dest.to_str().unwrap();
+    let r = dockyard(&["backup", &app.name, "--to", d, "-q"]);
+    assert_eq!(
+        (r.code, r.stdout.as_str(), r.stderr.as_str()),
+        (0, "", ""),
+        "a quiet success prints nothing"
+    );
+    assert_eq!(common::list(&dest).len(), 1);
+    let r = dockyard(&["backup", "no-such-container-xyz", "--to", d, "--quiet"]);
+    assert_eq!((r.code, r.stdout.as_str()), (3, ""));
+    assert!(r.stderr.contains("no-such-container-xyz"), "{}", r.stderr);
+}

@@ -24,7 +24,8 @@ impl Settings {
         let output = Output {
             json: cli.json,
             lines: matches!(cli.command, Command::Run(_) | Command::Daemon(_)),
-            progress: !cli.no_progress,
+            progress: !cli.no_progress && !cli.quiet,
+            quiet: cli.quiet,
         };
         let remote = RemoteOptions {
             ssh_config: cli.remote.ssh_config,
