@@ -163,19 +163,15 @@ fn every_command_writes_one_document_with_the_documented_fields() {
 fn run_writes_json_lines_ending_with_the_summary_or_the_error() {
     let app = App::running("jsonrun", &["/srv/media"]);
     let (tmp, dest) = dest_dir();
-    let cfg = tmp.path().join("dockyard.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "lock_dir = \"{l}\"\n[destinations.local]\nurl = \"{d}\"\n\
-             [jobs.good]\ncontainer = \"{c}\"\ndestinations = [\"local\"]\n\
+    let cfg = common::local_config(
+        tmp.path(),
+        &dest,
+        &format!(
+            "[jobs.good]\ncontainer = \"{}\"\ndestinations = [\"local\"]\n\
              [jobs.bad]\ncontainer = \"no-such-container-xyz\"\ndestinations = [\"local\"]\n",
-            l = tmp.path().join("locks").display(),
-            d = dest.display(),
-            c = app.name
+            app.name
         ),
-    )
-    .unwrap();
+    );
     let r = dockyard(&["run", "--config", cfg.to_str().unwrap(), "--json"]);
     assert_eq!(r.code, 3, "{}", r.stderr);
     let events = json_lines(&r.stdout);

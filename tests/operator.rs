@@ -61,18 +61,14 @@ fn man_renders_the_manual_page() {
 fn an_idle_daemon_stops_with_exit_0_on_sigterm() {
     let app = App::running("idle", &["/srv/media"]);
     let (tmp, dest) = dest_dir();
-    let cfg = tmp.path().join("dockyard.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "lock_dir = \"{l}\"\n[destinations.local]\nurl = \"{d}\"\n\
-             [jobs.yearly]\ncontainer = \"{c}\"\ndestinations = [\"local\"]\nschedule = \"0 0 0 1 1 *\"\n",
-            l = tmp.path().join("locks").display(),
-            d = dest.display(),
-            c = app.name
+    let cfg = common::local_config(
+        tmp.path(),
+        &dest,
+        &format!(
+            "[jobs.yearly]\ncontainer = \"{}\"\ndestinations = [\"local\"]\nschedule = \"0 0 0 1 1 *\"\n",
+            app.name
         ),
-    )
-    .unwrap();
+    );
     let mut child = Command::new(env!("CARGO_BIN_EXE_dockyard"))
         .args(["daemon", "--config", cfg.to_str().unwrap(), "--json"])
         .stdout(Stdio::piped())

@@ -435,3 +435,19 @@ pub fn wait_until(what: &str, limit: std::time::Duration, mut done: impl FnMut()
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// Writes `<tmp>/dockyard.toml`: locks under `tmp`, one destination `local` at `dest`, then
+/// `jobs` (TOML text); returns its path.
+pub fn local_config(tmp: &Path, dest: &Path, jobs: &str) -> PathBuf {
+    let path = tmp.join("dockyard.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "lock_dir = \"{}\"\n[destinations.local]\nurl = \"{}\"\n{jobs}",
+            tmp.join("locks").display(),
+            dest.display()
+        ),
+    )
+    .unwrap();
+    path
+}
