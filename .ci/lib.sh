@@ -10,6 +10,7 @@ need_packages() {
   command -v zstd >/dev/null || missing+=(zstd)
   [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
   command -v ssh-keygen >/dev/null || missing+=(openssh-client)
+  command -v man >/dev/null || missing+=(man-db)   # tests/operator.rs renders the manual page
   if [ ${#missing[@]} -gt 0 ]; then
     echo "installing: ${missing[*]}"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
