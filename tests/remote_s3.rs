@@ -215,6 +215,70 @@ fn s3_killed_mid_upload_is_invisible_and_aborted_by_the_next_run() {
     assert!(app.helpers().is_empty(), "stale helper not removed");
 }
 
+/// The marker dockyard writes before it starts uploading `key`, for a writer on this host.
+fn marker(s3: &S3, prefix: &str, key: &str, pid: u32, start: u64) {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let host = host.trim();
+    let now = chrono::Utc::now();
+    let body = serde_json::json!({
+        "host": host, "pid": pid, "key": key, "started": now.to_rfc3339(),
+        "owner": format!("{host} {pid} {start} testrun {}", now.timestamp()),
+    });
+    let name = format!("{prefix}/.dockyard-uploads/k-{}", hex::encode(key));
+    s3.put(&name, body.to_string().as_bytes());
+}
+
+/// This process's start time in clock ticks since boot, as dockyard's owner rule reads it.
+fn my_start_time() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    after.split(' ').nth(19).unwrap().parse().unwrap()
+}
+
+#[test]
+fn s3_sweep_aborts_only_uploads_whose_writer_is_gone_and_clears_their_markers() {
+    let s3 = S3::garage();
+    let app = App::running("s3-sweep", &["/srv/logs"]);
+    app.sh("echo x > /srv/logs/l");
+    let prefix = Prefix::new(&s3);
+    let url = prefix.url();
+    let p = &prefix.name;
+    // A killed run's upload with its marker; a killed run's marker with no upload yet (killed
+    // between the two requests); a live writer's upload (this test process) with its marker.
+    let dead = 999_999_999;
+    let (gone_key, orphan_key, live_key) = (
+        format!("{p}/c-20260101T000000Z-aaaa.tar.zst"),
+        format!("{p}/c-20260101T000000Z-bbbb.tar.zst"),
+        format!("{p}/c-20260101T000000Z-cccc.tar.zst"),
+    );
+    s3.start_upload(&gone_key);
+    marker(&s3, p, &gone_key, dead, 1);
+    marker(&s3, p, &orphan_key, dead, 1);
+    s3.start_upload(&live_key);
+    marker(&s3, p, &live_key, std::process::id(), my_start_time());
+
+    run(&s3, &["backup", &app.name, "--to", &url]).ok();
+    assert_eq!(
+        s3.uploads(p),
+        vec![live_key.clone()],
+        "only the live writer's upload may remain"
+    );
+    let markers: Vec<String> = s3
+        .keys(p)
+        .into_iter()
+        .filter(|k| k.contains("/.dockyard-uploads/"))
+        .collect();
+    assert_eq!(
+        markers,
+        vec![format!(
+            "{p}/.dockyard-uploads/k-{}",
+            hex::encode(&live_key)
+        )],
+        "the gone writers' markers must be removed, the live one's kept"
+    );
+    assert_eq!(listed(&s3, &url).len(), 1);
+}
+
 /// Backs up to `url` with `s3`'s credentials expecting a destination error containing `wants`.
 fn refused(s3: &S3, what: &str, url: &str, wants: &[&str]) {
     let app = App::created(what, &["/srv/media"]);

@@ -4,8 +4,9 @@
 //! from `--s3-endpoint`, `AWS_ENDPOINT_URL` or the config, with path-style addressing by default.
 //! Uploads are multipart with a fixed part size and a few parts in flight, so memory stays bounded
 //! whatever the archive size. An object exists only once its upload completes; a failed upload is
-//! aborted, and each in-progress upload has a small marker object (host and pid) under
-//! `<prefix>/.dockyard-uploads/` so a later run can tell a killed run's upload from a live one.
+//! aborted, and each upload has a small marker object (its writer as an [`Owner`]) under
+//! `<prefix>/.dockyard-uploads/`, written *before* the upload starts, so a later run can tell a
+//! killed run's upload from a live one whenever the kill came.
 
 use std::time::Duration;
 
@@ -31,6 +32,8 @@ pub const MIN_PART_SIZE: usize = 5 << 20;
 const PARTS_IN_FLIGHT: usize = 2;
 /// Where upload markers live, under the prefix.
 const MARKERS: &str = ".dockyard-uploads";
+/// Marker names that carry the object key (dockyard 0.1 named markers by upload id).
+const KEY_MARKER: &str = "k-";
 /// An upload from another host (or with no marker) is taken as abandoned after this long.
 const FOREIGN_STALE_AFTER: Duration = Duration::from_secs(24 * 3600);
 /// An upload with no marker at all is taken as abandoned after this long (the marker is written
@@ -145,33 +148,87 @@ impl S3Dir {
         super::check_name(self, name)
     }
 
-    fn marker_key(&self, upload_id: &str) -> String {
+    /// The marker of the upload of object `key` (a full key, prefix included).
+    fn marker_key(&self, key: &str) -> String {
+        self.spec.key(&format!(
+            "{MARKERS}/{KEY_MARKER}{}",
+            hex::encode(key.as_bytes())
+        ))
+    }
+
+    /// Where dockyard 0.1 kept the marker of upload `upload_id`.
+    fn legacy_marker_key(&self, upload_id: &str) -> String {
         self.spec
             .key(&format!("{MARKERS}/{}", hex::encode(upload_id.as_bytes())))
     }
 
-    /// Deletes an upload's marker; best effort (a leftover marker without its upload is ignored).
-    async fn delete_marker(&self, upload_id: &str) {
+    /// Deletes a marker object; best effort (a leftover marker is swept once its owner is gone).
+    async fn delete_marker(&self, marker_key: &str) {
         let _ = self
             .client
             .delete_object()
             .bucket(&self.spec.bucket)
-            .key(self.marker_key(upload_id))
+            .key(marker_key)
             .send()
             .await;
     }
 
-    async fn read_marker(&self, upload_id: &str) -> Option<Marker> {
+    async fn read_marker(&self, marker_key: &str) -> Option<Marker> {
         let out = self
             .client
             .get_object()
             .bucket(&self.spec.bucket)
-            .key(self.marker_key(upload_id))
+            .key(marker_key)
             .send()
             .await
             .ok()?;
         let body = out.body.collect().await.ok()?.into_bytes();
         serde_json::from_slice(&body).ok()
+    }
+
+    /// The marker of an in-progress upload: by object key, or where dockyard 0.1 put it.
+    async fn marker_of(&self, key: &str, upload_id: &str) -> Option<(String, Marker)> {
+        for marker_key in [self.marker_key(key), self.legacy_marker_key(upload_id)] {
+            if let Some(m) = self.read_marker(&marker_key).await {
+                return Some((marker_key, m));
+            }
+        }
+        None
+    }
+
+    /// Deletes the markers whose writer is gone (a run killed after writing its marker and before
+    /// starting its upload, or between aborting the upload and deleting the marker).
+    async fn remove_stale_markers(&self) -> Result<(), DestError> {
+        let prefix = self.spec.key(&format!("{MARKERS}/"));
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.spec.bucket)
+            .prefix(&prefix)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| s3_error(&self.describe(), "list upload markers", e))?;
+            for obj in page.contents() {
+                let Some(key) = obj.key() else { continue };
+                let gone = match self.read_marker(key).await {
+                    Some(m) => {
+                        m.owner().liveness(FOREIGN_STALE_AFTER.as_secs() as i64) == Liveness::Gone
+                    }
+                    // Unreadable: taken as gone once it is as old as an unmarked upload.
+                    None => obj
+                        .last_modified()
+                        .and_then(|t| DateTime::<Utc>::from_timestamp(t.secs(), 0))
+                        .is_some_and(|t| {
+                            (Utc::now() - t).to_std().unwrap_or_default() > UNMARKED_STALE_AFTER
+                        }),
+                };
+                if gone {
+                    self.delete_marker(key).await;
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -482,8 +539,9 @@ impl Destination for S3Dir {
                     .and_then(|t| DateTime::<Utc>::from_timestamp(t.secs(), 0))
                     .map(|t| (now - t).to_std().unwrap_or_default())
                     .unwrap_or_default();
-                let stale = match self.read_marker(id).await {
-                    Some(m) => {
+                let marker = self.marker_of(key, id).await;
+                let stale = match &marker {
+                    Some((_, m)) => {
                         m.owner().liveness(FOREIGN_STALE_AFTER.as_secs() as i64) == Liveness::Gone
                     }
                     None => age > UNMARKED_STALE_AFTER,
@@ -499,7 +557,9 @@ impl Destination for S3Dir {
                     .send()
                     .await
                     .map_err(|e| s3_error(&self.describe(), "abort an unfinished upload", e))?;
-                self.delete_marker(id).await;
+                if let Some((marker_key, _)) = marker {
+                    self.delete_marker(&marker_key).await;
+                }
                 tracing::warn!(dest = %self.describe(), key, "aborted an upload left by a run that is gone");
                 removed.push(key.to_string());
             }
@@ -512,6 +572,7 @@ impl Destination for S3Dir {
                 break;
             }
         }
+        self.remove_stale_markers().await?;
         Ok(removed)
     }
 }
@@ -532,23 +593,13 @@ impl S3Upload {
         self.dir.describe()
     }
 
-    /// Starts the multipart upload and writes its marker.
+    /// Writes the upload's marker, then starts the multipart upload: an upload never exists
+    /// without a marker saying who writes it.
     async fn start(&mut self) -> Result<String, DestError> {
         if let Some(id) = &self.upload_id {
             return Ok(id.clone());
         }
         let spec = &self.dir.spec;
-        let out = self
-            .dir
-            .client
-            .create_multipart_upload()
-            .bucket(&spec.bucket)
-            .key(&self.key)
-            .send()
-            .await
-            .map_err(|e| s3_error(&self.dest(), &format!("start uploading {}", self.key), e))?;
-        let id = out.upload_id().unwrap_or_default().to_string();
-        self.upload_id = Some(id.clone());
         let me = Owner::current();
         let marker = Marker {
             host: me.host.clone(),
@@ -561,13 +612,36 @@ impl S3Upload {
             .client
             .put_object()
             .bucket(&spec.bucket)
-            .key(self.dir.marker_key(&id))
+            .key(self.dir.marker_key(&self.key))
             .body(ByteStream::from(
                 serde_json::to_vec(&marker).expect("marker serialises"),
             ))
             .send()
             .await
             .map_err(|e| s3_error(&self.dest(), "write the upload marker", e))?;
+        let out = self
+            .dir
+            .client
+            .create_multipart_upload()
+            .bucket(&spec.bucket)
+            .key(&self.key)
+            .send()
+            .await;
+        let out = match out {
+            Ok(out) => out,
+            Err(e) => {
+                self.dir
+                    .delete_marker(&self.dir.marker_key(&self.key))
+                    .await;
+                return Err(s3_error(
+                    &self.dest(),
+                    &format!("start uploading {}", self.key),
+                    e,
+                ));
+            }
+        };
+        let id = out.upload_id().unwrap_or_default().to_string();
+        self.upload_id = Some(id.clone());
         Ok(id)
     }
 
@@ -652,7 +726,9 @@ impl S3Upload {
                 .await
                 .map_err(|e| s3_error(&self.dest(), &format!("complete {}", self.key), e))?;
             self.upload_id = None;
-            self.dir.delete_marker(&id).await;
+            self.dir
+                .delete_marker(&self.dir.marker_key(&self.key))
+                .await;
         }
         // Verify what the store holds before calling the object written.
         let head = self
@@ -703,7 +779,9 @@ impl S3Upload {
                 tracing::warn!(error = %s3_error(&self.dest(), "abort the upload", e), "the next run will abort it");
                 return;
             }
-            self.dir.delete_marker(&id).await;
+            self.dir
+                .delete_marker(&self.dir.marker_key(&self.key))
+                .await;
         }
     }
 }

@@ -177,14 +177,47 @@ impl S3 {
         })
     }
 
-    /// Deletes every key under `prefix/` (test clean-up).
+    /// Starts a multipart upload of `key` (and leaves it unfinished).
+    pub fn start_upload(&self, key: &str) {
+        let client = self.client();
+        let (bucket, key) = (self.bucket.clone(), key.to_string());
+        rt().block_on(async move {
+            client
+                .create_multipart_upload()
+                .bucket(bucket)
+                .key(key)
+                .send()
+                .await
+                .expect("create multipart upload");
+        })
+    }
+
+    /// Deletes every key and aborts every unfinished upload under `prefix/` (test clean-up).
     pub fn clear(&self, prefix: &str) {
         let client = self.client();
         let bucket = self.bucket.clone();
         let keys = self.keys(prefix);
+        let list = format!("{prefix}/");
         rt().block_on(async move {
             for k in keys {
                 let _ = client.delete_object().bucket(&bucket).key(k).send().await;
+            }
+            if let Ok(out) = client
+                .list_multipart_uploads()
+                .bucket(&bucket)
+                .prefix(list)
+                .send()
+                .await
+            {
+                for u in out.uploads() {
+                    let _ = client
+                        .abort_multipart_upload()
+                        .bucket(&bucket)
+                        .key(u.key().unwrap_or_default())
+                        .upload_id(u.upload_id().unwrap_or_default())
+                        .send()
+                        .await;
+                }
             }
         })
     }
