@@ -130,8 +130,11 @@ pub enum Command {
     /// retention, and log jobs. Each job holds a lock; a second run of it exits 6 naming the holder.
     Run(RunArgs),
     /// Run the config file's jobs on their schedules, in the foreground (for systemd, Docker, or a
-    /// terminal). Log lines go to stderr (--log-json for JSON). SIGTERM aborts a running job cleanly;
-    /// when no job runs, it ends with exit 0 (what systemd and Compose expect of a clean stop).
+    /// terminal). Schedules are crontab's five fields, @daily and the like, or six with seconds,
+    /// read in the host's time zone (TZ, /etc/localtime) or the job's `timezone`; `catch_up` runs a
+    /// job missed while the daemon was down once at start. Log lines go to stderr (--log-json for
+    /// JSON). SIGTERM aborts a running job cleanly; when no job runs, it ends with exit 0 (what
+    /// systemd and Compose expect of a clean stop).
     Daemon(DaemonArgs),
     /// Print a shell completion script on stdout.
     ///

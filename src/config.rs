@@ -10,7 +10,7 @@ use serde::Deserialize;
 use crate::error::Failure;
 use crate::retention::Policy;
 use crate::values::{
-    Addressing, Age, ContainerPath, Level, LogPattern, Schedule, Settle, Size, Tag,
+    Addressing, Age, ContainerPath, Level, LogPattern, Schedule, Settle, Size, Tag, TimeZone,
 };
 
 /// The whole file.
@@ -33,6 +33,12 @@ pub struct Config {
     pub lock_dir: Option<PathBuf>,
     /// Settings for `dockyard restore`.
     pub restore: Option<RestoreConfig>,
+    /// The IANA time zone schedules are read in, e.g. "Europe/Berlin" (default: the host's, from
+    /// `TZ` or /etc/localtime, as cron does); a job's own `timezone` wins.
+    pub timezone: Option<TimeZone>,
+    /// Where the daemon records when each job last ran, for `catch_up` (default:
+    /// /var/lib/dockyard, or the temp dir if that is not writable; `DOCKYARD_STATE_DIR` overrides).
+    pub state_dir: Option<PathBuf>,
 }
 
 /// `[restore]`: what `dockyard restore` takes from the config file.
@@ -73,8 +79,15 @@ pub struct JobConfig {
     pub paths: Vec<ContainerPath>,
     /// Names from `[destinations]`; the backup goes to each, in order.
     pub destinations: Vec<String>,
-    /// Cron expression with seconds for `dockyard daemon` (`dockyard run` ignores it).
+    /// When `dockyard daemon` runs it: five cron fields ("30 2 * * *"), @daily and the like, or
+    /// six with seconds first (`dockyard run` ignores it).
     pub schedule: Option<Schedule>,
+    /// The IANA time zone of `schedule` (default: the file's `timezone`, else the host's).
+    pub timezone: Option<TimeZone>,
+    /// When the daemon starts after a run was missed (the host was off), run the job once at
+    /// once, as systemd's `Persistent=true` does.
+    #[serde(default)]
+    pub catch_up: bool,
     /// Tags for every backup of the job.
     #[serde(default)]
     pub tags: Vec<Tag>,
@@ -116,8 +129,14 @@ pub struct LogJobConfig {
     pub max_age: Option<Age>,
     /// Name from `[destinations]`.
     pub destination: String,
-    /// Cron expression with seconds for `dockyard daemon`.
+    /// When `dockyard daemon` runs it: five cron fields ("5 * * * *"), @hourly and the like, or
+    /// six with seconds first.
     pub schedule: Option<Schedule>,
+    /// The IANA time zone of `schedule` (default: the file's `timezone`, else the host's).
+    pub timezone: Option<TimeZone>,
+    /// When the daemon starts after a run was missed, run the job once at once.
+    #[serde(default)]
+    pub catch_up: bool,
     /// Delete shipped logs older than this from the destination, e.g. "30d".
     pub prune_after: Option<Age>,
     /// Seconds between reopen and shipping, 0 to 3600 (default 1).
@@ -142,14 +161,31 @@ pub fn parse(text: &str) -> Result<Config, String> {
     toml::from_str(text).map_err(|e| e.to_string().trim().replace('\n', " "))
 }
 
+/// When a job is scheduled, as the file says.
+#[derive(Debug, Clone)]
+pub struct ScheduleConfig {
+    /// The cron expression.
+    pub schedule: Schedule,
+    /// Its zone, if the job or the file names one.
+    pub timezone: Option<TimeZone>,
+    /// Run once at start when a run was missed.
+    pub catch_up: bool,
+}
+
 impl Config {
-    /// The cron schedule of job `name`, if it has one.
-    pub fn schedule_of(&self, name: &str) -> Option<&str> {
-        self.jobs
-            .get(name)
-            .and_then(|j| j.schedule.as_ref())
-            .or_else(|| self.logs.get(name).and_then(|l| l.schedule.as_ref()))
-            .map(Schedule::as_str)
+    /// The schedule of job `name`, if it has one.
+    pub fn schedule_of(&self, name: &str) -> Option<ScheduleConfig> {
+        let (schedule, timezone, catch_up) = if let Some(j) = self.jobs.get(name) {
+            (j.schedule.as_ref()?, j.timezone, j.catch_up)
+        } else {
+            let l = self.logs.get(name)?;
+            (l.schedule.as_ref()?, l.timezone, l.catch_up)
+        };
+        Some(ScheduleConfig {
+            schedule: schedule.clone(),
+            timezone: timezone.or(self.timezone),
+            catch_up,
+        })
     }
 }
 
@@ -182,12 +218,31 @@ mod tests {
     }
 
     #[test]
-    fn five_field_schedules_are_refused_with_an_example() {
-        let err = parse("[destinations.l]\nurl = \"/b\"\n[jobs.m]\ncontainer = \"web\"\ndestinations = [\"l\"]\nschedule = \"15 2 * * *\"\n").unwrap_err();
+    fn every_cron_dialect_and_time_zones_are_read() {
+        let job = |extra: &str| {
+            format!("timezone = \"Asia/Tokyo\"\n[destinations.l]\nurl = \"/b\"\n[jobs.m]\ncontainer = \"web\"\ndestinations = [\"l\"]\n{extra}")
+        };
+        for schedule in ["15 2 * * *", "@daily", "0 15 2 * * *"] {
+            let c = parse(&job(&format!("schedule = \"{schedule}\"\n"))).unwrap();
+            let sc = c.schedule_of("m").unwrap();
+            assert_eq!(sc.schedule.as_str(), schedule);
+            assert_eq!(sc.timezone.map(|z| z.0.name()), Some("Asia/Tokyo"));
+            assert!(!sc.catch_up);
+        }
+        let c = parse(&job(
+            "schedule = \"@hourly\"\ntimezone = \"Europe/Berlin\"\ncatch_up = true\n",
+        ))
+        .unwrap();
+        let sc = c.schedule_of("m").unwrap();
+        assert_eq!(sc.timezone.map(|z| z.0.name()), Some("Europe/Berlin"));
+        assert!(sc.catch_up);
+        let err = parse(&job("schedule = \"2 * * *\"\n")).unwrap_err();
         assert!(
-            err.contains("5 fields") && err.contains("0 15 2 * * *") && err.contains("schedule"),
+            err.contains("4 fields") && err.contains("30 2 * * *"),
             "{err}"
         );
+        let err = parse(&job("schedule = \"@daily\"\ntimezone = \"Berlin\"\n")).unwrap_err();
+        assert!(err.contains("\"Berlin\"") && err.contains("IANA"), "{err}");
     }
 
     #[test]

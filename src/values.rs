@@ -259,34 +259,85 @@ pub enum Addressing {
     Virtual,
 }
 
-/// A cron schedule with seconds: `sec min hour day-of-month month day-of-week [year]`, checked by
-/// the same parser the daemon uses.
+/// A cron schedule, in any of the dialects operators write:
+/// - five fields, `min hour day-of-month month day-of-week`, as in a crontab (day of week 0-7,
+///   0 and 7 are Sunday; a day-of-month and a day-of-week both given match either, as in cron);
+/// - `@hourly`, `@daily` (`@midnight`), `@weekly`, `@monthly`, `@yearly` (`@annually`);
+/// - six or seven fields with seconds first (and a year last), as dockyard 0.1 read them: day of
+///   week 1-7 with 1 = Sunday, and both day fields must match.
+///
+/// Read by croner in the job's time zone (see `schedule`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Schedule(String);
+pub struct Schedule {
+    text: String,
+    cron: croner::Cron,
+}
 
 impl Schedule {
-    /// The expression.
+    /// The expression as written.
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.text
+    }
+
+    /// The parsed expression.
+    pub fn cron(&self) -> &croner::Cron {
+        &self.cron
     }
 }
 
 impl FromStr for Schedule {
     type Err = String;
     fn from_str(s: &str) -> Result<Schedule, String> {
-        let fields = s.split_whitespace().count();
-        if fields != 6 && fields != 7 {
+        use croner::parser::{CronParser, Seconds};
+        let text = s.trim();
+        let fields = text.split_whitespace().count();
+        let parser = if text.starts_with('@') || fields == 5 {
+            CronParser::builder().seconds(Seconds::Disallowed).build()
+        } else if fields == 6 || fields == 7 {
+            CronParser::builder()
+                .seconds(Seconds::Required)
+                .alternative_weekdays(true)
+                .dom_and_dow(true)
+                .sloppy_ranges(true)
+                .build()
+        } else {
             return Err(format!(
-                "schedule {s:?} has {fields} fields; give sec min hour day-of-month month day-of-week, e.g. \"0 15 2 * * *\""
+                "schedule {s:?} has {fields} fields; write five as in a crontab (\"30 2 * * *\"), \
+                 @daily and the like, or six with seconds first (\"0 30 2 * * *\")"
             ));
-        }
-        cron::Schedule::from_str(s)
-            .map_err(|e| format!("schedule {s:?}: {e}"))
-            .map(|_| Schedule(s.to_string()))
+        };
+        let cron = parser
+            .parse(text)
+            .map_err(|e| format!("schedule {s:?}: {e}"))?;
+        Ok(Schedule {
+            text: text.to_string(),
+            cron,
+        })
     }
 }
 
-deserialize_from_str!(Size, Age, ContainerPath, Tag, LogPattern, Schedule);
+/// A time zone by its IANA name (`Europe/Berlin`, `America/New_York`, `UTC`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeZone(pub chrono_tz::Tz);
+
+impl FromStr for TimeZone {
+    type Err = String;
+    fn from_str(s: &str) -> Result<TimeZone, String> {
+        s.trim().parse::<chrono_tz::Tz>().map(TimeZone).map_err(|_| {
+            format!("time zone {s:?} is not an IANA zone name; write e.g. \"Europe/Berlin\" or \"UTC\"")
+        })
+    }
+}
+
+deserialize_from_str!(
+    Size,
+    Age,
+    ContainerPath,
+    Tag,
+    LogPattern,
+    Schedule,
+    TimeZone
+);
 
 impl fmt::Display for ContainerPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -356,12 +407,31 @@ mod tests {
         assert!("0".parse::<Level>().is_err() && "20".parse::<Level>().is_err());
         assert_eq!("19".parse(), Ok(Level(19)));
         assert!("-1".parse::<Settle>().is_err() && "3601".parse::<Settle>().is_err());
-        assert!("0 15 2 * * *".parse::<Schedule>().is_ok());
-        assert!("15 2 * * *"
+        for good in [
+            "0 15 2 * * *",
+            "0 15 2 * * * 2030",
+            "15 2 * * *",
+            "*/10 * * * 1-5",
+            "@daily",
+            "@hourly",
+            "@weekly",
+            "@monthly",
+            "0 0/15 * * * *",
+        ] {
+            assert!(good.parse::<Schedule>().is_ok(), "{good}");
+        }
+        assert!("2 * * *"
             .parse::<Schedule>()
             .unwrap_err()
-            .contains("5 fields"));
+            .contains("4 fields"));
         assert!("0 99 2 * * *".parse::<Schedule>().is_err());
+        assert!("99 2 * * *".parse::<Schedule>().is_err());
+        assert!("@fortnightly".parse::<Schedule>().is_err());
+        assert!("Europe/Berlin".parse::<TimeZone>().is_ok());
+        assert!("Mars/Olympus"
+            .parse::<TimeZone>()
+            .unwrap_err()
+            .contains("IANA"));
     }
 
     #[test]

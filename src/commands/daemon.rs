@@ -1,20 +1,29 @@
-//! `dockyard daemon`: runs the config file's jobs on their cron schedules, in the foreground, one
-//! job at a time. SIGTERM/SIGINT end it through main's clean-up: a running job is aborted (its
-//! partial upload is discarded, helpers removed, stopped containers started again).
+//! `dockyard daemon`: runs the config file's jobs on their cron schedules, each read in its time
+//! zone, in the foreground, one job at a time; a `catch_up` job whose run was missed while the
+//! daemon was down runs once at start. SIGTERM/SIGINT end it through main's clean-up: a running
+//! job is aborted (its partial upload is discarded, helpers removed, stopped containers started
+//! again); an idle daemon exits 0.
 
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 use anyhow::Result;
 use chrono::{DateTime, Utc};
-use cron::Schedule;
 
 use super::run::run_plans;
 use super::Ctx;
 use crate::config;
 use crate::destination::RemoteOptions;
 use crate::error::Failure;
+use crate::last_run;
+use crate::schedule::{Timing, Zone};
 use crate::settings::{file::plans, JobPlan};
+
+/// A job the daemon runs, and when.
+struct Scheduled {
+    plan: JobPlan,
+    timing: Timing,
+    next: DateTime<Utc>,
+}
 
 /// Runs forever (until a signal), each scheduled job at its next time.
 pub async fn run(
@@ -25,71 +34,102 @@ pub async fn run(
 ) -> Result<()> {
     let config = config::load(path)?;
     let lock_dir = crate::lock::lock_dir(config.lock_dir.clone());
+    let state_dir = last_run::state_dir(config.state_dir.clone());
     let metrics = metrics.or(config.metrics_file.clone());
-    let mut jobs: Vec<(JobPlan, Schedule, DateTime<Utc>)> = Vec::new();
+    let now = Utc::now();
+    let mut jobs = Vec::new();
+    let mut catch_up = Vec::new();
     for plan in plans(&config, &[], remote)? {
-        let Some(expr) = config.schedule_of(plan.name()) else {
+        let Some(sc) = config.schedule_of(plan.name()) else {
             tracing::info!(
                 job = plan.name(),
                 "no schedule: only `dockyard run` runs it"
             );
             continue;
         };
-        let schedule = Schedule::from_str(expr).map_err(|e| {
-            Failure::usage(format!("job {:?}: schedule {expr:?}: {e}", plan.name()))
-        })?;
-        let next = schedule.upcoming(Utc).next().ok_or_else(|| {
+        let timing = Timing {
+            schedule: sc.schedule,
+            zone: Zone::or_host(sc.timezone),
+        };
+        let next = timing.next_after(now).ok_or_else(|| {
             Failure::usage(format!(
-                "job {:?}: schedule {expr:?} never fires",
-                plan.name()
+                "job {:?}: schedule {:?} never fires again",
+                plan.name(),
+                timing.schedule.as_str()
             ))
         })?;
-        jobs.push((plan, schedule, next));
+        if sc.catch_up {
+            match last_run::read(&state_dir, plan.name()) {
+                Some(last) if timing.missed(last, now) => {
+                    tracing::info!(job = plan.name(), last_run = %timing.local(last), "a run was missed while the daemon was down: running it now (catch_up)");
+                    catch_up.push(jobs.len());
+                }
+                Some(_) => {}
+                // Nothing recorded yet: from now on a missed run can be told.
+                None => stamp(&state_dir, plan.name(), now),
+            }
+        }
+        jobs.push(Scheduled { plan, timing, next });
     }
     if jobs.is_empty() {
         return Err(Failure::usage(format!(
-            "no job in {} has a schedule; add schedule = \"0 15 2 * * *\" to a job",
+            "no job in {} has a schedule; add schedule = \"30 2 * * *\" to a job",
             path.display()
         ))
         .into());
     }
-    for (plan, _, next) in &jobs {
-        tracing::info!(job = plan.name(), next = %next, "scheduled");
-        ctx.out.event(
-            "scheduled",
-            Some(plan.name()),
-            serde_json::json!({ "next": next }),
-        );
+    for job in &jobs {
+        announce(ctx, job);
+    }
+    for i in catch_up {
+        run_one(ctx, &mut jobs[i], &lock_dir, &state_dir, metrics.as_deref()).await;
     }
     loop {
-        let (i, at) = jobs
-            .iter()
-            .enumerate()
-            .min_by_key(|(_, (_, _, next))| *next)
-            .map(|(i, (_, _, next))| (i, *next))
+        let i = (0..jobs.len())
+            .min_by_key(|&i| jobs[i].next)
             .expect("at least one job");
-        let wait = (at - Utc::now()).to_std().unwrap_or_default();
+        let wait = (jobs[i].next - Utc::now()).to_std().unwrap_or_default();
         ctx.idle.store(true, std::sync::atomic::Ordering::SeqCst);
         tokio::time::sleep(wait).await;
         ctx.idle.store(false, std::sync::atomic::Ordering::SeqCst);
-        let plan = jobs[i].0.clone();
-        run_plans(
-            ctx,
-            std::slice::from_ref(&plan),
-            &lock_dir,
-            metrics.as_deref(),
-        )
-        .await;
-        // Runs missed while the job ran are skipped, not queued.
-        let (plan, schedule, next) = &mut jobs[i];
-        *next = schedule
-            .after(&Utc::now())
-            .next()
-            .unwrap_or(DateTime::<Utc>::MAX_UTC);
-        ctx.out.event(
-            "scheduled",
-            Some(plan.name()),
-            serde_json::json!({ "next": next }),
-        );
+        run_one(ctx, &mut jobs[i], &lock_dir, &state_dir, metrics.as_deref()).await;
     }
+}
+
+/// Runs one job, records the run, and schedules its next one (runs missed while it ran are
+/// skipped, not queued).
+async fn run_one(
+    ctx: &Ctx,
+    job: &mut Scheduled,
+    lock_dir: &Path,
+    state_dir: &Path,
+    metrics: Option<&Path>,
+) {
+    let started = Utc::now();
+    run_plans(ctx, std::slice::from_ref(&job.plan), lock_dir, metrics).await;
+    stamp(state_dir, job.plan.name(), started);
+    job.next = job
+        .timing
+        .next_after(Utc::now())
+        .unwrap_or(DateTime::<Utc>::MAX_UTC);
+    announce(ctx, job);
+}
+
+/// Records when a job ran; a failure to record only costs a catch-up, so it is a warning.
+fn stamp(state_dir: &Path, job: &str, at: DateTime<Utc>) {
+    if let Err(e) = last_run::write(state_dir, job, at) {
+        tracing::warn!(job, dir = %state_dir.display(), error = %e, "cannot record the run; catch_up cannot see runs missed after this");
+    }
+}
+
+/// Says when a job runs next, in its zone.
+fn announce(ctx: &Ctx, job: &Scheduled) {
+    let local = job.timing.local(job.next);
+    let zone = job.timing.zone.to_string();
+    tracing::info!(job = job.plan.name(), next = %local, timezone = %zone, "scheduled");
+    ctx.out.event(
+        "scheduled",
+        Some(job.plan.name()),
+        serde_json::json!({ "next": job.next, "next_local": local, "timezone": zone }),
+    );
 }
