@@ -4,7 +4,7 @@
 use clap::{Args, Parser, Subcommand};
 
 use crate::values::{
-    defaults, Addressing, Age, ContainerPath, Level, LogPattern, Settle, Size, Tag,
+    defaults, Addressing, Age, ContainerPath, Level, LogPattern, Secret, Settle, Size, Tag,
 };
 
 const EXIT_CODES: &str = "\
@@ -165,6 +165,9 @@ pub struct DaemonArgs {
     /// Write Prometheus text here after each job (overrides `metrics_file` in the config).
     #[arg(long, value_name = "FILE")]
     pub metrics_file: Option<std::path::PathBuf>,
+
+    #[command(flatten)]
+    pub notify: NotifyArgs,
 }
 
 /// `dockyard run`.
@@ -181,6 +184,79 @@ pub struct RunArgs {
     /// Write Prometheus text here after the run (overrides `metrics_file` in the config).
     #[arg(long, value_name = "FILE")]
     pub metrics_file: Option<std::path::PathBuf>,
+
+    #[command(flatten)]
+    pub notify: NotifyArgs,
+}
+
+/// Where `run` and `daemon` say how each job went; each wins over the config's `[notify]` key of
+/// the same kind. URLs and the SMTP password are secrets: never logged, and `--help` hides the
+/// values of their environment variables.
+#[derive(Debug, Args, Default)]
+#[command(next_help_heading = "Notifications")]
+pub struct NotifyArgs {
+    /// POST a JSON summary of each failed job here (docs/json.md, "Notifications").
+    #[arg(
+        long,
+        env = "DOCKYARD_NOTIFY_WEBHOOK",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub notify_webhook: Option<Secret>,
+
+    /// An ntfy topic URL, e.g. https://ntfy.sh/my-backups.
+    #[arg(
+        long,
+        env = "DOCKYARD_NOTIFY_NTFY",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub notify_ntfy: Option<Secret>,
+
+    /// A Slack incoming-webhook URL.
+    #[arg(
+        long,
+        env = "DOCKYARD_NOTIFY_SLACK",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub notify_slack: Option<Secret>,
+
+    /// A Discord webhook URL.
+    #[arg(
+        long,
+        env = "DOCKYARD_NOTIFY_DISCORD",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub notify_discord: Option<Secret>,
+
+    /// Mail through this SMTP server: smtp://user@host:587?tls=required (STARTTLS),
+    /// smtps://user@host:465, or smtp://host:25 (a local relay). The password comes from
+    /// DOCKYARD_SMTP_PASSWORD (or the URL).
+    #[arg(
+        long,
+        env = "DOCKYARD_NOTIFY_SMTP",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub notify_smtp: Option<Secret>,
+
+    /// The mail's sender, e.g. "dockyard <backup@example.com>".
+    #[arg(long, value_name = "ADDRESS")]
+    pub notify_email_from: Option<String>,
+
+    /// A mail recipient; repeat for several.
+    #[arg(long, value_name = "ADDRESS")]
+    pub notify_email_to: Vec<String>,
+
+    /// Also notify when a job succeeds (default: failures only).
+    #[arg(long)]
+    pub notify_on_success: bool,
+
+    /// The most notifying may add to a job, retries included (default 10s).
+    #[arg(long, value_name = "DURATION")]
+    pub notify_timeout: Option<Age>,
 }
 
 /// `dockyard prune`.

@@ -10,7 +10,8 @@ use serde::Deserialize;
 use crate::error::Failure;
 use crate::retention::Policy;
 use crate::values::{
-    Addressing, Age, ContainerPath, Level, LogPattern, Schedule, Settle, Size, Tag, TimeZone,
+    Addressing, Age, ContainerPath, Level, LogPattern, Schedule, Secret, Settle, Size, Tag,
+    TimeZone,
 };
 
 /// The whole file.
@@ -36,6 +37,8 @@ pub struct Config {
     /// The IANA time zone schedules are read in, e.g. "Europe/Berlin" (default: the host's, from
     /// `TZ` or /etc/localtime, as cron does); a job's own `timezone` wins.
     pub timezone: Option<TimeZone>,
+    /// Where `run` and `daemon` say how each job went.
+    pub notify: Option<NotifyConfig>,
     /// Where the daemon records when each job last ran, for `catch_up` (default:
     /// /var/lib/dockyard, or the temp dir if that is not writable; `DOCKYARD_STATE_DIR` overrides).
     pub state_dir: Option<PathBuf>,
@@ -50,6 +53,37 @@ pub struct RestoreConfig {
     pub safety_backup_to: Option<String>,
     /// How long safety backups are kept, e.g. "7d" (the default).
     pub safety_backup_keep: Option<Age>,
+}
+
+/// `[notify]`: where `run` and `daemon` say how each job went. URLs carry tokens and the SMTP
+/// URL may carry a password: keep the file private, or give them by environment instead
+/// (`DOCKYARD_NOTIFY_WEBHOOK`, ..., `DOCKYARD_SMTP_PASSWORD`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyConfig {
+    /// Also notify when a job succeeds (default: failures only).
+    #[serde(default)]
+    pub on_success: bool,
+    /// The most notifying may add to a job, retries included (default "10s").
+    pub timeout: Option<Age>,
+    /// Attempts after the first, while time is left (default 3).
+    pub retries: Option<u32>,
+    /// POST a JSON summary here (docs/json.md, "Notifications").
+    pub webhook: Option<Secret>,
+    /// An ntfy topic URL.
+    pub ntfy: Option<Secret>,
+    /// A Slack incoming-webhook URL.
+    pub slack: Option<Secret>,
+    /// A Discord webhook URL.
+    pub discord: Option<Secret>,
+    /// SMTP server URL: `smtp://user@host:587?tls=required`, `smtps://user@host:465`, or
+    /// `smtp://host:25`; the password from `DOCKYARD_SMTP_PASSWORD` (or the URL).
+    pub smtp: Option<Secret>,
+    /// The mail's sender.
+    pub email_from: Option<String>,
+    /// The mail's recipients.
+    #[serde(default)]
+    pub email_to: Vec<String>,
 }
 
 /// One destination.

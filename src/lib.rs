@@ -13,6 +13,7 @@ pub mod last_run;
 pub mod lock;
 pub mod logs;
 pub mod manifest;
+pub mod notify;
 pub mod owner;
 pub mod pipeline;
 pub mod progress;

@@ -316,6 +316,37 @@ impl FromStr for Schedule {
     }
 }
 
+/// A value that must never be printed (a webhook URL carrying its token, an SMTP URL with a
+/// password): `Debug` and `Display` show `<secret>`; [`Secret::expose`] gives the value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The value itself, for the one place that uses it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<secret>")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<secret>")
+    }
+}
+
+impl FromStr for Secret {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Secret, String> {
+        Ok(Secret(s.to_string()))
+    }
+}
+
 /// A time zone by its IANA name (`Europe/Berlin`, `America/New_York`, `UTC`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TimeZone(pub chrono_tz::Tz);
@@ -336,7 +367,8 @@ deserialize_from_str!(
     Tag,
     LogPattern,
     Schedule,
-    TimeZone
+    TimeZone,
+    Secret
 );
 
 impl fmt::Display for ContainerPath {

@@ -128,6 +128,7 @@ fn shipped_config(app: &App, dir: &std::path::Path) -> std::path::PathBuf {
         dir.join("locks").display().to_string().into(),
     );
     t.remove("logs");
+    t.remove("notify");
     let dests = t["destinations"].as_table_mut().unwrap();
     dests["offsite"]["url"] = dir.join("offsite").display().to_string().into();
     dests["local"]["url"] = dir.join("local").display().to_string().into();

@@ -9,13 +9,14 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use chrono::{DateTime, Utc};
 
-use super::run::run_plans;
+use super::run::{run_plans, JobEnv};
 use super::Ctx;
 use crate::config;
 use crate::destination::RemoteOptions;
 use crate::error::Failure;
 use crate::last_run;
 use crate::schedule::{Timing, Zone};
+use crate::settings::notify::NotifyFlags;
 use crate::settings::{file::plans, JobPlan};
 
 /// A job the daemon runs, and when.
@@ -31,11 +32,11 @@ pub async fn run(
     path: &Path,
     metrics: Option<PathBuf>,
     remote: &RemoteOptions,
+    notify: &NotifyFlags,
 ) -> Result<()> {
     let config = config::load(path)?;
-    let lock_dir = crate::lock::lock_dir(config.lock_dir.clone());
+    let env = JobEnv::new(&config, path, metrics, notify)?;
     let state_dir = last_run::state_dir(config.state_dir.clone());
-    let metrics = metrics.or(config.metrics_file.clone());
     let now = Utc::now();
     let mut jobs = Vec::new();
     let mut catch_up = Vec::new();
@@ -82,7 +83,7 @@ pub async fn run(
         announce(ctx, job);
     }
     for i in catch_up {
-        run_one(ctx, &mut jobs[i], &lock_dir, &state_dir, metrics.as_deref()).await;
+        run_one(ctx, &mut jobs[i], &env, &state_dir).await;
     }
     loop {
         let i = (0..jobs.len())
@@ -92,21 +93,15 @@ pub async fn run(
         ctx.idle.store(true, std::sync::atomic::Ordering::SeqCst);
         tokio::time::sleep(wait).await;
         ctx.idle.store(false, std::sync::atomic::Ordering::SeqCst);
-        run_one(ctx, &mut jobs[i], &lock_dir, &state_dir, metrics.as_deref()).await;
+        run_one(ctx, &mut jobs[i], &env, &state_dir).await;
     }
 }
 
 /// Runs one job, records the run, and schedules its next one (runs missed while it ran are
 /// skipped, not queued).
-async fn run_one(
-    ctx: &Ctx,
-    job: &mut Scheduled,
-    lock_dir: &Path,
-    state_dir: &Path,
-    metrics: Option<&Path>,
-) {
+async fn run_one(ctx: &Ctx, job: &mut Scheduled, env: &JobEnv, state_dir: &Path) {
     let started = Utc::now();
-    run_plans(ctx, std::slice::from_ref(&job.plan), lock_dir, metrics).await;
+    run_plans(ctx, std::slice::from_ref(&job.plan), env).await;
     stamp(state_dir, job.plan.name(), started);
     job.next = job
         .timing

@@ -162,12 +162,14 @@ pub async fn run(ctx: &Ctx, settings: Settings) -> Result<()> {
             jobs,
             metrics_file,
             remote,
-        } => run::run(ctx, &config, &jobs, metrics_file, &remote).await,
+            notify,
+        } => run::run(ctx, &config, &jobs, metrics_file, &remote, &notify).await,
         Action::Daemon {
             config,
             metrics_file,
             remote,
-        } => daemon::run(ctx, &config, metrics_file, &remote).await,
+            notify,
+        } => daemon::run(ctx, &config, metrics_file, &remote, &notify).await,
         Action::Completions(shell) => {
             let mut cmd = <crate::cli::Cli as clap::CommandFactory>::command();
             let mut out = Vec::new();

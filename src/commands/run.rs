@@ -16,8 +16,39 @@ use super::Ctx;
 use crate::config;
 use crate::destination::RemoteOptions;
 use crate::error::Failure;
+use crate::notify::{Notice, NoticeDest, Notifier};
 use crate::owner::Owner;
+use crate::settings::notify::NotifyFlags;
 use crate::settings::{file::plans, JobPlan};
+
+/// What every job of a `run` or `daemon` shares.
+pub struct JobEnv {
+    /// Where job locks live.
+    pub lock_dir: PathBuf,
+    /// The Prometheus textfile to rewrite after each job.
+    pub metrics: Option<PathBuf>,
+    /// Where to say how each job went.
+    pub notifier: Option<Notifier>,
+    /// The config file, for the command a notification suggests.
+    pub config: PathBuf,
+}
+
+impl JobEnv {
+    /// Reads the shared settings from the config and the flags.
+    pub fn new(
+        config: &config::Config,
+        path: &Path,
+        metrics: Option<PathBuf>,
+        notify: &NotifyFlags,
+    ) -> Result<JobEnv, Failure> {
+        Ok(JobEnv {
+            lock_dir: crate::lock::lock_dir(config.lock_dir.clone()),
+            metrics: metrics.or(config.metrics_file.clone()),
+            notifier: crate::settings::notify::lower(config.notify.as_ref(), notify)?,
+            config: path.to_path_buf(),
+        })
+    }
+}
 
 /// How one job ended (the `job` event of `--json`, docs/json.md).
 #[derive(Debug, serde::Serialize)]
@@ -52,12 +83,12 @@ pub async fn run(
     wanted: &[String],
     metrics: Option<PathBuf>,
     remote: &RemoteOptions,
+    notify: &NotifyFlags,
 ) -> Result<()> {
     let config = config::load(path)?;
     let plans = plans(&config, wanted, remote)?;
-    let lock_dir = crate::lock::lock_dir(config.lock_dir.clone());
-    let metrics = metrics.or(config.metrics_file.clone());
-    let (results, first_error) = run_plans(ctx, &plans, &lock_dir, metrics.as_deref()).await;
+    let env = JobEnv::new(&config, path, metrics, notify)?;
+    let (results, first_error) = run_plans(ctx, &plans, &env).await;
     let failed: Vec<&str> = results
         .iter()
         .filter(|r| !r.ok)
@@ -122,13 +153,14 @@ fn counted(first: &anyhow::Error, parts: &str, failed: &[&str], total: usize) ->
 }
 
 /// Runs `plans` one after another (a failure does not stop the others), updates the metrics file,
-/// and returns every job's result and the first error. Prints nothing: errors are in the results.
+/// notifies, and returns every job's result and the first error. Prints nothing: errors are in
+/// the results.
 pub async fn run_plans(
     ctx: &Ctx,
     plans: &[JobPlan],
-    lock_dir: &Path,
-    metrics: Option<&Path>,
+    env: &JobEnv,
 ) -> (Vec<JobResult>, Option<anyhow::Error>) {
+    let lock_dir = env.lock_dir.as_path();
     let mut results = Vec::new();
     let mut first_error = None;
     for plan in plans {
@@ -160,14 +192,63 @@ pub async fn run_plans(
             Some(plan.name()),
             serde_json::to_value(&result).expect("serialisable"),
         );
+        if let Some(n) = &env.notifier {
+            n.send(&notice(plan, &result, &env.config)).await;
+        }
         results.push(result);
     }
-    if let Some(m) = metrics {
+    if let Some(m) = env.metrics.as_deref() {
         if let Err(e) = write_metrics(m, &results) {
             tracing::error!(file = %m.display(), error = %e, "cannot write the metrics file");
         }
     }
     (results, first_error)
+}
+
+/// What a notification says about one job.
+fn notice(plan: &JobPlan, r: &JobResult, config: &Path) -> Notice {
+    let container = match plan {
+        JobPlan::Backup { backups, .. } => backups
+            .first()
+            .map(|(_, s)| s.container.clone())
+            .unwrap_or_default(),
+        JobPlan::Logs { settings, .. } => settings.container.clone(),
+    };
+    // Each failed destination's own error says more than the job's count of them.
+    let failed: Vec<String> = r
+        .destinations
+        .iter()
+        .filter_map(|d| d.error.as_ref().map(|e| format!("{}: {e}", d.destination)))
+        .collect();
+    let error = if failed.is_empty() {
+        r.error.clone()
+    } else {
+        Some(failed.join("; "))
+    };
+    Notice {
+        job: r.job.clone(),
+        container,
+        ok: r.ok,
+        error,
+        bytes: r.bytes,
+        seconds: r.seconds,
+        finished: r.finished,
+        destinations: r
+            .destinations
+            .iter()
+            .map(|d| NoticeDest {
+                name: d.destination.clone(),
+                ok: d.ok,
+                backup_id: d.id.clone(),
+                error: d.error.clone(),
+            })
+            .collect(),
+        command: format!(
+            "dockyard run {} --config {}",
+            shell_words::quote(&r.job),
+            shell_words::quote(&config.display().to_string())
+        ),
+    }
 }
 
 /// One job. A backup job tries every destination (one that fails does not stop the others) and

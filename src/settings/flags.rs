@@ -51,11 +51,13 @@ impl Settings {
                 jobs: a.jobs,
                 metrics_file: a.metrics_file,
                 remote: remote.clone(),
+                notify: notify_flags(a.notify),
             },
             Command::Daemon(a) => Action::Daemon {
                 config: a.config,
                 metrics_file: a.metrics_file,
                 remote: remote.clone(),
+                notify: notify_flags(a.notify),
             },
             Command::Prune(a) => {
                 let policy = policy(a.policy);
@@ -212,4 +214,19 @@ fn logs(
         keep_local,
         helper_image: dir.helper_image,
     })
+}
+
+/// The `--notify-*` flags as plain settings.
+fn notify_flags(a: crate::cli::NotifyArgs) -> super::notify::NotifyFlags {
+    super::notify::NotifyFlags {
+        webhook: a.notify_webhook,
+        ntfy: a.notify_ntfy,
+        slack: a.notify_slack,
+        discord: a.notify_discord,
+        smtp: a.notify_smtp,
+        email_from: a.notify_email_from,
+        email_to: a.notify_email_to,
+        on_success: a.notify_on_success,
+        timeout: a.notify_timeout,
+    }
 }

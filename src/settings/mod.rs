@@ -5,6 +5,7 @@
 
 pub mod file;
 pub mod flags;
+pub mod notify;
 
 use crate::archive::pack::Compression;
 use crate::destination::{DestSpec, RemoteOptions};
@@ -59,6 +60,8 @@ pub enum Action {
         metrics_file: Option<std::path::PathBuf>,
         /// Remote-destination flags and env, which win over the config's destination settings.
         remote: RemoteOptions,
+        /// `--notify-*` flags, which win over the config's `[notify]`.
+        notify: notify::NotifyFlags,
     },
     /// `daemon`: the config file's jobs on their schedules.
     Daemon {
@@ -68,6 +71,8 @@ pub enum Action {
         metrics_file: Option<std::path::PathBuf>,
         /// Remote-destination flags and env, which win over the config's destination settings.
         remote: RemoteOptions,
+        /// `--notify-*` flags, which win over the config's `[notify]`.
+        notify: notify::NotifyFlags,
     },
     /// `completions`: a completion script for this shell.
     Completions(clap_complete::Shell),

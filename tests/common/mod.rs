@@ -5,6 +5,7 @@
 pub mod dest;
 pub mod forge;
 pub mod peers;
+pub mod sinks;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -1,0 +1,99 @@
+//! Lowers `[notify]` and the `--notify-*` flags into one [`Notifier`]: a flag (or its environment
+//! variable) wins over the file's key of the same kind; every URL is checked before any job runs.
+
+use std::time::Duration;
+
+use crate::config::NotifyConfig;
+use crate::error::Failure;
+use crate::notify::{Email, Notifier, Target, Web, WebKind};
+use crate::values::{Age, Secret};
+
+/// How long notifying may add to a job, retries included.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Attempts after the first.
+pub const DEFAULT_RETRIES: u32 = 3;
+
+/// What the command line says about notifications (flags and their environment variables).
+#[derive(Debug, Clone, Default)]
+pub struct NotifyFlags {
+    /// Generic JSON webhook URL.
+    pub webhook: Option<Secret>,
+    /// ntfy topic URL.
+    pub ntfy: Option<Secret>,
+    /// Slack webhook URL.
+    pub slack: Option<Secret>,
+    /// Discord webhook URL.
+    pub discord: Option<Secret>,
+    /// SMTP server URL.
+    pub smtp: Option<Secret>,
+    /// Mail sender.
+    pub email_from: Option<String>,
+    /// Mail recipients.
+    pub email_to: Vec<String>,
+    /// Also on success.
+    pub on_success: bool,
+    /// Time limit.
+    pub timeout: Option<Age>,
+}
+
+/// The notifier for a run, or `None` when no target is set anywhere.
+pub fn lower(
+    file: Option<&NotifyConfig>,
+    flags: &NotifyFlags,
+) -> Result<Option<Notifier>, Failure> {
+    let empty = NotifyConfig::default();
+    let file = file.unwrap_or(&empty);
+    let either = |flag: &Option<Secret>, key: &Option<Secret>| flag.clone().or_else(|| key.clone());
+    let mut targets = Vec::new();
+    for (kind, url) in [
+        (WebKind::Webhook, either(&flags.webhook, &file.webhook)),
+        (WebKind::Ntfy, either(&flags.ntfy, &file.ntfy)),
+        (WebKind::Slack, either(&flags.slack, &file.slack)),
+        (WebKind::Discord, either(&flags.discord, &file.discord)),
+    ] {
+        if let Some(url) = url {
+            targets.push(Target::Web(
+                Web::new(kind, url.expose()).map_err(Failure::usage)?,
+            ));
+        }
+    }
+    if let Some(smtp) = either(&flags.smtp, &file.smtp) {
+        let from = flags
+            .email_from
+            .clone()
+            .or_else(|| file.email_from.clone())
+            .ok_or_else(|| {
+                Failure::usage(
+                    "e-mail notifications need a sender (email_from / --notify-email-from)",
+                )
+            })?;
+        let to = if flags.email_to.is_empty() {
+            file.email_to.clone()
+        } else {
+            flags.email_to.clone()
+        };
+        let password = std::env::var("DOCKYARD_SMTP_PASSWORD")
+            .ok()
+            .filter(|p| !p.is_empty());
+        targets.push(Target::Email(
+            Email::new(smtp.expose(), password, &from, &to).map_err(Failure::usage)?,
+        ));
+    } else if flags.email_from.is_some() || !flags.email_to.is_empty() || !file.email_to.is_empty()
+    {
+        return Err(Failure::usage(
+            "e-mail notifications need an SMTP server (smtp / --notify-smtp)",
+        ));
+    }
+    if targets.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Notifier {
+        targets,
+        on_success: flags.on_success || file.on_success,
+        timeout: flags
+            .timeout
+            .or(file.timeout)
+            .map_or(DEFAULT_TIMEOUT, |a| a.0),
+        retries: file.retries.unwrap_or(DEFAULT_RETRIES),
+    }))
+}

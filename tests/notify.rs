@@ -1,0 +1,235 @@
+//! Notifications against real peers on 127.0.0.1 (an HTTP server and an SMTP sink run by the
+//! test): a failing job reaches every target with what failed and the command to look further, a
+//! succeeding one only when asked, a target that fails once is retried, one that never answers
+//! costs at most its timeout and never changes the job's result, and no URL token or password
+//! is ever printed.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::sinks::{Http, Smtp};
+use common::{dest_dir, dockyard_env, App, Run};
+
+const TOKEN: &str = "T0KEN-s3cr3t-in-the-url";
+const PASSWORD: &str = "smtp-pa55word-never-printed";
+
+fn no_secrets(r: &Run) {
+    for out in [&r.stdout, &r.stderr] {
+        assert!(!out.contains(TOKEN), "a URL token was printed:\n{out}");
+        assert!(
+            !out.contains(PASSWORD),
+            "the SMTP password was printed:\n{out}"
+        );
+    }
+}
+
+#[test]
+fn a_failing_job_reaches_every_target_and_a_succeeding_one_stays_quiet() {
+    let app = App::running("notify", &["/srv/media"]);
+    app.sh("echo a > /srv/media/a");
+    let http = Http::start();
+    let smtp = Smtp::start();
+    let (tmp, dest) = dest_dir();
+    let missing = common::unique("gone");
+    let b = &http.base;
+    let notify = format!(
+        "[notify]\nwebhook = \"{b}/flaky/{TOKEN}\"\nntfy = \"{b}/ntfy/{TOKEN}\"\n\
+         slack = \"{b}/slack/{TOKEN}\"\ndiscord = \"{b}/discord/{TOKEN}\"\n\
+         smtp = \"smtp://ops@127.0.0.1:{}\"\nemail_from = \"dockyard <backup@example.com>\"\n\
+         email_to = [\"ops@example.com\", \"oncall@example.com\"]\n",
+        smtp.port
+    );
+    let cfg = common::local_config(
+        tmp.path(),
+        &dest,
+        &format!(
+            "[jobs.good]\ncontainer = \"{}\"\ndestinations = [\"local\"]\n\
+             [jobs.bad]\ncontainer = \"{missing}\"\ndestinations = [\"local\"]\n{notify}",
+            app.name
+        ),
+    );
+    let r = dockyard_env(
+        &["run", "--config", cfg.to_str().unwrap()],
+        &[("DOCKYARD_SMTP_PASSWORD", PASSWORD)],
+    );
+    no_secrets(&r);
+    assert_eq!(
+        r.code, 3,
+        "the job's failure decides the exit code: {}",
+        r.stderr
+    );
+
+    // The webhook answered 503 once and was retried: two requests, both about the failing job.
+    let hooks = http.to(&format!("/flaky/{TOKEN}"));
+    assert_eq!(hooks.len(), 2, "{hooks:?}");
+    let body = hooks[1].json();
+    assert_eq!(body["job"], "bad");
+    assert_eq!(body["container"], missing.as_str());
+    assert_eq!(body["result"], "failure");
+    assert_eq!(body["ok"], false);
+    assert_eq!(body["destination"], "local");
+    assert_eq!(body["destinations"][0]["ok"], false);
+    assert!(body["error"].as_str().unwrap().contains(&missing), "{body}");
+    assert!(
+        body["command"]
+            .as_str()
+            .unwrap()
+            .starts_with("dockyard run bad --config "),
+        "{body}"
+    );
+    assert!(body["duration_seconds"].as_f64().unwrap() >= 0.0);
+
+    let ntfy = http.to(&format!("/ntfy/{TOKEN}"));
+    assert_eq!(ntfy.len(), 1, "{ntfy:?}");
+    let title = ntfy[0].header("title").unwrap();
+    assert!(title.contains("job bad FAILED"), "{title}");
+    assert_eq!(ntfy[0].header("priority"), Some("high"));
+    assert!(ntfy[0].body.contains(&missing) && ntfy[0].body.contains("dockyard run bad"));
+
+    let slack = http.to(&format!("/slack/{TOKEN}"));
+    assert_eq!(slack.len(), 1);
+    assert!(slack[0].json()["text"]
+        .as_str()
+        .unwrap()
+        .contains("job bad FAILED"));
+    let discord = http.to(&format!("/discord/{TOKEN}"));
+    assert_eq!(discord.len(), 1);
+    assert!(discord[0].json()["content"]
+        .as_str()
+        .unwrap()
+        .contains(&missing));
+
+    let mails = smtp.mails();
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    let mail = &mails[0];
+    assert_eq!(mail.login, Some(("ops".into(), PASSWORD.into())));
+    assert_eq!(mail.to, ["<ops@example.com>", "<oncall@example.com>"]);
+    assert!(mail.from.contains("backup@example.com"));
+    assert!(
+        mail.data.contains("Subject: dockyard: job bad FAILED"),
+        "{}",
+        mail.data
+    );
+    assert!(mail.data.contains("dockyard run bad"), "{}", mail.data);
+    // Nothing about the job that succeeded.
+    assert!(http.requests().iter().all(|r| !r.body.contains("\"good\"")));
+}
+
+#[test]
+fn on_success_the_webhook_gets_the_backup_id_bytes_and_destination() {
+    let app = App::running("notify-ok", &["/srv/media"]);
+    app.sh("echo a > /srv/media/a");
+    let http = Http::start();
+    let (tmp, dest) = dest_dir();
+    let cfg = common::local_config(
+        tmp.path(),
+        &dest,
+        &format!(
+            "[jobs.media]\ncontainer = \"{}\"\ndestinations = [\"local\"]\n",
+            app.name
+        ),
+    );
+    let url = format!("{}/hook/{TOKEN}", http.base);
+    let r = dockyard_env(
+        &[
+            "run",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--notify-on-success",
+        ],
+        &[("DOCKYARD_NOTIFY_WEBHOOK", &url)],
+    );
+    no_secrets(&r);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let hooks = http.to(&format!("/hook/{TOKEN}"));
+    assert_eq!(hooks.len(), 1, "{hooks:?}");
+    let body = hooks[0].json();
+    let listed = common::list(&dest);
+    assert_eq!(body["result"], "success");
+    assert_eq!(body["backup_id"], listed[0]["id"]);
+    assert_eq!(body["destination"], "local");
+    assert_eq!(body["bytes"], listed[0]["size"]);
+    assert_eq!(body["destinations"][0]["ok"], true);
+    // --help shows the variable, never its value.
+    let help = dockyard_env(&["run", "--help"], &[("DOCKYARD_NOTIFY_WEBHOOK", &url)]).ok();
+    assert!(
+        help.contains("DOCKYARD_NOTIFY_WEBHOOK") && !help.contains(TOKEN),
+        "{help}"
+    );
+}
+
+#[test]
+fn a_notifier_that_never_answers_costs_at_most_its_timeout_and_not_the_result() {
+    let http = Http::start();
+    let (tmp, dest) = dest_dir();
+    let cfg = common::local_config(
+        tmp.path(),
+        &dest,
+        &format!(
+            "[jobs.bad]\ncontainer = \"{}\"\ndestinations = [\"local\"]\n\
+             [notify]\nwebhook = \"{}/hang/{TOKEN}\"\ntimeout = \"2s\"\n",
+            common::unique("gone"),
+            http.base
+        ),
+    );
+    let t0 = Instant::now();
+    let r = dockyard_env(&["run", "--config", cfg.to_str().unwrap(), "--json"], &[]);
+    let took = t0.elapsed();
+    no_secrets(&r);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    let job = r
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|e| e["type"] == "job")
+        .unwrap();
+    let job_secs = job["seconds"].as_f64().unwrap();
+    // The job itself, the 2 s budget, and process start-up; not 10 s, not 3 retries of 2 s.
+    assert!(
+        took < Duration::from_secs_f64(job_secs + 2.0 + 2.5),
+        "{took:?} for a {job_secs} s job"
+    );
+    assert_eq!(http.to(&format!("/hang/{TOKEN}")).len(), 1);
+    assert!(
+        r.stderr.contains("notification not delivered")
+            && r.stderr.contains("webhook at 127.0.0.1"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn a_bad_notification_url_is_a_usage_error_before_any_job_runs() {
+    let (tmp, dest) = dest_dir();
+    let cfg = common::local_config(
+        tmp.path(),
+        &dest,
+        &format!(
+            "[jobs.x]\ncontainer = \"never-run\"\ndestinations = [\"local\"]\n\
+             [notify]\nslack = \"hooks.slack.com/{TOKEN}\"\n"
+        ),
+    );
+    let r = dockyard_env(&["run", "--config", cfg.to_str().unwrap()], &[]);
+    no_secrets(&r);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("slack notification URL"), "{}", r.stderr);
+    let (tmp2, dest2) = dest_dir();
+    let plain = common::local_config(
+        tmp2.path(),
+        &dest2,
+        "[jobs.x]\ncontainer = \"never-run\"\ndestinations = [\"local\"]\n",
+    );
+    let r = dockyard_env(
+        &[
+            "run",
+            "--config",
+            plain.to_str().unwrap(),
+            "--notify-smtp",
+            "smtp://127.0.0.1:25",
+        ],
+        &[],
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("sender"), "{}", r.stderr);
+}
