@@ -145,6 +145,30 @@ pub enum Command {
     Completions(CompletionsArgs),
     /// Print the manual page (roff) on stdout: dockyard man > /usr/local/share/man/man1/dockyard.1
     Man,
+    /// Work with the config file.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+/// `dockyard config ...`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Check the config file before cron or the daemon meet it: parse and validate it, find every
+    /// job's container (and its paths) on the engine, reach every destination and write and delete
+    /// a small probe object there (a local directory is created, as a backup would), and print the
+    /// effective jobs with their next run times. Exits non-zero naming each problem.
+    Check(ConfigCheckArgs),
+}
+
+/// `dockyard config check`.
+#[derive(Debug, Args)]
+pub struct ConfigCheckArgs {
+    /// The config file (TOML; see config/dockyard.toml).
+    #[arg(long, env = "DOCKYARD_CONFIG", default_value = defaults::CONFIG, value_name = "FILE")]
+    pub config: std::path::PathBuf,
+
+    #[command(flatten)]
+    pub notify: NotifyArgs,
 }
 
 /// `dockyard completions`.

@@ -140,3 +140,78 @@ fn quiet_prints_nothing_on_success_and_still_says_what_failed() {
     assert_eq!((r.code, r.stdout.as_str()), (3, ""));
     assert!(r.stderr.contains("no-such-container-xyz"), "{}", r.stderr);
 }
+
+#[test]
+fn config_check_passes_a_good_file_and_names_every_problem_of_a_bad_one() {
+    let app = App::running("check", &["/srv/media"]);
+    let (tmp, dest) = dest_dir();
+    let good = common::local_config(
+        tmp.path(),
+        &dest,
+        &format!(
+            "[jobs.media]\ncontainer = \"{}\"\ndestinations = [\"local\"]\npaths = [\"/srv/media\"]\nschedule = \"@daily\"\ntimezone = \"Asia/Tokyo\"\n",
+            app.name
+        ),
+    );
+    let out = dockyard(&["config", "check", "--config", good.to_str().unwrap()]).ok();
+    let first = format!(
+        "job media (backup): container {}, /srv/media -> local",
+        app.name
+    );
+    for want in [
+        first.as_str(),
+        "schedule \"@daily\" in Asia/Tokyo: next ",
+        "T00:00:00+09:00",
+        "destination local",
+        "reachable, writable",
+    ] {
+        assert!(out.contains(want), "no {want:?} in:\n{out}");
+    }
+    assert_eq!(out.lines().last(), Some("ok"), "{out}");
+    // The probe was written and removed.
+    assert_eq!(std::fs::read_dir(&dest).unwrap().count(), 0);
+
+    let missing = common::unique("gone");
+    let tmp2 = tempfile::tempdir().unwrap();
+    let blocked = tmp2.path().join("a-file");
+    std::fs::write(&blocked, "not a directory").unwrap();
+    let bad = common::local_config(
+        tmp2.path(),
+        &blocked.join("backups"),
+        &format!(
+            "[jobs.gone]\ncontainer = \"{missing}\"\ndestinations = [\"local\"]\n\
+             [jobs.nopath]\ncontainer = \"{}\"\ndestinations = [\"local\"]\npaths = [\"/srv/nope\"]\n",
+            app.name
+        ),
+    );
+    let r = dockyard(&["config", "check", "--config", bad.to_str().unwrap()]);
+    assert_eq!(
+        r.code, 3,
+        "the first problem (a missing container) decides: {}",
+        r.stderr
+    );
+    for want in [
+        "3 problem(s)".to_string(),
+        format!("job gone: no such container: \"{missing}\""),
+        "job nopath: /srv/nope is not in a volume or bind mount".into(),
+        "destination local (".into(),
+    ] {
+        assert!(
+            r.stderr.contains(want.as_str()),
+            "no {want:?} in:\n{}",
+            r.stderr
+        );
+    }
+    let r = dockyard(&[
+        "config",
+        "check",
+        "--config",
+        bad.to_str().unwrap(),
+        "--json",
+    ]);
+    let doc = common::one_document(&r.stdout);
+    assert_eq!(doc["ok"], false);
+    assert_eq!(doc["problems"].as_array().unwrap().len(), 3, "{doc}");
+    assert_eq!(doc["jobs"][0]["container_found"], false);
+    assert_eq!(doc["destinations"][0]["ok"], false);
+}

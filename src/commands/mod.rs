@@ -2,6 +2,7 @@
 //! engine that main cleans up on every way out).
 
 pub mod backup;
+pub mod check;
 pub mod daemon;
 pub mod list;
 pub mod logs;
@@ -190,5 +191,10 @@ pub async fn run(ctx: &Ctx, settings: Settings) -> Result<()> {
             policy,
             dry_run,
         } => prune::run(ctx, &dest, container.as_deref(), &policy, dry_run).await,
+        Action::ConfigCheck {
+            config,
+            remote,
+            notify,
+        } => check::run(ctx, &config, &remote, &notify).await,
     }
 }

@@ -114,6 +114,11 @@ impl Settings {
             Command::Logs(a) => Action::Logs(logs(*a, &dest)?),
             Command::Completions(a) => Action::Completions(a.shell),
             Command::Man => Action::Man,
+            Command::Config(crate::cli::ConfigCommand::Check(a)) => Action::ConfigCheck {
+                config: a.config,
+                remote: remote.clone(),
+                notify: notify_flags(a.notify),
+            },
         };
         Ok(Settings { output, action })
     }

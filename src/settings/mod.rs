@@ -78,6 +78,15 @@ pub enum Action {
     Completions(clap_complete::Shell),
     /// `man`: the manual page.
     Man,
+    /// `config check`.
+    ConfigCheck {
+        /// The config file.
+        config: std::path::PathBuf,
+        /// Remote-destination flags and env, which win over the config's destination settings.
+        remote: RemoteOptions,
+        /// `--notify-*` flags, checked with the file's `[notify]`.
+        notify: notify::NotifyFlags,
+    },
     /// `prune`.
     Prune {
         /// Where the backups are.

@@ -1,0 +1,296 @@
+//! `dockyard config check`: the config file checked the way cron and the daemon will meet it:
+//! parsed and validated, every job's container (and paths) found on the engine, every destination
+//! reached and written (a probe object written and deleted), and the effective jobs printed with
+//! their next run times. Every problem is named; the exit code is the first problem's.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::Result;
+use bytes::Bytes;
+use chrono::Utc;
+use serde_json::{json, Value};
+
+use super::Ctx;
+use crate::config::{self, Config};
+use crate::destination::{DestSpec, RemoteOptions};
+use crate::error::{categorize, describe, Category, Failure};
+use crate::schedule::{Timing, Zone};
+use crate::settings::file::plans;
+use crate::settings::notify::NotifyFlags;
+use crate::settings::JobPlan;
+
+/// Something that would make a job fail.
+struct Problem {
+    category: Category,
+    text: String,
+}
+
+/// Checks the file at `path`; see the module doc.
+pub async fn run(
+    ctx: &Ctx,
+    path: &Path,
+    remote: &RemoteOptions,
+    notify: &NotifyFlags,
+) -> Result<()> {
+    let config = config::load(path)?;
+    let plans = plans(&config, &[], remote)?;
+    let mut problems = Vec::new();
+    let notifier = match crate::settings::notify::lower(config.notify.as_ref(), notify) {
+        Ok(n) => n,
+        Err(e) => {
+            problems.push(Problem {
+                category: e.category,
+                text: format!("[notify]: {e}"),
+            });
+            None
+        }
+    };
+    let mut jobs = Vec::new();
+    let mut dests: BTreeMap<String, DestSpec> = BTreeMap::new();
+    for plan in &plans {
+        let (kind, container, paths, targets) = match plan {
+            JobPlan::Backup { backups, .. } => (
+                "backup",
+                backups[0].1.container.clone(),
+                backups[0].1.paths.clone(),
+                backups
+                    .iter()
+                    .map(|(n, s)| (n.clone(), s.dest.clone()))
+                    .collect::<Vec<_>>(),
+            ),
+            JobPlan::Logs { settings, .. } => (
+                "logs",
+                settings.container.clone(),
+                vec![settings.dir.clone()],
+                settings
+                    .ship
+                    .iter()
+                    .map(|s| (config_dest_name(&config, plan.name()), s.dest.clone()))
+                    .collect(),
+            ),
+        };
+        let found = check_container(ctx, plan.name(), &container, &paths, &mut problems).await;
+        for (name, spec) in &targets {
+            dests.insert(name.clone(), spec.clone());
+        }
+        let mut job = json!({
+            "job": plan.name(),
+            "kind": kind,
+            "container": container,
+            "container_found": found,
+            "paths": paths,
+            "destinations": targets.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>(),
+        });
+        if let Some(sc) = config.schedule_of(plan.name()) {
+            let timing = Timing {
+                schedule: sc.schedule,
+                zone: Zone::or_host(sc.timezone),
+            };
+            let next = timing.next_after(Utc::now());
+            job["schedule"] = timing.schedule.as_str().into();
+            job["timezone"] = timing.zone.to_string().into();
+            job["next"] = json!(next);
+            job["next_local"] = json!(next.map(|n| timing.local(n)));
+            job["catch_up"] = sc.catch_up.into();
+            if next.is_none() {
+                problems.push(Problem {
+                    category: Category::Usage,
+                    text: format!(
+                        "job {}: schedule {:?} never fires again",
+                        plan.name(),
+                        timing.schedule.as_str()
+                    ),
+                });
+            }
+        }
+        jobs.push(job);
+    }
+    let mut destinations = Vec::new();
+    for (name, spec) in &dests {
+        let result = check_destination(spec).await;
+        if let Err(e) = &result {
+            problems.push(Problem {
+                category: categorize(e),
+                text: format!("destination {name} ({spec}): {}", describe(e)),
+            });
+        }
+        destinations.push(json!({
+            "destination": name,
+            "url": spec.to_string(),
+            "ok": result.is_ok(),
+            "error": result.err().map(|e| describe(&e)),
+        }));
+    }
+    let notify_targets: Vec<String> = notifier
+        .iter()
+        .flat_map(|n| n.targets.iter().map(|t| t.describe()))
+        .collect();
+    if ctx.output.json {
+        ctx.json(&json!({
+            "config": path.display().to_string(),
+            "ok": problems.is_empty(),
+            "jobs": jobs,
+            "destinations": destinations,
+            "notify": notify_targets,
+            "problems": problems.iter().map(|p| p.text.clone()).collect::<Vec<_>>(),
+        }));
+    } else {
+        say_text(ctx, path, &jobs, &destinations, &notify_targets, &problems);
+    }
+    match problems.first() {
+        None => Ok(()),
+        Some(first) => Err(Failure::new(
+            first.category,
+            format!(
+                "{} problem(s) in {}: {}",
+                problems.len(),
+                path.display(),
+                problems
+                    .iter()
+                    .map(|p| p.text.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+        )
+        .into()),
+    }
+}
+
+/// The `[destinations]` name a log job ships to.
+fn config_dest_name(config: &Config, job: &str) -> String {
+    config
+        .logs
+        .get(job)
+        .map(|l| l.destination.clone())
+        .unwrap_or_default()
+}
+
+/// Finds the container and checks each path lies in one of its mounts; returns whether found.
+async fn check_container(
+    ctx: &Ctx,
+    job: &str,
+    container: &str,
+    paths: &[String],
+    problems: &mut Vec<Problem>,
+) -> bool {
+    let info = match ctx.engine().await {
+        Ok(engine) => engine.inspect(container).await.map_err(anyhow::Error::from),
+        Err(e) => Err(e),
+    };
+    let info = match info {
+        Ok(info) => info,
+        Err(e) => {
+            problems.push(Problem {
+                category: categorize(&e),
+                text: format!("job {job}: {}", describe(&e)),
+            });
+            return false;
+        }
+    };
+    for path in paths {
+        if !info.mounts.iter().any(|m| m.contains(path)) {
+            problems.push(Problem {
+                category: Category::Usage,
+                text: format!(
+                    "job {job}: {path} is not in a volume or bind mount of container {container} (its mounts: {})",
+                    info.mounts
+                        .iter()
+                        .map(|m| m.destination.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            });
+        }
+    }
+    true
+}
+
+/// Reaches a destination and writes, then deletes, a small probe object there.
+async fn check_destination(spec: &DestSpec) -> Result<()> {
+    let dest = spec.open().await;
+    dest.prepare().await?;
+    let name = format!("dockyard-config-check-{:016x}.probe", rand::random::<u64>());
+    let mut upload = dest.put(&name).await?;
+    upload
+        .write(Bytes::from_static(b"dockyard config check\n"))
+        .await?;
+    upload.commit().await?;
+    dest.delete(&name).await?;
+    Ok(())
+}
+
+/// The text report: each job, each destination, the notification targets, and `ok` when there is
+/// no problem (problems are the command's error, on stderr).
+fn say_text(
+    ctx: &Ctx,
+    path: &Path,
+    jobs: &[Value],
+    destinations: &[Value],
+    notify: &[String],
+    problems: &[Problem],
+) {
+    ctx.say(&format!("config {}", path.display()));
+    for j in jobs {
+        let s = |k: &str| j[k].as_str().unwrap_or_default().to_string();
+        let list = |k: &str| {
+            let items: Vec<&str> = j[k]
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            items.join(", ")
+        };
+        let paths = if list("paths").is_empty() {
+            "every mount".to_string()
+        } else {
+            list("paths")
+        };
+        ctx.say(&format!(
+            "job {} ({}): container {}{}, {paths} -> {}",
+            s("job"),
+            s("kind"),
+            s("container"),
+            if j["container_found"] == true {
+                ""
+            } else {
+                " (NOT FOUND)"
+            },
+            if list("destinations").is_empty() {
+                "rotate only".to_string()
+            } else {
+                list("destinations")
+            }
+        ));
+        match j.get("schedule") {
+            Some(sched) => ctx.say(&format!(
+                "  schedule {sched} in {}: next {}{}",
+                s("timezone"),
+                j["next_local"].as_str().unwrap_or("never"),
+                if j["catch_up"] == true {
+                    " (catch_up)"
+                } else {
+                    ""
+                }
+            )),
+            None => ctx.say("  no schedule: only `dockyard run` runs it"),
+        }
+    }
+    for d in destinations {
+        ctx.say(&format!(
+            "destination {} ({}): {}",
+            d["destination"].as_str().unwrap_or_default(),
+            d["url"].as_str().unwrap_or_default(),
+            match d["error"].as_str() {
+                None => "reachable, writable".to_string(),
+                Some(e) => format!("FAILED: {e}"),
+            }
+        ));
+    }
+    if !notify.is_empty() {
+        ctx.say(&format!("notify: {}", notify.join(", ")));
+    }
+    // Problems are the error, said once on stderr.
+    if problems.is_empty() {
+        ctx.say("ok");
+    }
+}
