@@ -419,6 +419,10 @@ pub struct LogDirArgs {
     /// Image for the helper containers (needs /bin/sh). Default: the app's own image.
     #[arg(long, value_name = "IMAGE")]
     pub helper_image: Option<String>,
+
+    /// Say what would rotate (with the triggers) and what would ship where; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// How to rotate.
@@ -500,6 +504,10 @@ pub struct BackupArgs {
     /// Image for the helper container. Default: the container's own image (always present locally).
     #[arg(long, value_name = "IMAGE")]
     pub helper_image: Option<String>,
+
+    /// Say what would be backed up (paths, mounts, volumes) and written where; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 
     #[command(flatten)]
     pub stop: StopArgs,

@@ -181,6 +181,16 @@ pub fn id_time(id: &str) -> Option<DateTime<Utc>> {
         .map(|t| t.and_utc())
 }
 
+/// The container named in an id (`<container>-<YYYYMMDDTHHMMSSZ>-<rand>`), if it has that shape.
+/// Only a hint: the manifest inside says whose backup it is.
+pub fn id_container(id: &str) -> Option<&str> {
+    let id = id.strip_suffix(MANIFEST_SUFFIX).unwrap_or(id);
+    id_time(id)?;
+    let mut parts = id.rsplitn(3, '-');
+    let (_, _, container) = (parts.next()?, parts.next()?, parts.next()?);
+    Some(container)
+}
+
 /// The archive object name for an id.
 pub fn archive_name(id: &str) -> String {
     format!("{id}{ARCHIVE_SUFFIX}")

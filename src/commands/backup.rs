@@ -25,6 +25,9 @@ use crate::settings::BackupSettings;
 
 /// Runs `dockyard backup` (or `snapshot`) and prints its summary.
 pub async fn run(ctx: &Ctx, s: BackupSettings) -> Result<()> {
+    if s.dry_run {
+        return dry_run(ctx, &s).await;
+    }
     let dest = s.dest.to_string();
     let (m, secs, downtime) = run_job(ctx, s).await?;
     print_summary(ctx, &m, secs, &dest, downtime);
@@ -51,6 +54,96 @@ pub async fn run_job(ctx: &Ctx, s: BackupSettings) -> Result<(Manifest, f64, Opt
     let ((m, secs), downtime) =
         quiesce::around(engine, quiet, backup(ctx, engine, &s, ctx.output.progress)).await?;
     Ok((m, secs, downtime))
+}
+
+/// `backup --dry-run`: the paths and the mounts they come from, what would be written where, and
+/// what would be stopped or run around it. Reads the engine and lists the destination; writes
+/// nothing and creates no helper.
+async fn dry_run(ctx: &Ctx, s: &BackupSettings) -> Result<()> {
+    let engine = ctx.engine().await?;
+    let info = engine.inspect(&s.container).await?;
+    let paths = select_paths(&info, &s.paths)?;
+    let dest = s.dest.open().await;
+    let listed = dest.list().await;
+    let id = manifest::new_id(&info.name, Utc::now());
+    let objects = [manifest::archive_name(&id), manifest::manifest_name(&id)];
+    let held = listed.as_ref().ok().map(|names| {
+        names
+            .iter()
+            .filter(|n| {
+                n.ends_with(".json") && manifest::id_container(n).is_some_and(|c| c == info.name)
+            })
+            .count()
+    });
+    if ctx.output.json {
+        ctx.json(&json!({
+            "dry_run": true,
+            "container": info.name,
+            "running": info.running,
+            "paths": paths,
+            "destination": dest.describe(),
+            "would_write": objects,
+            "backups_of_container_there": held,
+            "destination_error": listed.as_ref().err().map(|e| e.to_string()),
+            "stop": s.stop,
+            "pre_hook": s.pre_hook,
+            "post_hook": s.post_hook,
+            "helper_image": s.helper_image.clone().unwrap_or_else(|| info.image.clone()),
+            "level": s.compression.level,
+            "tags": s.tags,
+        }));
+    } else {
+        ctx.say(&format!(
+            "would back up container {} ({}):",
+            info.name,
+            if info.running {
+                "running"
+            } else {
+                "not running"
+            }
+        ));
+        for p in &paths {
+            let from = match &p.mount.volume {
+                Some(v) => format!("volume {v}"),
+                None => format!("{} mount", p.mount.kind),
+            };
+            ctx.say(&format!(
+                "  {} (from {from} at {})",
+                p.path, p.mount.destination
+            ));
+        }
+        ctx.say(&format!(
+            "to {}: {} and {}{}",
+            dest.describe(),
+            objects[0],
+            objects[1],
+            match held {
+                Some(n) => format!(" (it holds {n} backup(s) of this container)"),
+                None => String::new(),
+            }
+        ));
+        if !s.stop.is_empty() {
+            ctx.say(&format!(
+                "stopping {} during the backup (then starting them again)",
+                s.stop.join(", ")
+            ));
+        }
+        for (when, hook) in [("before", &s.pre_hook), ("after", &s.post_hook)] {
+            if let Some(h) = hook {
+                ctx.say(&format!("running {h:?} in {} {when} it", info.name));
+            }
+        }
+        ctx.say(&format!(
+            "zstd level {}{}; nothing was written",
+            s.compression.level,
+            if s.tags.is_empty() {
+                String::new()
+            } else {
+                format!(", tags {}", s.tags.join(", "))
+            }
+        ));
+    }
+    listed.map(|_| ()).map_err(Into::into)
 }
 
 /// Prints the one-line (or JSON) summary of a finished backup; `downtime` if containers were stopped.

@@ -47,6 +47,9 @@ struct Report {
 
 /// Runs `dockyard logs`, `logs rotate` or `logs ship` as `s` says, and prints what it did.
 pub async fn run(ctx: &Ctx, s: LogsSettings) -> Result<()> {
+    if s.dry_run {
+        return super::logs_plan::run(ctx, &s).await;
+    }
     let (container, report) = execute(ctx, &s).await?;
     print_report(ctx, &container, &s, &report);
     failures(&container, &s, &report)
@@ -169,7 +172,11 @@ async fn execute(ctx: &Ctx, s: &LogsSettings) -> Result<(String, Report)> {
 /// The owner of the log directory, as `uid:gid` for the helpers: they do the writes with its
 /// rights, never root's, so the app (which owns the directory) cannot turn a planted symlink into
 /// a write as root. `None` when root owns it.
-async fn dir_owner(engine: &Engine, info: &ContainerInfo, dir: &str) -> Result<Option<String>> {
+pub(super) async fn dir_owner(
+    engine: &Engine,
+    info: &ContainerInfo,
+    dir: &str,
+) -> Result<Option<String>> {
     let stream = Box::pin(engine.download(&info.id, dir));
     let first = tokio::task::spawn_blocking(move || -> io::Result<(u64, u64)> {
         let reader = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream));
@@ -208,15 +215,15 @@ fn legacy_owner(text: &str) -> Option<Owner> {
 }
 
 /// Runs the log scripts in helpers as the log directory's owner.
-struct Runner<'a> {
-    engine: &'a Engine,
-    info: &'a ContainerInfo,
-    image: &'a str,
-    user: Option<String>,
+pub(super) struct Runner<'a> {
+    pub(super) engine: &'a Engine,
+    pub(super) info: &'a ContainerInfo,
+    pub(super) image: &'a str,
+    pub(super) user: Option<String>,
 }
 
 impl Runner<'_> {
-    async fn script(
+    pub(super) async fn script(
         &self,
         script: Script,
         keep: bool,

@@ -6,6 +6,7 @@ pub mod check;
 pub mod daemon;
 pub mod list;
 pub mod logs;
+pub mod logs_plan;
 pub mod prune;
 pub mod quiesce;
 pub mod restore;

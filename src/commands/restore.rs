@@ -463,6 +463,7 @@ async fn safety_backup(
         stop_timeout: 0,
         pre_hook: None,
         post_hook: None,
+        dry_run: false,
     };
     let (safety, secs) = backup(ctx, engine, &settings, ctx.output.progress)
         .await

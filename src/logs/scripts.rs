@@ -66,6 +66,14 @@ pub fn begin(
     }
 }
 
+/// Takes no lock and changes nothing: reports the files `rotation` would rotate now (`DUE`) and
+/// the rotated files already waiting (`FILE`).
+pub fn plan(dir: &str, rotation: &Rotation) -> Script {
+    let mut script = begin(dir, "", None, Some(rotation));
+    script.args[3] = "plan".into();
+    script
+}
+
 /// Deletes `shipped` files (name, size, key) whose size is still what was shipped, deletes
 /// `surplus` files, records what shipped, and releases the lock if `owner` still holds it.
 pub fn finish(
@@ -109,7 +117,12 @@ pub fn tagged<'a>(records: &'a [String], tag: &'a str) -> impl Iterator<Item = &
 
 /// Parses `FILE <size> <name>` records.
 pub fn files(records: &[String]) -> Vec<(u64, String)> {
-    tagged(records, "FILE")
+    sized(records, "FILE")
+}
+
+/// `<tag> <size> <name>` records as (size, name).
+pub fn sized(records: &[String], tag: &str) -> Vec<(u64, String)> {
+    tagged(records, tag)
         .filter_map(|l| {
             let (size, name) = l.split_once(' ')?;
             Some((size.trim().parse().ok()?, name.to_string()))

@@ -165,6 +165,7 @@ fn backup_plan(
                 stop_timeout: job.stop_timeout.unwrap_or(defaults::STOP_TIMEOUT),
                 pre_hook: job.pre_hook.clone(),
                 post_hook: job.post_hook.clone(),
+                dry_run: false,
             },
         ));
     }
@@ -217,6 +218,7 @@ fn log_plan(
         }),
         keep_local: None,
         settle,
+        dry_run: false,
         helper_image: job.helper_image.clone(),
     };
     Ok(JobPlan::Logs {

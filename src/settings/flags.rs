@@ -145,6 +145,7 @@ fn backup(
         include_env: false,
         pre_hook: a.pre_hook,
         post_hook: a.post_hook,
+        dry_run: a.dry_run,
     })
 }
 
@@ -217,6 +218,7 @@ fn logs(
             })
             .transpose()?,
         keep_local,
+        dry_run: dir.dry_run,
         helper_image: dir.helper_image,
     })
 }

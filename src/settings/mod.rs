@@ -125,6 +125,8 @@ pub struct LogsSettings {
     pub settle: std::time::Duration,
     /// Helper image override.
     pub helper_image: Option<String>,
+    /// Report what would rotate and ship; change nothing.
+    pub dry_run: bool,
 }
 
 /// Where rotated logs go.
@@ -165,6 +167,8 @@ pub struct BackupSettings {
     pub pre_hook: Option<String>,
     /// Command run in the container after the backup.
     pub post_hook: Option<String>,
+    /// Report what would be backed up and written where; change nothing.
+    pub dry_run: bool,
 }
 
 /// Settings for one restore.

@@ -5,7 +5,8 @@
 # Usage: logs-begin.sh DIR OWNER STALE_OWNER ROTATE STAMP NOW MIN_SIZE MAX_AGE METHOD [GLOB...]
 #   OWNER        this run ("<host> <pid> <start> <run> <since>"), written into the lock
 #   STALE_OWNER  a dead run's OWNER whose lock may be taken over, or ""
-#   ROTATE       1 to rotate, 0 to only list rotated files
+#   ROTATE       1 to rotate, 0 to only list rotated files, plan to take no lock, change
+#                nothing and report the files that are due ("DUE <size> <name>")
 #   STAMP        suffix for this rotation, e.g. 20261128T023000.123Z
 #   NOW          seconds since the epoch
 #   MIN_SIZE     rotate files of at least this many bytes, or ""
@@ -13,7 +14,8 @@
 #   METHOD       rename | copytruncate
 #   GLOB         file name patterns (checked by dockyard: letters, digits, . _ - * ? [ ])
 # Output: NUL-terminated records "LOCKED <owner>", "ROTATED <name>", "FAILED <name>: <why>",
-# "SKIPPED <name>: <why>", "FILE <size> <name>". Exit 75 when another run holds the lock.
+# "SKIPPED <name>: <why>", "DUE <size> <name>", "FILE <size> <name>". Exit 75 when another run
+# holds the lock.
 set -u
 dir=$1 owner=$2 stale=$3 rotate=$4 stamp=$5 now=$6 min_size=$7 max_age=$8 method=$9
 shift 9
@@ -30,7 +32,9 @@ cd -P -- "$dir" 2>/dev/null || fail "no directory $dir in the volume" 3
 if [ -L "$S" ] || { [ -e "$S" ] && [ ! -d "$S" ]; }; then
   fail "$dir/$S is a symlink or not a directory; dockyard keeps its state there and will not follow it (remove it)" 4
 fi
-[ -d "$S" ] || mkdir "$S" || fail "cannot create $dir/$S"
+plan=0
+[ "$rotate" = plan ] && plan=1 && rotate=1
+[ "$plan" = 1 ] || [ -d "$S" ] || mkdir "$S" || fail "cannot create $dir/$S"
 set -C # state files are created, never opened through something already there
 
 # write_state NAME VALUE: replaces $S/NAME (a symlink planted there is replaced, not followed).
@@ -40,16 +44,18 @@ write_state() {
   printf '%s\n' "$2" >"$tmp" && mv -f -- "$tmp" "$S/$1"
 }
 
-if [ -n "$stale" ] && [ -d "$S/lock" ] && [ ! -L "$S/lock" ]; then
-  IFS= read -r held <"$S/lock/owner" 2>/dev/null || held=
-  [ "$held" = "$stale" ] && rm -rf -- "$S/lock"
+if [ "$plan" = 0 ]; then
+  if [ -n "$stale" ] && [ -d "$S/lock" ] && [ ! -L "$S/lock" ]; then
+    IFS= read -r held <"$S/lock/owner" 2>/dev/null || held=
+    [ "$held" = "$stale" ] && rm -rf -- "$S/lock"
+  fi
+  if ! mkdir "$S/lock" 2>/dev/null; then
+    IFS= read -r held <"$S/lock/owner" 2>/dev/null || held=
+    record "LOCKED $held"
+    exit 75
+  fi
+  printf '%s\n' "$owner" >"$S/lock/owner" || fail "cannot write $dir/$S/lock/owner"
 fi
-if ! mkdir "$S/lock" 2>/dev/null; then
-  IFS= read -r held <"$S/lock/owner" 2>/dev/null || held=
-  record "LOCKED $held"
-  exit 75
-fi
-printf '%s\n' "$owner" >"$S/lock/owner" || fail "cannot write $dir/$S/lock/owner"
 
 # rotated NAME: whether NAME is a rotated file (<name>.<YYYYmmddTHHMMSS.mmmZ>[.<n>]).
 rotated() {
@@ -84,12 +90,16 @@ if [ "$rotate" = 1 ]; then
           [ -f "$S/last-$f" ] && [ ! -L "$S/last-$f" ] && IFS= read -r last <"$S/last-$f"
           if ! number "$last"; then
             last=$now
-            write_state "last-$f" "$now"
+            [ "$plan" = 1 ] || write_state "last-$f" "$now"
           fi
           [ $((now - last)) -ge "$max_age" ] && due=1
         fi
       fi
       [ "$due" = 1 ] || continue
+      if [ "$plan" = 1 ]; then
+        record "DUE $size $f"
+        continue
+      fi
       t="$f.$stamp"
       n=1
       while [ -e "./$t" ] || [ -L "./$t" ]; do
