@@ -1,5 +1,7 @@
-//! Progress on long work: a live line on a terminal (bytes read, rate, compressed size), nothing
-//! otherwise — cron gets the one summary line the command prints at the end.
+//! Progress on long work: a live line on a terminal, nothing otherwise — cron gets the one
+//! summary line the command prints at the end. With a known total (an archive's size, the logs to
+//! ship) it is a bar with percentage, rate and ETA; without one (a backup: the engine does not
+//! tell a volume's size cheaply) it counts bytes read, the rate and the compressed size.
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,6 +45,43 @@ impl Progress {
                         HumanBytes(w.load(Ordering::Relaxed))
                     ));
                     b.tick();
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            });
+            (bar, ticker)
+        });
+        Progress {
+            read,
+            written,
+            started,
+            bar,
+        }
+    }
+
+    /// Counts toward `total` bytes read (when known); shows a bar with percentage, rate and ETA
+    /// only if `show` and stderr is a terminal.
+    pub fn sized(label: String, total: Option<u64>, show: bool) -> Progress {
+        let Some(total) = total else {
+            return Progress::start(label, show);
+        };
+        let read = Arc::new(AtomicU64::new(0));
+        let written = Arc::new(AtomicU64::new(0));
+        let started = Instant::now();
+        let bar = (show && std::io::stderr().is_terminal()).then(|| {
+            let bar = ProgressBar::new(total);
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{prefix} [{bar:30}] {percent:>3}% {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
+            );
+            bar.set_prefix(label);
+            bar.tick();
+            let (r, b) = (read.clone(), bar.clone());
+            let ticker = tokio::spawn(async move {
+                loop {
+                    b.set_position(r.load(Ordering::Relaxed).min(total));
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
             });

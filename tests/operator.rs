@@ -215,3 +215,48 @@ fn config_check_passes_a_good_file_and_names_every_problem_of_a_bad_one() {
     assert_eq!(doc["jobs"][0]["container_found"], false);
     assert_eq!(doc["destinations"][0]["ok"], false);
 }
+
+/// Runs dockyard with `args` on a pseudo-terminal (util-linux `script`); returns what it drew.
+fn on_a_terminal(args: &[&str]) -> String {
+    let cmd = std::iter::once(env!("CARGO_BIN_EXE_dockyard"))
+        .chain(args.iter().copied())
+        .map(|a| shell_words::quote(a).into_owned())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let out = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env("TERM", "xterm")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{cmd}: {text}");
+    text
+}
+
+#[test]
+fn verify_and_restore_show_percentage_and_eta_on_a_terminal_and_nothing_off_it() {
+    let app = App::running("progress", &["/srv/media"]);
+    app.sh("dd if=/dev/urandom of=/srv/media/photo.jpg bs=1M count=8 2>/dev/null");
+    let (_tmp, dest) = dest_dir();
+    let d = dest.to_str().unwrap();
+    dockyard(&["backup", &app.name, "--to", d]).ok();
+    let drawn = on_a_terminal(&["verify", "latest", "--to", d]);
+    assert!(
+        drawn.contains("verify ") && drawn.contains('%') && drawn.contains("ETA"),
+        "{drawn}"
+    );
+    let drawn = on_a_terminal(&["restore", &app.name, "--from", d, "--no-safety-backup"]);
+    assert!(
+        drawn.contains("restore into ") && drawn.contains('%') && drawn.contains("ETA"),
+        "{drawn}"
+    );
+    // Off a terminal (cron, a pipe): the result line only.
+    let plain = dockyard(&["verify", "latest", "--to", d]);
+    assert!(
+        !plain.stderr.contains("ETA") && !plain.stdout.contains("ETA"),
+        "{}",
+        plain.stderr
+    );
+    let none = on_a_terminal(&["verify", "latest", "--to", d, "--no-progress"]);
+    assert!(!none.contains("ETA"), "{none}");
+}

@@ -8,6 +8,8 @@
 //! size that shipped, and releases the lock.
 
 use std::io;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -25,8 +27,9 @@ use crate::logs::naming::{self, Rotated};
 use crate::logs::reopen::Reopen;
 use crate::logs::scripts::{self, Rotation};
 use crate::owner::{Liveness, Owner};
-use crate::pipeline::streams::ReadAhead;
+use crate::pipeline::streams::{CountingReader, ReadAhead};
 use crate::pipeline::{stream_into, Broken};
+use crate::progress::Progress;
 use crate::settings::{LogsSettings, ShipSettings};
 use crate::shell::Script;
 
@@ -128,7 +131,16 @@ async fn execute(ctx: &Ctx, s: &LogsSettings) -> Result<(String, Report)> {
     let begun = begin(&run, &s.dir, &owner, rotation.as_ref()).await?;
     let helper = begun.helper.clone().expect("kept");
     let records = scripts::records(&begun.stdout);
-    let result = carry_on(engine, &info, s, dest.as_deref(), &helper, &records).await;
+    let result = carry_on(
+        engine,
+        &info,
+        s,
+        dest.as_deref(),
+        &helper,
+        &records,
+        ctx.output.progress,
+    )
+    .await;
     let _ = engine.remove_helper(&helper).await;
     let (mut report, shipped, surplus) = match result {
         Ok(r) => r,
@@ -308,6 +320,7 @@ async fn carry_on(
     dest: Option<&dyn Destination>,
     helper: &str,
     records: &[String],
+    show_progress: bool,
 ) -> Result<Carried> {
     let mut report = Report {
         rotated: scripts::tagged(records, "ROTATED")
@@ -344,10 +357,17 @@ async fn carry_on(
         return Ok((report, shipped, surplus));
     };
     let level = s.ship.as_ref().map(|x| x.level).unwrap_or(3);
+    let total = files.iter().map(|(size, _)| size).sum();
+    let progress = Progress::sized(
+        format!("ship logs of {}", info.name),
+        Some(total),
+        show_progress,
+    );
     for (_, r) in files {
         let key = naming::ship_key(&info.name, &r);
         let path = format!("{}/{}", s.dir, r.name);
-        match ship_file(engine, helper, &path, dest, &key, level).await {
+        let counter = progress.read.clone();
+        match ship_file(engine, helper, &path, dest, &key, level, counter).await {
             Ok(raw) => {
                 report.shipped.push(key.clone());
                 shipped.push((r.name.clone(), raw, key));
@@ -358,6 +378,7 @@ async fn carry_on(
             }
         }
     }
+    progress.finish();
     Ok((report, shipped, Vec::new()))
 }
 
@@ -413,6 +434,7 @@ async fn ship_file(
     dest: &dyn Destination,
     key: &str,
     level: i32,
+    counter: Arc<AtomicU64>,
 ) -> Result<u64> {
     let reader = ReadAhead::new(
         tokio::runtime::Handle::current(),
@@ -433,7 +455,7 @@ async fn ship_file(
         }
         let mut encoder = zstd::stream::write::Encoder::new(writer, level)?;
         encoder.include_checksum(true)?;
-        let raw = io::copy(&mut entry, &mut encoder)?;
+        let raw = io::copy(&mut CountingReader::new(&mut entry, counter), &mut encoder)?;
         Ok((raw, encoder.finish()?))
     })
     .await;

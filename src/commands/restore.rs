@@ -31,6 +31,7 @@ use crate::lock::{Access, ContainerLock};
 use crate::manifest::{self, Manifest, SAFETY_TAG};
 use crate::owner::Owner;
 use crate::pipeline::{read_blocking, streams, ChannelWriter};
+use crate::progress::Progress;
 use crate::settings::{BackupSettings, RestoreSettings};
 use crate::shell;
 use crate::swap::journal::{FileRecord, Journal, PathRecord};
@@ -142,7 +143,7 @@ async fn restore(ctx: &Ctx, s: RestoreSettings) -> Result<Outcome> {
         .clone();
     let wanted = pick_paths(&m, &s.paths, &target)?;
 
-    let report = super::verify::verify_backup(dest.as_ref(), &m).await?;
+    let report = super::verify::verify_backup(dest.as_ref(), &m, ctx.output.progress).await?;
     if !report.devices.is_empty() && !s.privileges.allow_devices {
         return Err(Failure::verify(format!(
             "backup {} holds device nodes ({}); restoring them would let whoever can open them reach host devices. Nothing was changed; pass --allow-devices if you trust them",
@@ -540,7 +541,7 @@ async fn dry_run(
             let mut skip = p.skip.clone();
             skip.extend(p.elsewhere.iter().cloned());
             let wanted_skip = skip.clone();
-            let wanted = read_blocking(dest, &m.archive, move |r| {
+            let wanted = read_blocking(dest, &m.archive, None, move |r| {
                 listing::list(r, Origin::Archive, &owned, &wanted_skip, None)
             })
             .await?
@@ -618,6 +619,13 @@ async fn stage_all(
             .collect(),
         files: plan.file_records(),
     };
+    let source = Source {
+        engine,
+        helper: &stager,
+        dest,
+        m,
+        show_progress: ctx.output.progress,
+    };
     let mut staged = Vec::new();
     let mut result: Result<()> = Ok(());
     'members: for member in &plan.dirs {
@@ -635,7 +643,7 @@ async fn stage_all(
                 privileges: s.privileges,
                 root: Kind::Dir,
             };
-            match stage_one(engine, &stager, dest, m, &member.mount, spec, p.k, preamble).await {
+            match stage_one(&source, &member.mount, spec, p.k, preamble).await {
                 Ok(st) => staged.push(st),
                 Err(e) => {
                     result = Err(e.context(format!("staging {} of backup {}", p.path, m.id)));
@@ -655,7 +663,7 @@ async fn stage_all(
                 root: Kind::File,
             };
             let into = format!("/.dockyard-file-{i}");
-            match stage_file(engine, &stager, dest, m, &into, spec).await {
+            match stage_file(&source, &into, spec).await {
                 Ok(st) => staged.push(st),
                 Err(e) => {
                     result = Err(e.context(format!("staging {} of backup {}", f.path, m.id)));
@@ -673,21 +681,27 @@ async fn stage_all(
     Ok(staged)
 }
 
+/// What staging reads (the archive at its destination) and writes through (a helper).
+struct Source<'a> {
+    engine: &'a Engine,
+    helper: &'a str,
+    dest: &'a dyn Destination,
+    m: &'a Manifest,
+    /// Show a progress bar on a terminal.
+    show_progress: bool,
+}
+
 /// Streams one directory path of the archive into `<mount>/.dockyard-restore/new-<k>/`, with the
 /// journal and phase first (for the mount's first path) and its time fix-ups last.
-#[allow(clippy::too_many_arguments)]
 async fn stage_one(
-    engine: &Engine,
-    helper: &str,
-    dest: &dyn Destination,
-    m: &Manifest,
+    source: &Source<'_>,
     mount: &str,
     spec: StageSpec,
     k: usize,
     journal: Option<String>,
 ) -> Result<Staged> {
-    let sha = m.sha256.clone();
-    stage_through(engine, helper, dest, m, mount, move |r, w| {
+    let sha = source.m.sha256.clone();
+    stage_through(source, mount, move |r, w| {
         if let Some(text) = journal {
             w.append(
                 &private_dir(swap::WORK_DIR.as_bytes()),
@@ -723,20 +737,11 @@ async fn stage_one(
 }
 
 /// Streams a single-file path of the archive into its staged name beside the live file.
-async fn stage_file(
-    engine: &Engine,
-    helper: &str,
-    dest: &dyn Destination,
-    m: &Manifest,
-    into: &str,
-    spec: StageSpec,
-) -> Result<Staged> {
+async fn stage_file(source: &Source<'_>, into: &str, spec: StageSpec) -> Result<Staged> {
+    let m = source.m;
     let sha = m.sha256.clone();
     let path = spec.path.clone();
-    let staged = stage_through(engine, helper, dest, m, into, move |r, w| {
-        stage(r, &sha, &spec, w)
-    })
-    .await?;
+    let staged = stage_through(source, into, move |r, w| stage(r, &sha, &spec, w)).await?;
     if !staged.single_file {
         return Err(Failure::verify(format!(
             "backup {}: {path} is not a single file in the archive",
@@ -750,14 +755,7 @@ async fn stage_file(
 /// Reads the archive of `m` through `build`, which writes the tar to stage, and uploads that tar
 /// into `into` through the helper, both streaming. Which side failed decides the error: the
 /// destination's transport (exit 4), the engine (3), or the archive's content (5).
-async fn stage_through<F>(
-    engine: &Engine,
-    helper: &str,
-    dest: &dyn Destination,
-    m: &Manifest,
-    into: &str,
-    build: F,
-) -> Result<Staged>
+async fn stage_through<F>(source: &Source<'_>, into: &str, build: F) -> Result<Staged>
 where
     F: FnOnce(
             Box<dyn std::io::Read + Send>,
@@ -766,15 +764,29 @@ where
         + Send
         + 'static,
 {
+    let Source {
+        engine,
+        helper,
+        dest,
+        m,
+        show_progress,
+    } = *source;
     let (writer, rx) = streams::channel();
-    let staged = read_blocking(dest, &m.archive, move |r| -> std::io::Result<Staged> {
-        let mut w = TarWriter::new(writer);
-        let staged = build(r, &mut w)?;
-        w.finish()?.close()?;
-        Ok(staged)
-    });
+    let progress = Progress::sized(format!("restore into {into}"), Some(m.size), show_progress);
+    let staged = read_blocking(
+        dest,
+        &m.archive,
+        Some(progress.read.clone()),
+        move |r| -> std::io::Result<Staged> {
+            let mut w = TarWriter::new(writer);
+            let staged = build(r, &mut w)?;
+            w.finish()?.close()?;
+            Ok(staged)
+        },
+    );
     let uploaded = engine.upload(helper, into, streams::receiver_stream(rx));
     let (staged, uploaded) = tokio::join!(staged, uploaded);
+    progress.finish();
     match staged? {
         Ok(staged) => {
             uploaded?;

@@ -10,6 +10,7 @@ use crate::destination::{DestSpec, Destination};
 use crate::error::Failure;
 use crate::manifest::{self, Manifest};
 use crate::pipeline::read_blocking;
+use crate::progress::Progress;
 
 /// Verifies one backup (an id, or `latest` of `container` or of all).
 pub async fn run(ctx: &Ctx, spec: &DestSpec, wanted: &str, container: Option<&str>) -> Result<()> {
@@ -24,7 +25,7 @@ pub async fn run(ctx: &Ctx, spec: &DestSpec, wanted: &str, container: Option<&st
             .ok_or_else(|| Failure::usage(format!("no backups at {}", dest.describe())))?,
         (_, c) => catalog.select(wanted, c.unwrap_or_default(), &spec.to_string(), now)?,
     };
-    let report = match verify_backup(dest.as_ref(), m).await {
+    let report = match verify_backup(dest.as_ref(), m, ctx.output.progress).await {
         Ok(r) => r,
         Err(e) => {
             // Scripts read `"ok": false` and why; the exit code still says which failure it was.
@@ -68,11 +69,19 @@ pub async fn run(ctx: &Ctx, spec: &DestSpec, wanted: &str, container: Option<&st
 
 /// Streams the archive of `m` through the full check; a mismatch is a verification failure that
 /// names the backup and what is wrong.
-pub async fn verify_backup(dest: &dyn Destination, m: &Manifest) -> Result<Report> {
+pub async fn verify_backup(
+    dest: &dyn Destination,
+    m: &Manifest,
+    show_progress: bool,
+) -> Result<Report> {
     let owned = m.clone();
-    let result = read_blocking(dest, &m.archive, move |r| verify(r, &owned))
-        .await
-        .with_context(|| format!("cannot read backup {}", m.id))?;
+    let progress = Progress::sized(format!("verify {}", m.id), Some(m.size), show_progress);
+    let result = read_blocking(dest, &m.archive, Some(progress.read.clone()), move |r| {
+        verify(r, &owned)
+    })
+    .await;
+    progress.finish();
+    let result = result.with_context(|| format!("cannot read backup {}", m.id))?;
     result.map_err(|why| {
         Failure::verify(format!(
             "backup {} at {} failed verification: {why}",

@@ -8,6 +8,7 @@
 pub mod streams;
 
 use std::io::{self, Read};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -87,10 +88,12 @@ pub async fn pump<T>(
 /// Streams object `name` of `dest` into `work`, which runs on a blocking thread with a
 /// synchronous reader. If reading from the destination itself failed (an SSH connection dropped,
 /// an S3 body cut short), that is the result, as a destination I/O error (exit 4), whatever
-/// `work` made of the truncated stream: it is not the archive's fault.
+/// `work` made of the truncated stream: it is not the archive's fault. Bytes read are added to
+/// `counted` (a progress counter) when given.
 pub async fn read_blocking<T, F>(
     dest: &dyn Destination,
     name: &str,
+    counted: Option<Arc<AtomicU64>>,
     work: F,
 ) -> Result<T, DestError>
 where
@@ -103,9 +106,12 @@ where
         inner: SyncIoBridge::new(reader),
         failure: failure.clone(),
     };
-    let out = tokio::task::spawn_blocking(move || work(Box::new(transport)))
-        .await
-        .expect("reader thread panicked");
+    let out = tokio::task::spawn_blocking(move || match counted {
+        Some(counter) => work(Box::new(streams::CountingReader::new(transport, counter))),
+        None => work(Box::new(transport)),
+    })
+    .await
+    .expect("reader thread panicked");
     let failed = failure.lock().unwrap().take();
     match failed {
         Some(error) => Err(DestError::Io {
@@ -183,7 +189,7 @@ mod tests {
         };
         // What the reader makes of the truncated stream is an error too, but the result says
         // the transport broke: exit 4, not 5.
-        let err = read_blocking(&dest, "web-1.tar.zst", |r| {
+        let err = read_blocking(&dest, "web-1.tar.zst", None, |r| {
             io::copy(&mut zstd::Decoder::new(r)?, &mut io::sink())
         })
         .await
@@ -202,7 +208,7 @@ mod tests {
     async fn a_whole_read_is_the_readers_result() {
         let dest = CutOff { good: Vec::new() };
         // Reading stops before the break: nothing failed in transport.
-        let got = read_blocking(&dest, "x", |mut r| {
+        let got = read_blocking(&dest, "x", None, |mut r| {
             let mut first = [0u8; 0];
             r.read(&mut first)
         })
