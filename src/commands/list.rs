@@ -1,4 +1,7 @@
-//! `dockyard list`: the backups at a destination, newest first.
+//! `dockyard list`: the backups at a destination, newest first, in columns as wide as their
+//! content; an empty answer says why (no such directory, or only other containers' backups).
+
+use std::collections::BTreeMap;
 
 use anyhow::Result;
 use chrono::Utc;
@@ -6,13 +9,13 @@ use indicatif::HumanBytes;
 
 use super::Ctx;
 use crate::destination::DestSpec;
-use crate::manifest;
+use crate::manifest::{self, Manifest};
 
 /// Lists backups, optionally only those of `container`.
 pub async fn run(ctx: &Ctx, spec: &DestSpec, container: Option<&str>) -> Result<()> {
     let dest = spec.open().await;
     let catalog = manifest::load_all(dest.as_ref()).await?;
-    let mut all = catalog.manifests;
+    let mut all = catalog.manifests.clone();
     if let Some(c) = container {
         all.retain(|m| m.container == c);
     }
@@ -29,28 +32,83 @@ pub async fn run(ctx: &Ctx, spec: &DestSpec, container: Option<&str>) -> Result<
         tracing::warn!(object = %name, "not listed: {why}");
     }
     if all.is_empty() {
-        ctx.say(&format!("no backups at {}", dest.describe()));
+        ctx.say(&why_empty(
+            spec,
+            &dest.describe(),
+            container,
+            &catalog.manifests,
+        ));
         return Ok(());
     }
+    for line in table(&all) {
+        ctx.say(&line);
+    }
+    Ok(())
+}
+
+/// Why nothing is listed, in words an operator can act on.
+fn why_empty(spec: &DestSpec, dest: &str, container: Option<&str>, every: &[Manifest]) -> String {
+    if let DestSpec::Local(dir) = spec {
+        if !dir.exists() {
+            return format!("no backups: directory {} does not exist", dir.display());
+        }
+    }
+    match container {
+        Some(c) if !every.is_empty() => {
+            let mut others: BTreeMap<&str, usize> = BTreeMap::new();
+            for m in every {
+                *others.entry(m.container.as_str()).or_default() += 1;
+            }
+            let names: Vec<String> = others
+                .iter()
+                .map(|(name, n)| format!("{name} ({n})"))
+                .collect();
+            format!(
+                "no backups of container {c} at {dest}; {} backup(s) of other containers here: {}",
+                every.len(),
+                names.join(", ")
+            )
+        }
+        Some(c) => format!("no backups of container {c} at {dest}: it holds no backups"),
+        None => format!("no backups at {dest}"),
+    }
+}
+
+/// The rows, header first, each column as wide as its widest cell.
+fn table(all: &[Manifest]) -> Vec<String> {
     let now = Utc::now();
-    ctx.say(&format!(
-        "{:<44} {:<20} {:>10}  {:<24} TAGS",
-        "ID", "CREATED (UTC)", "SIZE", "PATHS"
-    ));
-    for m in &all {
-        let paths: Vec<&str> = m.paths.iter().map(|p| p.path.as_str()).collect();
+    let mut rows: Vec<[String; 5]> = vec![[
+        "ID".into(),
+        "CREATED (UTC)".into(),
+        "SIZE".into(),
+        "PATHS".into(),
+        "TAGS".into(),
+    ]];
+    for m in all {
+        let mut paths: Vec<&str> = m.paths.iter().map(|p| p.path.as_str()).collect();
+        paths.sort_unstable();
         let mut tags = m.tags.join(",");
         if m.in_future(now) {
             tags.push_str(" (dated in the future)");
         }
-        ctx.say(&format!(
-            "{:<44} {:<20} {:>10}  {:<24} {}",
-            m.id,
-            m.created.format("%Y-%m-%d %H:%M:%S"),
+        rows.push([
+            m.id.clone(),
+            m.created.format("%Y-%m-%d %H:%M:%S").to_string(),
             HumanBytes(m.size).to_string(),
             paths.join(","),
-            tags
-        ));
+            tags,
+        ]);
     }
-    Ok(())
+    let width = |i: usize| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0);
+    let (w0, w1, w2, w3) = (width(0), width(1), width(2), width(3));
+    rows.iter()
+        .map(|r| {
+            format!(
+                "{:<w0$}  {:<w1$}  {:>w2$}  {:<w3$}  {}",
+                r[0], r[1], r[2], r[3], r[4]
+            )
+            .trim_end()
+            .to_string()
+        })
+        .collect()
 }
