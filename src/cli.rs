@@ -26,61 +26,66 @@ Exit codes:
 ///   dockyard backup hello_django --to s3://backups/web --s3-endpoint http://127.0.0.1:3900
 ///   dockyard list --to /var/backups/dockyard --container hello_django
 ///   dockyard verify latest --container hello_django
-///   dockyard restore hello_django --archive latest --dry-run
+///   dockyard restore hello_django --backup latest --dry-run
 #[derive(Debug, Parser)]
 #[command(name = "dockyard", version, after_help = EXIT_CODES, verbatim_doc_comment)]
 pub struct Cli {
     /// Print results as JSON on stdout: one document (`run` and `daemon`: JSON Lines), errors
     /// included; see docs/json.md.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Global options")]
     pub json: bool,
 
     /// Never draw a progress bar, even on a terminal.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Global options")]
     pub no_progress: bool,
 
     /// Print nothing on stdout when all goes well (for cron, which mails any output). Errors and
     /// warnings still go to stderr; --json output is unaffected.
-    #[arg(short, long, global = true)]
+    #[arg(short, long, global = true, help_heading = "Global options")]
     pub quiet: bool,
 
     /// Log lines on stderr as JSON objects (for log collectors) instead of text.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Global options")]
     pub log_json: bool,
 
     /// More log output on stderr (-v: debug, -vv: trace). `RUST_LOG` works too.
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    #[arg(short, long, global = true, help_heading = "Global options", action = clap::ArgAction::Count)]
     pub verbose: u8,
-
-    /// How to reach ssh:// and s3:// destinations.
-    #[command(flatten)]
-    pub remote: RemoteArgs,
 
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
 }
 
-/// Options for remote destinations, accepted by every command.
+/// Options for remote destinations, accepted by every command that reads or writes one.
 #[derive(Debug, Args)]
-#[command(next_help_heading = "Remote destinations")]
 pub struct RemoteArgs {
     /// ssh config file to use instead of ~/.ssh/config (Host aliases, IdentityFile, ProxyJump).
     /// Host keys are always checked strictly against known_hosts.
-    #[arg(long, global = true, env = "DOCKYARD_SSH_CONFIG", value_name = "FILE")]
+    #[arg(
+        long,
+        help_heading = "Remote destinations",
+        env = "DOCKYARD_SSH_CONFIG",
+        value_name = "FILE"
+    )]
     pub ssh_config: Option<std::path::PathBuf>,
 
     /// Endpoint of an S3-compatible store, e.g. http://127.0.0.1:3900. `AWS_ENDPOINT_URL` works too.
     /// Credentials and region come from the AWS chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY,
     /// AWS_PROFILE, AWS_REGION, instance metadata).
-    #[arg(long, global = true, env = "DOCKYARD_S3_ENDPOINT", value_name = "URL")]
+    #[arg(
+        long,
+        help_heading = "Remote destinations",
+        env = "DOCKYARD_S3_ENDPOINT",
+        value_name = "URL"
+    )]
     pub s3_endpoint: Option<String>,
 
     /// S3 addressing: `path` (bucket in the path; the default with a custom endpoint) or `virtual`
     /// (bucket in the host name; the default on AWS).
     #[arg(
         long,
-        global = true,
+        help_heading = "Remote destinations",
         env = "DOCKYARD_S3_ADDRESSING",
         value_name = "STYLE",
         value_enum
@@ -88,7 +93,12 @@ pub struct RemoteArgs {
     pub s3_addressing: Option<Addressing>,
 
     /// S3 multipart part size in MiB (5 or more; default 16). Memory use is about three parts.
-    #[arg(long, global = true, env = "DOCKYARD_S3_PART_SIZE", value_name = "MIB")]
+    #[arg(
+        long,
+        help_heading = "Remote destinations",
+        env = "DOCKYARD_S3_PART_SIZE",
+        value_name = "MIB"
+    )]
     pub s3_part_size: Option<usize>,
 }
 
@@ -168,6 +178,9 @@ pub struct ConfigCheckArgs {
     pub config: std::path::PathBuf,
 
     #[command(flatten)]
+    pub remote: RemoteArgs,
+
+    #[command(flatten)]
     pub notify: NotifyArgs,
 }
 
@@ -191,6 +204,9 @@ pub struct DaemonArgs {
     pub metrics_file: Option<std::path::PathBuf>,
 
     #[command(flatten)]
+    pub remote: RemoteArgs,
+
+    #[command(flatten)]
     pub notify: NotifyArgs,
 }
 
@@ -210,6 +226,9 @@ pub struct RunArgs {
     pub metrics_file: Option<std::path::PathBuf>,
 
     #[command(flatten)]
+    pub remote: RemoteArgs,
+
+    #[command(flatten)]
     pub notify: NotifyArgs,
 }
 
@@ -217,11 +236,11 @@ pub struct RunArgs {
 /// the same kind. URLs and the SMTP password are secrets: never logged, and `--help` hides the
 /// values of their environment variables.
 #[derive(Debug, Args, Default)]
-#[command(next_help_heading = "Notifications")]
 pub struct NotifyArgs {
     /// POST a JSON summary of each failed job here (docs/json.md, "Notifications").
     #[arg(
         long,
+        help_heading = "Notifications",
         env = "DOCKYARD_NOTIFY_WEBHOOK",
         hide_env_values = true,
         value_name = "URL"
@@ -231,6 +250,7 @@ pub struct NotifyArgs {
     /// An ntfy topic URL, e.g. https://ntfy.sh/my-backups.
     #[arg(
         long,
+        help_heading = "Notifications",
         env = "DOCKYARD_NOTIFY_NTFY",
         hide_env_values = true,
         value_name = "URL"
@@ -240,6 +260,7 @@ pub struct NotifyArgs {
     /// A Slack incoming-webhook URL.
     #[arg(
         long,
+        help_heading = "Notifications",
         env = "DOCKYARD_NOTIFY_SLACK",
         hide_env_values = true,
         value_name = "URL"
@@ -249,6 +270,7 @@ pub struct NotifyArgs {
     /// A Discord webhook URL.
     #[arg(
         long,
+        help_heading = "Notifications",
         env = "DOCKYARD_NOTIFY_DISCORD",
         hide_env_values = true,
         value_name = "URL"
@@ -260,6 +282,7 @@ pub struct NotifyArgs {
     /// DOCKYARD_SMTP_PASSWORD (or the URL).
     #[arg(
         long,
+        help_heading = "Notifications",
         env = "DOCKYARD_NOTIFY_SMTP",
         hide_env_values = true,
         value_name = "URL"
@@ -267,19 +290,19 @@ pub struct NotifyArgs {
     pub notify_smtp: Option<Secret>,
 
     /// The mail's sender, e.g. "dockyard <backup@example.com>".
-    #[arg(long, value_name = "ADDRESS")]
+    #[arg(long, help_heading = "Notifications", value_name = "ADDRESS")]
     pub notify_email_from: Option<String>,
 
     /// A mail recipient; repeat for several.
-    #[arg(long, value_name = "ADDRESS")]
+    #[arg(long, help_heading = "Notifications", value_name = "ADDRESS")]
     pub notify_email_to: Vec<String>,
 
     /// Also notify when a job succeeds (default: failures only).
-    #[arg(long)]
+    #[arg(long, help_heading = "Notifications")]
     pub notify_on_success: bool,
 
     /// The most notifying may add to a job, retries included (default 10s).
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, help_heading = "Notifications", value_name = "DURATION")]
     pub notify_timeout: Option<Age>,
 }
 
@@ -477,6 +500,9 @@ pub struct DestArg {
     /// `ssh://[user@]host[:port]/dir` (or `ssh://host/~/dir`) or `s3://bucket/prefix`.
     #[arg(long = "to", env = "DOCKYARD_DEST", default_value = defaults::DEST, value_name = "DEST")]
     pub dest: String,
+
+    #[command(flatten)]
+    pub remote: RemoteArgs,
 }
 
 /// `dockyard backup`.
@@ -554,8 +580,9 @@ pub struct ListArgs {
 /// `dockyard verify`.
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// Backup id, or `latest` (newest backup, of --container if given).
-    #[arg(default_value = "latest", value_name = "ID|latest")]
+    /// The backup: its id (the ID column of `dockyard list`), or `latest` (the newest, of
+    /// --container if given).
+    #[arg(default_value = "latest", value_name = "BACKUP")]
     pub archive: String,
 
     #[command(flatten)]
@@ -576,11 +603,20 @@ pub struct RestoreArgs {
     #[arg(long = "from", env = "DOCKYARD_DEST", default_value = defaults::DEST, value_name = "DEST")]
     pub dest: String,
 
-    /// Backup id, or `latest`: the newest backup of the target container (or of --container).
-    #[arg(long, default_value = "latest", value_name = "ID|latest")]
+    #[command(flatten)]
+    pub remote: RemoteArgs,
+
+    /// The backup: its id (the ID column of `dockyard list`), or `latest`: the newest backup of
+    /// the target container (or of --container). `--archive` is an older name for it.
+    #[arg(
+        long = "backup",
+        alias = "archive",
+        default_value = "latest",
+        value_name = "BACKUP"
+    )]
     pub archive: String,
 
-    /// With `--archive latest`: take the newest backup of this container instead of the target's.
+    /// With `--backup latest`: take the newest backup of this container instead of the target's.
     #[arg(long = "container", value_name = "NAME")]
     pub source: Option<String>,
 

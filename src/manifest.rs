@@ -269,7 +269,7 @@ impl Catalog {
             }
             return Err(Failure::usage(match of_container.next() {
                 Some(m) => format!(
-                    "no regular backup of container {container:?} at {dest}; there are only safety backups or backups dated in the future (newest: {}); name one with --archive ID to restore it",
+                    "no regular backup of container {container:?} at {dest}; there are only safety backups or backups dated in the future (newest: {}); name one with --backup ID to restore it",
                     m.id
                 ),
                 None => format!(

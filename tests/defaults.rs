@@ -30,10 +30,7 @@ fn a_retried_restore_never_brings_back_the_state_it_escaped() {
     let undo = v["safety_backup"]["undo"].as_str().unwrap().to_string();
     assert_eq!(
         undo,
-        format!(
-            "dockyard restore {} --from {d} --archive {safety}",
-            app.name
-        )
+        format!("dockyard restore {} --from {d} --backup {safety}", app.name)
     );
     assert_eq!(app.sh("cat /srv/media/f"), "good\n");
 

@@ -260,3 +260,45 @@ fn verify_and_restore_show_percentage_and_eta_on_a_terminal_and_nothing_off_it()
     let none = on_a_terminal(&["verify", "latest", "--to", d, "--no-progress"]);
     assert!(!none.contains("ETA"), "{none}");
 }
+
+#[test]
+fn help_shows_each_command_only_its_options_and_one_name_for_a_backup() {
+    let rotate = dockyard(&["logs", "rotate", "--help"]).ok();
+    assert!(
+        !rotate.contains("--s3-endpoint") && !rotate.contains("--ssh-config"),
+        "{rotate}"
+    );
+    assert!(
+        rotate.contains("Global options:") && rotate.contains("--json"),
+        "{rotate}"
+    );
+    for cmd in ["completions", "man"] {
+        let h = dockyard(&[cmd, "--help"]).ok();
+        assert!(!h.contains("--s3-endpoint"), "{cmd}: {h}");
+    }
+    let backup = dockyard(&["backup", "--help"]).ok();
+    let (own, rest) = backup
+        .split_once("Remote destinations:")
+        .expect("a remote heading");
+    assert!(
+        own.contains("--dry-run") && rest.contains("--s3-endpoint"),
+        "{backup}"
+    );
+    assert!(rest.contains("Global options:"), "{backup}");
+    let restore = dockyard(&["restore", "--help"]).ok();
+    assert!(restore.contains("--backup <BACKUP>"), "{restore}");
+    assert!(!restore.contains("--archive <"), "{restore}");
+    let verify = dockyard(&["verify", "--help"]).ok();
+    assert!(verify.contains("[BACKUP]"), "{verify}");
+    // The older flag still works for scripts.
+    let old = dockyard(&[
+        "restore",
+        "x",
+        "--archive",
+        "latest",
+        "--from",
+        "/nonexistent-dyt",
+        "--dry-run",
+    ]);
+    assert_ne!(old.code, 2, "--archive is still accepted: {}", old.stderr);
+}

@@ -477,7 +477,7 @@ async fn safety_backup(
     expire_safety_backups(safety_dest, &target.name, s.safety_keep_secs).await;
     Ok(Some(SafetyBackup {
         undo: format!(
-            "dockyard restore {} --from {safety_dest} --archive {}",
+            "dockyard restore {} --from {safety_dest} --backup {}",
             target.name, safety.id
         ),
         id: safety.id,

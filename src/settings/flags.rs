@@ -27,12 +27,7 @@ impl Settings {
             progress: !cli.no_progress && !cli.quiet,
             quiet: cli.quiet,
         };
-        let remote = RemoteOptions {
-            ssh_config: cli.remote.ssh_config,
-            s3_endpoint: cli.remote.s3_endpoint.filter(|e| !e.is_empty()),
-            s3_path_style: cli.remote.s3_addressing.map(|a| a == Addressing::Path),
-            s3_part_size: cli.remote.s3_part_size.unwrap_or(0).saturating_mul(1 << 20),
-        };
+        let remote = remote_options(&cli.command);
         let dest = |url: &str| DestSpec::parse(url, &remote).map_err(Failure::usage);
         let action = match cli.command {
             Command::Backup(a) => Action::Backup(backup(a, &dest, false)?),
@@ -235,5 +230,35 @@ fn notify_flags(a: crate::cli::NotifyArgs) -> super::notify::NotifyFlags {
         email_to: a.notify_email_to,
         on_success: a.notify_on_success,
         timeout: a.notify_timeout,
+    }
+}
+
+/// The remote-destination flags of the commands that take them (defaults for the others).
+fn remote_options(command: &Command) -> RemoteOptions {
+    let args = match command {
+        Command::Backup(a) => Some(&a.dest.remote),
+        Command::Snapshot(a) => Some(&a.backup.dest.remote),
+        Command::List(a) => Some(&a.dest.remote),
+        Command::Verify(a) => Some(&a.dest.remote),
+        Command::Restore(a) => Some(&a.remote),
+        Command::Prune(a) => Some(&a.dest.remote),
+        Command::Run(a) => Some(&a.remote),
+        Command::Daemon(a) => Some(&a.remote),
+        Command::Config(crate::cli::ConfigCommand::Check(a)) => Some(&a.remote),
+        Command::Logs(a) => match &a.action {
+            Some(LogsAction::Ship(s)) => Some(&s.ship.dest.remote),
+            Some(LogsAction::Rotate(_)) => None,
+            None => Some(&a.ship.dest.remote),
+        },
+        Command::Completions(_) | Command::Man => None,
+    };
+    let Some(r) = args else {
+        return RemoteOptions::default();
+    };
+    RemoteOptions {
+        ssh_config: r.ssh_config.clone(),
+        s3_endpoint: r.s3_endpoint.clone().filter(|e| !e.is_empty()),
+        s3_path_style: r.s3_addressing.map(|a| a == Addressing::Path),
+        s3_part_size: r.s3_part_size.unwrap_or(0).saturating_mul(1 << 20),
     }
 }
