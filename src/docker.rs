@@ -674,7 +674,52 @@ impl Engine {
             .map_err(|e| api(format!("send SIG{signal} to container {container:?}"), e))
     }
 
-    /// Runs `command` with `/bin/sh -c` inside the (running) container; returns exit code and output.
+    /// Runs `script` by `docker exec` in `container` as `user` (the image's user if `None`);
+    /// returns its exit code and its standard output only.
+    pub async fn exec_script(
+        &self,
+        container: &str,
+        script: &crate::shell::Script,
+        user: Option<&str>,
+    ) -> Result<(i64, Vec<u8>), DockerError> {
+        let what = format!("run {} in container {container:?}", script.name);
+        let argv = script.argv();
+        let exec = self
+            .docker
+            .create_exec(
+                container,
+                CreateExecOptions {
+                    cmd: Some(argv.iter().map(String::as_str).collect()),
+                    user,
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| api(what.clone(), e))?;
+        let mut out = Vec::new();
+        if let StartExecResults::Attached { mut output, .. } = self
+            .docker
+            .start_exec(&exec.id, None)
+            .await
+            .map_err(|e| api(what.clone(), e))?
+        {
+            while let Some(Ok(chunk)) = output.next().await {
+                if let LogOutput::StdOut { message } = chunk {
+                    out.extend_from_slice(&message);
+                }
+            }
+        }
+        let inspect = self
+            .docker
+            .inspect_exec(&exec.id)
+            .await
+            .map_err(|e| api(what, e))?;
+        Ok((inspect.exit_code.unwrap_or(-1), out))
+    }
+
+    /// Runs `command` with `/bin/sh -c` in `container`; returns its exit code and output.
     pub async fn exec(&self, container: &str, command: &str) -> Result<(i64, String), DockerError> {
         let what = format!("run {command:?} in container {container:?}");
         let exec = self

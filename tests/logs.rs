@@ -591,3 +591,32 @@ fn a_log_named_like_an_option_is_rotated_and_a_failed_rotation_is_reported() {
     assert!(!listing.lines().any(|l| l == "-f.log"), "{listing}");
     assert!(listing.lines().any(|l| l == "root.log"), "{listing}");
 }
+
+#[test]
+fn rotate_warns_when_a_process_still_holds_the_rotated_file_open() {
+    let app = App::running("held", &["/srv/logs"]);
+    app.sh("echo one > /srv/logs/app.log; echo two > /srv/logs/quiet.log");
+    // As the seed's entrypoint does: `tail -f` keeps the old file after a rename.
+    common::docker(&["exec", "-d", &app.name, "tail", "-f", "/srv/logs/app.log"]);
+    common::wait_until(
+        "tail is running",
+        std::time::Duration::from_secs(10),
+        || app.sh("ps | grep -c '[t]ail -f' || true").trim() != "0",
+    );
+    let r = dockyard(&["logs", "rotate", &app.name, "--reopen", "none"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("(tail) still has /srv/logs/app.log.") && r.stderr.contains("tail -F"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        !r.stderr.contains("quiet.log."),
+        "nobody holds quiet.log: {}",
+        r.stderr
+    );
+    let json = dockyard(&["logs", "rotate", &app.name, "--reopen", "none", "--json"]);
+    let doc = common::one_document(&json.stdout);
+    // Nothing new to rotate: nothing to check.
+    assert_eq!(doc["report"]["held_open"], serde_json::json!([]), "{doc}");
+}

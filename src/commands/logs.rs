@@ -23,6 +23,7 @@ use crate::archive::entry;
 use crate::destination::{DestError, Destination};
 use crate::docker::{ContainerInfo, DockerError, Engine, HelperSpec};
 use crate::error::Failure;
+use crate::logs::held_open::{self, Holder};
 use crate::logs::naming::{self, Rotated};
 use crate::logs::reopen::Reopen;
 use crate::logs::scripts::{self, Rotation};
@@ -46,6 +47,8 @@ struct Report {
     failed: Vec<String>,
     skipped: Vec<String>,
     pruned: Vec<String>,
+    /// Processes still holding a rotated file open after the reopen.
+    held_open: Vec<Holder>,
 }
 
 /// Runs `dockyard logs`, `logs rotate` or `logs ship` as `s` says, and prints what it did.
@@ -132,8 +135,7 @@ async fn execute(ctx: &Ctx, s: &LogsSettings) -> Result<(String, Report)> {
     let helper = begun.helper.clone().expect("kept");
     let records = scripts::records(&begun.stdout);
     let result = carry_on(
-        engine,
-        &info,
+        &run,
         s,
         dest.as_deref(),
         &helper,
@@ -314,8 +316,7 @@ type Carried = (Report, Vec<(String, u64, String)>, Vec<String>);
 /// Reopen, settle, ship (or pick the surplus to delete). Returns the report, what shipped
 /// (name, size, key) and the surplus rotated files to delete.
 async fn carry_on(
-    engine: &Engine,
-    info: &ContainerInfo,
+    run: &Runner<'_>,
     s: &LogsSettings,
     dest: Option<&dyn Destination>,
     helper: &str,
@@ -334,11 +335,13 @@ async fn carry_on(
             .collect(),
         ..Default::default()
     };
+    let (engine, info) = (run.engine, run.info);
     if !report.rotated.is_empty() {
         reopen(engine, info, &s.reopen).await?;
         if dest.is_some() {
             tokio::time::sleep(s.settle).await;
         }
+        report.held_open = held_open(run, s, dest.is_some()).await;
     }
     let files: Vec<(u64, Rotated)> = scripts::files(records)
         .into_iter()
@@ -380,6 +383,52 @@ async fn carry_on(
     }
     progress.finish();
     Ok((report, shipped, Vec::new()))
+}
+
+/// Processes in the running app that still hold a rotated file open after the reopen, each with a
+/// warning: a writer keeps writing into a file about to ship (or be deleted), and `tail -f` goes
+/// silent (`tail -F` follows the new file). Best effort: an app without /bin/sh is not checked.
+async fn held_open(run: &Runner<'_>, s: &LogsSettings, settled: bool) -> Vec<Holder> {
+    let info = run.info;
+    if !info.running || s.reopen == Reopen::CopyTruncate {
+        return Vec::new();
+    }
+    if !settled {
+        // Give the app a moment to act on the reopen before looking.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let script = Script {
+        name: "dockyard-held-open",
+        text: crate::shell::HELD_OPEN,
+        args: Vec::new(),
+    };
+    let listed = match run
+        .engine
+        .exec_script(&info.id, &script, run.user.as_deref())
+        .await
+    {
+        Ok((0, out)) => out,
+        Ok((code, _)) => {
+            tracing::debug!(container = %info.name, code, "could not list open files; not checked");
+            return Vec::new();
+        }
+        Err(e) => {
+            tracing::debug!(container = %info.name, error = %e, "could not list open files; not checked");
+            return Vec::new();
+        }
+    };
+    let holders = held_open::holders(&listed, &s.dir);
+    for h in &holders {
+        tracing::warn!(
+            container = %info.name,
+            pid = %h.pid,
+            "process {} ({}) still has {} open after the reopen: a writer keeps writing into the rotated file (its lines ship late or are lost), and `tail -f` stops showing new lines; follow logs with `tail -F`, and check the reopen method (--reopen)",
+            h.pid,
+            h.command,
+            h.file
+        );
+    }
+    holders
 }
 
 /// Deletes `container`'s shipped logs rotated more than `age` seconds ago; returns their keys.

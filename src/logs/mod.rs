@@ -2,6 +2,7 @@
 //! files and shipped objects are named, and the shell scripts helpers run inside the log volume.
 //! `commands/logs.rs` puts them together with the engine and a destination.
 
+pub mod held_open;
 pub mod naming;
 pub mod reopen;
 pub mod scripts;

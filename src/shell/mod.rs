@@ -34,6 +34,9 @@ pub const LOGS_BEGIN: &str = include_str!("logs-begin.sh");
 /// Deletes shipped log files that did not change, records them, releases the lock.
 pub const LOGS_FINISH: &str = include_str!("logs-finish.sh");
 
+/// Lists the files the processes of a container hold open (see the file's header).
+pub const HELD_OPEN: &str = include_str!("held-open.sh");
+
 /// An SSH destination's operations (see the file's header).
 pub const REMOTE: &str = include_str!("remote.sh");
 

@@ -1,0 +1,61 @@
+//! Which processes in the app container still hold a rotated log file open after the reopen: a
+//! process writing there will lose its lines when the file ships and is deleted, and `tail -f`
+//! (the seed's entrypoint) goes silent. Parses what `held-open.sh` lists.
+
+use super::naming;
+
+/// A process holding a rotated file open.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Holder {
+    /// Its pid in the container.
+    pub pid: String,
+    /// Its command name.
+    pub command: String,
+    /// The rotated file, as a path in the container.
+    pub file: String,
+}
+
+/// The holders of rotated files in `dir` among `records` (NUL-separated pid, name, target).
+pub fn holders(records: &[u8], dir: &str) -> Vec<Holder> {
+    let fields: Vec<String> = records
+        .split(|b| *b == 0)
+        .map(|f| String::from_utf8_lossy(f).into_owned())
+        .collect();
+    let dir = dir.trim_end_matches('/');
+    let mut out: Vec<Holder> = fields
+        .chunks_exact(3)
+        .filter_map(|c| {
+            let name = c[2].strip_prefix(dir)?.strip_prefix('/')?;
+            (!name.contains('/') && naming::parse_rotated(name).is_some()).then(|| Holder {
+                pid: c[0].clone(),
+                command: c[1].clone(),
+                file: c[2].clone(),
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| (&a.file, &a.pid).cmp(&(&b.file, &b.pid)));
+    out.dedup();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_rotated_files_in_the_log_directory_count() {
+        let listed = b"7\0tail\0/srv/logs/app.log.20261128T020000.000Z\0\
+7\0tail\0/srv/logs/app.log.20261128T020000.000Z\0\
+9\0gunicorn\0/srv/logs/app.log\0\
+9\0gunicorn\0/srv/other/x.log.20261128T020000.000Z\0\
+3\0sh\0/srv/logs/sub/y.log.20261128T020000.000Z\0";
+        assert_eq!(
+            holders(listed, "/srv/logs/"),
+            [Holder {
+                pid: "7".into(),
+                command: "tail".into(),
+                file: "/srv/logs/app.log.20261128T020000.000Z".into()
+            }]
+        );
+    }
+}
