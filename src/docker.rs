@@ -684,12 +684,35 @@ impl Engine {
     ) -> Result<(i64, Vec<u8>), DockerError> {
         let what = format!("run {} in container {container:?}", script.name);
         let argv = script.argv();
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let (code, out, _) = self.run_exec(container, argv, user, what).await?;
+        Ok((code, out))
+    }
+
+    /// Runs `command` with `/bin/sh -c` in `container`; returns its exit code and output (stdout
+    /// and stderr as they came).
+    pub async fn exec(&self, container: &str, command: &str) -> Result<(i64, String), DockerError> {
+        let what = format!("run {command:?} in container {container:?}");
+        let (code, _, both) = self
+            .run_exec(container, vec!["/bin/sh", "-c", command], None, what)
+            .await?;
+        Ok((code, String::from_utf8_lossy(&both).into_owned()))
+    }
+
+    /// One `docker exec`: its exit code, its stdout, and stdout and stderr interleaved.
+    async fn run_exec(
+        &self,
+        container: &str,
+        argv: Vec<&str>,
+        user: Option<&str>,
+        what: String,
+    ) -> Result<(i64, Vec<u8>, Vec<u8>), DockerError> {
         let exec = self
             .docker
             .create_exec(
                 container,
                 CreateExecOptions {
-                    cmd: Some(argv.iter().map(String::as_str).collect()),
+                    cmd: Some(argv),
                     user,
                     attach_stdout: Some(true),
                     attach_stderr: Some(true),
@@ -698,7 +721,7 @@ impl Engine {
             )
             .await
             .map_err(|e| api(what.clone(), e))?;
-        let mut out = Vec::new();
+        let (mut stdout, mut both) = (Vec::new(), Vec::new());
         if let StartExecResults::Attached { mut output, .. } = self
             .docker
             .start_exec(&exec.id, None)
@@ -706,9 +729,10 @@ impl Engine {
             .map_err(|e| api(what.clone(), e))?
         {
             while let Some(Ok(chunk)) = output.next().await {
-                if let LogOutput::StdOut { message } = chunk {
-                    out.extend_from_slice(&message);
+                if let LogOutput::StdOut { message } = &chunk {
+                    stdout.extend_from_slice(message);
                 }
+                both.extend_from_slice(&chunk.into_bytes());
             }
         }
         let inspect = self
@@ -716,42 +740,7 @@ impl Engine {
             .inspect_exec(&exec.id)
             .await
             .map_err(|e| api(what, e))?;
-        Ok((inspect.exit_code.unwrap_or(-1), out))
-    }
-
-    /// Runs `command` with `/bin/sh -c` in `container`; returns its exit code and output.
-    pub async fn exec(&self, container: &str, command: &str) -> Result<(i64, String), DockerError> {
-        let what = format!("run {command:?} in container {container:?}");
-        let exec = self
-            .docker
-            .create_exec(
-                container,
-                CreateExecOptions {
-                    cmd: Some(vec!["/bin/sh", "-c", command]),
-                    attach_stdout: Some(true),
-                    attach_stderr: Some(true),
-                    ..Default::default()
-                },
-            )
-            .await
-            .map_err(|e| api(what.clone(), e))?;
-        let mut text = String::new();
-        if let StartExecResults::Attached { mut output, .. } = self
-            .docker
-            .start_exec(&exec.id, None)
-            .await
-            .map_err(|e| api(what.clone(), e))?
-        {
-            while let Some(Ok(chunk)) = output.next().await {
-                text.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
-            }
-        }
-        let inspect = self
-            .docker
-            .inspect_exec(&exec.id)
-            .await
-            .map_err(|e| api(what, e))?;
-        Ok((inspect.exit_code.unwrap_or(-1), text))
+        Ok((inspect.exit_code.unwrap_or(-1), stdout, both))
     }
 }
 

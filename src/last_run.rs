@@ -10,22 +10,12 @@ use chrono::{DateTime, Utc};
 /// The state directory: `DOCKYARD_STATE_DIR`, the config's `state_dir`, /var/lib/dockyard, or
 /// the temp dir when that cannot be created.
 pub fn state_dir(configured: Option<PathBuf>) -> PathBuf {
-    if let Some(d) = std::env::var_os("DOCKYARD_STATE_DIR").filter(|d| !d.is_empty()) {
-        return PathBuf::from(d);
-    }
-    if let Some(d) = configured {
-        return d;
-    }
-    let lib = PathBuf::from("/var/lib/dockyard");
-    if std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&lib)
-        .is_ok()
-    {
-        return lib;
-    }
-    std::env::temp_dir().join("dockyard-state")
+    crate::lock::private_dir(
+        "DOCKYARD_STATE_DIR",
+        configured,
+        "/var/lib/dockyard",
+        "dockyard-state",
+    )
 }
 
 /// The file holding job `job`'s last run: its name when that is a plain file name, else hex.

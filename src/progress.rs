@@ -23,65 +23,51 @@ pub struct Progress {
 impl Progress {
     /// Starts counting; shows a bar only if `show` and stderr is a terminal.
     pub fn start(label: String, show: bool) -> Progress {
-        let read = Arc::new(AtomicU64::new(0));
-        let written = Arc::new(AtomicU64::new(0));
-        let started = Instant::now();
-        let bar = (show && std::io::stderr().is_terminal()).then(|| {
-            let bar = ProgressBar::new_spinner();
-            bar.set_style(
-                ProgressStyle::with_template("{spinner} {prefix} {msg} [{elapsed}]")
-                    .expect("valid template"),
-            );
-            bar.set_prefix(label);
-            let (r, w, b) = (read.clone(), written.clone(), bar.clone());
-            let ticker = tokio::spawn(async move {
-                loop {
-                    let secs = started.elapsed().as_secs_f64().max(0.001);
-                    let read = r.load(Ordering::Relaxed);
-                    b.set_message(format!(
-                        "read {} ({}/s) → {} compressed",
-                        HumanBytes(read),
-                        HumanBytes((read as f64 / secs) as u64),
-                        HumanBytes(w.load(Ordering::Relaxed))
-                    ));
-                    b.tick();
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-            });
-            (bar, ticker)
-        });
-        Progress {
-            read,
-            written,
-            started,
-            bar,
-        }
+        Progress::sized(label, None, show)
     }
 
-    /// Counts toward `total` bytes read (when known); shows a bar with percentage, rate and ETA
-    /// only if `show` and stderr is a terminal.
+    /// Counts toward `total` bytes read when it is known (a bar with percentage, rate and ETA),
+    /// or just counts (bytes read, rate, compressed size); shows it only if `show` and stderr is a
+    /// terminal.
     pub fn sized(label: String, total: Option<u64>, show: bool) -> Progress {
-        let Some(total) = total else {
-            return Progress::start(label, show);
-        };
         let read = Arc::new(AtomicU64::new(0));
         let written = Arc::new(AtomicU64::new(0));
         let started = Instant::now();
         let bar = (show && std::io::stderr().is_terminal()).then(|| {
-            let bar = ProgressBar::new(total);
-            bar.set_style(
-                ProgressStyle::with_template(
+            let (bar, template) = match total {
+                Some(total) => (
+                    ProgressBar::new(total),
                     "{prefix} [{bar:30}] {percent:>3}% {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
-                )
-                .expect("valid template")
-                .progress_chars("=> "),
+                ),
+                None => (
+                    ProgressBar::new_spinner(),
+                    "{spinner} {prefix} {msg} [{elapsed}]",
+                ),
+            };
+            bar.set_style(
+                ProgressStyle::with_template(template)
+                    .expect("valid template")
+                    .progress_chars("=> "),
             );
             bar.set_prefix(label);
             bar.tick();
-            let (r, b) = (read.clone(), bar.clone());
+            let (r, w, b) = (read.clone(), written.clone(), bar.clone());
             let ticker = tokio::spawn(async move {
                 loop {
-                    b.set_position(r.load(Ordering::Relaxed).min(total));
+                    let read = r.load(Ordering::Relaxed);
+                    match total {
+                        Some(total) => b.set_position(read.min(total)),
+                        None => {
+                            let secs = started.elapsed().as_secs_f64().max(0.001);
+                            b.set_message(format!(
+                                "read {} ({}/s) → {} compressed",
+                                HumanBytes(read),
+                                HumanBytes((read as f64 / secs) as u64),
+                                HumanBytes(w.load(Ordering::Relaxed))
+                            ));
+                            b.tick();
+                        }
+                    }
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
             });

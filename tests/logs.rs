@@ -278,18 +278,22 @@ fn real_gunicorn_rotated_under_load_loses_no_request_line() {
     docker(&["run", "-d", "--name", &name, "--network", "none", &image]);
     let app = App { name };
     let started = started_at(&app);
-    // Wait for Gunicorn, then load it from inside the container: 8000 requests, each with its own
-    // number in the path, so every access-log line can be accounted for.
+    // Wait for Gunicorn, then load it from inside the container until told to stop (after three
+    // rotations under load, however fast this machine is), each request with its own number in
+    // the path, so every access-log line can be accounted for; the count goes to /tmp/load-done.
     let client = r#"
-import time, urllib.request
+import os, time, urllib.request
 for _ in range(100):
     try:
         urllib.request.urlopen("http://127.0.0.1:8000/up").read(); break
     except Exception:
         time.sleep(0.1)
-for i in range(1, 8001):
+i = 0
+while i < 1000 or not os.path.exists("/tmp/stop-load"):
+    i += 1
     urllib.request.urlopen(f"http://127.0.0.1:8000/req/{i}").read()
-open("/tmp/load-done", "w").write("done")
+open("/tmp/load-done.tmp", "w").write(str(i))
+os.rename("/tmp/load-done.tmp", "/tmp/load-done")
 "#;
     docker(&["exec", "-d", &app.name, "python3", "-c", client]);
     let tmp = tempfile::tempdir().unwrap();
@@ -308,6 +312,9 @@ open("/tmp/load-done", "w").write("done")
         cycles += 1;
         if !done {
             under_load += 1;
+            if under_load == 3 {
+                docker(&["exec", &app.name, "touch", "/tmp/stop-load"]);
+            }
         } else if cycles >= 5 {
             break;
         }
@@ -317,6 +324,10 @@ open("/tmp/load-done", "w").write("done")
         );
     }
     assert_eq!(started_at(&app), started, "gunicorn restarted");
+    let requests: u64 = docker(&["exec", &app.name, "cat", "/tmp/load-done"])
+        .trim()
+        .parse()
+        .unwrap();
     let mut lines = shipped_lines(&dest, &app.name);
     let shipped = lines.len();
     lines.extend(volume_lines(&app).1);
@@ -327,14 +338,14 @@ open("/tmp/load-done", "w").write("done")
             *seen.entry(n).or_default() += 1;
         }
     }
-    let lost: Vec<u64> = (1..=8000).filter(|n| !seen.contains_key(n)).collect();
+    let lost: Vec<u64> = (1..=requests).filter(|n| !seen.contains_key(n)).collect();
     let dup: Vec<u64> = seen
         .iter()
         .filter(|(_, c)| **c > 1)
         .map(|(n, _)| *n)
         .collect();
     report(&format!(
-        "gunicorn: {cycles} cycles ({under_load} during the load), 8000 requests, {shipped} lines shipped, lost {}, duplicated {}",
+        "gunicorn: {cycles} cycles ({under_load} during the load), {requests} requests, {shipped} lines shipped, lost {}, duplicated {}",
         lost.len(),
         dup.len()
     ));

@@ -87,10 +87,11 @@ fn failures(container: &str, s: &LogsSettings, report: &Report) -> Result<()> {
     }))
 }
 
-/// Rotates and ships; returns the container's name and what happened.
-async fn execute(ctx: &Ctx, s: &LogsSettings) -> Result<(String, Report)> {
-    let engine = ctx.engine().await?;
-    engine.remove_stale_helpers().await?;
+/// The app container, checked to keep its logs in a volume, and the image helpers run from.
+pub(super) async fn log_container(
+    engine: &Engine,
+    s: &LogsSettings,
+) -> Result<(ContainerInfo, String)> {
     let info = engine.inspect(&s.container).await?;
     if !info.mounts.iter().any(|m| m.contains(&s.dir)) {
         return Err(Failure::usage(format!(
@@ -103,6 +104,14 @@ async fn execute(ctx: &Ctx, s: &LogsSettings) -> Result<(String, Report)> {
         .helper_image
         .clone()
         .unwrap_or_else(|| info.image_id.clone());
+    Ok((info, image))
+}
+
+/// Rotates and ships; returns the container's name and what happened.
+async fn execute(ctx: &Ctx, s: &LogsSettings) -> Result<(String, Report)> {
+    let engine = ctx.engine().await?;
+    engine.remove_stale_helpers().await?;
+    let (info, image) = log_container(engine, s).await?;
     let _lock = super::prepare_container(ctx, engine, &info, &image, "logs").await?;
     let dest = match &s.ship {
         Some(ship) => {

@@ -7,10 +7,9 @@ use chrono::Utc;
 use indicatif::HumanBytes;
 use serde_json::json;
 
-use super::logs::{dir_owner, Runner};
+use super::logs::{dir_owner, log_container, Runner};
 use super::Ctx;
 use crate::docker::DockerError;
-use crate::error::Failure;
 use crate::logs::naming;
 use crate::logs::scripts::{self, Rotation};
 use crate::settings::LogsSettings;
@@ -18,18 +17,7 @@ use crate::settings::LogsSettings;
 /// Reports the plan; see the module doc.
 pub async fn run(ctx: &Ctx, s: &LogsSettings) -> Result<()> {
     let engine = ctx.engine().await?;
-    let info = engine.inspect(&s.container).await?;
-    if !info.mounts.iter().any(|m| m.contains(&s.dir)) {
-        return Err(Failure::usage(format!(
-            "{} of container {:?} is not inside a volume or bind mount; rotating it would be lost with the container",
-            s.dir, info.name
-        ))
-        .into());
-    }
-    let image = s
-        .helper_image
-        .clone()
-        .unwrap_or_else(|| info.image_id.clone());
+    let (info, image) = log_container(engine, s).await?;
     let run = Runner {
         engine,
         info: &info,
