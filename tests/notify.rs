@@ -117,7 +117,7 @@ fn a_failing_job_reaches_every_target_and_a_succeeding_one_stays_quiet() {
 }
 
 #[test]
-fn on_success_the_webhook_gets_the_backup_id_bytes_and_destination() {
+fn on_success_the_webhook_and_the_mail_get_the_backup_id_bytes_and_destination() {
     let app = App::running("notify-ok", &["/srv/media"]);
     app.sh("echo a > /srv/media/a");
     let http = Http::start();
@@ -130,15 +130,26 @@ fn on_success_the_webhook_gets_the_backup_id_bytes_and_destination() {
             app.name
         ),
     );
+    let smtp = Smtp::start();
     let url = format!("{}/hook/{TOKEN}", http.base);
+    let server = format!("smtp://ops@127.0.0.1:{}", smtp.port);
     let r = dockyard_env(
         &[
             "run",
             "--config",
             cfg.to_str().unwrap(),
             "--notify-on-success",
+            "--notify-smtp",
+            &server,
+            "--notify-email-from",
+            "backup@example.com",
+            "--notify-email-to",
+            "ops@example.com",
         ],
-        &[("DOCKYARD_NOTIFY_WEBHOOK", &url)],
+        &[
+            ("DOCKYARD_NOTIFY_WEBHOOK", &url),
+            ("DOCKYARD_SMTP_PASSWORD", PASSWORD),
+        ],
     );
     no_secrets(&r);
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -151,6 +162,16 @@ fn on_success_the_webhook_gets_the_backup_id_bytes_and_destination() {
     assert_eq!(body["destination"], "local");
     assert_eq!(body["bytes"], listed[0]["size"]);
     assert_eq!(body["destinations"][0]["ok"], true);
+    let mails = smtp.mails();
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    assert!(
+        mails[0]
+            .data
+            .contains("Subject: dockyard: job media succeeded")
+            && mails[0].data.contains(listed[0]["id"].as_str().unwrap()),
+        "{}",
+        mails[0].data
+    );
     // --help shows the variable, never its value.
     let help = dockyard_env(&["run", "--help"], &[("DOCKYARD_NOTIFY_WEBHOOK", &url)]).ok();
     assert!(
