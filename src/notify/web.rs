@@ -74,7 +74,7 @@ impl Web {
             .connect_timeout(within)
             .user_agent(concat!("dockyard/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| e.without_url().to_string())?;
+            .map_err(explain)?;
         let request = client.post(self.url.clone());
         let request = match self.kind {
             WebKind::Webhook => request.json(&message::webhook(n)),
@@ -91,10 +91,7 @@ impl Web {
                 request.json(&json!({ "content": text.chars().take(2000).collect::<String>() }))
             }
         };
-        let response = request
-            .send()
-            .await
-            .map_err(|e| e.without_url().to_string())?;
+        let response = request.send().await.map_err(explain)?;
         let status = response.status();
         if status.is_success() {
             Ok(())
@@ -102,4 +99,21 @@ impl Web {
             Err(format!("the server answered {status}"))
         }
     }
+}
+
+/// A request's error and its causes (`error sending request: ...: Connection refused`), without
+/// the URL, which holds the target's token.
+fn explain(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(&e);
+    while let Some(c) = cause {
+        let part = c.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        cause = c.source();
+    }
+    text
 }
