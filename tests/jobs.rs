@@ -355,7 +355,7 @@ fn daemon_runs_a_job_on_its_schedule_and_stops_cleanly_on_sigterm_mid_job() {
     std::fs::write(
         &cfg,
         format!(
-            "metrics_file = \"{m}\"\nlock_dir = \"{l}\"\n[destinations.local]\nurl = \"{d}\"\n\
+            "metrics_file = \"{m}\"\nlock_dir = \"{l}\"\nstate_dir = \"{l}\"\n[destinations.local]\nurl = \"{d}\"\n\
              [jobs.every-second]\ncontainer = \"{c}\"\ndestinations = [\"local\"]\nschedule = \"* * * * * *\"\nlevel = 19\n",
             m = tmp.path().join("dockyard.prom").display(),
             l = tmp.path().join("locks").display(),

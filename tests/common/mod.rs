@@ -444,8 +444,9 @@ pub fn local_config(tmp: &Path, dest: &Path, jobs: &str) -> PathBuf {
     std::fs::write(
         &path,
         format!(
-            "lock_dir = \"{}\"\n[destinations.local]\nurl = \"{}\"\n{jobs}",
+            "lock_dir = \"{}\"\nstate_dir = \"{}\"\n[destinations.local]\nurl = \"{}\"\n{jobs}",
             tmp.join("locks").display(),
+            tmp.join("state").display(),
             dest.display()
         ),
     )
