@@ -58,7 +58,7 @@ pub struct RestoreConfig {
 /// `[notify]`: where `run` and `daemon` say how each job went. URLs carry tokens and the SMTP
 /// URL may carry a password: keep the file private, or give them by environment instead
 /// (`DOCKYARD_NOTIFY_WEBHOOK`, ..., `DOCKYARD_SMTP_PASSWORD`).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NotifyConfig {
     /// Also notify when a job succeeds (default: failures only).

@@ -12,12 +12,12 @@ use chrono::Utc;
 use serde_json::{json, Value};
 
 use super::Ctx;
+use crate::config::NotifyConfig;
 use crate::config::{self, Config};
 use crate::destination::{DestSpec, RemoteOptions};
 use crate::error::{categorize, describe, Category, Failure};
 use crate::schedule::{Timing, Zone};
 use crate::settings::file::plans;
-use crate::settings::notify::NotifyFlags;
 use crate::settings::JobPlan;
 
 /// Something that would make a job fail.
@@ -31,7 +31,7 @@ pub async fn run(
     ctx: &Ctx,
     path: &Path,
     remote: &RemoteOptions,
-    notify: &NotifyFlags,
+    notify: &NotifyConfig,
 ) -> Result<()> {
     let config = config::load(path)?;
     let plans = plans(&config, &[], remote)?;

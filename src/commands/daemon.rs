@@ -12,11 +12,11 @@ use chrono::{DateTime, Utc};
 use super::run::{run_plans, JobEnv};
 use super::Ctx;
 use crate::config;
+use crate::config::NotifyConfig;
 use crate::destination::RemoteOptions;
 use crate::error::Failure;
 use crate::last_run;
 use crate::schedule::{Timing, Zone};
-use crate::settings::notify::NotifyFlags;
 use crate::settings::{file::plans, JobPlan};
 
 /// A job the daemon runs, and when.
@@ -32,7 +32,7 @@ pub async fn run(
     path: &Path,
     metrics: Option<PathBuf>,
     remote: &RemoteOptions,
-    notify: &NotifyFlags,
+    notify: &NotifyConfig,
 ) -> Result<()> {
     let config = config::load(path)?;
     let env = JobEnv::new(&config, path, metrics, notify)?;

@@ -14,11 +14,11 @@ use serde_json::json;
 
 use super::Ctx;
 use crate::config;
+use crate::config::NotifyConfig;
 use crate::destination::RemoteOptions;
 use crate::error::Failure;
 use crate::notify::{Notice, NoticeDest, Notifier};
 use crate::owner::Owner;
-use crate::settings::notify::NotifyFlags;
 use crate::settings::{file::plans, JobPlan};
 
 /// What every job of a `run` or `daemon` shares.
@@ -39,7 +39,7 @@ impl JobEnv {
         config: &config::Config,
         path: &Path,
         metrics: Option<PathBuf>,
-        notify: &NotifyFlags,
+        notify: &NotifyConfig,
     ) -> Result<JobEnv, Failure> {
         Ok(JobEnv {
             lock_dir: crate::lock::lock_dir(config.lock_dir.clone()),
@@ -83,7 +83,7 @@ pub async fn run(
     wanted: &[String],
     metrics: Option<PathBuf>,
     remote: &RemoteOptions,
-    notify: &NotifyFlags,
+    notify: &NotifyConfig,
 ) -> Result<()> {
     let config = config::load(path)?;
     let plans = plans(&config, wanted, remote)?;

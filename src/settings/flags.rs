@@ -218,9 +218,9 @@ fn logs(
     })
 }
 
-/// The `--notify-*` flags as plain settings.
-fn notify_flags(a: crate::cli::NotifyArgs) -> super::notify::NotifyFlags {
-    super::notify::NotifyFlags {
+/// The `--notify-*` flags in the shape of the file's `[notify]`.
+fn notify_flags(a: crate::cli::NotifyArgs) -> crate::config::NotifyConfig {
+    crate::config::NotifyConfig {
         webhook: a.notify_webhook,
         ntfy: a.notify_ntfy,
         slack: a.notify_slack,
@@ -230,6 +230,7 @@ fn notify_flags(a: crate::cli::NotifyArgs) -> super::notify::NotifyFlags {
         email_to: a.notify_email_to,
         on_success: a.notify_on_success,
         timeout: a.notify_timeout,
+        retries: None,
     }
 }
 

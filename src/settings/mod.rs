@@ -61,7 +61,7 @@ pub enum Action {
         /// Remote-destination flags and env, which win over the config's destination settings.
         remote: RemoteOptions,
         /// `--notify-*` flags, which win over the config's `[notify]`.
-        notify: notify::NotifyFlags,
+        notify: crate::config::NotifyConfig,
     },
     /// `daemon`: the config file's jobs on their schedules.
     Daemon {
@@ -72,7 +72,7 @@ pub enum Action {
         /// Remote-destination flags and env, which win over the config's destination settings.
         remote: RemoteOptions,
         /// `--notify-*` flags, which win over the config's `[notify]`.
-        notify: notify::NotifyFlags,
+        notify: crate::config::NotifyConfig,
     },
     /// `completions`: a completion script for this shell.
     Completions(clap_complete::Shell),
@@ -85,7 +85,7 @@ pub enum Action {
         /// Remote-destination flags and env, which win over the config's destination settings.
         remote: RemoteOptions,
         /// `--notify-*` flags, checked with the file's `[notify]`.
-        notify: notify::NotifyFlags,
+        notify: crate::config::NotifyConfig,
     },
     /// `prune`.
     Prune {

@@ -1,45 +1,23 @@
-//! Lowers `[notify]` and the `--notify-*` flags into one [`Notifier`]: a flag (or its environment
-//! variable) wins over the file's key of the same kind; every URL is checked before any job runs.
+//! Lowers `[notify]` and the `--notify-*` flags (read into the same [`NotifyConfig`] shape) into
+//! one [`Notifier`]: a flag (or its environment variable) wins over the file's key of the same
+//! kind; every URL is checked before any job runs.
 
 use std::time::Duration;
 
 use crate::config::NotifyConfig;
 use crate::error::Failure;
 use crate::notify::{Email, Notifier, Target, Web, WebKind};
-use crate::values::{Age, Secret};
+use crate::values::Secret;
 
 /// How long notifying may add to a job, retries included.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Attempts after the first.
 pub const DEFAULT_RETRIES: u32 = 3;
 
-/// What the command line says about notifications (flags and their environment variables).
-#[derive(Debug, Clone, Default)]
-pub struct NotifyFlags {
-    /// Generic JSON webhook URL.
-    pub webhook: Option<Secret>,
-    /// ntfy topic URL.
-    pub ntfy: Option<Secret>,
-    /// Slack webhook URL.
-    pub slack: Option<Secret>,
-    /// Discord webhook URL.
-    pub discord: Option<Secret>,
-    /// SMTP server URL.
-    pub smtp: Option<Secret>,
-    /// Mail sender.
-    pub email_from: Option<String>,
-    /// Mail recipients.
-    pub email_to: Vec<String>,
-    /// Also on success.
-    pub on_success: bool,
-    /// Time limit.
-    pub timeout: Option<Age>,
-}
-
 /// The notifier for a run, or `None` when no target is set anywhere.
 pub fn lower(
     file: Option<&NotifyConfig>,
-    flags: &NotifyFlags,
+    flags: &NotifyConfig,
 ) -> Result<Option<Notifier>, Failure> {
     let empty = NotifyConfig::default();
     let file = file.unwrap_or(&empty);
@@ -94,6 +72,6 @@ pub fn lower(
             .timeout
             .or(file.timeout)
             .map_or(DEFAULT_TIMEOUT, |a| a.0),
-        retries: file.retries.unwrap_or(DEFAULT_RETRIES),
+        retries: flags.retries.or(file.retries).unwrap_or(DEFAULT_RETRIES),
     }))
 }

@@ -2,6 +2,7 @@
 //! and unique names that remove themselves, and the dockyard binary run as a user would run it.
 #![allow(dead_code)]
 
+pub mod daemon;
 pub mod dest;
 pub mod forge;
 pub mod peers;
