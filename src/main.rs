@@ -36,6 +36,9 @@ fn main() {
         .expect("tokio runtime");
     let ctx = Ctx::new(settings.output);
     let result = runtime.block_on(async {
+        // The handlers are in place before the command starts: a SIGTERM in its first instant
+        // (systemd stopping a daemon that just started) is handled, never the default kill.
+        let shutdown = shutdown_signal();
         // A panic is caught here so that the clean-up below (staging removed, helpers removed,
         // stopped containers started again) still runs.
         let mut command =
@@ -45,7 +48,7 @@ fn main() {
         };
         let result = tokio::select! {
             r = &mut command => panicked(r),
-            sig = shutdown_signal() => {
+            sig = shutdown => {
                 // The daemon between jobs: nothing to abandon, so a clean stop. A restore's swap
                 // (or a backup's archive and manifest) is never cut short: wait for it, then
                 // stop. If the whole command ends meanwhile, that is its result.
@@ -132,14 +135,16 @@ fn usage_error(e: clap::Error) -> ! {
     fail(&out, log_json, Category::Usage, message)
 }
 
-/// Resolves on SIGINT or SIGTERM, naming the signal.
-async fn shutdown_signal() -> &'static str {
+/// Installs the SIGINT and SIGTERM handlers now; the future resolves on either, naming it.
+fn shutdown_signal() -> impl std::future::Future<Output = &'static str> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
+    async move {
+        tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        }
     }
 }
 

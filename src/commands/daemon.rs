@@ -79,6 +79,8 @@ pub async fn run(
         ))
         .into());
     }
+    // Between jobs from here on: a SIGTERM is a clean stop (exit 0).
+    set_idle(ctx, true);
     for job in &jobs {
         announce(ctx, job);
     }
@@ -90,9 +92,7 @@ pub async fn run(
             .min_by_key(|&i| jobs[i].next)
             .expect("at least one job");
         let wait = (jobs[i].next - Utc::now()).to_std().unwrap_or_default();
-        ctx.idle.store(true, std::sync::atomic::Ordering::SeqCst);
         tokio::time::sleep(wait).await;
-        ctx.idle.store(false, std::sync::atomic::Ordering::SeqCst);
         run_one(ctx, &mut jobs[i], &env, &state_dir).await;
     }
 }
@@ -101,13 +101,20 @@ pub async fn run(
 /// skipped, not queued).
 async fn run_one(ctx: &Ctx, job: &mut Scheduled, env: &JobEnv, state_dir: &Path) {
     let started = Utc::now();
+    set_idle(ctx, false);
     run_plans(ctx, std::slice::from_ref(&job.plan), env).await;
+    set_idle(ctx, true);
     stamp(state_dir, job.plan.name(), started);
     job.next = job
         .timing
         .next_after(Utc::now())
         .unwrap_or(DateTime::<Utc>::MAX_UTC);
     announce(ctx, job);
+}
+
+/// Whether a signal now finds the daemon between jobs.
+fn set_idle(ctx: &Ctx, idle: bool) {
+    ctx.idle.store(idle, std::sync::atomic::Ordering::SeqCst);
 }
 
 /// Records when a job ran; a failure to record only costs a catch-up, so it is a warning.
