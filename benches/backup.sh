@@ -13,7 +13,7 @@ ensure_docker
 trap 'docker rm -f -v "$name" >/dev/null 2>&1; rm -rf "$work"; stop_started' EXIT
 
 cargo build --release --locked -q
-bin=$PWD/target/release/dockyard
+bin=$PWD/target/x86_64-unknown-linux-gnu/release/dockyard
 work=$(mktemp -d)
 name=dyb-bench-$$
 image=dockyard-test/busybox:1

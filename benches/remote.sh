@@ -19,7 +19,7 @@ command -v aws >/dev/null || pip install -q awscli
 trap 'docker rm -f -v "$name" >/dev/null 2>&1; rm -rf "$work"; ssh -F "$DOCKYARD_TEST_SSH_CONFIG" dockyard-test "rm -rf bench-$$" || true; stop_started' EXIT
 
 cargo build --release --locked -q
-bin=$PWD/target/release/dockyard
+bin=$PWD/target/x86_64-unknown-linux-gnu/release/dockyard
 work=$(mktemp -d)
 name=dyb-remote-$$
 image=dockyard-test/busybox:1

@@ -4,7 +4,8 @@
 use clap::{Args, Parser, Subcommand};
 
 use crate::values::{
-    defaults, Addressing, Age, ContainerPath, Level, LogPattern, Secret, Settle, Size, Tag,
+    defaults, Addressing, Age, AgentMode, ContainerPath, Level, LogPattern, Secret, Settle, Size,
+    Tag,
 };
 
 const EXIT_CODES: &str = "\
@@ -531,6 +532,15 @@ pub struct BackupArgs {
     #[arg(long, value_name = "IMAGE")]
     pub helper_image: Option<String>,
 
+    /// Leave out names matching this glob; repeat for several. Without '/' it matches a name at
+    /// any depth (`*.tmp`, `cache`); starting with '/' it matches a container path
+    /// (`/srv/media/cache/**`). A matching directory is left out with all below it.
+    #[arg(long = "exclude", value_name = "GLOB")]
+    pub exclude: Vec<String>,
+
+    #[command(flatten)]
+    pub agent: AgentArg,
+
     /// Say what would be backed up (paths, mounts, volumes) and written where; change nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -546,6 +556,23 @@ pub struct BackupArgs {
     /// Run this shell command inside the container after the backup (after starting it again).
     #[arg(long, value_name = "COMMAND")]
     pub post_hook: Option<String>,
+}
+
+/// Where the tar is made (backup) or unpacked (restore).
+#[derive(Debug, Args)]
+pub struct AgentArg {
+    /// `auto`: dockyard's own (static) binary runs inside the helper, reads or writes the volume
+    /// itself and (de)compresses there, the fast path; it falls back to the engine's archive
+    /// endpoint, saying why, when it cannot run there (a dynamically linked build, another
+    /// architecture). `never`: always the engine's endpoint.
+    #[arg(
+        long,
+        env = "DOCKYARD_AGENT",
+        value_enum,
+        default_value_t,
+        value_name = "MODE"
+    )]
+    pub agent: AgentMode,
 }
 
 /// Stopping containers around a backup or restore.
@@ -663,6 +690,9 @@ pub struct RestoreArgs {
     /// Image for the helper containers (needs /bin/sh). Default: the target container's image.
     #[arg(long, value_name = "IMAGE")]
     pub helper_image: Option<String>,
+
+    #[command(flatten)]
+    pub agent: AgentArg,
 }
 
 #[cfg(test)]

@@ -141,6 +141,12 @@ pub struct JobConfig {
     pub post_hook: Option<String>,
     /// Helper image (default: the container's image).
     pub helper_image: Option<String>,
+    /// Names left out of every backup (globs, as `--exclude`: `*.tmp`, `/srv/media/cache/**`).
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// `auto` (default): dockyard's agent packs inside the helper; `never`: the engine's archive
+    /// endpoint.
+    pub agent: Option<crate::values::AgentMode>,
     /// Retention applied to each destination after a successful backup (restic's rules).
     pub retention: Option<Policy>,
 }

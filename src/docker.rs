@@ -10,12 +10,13 @@ use std::sync::{Arc, Mutex};
 use bollard::container::LogOutput;
 use bollard::errors::Error as BollardError;
 use bollard::exec::{CreateExecOptions, StartExecResults};
-use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig};
 use bollard::query_parameters::{
-    ContainerArchiveInfoOptionsBuilder, CreateContainerOptionsBuilder,
-    DownloadFromContainerOptionsBuilder, KillContainerOptionsBuilder, ListContainersOptionsBuilder,
-    LogsOptionsBuilder, RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
-    UploadToContainerOptionsBuilder, WaitContainerOptionsBuilder,
+    AttachContainerOptionsBuilder, ContainerArchiveInfoOptionsBuilder,
+    CreateContainerOptionsBuilder, DownloadFromContainerOptionsBuilder,
+    KillContainerOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder,
+    RemoveContainerOptionsBuilder, StopContainerOptionsBuilder, UploadToContainerOptionsBuilder,
+    WaitContainerOptionsBuilder,
 };
 use bollard::Docker;
 use bytes::Bytes;
@@ -179,6 +180,8 @@ pub enum Role {
     Script,
     /// Runs the swap of a restore: never killed while it runs, by this run or a later one.
     Swap,
+    /// Runs dockyard's agent (`agent pack`), its output streamed back.
+    Agent,
 }
 
 impl Role {
@@ -187,6 +190,7 @@ impl Role {
             Role::Archive => "archive",
             Role::Script => "script",
             Role::Swap => "swap",
+            Role::Agent => "agent",
         }
     }
 }
@@ -199,14 +203,17 @@ pub struct HelperSpec<'a> {
     pub read_only: bool,
     /// The image to run the helper from.
     pub image: &'a str,
-    /// The script for helpers that are started; `None` for archive-only helpers.
-    pub script: Option<Script>,
+    /// The command line of helpers that are started (a script's or the agent's); `None` for
+    /// archive-only helpers.
+    pub command: Option<Vec<String>>,
     /// Run as this `uid:gid` (default root, whatever the image's USER).
     pub user: Option<String>,
     /// What it does.
     pub role: Role,
     /// Extra bind mounts (`host:container[:ro]`), e.g. the directory of a single-file mount.
     pub binds: Vec<String>,
+    /// Keep its standard input open for an attached writer (closed when the writer is done).
+    pub stdin: bool,
 }
 
 impl<'a> HelperSpec<'a> {
@@ -216,10 +223,11 @@ impl<'a> HelperSpec<'a> {
             container,
             read_only,
             image,
-            script: None,
+            command: None,
             user: None,
             role: Role::Archive,
             binds: Vec::new(),
+            stdin: false,
         }
     }
 
@@ -229,10 +237,11 @@ impl<'a> HelperSpec<'a> {
             container,
             read_only: false,
             image,
-            script: Some(script),
+            command: Some(script.argv()),
             user: None,
             role: Role::Script,
             binds: Vec::new(),
+            stdin: false,
         }
     }
 }
@@ -346,11 +355,10 @@ impl Engine {
             (FOR_LABEL.to_string(), target.clone()),
         ]);
         let mode = if spec.read_only { ":ro" } else { "" };
-        let (entrypoint, cmd, user) = match spec.script {
+        let (entrypoint, cmd, user) = match spec.command {
             // Root unless told otherwise, whatever the image's USER, so the script may chown;
             // numeric, so no passwd lookup.
-            Some(script) => {
-                let mut argv = script.argv();
+            Some(mut argv) => {
                 let rest = argv.split_off(1);
                 (argv, rest, Some(spec.user.unwrap_or_else(|| "0:0".into())))
             }
@@ -364,10 +372,18 @@ impl Engine {
             user,
             labels: Some(labels),
             network_disabled: Some(true),
+            open_stdin: Some(spec.stdin),
+            stdin_once: Some(spec.stdin),
+            attach_stdin: Some(spec.stdin),
             host_config: Some(HostConfig {
                 volumes_from: Some(vec![format!("{}{mode}", spec.container.id)]),
                 binds: (!spec.binds.is_empty()).then_some(spec.binds),
                 network_mode: Some("none".into()),
+                // The agent's stdout is an archive: never copy it into the engine's log files.
+                log_config: (spec.role == Role::Agent).then(|| HostConfigLogConfig {
+                    typ: Some("none".into()),
+                    config: None,
+                }),
                 ..Default::default()
             }),
             ..Default::default()
@@ -587,18 +603,7 @@ impl Engine {
             .start_container(id, None)
             .await
             .map_err(|e| api(format!("start helper {id}"), e))?;
-        let wait = WaitContainerOptionsBuilder::default()
-            .condition("not-running")
-            .build();
-        let mut code = 0;
-        let mut waits = self.docker.wait_container(id, Some(wait));
-        while let Some(r) = waits.next().await {
-            match r {
-                Ok(w) => code = w.status_code,
-                Err(BollardError::DockerContainerWaitError { code: c, .. }) => code = c,
-                Err(e) => return Err(api(format!("wait for helper {id}"), e)),
-            }
-        }
+        let code = self.wait(id).await?;
         let logs = LogsOptionsBuilder::default()
             .stdout(true)
             .stderr(true)
@@ -612,6 +617,58 @@ impl Engine {
             .await
             .unwrap_or_default();
         Ok((code, output.concat().trim().to_string()))
+    }
+
+    /// Waits for a started helper to exit and returns its exit code.
+    pub async fn wait(&self, id: &str) -> Result<i64, DockerError> {
+        let wait = WaitContainerOptionsBuilder::default()
+            .condition("not-running")
+            .build();
+        let mut code = 0;
+        let mut waits = self.docker.wait_container(id, Some(wait));
+        while let Some(r) = waits.next().await {
+            match r {
+                Ok(w) => code = w.status_code,
+                Err(BollardError::DockerContainerWaitError { code: c, .. }) => code = c,
+                Err(e) => return Err(api(format!("wait for helper {id}"), e)),
+            }
+        }
+        Ok(code)
+    }
+
+    /// Attaches to a created helper's output (and its input, when `stdin`), then starts it, so
+    /// not a byte of its output is missed.
+    pub async fn attach_and_start(
+        &self,
+        id: &str,
+        stdin: bool,
+    ) -> Result<bollard::container::AttachContainerResults, DockerError> {
+        let options = AttachContainerOptionsBuilder::default()
+            .stream(true)
+            .stdout(true)
+            .stderr(true)
+            .stdin(stdin)
+            .build();
+        let attached = self
+            .docker
+            .attach_container(id, Some(options))
+            .await
+            .map_err(|e| api(format!("attach to helper {id}"), e))?;
+        self.docker
+            .start_container(id, None)
+            .await
+            .map_err(|e| api(format!("start helper {id}"), e))?;
+        Ok(attached)
+    }
+
+    /// The architecture an image was built for, as Go names it (`amd64`, `arm64`).
+    pub async fn image_arch(&self, image: &str) -> Result<String, DockerError> {
+        let inspected = self
+            .docker
+            .inspect_image(image)
+            .await
+            .map_err(|e| api(format!("inspect image {image}"), e))?;
+        Ok(inspected.architecture.unwrap_or_default())
     }
 
     /// Runs a started helper (`spec` has a script), removes it unless `keep`, and returns the

@@ -1,6 +1,7 @@
 //! dockyard: back up and restore Docker container volumes, streaming tar through zstd into a
 //! destination. The binary in `main.rs` is a thin shell around these modules.
 
+pub mod agent;
 pub mod archive;
 pub mod cli;
 pub mod commands;

@@ -11,6 +11,10 @@ use futures_util::FutureExt;
 use tracing_subscriber::EnvFilter;
 
 fn main() {
+    // Inside a helper container, as dockyard's agent: no flags, no logging, no runtime.
+    if let Some(code) = dockyard::agent::main_if_agent() {
+        std::process::exit(code);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => usage_error(e),

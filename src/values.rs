@@ -259,6 +259,20 @@ pub enum Addressing {
     Virtual,
 }
 
+/// Where a backup's tar is made and a restore's is unpacked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AgentMode {
+    /// dockyard's own (static) binary runs inside the helper: it reads the volume directly and
+    /// compresses there, so only compressed bytes leave the helper. Falls back to the engine's
+    /// archive endpoint, saying why, when the binary cannot run there.
+    #[default]
+    Auto,
+    /// Always the engine's archive endpoint (slower; the tar crosses the engine's API
+    /// uncompressed).
+    Never,
+}
+
 /// A cron schedule, in any of the dialects operators write:
 /// - five fields, `min hour day-of-month month day-of-week`, as in a crontab (day of week 0-7,
 ///   0 and 7 are Sunday; a day-of-month and a day-of-week both given match either, as in cron);

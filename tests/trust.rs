@@ -5,7 +5,7 @@
 mod common;
 
 use common::forge;
-use common::{dest_dir, dockyard, list, App};
+use common::{dest_dir, dockyard, getxattr, list, setxattr, App};
 
 fn id_of(dest: &std::path::Path) -> String {
     list(dest)[0]["id"].as_str().unwrap().to_string()
@@ -95,24 +95,6 @@ touch -d "1999-01-01 00:00:00" emptydir "$D1/$D2" "$D1"
     assert_eq!(fresh.tree("/srv/media"), before);
 }
 
-/// Reads an xattr of a file on this host (the volume's directory), `None` if it has none.
-fn getxattr(path: &std::path::Path, name: &str) -> Option<Vec<u8>> {
-    use std::os::unix::ffi::OsStrExt;
-    let p = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
-    let n = std::ffi::CString::new(name).unwrap();
-    let mut buf = vec![0u8; 256];
-    // SAFETY: valid NUL-terminated strings and a buffer of the given length.
-    let len = unsafe {
-        libc::lgetxattr(
-            p.as_ptr(),
-            n.as_ptr(),
-            buf.as_mut_ptr() as *mut libc::c_void,
-            buf.len(),
-        )
-    };
-    (len >= 0).then(|| buf[..len as usize].to_vec())
-}
-
 #[test]
 fn capabilities_and_exact_times_reach_the_restored_files() {
     // security.capability, as `setcap cap_net_bind_service=+ep` writes it (the engine carries
@@ -121,21 +103,7 @@ fn capabilities_and_exact_times_reach_the_restored_files() {
     let app = App::running("xattr", &["/srv/media"]);
     app.sh("cp /bin/busybox /srv/media/server && chmod 755 /srv/media/server");
     let file = app.mount_source("/srv/media").join("server");
-    {
-        use std::os::unix::ffi::OsStrExt;
-        let p = std::ffi::CString::new(file.as_os_str().as_bytes()).unwrap();
-        // SAFETY: valid NUL-terminated strings and a buffer of the given length.
-        let rc = unsafe {
-            libc::lsetxattr(
-                p.as_ptr(),
-                c"security.capability".as_ptr(),
-                cap.as_ptr() as *const libc::c_void,
-                cap.len(),
-                0,
-            )
-        };
-        assert_eq!(rc, 0, "setting the capability failed");
-    }
+    setxattr(&file, "security.capability", cap);
     let (_tmp, dest) = dest_dir();
     let d = dest.to_str().unwrap();
     dockyard(&["backup", &app.name, "--to", d]).ok();

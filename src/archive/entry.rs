@@ -8,7 +8,7 @@ use std::io::Read;
 use tar::EntryType;
 
 /// The kinds of entry an archive may hold; anything else is refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Kind {
     /// A regular file with data.
     File,
@@ -303,7 +303,7 @@ pub fn trim_slash(name: &[u8]) -> &[u8] {
 }
 
 /// What a restore does with entries that can hand out privileges.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Privileges {
     /// Create device nodes (refused by default: a device node in a volume can expose the host's
     /// disks to whoever can open it).

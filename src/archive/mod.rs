@@ -7,6 +7,7 @@
 //! container, and `names` holds the pure rules that keep every entry inside its path.
 
 pub mod entry;
+pub mod exclude;
 pub mod listing;
 pub mod names;
 pub mod pack;

@@ -7,6 +7,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use super::entry::{self, Kind};
+use super::exclude::Globs;
 use super::names::{check_relative, prefix_for, rebase, relative};
 use super::writer::TarWriter;
 use crate::pipeline::streams::CountingWriter;
@@ -25,6 +26,8 @@ pub struct Source {
     /// Names relative to the path to leave out, each with everything below it: nested mount points
     /// (backed up as paths of their own). dockyard's restore work directories are always left out.
     pub exclude: Vec<Vec<u8>>,
+    /// The user's `--exclude` globs.
+    pub globs: Globs,
 }
 
 /// What a finished archive contains.
@@ -55,23 +58,17 @@ pub fn pack<W: Write>(
     compression: Compression,
     written: Option<Arc<AtomicU64>>,
 ) -> io::Result<(PackStats, W)> {
-    let mut encoder =
-        zstd::stream::write::Encoder::new(CountingWriter::new(out, written), compression.level)?;
-    encoder.include_checksum(true)?;
-    if compression.workers > 0 {
-        encoder.multithread(compression.workers)?;
-        encoder.set_parameter(zstd::stream::raw::CParameter::JobSize(ZSTD_JOB_SIZE))?;
-    }
+    let encoder = encoder(CountingWriter::new(out, written), compression)?;
     let mut writer = TarWriter::new(encoder);
     let mut entries = 0;
     for source in sources {
-        entries += copy_entries(&mut writer, source.reader, &source.path, &source.exclude)
-            .map_err(|e| {
-                io::Error::new(
-                    e.kind(),
-                    format!("while reading {} from the engine: {e}", source.path),
-                )
-            })?;
+        let path = source.path.clone();
+        entries += copy_entries(&mut writer, source).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("while reading {path} from the engine: {e}"),
+            )
+        })?;
     }
     let tar_bytes = writer.bytes;
     let compressed = writer.finish()?.finish()?;
@@ -86,6 +83,21 @@ pub fn pack<W: Write>(
     ))
 }
 
+/// The archive's zstd encoder over `out`: frames with a content checksum, multi-threaded with
+/// small jobs when `compression` has workers.
+pub fn encoder<W: Write>(
+    out: W,
+    compression: Compression,
+) -> io::Result<zstd::stream::write::Encoder<'static, W>> {
+    let mut encoder = zstd::stream::write::Encoder::new(out, compression.level)?;
+    encoder.include_checksum(true)?;
+    if compression.workers > 0 {
+        encoder.multithread(compression.workers)?;
+        encoder.set_parameter(zstd::stream::raw::CParameter::JobSize(ZSTD_JOB_SIZE))?;
+    }
+    Ok(encoder)
+}
+
 /// Whether `rel` is one of `exclude` or lies below one.
 pub fn excluded(rel: &[u8], exclude: &[Vec<u8>]) -> bool {
     exclude
@@ -95,13 +107,14 @@ pub fn excluded(rel: &[u8], exclude: &[Vec<u8>]) -> bool {
 
 /// Copies every entry of one engine stream into the archive under the path's prefix, keeping
 /// type, mode, owner, times, link targets and xattrs, with names rebased onto the prefix.
-fn copy_entries<W: Write>(
-    writer: &mut TarWriter<W>,
-    reader: impl Read,
-    path: &str,
-    exclude: &[Vec<u8>],
-) -> io::Result<u64> {
-    let prefix = prefix_for(path);
+fn copy_entries<W: Write>(writer: &mut TarWriter<W>, source: Source) -> io::Result<u64> {
+    let Source {
+        path,
+        reader,
+        mut exclude,
+        globs,
+    } = source;
+    let prefix = prefix_for(&path);
     let invalid = |m: String| io::Error::new(io::ErrorKind::InvalidData, m);
     let mut archive = tar::Archive::new(reader);
     let mut count = 0;
@@ -111,7 +124,12 @@ fn copy_entries<W: Write>(
         let name = rebase(&meta.name, &prefix);
         let rel = relative(&name, &prefix).unwrap_or_default().to_vec();
         let top = rel.split(|&b| b == b'/').next().unwrap_or_default();
-        if excluded(&rel, exclude) || crate::swap::is_work_name(top) {
+        if excluded(&rel, &exclude) || crate::swap::is_work_name(top) {
+            continue;
+        }
+        if globs.matches(&path, &rel) {
+            // Everything below a left-out directory goes too.
+            exclude.push(rel);
             continue;
         }
         check_relative(&rel)

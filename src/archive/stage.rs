@@ -18,7 +18,7 @@ use crate::pipeline::streams::HashingReader;
 pub const ENGINE_MAX_SECS: i64 = 9_223_372_036;
 
 /// The restored path's own metadata, applied to it after the swap.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct RootMeta {
     /// Permission bits.
     pub mode: u32,
@@ -31,7 +31,7 @@ pub struct RootMeta {
 }
 
 /// What to stage and where.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct StageSpec {
     /// The backed-up container path, e.g. `/srv/media`.
     pub path: String,
@@ -52,7 +52,7 @@ pub struct StageSpec {
 }
 
 /// A time the engine would not keep: set it after extraction.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Fixup {
     /// Name relative to the path.
     pub rel: Vec<u8>,
@@ -61,7 +61,7 @@ pub struct Fixup {
 }
 
 /// What staging wrote.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Staged {
     /// Entries written.
     pub entries: u64,

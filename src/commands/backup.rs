@@ -13,6 +13,8 @@ use serde_json::json;
 
 use super::quiesce::{self, Quiesce};
 use super::Ctx;
+use crate::agent::host::{self, Ended, Unavailable};
+use crate::agent::{PackJob, PackPath};
 use crate::archive::pack::{pack, PackStats, Source};
 use crate::destination::{put_bytes, Destination};
 use crate::docker::{ContainerInfo, DockerError, Engine, HelperSpec, Mount};
@@ -22,6 +24,7 @@ use crate::pipeline::streams::{CountingReader, ReadAhead};
 use crate::pipeline::{stream_into, Broken};
 use crate::progress::Progress;
 use crate::settings::BackupSettings;
+use crate::values::AgentMode;
 
 /// Runs `dockyard backup` (or `snapshot`) and prints its summary.
 pub async fn run(ctx: &Ctx, s: BackupSettings) -> Result<()> {
@@ -195,32 +198,22 @@ pub async fn backup(
         .helper_image
         .clone()
         .unwrap_or_else(|| info.image_id.clone());
-    let helper = engine
-        .create_helper(HelperSpec::archive(&info, &image, true))
-        .await?;
     let progress = Progress::start(format!("backup {}", info.name), show_progress);
     let name = manifest::archive_name(&id);
-    let streamed = stream_archive(
+    let job = Job {
         engine,
-        &helper,
-        &info,
-        &paths,
-        dest.as_ref(),
-        &name,
+        info: &info,
+        image: &image,
+        paths: &paths,
+        dest: dest.as_ref(),
+        name: &name,
         s,
-        &progress,
-    )
-    .await;
+        progress: &progress,
+    };
+    let streamed = write_archive(&job).await;
     let secs = progress.elapsed().as_secs_f64();
     progress.finish();
-    let written = match streamed {
-        Ok(w) => Ok(w),
-        Err(e) => {
-            let _ = engine.remove_helper(&helper).await;
-            Err(e)
-        }
-    };
-    let (upload, stats, sha256) = written?;
+    let (upload, stats, sha256) = streamed?;
 
     let mut m = Manifest {
         format: crate::manifest::FORMAT,
@@ -269,9 +262,6 @@ pub async fn backup(
         Err(e) => Err(e),
     };
     drop(critical);
-    if let Err(e) = engine.remove_helper(&helper).await {
-        tracing::warn!(helper = %helper, error = %e, "could not remove the helper container; the next run will");
-    }
     if let Err(e) = stored {
         // Without its manifest the archive is invisible; do not leave it taking space.
         let _ = dest.delete(&name).await;
@@ -308,20 +298,149 @@ pub fn redact_env(inspect: &mut serde_json::Value, salt: &str) {
     }
 }
 
+/// One archive to write: what from, where to, how.
+struct Job<'a> {
+    engine: &'a Engine,
+    info: &'a ContainerInfo,
+    /// The helper image.
+    image: &'a str,
+    paths: &'a [PathRecord],
+    dest: &'a dyn Destination,
+    /// The archive's object name.
+    name: &'a str,
+    s: &'a BackupSettings,
+    progress: &'a Progress,
+}
+
+/// What [`write_archive`] returns: the upload to commit, the stats and the archive's sha256.
+type Written = (Box<dyn crate::destination::Upload>, PackStats, String);
+
+/// Writes the archive through the agent when it can run in the helper, else through the engine's
+/// archive endpoint; one log line says which and why. On failure the upload is aborted.
+async fn write_archive(job: &Job<'_>) -> Result<Written> {
+    let why = match job.s.agent {
+        AgentMode::Never => Unavailable("--agent never".into()),
+        AgentMode::Auto => match through_agent(job).await? {
+            Ok(written) => return Ok(written),
+            Err(why) => why,
+        },
+    };
+    tracing::info!(container = %job.info.name, "backing up through the engine's archive endpoint: {why}");
+    let helper = job
+        .engine
+        .create_helper(HelperSpec::archive(job.info, job.image, true))
+        .await?;
+    let streamed = stream_archive(job, &helper).await;
+    // The streams are closed: the engine removes a helper only once no read from it is open.
+    if let Err(e) = job.engine.remove_helper(&helper).await {
+        tracing::warn!(helper = %helper, error = %e, "could not remove the helper container; the next run will");
+    }
+    streamed
+}
+
+/// Runs `agent pack` in a helper and streams its compressed archive into the destination. The
+/// inner `Err` means the agent could not run (nothing was uploaded) and says why.
+async fn through_agent(job: &Job<'_>) -> Result<Result<Written, Unavailable>> {
+    let pack_job = PackJob {
+        paths: job
+            .paths
+            .iter()
+            .map(|p| PackPath {
+                path: p.path.clone(),
+                nested: nested_mounts(job.info, &p.path)
+                    .into_iter()
+                    .map(|n| String::from_utf8_lossy(&n).into_owned())
+                    .collect(),
+            })
+            .collect(),
+        level: job.s.compression.level,
+        exclude: job.s.exclude.patterns().to_vec(),
+    };
+    let (packing, archive) =
+        match host::start_pack(job.engine, job.info, job.image, &pack_job).await {
+            Ok(p) => p,
+            Err(why) => return Ok(Err(why)),
+        };
+    tracing::info!(container = %job.info.name, "backing up through dockyard's agent in the helper");
+    let upload = match job.dest.put(job.name).await {
+        Ok(u) => u,
+        Err(e) => {
+            packing.abandon(job.engine).await;
+            return Err(e.into());
+        }
+    };
+    let mut reader = CountingReader::new(
+        ReadAhead::new(tokio::runtime::Handle::current(), archive),
+        job.progress.written.clone(),
+    );
+    let streamed = stream_into(upload, move |mut writer| {
+        let n = std::io::copy(&mut reader, &mut writer)?;
+        Ok((n, writer))
+    })
+    .await;
+    let what = || format!("back up container {:?} through the agent", job.info.name);
+    let (upload, size, sha256) = match streamed {
+        Ok(done) => done,
+        Err(broken) => {
+            packing.abandon(job.engine).await;
+            return Err(match broken {
+                Broken::Destination(e) => anyhow::Error::from(e).context(format!(
+                    "backup of {} to {}",
+                    job.info.name,
+                    job.dest.describe()
+                )),
+                Broken::Producer(e) => DockerError::Api {
+                    action: what(),
+                    message: e.to_string(),
+                }
+                .into(),
+            });
+        }
+    };
+    match packing.finish(job.engine, size).await {
+        Ok(Ended::Done(r)) => Ok(Ok((
+            upload,
+            PackStats {
+                tar_bytes: r.tar_bytes,
+                entries: r.entries,
+                size,
+            },
+            sha256,
+        ))),
+        Ok(Ended::NeverRan(why)) => {
+            upload.abort().await;
+            tracing::warn!(container = %job.info.name, "dockyard's agent could not run in the helper: {why}");
+            Ok(Err(why))
+        }
+        Ok(Ended::Failed(message)) => {
+            upload.abort().await;
+            Err(DockerError::Api {
+                action: what(),
+                message,
+            }
+            .into())
+        }
+        Err(e) => {
+            upload.abort().await;
+            Err(e.into())
+        }
+    }
+}
+
 /// Streams every path through the packer into `dest` as object `name`, and returns the upload
 /// (for the caller to commit), the pack stats and the archive's hex sha256 (hashed here, beside
 /// the packer thread). On failure the upload is aborted.
-#[allow(clippy::too_many_arguments)]
-async fn stream_archive(
-    engine: &Engine,
-    helper: &str,
-    info: &ContainerInfo,
-    paths: &[PathRecord],
-    dest: &dyn Destination,
-    name: &str,
-    s: &BackupSettings,
-    progress: &Progress,
-) -> Result<(Box<dyn crate::destination::Upload>, PackStats, String)> {
+async fn stream_archive(job: &Job<'_>, helper: &str) -> Result<Written> {
+    let Job {
+        engine,
+        info,
+        paths,
+        dest,
+        name,
+        s,
+        progress,
+        ..
+    } = *job;
     let sources: Vec<Source> = paths
         .iter()
         .map(|p| {
@@ -331,6 +450,7 @@ async fn stream_archive(
                 path: p.path.clone(),
                 reader: Box::new(CountingReader::new(reader, progress.read.clone())),
                 exclude: nested_mounts(info, &p.path),
+                globs: s.exclude.clone(),
             }
         })
         .collect();

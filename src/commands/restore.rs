@@ -19,10 +19,12 @@ use super::backup::backup;
 use super::quiesce::{self, Quiesce};
 use super::restore_report::{render, shorten, DryRun, Outcome, Restored, SafetyBackup};
 use super::Ctx;
+use crate::agent::host::{self, Unavailable, UnpackFailed};
+use crate::agent::UnpackJob;
 use crate::archive::entry::{Kind, Privileges};
 use crate::archive::listing::{self, Origin};
 use crate::archive::pack::Compression;
-use crate::archive::stage::{private_dir, private_file, stage, RootMeta, StageSpec, Staged};
+use crate::archive::stage::{stage, RootMeta, StageSpec, Staged};
 use crate::archive::writer::TarWriter;
 use crate::destination::{DestSpec, Destination};
 use crate::docker::{ContainerInfo, DockerError, Engine, HelperSpec, Mount, Role};
@@ -35,7 +37,9 @@ use crate::progress::Progress;
 use crate::settings::{BackupSettings, RestoreSettings};
 use crate::shell;
 use crate::swap::journal::{FileRecord, Journal, PathRecord};
+use crate::swap::member::stage_member;
 use crate::swap::{self, recover};
+use crate::values::AgentMode;
 
 /// Runs `dockyard restore` and prints what it did; with `--stop`, with the target (and others)
 /// stopped around it.
@@ -458,6 +462,8 @@ async fn safety_backup(
             workers: crate::values::zstd_workers(),
         },
         helper_image: s.helper_image.clone(),
+        agent: s.agent,
+        exclude: Default::default(),
         snapshot: false,
         include_env: false,
         stop: Vec::new(),
@@ -624,10 +630,15 @@ async fn stage_all(
         helper: &stager,
         dest,
         m,
+        files: plan.file_records(),
         show_progress: ctx.output.progress,
     };
     let mut staged = Vec::new();
     let mut result: Result<()> = Ok(());
+    let mut agent = match s.agent {
+        AgentMode::Auto => Ok(()),
+        AgentMode::Never => Err(Unavailable("--agent never".into())),
+    };
     'members: for member in &plan.dirs {
         for p in &member.paths {
             let preamble = if p.k == 0 {
@@ -643,6 +654,29 @@ async fn stage_all(
                 privileges: s.privileges,
                 root: Kind::Dir,
             };
+            if agent.is_ok() {
+                let job = UnpackJob {
+                    mount: member.mount.clone(),
+                    spec: spec.clone(),
+                    k: p.k,
+                    journal: preamble.clone(),
+                    sha256: m.sha256.clone(),
+                };
+                match stage_by_agent(&source, target, image, &job).await {
+                    Ok(st) => {
+                        staged.push(st);
+                        continue;
+                    }
+                    Err(AgentStaging::Unavailable(why)) => agent = Err(why),
+                    Err(AgentStaging::Error(e)) => {
+                        result = Err(e.context(format!("staging {} of backup {}", p.path, m.id)));
+                        break 'members;
+                    }
+                }
+            }
+            if let Err(why) = &agent {
+                tracing::info!(container = %target.name, path = %p.path, "staging through the engine's archive endpoint: {why}");
+            }
             match stage_one(&source, &member.mount, spec, p.k, preamble).await {
                 Ok(st) => staged.push(st),
                 Err(e) => {
@@ -681,12 +715,79 @@ async fn stage_all(
     Ok(staged)
 }
 
+/// Why staging through the agent did not happen.
+enum AgentStaging {
+    /// The agent could not run; nothing was written.
+    Unavailable(Unavailable),
+    /// Staging failed.
+    Error(anyhow::Error),
+}
+
+/// Stages one directory path through `agent unpack`: the archive's compressed bytes go to the
+/// agent, which checks, decodes and writes them inside the volume.
+async fn stage_by_agent(
+    source: &Source<'_>,
+    target: &ContainerInfo,
+    image: &str,
+    job: &UnpackJob,
+) -> Result<Staged, AgentStaging> {
+    let Source {
+        engine, dest, m, ..
+    } = *source;
+    let error = |e: anyhow::Error| AgentStaging::Error(e);
+    let archive = dest.get(&m.archive).await.map_err(|e| error(e.into()))?;
+    let (binds, _) = recover::file_binds(&source.files);
+    let progress = Progress::sized(
+        format!("restore into {}", job.spec.path),
+        Some(m.size),
+        source.show_progress,
+    );
+    let unpacked = host::unpack(
+        engine,
+        target,
+        image,
+        binds,
+        job,
+        archive,
+        progress.read.clone(),
+    )
+    .await;
+    progress.finish();
+    match unpacked {
+        Ok(staged) => Ok(staged),
+        Err(UnpackFailed::Unavailable(why)) => Err(AgentStaging::Unavailable(why)),
+        Err(UnpackFailed::Source(error)) => Err(AgentStaging::Error(
+            crate::destination::DestError::Io {
+                dest: dest.describe(),
+                action: format!("read {}", m.archive),
+                error,
+            }
+            .into(),
+        )),
+        Err(UnpackFailed::Refused(why)) => Err(AgentStaging::Error(
+            Failure::verify(format!("backup {}: {why}", m.id)).into(),
+        )),
+        Err(UnpackFailed::Failed(message)) => Err(AgentStaging::Error(
+            DockerError::Api {
+                action: format!(
+                    "stage {} into container {:?} through dockyard's agent",
+                    job.spec.path, target.name
+                ),
+                message,
+            }
+            .into(),
+        )),
+    }
+}
+
 /// What staging reads (the archive at its destination) and writes through (a helper).
 struct Source<'a> {
     engine: &'a Engine,
     helper: &'a str,
     dest: &'a dyn Destination,
     m: &'a Manifest,
+    /// Single files staged beside their host files (their directories are bound into helpers).
+    files: Vec<FileRecord>,
     /// Show a progress bar on a terminal.
     show_progress: bool,
 }
@@ -702,36 +803,7 @@ async fn stage_one(
 ) -> Result<Staged> {
     let sha = source.m.sha256.clone();
     stage_through(source, mount, move |r, w| {
-        if let Some(text) = journal {
-            w.append(
-                &private_dir(swap::WORK_DIR.as_bytes()),
-                &mut std::io::empty(),
-            )?;
-            w.append(
-                &private_file(swap::JOURNAL.as_bytes(), text.len()),
-                &mut text.as_bytes(),
-            )?;
-            let phase = b"staging\n";
-            w.append(
-                &private_file(swap::PHASE.as_bytes(), phase.len()),
-                &mut &phase[..],
-            )?;
-        }
-        w.append(&private_dir(&spec.into), &mut std::io::empty())?;
-        let staged = stage(r, &sha, &spec, w)?;
-        let mut fixups = String::new();
-        for f in &staged.fixups {
-            fixups += &format!(
-                "{} {}\n",
-                f.secs,
-                crate::archive::names::octal_escape(&f.rel)
-            );
-        }
-        w.append(
-            &private_file(swap::fixups_file(k).as_bytes(), fixups.len()),
-            &mut fixups.as_bytes(),
-        )?;
-        Ok(staged)
+        stage_member(r, &sha, &spec, k, journal.as_deref(), w)
     })
     .await
 }
@@ -770,6 +842,7 @@ where
         dest,
         m,
         show_progress,
+        ..
     } = *source;
     let (writer, rx) = streams::channel();
     let progress = Progress::sized(format!("restore into {into}"), Some(m.size), show_progress);

@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use super::{stop_list, BackupSettings, LogsSettings, ShipSettings};
+use crate::archive::exclude::Globs;
 use crate::archive::pack::Compression;
 use crate::config::{self, Config, DestinationConfig, JobConfig, LogJobConfig};
 use crate::destination::{DestSpec, RemoteOptions};
@@ -159,6 +160,9 @@ fn backup_plan(
                     workers: zstd_workers(),
                 },
                 helper_image: job.helper_image.clone(),
+                agent: job.agent.unwrap_or_default(),
+                exclude: Globs::new(&job.exclude)
+                    .map_err(|e| Failure::usage(format!("job {name:?}: {e}")))?,
                 snapshot: false,
                 include_env: false,
                 stop: stop_list(&job.container, job.stop_during_backup, &job.stop_also),

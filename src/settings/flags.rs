@@ -6,6 +6,7 @@ use super::{
     ShipSettings,
 };
 use crate::archive::entry::Privileges;
+use crate::archive::exclude::Globs;
 use crate::archive::pack::Compression;
 use crate::cli::{
     BackupArgs, Cli, Command, LogDirArgs, LogsAction, LogsArgs, PolicyArgs, RotateArgs, ShipArgs,
@@ -104,6 +105,7 @@ impl Settings {
                     stop: stop_list(&a.container, a.stop.stop, &a.stop.stop_also),
                     stop_timeout: a.stop.stop_timeout,
                     helper_image: a.helper_image,
+                    agent: a.agent.agent,
                 })
             }
             Command::Logs(a) => Action::Logs(logs(*a, &dest)?),
@@ -136,6 +138,8 @@ fn backup(
         stop_timeout: a.stop.stop_timeout,
         container: a.container,
         helper_image: a.helper_image,
+        agent: a.agent.agent,
+        exclude: Globs::new(&a.exclude).map_err(Failure::usage)?,
         snapshot,
         include_env: false,
         pre_hook: a.pre_hook,

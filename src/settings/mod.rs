@@ -7,10 +7,12 @@ pub mod file;
 pub mod flags;
 pub mod notify;
 
+use crate::archive::exclude::Globs;
 use crate::archive::pack::Compression;
 use crate::destination::{DestSpec, RemoteOptions};
 use crate::logs::reopen::Reopen;
 use crate::retention::Policy;
+use crate::values::AgentMode;
 
 pub use file::JobPlan;
 
@@ -155,6 +157,10 @@ pub struct BackupSettings {
     pub compression: Compression,
     /// Helper image override.
     pub helper_image: Option<String>,
+    /// Whether dockyard's agent packs inside the helper.
+    pub agent: AgentMode,
+    /// Names left out of the backup.
+    pub exclude: Globs,
     /// A snapshot: record image digests and the container's inspect data too.
     pub snapshot: bool,
     /// With `snapshot`: keep the environment's values in clear.
@@ -200,6 +206,8 @@ pub struct RestoreSettings {
     pub stop_timeout: u32,
     /// Helper image override.
     pub helper_image: Option<String>,
+    /// Whether dockyard's agent works inside the helpers (the safety backup).
+    pub agent: AgentMode,
 }
 
 /// The containers to stop, in stop order: `container` and then `also`, or none without `stop`.

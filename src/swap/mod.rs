@@ -5,6 +5,7 @@
 //! (once its swap began) or removes it (before that). Backups leave these directories out.
 
 pub mod journal;
+pub mod member;
 pub mod recover;
 
 /// The work directory's name at the root of each restored mount.

@@ -305,6 +305,7 @@ pub fn dockyard_cmd(args: &[&str], env: &[(&str, &str)]) -> Command {
         "DOCKYARD_S3_ENDPOINT",
         "AWS_ENDPOINT_URL",
         "AWS_PROFILE",
+        "DOCKYARD_AGENT",
     ] {
         cmd.env_remove(var);
     }
@@ -320,6 +321,42 @@ pub fn dockyard_env(args: &[&str], env: &[(&str, &str)]) -> Run {
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
+}
+
+/// Reads an xattr of a file on this host (a volume's directory), `None` if it has none.
+pub fn getxattr(path: &Path, name: &str) -> Option<Vec<u8>> {
+    use std::os::unix::ffi::OsStrExt;
+    let p = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    let n = std::ffi::CString::new(name).unwrap();
+    let mut buf = vec![0u8; 256];
+    // SAFETY: valid NUL-terminated strings and a buffer of the given length.
+    let len = unsafe {
+        libc::lgetxattr(
+            p.as_ptr(),
+            n.as_ptr(),
+            buf.as_mut_ptr() as *mut libc::c_void,
+            buf.len(),
+        )
+    };
+    (len >= 0).then(|| buf[..len as usize].to_vec())
+}
+
+/// Sets an xattr of a file on this host (a volume's directory); panics if refused.
+pub fn setxattr(path: &Path, name: &str, value: &[u8]) {
+    use std::os::unix::ffi::OsStrExt;
+    let p = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    let n = std::ffi::CString::new(name).unwrap();
+    // SAFETY: valid NUL-terminated strings and a value of the given length.
+    let rc = unsafe {
+        libc::lsetxattr(
+            p.as_ptr(),
+            n.as_ptr(),
+            value.as_ptr() as *const libc::c_void,
+            value.len(),
+            0,
+        )
+    };
+    assert_eq!(rc, 0, "setting {name} on {} failed", path.display());
 }
 
 /// Parses `dockyard list --json`.

@@ -1,0 +1,414 @@
+//! The host side of the agent: whether this binary can run inside a helper (statically linked,
+//! the image's architecture), and running `agent pack` there with its archive streamed back over
+//! the engine's attach stream. Anything that stops the agent before it wrote a byte is
+//! [`Unavailable`], and the caller takes the engine's archive endpoint instead.
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use bollard::container::LogOutput;
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+
+use super::{PackJob, PackReport, IN_HELPER, STATS, WARN};
+use crate::docker::{ContainerInfo, DockerError, Engine, HelperSpec, Role};
+
+/// Why the agent cannot run for this container; said in the log line that names the path taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unavailable(pub String);
+
+impl std::fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// This binary, if it can run in any container of its architecture: statically linked (no ELF
+/// interpreter to find in the image).
+pub fn binary() -> Result<PathBuf, Unavailable> {
+    let exe = std::env::current_exe()
+        .map_err(|e| Unavailable(format!("cannot find the running binary: {e}")))?;
+    let head =
+        read_head(&exe).map_err(|e| Unavailable(format!("cannot read {}: {e}", exe.display())))?;
+    match has_interpreter(&head) {
+        Some(false) => Ok(exe),
+        Some(true) => Err(Unavailable(format!(
+            "{} is dynamically linked, so it cannot run inside the helper (build it static: see the README's Install)",
+            exe.display()
+        ))),
+        None => Err(Unavailable(format!(
+            "{} is not a 64-bit little-endian ELF binary",
+            exe.display()
+        ))),
+    }
+}
+
+/// The first 64 KiB of a file: an ELF header and its program headers.
+fn read_head(path: &std::path::Path) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut head = Vec::new();
+    std::fs::File::open(path)?
+        .take(64 << 10)
+        .read_to_end(&mut head)?;
+    Ok(head)
+}
+
+/// Whether an ELF64 little-endian image names a program interpreter (`PT_INTERP`): dynamically
+/// linked. `None` if it is not such an image or its program headers are out of reach.
+fn has_interpreter(elf: &[u8]) -> Option<bool> {
+    const PT_INTERP: u32 = 3;
+    if elf.len() < 64 || &elf[..4] != b"\x7fELF" || elf[4] != 2 || elf[5] != 1 {
+        return None;
+    }
+    let u16_at = |o: usize| u16::from_le_bytes([elf[o], elf[o + 1]]) as usize;
+    let phoff = u64::from_le_bytes(elf[0x20..0x28].try_into().ok()?) as usize;
+    let (size, count) = (u16_at(0x36), u16_at(0x38));
+    let mut interp = false;
+    for i in 0..count {
+        let at = phoff.checked_add(i.checked_mul(size)?)?;
+        let kind = elf.get(at..at.checked_add(4)?)?;
+        interp |= u32::from_le_bytes(kind.try_into().ok()?) == PT_INTERP;
+    }
+    Some(interp)
+}
+
+/// This binary's architecture as the engine names an image's (`amd64`, `arm64`).
+fn go_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "powerpc64" => "ppc64le",
+        other => other,
+    }
+}
+
+/// Whether `image` is of this binary's architecture (an image that says nothing is taken to be).
+async fn check_image(engine: &Engine, image: &str) -> Result<(), Unavailable> {
+    let arch = engine
+        .image_arch(image)
+        .await
+        .map_err(|e| Unavailable(e.to_string()))?;
+    if !arch.is_empty() && arch != go_arch() {
+        return Err(Unavailable(format!(
+            "the helper image {image} is {arch}, this dockyard is {}",
+            go_arch()
+        )));
+    }
+    Ok(())
+}
+
+/// A running `agent pack`: the helper to finish and remove, and what it says on stderr.
+pub struct Packing {
+    /// The helper container running the agent.
+    pub helper: String,
+    stderr: Arc<Mutex<String>>,
+}
+
+/// The compressed archive, as the agent writes it.
+pub type Archive = std::pin::Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
+
+/// Starts `agent pack` for `job` in a helper borrowing `info`'s volumes read-only, from `image`.
+/// Returns [`Unavailable`] (nothing left behind) when the agent cannot run there.
+pub async fn start_pack(
+    engine: &Engine,
+    info: &ContainerInfo,
+    image: &str,
+    job: &PackJob,
+) -> Result<(Packing, Archive), Unavailable> {
+    let exe = binary()?;
+    check_image(engine, image).await?;
+    let json = serde_json::to_string(job).expect("job serialises");
+    let spec = HelperSpec {
+        container: info,
+        read_only: true,
+        image,
+        command: Some(vec![IN_HELPER.into(), "agent".into(), "pack".into(), json]),
+        user: None,
+        role: Role::Agent,
+        binds: Vec::new(),
+        stdin: false,
+    };
+    let helper = engine
+        .create_helper(spec)
+        .await
+        .map_err(|e| Unavailable(e.to_string()))?;
+    match launch(engine, &helper, &exe, false).await {
+        Ok(attached) => {
+            let stderr = Arc::new(Mutex::new(String::new()));
+            let archive: Archive = Box::pin(stdout_of(attached.output, stderr.clone()));
+            Ok((Packing { helper, stderr }, archive))
+        }
+        Err(e) => {
+            let _ = engine.remove_helper(&helper).await;
+            Err(Unavailable(e.to_string()))
+        }
+    }
+}
+
+/// Copies the binary into the created helper, then attaches to its output (and its input, when
+/// `stdin`) and starts it.
+async fn launch(
+    engine: &Engine,
+    helper: &str,
+    exe: &std::path::Path,
+    stdin: bool,
+) -> Result<bollard::container::AttachContainerResults, DockerError> {
+    let body = binary_tar(exe).await.map_err(|e| DockerError::Api {
+        action: format!("read {}", exe.display()),
+        message: e.to_string(),
+    })?;
+    engine.upload(helper, "/", body).await?;
+    engine.attach_and_start(helper, stdin).await
+}
+
+/// A one-entry tar stream holding the binary as `IN_HELPER` (mode 0755, root), read from disk as
+/// it is sent.
+async fn binary_tar(
+    exe: &std::path::Path,
+) -> io::Result<impl Stream<Item = io::Result<Bytes>> + Send + 'static> {
+    let file = tokio::fs::File::open(exe).await?;
+    let len = file.metadata().await?.len();
+    let mut h = tar::Header::new_gnu();
+    h.set_path(IN_HELPER.trim_start_matches('/'))?;
+    h.set_mode(0o755);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_size(len);
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_cksum();
+    let pad = ((512 - len % 512) % 512) as usize;
+    let head = futures_util::stream::iter([Ok(Bytes::copy_from_slice(h.as_bytes()))]);
+    let data = tokio_util::io::ReaderStream::with_capacity(
+        tokio::io::AsyncReadExt::take(file, len),
+        1 << 20,
+    );
+    let tail = futures_util::stream::iter([Ok(Bytes::from(vec![0u8; pad + 1024]))]);
+    Ok(head.chain(data).chain(tail))
+}
+
+/// The agent's stdout as a byte stream; its stderr is collected into `stderr` on the way.
+fn stdout_of(
+    output: std::pin::Pin<Box<dyn Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>>,
+    stderr: Arc<Mutex<String>>,
+) -> impl Stream<Item = io::Result<Bytes>> + Send + 'static {
+    output.filter_map(move |item| {
+        let stderr = stderr.clone();
+        async move {
+            match item {
+                Ok(LogOutput::StdOut { message }) => Some(Ok(message)),
+                Ok(LogOutput::StdErr { message }) => {
+                    let mut text = stderr.lock().unwrap();
+                    // Bounded: an agent failing in a loop cannot fill memory.
+                    if text.len() < 1 << 20 {
+                        text.push_str(&String::from_utf8_lossy(&message));
+                    }
+                    None
+                }
+                Ok(_) => None,
+                Err(e) => Some(Err(io::Error::other(format!(
+                    "the engine's attach stream broke: {e}"
+                )))),
+            }
+        }
+    })
+}
+
+/// What the agent said on stderr: its closing report, if any, and its error lines. Its warnings
+/// are logged here.
+fn said<T: serde::de::DeserializeOwned>(stderr: &Mutex<String>) -> (Option<T>, Vec<String>) {
+    let text = stderr.lock().unwrap().clone();
+    let mut report = None;
+    let mut errors = Vec::new();
+    for line in text.lines() {
+        if let Some(w) = line.strip_prefix(WARN) {
+            tracing::warn!("{w}");
+        } else if let Some(s) = line.strip_prefix(STATS) {
+            report = serde_json::from_str(s).ok();
+        } else if !line.trim().is_empty() {
+            errors.push(line.trim().to_string());
+        }
+    }
+    (report, errors)
+}
+
+/// How `agent pack` ended.
+#[derive(Debug)]
+pub enum Ended {
+    /// The archive is whole.
+    Done(PackReport),
+    /// It failed; nothing of the archive had been sent, so the engine path may take over.
+    NeverRan(Unavailable),
+    /// It failed part-way (its message).
+    Failed(String),
+}
+
+impl Packing {
+    /// Removes the helper without waiting for the agent: its archive was abandoned.
+    pub async fn abandon(self, engine: &Engine) {
+        let _ = engine.remove_helper(&self.helper).await;
+    }
+
+    /// Waits for the agent to exit after its archive was read to the end, logs its warnings,
+    /// and says how it ended; `sent` is how many archive bytes arrived. The helper is removed
+    /// either way.
+    pub async fn finish(self, engine: &Engine, sent: u64) -> Result<Ended, DockerError> {
+        let code = engine.wait(&self.helper).await;
+        let _ = engine.remove_helper(&self.helper).await;
+        let code = code?;
+        let (report, errors) = said::<PackReport>(&self.stderr);
+        let message = if errors.is_empty() {
+            format!("the agent exited with code {code}")
+        } else {
+            errors.join("; ")
+        };
+        // The agent's own errors say so; anything else (exec refused, a missing loader) means it
+        // never ran.
+        let ran = errors.iter().any(|e| e.starts_with(super::ERROR));
+        Ok(match (code, report) {
+            (0, Some(r)) => Ended::Done(r),
+            _ if sent == 0 && !ran => Ended::NeverRan(Unavailable(message)),
+            _ => Ended::Failed(message),
+        })
+    }
+}
+
+/// Why `agent unpack` did not stage a path.
+#[derive(Debug)]
+pub enum UnpackFailed {
+    /// It could not run; nothing was written, and the engine path may take over.
+    Unavailable(Unavailable),
+    /// Reading the archive from its destination failed (the transport, not the archive).
+    Source(io::Error),
+    /// The archive's content was refused (a check failed, the sha256 differs).
+    Refused(String),
+    /// Anything else: a write into the volume failed, the engine broke off.
+    Failed(String),
+}
+
+/// Runs `agent unpack` for `job` in a helper from `image` that borrows `target`'s volumes
+/// read-write (plus `binds`), and feeds it `archive` from its destination, hashing what is sent:
+/// the bytes must hash to the manifest's sha256 here as well as in the agent. Returns what
+/// staging wrote. The helper is removed on every way out.
+pub async fn unpack(
+    engine: &Engine,
+    target: &ContainerInfo,
+    image: &str,
+    binds: Vec<String>,
+    job: &super::UnpackJob,
+    mut archive: crate::destination::ObjectReader,
+    sent: Arc<std::sync::atomic::AtomicU64>,
+) -> Result<crate::archive::stage::Staged, UnpackFailed> {
+    use sha2::{Digest, Sha256};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let exe = binary().map_err(UnpackFailed::Unavailable)?;
+    check_image(engine, image)
+        .await
+        .map_err(UnpackFailed::Unavailable)?;
+    let json = serde_json::to_string(job).expect("job serialises");
+    let spec = HelperSpec {
+        container: target,
+        read_only: false,
+        image,
+        command: Some(vec![
+            IN_HELPER.into(),
+            "agent".into(),
+            "unpack".into(),
+            json,
+        ]),
+        user: None,
+        role: Role::Agent,
+        binds,
+        stdin: true,
+    };
+    let unavailable = |e: DockerError| UnpackFailed::Unavailable(Unavailable(e.to_string()));
+    let helper = engine.create_helper(spec).await.map_err(unavailable)?;
+    let attached = match launch(engine, &helper, &exe, true).await {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = engine.remove_helper(&helper).await;
+            return Err(unavailable(e));
+        }
+    };
+    let stderr = Arc::new(Mutex::new(String::new()));
+    let mut output = Box::pin(stdout_of(attached.output, stderr.clone()));
+    let drained = tokio::spawn(async move { while output.next().await.is_some() {} });
+    let mut input = attached.input;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    let mut source_failed = None;
+    loop {
+        let n = match archive.read(&mut buf).await {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) => {
+                source_failed = Some(e);
+                break;
+            }
+        };
+        hasher.update(&buf[..n]);
+        // The agent stops reading when it fails: its own message says why.
+        if input.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+        total += n as u64;
+        sent.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+    if let Some(e) = source_failed {
+        let _ = engine.remove_helper(&helper).await;
+        drained.abort();
+        return Err(UnpackFailed::Source(e));
+    }
+    let _ = input.shutdown().await;
+    drop(input);
+    let _ = drained.await;
+    let code = engine.wait(&helper).await;
+    let _ = engine.remove_helper(&helper).await;
+    let code = code.map_err(|e| UnpackFailed::Failed(e.to_string()))?;
+    let (staged, errors) = said(&stderr);
+    if let Some(refused) = errors.iter().find_map(|e| e.strip_prefix(super::REFUSED)) {
+        return Err(UnpackFailed::Refused(refused.to_string()));
+    }
+    let ran = errors.iter().any(|e| e.starts_with(super::ERROR));
+    match (code, staged) {
+        (0, Some(staged)) => {
+            let sha = hex::encode(hasher.finalize());
+            if sha != job.sha256 {
+                return Err(UnpackFailed::Refused(format!(
+                    "archive changed since it was verified (sha256 now {sha}, {total} bytes)"
+                )));
+            }
+            Ok(staged)
+        }
+        _ if !ran && total == 0 => Err(UnpackFailed::Unavailable(Unavailable(format!(
+            "the agent exited with code {code}: {}",
+            errors.join("; ")
+        )))),
+        _ => Err(UnpackFailed::Failed(if errors.is_empty() {
+            format!("the agent exited with code {code}")
+        } else {
+            errors.join("; ")
+        })),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_test_binary_and_a_forged_header_are_read_right() {
+        let head = read_head(&std::env::current_exe().unwrap()).unwrap();
+        // Built static (.cargo/config.toml), as the agent must be.
+        assert_eq!(has_interpreter(&head), Some(false));
+        let dynamic = read_head(std::path::Path::new("/bin/sh")).unwrap();
+        assert_eq!(has_interpreter(&dynamic), Some(true));
+        assert_eq!(has_interpreter(b"#!/bin/sh\n"), None);
+        // A header whose program headers lie beyond what was read.
+        let mut forged = head.clone();
+        forged[0x20..0x28].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert_eq!(has_interpreter(&forged), None);
+    }
+}

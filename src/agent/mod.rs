@@ -1,0 +1,190 @@
+//! The agent: dockyard's own static binary, copied into a helper container and run there. As
+//! `dockyard agent pack <job>` a backup reads the volumes directly and compresses at the source;
+//! as `dockyard agent unpack <job>` a restore's staging decodes, checks and writes each path in
+//! the volume itself. Only compressed bytes cross the engine's API either way. `host` decides
+//! whether the agent can run and drives it; `walk` (pack) and `extract` (unpack) run inside the
+//! helper.
+//!
+//! The protocol: the job is one JSON argument; the archive goes to stdout (pack) or comes on
+//! stdin (unpack); stderr carries lines starting with [`STATS`] (one JSON object at the end) or
+//! [`WARN`], and anything else is an error message. Exit 0 means the work is whole.
+
+pub mod extract;
+pub mod host;
+pub mod walk;
+
+use std::io::{self, Write};
+
+use serde::{Deserialize, Serialize};
+
+use crate::archive::exclude::Globs;
+use crate::archive::pack::{encoder, Compression};
+use crate::archive::stage::{StageSpec, Staged};
+use crate::archive::writer::TarWriter;
+
+/// Where the binary is put inside the helper.
+pub const IN_HELPER: &str = "/.dockyard-agent";
+/// Prefix of the agent's closing stats line on stderr.
+pub const STATS: &str = "dockyard-agent-stats ";
+/// Prefix of the agent's error message on stderr.
+pub const ERROR: &str = "dockyard agent: ";
+/// Prefix of the agent's message when it refused the archive's content (not an I/O failure).
+pub const REFUSED: &str = "dockyard agent: refused: ";
+/// Prefix of a warning line on stderr.
+pub const WARN: &str = "dockyard-agent-warning ";
+
+/// What `agent pack` is asked to do.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PackJob {
+    /// The paths, in archive order.
+    pub paths: Vec<PackPath>,
+    /// zstd level.
+    pub level: i32,
+    /// `--exclude` globs.
+    pub exclude: Vec<String>,
+}
+
+/// One path of a [`PackJob`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PackPath {
+    /// The container path.
+    pub path: String,
+    /// Nested mount points below it, relative (backed up as paths of their own).
+    pub nested: Vec<String>,
+}
+
+/// What `agent pack` reports when done.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PackReport {
+    /// Entries written.
+    pub entries: u64,
+    /// Uncompressed tar bytes.
+    pub tar_bytes: u64,
+    /// Entries left out by `--exclude`.
+    pub excluded: u64,
+}
+
+/// What `agent unpack` is asked to do: stage one path of an archive into its mount.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UnpackJob {
+    /// The mount point the staging goes into (the extraction root).
+    pub mount: String,
+    /// What to stage.
+    pub spec: StageSpec,
+    /// The path's number in the restore.
+    pub k: usize,
+    /// The mount's journal, for its first path.
+    pub journal: Option<String>,
+    /// The archive's sha256 from its manifest.
+    pub sha256: String,
+}
+
+/// If this process was started as the agent (`dockyard agent ...`), runs it and returns its exit
+/// code; `None` for every other command line. Runs before any flag parsing or logging set-up.
+pub fn main_if_agent() -> Option<i32> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) != Some("agent") {
+        return None;
+    }
+    let result = match (args.get(1).map(String::as_str), args.get(2)) {
+        (Some("pack"), Some(job)) => serde_json::from_str::<PackJob>(job)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))
+            .and_then(|job| pack(&job, io::stdout().lock())),
+        (Some("unpack"), Some(job)) => serde_json::from_str::<UnpackJob>(job)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))
+            .and_then(|job| unpack(&job, io::stdin()))
+            .and_then(|staged| {
+                let line = serde_json::to_string(&staged).expect("serialises");
+                writeln!(io::stderr(), "{STATS}{line}")
+            }),
+        _ => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "usage: dockyard agent pack|unpack <job> (run by dockyard inside its helper containers)",
+        )),
+    };
+    Some(match result {
+        Ok(()) => 0,
+        Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+            eprintln!("{REFUSED}{e}");
+            1
+        }
+        Err(e) => {
+            eprintln!("{ERROR}{e}");
+            1
+        }
+    })
+}
+
+/// Walks every path of `job` into one compressed archive on `out`; stats and warnings go to
+/// stderr.
+pub fn pack<W: Write>(job: &PackJob, out: W) -> io::Result<()> {
+    let globs =
+        Globs::new(&job.exclude).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+    let compression = Compression {
+        level: job.level,
+        workers,
+    };
+    let mut w = TarWriter::new(encoder(
+        io::BufWriter::with_capacity(1 << 20, out),
+        compression,
+    )?);
+    let mut done = walk::Walked::default();
+    for p in &job.paths {
+        let nested: Vec<Vec<u8>> = p.nested.iter().map(|n| n.as_bytes().to_vec()).collect();
+        let wp = walk::WalkPath {
+            path: &p.path,
+            exclude: &nested,
+            globs: &globs,
+        };
+        walk::walk(&mut w, &wp, &mut done)?;
+    }
+    let tar_bytes = w.bytes + 1024;
+    w.finish()?.finish()?.flush()?;
+    let mut err = io::stderr().lock();
+    for warning in &done.warnings {
+        writeln!(err, "{WARN}{warning}")?;
+    }
+    let report = PackReport {
+        entries: done.entries,
+        tar_bytes,
+        excluded: done.excluded,
+    };
+    writeln!(
+        err,
+        "{STATS}{}",
+        serde_json::to_string(&report).expect("serialises")
+    )?;
+    Ok(())
+}
+
+/// Stages one path of the archive read from `archive` into its mount: staging (every check
+/// `verify` makes, the sha256 last) on one thread, extraction on this one, through a pipe.
+pub fn unpack(job: &UnpackJob, archive: impl io::Read + Send) -> io::Result<Staged> {
+    let root = extract::open_root(&job.mount)?;
+    let (reader, writer) = io::pipe()?;
+    std::thread::scope(|scope| {
+        let staging = scope.spawn(move || -> io::Result<Staged> {
+            let mut w = TarWriter::new(io::BufWriter::with_capacity(1 << 20, writer));
+            let staged = crate::swap::member::stage_member(
+                archive,
+                &job.sha256,
+                &job.spec,
+                job.k,
+                job.journal.as_deref(),
+                &mut w,
+            )?;
+            w.finish()?.flush()?;
+            Ok(staged)
+        });
+        let extracted = extract::extract(io::BufReader::with_capacity(1 << 20, reader), &root);
+        let staged = staging.join().expect("staging thread panicked");
+        // Staging's error says why (a refused entry, a changed archive) and the extractor then
+        // only saw the stream end early; unless the extractor stopped first (a write refused).
+        match (staged, extracted) {
+            (Ok(staged), Ok(_)) => Ok(staged),
+            (Err(e), Err(x)) if e.kind() == io::ErrorKind::BrokenPipe => Err(x),
+            (Err(e), _) | (Ok(_), Err(e)) => Err(e),
+        }
+    })
+}

@@ -1,0 +1,493 @@
+//! The agent's file-system walk: each backed-up path read straight from the volume, one directory
+//! file descriptor at a time (`openat` with `O_NOFOLLOW`), so an app that swaps a directory for a
+//! symlink mid-walk cannot lead the walk out of its volume. Entries come in the engine's order
+//! (each directory, then its children sorted by name) as [`Meta`] values for [`TarWriter`].
+
+use std::collections::HashMap;
+use std::ffi::{CStr, CString};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use crate::archive::entry::{Kind, Meta, Mtime};
+use crate::archive::names::{check_relative, prefix_for};
+use crate::archive::pack::excluded;
+use crate::archive::writer::TarWriter;
+
+use crate::archive::exclude::Globs;
+
+/// One path to walk and what to leave out of it.
+pub struct WalkPath<'a> {
+    /// The container path (`/srv/media`).
+    pub path: &'a str,
+    /// Names relative to the path left out with everything below (nested mounts).
+    pub exclude: &'a [Vec<u8>],
+    /// The user's `--exclude` globs, matched against names relative to the path.
+    pub globs: &'a Globs,
+}
+
+/// Counts of one walk, and what the operator should hear about.
+#[derive(Debug, Default)]
+pub struct Walked {
+    /// Entries written.
+    pub entries: u64,
+    /// Entries left out by `--exclude`.
+    pub excluded: u64,
+    /// Files that shrank while read (padded with zeros, as GNU tar does) or vanished.
+    pub warnings: Vec<String>,
+}
+
+/// Writes every entry of `p` into `w`.
+pub fn walk<W: Write>(w: &mut TarWriter<W>, p: &WalkPath<'_>, done: &mut Walked) -> io::Result<()> {
+    let prefix = prefix_for(p.path);
+    let c = CString::new(p.path).map_err(|_| invalid(format!("{:?}: NUL in path", p.path)))?;
+    // The path itself is a mount point in the helper; the app cannot replace it.
+    let fd = open_at(libc::AT_FDCWD, &c, libc::O_RDONLY | libc::O_NONBLOCK)
+        .map_err(|e| named(e, "open", p.path.as_bytes()))?;
+    let st = fstat(&fd).map_err(|e| named(e, "stat", p.path.as_bytes()))?;
+    let mut links = HashMap::new();
+    let mut walker = Walker {
+        w,
+        links: &mut links,
+        done,
+        p,
+    };
+    walker.entry(prefix.into_bytes(), Vec::new(), fd, st)
+}
+
+struct Walker<'a, 'b, W: Write> {
+    w: &'a mut TarWriter<W>,
+    /// First name of each multiply-linked file, by (device, inode).
+    links: &'a mut HashMap<(u64, u64), Vec<u8>>,
+    done: &'a mut Walked,
+    p: &'a WalkPath<'b>,
+}
+
+impl<W: Write> Walker<'_, '_, W> {
+    /// Writes the entry `fd` (already opened and checked) named `name`, `rel` below the path,
+    /// and for a directory everything below it.
+    fn entry(
+        &mut self,
+        name: Vec<u8>,
+        rel: Vec<u8>,
+        fd: OwnedFd,
+        st: libc::stat,
+    ) -> io::Result<()> {
+        let kind = st.st_mode & libc::S_IFMT;
+        let mut meta = meta_of(&name, &st);
+        meta.xattrs = xattrs(&fd);
+        match kind {
+            libc::S_IFDIR => {
+                meta.kind = Kind::Dir;
+                self.w.append(&meta, &mut io::empty())?;
+                self.done.entries += 1;
+                self.children(&name, &rel, &fd)
+            }
+            libc::S_IFREG => {
+                if st.st_nlink > 1 {
+                    let key = (st.st_dev, st.st_ino);
+                    if let Some(first) = self.links.get(&key) {
+                        meta.kind = Kind::Hardlink;
+                        meta.link = Some(first.clone());
+                        meta.size = 0;
+                        meta.xattrs.clear();
+                        self.done.entries += 1;
+                        return self.w.append(&meta, &mut io::empty());
+                    }
+                    self.links.insert(key, name.clone());
+                }
+                meta.kind = Kind::File;
+                meta.size = st.st_size as u64;
+                let mut data = FileData::new(fd, &st);
+                self.w.append(&meta, &mut data)?;
+                if data.short > 0 {
+                    self.done.warnings.push(format!(
+                        "{}: shrank by {} bytes while read; padded with zeros",
+                        String::from_utf8_lossy(&name),
+                        data.short
+                    ));
+                }
+                self.done.entries += 1;
+                Ok(())
+            }
+            _ => Err(invalid(format!(
+                "{}: not a directory or a regular file",
+                String::from_utf8_lossy(&name)
+            ))),
+        }
+    }
+
+    /// Writes the children of directory `fd`, sorted by name.
+    fn children(&mut self, name: &[u8], rel: &[u8], fd: &OwnedFd) -> io::Result<()> {
+        let names = read_dir(fd).map_err(|e| named(e, "list", name))?;
+        for child in names {
+            let mut child_rel = rel.to_vec();
+            if !child_rel.is_empty() {
+                child_rel.push(b'/');
+            }
+            child_rel.extend_from_slice(&child);
+            if excluded(&child_rel, self.p.exclude)
+                || (rel.is_empty() && crate::swap::is_work_name(&child))
+            {
+                continue;
+            }
+            if self.p.globs.matches(self.p.path, &child_rel) {
+                self.done.excluded += 1;
+                continue;
+            }
+            check_relative(&child_rel)
+                .map_err(|why| invalid(format!("{:?}: {why}", String::from_utf8_lossy(&child))))?;
+            let mut child_name = name.to_vec();
+            child_name.push(b'/');
+            child_name.extend_from_slice(&child);
+            let c = CString::new(child.clone()).expect("directory entries hold no NUL");
+            let st = match lstat_at(fd, &c) {
+                Ok(st) => st,
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                    self.vanished(&child_name);
+                    continue;
+                }
+                Err(e) => return Err(named(e, "stat", &child_name)),
+            };
+            let kind = st.st_mode & libc::S_IFMT;
+            match kind {
+                libc::S_IFDIR | libc::S_IFREG => {
+                    let flags = libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY;
+                    let opened = match open_at(fd.as_raw_fd(), &c, flags) {
+                        Ok(f) => f,
+                        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                            self.vanished(&child_name);
+                            continue;
+                        }
+                        Err(e) => return Err(named(e, "open", &child_name)),
+                    };
+                    // What was opened is what was looked at, or it changed under us (a swap for a
+                    // symlink fails the open with ELOOP; anything else is caught here).
+                    let now = fstat(&opened).map_err(|e| named(e, "stat", &child_name))?;
+                    if now.st_mode & libc::S_IFMT != kind || now.st_ino != st.st_ino {
+                        return Err(invalid(format!(
+                            "{}: changed type while read; run the backup again",
+                            String::from_utf8_lossy(&child_name)
+                        )));
+                    }
+                    self.entry(child_name, child_rel, opened, now)?;
+                }
+                libc::S_IFLNK => {
+                    let mut meta = meta_of(&child_name, &st);
+                    meta.kind = Kind::Symlink;
+                    meta.link = Some(read_link(fd, &c).map_err(|e| named(e, "read", &child_name))?);
+                    self.w.append(&meta, &mut io::empty())?;
+                    self.done.entries += 1;
+                }
+                libc::S_IFIFO | libc::S_IFCHR | libc::S_IFBLK => {
+                    let mut meta = meta_of(&child_name, &st);
+                    meta.kind = match kind {
+                        libc::S_IFIFO => Kind::Fifo,
+                        libc::S_IFCHR => Kind::CharDevice,
+                        _ => Kind::BlockDevice,
+                    };
+                    if kind != libc::S_IFIFO {
+                        meta.device = Some((libc::major(st.st_rdev), libc::minor(st.st_rdev)));
+                    }
+                    self.w.append(&meta, &mut io::empty())?;
+                    self.done.entries += 1;
+                }
+                // Sockets are left out, as the engine's archive does.
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn vanished(&mut self, name: &[u8]) {
+        self.done.warnings.push(format!(
+            "{}: removed while the backup ran; left out",
+            String::from_utf8_lossy(name)
+        ));
+    }
+}
+
+/// The values every kind shares; `kind` is set by the caller.
+fn meta_of(name: &[u8], st: &libc::stat) -> Meta {
+    Meta {
+        kind: Kind::File,
+        name: name.to_vec(),
+        link: None,
+        size: 0,
+        mode: st.st_mode & 0o7777,
+        uid: st.st_uid as u64,
+        gid: st.st_gid as u64,
+        mtime: Mtime {
+            secs: st.st_mtime,
+            nanos: st.st_mtime_nsec as u32,
+        },
+        xattrs: Vec::new(),
+        device: None,
+    }
+}
+
+/// A regular file's bytes: holes of a sparse file are produced as zeros without reading them, and
+/// a file that shrinks while read is padded with zeros (counted in `short`).
+struct FileData {
+    file: std::fs::File,
+    pos: u64,
+    size: u64,
+    /// Where the current run of data ends (a hole or the end); `None` when not sparse.
+    data_end: Option<u64>,
+    /// Zero bytes owed for a hole or a shrunk file, before reading again.
+    zeros: u64,
+    short: u64,
+}
+
+impl FileData {
+    fn new(fd: OwnedFd, st: &libc::stat) -> FileData {
+        let size = st.st_size as u64;
+        let sparse = (st.st_blocks as u64) * 512 < size;
+        FileData {
+            file: std::fs::File::from(fd),
+            pos: 0,
+            size,
+            data_end: sparse.then_some(0),
+            zeros: 0,
+            short: 0,
+        }
+    }
+
+    /// At a sparse file's run boundary: finds the next data and owes zeros for the hole before it.
+    fn next_run(&mut self) {
+        let fd = self.file.as_raw_fd();
+        let seek = |whence| unsafe { libc::lseek(fd, self.pos as i64, whence) };
+        let data = seek(libc::SEEK_DATA);
+        if data < 0 {
+            // ENXIO: only a hole up to the end.
+            self.zeros = self.size - self.pos;
+            self.data_end = Some(self.size);
+            return;
+        }
+        let data = (data as u64).min(self.size);
+        self.zeros = data - self.pos;
+        let hole = unsafe { libc::lseek(fd, data as i64, libc::SEEK_HOLE) };
+        self.data_end = Some(if hole < 0 {
+            self.size
+        } else {
+            (hole as u64).min(self.size)
+        });
+        unsafe { libc::lseek(fd, data as i64, libc::SEEK_SET) };
+    }
+}
+
+impl Read for FileData {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.pos >= self.size || buf.is_empty() {
+            return Ok(0);
+        }
+        if self.zeros == 0 && self.data_end.is_some_and(|end| self.pos >= end) {
+            self.next_run();
+        }
+        let left = (self.size - self.pos) as usize;
+        if self.zeros > 0 {
+            let n = buf.len().min(self.zeros as usize).min(left);
+            buf[..n].fill(0);
+            self.zeros -= n as u64;
+            self.pos += n as u64;
+            return Ok(n);
+        }
+        let until = self.data_end.unwrap_or(self.size);
+        let want = buf.len().min((until - self.pos) as usize).min(left);
+        let n = self.file.read(&mut buf[..want])?;
+        if n == 0 {
+            // Shrunk: the header already says `size`; the rest is zeros.
+            self.short = self.size - self.pos;
+            self.zeros = self.short;
+            self.data_end = Some(self.size);
+            return self.read(buf);
+        }
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+fn open_at(dir: i32, name: &CStr, flags: i32) -> io::Result<OwnedFd> {
+    let fd = unsafe {
+        libc::openat(
+            dir,
+            name.as_ptr(),
+            flags | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn fstat(fd: &OwnedFd) -> io::Result<libc::stat> {
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(st)
+}
+
+fn lstat_at(dir: &OwnedFd, name: &CStr) -> io::Result<libc::stat> {
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    let r = unsafe {
+        libc::fstatat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            &mut st,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(st)
+}
+
+fn read_link(dir: &OwnedFd, name: &CStr) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; libc::PATH_MAX as usize];
+    let n = unsafe {
+        libc::readlinkat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    buf.truncate(n as usize);
+    Ok(buf)
+}
+
+/// The names in directory `fd` (without `.` and `..`), sorted as the engine sorts them.
+fn read_dir(fd: &OwnedFd) -> io::Result<Vec<Vec<u8>>> {
+    let dup = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
+    if dup < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let dir = unsafe { libc::fdopendir(dup) };
+    if dir.is_null() {
+        let e = io::Error::last_os_error();
+        unsafe { libc::close(dup) };
+        return Err(e);
+    }
+    unsafe { libc::rewinddir(dir) };
+    let mut names = Vec::new();
+    loop {
+        let ent = unsafe { libc::readdir64(dir) };
+        if ent.is_null() {
+            break;
+        }
+        let name = unsafe { CStr::from_ptr((*ent).d_name.as_ptr()) }.to_bytes();
+        if name != b"." && name != b".." {
+            names.push(name.to_vec());
+        }
+    }
+    unsafe { libc::closedir(dir) };
+    names.sort();
+    Ok(names)
+}
+
+/// Every extended attribute of an open file or directory; none where the file system has none.
+fn xattrs(fd: &OwnedFd) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let raw = fd.as_raw_fd();
+    let mut names = vec![0u8; 4096];
+    let n = unsafe { libc::flistxattr(raw, names.as_mut_ptr().cast(), names.len()) };
+    if n <= 0 {
+        return Vec::new();
+    }
+    names.truncate(n as usize);
+    let mut out = Vec::new();
+    for key in names.split(|&b| b == 0).filter(|k| !k.is_empty()) {
+        let c = CString::new(key).expect("split at NUL");
+        let mut value = vec![0u8; 65536];
+        let n = unsafe { libc::fgetxattr(raw, c.as_ptr(), value.as_mut_ptr().cast(), value.len()) };
+        if n >= 0 {
+            value.truncate(n as usize);
+            out.push((key.to_vec(), value));
+        }
+    }
+    out.sort();
+    out
+}
+
+fn invalid(message: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, message)
+}
+
+fn named(e: io::Error, action: &str, name: &[u8]) -> io::Error {
+    io::Error::new(
+        e.kind(),
+        format!("{action} {}: {e}", String::from_utf8_lossy(name)),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    fn walk_to_entries(dir: &std::path::Path, globs: &Globs) -> Vec<(Meta, Vec<u8>)> {
+        let mut w = TarWriter::new(Vec::new());
+        let path = dir.to_str().unwrap();
+        let p = WalkPath {
+            path,
+            exclude: &[b"skip".to_vec()],
+            globs,
+        };
+        let mut done = Walked::default();
+        walk(&mut w, &p, &mut done).unwrap();
+        let bytes = w.finish().unwrap();
+        let mut archive = tar::Archive::new(&bytes[..]);
+        let mut out = Vec::new();
+        for e in archive.entries().unwrap() {
+            let mut e = e.unwrap();
+            let (m, _) = crate::archive::entry::read(&mut e).unwrap();
+            let mut data = Vec::new();
+            e.read_to_end(&mut data).unwrap();
+            out.push((m, data));
+        }
+        out
+    }
+
+    #[test]
+    fn the_walk_keeps_links_holes_and_order_and_follows_no_symlink() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path();
+        std::fs::create_dir(d.join("b")).unwrap();
+        std::fs::write(d.join("b/one"), b"one").unwrap();
+        std::fs::hard_link(d.join("b/one"), d.join("b/two")).unwrap();
+        std::fs::create_dir(d.join("skip")).unwrap();
+        std::fs::write(d.join("skip/x"), b"x").unwrap();
+        std::fs::write(d.join("a.log"), b"log").unwrap();
+        symlink("/etc", d.join("c")).unwrap();
+        let sparse = std::fs::File::create(d.join("disk.img")).unwrap();
+        sparse.set_len(3 << 20).unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(d.join("disk.img"))
+            .unwrap();
+        std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(1 << 20)).unwrap();
+        f.write_all(b"middle").unwrap();
+        drop(f);
+        let globs = Globs::new(&["*.log".to_string()]).unwrap();
+        let got = walk_to_entries(d, &globs);
+        let prefix = prefix_for(d.to_str().unwrap());
+        let names: Vec<String> = got
+            .iter()
+            .map(|(m, _)| String::from_utf8_lossy(&m.name).replacen(&prefix, "", 1))
+            .collect();
+        assert_eq!(names, ["", "/b", "/b/one", "/b/two", "/c", "/disk.img"]);
+        assert_eq!(got[3].0.kind, Kind::Hardlink);
+        assert_eq!(got[3].0.link.as_deref(), Some(got[2].0.name.as_slice()));
+        assert_eq!(got[4].0.kind, Kind::Symlink);
+        assert_eq!(got[4].0.link.as_deref(), Some(&b"/etc"[..]));
+        let img = &got[5].1;
+        assert_eq!(img.len(), 3 << 20);
+        assert_eq!(&img[1 << 20..(1 << 20) + 6], b"middle");
+        assert!(img[..1 << 20].iter().all(|&b| b == 0));
+        assert!(img[(1 << 20) + 6..].iter().all(|&b| b == 0));
+    }
+}

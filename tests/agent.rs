@@ -1,0 +1,224 @@
+//! dockyard's agent in the helper (issue 12), against the real engine: the agent path and the
+//! engine path each round-trip a tricky tree exactly; the agent keeps xattrs and sparse files;
+//! `--exclude` leaves the same names out on both; a helper image the agent cannot run in falls
+//! back to the engine path and says why.
+
+mod common;
+
+use common::{dest_dir, docker, dockyard_env, getxattr, list, setxattr, unique, App};
+
+/// Hard links, symlinks (one pointing out of the volume), odd names, owners, modes, times before
+/// 1970 and past 2242, a FIFO, an empty directory, a setgid directory and a sparse disk image.
+const TRICKY: &str = r#"set -e
+cd /srv/media
+mkdir -p a/b emptydir shared && chmod 2775 shared && chown 33:33 shared
+echo one > a/b/one && ln a/b/one hard && ln a/b/one a/hard2
+ln -s /etc/passwd outside && ln -s b/one a/inside
+printf x > "$(printf 'bad\377name')" && printf y > 'sp ace' && printf z > "$(printf 'new\nline')"
+echo id > owned && chown 3000000:3000001 owned && chmod 0640 owned
+echo old > old && touch -d "1965-03-04 05:06:07" old
+echo fut > future && touch -d "2300-01-01 00:00:00" future
+mkfifo fifo && chown 1000:1000 fifo
+truncate -s 300M disk.img && printf MID | dd of=disk.img bs=1 seek=104857600 conv=notrunc 2>/dev/null
+touch -d "1999-01-01 00:00:00" emptydir a/b a
+"#;
+
+/// Runs dockyard with `DOCKYARD_AGENT=mode` and info logs; asserts success and returns stderr.
+fn run(mode: &str, args: &[&str]) -> String {
+    let r = dockyard_env(
+        args,
+        &[("DOCKYARD_AGENT", mode), ("RUST_LOG", "dockyard=info")],
+    );
+    assert_eq!(r.code, 0, "{args:?} failed:\n{}\n{}", r.stdout, r.stderr);
+    r.stderr
+}
+
+#[test]
+fn the_agent_and_the_engine_path_each_round_trip_the_tricky_tree_exactly() {
+    let app = App::running("agent-tricky", &["/srv/media"]);
+    app.sh(TRICKY);
+    let note: &[u8] = b"photo of the harbour";
+    setxattr(
+        &app.mount_source("/srv/media").join("owned"),
+        "user.note",
+        note,
+    );
+    let before = app.tree("/srv/media");
+    let mut entries = Vec::new();
+    for (mode, says) in [
+        ("auto", "through dockyard's agent in the helper"),
+        (
+            "never",
+            "through the engine's archive endpoint: --agent never",
+        ),
+    ] {
+        let (_tmp, dest) = dest_dir();
+        let d = dest.to_str().unwrap();
+        let err = run(mode, &["backup", &app.name, "--to", d]);
+        assert!(err.contains(says), "{mode}: {err}");
+        entries.push(list(&dest)[0]["entries"].clone());
+
+        let fresh = App::created("agent-tricky-new", &["/srv/media"]);
+        let err = run(
+            mode,
+            &[
+                "restore",
+                &fresh.name,
+                "--from",
+                d,
+                "--container",
+                &app.name,
+            ],
+        );
+        assert_eq!(
+            err.contains("staging through the engine's archive endpoint"),
+            mode == "never",
+            "{err}"
+        );
+        fresh.start();
+        assert_eq!(fresh.tree("/srv/media"), before, "{mode}");
+        if mode == "auto" {
+            // The engine's own archive keeps only security.capability; the agent keeps every
+            // xattr, and writes the image's holes as holes.
+            let restored = fresh.mount_source("/srv/media").join("owned");
+            assert_eq!(getxattr(&restored, "user.note").as_deref(), Some(note));
+            let (blocks, size) = blocks_and_size(&fresh, "/srv/media/disk.img");
+            assert_eq!(size, 300 << 20);
+            assert!(blocks * 512 < 1 << 20, "not sparse: {blocks} blocks");
+        }
+    }
+    assert_eq!(entries[0], entries[1], "both paths see the same entries");
+}
+
+fn blocks_and_size(app: &App, path: &str) -> (u64, u64) {
+    let out = app.sh(&format!("stat -c '%b %s' {path}"));
+    let mut it = out.split_whitespace().map(|n| n.parse::<u64>().unwrap());
+    (it.next().unwrap(), it.next().unwrap())
+}
+
+#[test]
+fn excludes_leave_the_same_names_out_on_both_paths() {
+    let app = App::running("agent-exclude", &["/srv/media"]);
+    app.sh("set -e; cd /srv/media; mkdir -p thumbs/deep cache/x docs; \
+         echo a > thumbs/1.jpg; echo b > thumbs/deep/2.jpg; echo c > cache/x/big; \
+         echo d > docs/keep.txt; echo e > docs/scratch.tmp; echo f > top.tmp");
+    let mut trees = Vec::new();
+    for mode in ["auto", "never"] {
+        let (_tmp, dest) = dest_dir();
+        let d = dest.to_str().unwrap();
+        run(
+            mode,
+            &[
+                "backup",
+                &app.name,
+                "--to",
+                d,
+                "--exclude",
+                "*.tmp",
+                "--exclude",
+                "cache",
+                "--exclude",
+                "/srv/media/thumbs/*.jpg",
+            ],
+        );
+        let fresh = App::created("agent-exclude-new", &["/srv/media"]);
+        run(
+            mode,
+            &[
+                "restore",
+                &fresh.name,
+                "--from",
+                d,
+                "--container",
+                &app.name,
+            ],
+        );
+        fresh.start();
+        let names = fresh.sh("cd /srv/media && find . | sort");
+        assert_eq!(
+            names, ".\n./docs\n./docs/keep.txt\n./thumbs\n./thumbs/deep\n./thumbs/deep/2.jpg\n",
+            "{mode}"
+        );
+        trees.push(fresh.tree("/srv/media"));
+    }
+    assert_eq!(trees[0], trees[1]);
+    let bad = dockyard_env(&["backup", &app.name, "--exclude", "a/b"], &[]);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    assert!(bad.stderr.contains("--exclude \"a/b\""), "{}", bad.stderr);
+}
+
+/// The test image re-labelled as another architecture (the agent's binary would not run there).
+struct ForeignImage(String);
+
+impl ForeignImage {
+    fn new() -> ForeignImage {
+        let tag = format!("{}:1", unique("arm64"));
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_str().unwrap();
+        let script = format!(
+            r#"set -e; cd {d}; docker save {image} -o saved.tar; mkdir x; tar -xf saved.tar -C x; cd x
+config=$(sed 's/.*"Config":"\([^"]*\)".*/\1/' manifest.json)
+sed -i 's/"architecture":"[a-z0-9]*"/"architecture":"arm64"/' "$config"
+sed -i 's#"RepoTags":\[[^]]*\]#"RepoTags":["{tag}"]#' manifest.json
+tar -cf ../foreign.tar . && docker load -i ../foreign.tar >/dev/null"#,
+            image = common::image()
+        );
+        let out = std::process::Command::new("sh")
+            .args(["-c", &script])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        ForeignImage(tag)
+    }
+}
+
+impl Drop for ForeignImage {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("docker")
+            .args(["rmi", &self.0])
+            .output();
+    }
+}
+
+#[test]
+fn a_helper_image_of_another_architecture_falls_back_to_the_engine_path_and_says_why() {
+    let foreign = ForeignImage::new();
+    assert_eq!(
+        docker(&["image", "inspect", "-f", "{{.Architecture}}", &foreign.0]).trim(),
+        "arm64"
+    );
+    let app = App::running("agent-arch", &["/srv/media"]);
+    app.sh("echo kept > /srv/media/f");
+    let (_tmp, dest) = dest_dir();
+    let d = dest.to_str().unwrap();
+    let err = run(
+        "auto",
+        &["backup", &app.name, "--to", d, "--helper-image", &foreign.0],
+    );
+    assert!(
+        err.contains("through the engine's archive endpoint")
+            && err.contains(&format!("the helper image {} is arm64", foreign.0)),
+        "{err}"
+    );
+    let fresh = App::created("agent-arch-new", &["/srv/media"]);
+    let err = run(
+        "auto",
+        &[
+            "restore",
+            &fresh.name,
+            "--from",
+            d,
+            "--container",
+            &app.name,
+            "--helper-image",
+            &foreign.0,
+        ],
+    );
+    assert!(err.contains("is arm64"), "{err}");
+    fresh.start();
+    assert_eq!(fresh.sh("cat /srv/media/f"), "kept\n");
+}
