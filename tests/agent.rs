@@ -222,3 +222,68 @@ fn a_helper_image_of_another_architecture_falls_back_to_the_engine_path_and_says
     fresh.start();
     assert_eq!(fresh.sh("cat /srv/media/f"), "kept\n");
 }
+
+/// Runs dockyard in a mount namespace of its own whose temp directory the engine cannot see (as
+/// when dockyard runs in a container): the FIFO is invisible to the helper, so the archive must
+/// travel over the engine's attach stream, both ways.
+fn run_unseen(tmp: &std::path::Path, args: &[&str]) -> String {
+    let bin = env!("CARGO_BIN_EXE_dockyard");
+    let t = tmp.to_str().unwrap();
+    let mut cmd = std::process::Command::new("unshare");
+    cmd.args(["-m", "--propagation", "private", "sh", "-c"])
+        .arg(format!(
+            "mount -t tmpfs none {t} && TMPDIR={t} exec \"$0\" \"$@\""
+        ))
+        .arg(bin)
+        .args(args)
+        .env("RUST_LOG", "dockyard=debug")
+        .env_remove("DOCKYARD_AGENT");
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{args:?}: {stderr}");
+    stderr
+}
+
+#[test]
+fn the_attach_stream_carries_the_archive_when_the_engine_cannot_see_the_pipe() {
+    let app = App::running("agent-attach", &["/srv/media"]);
+    app.sh(
+        "set -e; cd /srv/media; head -c 3000000 /dev/urandom > photo.jpg; \
+         mkdir docs; for i in 1 2 3 4 5; do echo doc $i > docs/$i.txt; done",
+    );
+    let before = app.tree("/srv/media");
+    let (_tmp, dest) = dest_dir();
+    let d = dest.to_str().unwrap();
+    let unseen = tempfile::tempdir().unwrap();
+    let err = run_unseen(unseen.path(), &["backup", &app.name, "--to", d]);
+    assert!(
+        err.contains("piped=false") && !err.contains("piped=true"),
+        "{err}"
+    );
+    assert!(err.contains("through dockyard's agent"), "{err}");
+    let fresh = App::created("agent-attach-new", &["/srv/media"]);
+    let err = run_unseen(
+        unseen.path(),
+        &[
+            "restore",
+            &fresh.name,
+            "--from",
+            d,
+            "--container",
+            &app.name,
+        ],
+    );
+    assert!(
+        err.contains("piped=false") && !err.contains("piped=true"),
+        "{err}"
+    );
+    fresh.start();
+    assert_eq!(fresh.tree("/srv/media"), before);
+    // And on the same host without the namespace, the FIFO carries it.
+    let r = dockyard_env(
+        &["backup", &app.name, "--to", d],
+        &[("RUST_LOG", "dockyard=debug")],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("piped=true"), "{}", r.stderr);
+}

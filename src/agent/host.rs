@@ -11,8 +11,9 @@ use bollard::container::LogOutput;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 
+use super::pipe::{self, Pipe};
 use super::{PackJob, PackReport, IN_HELPER, STATS, WARN};
-use crate::docker::{ContainerInfo, DockerError, Engine, HelperSpec, Role};
+use crate::docker::{ContainerInfo, DockerError, Engine, HelperSpec, PathKind, Role};
 
 /// Why the agent cannot run for this container; said in the log line that names the path taken.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,10 +105,19 @@ pub struct Packing {
     /// The helper container running the agent.
     pub helper: String,
     stderr: Arc<Mutex<String>>,
+    /// The task reading the agent's stderr when the archive comes through the FIFO.
+    drained: Option<tokio::task::JoinHandle<()>>,
+    /// Kept until the agent is done.
+    _pipe: Option<Pipe>,
 }
 
 /// The compressed archive, as the agent writes it.
-pub type Archive = std::pin::Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
+pub enum Archive {
+    /// Over the engine's attach stream.
+    Attach(std::pin::Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>),
+    /// Through the FIFO at this host path.
+    Pipe(PathBuf),
+}
 
 /// Starts `agent pack` for `job` in a helper borrowing `info`'s volumes read-only, from `image`.
 /// Returns [`Unavailable`] (nothing left behind) when the agent cannot run there.
@@ -120,6 +130,7 @@ pub async fn start_pack(
     let exe = binary()?;
     check_image(engine, image).await?;
     let json = serde_json::to_string(job).expect("job serialises");
+    let pipe = Pipe::create();
     let spec = HelperSpec {
         container: info,
         read_only: true,
@@ -127,40 +138,80 @@ pub async fn start_pack(
         command: Some(vec![IN_HELPER.into(), "agent".into(), "pack".into(), json]),
         user: None,
         role: Role::Agent,
-        binds: Vec::new(),
+        binds: pipe.iter().map(Pipe::bind).collect(),
         stdin: false,
     };
     let helper = engine
         .create_helper(spec)
         .await
         .map_err(|e| Unavailable(e.to_string()))?;
-    match launch(engine, &helper, &exe, false).await {
-        Ok(attached) => {
-            let stderr = Arc::new(Mutex::new(String::new()));
-            let archive: Archive = Box::pin(stdout_of(attached.output, stderr.clone()));
-            Ok((Packing { helper, stderr }, archive))
-        }
+    let (attached, piped) = match launch(engine, &helper, &exe, false, pipe.as_ref()).await {
+        Ok(launched) => launched,
         Err(e) => {
             let _ = engine.remove_helper(&helper).await;
-            Err(Unavailable(e.to_string()))
+            return Err(Unavailable(e.to_string()));
         }
+    };
+    let stderr = Arc::new(Mutex::new(String::new()));
+    let output = stdout_of(attached.output, stderr.clone());
+    match piped {
+        Some(path) => {
+            let drained = tokio::spawn(async move {
+                let mut output = std::pin::pin!(output);
+                while output.next().await.is_some() {}
+            });
+            Ok((
+                Packing {
+                    helper,
+                    stderr,
+                    drained: Some(drained),
+                    _pipe: pipe,
+                },
+                Archive::Pipe(path),
+            ))
+        }
+        None => Ok((
+            Packing {
+                helper,
+                stderr,
+                drained: None,
+                _pipe: pipe,
+            },
+            Archive::Attach(Box::pin(output)),
+        )),
     }
 }
 
 /// Copies the binary into the created helper, then attaches to its output (and its input, when
-/// `stdin`) and starts it.
+/// `stdin`) and starts it. With a `pipe`, says whether the helper sees the FIFO (and so the agent
+/// will use it): then its host path, and a task that unblocks the FIFO if the agent ends without
+/// opening it.
 async fn launch(
     engine: &Engine,
     helper: &str,
     exe: &std::path::Path,
     stdin: bool,
-) -> Result<bollard::container::AttachContainerResults, DockerError> {
+    pipe: Option<&Pipe>,
+) -> Result<(bollard::container::AttachContainerResults, Option<PathBuf>), DockerError> {
     let body = binary_tar(exe).await.map_err(|e| DockerError::Api {
         action: format!("read {}", exe.display()),
         message: e.to_string(),
     })?;
     engine.upload(helper, "/", body).await?;
-    engine.attach_and_start(helper, stdin).await
+    let piped = match pipe {
+        Some(p) if engine.stat(helper, pipe::IN_HELPER).await? == PathKind::Other => Some(p.path()),
+        _ => None,
+    };
+    let attached = engine.attach_and_start(helper, stdin).await?;
+    if let Some(path) = piped.clone() {
+        let (engine, helper) = (engine.clone(), helper.to_string());
+        tokio::spawn(async move {
+            let _ = engine.wait(&helper).await;
+            let _ = tokio::task::spawn_blocking(move || Pipe::release(&path)).await;
+        });
+    }
+    tracing::debug!(helper, piped = piped.is_some(), "agent started");
+    Ok((attached, piped))
 }
 
 /// A one-entry tar stream holding the binary as `IN_HELPER` (mode 0755, root), read from disk as
@@ -255,6 +306,9 @@ impl Packing {
     /// either way.
     pub async fn finish(self, engine: &Engine, sent: u64) -> Result<Ended, DockerError> {
         let code = engine.wait(&self.helper).await;
+        if let Some(drained) = self.drained {
+            let _ = drained.await;
+        }
         let _ = engine.remove_helper(&self.helper).await;
         let code = code?;
         let (report, errors) = said::<PackReport>(&self.stderr);
@@ -307,6 +361,9 @@ pub async fn unpack(
         .await
         .map_err(UnpackFailed::Unavailable)?;
     let json = serde_json::to_string(job).expect("job serialises");
+    let pipe = Pipe::create();
+    let mut binds = binds;
+    binds.extend(pipe.iter().map(Pipe::bind));
     let spec = HelperSpec {
         container: target,
         read_only: false,
@@ -324,7 +381,7 @@ pub async fn unpack(
     };
     let unavailable = |e: DockerError| UnpackFailed::Unavailable(Unavailable(e.to_string()));
     let helper = engine.create_helper(spec).await.map_err(unavailable)?;
-    let attached = match launch(engine, &helper, &exe, true).await {
+    let (attached, piped) = match launch(engine, &helper, &exe, true, pipe.as_ref()).await {
         Ok(a) => a,
         Err(e) => {
             let _ = engine.remove_helper(&helper).await;
@@ -334,7 +391,14 @@ pub async fn unpack(
     let stderr = Arc::new(Mutex::new(String::new()));
     let mut output = Box::pin(stdout_of(attached.output, stderr.clone()));
     let drained = tokio::spawn(async move { while output.next().await.is_some() {} });
-    let mut input = attached.input;
+    let mut input: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>> = match piped {
+        // Opening waits for the agent (or for the release when it ends without reading).
+        Some(path) => match tokio::fs::OpenOptions::new().write(true).open(&path).await {
+            Ok(f) => Box::pin(f),
+            Err(_) => attached.input,
+        },
+        None => attached.input,
+    };
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut total = 0u64;

@@ -11,6 +11,7 @@
 
 pub mod extract;
 pub mod host;
+pub mod pipe;
 pub mod walk;
 
 use std::io::{self, Write};
@@ -89,10 +90,16 @@ pub fn main_if_agent() -> Option<i32> {
     let result = match (args.get(1).map(String::as_str), args.get(2)) {
         (Some("pack"), Some(job)) => serde_json::from_str::<PackJob>(job)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))
-            .and_then(|job| pack(&job, io::stdout().lock())),
+            .and_then(|job| match pipe::in_helper() {
+                Some(p) => pack(&job, std::fs::OpenOptions::new().write(true).open(p)?),
+                None => pack(&job, io::stdout().lock()),
+            }),
         (Some("unpack"), Some(job)) => serde_json::from_str::<UnpackJob>(job)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))
-            .and_then(|job| unpack(&job, io::stdin()))
+            .and_then(|job| match pipe::in_helper() {
+                Some(p) => unpack(&job, std::fs::File::open(p)?),
+                None => unpack(&job, io::stdin()),
+            })
             .and_then(|staged| {
                 let line = serde_json::to_string(&staged).expect("serialises");
                 writeln!(io::stderr(), "{STATS}{line}")

@@ -13,7 +13,7 @@ use serde_json::json;
 
 use super::quiesce::{self, Quiesce};
 use super::Ctx;
-use crate::agent::host::{self, Ended, Unavailable};
+use crate::agent::host::{self, Archive, Ended, Unavailable};
 use crate::agent::{PackJob, PackPath};
 use crate::archive::pack::{pack, PackStats, Source};
 use crate::destination::{put_bytes, Destination};
@@ -369,10 +369,13 @@ async fn through_agent(job: &Job<'_>) -> Result<Result<Written, Unavailable>> {
             return Err(e.into());
         }
     };
-    let mut reader = CountingReader::new(
-        ReadAhead::new(tokio::runtime::Handle::current(), archive),
-        job.progress.written.clone(),
-    );
+    let source: Box<dyn std::io::Read + Send> = match archive {
+        Archive::Attach(stream) => {
+            Box::new(ReadAhead::new(tokio::runtime::Handle::current(), stream))
+        }
+        Archive::Pipe(path) => Box::new(crate::agent::pipe::Reader::new(path)),
+    };
+    let mut reader = CountingReader::new(source, job.progress.written.clone());
     let streamed = stream_into(upload, move |mut writer| {
         let n = std::io::copy(&mut reader, &mut writer)?;
         Ok((n, writer))

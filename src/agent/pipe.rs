@@ -1,0 +1,101 @@
+//! The agent's fast transport on a local engine: a FIFO in a private host directory, bound into
+//! the helper at [`IN_HELPER_DIR`], so the archive flows between the agent and dockyard through
+//! the kernel instead of the engine's attach stream (which moved ~110 MiB/s on the benchmark
+//! machine, slower than zstd). Where the engine cannot see the directory (a remote engine,
+//! dockyard in a container of its own), the agent finds no FIFO and both sides use the attach
+//! stream; the host asks the engine what the helper sees before it starts it, so both sides agree.
+
+use std::ffi::CString;
+use std::io::{self, Read};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+/// Where the directory is bound inside the helper.
+pub const IN_HELPER_DIR: &str = "/.dockyard-io";
+/// The FIFO's path inside the helper.
+pub const IN_HELPER: &str = "/.dockyard-io/pipe";
+
+/// A FIFO in a private host directory; removed with the directory when dropped.
+pub struct Pipe {
+    dir: PathBuf,
+}
+
+impl Pipe {
+    /// Creates the directory (root only) and the FIFO, if the engine is local (`DOCKER_HOST`
+    /// unset or a unix socket); `None` otherwise or if creating them fails.
+    pub fn create() -> Option<Pipe> {
+        let host = std::env::var("DOCKER_HOST").unwrap_or_default();
+        if !(host.is_empty() || host.starts_with("unix://")) {
+            return None;
+        }
+        let dir = std::env::temp_dir().join(format!("dockyard-io-{:016x}", rand::random::<u64>()));
+        std::fs::DirBuilder::new().mode(0o700).create(&dir).ok()?;
+        let pipe = Pipe { dir };
+        let c = CString::new(pipe.path().as_os_str().as_bytes()).ok()?;
+        // SAFETY: a valid NUL-terminated path.
+        if unsafe { libc::mkfifo(c.as_ptr(), 0o600) } != 0 {
+            return None;
+        }
+        Some(pipe)
+    }
+
+    /// The bind mount that shows the directory to the helper.
+    pub fn bind(&self) -> String {
+        format!("{}:{IN_HELPER_DIR}", self.dir.display())
+    }
+
+    /// The FIFO on the host.
+    pub fn path(&self) -> PathBuf {
+        self.dir.join("pipe")
+    }
+
+    /// Unblocks a side of the FIFO still waiting in `open` for a peer that will never come (the
+    /// agent ended before opening it): opens the other end without blocking and closes it.
+    pub fn release(path: &Path) {
+        for flags in [libc::O_WRONLY, libc::O_RDONLY] {
+            let _ = std::fs::OpenOptions::new()
+                .read(flags == libc::O_RDONLY)
+                .write(flags == libc::O_WRONLY)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(path);
+        }
+    }
+}
+
+impl Drop for Pipe {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Inside the helper: the FIFO, if the host bound one.
+pub fn in_helper() -> Option<&'static Path> {
+    let path = Path::new(IN_HELPER);
+    std::fs::symlink_metadata(path)
+        .ok()
+        .filter(|m| m.file_type().is_fifo())
+        .map(|_| path)
+}
+
+/// Reads the FIFO on the host, opening it (which waits for the agent) on the first read.
+pub struct Reader {
+    path: PathBuf,
+    file: Option<std::fs::File>,
+}
+
+impl Reader {
+    /// A reader of the FIFO at `path`.
+    pub fn new(path: PathBuf) -> Reader {
+        Reader { path, file: None }
+    }
+}
+
+impl Read for Reader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.file.is_none() {
+            self.file = Some(std::fs::File::open(&self.path)?);
+        }
+        self.file.as_mut().expect("opened above").read(buf)
+    }
+}
