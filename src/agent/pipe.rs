@@ -16,7 +16,11 @@ pub const IN_HELPER_DIR: &str = "/.dockyard-io";
 /// The FIFO's path inside the helper.
 pub const IN_HELPER: &str = "/.dockyard-io/pipe";
 
-/// A FIFO in a private host directory; removed with the directory when dropped.
+/// The prefix of the FIFOs' directories in the temp directory.
+const DIR_PREFIX: &str = "dockyard-io-";
+
+/// A FIFO in a private host directory (with an `owner` file naming this run); removed with the
+/// directory when dropped, or by a later run's [`sweep`] once its owner is gone (a killed run).
 pub struct Pipe {
     dir: PathBuf,
 }
@@ -29,9 +33,15 @@ impl Pipe {
         if !(host.is_empty() || host.starts_with("unix://")) {
             return None;
         }
-        let dir = std::env::temp_dir().join(format!("dockyard-io-{:016x}", rand::random::<u64>()));
+        sweep(&std::env::temp_dir());
+        let dir = std::env::temp_dir().join(format!("{DIR_PREFIX}{:016x}", rand::random::<u64>()));
         std::fs::DirBuilder::new().mode(0o700).create(&dir).ok()?;
         let pipe = Pipe { dir };
+        std::fs::write(
+            pipe.dir.join("owner"),
+            crate::owner::Owner::current().to_string(),
+        )
+        .ok()?;
         let c = CString::new(pipe.path().as_os_str().as_bytes()).ok()?;
         // SAFETY: a valid NUL-terminated path.
         if unsafe { libc::mkfifo(c.as_ptr(), 0o600) } != 0 {
@@ -69,6 +79,45 @@ impl Drop for Pipe {
     }
 }
 
+/// Removes the FIFO directories in `tmp` that runs now gone left (killed before their clean-up):
+/// only real directories of this user, whose `owner` names a process that is gone, or that have
+/// none and are over an hour old.
+pub fn sweep(tmp: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir(tmp) else {
+        return;
+    };
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    for entry in entries.flatten() {
+        if !entry
+            .file_name()
+            .as_bytes()
+            .starts_with(DIR_PREFIX.as_bytes())
+        {
+            continue;
+        }
+        let Ok(meta) = std::fs::symlink_metadata(entry.path()) else {
+            continue;
+        };
+        if !meta.is_dir() || meta.uid() != me {
+            continue;
+        }
+        let gone = match std::fs::read_to_string(entry.path().join("owner")) {
+            Ok(text) => crate::owner::Owner::parse(&text)
+                .is_some_and(|o| o.liveness(86_400) == crate::owner::Liveness::Gone),
+            Err(_) => meta
+                .modified()
+                .ok()
+                .and_then(|m| m.elapsed().ok())
+                .is_some_and(|age| age.as_secs() > 3600),
+        };
+        if gone {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 /// Inside the helper: the FIFO, if the host bound one.
 pub fn in_helper() -> Option<&'static Path> {
     let path = Path::new(IN_HELPER);
@@ -97,5 +146,35 @@ impl Read for Reader {
             self.file = Some(std::fs::File::open(&self.path)?);
         }
         self.file.as_mut().expect("opened above").read(buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sweep_removes_only_the_directories_of_runs_that_are_gone() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut gone = crate::owner::Owner::current();
+        gone.start += 1; // the same pid, started at another time: another process
+        let make = |name: &str, owner: Option<String>| {
+            let d = tmp.path().join(name);
+            std::fs::create_dir(&d).unwrap();
+            if let Some(o) = owner {
+                std::fs::write(d.join("owner"), o).unwrap();
+            }
+            d
+        };
+        let dead = make("dockyard-io-dead", Some(gone.to_string()));
+        let live = make(
+            "dockyard-io-live",
+            Some(crate::owner::Owner::current().to_string()),
+        );
+        let fresh = make("dockyard-io-fresh", None);
+        let other = make("not-ours", Some(gone.to_string()));
+        sweep(tmp.path());
+        assert!(!dead.exists());
+        assert!(live.exists() && fresh.exists() && other.exists());
     }
 }
