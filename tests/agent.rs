@@ -56,6 +56,12 @@ fn the_agent_and_the_engine_path_each_round_trip_the_tricky_tree_exactly() {
         let d = dest.to_str().unwrap();
         let err = run(mode, &["backup", &app.name, "--to", d]);
         assert!(err.contains(says), "{mode}: {err}");
+        // The agent announces itself before it runs: it must not have fallen back after.
+        assert_eq!(
+            err.contains("engine's archive endpoint"),
+            mode == "never",
+            "{mode}: {err}"
+        );
         entries.push(list(&dest)[0]["entries"].clone());
 
         let fresh = App::created("agent-tricky-new", &["/srv/media"]);

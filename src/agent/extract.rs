@@ -16,6 +16,9 @@ const CHUNK: usize = 64 << 10;
 
 /// Extracts every entry of `tar` below directory `root` (already open); returns entries written.
 pub fn extract(tar: impl Read, root: &OwnedFd) -> io::Result<u64> {
+    // Modes are set whole at creation (special files) or by fchmod (the rest).
+    // SAFETY: umask has no preconditions.
+    unsafe { libc::umask(0) };
     let mut archive = tar::Archive::new(tar);
     let mut open = Parents::default();
     let mut dirs: Vec<(Vec<u8>, Meta)> = Vec::new();
@@ -70,15 +73,18 @@ pub fn extract(tar: impl Read, root: &OwnedFd) -> io::Result<u64> {
                     Kind::CharDevice => (libc::S_IFCHR, device(&meta)),
                     _ => (libc::S_IFBLK, device(&meta)),
                 };
+                // The mode is given whole here (the agent's umask is 0): a chmod by name after
+                // this would follow a symlink the app swapped in.
                 check(unsafe {
-                    libc::mknodat(dir.as_raw_fd(), c.as_ptr(), kind | (meta.mode & 0o777), dev)
+                    libc::mknodat(
+                        dir.as_raw_fd(),
+                        c.as_ptr(),
+                        kind | (meta.mode & 0o7777),
+                        dev,
+                    )
                 })
                 .map_err(named)?;
                 own_at(dir, &c, &meta).map_err(named)?;
-                check(unsafe {
-                    libc::fchmodat(dir.as_raw_fd(), c.as_ptr(), meta.mode & 0o7777, 0)
-                })
-                .map_err(named)?;
             }
         }
         count += 1;
@@ -139,7 +145,7 @@ impl Parents {
 
 /// Opens directory `path` below `root`, one component at a time, following no symlink.
 fn walk_dirs(root: &OwnedFd, path: &[u8]) -> io::Result<OwnedFd> {
-    let mut cur = dup(root)?;
+    let mut cur = root.try_clone()?;
     if path.is_empty() {
         return Ok(cur);
     }
@@ -300,10 +306,6 @@ fn times(meta: &Meta) -> [libc::timespec; 2] {
 fn device(meta: &Meta) -> libc::dev_t {
     let (major, minor) = meta.device.unwrap_or_default();
     libc::makedev(major, minor)
-}
-
-fn dup(fd: &OwnedFd) -> io::Result<OwnedFd> {
-    fd.try_clone()
 }
 
 fn check(r: i32) -> io::Result<i32> {

@@ -393,7 +393,12 @@ fn read_dir(fd: &OwnedFd) -> io::Result<Vec<Vec<u8>>> {
 /// Every extended attribute of an open file or directory; none where the file system has none.
 fn xattrs(fd: &OwnedFd) -> Vec<(Vec<u8>, Vec<u8>)> {
     let raw = fd.as_raw_fd();
-    let mut names = vec![0u8; 4096];
+    // Asked for the size first: a fixed buffer would drop every xattr of a file with many.
+    let size = unsafe { libc::flistxattr(raw, std::ptr::null_mut(), 0) };
+    if size <= 0 {
+        return Vec::new();
+    }
+    let mut names = vec![0u8; size as usize];
     let n = unsafe { libc::flistxattr(raw, names.as_mut_ptr().cast(), names.len()) };
     if n <= 0 {
         return Vec::new();
