@@ -1,8 +1,11 @@
-# Test peers for the remote-destination tests: sshd and a one-node Garage on 127.0.0.1. Sourced
+# Test peers for the remote tests: sshd, a one-node Garage on 127.0.0.1 and a second Docker engine
+# (the "remote" engine, reached over that sshd). Sourced
 # after lib.sh. Both live under one state directory and are reused while they answer; what this
 # starts is added to STARTED_PIDS so the caller stops exactly that.
 
 PEERS=${DOCKYARD_PEERS:-/tmp/dockyard-peers}
+ENGINE2=$PEERS/engine2
+ENGINE2_TLS_PORT=${DOCKYARD_TEST_ENGINE2_TLS_PORT:-42376}
 SSH_PORT=${DOCKYARD_TEST_SSH_PORT:-42222}
 S3_PORT=${DOCKYARD_TEST_S3_PORT:-39900}
 GARAGE_VERSION=2.5.0
@@ -35,7 +38,7 @@ ensure_sshd() {
     "PidFile $d/sshd.pid" "AuthorizedKeysFile $d/authorized_keys" "StrictModes no" \
     "PubkeyAuthentication yes" "PasswordAuthentication no" "KbdInteractiveAuthentication no" \
     "UsePAM no" "PermitRootLogin no" "AllowUsers dockyard-ssh" "MaxStartups 200" \
-    "MaxSessions 200" >"$d/sshd_config"
+    "MaxSessions 200" "SetEnv DOCKER_HOST=unix://$ENGINE2/docker.sock" >"$d/sshd_config"
   host() { # alias, identity, known_hosts, port
     printf '%s\n' "Host $1" "  HostName 127.0.0.1" "  Port $4" "  User dockyard-ssh" \
       "  IdentitiesOnly yes" "  IdentityFile $d/$2" "  UserKnownHostsFile $d/$3" \
@@ -54,6 +57,59 @@ ensure_sshd() {
   for _ in $(seq 1 50); do port_open "$SSH_PORT" && return; sleep 0.2; done
   echo "sshd did not come up; its log:" >&2
   tail -20 "$d/sshd.log" >&2
+  exit 1
+}
+
+# A CA, a server certificate for 127.0.0.1 and a client certificate, as `docker --tlsverify` and
+# DOCKER_CERT_PATH expect them (ca.pem, cert.pem, key.pem for the client).
+engine2_certs() {
+  local t=$1
+  [ -s "$t/cert.pem" ] && return
+  rm -rf "$t" && mkdir -p "$t" && chmod 700 "$t"
+  (
+    cd "$t"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 \
+      -subj /CN=dockyard-test-ca -keyout ca-key.pem -out ca.pem 2>/dev/null
+    sign() { # name, extensions
+      openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$1" \
+        -keyout "$1-key.pem" -out "$1.csr" 2>/dev/null
+      printf '%s\n' "$2" >"$1.ext"
+      openssl x509 -req -in "$1.csr" -CA ca.pem -CAkey ca-key.pem -CAcreateserial -days 3650 \
+        -extfile "$1.ext" -out "$1-cert.pem" 2>/dev/null
+    }
+    sign server "subjectAltName=IP:127.0.0.1
+extendedKeyUsage=serverAuth"
+    sign client "extendedKeyUsage=clientAuth"
+    mv client-cert.pem cert.pem && mv client-key.pem key.pem && rm -f ./*.csr ./*.ext
+  )
+}
+
+# A second dockerd with its own socket, data root, exec root and pid file: the remote engine of
+# tests/remote_engine.rs, which reach it as DOCKER_HOST=ssh://dockyard-test (sshd sets the login
+# user's DOCKER_HOST to this socket, whose group is that user's) and as tcp://127.0.0.1 with TLS
+# (client certificates verified). The shared engine is never restarted or touched.
+ensure_engine2() {
+  local d=$ENGINE2
+  if [ -f "$d/dockerd.pid" ] && kill -0 "$(cat "$d/dockerd.pid")" 2>/dev/null &&
+    docker -H "unix://$d/docker.sock" version >/dev/null 2>&1 && port_open "$ENGINE2_TLS_PORT"; then
+    echo "second docker engine: reusing the one on $d/docker.sock"
+    return
+  fi
+  echo "second docker engine: starting on $d/docker.sock and tcp://127.0.0.1:$ENGINE2_TLS_PORT (TLS)"
+  mkdir -p "$d" && chmod 755 "$d"
+  engine2_certs "$d/tls"
+  dockerd --host "unix://$d/docker.sock" --host "tcp://127.0.0.1:$ENGINE2_TLS_PORT" \
+    --tlsverify --tlscacert "$d/tls/ca.pem" --tlscert "$d/tls/server-cert.pem" \
+    --tlskey "$d/tls/server-key.pem" --group dockyard-ssh --data-root "$d/root" \
+    --exec-root "$d/exec" --pidfile "$d/dockerd.pid" --bridge=none --iptables=false \
+    --ip6tables=false >"$d/dockerd.log" 2>&1 &
+  STARTED_PIDS+=($!)
+  for _ in $(seq 1 60); do
+    docker -H "unix://$d/docker.sock" version >/dev/null 2>&1 && return
+    sleep 1
+  done
+  echo "the second dockerd did not come up; its log:" >&2
+  tail -20 "$d/dockerd.log" >&2
   exit 1
 }
 
@@ -142,6 +198,8 @@ ensure_gunicorn_image() {
 
 # Everything the remote-destination tests need, exported for cargo test.
 ensure_peers() {
+  id dockyard-ssh >/dev/null 2>&1 || useradd --create-home --shell /bin/sh --password '*' dockyard-ssh
+  ensure_engine2
   ensure_sshd
   ensure_garage
   ensure_gunicorn_image
@@ -150,4 +208,7 @@ ensure_peers() {
   source "$PEERS/garage/env"
   export DOCKYARD_TEST_SSH_CONFIG=$PEERS/ssh/config
   export DOCKYARD_TEST_GARAGE_BIN=$GARAGE_BIN
+  export DOCKYARD_TEST_ENGINE2=unix://$ENGINE2/docker.sock
+  export DOCKYARD_TEST_ENGINE2_TLS=tcp://127.0.0.1:$ENGINE2_TLS_PORT
+  export DOCKYARD_TEST_ENGINE2_CERTS=$ENGINE2/tls
 }

@@ -38,12 +38,22 @@ pub const FOR_LABEL: &str = "dockyard.for";
 #[derive(Debug, thiserror::Error)]
 pub enum DockerError {
     /// The engine did not answer at all.
-    #[error("cannot reach the Docker Engine ({endpoint}): {error}; is dockerd running, and may this user use its socket?")]
+    #[error("cannot reach the Docker Engine ({endpoint}): {error}; {hint}")]
     Unreachable {
         /// Where we tried to connect.
         endpoint: String,
         /// What went wrong (in the message, not repeated as a cause).
-        error: BollardError,
+        error: String,
+        /// What to check, for this kind of endpoint.
+        hint: &'static str,
+    },
+    /// A remote engine over ssh could not be reached or did not answer.
+    #[error("cannot reach the Docker Engine at {endpoint}: {message}")]
+    RemoteUnreachable {
+        /// `DOCKER_HOST`.
+        endpoint: String,
+        /// What failed and what to check.
+        message: String,
     },
     /// No container by that name or id.
     #[error("no such container: {0:?} (see `docker ps -a` for the names on this engine)")]
@@ -271,6 +281,8 @@ struct Helper {
 #[derive(Clone)]
 pub struct Engine {
     docker: Docker,
+    /// Bytes over ssh, for a remote engine reached that way.
+    wire: Option<Arc<crate::engine_ssh::Wire>>,
     live_helpers: Arc<Mutex<HashSet<String>>>,
     /// Containers this process stopped and has not started again, in stop order.
     stopped: Arc<Mutex<Vec<String>>>,
@@ -280,21 +292,76 @@ fn endpoint() -> String {
     std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into())
 }
 
+/// Whether `DOCKER_HOST` names an engine on this host.
+pub fn is_local_endpoint(endpoint: &str) -> bool {
+    endpoint.is_empty() || endpoint.starts_with("unix://") || endpoint.starts_with('/')
+}
+
 impl Engine {
     /// Connects with the usual defaults (`DOCKER_HOST` or the local socket) and negotiates the API
-    /// version down to what the engine speaks (Docker 20.10 speaks 1.41).
-    pub async fn connect() -> Result<Engine, DockerError> {
-        let unreachable = |error| DockerError::Unreachable {
-            endpoint: endpoint(),
-            error,
+    /// version down to what the engine speaks (Docker 20.10 speaks 1.41). `DOCKER_HOST=ssh://...`
+    /// goes through dockyard's ssh client, with `ssh_config` as for ssh destinations.
+    pub async fn connect(ssh_config: Option<std::path::PathBuf>) -> Result<Engine, DockerError> {
+        let endpoint = endpoint();
+        let (docker, wire) = if endpoint.starts_with("ssh://") {
+            Self::connect_ssh(&endpoint, ssh_config).await?
+        } else {
+            let unreachable = |error: BollardError| DockerError::Unreachable {
+                endpoint: endpoint.clone(),
+                error: error.to_string().trim().to_string(),
+                hint: if is_local_endpoint(&endpoint) {
+                    "is dockerd running, and may this user use its socket?"
+                } else {
+                    "is dockerd listening there? For TLS set DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH to a directory holding ca.pem, cert.pem and key.pem"
+                },
+            };
+            let docker = Docker::connect_with_defaults().map_err(unreachable)?;
+            let docker = docker.negotiate_version().await.map_err(unreachable)?;
+            (docker, None)
         };
-        let docker = Docker::connect_with_defaults().map_err(unreachable)?;
-        let docker = docker.negotiate_version().await.map_err(unreachable)?;
         Ok(Engine {
             docker,
+            wire,
             live_helpers: Arc::default(),
             stopped: Arc::default(),
         })
+    }
+
+    async fn connect_ssh(
+        endpoint: &str,
+        ssh_config: Option<std::path::PathBuf>,
+    ) -> Result<(Docker, Option<Arc<crate::engine_ssh::Wire>>), DockerError> {
+        let failed = |message| DockerError::RemoteUnreachable {
+            endpoint: endpoint.to_string(),
+            message,
+        };
+        let spec = crate::engine_ssh::spec(endpoint, ssh_config).map_err(failed)?;
+        let remote = crate::engine_ssh::connect(spec, 120)
+            .await
+            .map_err(failed)?;
+        match remote.docker.negotiate_version().await {
+            Ok(docker) => Ok((docker, Some(remote.wire))),
+            Err(e) => {
+                let said = remote.last_error.lock().unwrap().clone();
+                let detail = if said.is_empty() { e.to_string() } else { said };
+                Err(failed(format!(
+                    "`docker system dial-stdio` on that host failed: {detail}; the host needs the docker CLI, and its login user access to the engine's socket"
+                )))
+            }
+        }
+    }
+
+    /// Whether the engine runs on this host (`DOCKER_HOST` unset or a unix socket).
+    pub fn is_local(&self) -> bool {
+        is_local_endpoint(&endpoint())
+    }
+
+    /// Bytes that crossed the ssh connection to a remote engine so far (received, sent), or `None`
+    /// for a local or tcp engine.
+    pub fn wire(&self) -> Option<(u64, u64)> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let w = self.wire.as_ref()?;
+        Some((w.received.load(Relaxed), w.sent.load(Relaxed)))
     }
 
     /// Inspects a container by name or id, running or stopped.

@@ -9,6 +9,7 @@ pub mod config;
 pub mod critical;
 pub mod destination;
 pub mod docker;
+pub mod engine_ssh;
 pub mod error;
 pub mod last_run;
 pub mod lock;

@@ -5,23 +5,7 @@
 
 mod common;
 
-use common::{dest_dir, docker, dockyard_env, getxattr, list, setxattr, unique, App};
-
-/// Hard links, symlinks (one pointing out of the volume), odd names, owners, modes, times before
-/// 1970 and past 2242, a FIFO, an empty directory, a setgid directory and a sparse disk image.
-const TRICKY: &str = r#"set -e
-cd /srv/media
-mkdir -p a/b emptydir shared && chmod 2775 shared && chown 33:33 shared
-echo one > a/b/one && ln a/b/one hard && ln a/b/one a/hard2
-ln -s /etc/passwd outside && ln -s b/one a/inside
-printf x > "$(printf 'bad\377name')" && printf y > 'sp ace' && printf z > "$(printf 'new\nline')"
-echo id > owned && chown 3000000:3000001 owned && chmod 0640 owned
-echo old > old && touch -d "1965-03-04 05:06:07" old
-echo fut > future && touch -d "2300-01-01 00:00:00" future
-mkfifo fifo && chown 1000:1000 fifo
-truncate -s 300M disk.img && printf MID | dd of=disk.img bs=1 seek=104857600 conv=notrunc 2>/dev/null
-touch -d "1999-01-01 00:00:00" emptydir a/b a
-"#;
+use common::{dest_dir, docker, dockyard_env, getxattr, list, setxattr, unique, App, TRICKY};
 
 /// Runs dockyard with `DOCKYARD_AGENT=mode` and info logs; asserts success and returns stderr.
 fn run(mode: &str, args: &[&str]) -> String {

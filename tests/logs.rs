@@ -42,7 +42,7 @@ fn app(what: &str, reopen: bool) -> App {
         "-c",
         &writer(reopen),
     ]);
-    App { name }
+    App::named(name)
 }
 
 /// Every shipped object under `dest/logs/<container>/`, decompressed, as lines.
@@ -276,7 +276,7 @@ fn real_gunicorn_rotated_under_load_loses_no_request_line() {
     let image = var("DOCKYARD_TEST_GUNICORN_IMAGE");
     let name = unique("gunicorn");
     docker(&["run", "-d", "--name", &name, "--network", "none", &image]);
-    let app = App { name };
+    let app = App::named(name);
     let started = started_at(&app);
     // Wait for Gunicorn, then load it from inside the container until told to stop (after three
     // rotations under load, however fast this machine is), each request with its own number in

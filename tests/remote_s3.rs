@@ -554,3 +554,61 @@ fn three_node_cluster_survives_losing_a_node_during_the_backup() {
         },
     );
 }
+
+#[test]
+fn s3_part_size_grows_so_an_archive_fits_the_part_limit_and_one_that_cannot_fit_leaves_nothing() {
+    let s3 = S3::garage();
+    let app = App::running("s3-grow", &["/srv/media"]);
+    app.sh("dd if=/dev/urandom of=/srv/media/video.bin bs=1M count=38 2>/dev/null");
+    let env = s3.env();
+    let mut env = pairs(&env);
+
+    // A limit of 4 parts from 5 MiB: 5 + 10 + 20 MiB, then the rest. Fixed 5 MiB parts would
+    // need 8.
+    let prefix = Prefix::new(&s3);
+    let url = prefix.url();
+    env.push(("DOCKYARD_S3_PART_LIMIT", "4"));
+    let r = dockyard_env(
+        &["backup", &app.name, "--to", &url, "--s3-part-size", "5"],
+        &env,
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let keys = s3.keys(&prefix.name);
+    let archive = keys
+        .iter()
+        .find(|k| k.ends_with(".tar.zst"))
+        .expect("an archive");
+    let mib: Vec<u64> = s3.part_sizes(archive).iter().map(|s| s >> 20).collect();
+    assert_eq!(mib[..3], [5, 10, 20], "part sizes {mib:?}");
+    assert_eq!(mib.len(), 4, "part sizes {mib:?}");
+    let r = dockyard_env(
+        &["verify", "latest", "--container", &app.name, "--to", &url],
+        &env,
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+
+    // Two parts hold 15 MiB: the backup fails saying so, and leaves no object and no upload.
+    let small = Prefix::new(&s3);
+    let url = small.url();
+    env.pop();
+    env.push(("DOCKYARD_S3_PART_LIMIT", "2"));
+    let r = dockyard_env(
+        &["backup", &app.name, "--to", &url, "--s3-part-size", "5"],
+        &env,
+    );
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr
+            .contains("is larger than one S3 upload can hold: 2 parts growing from 5 MiB"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        s3.keys(&small.name)
+            .iter()
+            .all(|k| !k.ends_with(".tar.zst") && !k.ends_with(".json")),
+        "{:?}",
+        s3.keys(&small.name)
+    );
+    assert!(s3.uploads(&small.name).is_empty());
+}

@@ -193,10 +193,12 @@ async fn launch(
     stdin: bool,
     pipe: Option<&Pipe>,
 ) -> Result<(bollard::container::AttachContainerResults, Option<PathBuf>), DockerError> {
-    let body = binary_tar(exe).await.map_err(|e| DockerError::Api {
-        action: format!("read {}", exe.display()),
-        message: e.to_string(),
-    })?;
+    let body = binary_tar(exe, !engine.is_local())
+        .await
+        .map_err(|e| DockerError::Api {
+            action: format!("read {}", exe.display()),
+            message: e.to_string(),
+        })?;
     engine.upload(helper, "/", body).await?;
     let piped = match pipe {
         Some(p) if engine.stat(helper, pipe::IN_HELPER).await? == PathKind::Other => Some(p.path()),
@@ -215,10 +217,12 @@ async fn launch(
 }
 
 /// A one-entry tar stream holding the binary as `IN_HELPER` (mode 0755, root), read from disk as
-/// it is sent.
+/// it is sent; gzipped (fastest level, which the archive endpoint unpacks) for an engine on
+/// another host, where the binary's ~30 MB would otherwise cross the network on every run.
 async fn binary_tar(
     exe: &std::path::Path,
-) -> io::Result<impl Stream<Item = io::Result<Bytes>> + Send + 'static> {
+    compress: bool,
+) -> io::Result<std::pin::Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>> {
     let file = tokio::fs::File::open(exe).await?;
     let len = file.metadata().await?.len();
     let mut h = tar::Header::new_gnu();
@@ -229,14 +233,75 @@ async fn binary_tar(
     h.set_size(len);
     h.set_entry_type(tar::EntryType::Regular);
     h.set_cksum();
-    let pad = ((512 - len % 512) % 512) as usize;
-    let head = futures_util::stream::iter([Ok(Bytes::copy_from_slice(h.as_bytes()))]);
+    let head = Bytes::copy_from_slice(h.as_bytes());
+    let tail = Bytes::from(vec![0u8; ((512 - len % 512) % 512) as usize + 1024]);
+    if compress {
+        return Ok(Box::pin(gzipped(file.into_std().await, len, head, tail)));
+    }
     let data = tokio_util::io::ReaderStream::with_capacity(
         tokio::io::AsyncReadExt::take(file, len),
         1 << 20,
     );
-    let tail = futures_util::stream::iter([Ok(Bytes::from(vec![0u8; pad + 1024]))]);
-    Ok(head.chain(data).chain(tail))
+    let head = futures_util::stream::iter([Ok(head)]);
+    let tail = futures_util::stream::iter([Ok(tail)]);
+    Ok(Box::pin(head.chain(data).chain(tail)))
+}
+
+/// `head`, `len` bytes of `file` and `tail`, gzipped in a thread of its own as they are sent.
+fn gzipped(
+    file: std::fs::File,
+    len: u64,
+    head: Bytes,
+    tail: Bytes,
+) -> impl Stream<Item = io::Result<Bytes>> + Send {
+    use std::io::{Read, Write};
+    let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(4);
+    std::thread::spawn(move || {
+        let chunks = Chunks {
+            tx: tx.clone(),
+            buf: Vec::new(),
+        };
+        let written = (|| {
+            let mut gz = flate2::write::GzEncoder::new(chunks, flate2::Compression::fast());
+            gz.write_all(&head)?;
+            let copied = io::copy(&mut file.take(len), &mut gz)?;
+            if copied != len {
+                return Err(io::Error::other("the binary changed size while being sent"));
+            }
+            gz.write_all(&tail)?;
+            gz.finish()?.flush()
+        })();
+        if let Err(e) = written {
+            let _ = tx.blocking_send(Err(e));
+        }
+    });
+    futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) })
+}
+
+/// A writer that hands 256 KiB chunks to a channel.
+struct Chunks {
+    tx: tokio::sync::mpsc::Sender<io::Result<Bytes>>,
+    buf: Vec<u8>,
+}
+
+impl std::io::Write for Chunks {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= 256 << 10 {
+            self.flush()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::take(&mut self.buf));
+        self.tx
+            .blocking_send(Ok(chunk))
+            .map_err(|_| io::Error::from(io::ErrorKind::BrokenPipe))
+    }
 }
 
 /// The agent's stdout as a byte stream; its stderr is collected into `stderr` on the way.

@@ -30,7 +30,7 @@ impl Pipe {
     /// unset or a unix socket); `None` otherwise or if creating them fails.
     pub fn create() -> Option<Pipe> {
         let host = std::env::var("DOCKER_HOST").unwrap_or_default();
-        if !(host.is_empty() || host.starts_with("unix://")) {
+        if !crate::docker::is_local_endpoint(&host) {
             return None;
         }
         sweep(&std::env::temp_dir());

@@ -192,6 +192,7 @@ pub async fn backup(
     crate::destination::sweep_orphans(dest.as_ref()).await?;
     engine.remove_stale_helpers().await?;
 
+    let wire_before = engine.wire();
     let created = Utc::now();
     let id = manifest::new_id(&info.name, created);
     let image = s
@@ -273,6 +274,15 @@ pub async fn backup(
     }
     crate::destination::clear_pending(dest.as_ref(), &id).await;
     tracing::info!(id = %m.id, container = %m.container, size = m.size, "backup complete");
+    if let (Some((r0, s0)), Some((r1, s1))) = (wire_before, engine.wire()) {
+        // A remote engine: what the backup cost on the network, beside the archive's size.
+        tracing::info!(
+            received = r1 - r0,
+            sent = s1 - s0,
+            archive = m.size,
+            "bytes over ssh to and from the remote engine"
+        );
+    }
     Ok((m, secs))
 }
 

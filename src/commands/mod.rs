@@ -41,6 +41,8 @@ pub struct Ctx {
     /// Set while the daemon waits for its next job: a signal then is a clean stop (exit 0).
     pub idle: std::sync::atomic::AtomicBool,
     engine: OnceCell<Engine>,
+    /// ssh config for `DOCKER_HOST=ssh://...` (the same `--ssh-config` as ssh destinations).
+    engine_ssh_config: Option<PathBuf>,
     pending: Mutex<Option<Pending>>,
 }
 
@@ -59,7 +61,7 @@ pub struct Pending {
 
 impl Ctx {
     /// A context; the engine is connected on first use, so `list` and `verify` work without Docker.
-    pub fn new(output: Output) -> Ctx {
+    pub fn new(output: Output, engine_ssh_config: Option<PathBuf>) -> Ctx {
         Ctx {
             output,
             out: Renderer::new(output),
@@ -67,13 +69,18 @@ impl Ctx {
             critical: Critical::default(),
             idle: std::sync::atomic::AtomicBool::new(false),
             engine: OnceCell::new(),
+            engine_ssh_config,
             pending: Mutex::new(None),
         }
     }
 
     /// The engine, connecting (and negotiating the API version) on first use.
     pub async fn engine(&self) -> Result<&Engine> {
-        Ok(self.engine.get_or_try_init(Engine::connect).await?)
+        let config = self.engine_ssh_config.clone();
+        Ok(self
+            .engine
+            .get_or_try_init(|| Engine::connect(config))
+            .await?)
     }
 
     /// Records (or clears) the staging a signal should remove.

@@ -5,6 +5,7 @@
 //! listing would show. Extra behaviour (retries, dry runs) wraps a destination rather than forking it.
 
 mod local;
+pub mod parts;
 mod s3;
 mod ssh;
 

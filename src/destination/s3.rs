@@ -21,6 +21,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
 
+use super::parts::{PartSizes, MAX_PARTS};
 use super::{DestError, Destination, ObjectReader, Upload};
 use crate::owner::{Liveness, Owner};
 
@@ -51,8 +52,11 @@ pub struct S3Spec {
     pub endpoint: Option<String>,
     /// Path-style addressing; `None` means path-style with a custom endpoint, virtual-hosted on AWS.
     pub path_style: Option<bool>,
-    /// Multipart part size in bytes.
+    /// Multipart part size in bytes: the first parts' size (they grow: [`PartSizes`]).
     pub part_size: usize,
+    /// The most parts of one upload: S3's 10,000, or fewer from `DOCKYARD_S3_PART_LIMIT` (for
+    /// tests of the growth rule without 156 GiB of data).
+    pub part_limit: u32,
 }
 
 impl S3Spec {
@@ -70,6 +74,11 @@ impl S3Spec {
             endpoint: None,
             path_style: None,
             part_size: DEFAULT_PART_SIZE,
+            part_limit: std::env::var("DOCKYARD_S3_PART_LIMIT")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .filter(|n| (1..=MAX_PARTS).contains(n))
+                .unwrap_or(MAX_PARTS),
         })
     }
 
@@ -428,6 +437,8 @@ impl Destination for S3Dir {
             parts: Vec::new(),
             in_flight: JoinSet::new(),
             size: 0,
+            sizes: PartSizes::new(self.spec.part_size as u64, self.spec.part_limit),
+            filling: 1,
         }))
     }
 
@@ -586,11 +597,28 @@ struct S3Upload {
     parts: Vec<CompletedPart>,
     in_flight: JoinSet<Result<CompletedPart, DestError>>,
     size: u64,
+    /// Part sizes by number: they grow, so an archive of any size fits S3's part limit.
+    sizes: PartSizes,
+    /// The number of the part being filled.
+    filling: u32,
 }
 
 impl S3Upload {
     fn dest(&self) -> String {
         self.dir.describe()
+    }
+
+    fn too_big(&self) -> DestError {
+        DestError::Unusable {
+            dest: self.dest(),
+            message: format!(
+                "{} is larger than one S3 upload can hold: {} parts growing from {} MiB hold {} bytes (S3 allows 10,000 parts of up to 5 GiB, 5 TiB in all)",
+                self.key,
+                self.sizes.limit(),
+                self.sizes.size(1) >> 20,
+                self.sizes.capacity()
+            ),
+        }
     }
 
     /// Writes the upload's marker, then starts the multipart upload: an upload never exists
@@ -789,20 +817,33 @@ impl S3Upload {
 #[async_trait]
 impl Upload for S3Upload {
     async fn write(&mut self, chunk: Bytes) -> Result<(), DestError> {
-        let part_size = self.dir.spec.part_size;
         self.size += chunk.len() as u64;
         let mut rest = chunk;
         while !rest.is_empty() {
+            let part_size = self.sizes.size(self.filling) as usize;
+            if self.buf.len() == part_size {
+                // The last part allowed is full and more is coming.
+                return Err(self.too_big());
+            }
             if self.buf.capacity() == 0 {
                 self.buf.reserve(part_size);
             }
             let take = rest.len().min(part_size - self.buf.len());
             self.buf.extend_from_slice(&rest.split_to(take));
-            if self.buf.len() == part_size {
+            if self.buf.len() == part_size && self.filling < self.sizes.limit() {
                 let body = self.buf.split().freeze();
                 // A fresh buffer per part: the sent one is freed when its request is done.
                 self.buf = BytesMut::new();
                 self.send_part(body).await?;
+                self.filling += 1;
+                if self.sizes.size(self.filling) != part_size as u64 {
+                    tracing::debug!(
+                        key = %self.key,
+                        part = self.filling,
+                        size = self.sizes.size(self.filling),
+                        "multipart part size grows"
+                    );
+                }
             }
         }
         Ok(())

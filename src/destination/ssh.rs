@@ -100,7 +100,10 @@ impl std::fmt::Display for SshSpec {
         if let Some(p) = self.port {
             write!(f, ":{p}")?;
         }
-        if self.path.starts_with('/') {
+        if self.path.is_empty() {
+            // A host only (a remote engine's DOCKER_HOST), no directory.
+            Ok(())
+        } else if self.path.starts_with('/') {
             write!(f, "{}", self.path)
         } else {
             write!(f, "/~/{}", self.path)
@@ -240,13 +243,19 @@ impl SshDir {
     /// The command that runs `script` on the host through the shared connection. ssh hands the
     /// remote shell one command line, so each word is quoted for it (shell-words).
     async fn command(&self, script: &Script) -> Result<Command, DestError> {
+        self.remote_command(&script.argv()).await
+    }
+
+    /// The command that runs `argv` on the host through the shared connection (connecting first,
+    /// so host key and authentication failures surface here with ssh's own words).
+    pub async fn remote_command(&self, argv: &[impl AsRef<str>]) -> Result<Command, DestError> {
         let socket = self.control().await?;
         let mut cmd = self.ssh();
         cmd.arg("-S")
             .arg(socket)
             .args(["-o", "ControlMaster=no", "--"])
             .arg(&self.spec.host)
-            .arg(shell_words::join(script.argv()));
+            .arg(shell_words::join(argv));
         cmd.kill_on_drop(true);
         Ok(cmd)
     }

@@ -117,7 +117,11 @@ impl Settings {
                 notify: notify_flags(a.notify),
             },
         };
-        Ok(Settings { output, action })
+        Ok(Settings {
+            output,
+            action,
+            engine_ssh_config: remote.ssh_config,
+        })
     }
 }
 

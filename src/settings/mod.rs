@@ -25,6 +25,8 @@ pub struct Settings {
     pub output: Output,
     /// What to do.
     pub action: Action,
+    /// ssh config file for a remote engine (`DOCKER_HOST=ssh://...`): `--ssh-config`.
+    pub engine_ssh_config: Option<std::path::PathBuf>,
 }
 
 /// The command, with its validated settings.

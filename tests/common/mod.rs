@@ -31,6 +31,22 @@ touch -d "2002-03-04 05:06:07" docs/empty photos/2024
 echo "GET / 200" > /srv/logs/access.log
 "#;
 
+/// Hard links, symlinks (one pointing out of the volume), odd names, owners, modes, times before
+/// 1970 and past 2242, a FIFO, an empty directory, a setgid directory and a sparse disk image.
+pub const TRICKY: &str = r#"set -e
+cd /srv/media
+mkdir -p a/b emptydir shared && chmod 2775 shared && chown 33:33 shared
+echo one > a/b/one && ln a/b/one hard && ln a/b/one a/hard2
+ln -s /etc/passwd outside && ln -s b/one a/inside
+printf x > "$(printf 'bad\377name')" && printf y > 'sp ace' && printf z > "$(printf 'new\nline')"
+echo id > owned && chown 3000000:3000001 owned && chmod 0640 owned
+echo old > old && touch -d "1965-03-04 05:06:07" old
+echo fut > future && touch -d "2300-01-01 00:00:00" future
+mkfifo fifo && chown 1000:1000 fifo
+truncate -s 300M disk.img && printf MID | dd of=disk.img bs=1 seek=104857600 conv=notrunc 2>/dev/null
+touch -d "1999-01-01 00:00:00" emptydir a/b a
+"#;
+
 /// The image every test container runs: busybox-static imported as a rootfs (no pull needed).
 pub const IMAGE: &str = "dockyard-test/busybox:1";
 
@@ -46,6 +62,42 @@ pub fn docker(args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs `docker` against `engine` (a `docker -H` address; `None` for the shared engine), panicking
+/// with its stderr on failure.
+pub fn docker_on(engine: Option<&str>, args: &[&str]) -> String {
+    match engine {
+        None => docker(args),
+        Some(e) => docker(&[&["-H", e], args].concat()),
+    }
+}
+
+/// The test image on the engine at `engine` too (copied from the shared engine once).
+pub fn image_on(engine: &str) -> &'static str {
+    static LOADED: OnceLock<()> = OnceLock::new();
+    LOADED.get_or_init(|| {
+        let there = Command::new("docker")
+            .args(["-H", engine, "image", "inspect", IMAGE])
+            .output()
+            .expect("docker CLI runs");
+        if there.status.success() {
+            return;
+        }
+        let status = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "docker save {} | docker -H {engine} load >/dev/null",
+                image()
+            ))
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "loading the test image into {engine} failed"
+        );
+    });
+    IMAGE
 }
 
 /// Builds the test image once per test binary (importing it again is harmless).
@@ -170,14 +222,42 @@ static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new
 pub struct App {
     /// Its unique name.
     pub name: String,
+    /// The engine it runs on (`docker -H`); `None` for the shared one.
+    pub engine: Option<String>,
 }
 
 impl App {
+    /// A container by name, created by the test itself, on the shared engine.
+    pub fn named(name: String) -> App {
+        App { name, engine: None }
+    }
+
     /// A running container with anonymous volumes at `volumes`.
     pub fn running(what: &str, volumes: &[&str]) -> App {
         let app = App::created(what, volumes);
-        docker(&["start", &app.name]);
+        app.start();
         app
+    }
+
+    /// A created container with anonymous volumes at `volumes` on the engine at `engine` (a
+    /// `docker -H` address), from the test image (loaded there first).
+    pub fn created_on(engine: &str, what: &str, volumes: &[&str]) -> App {
+        let name = unique(what);
+        let mut args = vec!["create", "--name", &name, "--network", "none"];
+        for v in volumes {
+            args.extend(["-v", v]);
+        }
+        args.extend([image_on(engine), "sleep", "100000"]);
+        docker_on(Some(engine), &args);
+        App {
+            name,
+            engine: Some(engine.to_string()),
+        }
+    }
+
+    /// `docker` against this container's engine.
+    fn docker(&self, args: &[&str]) -> String {
+        docker_on(self.engine.as_deref(), args)
     }
 
     /// A created, never started container with anonymous volumes at `volumes`.
@@ -198,12 +278,12 @@ impl App {
         args.extend_from_slice(extra);
         args.extend([image, "sleep", "100000"]);
         docker(&args);
-        App { name }
+        App::named(name)
     }
 
     /// The host directory (or file) behind the mount at `destination`.
     pub fn mount_source(&self, destination: &str) -> PathBuf {
-        let out = docker(&[
+        let out = self.docker(&[
             "inspect",
             "-f",
             &format!("{{{{range .Mounts}}}}{{{{if eq .Destination \"{destination}\"}}}}{{{{.Source}}}}{{{{end}}}}{{{{end}}}}"),
@@ -214,17 +294,17 @@ impl App {
 
     /// Runs a shell script inside the (running) container and returns its stdout.
     pub fn sh(&self, script: &str) -> String {
-        docker(&["exec", &self.name, "sh", "-c", script])
+        self.docker(&["exec", &self.name, "sh", "-c", script])
     }
 
     /// Runs a shell script inside the (running) container as root, whatever its user.
     pub fn root_sh(&self, script: &str) -> String {
-        docker(&["exec", "-u", "0", &self.name, "sh", "-c", script])
+        self.docker(&["exec", "-u", "0", &self.name, "sh", "-c", script])
     }
 
     /// Starts the container (e.g. after restoring into it while it was only created).
     pub fn start(&self) {
-        docker(&["start", &self.name]);
+        self.docker(&["start", &self.name]);
     }
 
     /// Every entry under `path` with type, mode, owner, size, mtime, link count, content hash or
@@ -245,7 +325,7 @@ done"#
 
     /// Helper containers dockyard left for this container.
     pub fn helpers(&self) -> Vec<String> {
-        let out = docker(&[
+        let out = self.docker(&[
             "ps",
             "-a",
             "-q",
@@ -258,12 +338,17 @@ done"#
 
 impl Drop for App {
     fn drop(&mut self) {
-        let _ = Command::new("docker")
-            .args(["rm", "-f", "-v", &self.name])
-            .output();
+        let rm = |args: &[&str]| {
+            let mut cmd = Command::new("docker");
+            if let Some(engine) = &self.engine {
+                cmd.args(["-H", engine]);
+            }
+            let _ = cmd.args(["rm", "-f"]).args(args).output();
+        };
+        rm(&["-v", &self.name]);
         // Helpers a failed test may have left: only those created for this container.
         for h in self.helpers() {
-            let _ = Command::new("docker").args(["rm", "-f", &h]).output();
+            rm(&[&h]);
         }
     }
 }

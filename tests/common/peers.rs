@@ -110,6 +110,31 @@ impl S3 {
         })
     }
 
+    /// The sizes of the parts `key` was uploaded in (one entry for a single PUT).
+    pub fn part_sizes(&self, key: &str) -> Vec<u64> {
+        let client = self.client();
+        let bucket = self.bucket.clone();
+        let key = key.to_string();
+        rt().block_on(async move {
+            let head = |n: i32| {
+                client
+                    .head_object()
+                    .bucket(&bucket)
+                    .key(&key)
+                    .part_number(n)
+                    .send()
+            };
+            let first = head(1).await.expect("head part 1");
+            let count = first.parts_count().unwrap_or(1);
+            let mut sizes = vec![first.content_length().unwrap_or(0) as u64];
+            for n in 2..=count {
+                let part = head(n).await.expect("head part");
+                sizes.push(part.content_length().unwrap_or(0) as u64);
+            }
+            sizes
+        })
+    }
+
     /// Unfinished multipart uploads under `prefix/`.
     pub fn uploads(&self, prefix: &str) -> Vec<String> {
         let client = self.client();
