@@ -8,6 +8,7 @@ need_packages() {
   command -v dockerd >/dev/null || missing+=(docker.io)
   [ -x /bin/busybox ] && /bin/busybox --list 2>/dev/null | grep -qx sh || missing+=(busybox-static)
   command -v zstd >/dev/null || missing+=(zstd)
+  [ -x /usr/bin/time ] || missing+=(time)   # tests/scale.rs measures dockyard's peak RSS with it
   [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
   command -v ssh-keygen >/dev/null || missing+=(openssh-client)
   command -v man >/dev/null || missing+=(man-db)   # tests/operator.rs renders the manual page

@@ -6,6 +6,7 @@
 //! ([`Manifest::check`]) before it is used.
 
 use chrono::{DateTime, Duration, Utc};
+use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use crate::destination::{get_bytes, DestError, Destination};
@@ -208,27 +209,67 @@ pub struct Catalog {
     pub manifests: Vec<Manifest>,
     /// Object names of manifests that did not, with the reason.
     pub rejected: Vec<(String, String)>,
+    /// Manifests left unread because their names are of other containers: count by container
+    /// (as the names say), for "no backups of X, but of Y and Z".
+    pub others: std::collections::BTreeMap<String, usize>,
 }
+
+/// Which manifests [`load`] reads, chosen by object name before any is fetched: the id in a name
+/// holds the container and the time, so `list --container web` at a destination of 10,000 backups
+/// reads web's manifests only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Select<'a> {
+    /// Every manifest.
+    All,
+    /// The manifests whose names are of this container.
+    Container(&'a str),
+    /// The manifest of this id.
+    Id(&'a str),
+}
+
+/// Manifests fetched at once (each a GET or an ssh command through the shared connection).
+const FETCH_AT_ONCE: usize = 16;
 
 /// Reads every manifest at the destination. Unreadable or unsound ones are set aside with a
 /// warning naming them.
 pub async fn load_all(dest: &dyn Destination) -> Result<Catalog, DestError> {
+    load(dest, Select::All).await
+}
+
+/// Reads the manifests `select` picks by name, [`FETCH_AT_ONCE`] at a time. Each is checked:
+/// sound, named after its own id, and of the container its name says (a manifest whose name and
+/// content disagree is refused and reported, never trusted). Unreadable or unsound ones are set
+/// aside with a warning naming them.
+pub async fn load(dest: &dyn Destination, select: Select<'_>) -> Result<Catalog, DestError> {
     let mut out = Catalog::default();
+    let mut names = Vec::new();
     for name in dest.list().await? {
-        if !name.ends_with(MANIFEST_SUFFIX) {
+        let Some(id) = name.strip_suffix(MANIFEST_SUFFIX) else {
             continue;
+        };
+        let wanted = match select {
+            Select::All => true,
+            Select::Container(c) => id_container(id) == Some(c),
+            Select::Id(wanted) => id == wanted,
+        };
+        if wanted {
+            names.push(name);
+        } else if let Some(c) = id_container(id) {
+            *out.others.entry(c.to_string()).or_default() += 1;
         }
-        let bytes = get_bytes(dest, &name, MANIFEST_LIMIT).await?;
-        let checked = serde_json::from_slice::<Manifest>(&bytes)
-            .map_err(|e| format!("it is not a dockyard manifest ({e})"))
-            .and_then(|m| {
-                m.check()?;
-                if manifest_name(&m.id) != name {
-                    return Err(format!("it holds the manifest of {:?}", m.id));
-                }
-                Ok(m)
-            });
-        match checked {
+    }
+    let fetched: Vec<(String, Fetched)> = futures_util::stream::iter(names)
+        .map(|name| async move {
+            let read = get_bytes(dest, &name, MANIFEST_LIMIT)
+                .await
+                .map(|bytes| parse_named(&name, &bytes));
+            (name, read)
+        })
+        .buffer_unordered(FETCH_AT_ONCE)
+        .collect()
+        .await;
+    for (name, read) in fetched {
+        match read? {
             Ok(m) => out.manifests.push(m),
             Err(why) => {
                 tracing::warn!(object = %name, dest = %dest.describe(), "ignoring manifest: {why}");
@@ -236,12 +277,33 @@ pub async fn load_all(dest: &dyn Destination) -> Result<Catalog, DestError> {
             }
         }
     }
+    out.rejected.sort();
     sort_newest_first(&mut out.manifests);
     let now = Utc::now();
     for m in out.manifests.iter().filter(|m| m.in_future(now)) {
         tracing::warn!(id = %m.id, created = %m.created, "backup is dated in the future (clock jump or forged manifest): it is never `latest` and does not anchor --keep-within unless named");
     }
     Ok(out)
+}
+
+/// A manifest read: transport errors outside, refusals (with why) inside.
+type Fetched = Result<Result<Manifest, String>, DestError>;
+
+/// Parses and checks the manifest stored as `name`.
+fn parse_named(name: &str, bytes: &[u8]) -> Result<Manifest, String> {
+    let m = serde_json::from_slice::<Manifest>(bytes)
+        .map_err(|e| format!("it is not a dockyard manifest ({e})"))?;
+    m.check()?;
+    if manifest_name(&m.id) != name {
+        return Err(format!("it holds the manifest of {:?}", m.id));
+    }
+    match id_container(&m.id) {
+        Some(c) if c != m.container => Err(format!(
+            "its name says container {c:?} but it holds a backup of {:?}",
+            m.container
+        )),
+        _ => Ok(m),
+    }
 }
 
 /// Orders manifests newest first (ties broken by id, so the order is stable).
@@ -359,6 +421,7 @@ mod tests {
                 "bad.json".into(),
                 "its path \"/a/../b\" is not normalised".into(),
             )],
+            others: Default::default(),
         }
     }
 

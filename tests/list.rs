@@ -60,3 +60,41 @@ fn an_empty_list_says_why() {
         format!("no backups of container shop at local directory {d}; 3 backup(s) of other containers here: db (1), web (2)")
     );
 }
+
+#[test]
+fn a_manifest_whose_name_and_content_disagree_is_reported_and_never_listed_or_verified() {
+    let (_tmp, dest) = dest_dir();
+    let d = dest.to_str().unwrap();
+    manifest(&dest, "web-20260101T000000Z-00aa", "web", &["/srv/media"]);
+    // Named as web's newest backup, but a backup of shop inside: an attacker's or a bad copy.
+    manifest(&dest, "web-20260105T000000Z-00ee", "shop", &["/srv/media"]);
+    let r = common::dockyard_env(
+        &["list", "--to", d, "--container", "web"],
+        &[("RUST_LOG", "dockyard=warn")],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("web-20260101T000000Z-00aa"),
+        "{}",
+        r.stdout
+    );
+    assert!(!r.stdout.contains("00ee"), "{}", r.stdout);
+    assert!(
+        r.stderr.contains("web-20260105T000000Z-00ee.json")
+            && r.stderr
+                .contains("its name says container \"web\" but it holds a backup of \"shop\""),
+        "{}",
+        r.stderr
+    );
+    let json = common::one_document(&dockyard(&["list", "--json", "--to", d]).ok());
+    assert_eq!(json["backups"].as_array().unwrap().len(), 1, "{json}");
+    assert_eq!(
+        json["rejected"][0]["object"], "web-20260105T000000Z-00ee.json",
+        "{json}"
+    );
+    // Nor is it shop's: shop has no backup here.
+    let out = dockyard(&["list", "--to", d, "--container", "shop"]).ok();
+    assert!(out.starts_with("no backups of container shop"), "{out}");
+    let r = dockyard(&["verify", "latest", "--container", "shop", "--to", d]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+}

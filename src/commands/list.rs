@@ -14,7 +14,11 @@ use crate::manifest::{self, Manifest};
 /// Lists backups, optionally only those of `container`.
 pub async fn run(ctx: &Ctx, spec: &DestSpec, container: Option<&str>) -> Result<()> {
     let dest = spec.open().await;
-    let catalog = manifest::load_all(dest.as_ref()).await?;
+    let select = match container {
+        Some(c) => manifest::Select::Container(c),
+        None => manifest::Select::All,
+    };
+    let catalog = manifest::load(dest.as_ref(), select).await?;
     let mut all = catalog.manifests.clone();
     if let Some(c) = container {
         all.retain(|m| m.container == c);
@@ -36,7 +40,7 @@ pub async fn run(ctx: &Ctx, spec: &DestSpec, container: Option<&str>) -> Result<
             spec,
             &dest.describe(),
             container,
-            &catalog.manifests,
+            &catalog.others,
         ));
         return Ok(());
     }
@@ -47,25 +51,26 @@ pub async fn run(ctx: &Ctx, spec: &DestSpec, container: Option<&str>) -> Result<
 }
 
 /// Why nothing is listed, in words an operator can act on.
-fn why_empty(spec: &DestSpec, dest: &str, container: Option<&str>, every: &[Manifest]) -> String {
+fn why_empty(
+    spec: &DestSpec,
+    dest: &str,
+    container: Option<&str>,
+    others: &BTreeMap<String, usize>,
+) -> String {
     if let DestSpec::Local(dir) = spec {
         if !dir.exists() {
             return format!("no backups: directory {} does not exist", dir.display());
         }
     }
     match container {
-        Some(c) if !every.is_empty() => {
-            let mut others: BTreeMap<&str, usize> = BTreeMap::new();
-            for m in every {
-                *others.entry(m.container.as_str()).or_default() += 1;
-            }
+        Some(c) if !others.is_empty() => {
             let names: Vec<String> = others
                 .iter()
                 .map(|(name, n)| format!("{name} ({n})"))
                 .collect();
             format!(
                 "no backups of container {c} at {dest}; {} backup(s) of other containers here: {}",
-                every.len(),
+                others.values().sum::<usize>(),
                 names.join(", ")
             )
         }

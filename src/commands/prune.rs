@@ -47,7 +47,11 @@ pub async fn apply(
         dest.remove_stale().await?;
         crate::destination::sweep_orphans(dest.as_ref()).await?;
     }
-    let mut all = manifest::load_all(dest.as_ref()).await?.manifests;
+    let select = match container {
+        Some(c) => manifest::Select::Container(c),
+        None => manifest::Select::All,
+    };
+    let mut all = manifest::load(dest.as_ref(), select).await?.manifests;
     if let Some(c) = container {
         all.retain(|m| m.container == c);
     }

@@ -140,8 +140,12 @@ async fn restore(ctx: &Ctx, s: RestoreSettings) -> Result<Outcome> {
         }
         recovered = outcome.done;
     }
-    let catalog = manifest::load_all(dest.as_ref()).await?;
     let source = s.source.clone().unwrap_or_else(|| target.name.clone());
+    let select = match s.archive.as_str() {
+        "latest" => manifest::Select::Container(&source),
+        id => manifest::Select::Id(id),
+    };
+    let catalog = manifest::load(dest.as_ref(), select).await?;
     let m = catalog
         .select(&s.archive, &source, &s.dest.to_string(), Utc::now())?
         .clone();
@@ -389,6 +393,34 @@ async fn live_listing(
     image: &str,
     limit: Option<usize>,
 ) -> Result<listing::Listing> {
+    live_each(
+        engine,
+        target,
+        path,
+        exclude,
+        image,
+        limit,
+        listing::Listing::new(),
+        |out, name, sig| {
+            out.insert(name.to_vec(), sig);
+        },
+    )
+    .await
+}
+
+/// Streams a live path of `target` through a read-only helper into `each` with `state` (at most
+/// `limit` entries), leaving out dockyard's work dir and `exclude`d names; returns the state.
+#[allow(clippy::too_many_arguments)]
+async fn live_each<S: Send + 'static>(
+    engine: &Engine,
+    target: &ContainerInfo,
+    path: &str,
+    exclude: Vec<Vec<u8>>,
+    image: &str,
+    limit: Option<usize>,
+    mut state: S,
+    each: fn(&mut S, &[u8], listing::Signature),
+) -> Result<S> {
     let helper = engine
         .create_helper(HelperSpec::archive(target, image, true))
         .await?;
@@ -397,13 +429,15 @@ async fn live_listing(
     let mut exclude = exclude;
     exclude.push(swap::WORK_DIR.as_bytes().to_vec());
     let listed = tokio::task::spawn_blocking(move || {
-        listing::list(
+        listing::each(
             SyncIoBridge::new(StreamReader::new(stream)),
             Origin::Engine,
             &owned,
             &exclude,
             limit,
+            |name, sig| each(&mut state, name, sig),
         )
+        .map(|_| state)
     })
     .await
     .expect("listing thread panicked");
@@ -498,7 +532,7 @@ async fn safety_backup(
 async fn expire_safety_backups(dest: &DestSpec, container: &str, keep_secs: i64) {
     let d = dest.open().await;
     let cutoff = Utc::now() - chrono::Duration::seconds(keep_secs);
-    let catalog = match manifest::load_all(d.as_ref()).await {
+    let catalog = match manifest::load(d.as_ref(), manifest::Select::Container(container)).await {
         Ok(c) => c,
         Err(e) => {
             tracing::warn!(error = %e, "could not look for expired safety backups");
@@ -546,14 +580,44 @@ async fn dry_run(
             let owned = p.path.clone();
             let mut skip = p.skip.clone();
             skip.extend(p.elsewhere.iter().cloned());
-            let wanted_skip = skip.clone();
-            let wanted = read_blocking(dest, &m.archive, None, move |r| {
-                listing::list(r, Origin::Archive, &owned, &wanted_skip, None)
-            })
-            .await?
-            .with_context(|| format!("list {} in backup {}", p.path, m.id))?;
-            let current = live_listing(engine, target, &p.path, skip, image, None).await?;
-            report_paths.push((p.path.clone(), listing::diff(&wanted, &current)));
+            // Bounded memory whatever the file count: the archive's side as hashes, the target
+            // streamed past them, the archive read again for the names only if it has some the
+            // target lacks.
+            let archive_pass = |compare: listing::Compare, added: bool| {
+                let (owned, skip) = (owned.clone(), skip.clone());
+                read_blocking(dest, &m.archive, None, move |r| {
+                    let mut compare = compare;
+                    listing::each(r, Origin::Archive, &owned, &skip, None, |name, sig| {
+                        if added {
+                            compare.added(name)
+                        } else {
+                            compare.wanted(name, &sig)
+                        }
+                    })
+                    .map(|_| compare)
+                })
+            };
+            let mut compare = archive_pass(listing::Compare::default(), false)
+                .await?
+                .with_context(|| format!("list {} in backup {}", p.path, m.id))?;
+            compare.wanted_done();
+            let mut compare = live_each(
+                engine,
+                target,
+                &p.path,
+                skip.clone(),
+                image,
+                None,
+                compare,
+                |c, name, sig| c.current(name, &sig),
+            )
+            .await?;
+            if compare.missing() > 0 {
+                compare = archive_pass(compare, true)
+                    .await?
+                    .with_context(|| format!("list {} in backup {}", p.path, m.id))?;
+            }
+            report_paths.push((p.path.clone(), compare.finish()));
         }
     }
     let safety = if !s.safety_backup {

@@ -86,7 +86,11 @@ pub fn render(ctx: &Ctx, outcome: &Outcome) {
             let paths: Vec<_> = d
                 .paths
                 .iter()
-                .map(|(p, d)| json!({"path": p, "add": d.added, "change": d.changed, "remove": d.removed}))
+                .map(|(p, d)| {
+                    let [add, change, remove] = d.totals;
+                    json!({"path": p, "add": d.added, "change": d.changed, "remove": d.removed,
+                        "add_total": add, "change_total": change, "remove_total": remove})
+                })
                 .collect();
             ctx.json(&json!({"dry_run": true, "backup": d.backup, "into": d.into, "paths": paths,
                 "files": d.files, "safety_backup": d.safety, "setid": d.setid, "devices": d.devices}));
@@ -145,22 +149,20 @@ fn dry_run_text(ctx: &Ctx, d: &DryRun) {
         d.backup, d.into
     ));
     for (p, diff) in &d.paths {
+        let [add, change, remove] = diff.totals;
         ctx.say(&format!(
-            "  {p}: {} to add, {} to change, {} to remove",
-            diff.added.len(),
-            diff.changed.len(),
-            diff.removed.len()
+            "  {p}: {add} to add, {change} to change, {remove} to remove"
         ));
-        for (sign, names) in [
-            ("+", &diff.added),
-            ("~", &diff.changed),
-            ("-", &diff.removed),
+        for (sign, names, total) in [
+            ("+", &diff.added, add),
+            ("~", &diff.changed, change),
+            ("-", &diff.removed, remove),
         ] {
             for n in names.iter().take(20) {
                 ctx.say(&format!("    {sign} {n}"));
             }
-            if names.len() > 20 {
-                ctx.say(&format!("    {sign} ... and {} more", names.len() - 20));
+            if total > 20 {
+                ctx.say(&format!("    {sign} ... and {} more", total - 20));
             }
         }
     }

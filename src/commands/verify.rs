@@ -15,7 +15,12 @@ use crate::progress::Progress;
 /// Verifies one backup (an id, or `latest` of `container` or of all).
 pub async fn run(ctx: &Ctx, spec: &DestSpec, wanted: &str, container: Option<&str>) -> Result<()> {
     let dest = spec.open().await;
-    let catalog = manifest::load_all(dest.as_ref()).await?;
+    let select = match (wanted, container) {
+        ("latest", None) => manifest::Select::All,
+        ("latest", Some(c)) => manifest::Select::Container(c),
+        (id, _) => manifest::Select::Id(id),
+    };
+    let catalog = manifest::load(dest.as_ref(), select).await?;
     let now = Utc::now();
     let m = match (wanted, container) {
         ("latest", None) => catalog

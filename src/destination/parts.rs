@@ -96,6 +96,34 @@ mod tests {
         assert!(p.table().iter().all(|r| r.1 <= MAX_PART_SIZE));
     }
 
+    /// `benches/scale.sh parts` prints this table (the README quotes it).
+    #[test]
+    #[ignore]
+    fn print_the_table() {
+        let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+        for base in [16 * MIB, 5 * MIB] {
+            let p = PartSizes::new(base, MAX_PARTS);
+            println!(
+                "| from {} MiB: parts | part size | archive up to | upload memory (~3 parts) |",
+                base / MIB
+            );
+            println!("|---|---|---|---|");
+            for (start, size, total) in p.table() {
+                let last = p
+                    .table()
+                    .iter()
+                    .find(|r| r.0 > start)
+                    .map_or(MAX_PARTS, |r| r.0 - 1);
+                println!(
+                    "| {start}-{last} | {} MiB | {:.1} GiB | {} MiB |",
+                    size / MIB,
+                    gib(total),
+                    3 * size / MIB
+                );
+            }
+        }
+    }
+
     #[test]
     fn a_lowered_limit_grows_within_it() {
         let p = PartSizes::new(5 * MIB, 4);
