@@ -11,6 +11,7 @@ need_packages() {
   [ -x /usr/bin/time ] || missing+=(time)   # tests/scale.rs measures dockyard's peak RSS with it
   [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
   command -v ssh-keygen >/dev/null || missing+=(openssh-client)
+  command -v openssl >/dev/null || missing+=(openssl)   # the remote engine's TLS certificates
   command -v man >/dev/null || missing+=(man-db)   # tests/operator.rs renders the manual page
   if [ ${#missing[@]} -gt 0 ]; then
     echo "installing: ${missing[*]}"

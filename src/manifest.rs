@@ -229,6 +229,12 @@ pub enum Select<'a> {
 
 /// Manifests fetched at once (each a GET or an ssh command through the shared connection).
 const FETCH_AT_ONCE: usize = 16;
+/// Manifests asked for in one batch ([`Destination::get_small`]), and batches at once.
+const BATCH: usize = 64;
+const BATCHES_AT_ONCE: usize = 4;
+/// A manifest larger than this is read on its own (with [`MANIFEST_LIMIT`]), so a batch's
+/// output stays under 16 MiB.
+const BATCH_OBJECT_LIMIT: u64 = 256 << 10;
 
 /// Reads every manifest at the destination. Unreadable or unsound ones are set aside with a
 /// warning naming them.
@@ -236,7 +242,8 @@ pub async fn load_all(dest: &dyn Destination) -> Result<Catalog, DestError> {
     load(dest, Select::All).await
 }
 
-/// Reads the manifests `select` picks by name, [`FETCH_AT_ONCE`] at a time. Each is checked:
+/// Reads the manifests `select` picks by name, in batches where the backend can (SSH), else
+/// [`FETCH_AT_ONCE`] at a time. Each is checked:
 /// sound, named after its own id, and of the container its name says (a manifest whose name and
 /// content disagree is refused and reported, never trusted). Unreadable or unsound ones are set
 /// aside with a warning naming them.
@@ -258,7 +265,35 @@ pub async fn load(dest: &dyn Destination, select: Select<'_>) -> Result<Catalog,
             *out.others.entry(c.to_string()).or_default() += 1;
         }
     }
-    let fetched: Vec<(String, Fetched)> = futures_util::stream::iter(names)
+    // Batches where the backend reads several in one round trip (SSH: one remote command per
+    // batch); what a batch did not return is read one by one, FETCH_AT_ONCE at a time.
+    let batches: Vec<Vec<(String, Option<Vec<u8>>)>> =
+        futures_util::stream::iter(names.chunks(BATCH).map(<[String]>::to_vec))
+            .map(|batch| async move {
+                let got = dest.get_small(&batch, BATCH_OBJECT_LIMIT).await;
+                batch.into_iter().zip(got).collect()
+            })
+            .buffer_unordered(BATCHES_AT_ONCE)
+            .collect()
+            .await;
+    let mut fetched: Vec<(String, Fetched)> = Vec::new();
+    let mut rest = Vec::new();
+    for (name, bytes) in batches.into_iter().flatten() {
+        match bytes {
+            Some(bytes) => {
+                let parsed = parse_named(&name, &bytes);
+                fetched.push((name, Ok(parsed)));
+            }
+            None => rest.push(name),
+        }
+    }
+    tracing::debug!(
+        batched = fetched.len(),
+        one_by_one = rest.len(),
+        dest = %dest.describe(),
+        "manifests read"
+    );
+    let one_by_one: Vec<(String, Fetched)> = futures_util::stream::iter(rest)
         .map(|name| async move {
             let read = get_bytes(dest, &name, MANIFEST_LIMIT)
                 .await
@@ -268,6 +303,7 @@ pub async fn load(dest: &dyn Destination, select: Select<'_>) -> Result<Catalog,
         .buffer_unordered(FETCH_AT_ONCE)
         .collect()
         .await;
+    fetched.extend(one_by_one);
     for (name, read) in fetched {
         match read? {
             Ok(m) => out.manifests.push(m),

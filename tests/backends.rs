@@ -107,6 +107,52 @@ fn missing_object(dest: Dest) {
     assert_eq!(app.tree("/srv/media"), before, "{url}: the target changed");
 }
 
+/// A destination holding more manifests than one batch read (64 over SSH): `list --container`
+/// reads exactly that container's, and one whose name says this container but whose content is
+/// another's is refused and reported, not listed.
+fn many_manifests(dest: Dest) {
+    let app = App::running("be-many", &["/srv/media"]);
+    app.sh("echo keep > /srv/media/a");
+    let url = dest.url();
+    dest.run(&["backup", &app.name, "--to", &url]).ok();
+    let real = backups(&dest.run(&["list", "--to", &url, "--json"]).ok())[0].clone();
+    let copy = |n: u32, container: &str| {
+        let id = format!(
+            "{}-2025{:02}{:02}T000000Z-{n:04x}",
+            app.name,
+            1 + n / 28,
+            1 + n % 28
+        );
+        let mut m = real.clone();
+        m["id"] = id.clone().into();
+        m["archive"] = format!("{id}.tar.zst").into();
+        m["container"] = container.into();
+        m["created"] = format!("2025-{:02}-{:02}T00:00:00Z", 1 + n / 28, 1 + n % 28).into();
+        dest.write(&format!("{id}.json"), &m.to_string());
+        id
+    };
+    for n in 0..70 {
+        copy(n, &app.name);
+    }
+    let forged = copy(70, "someone-else");
+    let r = dest.run(&["list", "--to", &url, "--json", "--container", &app.name]);
+    assert_eq!(r.code, 0, "{url}: {}", r.stderr);
+    let doc = common::one_document(&r.stdout);
+    assert_eq!(doc["backups"].as_array().unwrap().len(), 71, "{url}");
+    assert_eq!(
+        doc["rejected"][0]["object"],
+        format!("{forged}.json"),
+        "{url}"
+    );
+    assert!(
+        doc["rejected"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("but it holds a backup of \"someone-else\""),
+        "{url}: {doc}"
+    );
+}
+
 /// Runs a scenario against each backend, one test per backend.
 macro_rules! on_every_backend {
     ($($scenario:ident),*) => {
@@ -116,4 +162,10 @@ macro_rules! on_every_backend {
     };
 }
 
-on_every_backend!(round_trip, killed_mid_upload, refused_write, missing_object);
+on_every_backend!(
+    round_trip,
+    killed_mid_upload,
+    refused_write,
+    missing_object,
+    many_manifests
+);

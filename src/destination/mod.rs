@@ -129,6 +129,14 @@ pub trait Destination: Send + Sync {
     /// Deletes object `name`.
     async fn delete(&self, name: &str) -> Result<(), DestError>;
 
+    /// Reads several small objects (manifests) in one round trip where the backend can, each
+    /// whole if it is at most `limit` bytes; `None` for any it did not read, which the caller then
+    /// reads with [`get_bytes`]. Default: none (one `get` each is already cheap).
+    async fn get_small(&self, names: &[String], limit: u64) -> Vec<Option<Vec<u8>>> {
+        let _ = limit;
+        vec![None; names.len()]
+    }
+
     /// Removes what killed runs left behind (temp files, unfinished uploads); returns what it removed.
     async fn remove_stale(&self) -> Result<Vec<String>, DestError> {
         Ok(Vec::new())

@@ -688,7 +688,13 @@ impl S3Upload {
     /// Sends `body` as the next part, waiting first if enough parts are in flight.
     async fn send_part(&mut self, body: Bytes) -> Result<(), DestError> {
         let id = self.start().await?;
-        while self.in_flight.len() >= PARTS_IN_FLIGHT {
+        // Parts past 64 MiB (archives past ~47 GiB) go one at a time: memory is then two parts.
+        let at_once = if body.len() > 64 << 20 {
+            1
+        } else {
+            PARTS_IN_FLIGHT
+        };
+        while self.in_flight.len() >= at_once {
             self.reap_one().await?;
         }
         let number = (self.parts.len() + self.in_flight.len() + 1) as i32;

@@ -33,6 +33,38 @@ const NOT_FOUND: i32 = 44;
 /// Stderr kept from one ssh run, for messages.
 const STDERR_LIMIT: usize = 8 * 1024;
 
+/// Splits `get-small`'s output into `count` objects: a size line then that many bytes, or `-`.
+/// Whatever does not parse (a file replaced mid-read) and everything after it is `None`.
+fn split_frames(mut out: &[u8], count: usize) -> Vec<Option<Vec<u8>>> {
+    let mut frames = Vec::with_capacity(count);
+    while frames.len() < count {
+        let Some(end) = out.iter().position(|&b| b == b'\n') else {
+            break;
+        };
+        let line = &out[..end];
+        out = &out[end + 1..];
+        if line == b"-" {
+            frames.push(None);
+            continue;
+        }
+        let Some(size) = std::str::from_utf8(line)
+            .ok()
+            .and_then(|l| l.parse::<usize>().ok())
+            .filter(|&n| n <= out.len())
+        else {
+            break;
+        };
+        frames.push(Some(out[..size].to_vec()));
+        out = &out[size..];
+    }
+    if !out.is_empty() && frames.len() == count {
+        // Trailing bytes: the framing cannot be trusted.
+        frames.clear();
+    }
+    frames.resize(count, None);
+    frames
+}
+
 /// Where an `ssh://[user@]host[:port]/path` URL points, plus the client config to use.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SshSpec {
@@ -403,6 +435,29 @@ impl Destination for SshDir {
         }))
     }
 
+    async fn get_small(&self, names: &[String], limit: u64) -> Vec<Option<Vec<u8>>> {
+        let mut out = vec![None; names.len()];
+        if names.iter().any(|n| self.check_name(n).is_err()) {
+            return out;
+        }
+        let mut args = vec![limit.to_string()];
+        args.extend(names.iter().cloned());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let script = shell::remote("get-small", self.dir(), &args);
+        let Ok(mut cmd) = self.command(&script).await else {
+            return out;
+        };
+        let Ok(done) = cmd.stdin(Stdio::null()).output().await else {
+            return out;
+        };
+        if done.status.success() {
+            for (slot, bytes) in out.iter_mut().zip(split_frames(&done.stdout, names.len())) {
+                *slot = bytes;
+            }
+        }
+        out
+    }
+
     async fn get(&self, name: &str) -> Result<ObjectReader, DestError> {
         self.check_name(name)?;
         let script = shell::remote("get", self.dir(), &[name]);
@@ -685,6 +740,26 @@ mod tests {
 
     fn parse(rest: &str) -> Result<SshSpec, String> {
         SshSpec::parse(&format!("ssh://{rest}"), rest, None)
+    }
+
+    #[test]
+    fn get_small_frames_split_and_a_broken_one_falls_back() {
+        let out = b"3\nabc-\n0\n2\nxy";
+        assert_eq!(
+            split_frames(out, 4),
+            [
+                Some(b"abc".to_vec()),
+                None,
+                Some(vec![]),
+                Some(b"xy".to_vec())
+            ]
+        );
+        // A size line the bytes do not match: that one and the rest are read one by one.
+        assert_eq!(
+            split_frames(b"1\na9\nxy", 3),
+            [Some(b"a".to_vec()), None, None]
+        );
+        assert_eq!(split_frames(b"1\nab", 1), [None]);
     }
 
     #[test]

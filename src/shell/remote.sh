@@ -8,6 +8,8 @@
 #   finish DIR TEMP NAME SIZE      check TEMP holds SIZE bytes, sync, rename it to NAME
 #   remove-temp DIR TEMP           remove TEMP
 #   get DIR NAME                   stream NAME (a regular file, not a symlink) to stdout
+#   get-small DIR LIMIT NAME...    each NAME as a line with its size then its bytes, or a line `-`
+#                                  if it is not a regular file or is over LIMIT bytes
 #   list DIR                       regular files directly in DIR
 #   list-under DIR PREFIX          regular files under DIR/PREFIX, at any depth
 #   delete DIR NAME                remove NAME
@@ -59,6 +61,22 @@ get)
   name=$1
   cd -- "$dir" 2>/dev/null && [ -f "$name" ] && [ ! -L "$name" ] || exit "$not_found"
   exec cat -- "$name"
+  ;;
+get-small)
+  limit=$1
+  shift
+  cd -- "$dir" 2>/dev/null || exit "$not_found"
+  for name in "$@"; do
+    size=-
+    if [ -f "$name" ] && [ ! -L "$name" ]; then
+      size=$(wc -c <"$name" 2>/dev/null | tr -d ' ') || size=-
+      [ -n "$size" ] && [ "$size" -le "$limit" ] 2>/dev/null || size=-
+    fi
+    printf '%s\n' "$size"
+    # A file replaced between the two reads breaks the framing; dockyard then reads one by one.
+    [ "$size" = - ] || cat -- "$name" || exit 1
+  done
+  exit 0
   ;;
 list)
   cd -- "$dir" 2>/dev/null || exit 0
