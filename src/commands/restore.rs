@@ -383,31 +383,6 @@ fn plan(
     Ok(plan)
 }
 
-/// Lists a live path of `target` through a read-only helper (at most `limit` entries), leaving
-/// out dockyard's work dir and `exclude`d names.
-async fn live_listing(
-    engine: &Engine,
-    target: &ContainerInfo,
-    path: &str,
-    exclude: Vec<Vec<u8>>,
-    image: &str,
-    limit: Option<usize>,
-) -> Result<listing::Listing> {
-    live_each(
-        engine,
-        target,
-        path,
-        exclude,
-        image,
-        limit,
-        listing::Listing::new(),
-        |out, name, sig| {
-            out.insert(name.to_vec(), sig);
-        },
-    )
-    .await
-}
-
 /// Streams a live path of `target` through a read-only helper into `each` with `state` (at most
 /// `limit` entries), leaving out dockyard's work dir and `exclude`d names; returns the state.
 #[allow(clippy::too_many_arguments)]
@@ -459,10 +434,18 @@ async fn occupied_paths(
     let mut out = Vec::new();
     for d in &plan.dirs {
         for p in &d.paths {
-            if !live_listing(engine, target, &p.path, p.skip.clone(), image, Some(1))
-                .await?
-                .is_empty()
-            {
+            let seen = live_each(
+                engine,
+                target,
+                &p.path,
+                p.skip.clone(),
+                image,
+                Some(1),
+                0usize,
+                |n, _, _| *n += 1,
+            )
+            .await?;
+            if seen > 0 {
                 out.push(p.path.clone());
             }
         }
