@@ -9,7 +9,7 @@
 #   parts:   the S3 part sizes the growth rule uses from the default 16 MiB and from 5 MiB, up to
 #            S3's 5 TiB object limit.
 # Usage: benches/scale.sh [catalog|files|parts|all]   (default all; runs once each: the sizes, not
-# noise, are the point here)
+# noise, are the point here). SCALE_FILES="100000" limits the file counts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-all}
@@ -108,7 +108,7 @@ files() {
   echo
   echo "files: volumes of small files (4 KiB text each, 1000 per directory)"
   row "step" "files" "seconds" "peak MiB"
-  for n in 100000 1000000; do
+  for n in ${SCALE_FILES:-100000 1000000}; do
     local app=dyb-scale-$n-$$ fresh=dyb-scale-$n-new-$$ dest=$work/files-$n
     apps+=("$app" "$fresh")
     docker run -d --name "$app" --network none -v /srv/media $image sleep 100000 >/dev/null
