@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{dest_dir, docker, dockyard_env, getxattr, list, setxattr, unique, App, TRICKY};
+use common::{dest_dir, docker, dockyard_env, getxattr, list, unique, App, TRICKY_NOTE};
 
 /// Runs dockyard with `DOCKYARD_AGENT=mode` and info logs; asserts success and returns stderr.
 fn run(mode: &str, args: &[&str]) -> String {
@@ -20,13 +20,8 @@ fn run(mode: &str, args: &[&str]) -> String {
 #[test]
 fn the_agent_and_the_engine_path_each_round_trip_the_tricky_tree_exactly() {
     let app = App::running("agent-tricky", &["/srv/media"]);
-    app.sh(TRICKY);
-    let note: &[u8] = b"photo of the harbour";
-    setxattr(
-        &app.mount_source("/srv/media").join("owned"),
-        "user.note",
-        note,
-    );
+    app.fill_tricky();
+    let note = TRICKY_NOTE;
     let before = app.tree("/srv/media");
     let mut entries = Vec::new();
     for (mode, says) in [

@@ -6,7 +6,7 @@
 mod common;
 
 use common::peers::ssh_config;
-use common::{dest_dir, dockyard_env, getxattr, list, peers, setxattr, App, TRICKY};
+use common::{dest_dir, dockyard_env, getxattr, list, peers, App, TRICKY_NOTE};
 
 /// The second engine's socket, for the test's own `docker -H` calls.
 fn engine2() -> String {
@@ -44,15 +44,10 @@ fn a_remote_engine_over_ssh_round_trips_the_tricky_tree_and_only_compressed_byte
     let engine = engine2();
     let app = App::created_on(&engine, "remote-tricky", &["/srv/media"]);
     app.start();
-    app.sh(TRICKY);
+    app.fill_tricky();
     // 24 MiB of text: what the engine's archive endpoint would send as is, the agent as ~100 KiB.
     app.sh("cd /srv/media && yes 'GET /media/photos/2024/harbour.jpg 200 5120' | head -c 25165824 > access.log");
-    let note: &[u8] = b"photo of the harbour";
-    setxattr(
-        &app.mount_source("/srv/media").join("owned"),
-        "user.note",
-        note,
-    );
+    let note = TRICKY_NOTE;
     let before = app.tree("/srv/media");
 
     let (_tmp, dest) = dest_dir();

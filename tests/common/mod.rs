@@ -47,6 +47,9 @@ truncate -s 300M disk.img && printf MID | dd of=disk.img bs=1 seek=104857600 con
 touch -d "1999-01-01 00:00:00" emptydir a/b a
 "#;
 
+/// The `user.note` xattr [`App::fill_tricky`] sets on `owned`.
+pub const TRICKY_NOTE: &[u8] = b"photo of the harbour";
+
 /// The image every test container runs: busybox-static imported as a rootfs (no pull needed).
 pub const IMAGE: &str = "dockyard-test/busybox:1";
 
@@ -300,6 +303,17 @@ impl App {
     /// Runs a shell script inside the (running) container as root, whatever its user.
     pub fn root_sh(&self, script: &str) -> String {
         self.docker(&["exec", "-u", "0", &self.name, "sh", "-c", script])
+    }
+
+    /// Fills /srv/media of the (running) container with [`TRICKY`] and puts the
+    /// [`TRICKY_NOTE`] xattr on `owned` (through the volume's directory on the engine's host).
+    pub fn fill_tricky(&self) {
+        self.sh(TRICKY);
+        setxattr(
+            &self.mount_source("/srv/media").join("owned"),
+            "user.note",
+            TRICKY_NOTE,
+        );
     }
 
     /// Starts the container (e.g. after restoring into it while it was only created).
