@@ -53,3 +53,12 @@ bench_tools() {
     command -v "${p#*:}" >/dev/null || apt-get install -y -qq "${p%%:*}" >/dev/null
   done
 }
+
+# What the benches against the test peers need: packages, the engine, sshd, Garage, awscli.
+bench_peers() {
+  need_packages
+  bench_tools
+  ensure_docker
+  ensure_peers
+  command -v aws >/dev/null || pip install -q awscli
+}

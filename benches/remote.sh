@@ -11,11 +11,7 @@ runs=${1:-3}
 source .ci/lib.sh
 source .ci/peers.sh
 source benches/lib.sh
-need_packages
-bench_tools
-ensure_docker
-ensure_peers
-command -v aws >/dev/null || pip install -q awscli
+bench_peers
 trap 'docker rm -f -v "$name" >/dev/null 2>&1; rm -rf "$work"; ssh -F "$DOCKYARD_TEST_SSH_CONFIG" dockyard-test "rm -rf bench-$$" || true; stop_started' EXIT
 
 cargo build --release --locked -q

@@ -16,11 +16,7 @@ what=${1:-all}
 source .ci/lib.sh
 source .ci/peers.sh
 source benches/lib.sh
-need_packages
-bench_tools
-ensure_docker
-ensure_peers
-command -v aws >/dev/null || pip install -q awscli
+bench_peers
 work=$(mktemp -d)
 apps=()
 cleanup() {

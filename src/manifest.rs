@@ -236,12 +236,6 @@ const BATCHES_AT_ONCE: usize = 4;
 /// output stays under 16 MiB.
 const BATCH_OBJECT_LIMIT: u64 = 256 << 10;
 
-/// Reads every manifest at the destination. Unreadable or unsound ones are set aside with a
-/// warning naming them.
-pub async fn load_all(dest: &dyn Destination) -> Result<Catalog, DestError> {
-    load(dest, Select::All).await
-}
-
 /// Reads the manifests `select` picks by name, in batches where the backend can (SSH), else
 /// [`FETCH_AT_ONCE`] at a time. Each is checked:
 /// sound, named after its own id, and of the container its name says (a manifest whose name and

@@ -135,8 +135,25 @@ fn many_manifests(dest: Dest) {
         copy(n, &app.name);
     }
     let forged = copy(70, "someone-else");
-    let r = dest.run(&["list", "--to", &url, "--json", "--container", &app.name]);
+    let env = dest.env();
+    let mut env = pairs(&env);
+    env.push(("RUST_LOG", "dockyard=debug"));
+    let r = common::dockyard_env(
+        &["list", "--to", &url, "--json", "--container", &app.name],
+        &env,
+    );
     assert_eq!(r.code, 0, "{url}: {}", r.stderr);
+    // Over SSH all 72 come in two remote commands (64 + 8), none one by one.
+    let read_in_batches = matches!(dest, Dest::Ssh(_));
+    assert!(
+        r.stderr.contains(if read_in_batches {
+            "batched=72 one_by_one=0"
+        } else {
+            "batched=0 one_by_one=72"
+        }),
+        "{url}: {}",
+        r.stderr
+    );
     let doc = common::one_document(&r.stdout);
     assert_eq!(doc["backups"].as_array().unwrap().len(), 71, "{url}");
     assert_eq!(

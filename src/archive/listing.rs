@@ -1,7 +1,6 @@
 //! Listings of tar streams (an archive's path, or a container's live path) for dry-run diffs and
 //! the "is this path empty?" check before a safety backup.
 
-use std::collections::BTreeMap;
 use std::io::{self, Read};
 
 use super::entry::{self, Kind};
@@ -26,9 +25,6 @@ pub struct Signature {
     /// Link target, for links.
     pub link: Option<Vec<u8>>,
 }
-
-/// Entries below a path (the path's own root entry excluded), keyed by relative name.
-pub type Listing = BTreeMap<Vec<u8>, Signature>;
 
 /// Where the tar stream comes from, which decides how names are read.
 #[derive(Debug, Clone, Copy)]
@@ -91,22 +87,6 @@ pub fn each(
         }
     }
     Ok(seen)
-}
-
-/// Lists the entries of `path` in `reader` into a map (for small listings: the "is this path
-/// empty?" check reads one entry).
-pub fn list(
-    reader: impl Read,
-    origin: Origin,
-    path: &str,
-    exclude: &[Vec<u8>],
-    limit: Option<usize>,
-) -> io::Result<Listing> {
-    let mut out = Listing::new();
-    each(reader, origin, path, exclude, limit, |name, sig| {
-        out.insert(name.to_vec(), sig);
-    })?;
-    Ok(out)
 }
 
 /// The signature hash of a name the archive holds twice, differently: never equal to the target's.
@@ -262,27 +242,30 @@ impl Compare {
     }
 }
 
-/// Compares a wanted listing (the archive) with the current one (the target).
-pub fn diff(wanted: &Listing, current: &Listing) -> Diff {
-    let mut c = Compare::default();
-    for (k, sig) in wanted {
-        c.wanted(k, sig);
-    }
-    c.wanted_done();
-    for (k, sig) in current {
-        c.current(k, sig);
-    }
-    if c.missing() > 0 {
-        for k in wanted.keys() {
-            c.added(k);
-        }
-    }
-    c.finish()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Entries below a path, keyed by relative name: the simple model the bounded diff must match.
+    type Listing = std::collections::BTreeMap<Vec<u8>, Signature>;
+
+    /// Compares a wanted listing (the archive) with the current one (the target).
+    fn diff(wanted: &Listing, current: &Listing) -> Diff {
+        let mut c = Compare::default();
+        for (k, sig) in wanted {
+            c.wanted(k, sig);
+        }
+        c.wanted_done();
+        for (k, sig) in current {
+            c.current(k, sig);
+        }
+        if c.missing() > 0 {
+            for k in wanted.keys() {
+                c.added(k);
+            }
+        }
+        c.finish()
+    }
 
     fn sig(size: u64) -> Signature {
         Signature {
