@@ -8,8 +8,17 @@
 #            (into an empty container) and restore, wall time and peak RSS side by side.
 #   parts:   the S3 part sizes the growth rule uses from the default 16 MiB and from 5 MiB, up to
 #            S3's 5 TiB object limit.
-# Usage: benches/scale.sh [catalog|files|parts|all]   (default all; runs once each: the sizes, not
-# noise, are the point here). SCALE_FILES="100000" limits the file counts.
+#   big:     (not in "all": Garage needs about 52 GiB free on this disk) a 50 GiB incompressible
+#            backup to Garage from S3's smallest part size, 5 MiB, which 10,000 fixed parts could
+#            not hold (48.8 GiB), then verified from Garage.
+#   sag:     (not in "all": needs 21 GiB free) a 20 GiB backup to a local directory; the archive's
+#            growth rate in its first and last 10% (its temp file's size sampled every 0.2 s).
+#   The big and sag sources cost no disk: 1 GiB files on a loop-mounted XFS whose extents are
+#   reflinks of one 64 MiB random block (repeats 64 MiB apart, far outside zstd's window, so the
+#   archive is as large as the data), bind-mounted into the app.
+# Usage: benches/scale.sh [catalog|files|parts|big|sag|all]   (default all: the first three; runs
+# once each: the sizes, not noise, are the point here). SCALE_FILES="100000" limits the file
+# counts; SCALE_BIG_GIB and SCALE_SAG_GIB (50, 20) the big sizes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-all}
@@ -19,8 +28,10 @@ source benches/lib.sh
 bench_peers
 work=$(mktemp -d)
 apps=()
+xfs=""
 cleanup() {
   for a in "${apps[@]}"; do docker rm -f -v "$a" >/dev/null 2>&1 || true; done
+  if [ -n "$xfs" ]; then umount "$xfs" || true; fi
   rm -rf "$work"
   ssh -F "$DOCKYARD_TEST_SSH_CONFIG" dockyard-test "rm -rf bench-scale-$$" || true
   aws s3 rm --quiet --recursive --endpoint-url "$DOCKYARD_TEST_S3_ENDPOINT" "s3://$DOCKYARD_TEST_S3_BUCKET/bench-scale-$$" >/dev/null 2>&1 || true
@@ -33,7 +44,7 @@ bin=$PWD/target/x86_64-unknown-linux-gnu/release/dockyard
 image=dockyard-test/busybox:1
 docker image inspect $image >/dev/null 2>&1 || cargo test -q --test backup_restore container_without_volumes >/dev/null
 export AWS_ACCESS_KEY_ID=$DOCKYARD_TEST_S3_KEY_ID AWS_SECRET_ACCESS_KEY=$DOCKYARD_TEST_S3_SECRET
-export AWS_REGION=garage AWS_EC2_METADATA_DISABLED=true DOCKYARD_SSH_CONFIG=$DOCKYARD_TEST_SSH_CONFIG
+export AWS_REGION=garage AWS_DEFAULT_REGION=garage AWS_EC2_METADATA_DISABLED=true DOCKYARD_SSH_CONFIG=$DOCKYARD_TEST_SSH_CONFIG
 export DOCKYARD_S3_ENDPOINT=$DOCKYARD_TEST_S3_ENDPOINT
 
 # Runs "$@" once; prints "seconds peak-MiB" (exits on failure).
@@ -128,7 +139,77 @@ parts() {
   cargo test -q --lib parts::tests::print_the_table -- --nocapture --ignored 2>/dev/null | grep -E '^\|'
 }
 
+# Prints the MiB/s of the first and last 10% of the archive bytes in samples "seconds bytes".
+rates() {
+  awk '{ t[NR] = $1; b[NR] = $2; if ($2 > total) total = $2 } END {
+    for (i = 1; b[i] == 0; i++); start = t[i > 1 ? i - 1 : 1]
+    for (; b[i] < 0.1 * total; i++); t10 = t[i - 1] + (t[i] - t[i - 1]) * (0.1 * total - b[i - 1]) / (b[i] - b[i - 1])
+    for (; b[i] < 0.9 * total; i++); t90 = t[i - 1] + (t[i] - t[i - 1]) * (0.9 * total - b[i - 1]) / (b[i] - b[i - 1])
+    for (; b[i] < total; i++); end = t[i]
+    first = 0.1 * total / 1048576 / (t10 - start); last = 0.1 * total / 1048576 / (end - t90)
+    printf "%.0f %.0f %+.1f", first, last, 100 * (last - first) / first }' "$1"
+}
+
+# Makes $1 GiB of incompressible 1 GiB files under $xfs/media that cost no disk: a loop-mounted
+# XFS whose files are reflinks of one 64 MiB random block.
+reflinked_source() {
+  local gib=$1 i
+  command -v mkfs.xfs >/dev/null || apt-get install -y -qq xfsprogs >/dev/null
+  echo "making $gib GiB of reflinked incompressible files on a loop-mounted XFS..." >&2
+  xfs=$work/xfs
+  mkdir -p "$xfs"
+  truncate -s $((gib + 8))G "$work/xfs.img"
+  mkfs.xfs -q -m reflink=1 "$work/xfs.img"
+  mount -o loop "$work/xfs.img" "$xfs"
+  mkdir -p "$xfs/media"
+  head -c 64M /dev/urandom >"$xfs/seed"
+  for i in $(seq 0 15); do xfs_io -f -c "reflink $xfs/seed 0 $((i * 64))m 64m" "$xfs/clip" >/dev/null; done
+  for i in $(seq 1 "$gib"); do cp --reflink=always "$xfs/clip" "$xfs/media/clip$i.mp4"; done
+}
+
+big() {
+  local gib=${SCALE_BIG_GIB:-50}
+  reflinked_source "$gib"
+  local app=dyb-scale-big-$$ s3=s3://$DOCKYARD_TEST_S3_BUCKET/bench-scale-$$/big
+  apps+=("$app")
+  docker run -d --name "$app" --network none --mount "type=bind,source=$xfs/media,target=/srv/media" $image sleep 100000 >/dev/null
+  echo
+  echo "big: $gib GiB to Garage from 5 MiB parts (fixed 5 MiB parts: $((gib * 1024 / 5)) needed)"
+  row "step" "GiB" "seconds" "peak MiB"
+  local r id key head=(aws s3api head-object --endpoint-url "$DOCKYARD_TEST_S3_ENDPOINT" --bucket "$DOCKYARD_TEST_S3_BUCKET")
+  r=$(measure "$bin" backup "$app" --to "$s3" --s3-part-size 5); row "backup to Garage" "$gib" $r
+  id=$("$bin" list --to "$s3" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["backups"][0]["id"])')
+  key=bench-scale-$$/big/$id.tar.zst
+  echo "archive: $("${head[@]}" --key "$key" --query ContentLength --output text) bytes in $("${head[@]}" --key "$key" --part-number 1 --query PartsCount --output text) parts"
+  r=$(measure "$bin" verify "$id" --to "$s3"); row "verify from Garage" "$gib" $r
+  aws s3 rm --quiet --recursive --endpoint-url "$DOCKYARD_TEST_S3_ENDPOINT" "s3://$DOCKYARD_TEST_S3_BUCKET/bench-scale-$$" >/dev/null
+}
+
+sag() {
+  local gib=${SCALE_SAG_GIB:-20}
+  reflinked_source "$gib"
+  local app=dyb-scale-sag-$$ dest=$work/sag samples=$work/samples pid size t0
+  apps+=("$app")
+  docker run -d --name "$app" --network none --mount "type=bind,source=$xfs/media,target=/srv/media" $image sleep 100000 >/dev/null
+  echo
+  echo "sag: a $gib GiB backup to a local directory, archive MiB/s in its first and last 10%"
+  mkdir -p "$dest"
+  "$bin" backup "$app" --to "$dest" >/dev/null 2>"$work/err" &
+  pid=$!
+  t0=$(now)
+  : >"$samples"
+  while kill -0 "$pid" 2>/dev/null; do
+    size=$(stat -c %s "$dest"/.*.tar.zst.*.partial 2>/dev/null | head -1 || true)
+    echo "$(echo "$(now) - $t0" | bc) ${size:-0}" >>"$samples"
+    sleep 0.2
+  done
+  wait "$pid" || { cat "$work/err" >&2; exit 1; }
+  printf '%-16s %-16s %s\n' "first 10% MiB/s" "last 10% MiB/s" "change" $(rates "$samples")
+}
+
 case $what in
+  big) big ;;
+  sag) sag ;;
   catalog) catalog ;;
   files) files ;;
   parts) parts ;;

@@ -611,4 +611,57 @@ fn s3_part_size_grows_so_an_archive_fits_the_part_limit_and_one_that_cannot_fit_
         s3.keys(&small.name)
     );
     assert!(s3.uploads(&small.name).is_empty());
+
+    // Parts past 32 MiB wait on disk, not in memory: from 17 MiB, doubling every part under a
+    // limit of 10, the second part (34 MiB at most, 21 MiB here) is spooled to an unnamed file
+    // in TMPDIR, which is empty afterwards.
+    let spooled = Prefix::new(&s3);
+    let url = spooled.url();
+    let tmp = tempfile::tempdir().unwrap();
+    env.pop();
+    env.push(("DOCKYARD_S3_PART_LIMIT", "10"));
+    env.push(("TMPDIR", tmp.path().to_str().unwrap()));
+    let r = dockyard_env(
+        &[
+            "backup",
+            &app.name,
+            "--to",
+            &url,
+            "--s3-part-size",
+            "17",
+            "-v",
+        ],
+        &env,
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let keys = s3.keys(&spooled.name);
+    let archive = keys.iter().find(|k| k.ends_with(".tar.zst")).unwrap();
+    let mib: Vec<u64> = s3.part_sizes(archive).iter().map(|s| s >> 20).collect();
+    assert_eq!(mib, [17, 21], "part sizes {mib:?}");
+    assert!(std::fs::read_dir(tmp.path()).unwrap().next().is_none());
+    let r = dockyard_env(
+        &["verify", "latest", "--container", &app.name, "--to", &url],
+        &env,
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    // With nowhere to spool, the backup says so and leaves nothing behind.
+    let nowhere = Prefix::new(&s3);
+    let url = nowhere.url();
+    env.pop();
+    env.push(("TMPDIR", "/nonexistent/dockyard-spool"));
+    let r = dockyard_env(
+        &["backup", &app.name, "--to", &url, "--s3-part-size", "17"],
+        &env,
+    );
+    assert_eq!(r.code, 4, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("cannot spool a part") && r.stderr.contains("TMPDIR"),
+        "{}",
+        r.stderr
+    );
+    assert!(s3
+        .keys(&nowhere.name)
+        .iter()
+        .all(|k| !k.ends_with(".tar.zst")));
+    assert!(s3.uploads(&nowhere.name).is_empty());
 }

@@ -13,6 +13,7 @@ use std::io::Read;
 use dockyard::archive::entry::{Kind, Privileges};
 use dockyard::archive::stage::{stage, StageSpec};
 use dockyard::archive::verify::verify;
+use dockyard::archive::verify::Expect;
 use dockyard::archive::writer::TarWriter;
 use dockyard::manifest::Manifest;
 use proptest::prelude::*;
@@ -215,7 +216,15 @@ proptest! {
             tar[i] ^= byte;
         }
         let zst = zstd::encode_all(&tar[..], 1).unwrap();
-        let sha = hex::encode(Sha256::digest(&zst));
+        // What a manifest of this (possibly damaged) tar would promise: every pass checks it.
+        let entries = tar::Archive::new(&tar[..]).entries().unwrap().take_while(Result::is_ok).count();
+        let expect = Expect {
+            sha256: hex::encode(Sha256::digest(&zst)),
+            size: zst.len() as u64,
+            tar_bytes: tar.len() as u64,
+            entries: entries as u64,
+            paths: vec!["/srv/media".into()],
+        };
         let spec = StageSpec {
             path: "/srv/media".into(),
             into: INTO.as_bytes().to_vec(),
@@ -225,7 +234,7 @@ proptest! {
             root: Kind::Dir,
         };
         let mut writer = TarWriter::new(Vec::new());
-        let Ok(_staged) = stage(&zst[..], &sha, &spec, &mut writer) else {
+        let Ok(_staged) = stage(&zst[..], &expect, &spec, &mut writer) else {
             return Ok(()); // refused: nothing reaches the engine
         };
         let out = writer.finish().unwrap();

@@ -344,3 +344,56 @@ fn a_future_dated_backup_is_never_latest_nor_the_keep_within_anchor() {
     ]);
     assert_eq!(named.code, 0, "{}", named.stderr);
 }
+
+#[test]
+fn a_restore_checks_the_whole_archive_while_staging_and_changes_nothing_when_it_fails() {
+    // Restore reads the archive once per path: staging itself must refuse what `verify` would,
+    // wherever in the archive it is, before any safety backup and before the swap.
+    let app = App::running("onepass", &["/srv/media"]);
+    app.sh("echo mine > /srv/media/keep");
+    let before = app.tree("/srv/media");
+    let (_tmp, dest) = dest_dir();
+    let d = dest.to_str().unwrap();
+    let mut tar = forge::header(b"srv/media/", b'5', 0, 0o755);
+    for i in 0..300 {
+        tar.extend(forge::file(
+            format!("srv/media/f{i:03}").as_bytes(),
+            b"fine\n",
+            0o644,
+        ));
+    }
+    let good = tar.clone();
+    tar.extend(forge::file(
+        b"etc/cron.d/evil",
+        b"* * * * * root sh\n",
+        0o644,
+    ));
+    let outside = format!("{}-20261128T000000Z-0001", app.name);
+    forge::write_backup(&dest, &outside, &app.name, &["/srv/media"], tar);
+    // A sound archive whose manifest claims one entry more than it holds.
+    let miscounted = format!("{}-20261128T000001Z-0002", app.name);
+    forge::write_backup(&dest, &miscounted, &app.name, &["/srv/media"], good);
+    let path = dest.join(format!("{miscounted}.json"));
+    let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    m["entries"] = serde_json::json!(m["entries"].as_u64().unwrap() + 1);
+    std::fs::write(&path, serde_json::to_vec(&m).unwrap()).unwrap();
+
+    for (id, why) in [
+        (&outside, "outside every path"),
+        (&miscounted, "content mismatch"),
+    ] {
+        let r = dockyard(&["restore", &app.name, "--from", d, "--archive", id]);
+        assert_eq!(r.code, 5, "{}", r.stderr);
+        assert!(
+            r.stderr.contains(id.as_str())
+                && r.stderr.contains("failed verification")
+                && r.stderr.contains(why),
+            "{}",
+            r.stderr
+        );
+        assert_eq!(app.tree("/srv/media"), before, "the volume changed");
+        assert!(!app.sh("ls -a /srv/media").contains(".dockyard-restore"));
+        assert_eq!(list(&dest).len(), 2, "a safety backup was taken");
+        assert!(app.helpers().is_empty());
+    }
+}

@@ -408,7 +408,8 @@ pub enum UnpackFailed {
 
 /// Runs `agent unpack` for `job` in a helper from `image` that borrows `target`'s volumes
 /// read-write (plus `binds`), and feeds it `archive` from its destination, hashing what is sent:
-/// the bytes must hash to the manifest's sha256 here as well as in the agent. Returns what
+/// the bytes must hash to the manifest's sha256 here as well as in the agent (which checks the
+/// whole archive against the manifest as it stages). Returns what
 /// staging wrote. The helper is removed on every way out.
 pub async fn unpack(
     engine: &Engine,
@@ -504,9 +505,10 @@ pub async fn unpack(
     match (code, staged) {
         (0, Some(staged)) => {
             let sha = hex::encode(hasher.finalize());
-            if sha != job.sha256 {
+            if sha != job.expect.sha256 {
                 return Err(UnpackFailed::Refused(format!(
-                    "archive changed since it was verified (sha256 now {sha}, {total} bytes)"
+                    "sha256 mismatch: manifest says {}, the {total} bytes sent to the agent hash to {sha}",
+                    job.expect.sha256
                 )));
             }
             Ok(staged)

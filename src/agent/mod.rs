@@ -76,8 +76,8 @@ pub struct UnpackJob {
     pub k: usize,
     /// The mount's journal, for its first path.
     pub journal: Option<String>,
-    /// The archive's sha256 from its manifest.
-    pub sha256: String,
+    /// What the manifest promises about the archive (checked whole while staging).
+    pub expect: crate::archive::verify::Expect,
 }
 
 /// If this process was started as the agent (`dockyard agent ...`), runs it and returns its exit
@@ -175,7 +175,7 @@ pub fn unpack(job: &UnpackJob, archive: impl io::Read + Send) -> io::Result<Stag
             let mut w = TarWriter::new(io::BufWriter::with_capacity(1 << 20, writer));
             let staged = crate::swap::member::stage_member(
                 archive,
-                &job.sha256,
+                &job.expect,
                 &job.spec,
                 job.k,
                 job.journal.as_deref(),

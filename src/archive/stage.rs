@@ -6,11 +6,10 @@
 
 use std::io::{self, Read, Write};
 
-use super::entry::{self, Kind, Meta, Mtime, Privileges, SETID_BITS};
-use super::names::{hardlink_target, prefix_for, relative, Scope};
+use super::entry::{Kind, Meta, Mtime, Privileges, SETID_BITS};
 use super::pack::excluded;
+use super::verify::{self, Checked, Expect};
 use super::writer::TarWriter;
-use crate::pipeline::streams::HashingReader;
 
 /// The latest time (in seconds) the engine keeps when it extracts a file or directory: Go's
 /// `time.Unix(0, 1<<63-1)`. Times outside `0..=ENGINE_MAX_SECS` are set to the epoch by the
@@ -77,115 +76,92 @@ pub struct Staged {
     pub single_file: bool,
 }
 
-/// Writes the entries of `spec.path` from `archive` through `out`. Fails if the archive's sha256
-/// is not `expected_sha256` (checked after the last byte), so a swapped or damaged archive never
-/// reaches the swap step.
+/// Writes the entries of `spec.path` from `archive` through `out`, checking the whole archive
+/// against `expect` on the way ([`verify::check`]: every entry, the sha256, the sizes, the counts;
+/// the error comes after the last byte if the checksum differs), so a swapped, damaged or forged
+/// archive never reaches the swap step.
 pub fn stage<W: Write>(
     archive: impl Read,
-    expected_sha256: &str,
+    expect: &Expect,
     spec: &StageSpec,
     out: &mut TarWriter<W>,
 ) -> io::Result<Staged> {
-    let prefix = prefix_for(&spec.path);
-    let mut hashing = HashingReader::new(archive);
-    let mut staged = Staged::default();
-    let mut scope = Scope::default();
     let invalid = |m: String| io::Error::new(io::ErrorKind::InvalidData, m);
-    {
-        let decoder = super::decoder(&mut hashing)?;
-        let mut archive = tar::Archive::new(decoder);
-        for entry in archive.entries()? {
-            let mut entry = entry?;
-            let (mut meta, disagreements) = entry::read(&mut entry).map_err(invalid)?;
-            let Some(rel) = relative(&meta.name, &prefix).map(<[u8]>::to_vec) else {
-                continue;
-            };
-            if !rel.is_empty() && excluded(&rel, &spec.elsewhere) {
-                continue;
-            }
-            if let Some(d) = disagreements.first() {
-                return Err(invalid(format!(
-                    "refusing entry {:?}: its PAX {} ({}) disagrees with its header ({})",
-                    show(&meta.name),
-                    d.key,
-                    d.pax,
-                    d.header
-                )));
-            }
-            let hardlink = (meta.kind == Kind::Hardlink)
-                .then(|| hardlink_target(meta.link.as_deref().unwrap_or_default(), &prefix));
-            scope
-                .admit(&rel, hardlink.as_deref(), meta.kind == Kind::Symlink)
-                .map_err(|why| invalid(format!("refusing entry {:?}: {why}", show(&meta.name))))?;
-            if !rel.is_empty() && excluded(&rel, &spec.skip) {
-                staged.skipped.push(show(&meta.name));
-                continue;
-            }
-            if meta.kind.is_device() && !spec.privileges.allow_devices {
-                return Err(invalid(format!(
-                    "refusing device node {:?}; pass --allow-devices to restore device nodes",
-                    show(&meta.name)
-                )));
-            }
-            if meta.is_setid_file() && !spec.privileges.keep_setid {
-                meta.mode &= !SETID_BITS;
-                staged.stripped.push(show(&meta.name));
-            }
-            if rel.is_empty() {
-                if meta.kind != spec.root || staged.root.is_some() || staged.single_file {
-                    return Err(invalid(format!(
-                        "refusing entry {:?}: {} is restored as a {}, and this is {}",
-                        show(&meta.name),
-                        spec.path,
-                        if spec.root == Kind::Dir {
-                            "directory"
-                        } else {
-                            "single file"
-                        },
-                        if staged.root.is_some() || staged.single_file {
-                            "its second entry".to_string()
-                        } else {
-                            format!("a {:?}", meta.kind)
-                        }
-                    )));
-                }
-                if meta.kind == Kind::Dir {
-                    staged.root = Some(RootMeta {
-                        mode: meta.mode,
-                        uid: meta.uid,
-                        gid: meta.gid,
-                        mtime: meta.mtime.secs,
-                    });
-                    continue;
-                }
-                staged.single_file = true;
-            } else if spec.root == Kind::File {
-                return Err(invalid(format!(
-                    "refusing entry {:?}: {} is a single file and holds nothing",
-                    show(&meta.name),
-                    spec.path
-                )));
-            }
-            if needs_fixup(&meta) {
-                staged.fixups.push(Fixup {
-                    rel: rel.clone(),
-                    secs: meta.mtime.secs,
-                });
-            }
-            meta.name = join(&spec.into, &rel);
-            if let Some(target) = hardlink {
-                meta.link = Some(join(&spec.into, &target));
-            }
-            out.append(&meta, &mut entry)?;
-            staged.entries += 1;
+    let index = expect
+        .paths
+        .iter()
+        .position(|p| *p == spec.path)
+        .ok_or_else(|| invalid(format!("the manifest lists no path {}", spec.path)))?;
+    let mut staged = Staged::default();
+    verify::check(archive, expect, |c, data| {
+        let Checked {
+            index: of,
+            rel,
+            hardlink,
+            mut meta,
+        } = c;
+        if of != index || (!rel.is_empty() && excluded(&rel, &spec.elsewhere)) {
+            return Ok(());
         }
-    }
-    let (_, sha256) = hashing.drain()?;
-    if sha256 != expected_sha256 {
-        return Err(invalid(format!(
-            "archive changed since it was verified (sha256 now {sha256})"
-        )));
-    }
+        if !rel.is_empty() && excluded(&rel, &spec.skip) {
+            staged.skipped.push(show(&meta.name));
+            return Ok(());
+        }
+        if meta.kind.is_device() && !spec.privileges.allow_devices {
+            return Err(invalid(format!(
+                "refusing device node {:?}; pass --allow-devices to restore device nodes",
+                show(&meta.name)
+            )));
+        }
+        if meta.is_setid_file() && !spec.privileges.keep_setid {
+            meta.mode &= !SETID_BITS;
+            staged.stripped.push(show(&meta.name));
+        }
+        if rel.is_empty() {
+            if meta.kind != spec.root {
+                return Err(invalid(format!(
+                    "refusing entry {:?}: {} is restored as a {}, and this is a {:?}",
+                    show(&meta.name),
+                    spec.path,
+                    if spec.root == Kind::Dir {
+                        "directory"
+                    } else {
+                        "single file"
+                    },
+                    meta.kind
+                )));
+            }
+            if meta.kind == Kind::Dir {
+                staged.root = Some(RootMeta {
+                    mode: meta.mode,
+                    uid: meta.uid,
+                    gid: meta.gid,
+                    mtime: meta.mtime.secs,
+                });
+                return Ok(());
+            }
+            staged.single_file = true;
+        } else if spec.root == Kind::File {
+            return Err(invalid(format!(
+                "refusing entry {:?}: {} is a single file and holds nothing",
+                show(&meta.name),
+                spec.path
+            )));
+        }
+        if needs_fixup(&meta) {
+            staged.fixups.push(Fixup {
+                rel: rel.clone(),
+                secs: meta.mtime.secs,
+            });
+        }
+        meta.name = join(&spec.into, &rel);
+        if let Some(target) = hardlink {
+            meta.link = Some(join(&spec.into, &target));
+        }
+        out.append(&meta, data)?;
+        staged.entries += 1;
+        Ok(())
+    })?;
     Ok(staged)
 }
 

@@ -2,15 +2,45 @@
 //! every tar entry with its data — and check every entry with the rules staging applies: inside a
 //! path the manifest lists, no name through a symlink of its own, no PAX record that disagrees
 //! with its header (tar readers would see different archives). Device nodes and set-id files are
-//! listed: restore refuses the former and strips the latter unless told otherwise.
+//! listed: restore refuses the former and strips the latter unless told otherwise. Each staging
+//! pass of a restore walks the archive through the same [`check`], so a restore decodes it once.
 
 use std::io::{self, Read};
 
-use super::entry::{self, Kind};
+use super::entry::{self, Kind, Meta};
 use super::names::{hardlink_target, prefix_for, relative, Scope};
 use super::stage::RootMeta;
 use crate::manifest::Manifest;
 use crate::pipeline::streams::HashingReader;
+
+/// What a manifest promises about its archive: every pass that reads the archive to act on it
+/// (verify, and each staging pass of a restore) checks all of it against these.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Expect {
+    /// SHA-256 of the archive's bytes.
+    pub sha256: String,
+    /// The archive's length.
+    pub size: u64,
+    /// Uncompressed tar bytes.
+    pub tar_bytes: u64,
+    /// Entries.
+    pub entries: u64,
+    /// The backed-up container paths, in the manifest's order.
+    pub paths: Vec<String>,
+}
+
+impl Expect {
+    /// What `manifest` promises.
+    pub fn of(manifest: &Manifest) -> Expect {
+        Expect {
+            sha256: manifest.sha256.clone(),
+            size: manifest.size,
+            tar_bytes: manifest.tar_bytes,
+            entries: manifest.entries,
+            paths: manifest.paths.iter().map(|p| p.path.clone()).collect(),
+        }
+    }
+}
 
 /// What a verification found, when the archive is sound.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,38 +62,69 @@ pub struct Report {
     pub roots: Vec<Option<(Kind, RootMeta)>>,
 }
 
+/// One entry that passed its checks, as [`check`] hands it on.
+pub struct Checked {
+    /// Which manifest path it belongs to (the longest that holds it).
+    pub index: usize,
+    /// Its name relative to that path (empty for the path itself).
+    pub rel: Vec<u8>,
+    /// A hard link's target, relative to the same path.
+    pub hardlink: Option<Vec<u8>>,
+    /// Its metadata, from checked values.
+    pub meta: Meta,
+}
+
 /// Walks `archive` and compares what it finds with `manifest`. The error text says what is wrong.
 pub fn verify(archive: impl Read, manifest: &Manifest) -> Result<Report, String> {
+    check(archive, &Expect::of(manifest), |_, _| Ok(())).map_err(|e| e.to_string())
+}
+
+/// Reads all of `archive` — its sha256, a full zstd decode, every tar entry with its data — and
+/// checks it against `expect`, handing each entry that passed its own checks to `visit` with a
+/// reader of its data (what `visit` leaves unread is read here). A problem with the archive is an
+/// `InvalidData` error saying what, a checksum mismatch first; `visit`'s other errors (a write
+/// that failed) come back as they are, without reading further.
+pub fn check(
+    archive: impl Read,
+    expect: &Expect,
+    visit: impl FnMut(Checked, &mut dyn Read) -> io::Result<()>,
+) -> io::Result<Report> {
+    let invalid = |m: String| io::Error::new(io::ErrorKind::InvalidData, m);
     let mut hashing = HashingReader::new(archive);
-    let walked = walk(&mut hashing, manifest);
-    // Hash what the walk did not read (padding after the end-of-archive blocks, or everything after a
-    // decoding error) so a checksum mismatch is always reported as such.
+    let walked = walk(&mut hashing, &expect.paths, visit);
+    if let Err(e) = &walked {
+        if e.kind() != io::ErrorKind::InvalidData {
+            return Err(walked.err().expect("an error"));
+        }
+    }
+    // Hash what the walk did not read (padding after the end-of-archive blocks, or everything
+    // after a decoding error) so a checksum mismatch is always reported as such.
     let (size, sha256) = hashing
         .drain()
-        .map_err(|e| format!("cannot read the archive: {e}"))?;
-    if sha256 != manifest.sha256 {
+        .map_err(|e| invalid(format!("cannot read the archive: {e}")))?;
+    if sha256 != expect.sha256 {
         let also = walked
             .err()
             .map(|e| format!("; decoding also fails: {e}"))
             .unwrap_or_default();
-        return Err(format!(
+        return Err(invalid(format!(
             "sha256 mismatch: manifest says {}, archive has {sha256} ({size} bytes){also}",
-            manifest.sha256
-        ));
+            expect.sha256
+        )));
     }
     let walked = walked?;
     let (tar_bytes, entries) = (walked.tar_bytes, walked.entries);
-    if size != manifest.size {
-        return Err(format!(
+    if size != expect.size {
+        return Err(invalid(format!(
             "size mismatch: manifest says {} bytes, archive has {size}",
-            manifest.size
-        ));
+            expect.size
+        )));
     }
-    if (tar_bytes, entries) != (manifest.tar_bytes, manifest.entries) {
-        return Err(format!(
+    if (tar_bytes, entries) != (expect.tar_bytes, expect.entries) {
+        return Err(invalid(format!(
             "content mismatch: manifest says {} entries in {} tar bytes, archive has {entries} in {tar_bytes}",
-            manifest.entries, manifest.tar_bytes
-        ));
+            expect.entries, expect.tar_bytes
+        )));
     }
     Ok(Report {
         size,
@@ -76,6 +137,48 @@ pub fn verify(archive: impl Read, manifest: &Manifest) -> Result<Report, String>
     })
 }
 
+/// Each path's own entry, read from the start of `archive` only as far as needed: for planning
+/// a restore before its staging pass, which checks the whole archive and that these agree.
+pub fn roots(archive: impl Read, paths: &[String]) -> io::Result<Vec<Option<(Kind, RootMeta)>>> {
+    let prefixes: Vec<String> = paths.iter().map(|p| prefix_for(p)).collect();
+    let mut roots: Vec<Option<(Kind, RootMeta)>> = vec![None; prefixes.len()];
+    let mut archive = tar::Archive::new(super::decoder(archive)?);
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        let (meta, _) =
+            entry::read(&mut entry).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        if let Some((index, rel)) = owner(&prefixes, &meta.name) {
+            if rel.is_empty() && roots[index].is_none() {
+                roots[index] = Some((meta.kind, root_meta(&meta)));
+                if roots.iter().all(Option::is_some) {
+                    break;
+                }
+            }
+        }
+    }
+    Ok(roots)
+}
+
+/// The manifest path an entry belongs to and its name relative to it: the longest matching path,
+/// as with nested mounts `srv/media/x` belongs to /srv/media, not /srv.
+fn owner(prefixes: &[String], name: &[u8]) -> Option<(usize, Vec<u8>)> {
+    prefixes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| relative(name, p).map(|r| (i, p.len(), r.to_vec())))
+        .max_by_key(|(_, len, _)| *len)
+        .map(|(i, _, r)| (i, r))
+}
+
+fn root_meta(meta: &Meta) -> RootMeta {
+    RootMeta {
+        mode: meta.mode,
+        uid: meta.uid,
+        gid: meta.gid,
+        mtime: meta.mtime.secs,
+    }
+}
+
 struct Walked {
     tar_bytes: u64,
     entries: u64,
@@ -84,10 +187,15 @@ struct Walked {
     roots: Vec<Option<(Kind, RootMeta)>>,
 }
 
-fn walk(reader: impl Read, manifest: &Manifest) -> Result<Walked, String> {
-    let prefixes: Vec<String> = manifest.paths.iter().map(|p| prefix_for(&p.path)).collect();
+fn walk(
+    reader: impl Read,
+    paths: &[String],
+    mut visit: impl FnMut(Checked, &mut dyn Read) -> io::Result<()>,
+) -> io::Result<Walked> {
+    let invalid = |m: String| io::Error::new(io::ErrorKind::InvalidData, m);
+    let prefixes: Vec<String> = paths.iter().map(|p| prefix_for(p)).collect();
     let mut scopes: Vec<Scope> = prefixes.iter().map(|_| Scope::default()).collect();
-    let decoder = super::decoder(reader).map_err(|e| format!("not a zstd stream: {e}"))?;
+    let decoder = super::decoder(reader).map_err(|e| invalid(format!("not a zstd stream: {e}")))?;
     let mut counted = CountRead {
         inner: decoder,
         count: 0,
@@ -99,58 +207,42 @@ fn walk(reader: impl Read, manifest: &Manifest) -> Result<Walked, String> {
         let mut archive = tar::Archive::new(&mut counted);
         let iter = archive
             .entries()
-            .map_err(|e| format!("not a tar archive: {e}"))?;
+            .map_err(|e| invalid(format!("not a tar archive: {e}")))?;
         for entry in iter {
-            let mut entry =
-                entry.map_err(|e| format!("corrupt archive after {entries} entries: {e}"))?;
-            let (meta, disagreements) = entry::read(&mut entry)?;
+            let mut entry = entry
+                .map_err(|e| invalid(format!("corrupt archive after {entries} entries: {e}")))?;
+            let (meta, disagreements) = entry::read(&mut entry).map_err(invalid)?;
             if let Some(d) = disagreements.first() {
-                return Err(format!("unsafe entry {:?}: its PAX {} ({}) disagrees with its header ({}); tar readers would see different archives", show(&meta.name),
+                return Err(invalid(format!("unsafe entry {:?}: its PAX {} ({}) disagrees with its header ({}); tar readers would see different archives", show(&meta.name),
                     d.key, d.pax, d.header
-                ));
+                )));
             }
-            // The longest matching path: with nested mounts, `srv/media/x` belongs to
-            // /srv/media, not /srv.
-            let (index, rel) = prefixes
-                .iter()
-                .enumerate()
-                .filter_map(|(i, p)| relative(&meta.name, p).map(|r| (i, p.len(), r.to_vec())))
-                .max_by_key(|(_, len, _)| *len)
-                .map(|(i, _, r)| (i, r))
-                .ok_or_else(|| {
-                    format!(
-                        "entry {:?} is outside every path the manifest lists",
-                        show(&meta.name)
-                    )
-                })?;
+            let (index, rel) = owner(&prefixes, &meta.name).ok_or_else(|| {
+                invalid(format!(
+                    "entry {:?} is outside every path the manifest lists",
+                    show(&meta.name)
+                ))
+            })?;
             let hardlink = (meta.kind == Kind::Hardlink).then(|| {
                 hardlink_target(meta.link.as_deref().unwrap_or_default(), &prefixes[index])
             });
             scopes[index]
                 .admit(&rel, hardlink.as_deref(), meta.kind == Kind::Symlink)
-                .map_err(|why| format!("unsafe entry {:?}: {why}", show(&meta.name)))?;
+                .map_err(|why| invalid(format!("unsafe entry {:?}: {why}", show(&meta.name))))?;
             if rel.is_empty() {
                 if !matches!(meta.kind, Kind::Dir | Kind::File) {
-                    return Err(format!(
+                    return Err(invalid(format!(
                         "unsafe entry {:?}: a backed-up path must be a directory or a file",
                         show(&meta.name)
-                    ));
+                    )));
                 }
                 if roots[index].is_some() {
-                    return Err(format!(
+                    return Err(invalid(format!(
                         "unsafe entry {:?}: the path appears twice",
                         show(&meta.name)
-                    ));
+                    )));
                 }
-                roots[index] = Some((
-                    meta.kind,
-                    RootMeta {
-                        mode: meta.mode,
-                        uid: meta.uid,
-                        gid: meta.gid,
-                        mtime: meta.mtime.secs,
-                    },
-                ));
+                roots[index] = Some((meta.kind, root_meta(&meta)));
             }
             if meta.kind.is_device() {
                 devices.push(show(&meta.name));
@@ -158,20 +250,32 @@ fn walk(reader: impl Read, manifest: &Manifest) -> Result<Walked, String> {
             if meta.is_setid_file() {
                 setid.push(show(&meta.name));
             }
-            let copied = io::copy(&mut entry, &mut io::sink())
-                .map_err(|e| format!("corrupt data in {:?}: {e}", show(&meta.name)))?;
-            if copied != entry.size() {
-                return Err(format!(
-                    "corrupt data in {:?}: {copied} of {} bytes",
-                    show(&meta.name),
-                    entry.size()
-                ));
+            let (name, size) = (show(&meta.name), entry.size());
+            let corrupt = |e: io::Error| invalid(format!("corrupt data in {name:?}: {e}"));
+            let mut data = CountRead {
+                inner: &mut entry,
+                count: 0,
+            };
+            let checked = Checked {
+                index,
+                rel,
+                hardlink,
+                meta,
+            };
+            visit(checked, &mut data)?;
+            io::copy(&mut data, &mut io::sink()).map_err(corrupt)?;
+            if data.count != size {
+                return Err(invalid(format!(
+                    "corrupt data in {name:?}: {} of {size} bytes",
+                    data.count
+                )));
             }
             entries += 1;
         }
     }
     // Read to the end of the zstd frame so its checksum is checked too.
-    io::copy(&mut counted, &mut io::sink()).map_err(|e| format!("corrupt zstd stream: {e}"))?;
+    io::copy(&mut counted, &mut io::sink())
+        .map_err(|e| invalid(format!("corrupt zstd stream: {e}")))?;
     Ok(Walked {
         tar_bytes: counted.count,
         entries,

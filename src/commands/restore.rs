@@ -4,10 +4,12 @@
 //! leaves every volume exactly as before or exactly as restored:
 //! 1. lock the container; finish or undo any interrupted restore of it (`swap::recover`);
 //! 2. pick the backup (`latest` skips safety backups and future-dated ones) and check its manifest;
-//! 3. verify the archive end to end; refuse device nodes unless `--allow-devices`;
-//! 4. save what is there as a `pre-restore` backup (to `--safety-backup-to`, else `--from`);
-//! 5. stage each path into `<mount>/.dockyard-restore/new-<k>/` with a journal (a single-file
-//!    mount beside its host file); a failure or signal here removes the staging;
+//! 3. read each path's own entry from the start of the archive, to plan where each path goes;
+//! 4. stage each path into `<mount>/.dockyard-restore/new-<k>/` with a journal (a single-file
+//!    mount beside its host file), checking the whole archive on the way as `verify` does (one
+//!    decode per path: sha256, every entry, the counts; device nodes refused unless
+//!    `--allow-devices`); a failure or signal here removes the staging;
+//! 5. save what is there as a `pre-restore` backup (to `--safety-backup-to`, else `--from`);
 //! 6. in one helper that no signal interrupts: mark every work dir ready, move single files into
 //!    place, swap each path (old contents aside, restored ones in), delete the old contents.
 
@@ -25,6 +27,7 @@ use crate::archive::entry::{Kind, Privileges};
 use crate::archive::listing::{self, Origin};
 use crate::archive::pack::Compression;
 use crate::archive::stage::{stage, RootMeta, StageSpec, Staged};
+use crate::archive::verify::Expect;
 use crate::archive::writer::TarWriter;
 use crate::destination::{DestSpec, Destination};
 use crate::docker::{ContainerInfo, DockerError, Engine, HelperSpec, Mount, Role};
@@ -76,6 +79,9 @@ struct DirPath {
     elsewhere: Vec<Vec<u8>>,
     /// Owner, mode and time for the path itself.
     root: RootMeta,
+    /// The path's own entry as planning read it (`None` if the archive has none); staging must
+    /// find the same.
+    archived: Option<RootMeta>,
 }
 
 /// All paths restored into one mount.
@@ -151,19 +157,11 @@ async fn restore(ctx: &Ctx, s: RestoreSettings) -> Result<Outcome> {
         .clone();
     let wanted = pick_paths(&m, &s.paths, &target)?;
 
-    let report = super::verify::verify_backup(dest.as_ref(), &m, ctx.output.progress).await?;
-    if !report.devices.is_empty() && !s.privileges.allow_devices {
-        return Err(Failure::verify(format!(
-            "backup {} holds device nodes ({}); restoring them would let whoever can open them reach host devices. Nothing was changed; pass --allow-devices if you trust them",
-            m.id,
-            shorten(&report.devices)
-        ))
-        .into());
-    }
-    let plan = plan(&m, &wanted, &target, &report.roots)?;
     let safety_dest = s.safety_dest.clone().unwrap_or_else(|| s.dest.clone());
-
     if s.dry_run {
+        let report = super::verify::verify_backup(dest.as_ref(), &m, ctx.output.progress).await?;
+        refuse_devices(&m, &report.devices, &s)?;
+        let plan = plan(&m, &wanted, &target, &report.roots)?;
         return dry_run(
             engine,
             dest.as_ref(),
@@ -179,13 +177,20 @@ async fn restore(ctx: &Ctx, s: RestoreSettings) -> Result<Outcome> {
         .map(Outcome::DryRun);
     }
 
+    let roots = archived_roots(dest.as_ref(), &m).await?;
+    let plan = plan(&m, &wanted, &target, &roots)?;
+    let staged = stage_all(ctx, engine, dest.as_ref(), &m, &target, &plan, &image, &s).await?;
     let safety = if s.safety_backup {
-        safety_backup(ctx, engine, &target, &plan, &image, &s, &safety_dest).await?
+        match safety_backup(ctx, engine, &target, &plan, &image, &s, &safety_dest).await {
+            Ok(safety) => safety,
+            Err(e) => {
+                discard(ctx, engine).await;
+                return Err(e);
+            }
+        }
     } else {
         None
     };
-
-    let staged = stage_all(ctx, engine, dest.as_ref(), &m, &target, &plan, &image, &s).await?;
     commit(ctx, engine, &target, &plan, &image).await?;
 
     let stripped: Vec<String> = staged.iter().flat_map(|s| s.stripped.clone()).collect();
@@ -213,6 +218,45 @@ async fn restore(ctx: &Ctx, s: RestoreSettings) -> Result<Outcome> {
         recovered,
         downtime_seconds: None,
     }))
+}
+
+/// Refuses a backup holding device nodes unless `--allow-devices`.
+fn refuse_devices(m: &Manifest, devices: &[String], s: &RestoreSettings) -> Result<()> {
+    if devices.is_empty() || s.privileges.allow_devices {
+        return Ok(());
+    }
+    Err(Failure::verify(format!(
+        "backup {} holds device nodes ({}); restoring them would let whoever can open them reach host devices. Nothing was changed; pass --allow-devices if you trust them",
+        m.id,
+        shorten(devices)
+    ))
+    .into())
+}
+
+/// Each manifest path's own entry, read from the start of the archive only as far as needed to
+/// plan (a single-path archive: its first entry). Staging checks the whole archive and that these
+/// agree, so nothing here is trusted further.
+async fn archived_roots(
+    dest: &dyn Destination,
+    m: &Manifest,
+) -> Result<Vec<Option<(Kind, RootMeta)>>> {
+    let paths: Vec<String> = m.paths.iter().map(|p| p.path.clone()).collect();
+    let scanned = read_blocking(dest, &m.archive, None, move |r| {
+        crate::archive::verify::roots(r, &paths)
+    })
+    .await
+    .with_context(|| format!("cannot read backup {}", m.id))?;
+    scanned.map_err(|e| failed_verification(m, dest, &e.to_string()))
+}
+
+/// A verification failure of backup `m` at `dest`, which changed nothing.
+fn failed_verification(m: &Manifest, dest: &dyn Destination, why: &str) -> anyhow::Error {
+    Failure::verify(format!(
+        "backup {} at {} failed verification: {why}; nothing was changed",
+        m.id,
+        dest.describe()
+    ))
+    .into()
 }
 
 /// Finishes or removes what interrupted restores of `target` left, in a critical section.
@@ -349,6 +393,7 @@ fn plan(
                     .trim_start_matches('/')
                     .as_bytes()
                     .to_vec();
+                let archived = root.map(|(_, meta)| meta);
                 let root = match root {
                     Some((_, meta)) => meta,
                     None => RootMeta {
@@ -376,6 +421,7 @@ fn plan(
                     skip,
                     elsewhere,
                     root,
+                    archived,
                 });
             }
         }
@@ -707,10 +753,14 @@ async fn stage_all(
                     spec: spec.clone(),
                     k: p.k,
                     journal: preamble.clone(),
-                    sha256: m.sha256.clone(),
+                    expect: Expect::of(m),
                 };
                 match stage_by_agent(&source, target, image, &job).await {
                     Ok(st) => {
+                        if let Err(e) = agrees(m, dest, p, &st) {
+                            result = Err(e);
+                            break 'members;
+                        }
                         staged.push(st);
                         continue;
                     }
@@ -724,7 +774,10 @@ async fn stage_all(
             if let Err(why) = &agent {
                 tracing::info!(container = %target.name, path = %p.path, "staging through the engine's archive endpoint: {why}");
             }
-            match stage_one(&source, &member.mount, spec, p.k, preamble).await {
+            match stage_one(&source, &member.mount, spec, p.k, preamble)
+                .await
+                .and_then(|st| agrees(m, dest, p, &st).map(|()| st))
+            {
                 Ok(st) => staged.push(st),
                 Err(e) => {
                     result = Err(e.context(format!("staging {} of backup {}", p.path, m.id)));
@@ -760,6 +813,22 @@ async fn stage_all(
     }
     removed?;
     Ok(staged)
+}
+
+/// Checks that staging found the path's own entry as planning read it: the archive was read
+/// twice, and only the staging pass checked all of it.
+fn agrees(m: &Manifest, dest: &dyn Destination, p: &DirPath, st: &Staged) -> Result<()> {
+    if st.root == p.archived {
+        return Ok(());
+    }
+    Err(failed_verification(
+        m,
+        dest,
+        &format!(
+            "the entry of {} changed between two reads of the archive ({:?}, then {:?})",
+            p.path, p.archived, st.root
+        ),
+    ))
 }
 
 /// Why staging through the agent did not happen.
@@ -811,9 +880,9 @@ async fn stage_by_agent(
             }
             .into(),
         )),
-        Err(UnpackFailed::Refused(why)) => Err(AgentStaging::Error(
-            Failure::verify(format!("backup {}: {why}", m.id)).into(),
-        )),
+        Err(UnpackFailed::Refused(why)) => {
+            Err(AgentStaging::Error(failed_verification(m, dest, &why)))
+        }
         Err(UnpackFailed::Failed(message)) => Err(AgentStaging::Error(
             DockerError::Api {
                 action: format!(
@@ -848,9 +917,9 @@ async fn stage_one(
     k: usize,
     journal: Option<String>,
 ) -> Result<Staged> {
-    let sha = source.m.sha256.clone();
+    let expect = Expect::of(source.m);
     stage_through(source, mount, move |r, w| {
-        stage_member(r, &sha, &spec, k, journal.as_deref(), w)
+        stage_member(r, &expect, &spec, k, journal.as_deref(), w)
     })
     .await
 }
@@ -858,9 +927,9 @@ async fn stage_one(
 /// Streams a single-file path of the archive into its staged name beside the live file.
 async fn stage_file(source: &Source<'_>, into: &str, spec: StageSpec) -> Result<Staged> {
     let m = source.m;
-    let sha = m.sha256.clone();
+    let expect = Expect::of(m);
     let path = spec.path.clone();
-    let staged = stage_through(source, into, move |r, w| stage(r, &sha, &spec, w)).await?;
+    let staged = stage_through(source, into, move |r, w| stage(r, &expect, &spec, w)).await?;
     if !staged.single_file {
         return Err(Failure::verify(format!(
             "backup {}: {path} is not a single file in the archive",
@@ -914,7 +983,7 @@ where
         }
         // The engine stopped taking the stream: its error, not the archive's.
         Err(_) if uploaded.is_err() => Err(uploaded.unwrap_err().into()),
-        Err(e) => Err(Failure::verify(format!("backup {}: {e}", m.id)).into()),
+        Err(e) => Err(failed_verification(m, dest, &e.to_string())),
     }
 }
 

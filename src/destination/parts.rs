@@ -1,7 +1,7 @@
 //! The multipart part-size rule for archives of unknown size: parts start at `--s3-part-size` and
 //! double every tenth of S3's 10,000-part limit (capped at S3's 5 GiB part), so a streamed archive
-//! can reach S3's 5 TiB object limit while a small one keeps small parts (and small memory: the
-//! upload holds three parts, two once they pass 64 MiB).
+//! can reach S3's 5 TiB object limit while a small one keeps small parts. Memory stays flat: the
+//! upload holds up to three parts of at most 32 MiB; larger ones wait on disk (`s3.rs`).
 
 /// S3's limit on the parts of one upload.
 pub const MAX_PARTS: u32 = 10_000;

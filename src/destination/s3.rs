@@ -31,6 +31,10 @@ pub const DEFAULT_PART_SIZE: usize = 16 << 20;
 pub const MIN_PART_SIZE: usize = 5 << 20;
 /// Parts uploaded at once. With the part being filled, memory is about (this + 1) × part size.
 const PARTS_IN_FLIGHT: usize = 2;
+/// Parts up to this size are held in memory (three at most: two in flight, one filling); larger
+/// ones (past ~47 GiB from the default start) are spooled to an unnamed file in the temp directory
+/// (`TMPDIR`), one in flight and one filling, so memory stays flat however large the archive.
+const IN_MEMORY_PART: usize = 32 << 20;
 /// Where upload markers live, under the prefix.
 const MARKERS: &str = ".dockyard-uploads";
 /// Marker names that carry the object key (dockyard 0.1 named markers by upload id).
@@ -433,6 +437,7 @@ impl Destination for S3Dir {
             },
             key: self.spec.key(name),
             buf: BytesMut::new(),
+            spool: None,
             upload_id: None,
             parts: Vec::new(),
             in_flight: JoinSet::new(),
@@ -591,8 +596,10 @@ impl Destination for S3Dir {
 struct S3Upload {
     dir: S3Dir,
     key: String,
-    /// The part being filled.
+    /// The part being filled, when it is held in memory.
     buf: BytesMut,
+    /// The part being filled, when it is too large for memory.
+    spool: Option<Spool>,
     upload_id: Option<String>,
     parts: Vec<CompletedPart>,
     in_flight: JoinSet<Result<CompletedPart, DestError>>,
@@ -603,9 +610,64 @@ struct S3Upload {
     filling: u32,
 }
 
+/// A part spooled to an unnamed file: written through `file`, sent by reopening `held` through
+/// `/proc/self/fd` (so the SDK can read it again on a retry); gone when both are closed, even
+/// after a SIGKILL.
+struct Spool {
+    held: std::fs::File,
+    file: tokio::fs::File,
+    len: usize,
+}
+
+impl Spool {
+    fn create() -> std::io::Result<Spool> {
+        let held = tempfile::tempfile_in(std::env::temp_dir())?;
+        let file = tokio::fs::File::from_std(held.try_clone()?);
+        Ok(Spool { held, file, len: 0 })
+    }
+
+    /// The request body: the spooled bytes, read from the start on every attempt.
+    async fn body(mut self) -> std::io::Result<(ByteStream, std::fs::File)> {
+        use std::os::fd::AsRawFd;
+        use tokio::io::AsyncWriteExt;
+        self.file.flush().await?;
+        let path = format!("/proc/self/fd/{}", self.held.as_raw_fd());
+        let body = ByteStream::read_from()
+            .path(path)
+            .length(aws_sdk_s3::primitives::Length::Exact(self.len as u64))
+            .build()
+            .await
+            .map_err(std::io::Error::other)?;
+        Ok((body, self.held))
+    }
+}
+
+/// One part's bytes.
+enum PartBody {
+    Memory(Bytes),
+    Spooled(Spool),
+}
+
 impl S3Upload {
     fn dest(&self) -> String {
         self.dir.describe()
+    }
+
+    fn spool_error(&self, e: std::io::Error) -> DestError {
+        DestError::Unusable {
+            dest: self.dest(),
+            message: format!(
+                "cannot spool a part of {} to {} (parts past {} MiB wait on disk, not in memory; set TMPDIR to a directory with room for two of them): {e}",
+                self.key,
+                std::env::temp_dir().display(),
+                IN_MEMORY_PART >> 20
+            ),
+        }
+    }
+
+    /// Bytes in the part being filled.
+    fn filled(&self) -> usize {
+        self.spool.as_ref().map_or(self.buf.len(), |s| s.len)
     }
 
     fn too_big(&self) -> DestError {
@@ -686,17 +748,23 @@ impl S3Upload {
     }
 
     /// Sends `body` as the next part, waiting first if enough parts are in flight.
-    async fn send_part(&mut self, body: Bytes) -> Result<(), DestError> {
+    async fn send_part(&mut self, body: PartBody) -> Result<(), DestError> {
         let id = self.start().await?;
-        // Parts past 64 MiB (archives past ~47 GiB) go one at a time: memory is then two parts.
-        let at_once = if body.len() > 64 << 20 {
-            1
-        } else {
-            PARTS_IN_FLIGHT
+        // Spooled parts go one at a time: the temp directory then holds two parts.
+        let at_once = match body {
+            PartBody::Memory(_) => PARTS_IN_FLIGHT,
+            PartBody::Spooled(_) => 1,
         };
         while self.in_flight.len() >= at_once {
             self.reap_one().await?;
         }
+        let (body, held) = match body {
+            PartBody::Memory(bytes) => (ByteStream::from(bytes), None),
+            PartBody::Spooled(spool) => {
+                let (body, held) = spool.body().await.map_err(|e| self.spool_error(e))?;
+                (body, Some(held))
+            }
+        };
         let number = (self.parts.len() + self.in_flight.len() + 1) as i32;
         let client = self.dir.client.clone();
         let bucket = self.dir.spec.bucket.clone();
@@ -709,10 +777,12 @@ impl S3Upload {
                 .key(&key)
                 .upload_id(id)
                 .part_number(number)
-                .body(ByteStream::from(body))
+                .body(body)
                 .send()
                 .await
                 .map_err(|e| s3_error(&dest, &format!("upload part {number} of {key}"), e))?;
+            // The spool lives until its request is done.
+            drop(held);
             Ok(CompletedPart::builder()
                 .set_e_tag(out.e_tag().map(str::to_string))
                 .part_number(number)
@@ -723,7 +793,7 @@ impl S3Upload {
 
     async fn finish(&mut self) -> Result<(), DestError> {
         let spec = self.dir.spec.clone();
-        if self.upload_id.is_none() {
+        if self.upload_id.is_none() && self.spool.is_none() {
             // Small enough for one request.
             let body = self.buf.split().freeze();
             self.dir
@@ -736,9 +806,11 @@ impl S3Upload {
                 .await
                 .map_err(|e| s3_error(&self.dest(), &format!("write {}", self.key), e))?;
         } else {
-            if !self.buf.is_empty() {
+            if let Some(spool) = self.spool.take() {
+                self.send_part(PartBody::Spooled(spool)).await?;
+            } else if !self.buf.is_empty() {
                 let body = self.buf.split().freeze();
-                self.send_part(body).await?;
+                self.send_part(PartBody::Memory(body)).await?;
             }
             while !self.in_flight.is_empty() {
                 self.reap_one().await?;
@@ -827,19 +899,32 @@ impl Upload for S3Upload {
         let mut rest = chunk;
         while !rest.is_empty() {
             let part_size = self.sizes.size(self.filling) as usize;
-            if self.buf.len() == part_size {
+            if self.filled() == part_size {
                 // The last part allowed is full and more is coming.
                 return Err(self.too_big());
             }
-            if self.buf.capacity() == 0 {
-                self.buf.reserve(part_size);
+            let take = rest.len().min(part_size - self.filled());
+            let piece = rest.split_to(take);
+            if part_size > IN_MEMORY_PART {
+                if self.spool.is_none() {
+                    self.spool = Some(Spool::create().map_err(|e| self.spool_error(e))?);
+                }
+                let spool = self.spool.as_mut().expect("created");
+                let wrote = tokio::io::AsyncWriteExt::write_all(&mut spool.file, &piece).await;
+                spool.len += take;
+                wrote.map_err(|e| self.spool_error(e))?;
+            } else {
+                if self.buf.capacity() == 0 {
+                    self.buf.reserve(part_size);
+                }
+                self.buf.extend_from_slice(&piece);
             }
-            let take = rest.len().min(part_size - self.buf.len());
-            self.buf.extend_from_slice(&rest.split_to(take));
-            if self.buf.len() == part_size && self.filling < self.sizes.limit() {
-                let body = self.buf.split().freeze();
-                // A fresh buffer per part: the sent one is freed when its request is done.
-                self.buf = BytesMut::new();
+            if self.filled() == part_size && self.filling < self.sizes.limit() {
+                let body = match self.spool.take() {
+                    Some(spool) => PartBody::Spooled(spool),
+                    // A fresh buffer per part: the sent one is freed when its request is done.
+                    None => PartBody::Memory(std::mem::take(&mut self.buf).freeze()),
+                };
                 self.send_part(body).await?;
                 self.filling += 1;
                 if self.sizes.size(self.filling) != part_size as u64 {

@@ -5,13 +5,14 @@
 use std::io::{self, Read, Write};
 
 use crate::archive::stage::{private_dir, private_file, stage, StageSpec, Staged};
+use crate::archive::verify::Expect;
 use crate::archive::writer::TarWriter;
 
-/// Writes path `k` of the archive read from `archive` (whose sha256 must be `sha256`) as staged
-/// by `spec`, with the mount's `journal` first when given.
+/// Writes path `k` of the archive read from `archive` (checked whole against `expect`) as
+/// staged by `spec`, with the mount's `journal` first when given.
 pub fn stage_member<W: Write>(
     archive: impl Read,
-    sha256: &str,
+    expect: &Expect,
     spec: &StageSpec,
     k: usize,
     journal: Option<&str>,
@@ -30,7 +31,7 @@ pub fn stage_member<W: Write>(
         )?;
     }
     w.append(&private_dir(&spec.into), &mut io::empty())?;
-    let staged = stage(archive, sha256, spec, w)?;
+    let staged = stage(archive, expect, spec, w)?;
     let mut fixups = String::new();
     for f in &staged.fixups {
         fixups += &format!(
