@@ -117,8 +117,9 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Restore a backup into a container's volumes (the same container or another one).
     ///
-    /// The archive is verified before anything is touched; a non-empty target is first saved as a
-    /// `pre-restore` backup; afterwards each restored path holds exactly what the archive holds.
+    /// The whole archive is verified while it is staged beside the live data, before anything
+    /// live is touched; a non-empty target is then saved as a `pre-restore` backup; afterwards
+    /// each restored path holds exactly what the archive holds.
     Restore(RestoreArgs),
     /// Rotate the log files in a container's log volume and ship them (what cron runs).
     ///
@@ -655,7 +656,7 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub dry_run: bool,
 
-    /// Do not save the target's current contents as a `pre-restore` backup first.
+    /// Do not save the target's current contents as a `pre-restore` backup before the swap.
     #[arg(long)]
     pub no_safety_backup: bool,
 

@@ -39,15 +39,19 @@ pub fn extract(tar: impl Read, root: &OwnedFd) -> io::Result<u64> {
             Kind::Dir => {
                 make_dir(dir, &c).map_err(named)?;
                 let fd = open_dir(dir.as_raw_fd(), &c).map_err(named)?;
-                own(&fd, &meta).map_err(named)?;
+                own(&fd, &meta, true).map_err(named)?;
                 dirs.push((meta.name.clone(), meta));
             }
             Kind::File => {
-                let fd = create_file(dir, &c).map_err(named)?;
+                // Created with its final mode when that has no set-id bits (which the chown in
+                // `own` would clear): one fchmod less per file.
+                let plain = meta.mode & 0o7000 == 0;
+                let fd =
+                    create_file(dir, &c, if plain { meta.mode } else { 0o600 }).map_err(named)?;
                 let mut file = std::fs::File::from(fd);
                 write_sparse(&mut e, &mut file, meta.size).map_err(named)?;
                 let fd = OwnedFd::from(file);
-                own(&fd, &meta).map_err(named)?;
+                own(&fd, &meta, !plain).map_err(named)?;
                 set_time(&fd, &meta).map_err(named)?;
             }
             Kind::Hardlink => {
@@ -208,20 +212,23 @@ fn make_dir(dir: &OwnedFd, name: &CString) -> io::Result<()> {
     }
 }
 
-fn create_file(dir: &OwnedFd, name: &CString) -> io::Result<OwnedFd> {
+/// Creates a file with permission bits `mode` (the umask is 0); the descriptor is writable
+/// whatever the mode.
+fn create_file(dir: &OwnedFd, name: &CString, mode: u32) -> io::Result<OwnedFd> {
     let fd = unsafe {
         libc::openat(
             dir.as_raw_fd(),
             name.as_ptr(),
             libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-            0o600,
+            (mode & 0o777) as libc::c_uint,
         )
     };
     check(fd)?;
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// Copies `size` bytes, seeking over runs of zeros; the length is set at the end.
+/// Copies `size` bytes, seeking over runs of zeros; the length is set at the end if it ends in
+/// a hole.
 fn write_sparse(data: &mut impl Read, file: &mut std::fs::File, size: u64) -> io::Result<()> {
     use std::io::{Seek, SeekFrom};
     let mut buf = vec![0u8; CHUNK];
@@ -241,15 +248,20 @@ fn write_sparse(data: &mut impl Read, file: &mut std::fs::File, size: u64) -> io
         }
         file.write_all(&buf[..want])?;
     }
-    file.set_len(size)
+    if hole > 0 {
+        file.set_len(size)?;
+    }
+    Ok(())
 }
 
-/// Owner, mode and extended attributes of an open file or directory (owner first: changing it
-/// clears set-id bits).
-fn own(fd: &OwnedFd, meta: &Meta) -> io::Result<()> {
+/// Owner, mode (if `chmod`: not already set at creation) and extended attributes of an open file
+/// or directory (owner first: changing it clears set-id bits).
+fn own(fd: &OwnedFd, meta: &Meta, chmod: bool) -> io::Result<()> {
     let raw = fd.as_raw_fd();
     check(unsafe { libc::fchown(raw, meta.uid as u32, meta.gid as u32) })?;
-    check(unsafe { libc::fchmod(raw, meta.mode & 0o7777) })?;
+    if chmod {
+        check(unsafe { libc::fchmod(raw, meta.mode & 0o7777) })?;
+    }
     for (key, value) in &meta.xattrs {
         let k = CString::new(key.clone()).map_err(|_| invalid("NUL in an xattr name".into()))?;
         let r = unsafe { libc::fsetxattr(raw, k.as_ptr(), value.as_ptr().cast(), value.len(), 0) };

@@ -387,7 +387,7 @@ async fn through_agent(job: &Job<'_>) -> Result<Result<Written, Unavailable>> {
     };
     let mut reader = CountingReader::new(source, job.progress.written.clone());
     let streamed = stream_into(upload, move |mut writer| {
-        let n = std::io::copy(&mut reader, &mut writer)?;
+        let n = crate::pipeline::streams::copy_chunks(&mut reader, &mut writer)?;
         Ok((n, writer))
     })
     .await;

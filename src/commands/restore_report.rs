@@ -27,7 +27,7 @@ pub struct Restored {
     pub into: String,
     /// The container paths restored.
     pub paths: Vec<String>,
-    /// The safety backup taken first, if any.
+    /// The safety backup taken before the swap, if any.
     pub safety_backup: Option<SafetyBackup>,
     /// Files whose set-id bits were removed.
     pub stripped_setid: Vec<String>,
