@@ -12,11 +12,13 @@
 #            backup to Garage from S3's smallest part size, 5 MiB, which 10,000 fixed parts could
 #            not hold (48.8 GiB), then verified from Garage.
 #   sag:     (not in "all": needs 21 GiB free) a 20 GiB backup to a local directory; the archive's
-#            growth rate in its first and last 10% (its temp file's size sampled every 0.2 s).
-#   The big and sag sources cost no disk: 1 GiB files on a loop-mounted XFS whose extents are
+#            growth rate in each tenth of it (its temp file's size sampled every 0.2 s).
+#   spool:   (not in "all") an 8 GiB backup to Garage with 32, 64 and 128 MiB parts: the first
+#            held in memory, the others spooled to TMPDIR; peak RSS of each.
+#   The big, sag and spool sources cost no disk: 1 GiB files on a loop-mounted XFS whose extents are
 #   reflinks of one 64 MiB random block (repeats 64 MiB apart, far outside zstd's window, so the
 #   archive is as large as the data), bind-mounted into the app.
-# Usage: benches/scale.sh [catalog|files|parts|big|sag|all]   (default all: the first three; runs
+# Usage: benches/scale.sh [catalog|files|parts|big|sag|spool|all]   (default all: the first three; runs
 # once each: the sizes, not noise, are the point here). SCALE_FILES="100000" limits the file
 # counts; SCALE_BIG_GIB and SCALE_SAG_GIB (50, 20) the big sizes.
 set -euo pipefail
@@ -139,15 +141,18 @@ parts() {
   cargo test -q --lib parts::tests::print_the_table -- --nocapture --ignored 2>/dev/null | grep -E '^\|'
 }
 
-# Prints the MiB/s of the first and last 10% of the archive bytes in samples "seconds bytes".
+# Prints the archive's MiB/s in each tenth of its bytes, from samples "seconds bytes" (linear
+# between samples; the clock starts at the last sample before the first byte).
 rates() {
   awk '{ t[NR] = $1; b[NR] = $2; if ($2 > total) total = $2 } END {
-    for (i = 1; b[i] == 0; i++); start = t[i > 1 ? i - 1 : 1]
-    for (; b[i] < 0.1 * total; i++); t10 = t[i - 1] + (t[i] - t[i - 1]) * (0.1 * total - b[i - 1]) / (b[i] - b[i - 1])
-    for (; b[i] < 0.9 * total; i++); t90 = t[i - 1] + (t[i] - t[i - 1]) * (0.9 * total - b[i - 1]) / (b[i] - b[i - 1])
-    for (; b[i] < total; i++); end = t[i]
-    first = 0.1 * total / 1048576 / (t10 - start); last = 0.1 * total / 1048576 / (end - t90)
-    printf "%.0f %.0f %+.1f", first, last, 100 * (last - first) / first }' "$1"
+    for (i = 1; b[i] == 0; i++); prev = t[i > 1 ? i - 1 : 1]
+    for (d = 1; d <= 10; d++) {
+      want = total * d / 10
+      for (; b[i] < want; i++);
+      at = (d == 10) ? t[i] : t[i - 1] + (t[i] - t[i - 1]) * (want - b[i - 1]) / (b[i] - b[i - 1])
+      printf "%.0f ", total / 10 / 1048576 / (at - prev); prev = at
+    }
+    print "" }' "$1"
 }
 
 # Makes $1 GiB of incompressible 1 GiB files under $xfs/media that cost no disk: a loop-mounted
@@ -185,30 +190,68 @@ big() {
   aws s3 rm --quiet --recursive --endpoint-url "$DOCKYARD_TEST_S3_ENDPOINT" "s3://$DOCKYARD_TEST_S3_BUCKET/bench-scale-$$" >/dev/null
 }
 
-sag() {
-  local gib=${SCALE_SAG_GIB:-20}
+spool() {
+  local gib=${SCALE_SPOOL_GIB:-8}
   reflinked_source "$gib"
-  local app=dyb-scale-sag-$$ dest=$work/sag samples=$work/samples pid size t0
+  local app=dyb-scale-spool-$$ mib r
   apps+=("$app")
   docker run -d --name "$app" --network none --mount "type=bind,source=$xfs/media,target=/srv/media" $image sleep 100000 >/dev/null
   echo
-  echo "sag: a $gib GiB backup to a local directory, archive MiB/s in its first and last 10%"
+  echo "spool: $gib GiB to Garage, parts held in memory (up to 32 MiB) or spooled to TMPDIR (larger)"
+  row "part size" "GiB" "seconds" "peak MiB"
+  for mib in 32 64 128; do
+    r=$(measure "$bin" backup "$app" --to "s3://$DOCKYARD_TEST_S3_BUCKET/bench-scale-$$/spool-$mib" --s3-part-size $mib)
+    row "$mib MiB" "$gib" $r
+    aws s3 rm --quiet --recursive --endpoint-url "$DOCKYARD_TEST_S3_ENDPOINT" "s3://$DOCKYARD_TEST_S3_BUCKET/bench-scale-$$/spool-$mib" >/dev/null
+  done
+}
+
+# Samples every 0.2 s, into file $1, the size of the first file matching glob $2 while process $3
+# runs.
+sample_growth() {
+  local out=$1 glob=$2 pid=$3 t0 size
+  t0=$(now)
+  : >"$out"
+  while kill -0 "$pid" 2>/dev/null; do
+    size=$(stat -c %s $glob 2>/dev/null | head -1 || true)
+    echo "$(echo "$(now) - $t0" | bc) ${size:-0}" >>"$out"
+    sleep 0.2
+  done
+}
+
+sag() {
+  local gib=${SCALE_SAG_GIB:-20}
+  reflinked_source "$gib"
+  local app=dyb-scale-sag-$$ dest=$work/sag pid r p
+  apps+=("$app")
+  docker run -d --name "$app" --network none --mount "type=bind,source=$xfs/media,target=/srv/media" $image sleep 100000 >/dev/null
+  echo
+  echo "sag: a $gib GiB backup to a local directory, archive MiB/s in each tenth of its bytes"
   mkdir -p "$dest"
   "$bin" backup "$app" --to "$dest" >/dev/null 2>"$work/err" &
   pid=$!
-  t0=$(now)
-  : >"$samples"
-  while kill -0 "$pid" 2>/dev/null; do
-    size=$(stat -c %s "$dest"/.*.tar.zst.*.partial 2>/dev/null | head -1 || true)
-    echo "$(echo "$(now) - $t0" | bc) ${size:-0}" >>"$samples"
-    sleep 0.2
-  done
+  sample_growth "$work/samples" "$dest/.*.tar.zst.*.partial" "$pid"
   wait "$pid" || { cat "$work/err" >&2; exit 1; }
-  printf '%-16s %-16s %s\n' "first 10% MiB/s" "last 10% MiB/s" "change" $(rates "$samples")
+  rm -rf "$dest"
+  sync
+  # The same machine's baseline, in the same run: the pipeline writing the same bytes.
+  sh -c "docker cp '$app:/srv/media' - | zstd -3 -T0 -q > '$work/pipe.tar.zst'" &
+  pid=$!
+  sample_growth "$work/pipe-samples" "$work/pipe.tar.zst" "$pid"
+  wait "$pid"
+  rm -f "$work/pipe.tar.zst"
+  r=($(rates "$work/samples"))
+  p=($(rates "$work/pipe-samples"))
+  printf '%-30s %s\n' "dockyard backup" "${r[*]}" "docker cp | zstd -3 -T0 > f" "${p[*]}"
+  for x in r p; do
+    local -n v=$x
+    printf '%-30s first 10%%: %s MiB/s, last 10%%: %s MiB/s, change %+.1f%%\n' "$([ $x = r ] && echo dockyard || echo pipeline)" "${v[0]}" "${v[9]}" "$(echo "100 * (${v[9]} - ${v[0]}) / ${v[0]}" | bc -l)"
+  done
 }
 
 case $what in
   big) big ;;
+  spool) spool ;;
   sag) sag ;;
   catalog) catalog ;;
   files) files ;;

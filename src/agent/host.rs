@@ -460,7 +460,10 @@ pub async fn unpack(
     let mut input: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>> = match piped {
         // Opening waits for the agent (or for the release when it ends without reading).
         Some(path) => match tokio::fs::OpenOptions::new().write(true).open(&path).await {
-            Ok(f) => Box::pin(f),
+            Ok(f) => {
+                super::pipe::widen(&f);
+                Box::pin(f)
+            }
             Err(_) => attached.input,
         },
         None => attached.input,

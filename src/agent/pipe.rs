@@ -127,6 +127,14 @@ pub fn in_helper() -> Option<&'static Path> {
         .map(|_| path)
 }
 
+/// Makes the pipe behind `fifo` hold 1 MiB (Linux's default limit for it) instead of 64 KiB: the
+/// agent moves 1 MiB at a time, so each side wakes the other 16 times less often. A failure leaves
+/// the default.
+pub fn widen(fifo: &impl std::os::fd::AsRawFd) {
+    // SAFETY: fcntl on a descriptor the caller holds open.
+    unsafe { libc::fcntl(fifo.as_raw_fd(), libc::F_SETPIPE_SZ, 1 << 20) };
+}
+
 /// Reads the FIFO on the host, opening it (which waits for the agent) on the first read.
 pub struct Reader {
     path: PathBuf,
@@ -144,16 +152,7 @@ impl Read for Reader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.file.is_none() {
             let file = std::fs::File::open(&self.path)?;
-            // A 1 MiB pipe (Linux's default limit) instead of 64 KiB: the agent writes 1 MiB at
-            // a time, and each side wakes the other 16 times less often.
-            // SAFETY: fcntl on a descriptor this function owns; failure leaves the default.
-            unsafe {
-                libc::fcntl(
-                    std::os::fd::AsRawFd::as_raw_fd(&file),
-                    libc::F_SETPIPE_SZ,
-                    1 << 20,
-                )
-            };
+            widen(&file);
             self.file = Some(file);
         }
         self.file.as_mut().expect("opened above").read(buf)
