@@ -234,8 +234,8 @@ fn refuse_devices(m: &Manifest, devices: &[String], s: &RestoreSettings) -> Resu
 }
 
 /// Each manifest path's own entry, read from the start of the archive only as far as needed to
-/// plan (a single-path archive: its first entry). Staging checks the whole archive and that these
-/// agree, so nothing here is trusted further.
+/// plan (a single-path archive: its first entry); if that fails, the full verification says why.
+/// Staging checks the whole archive and that these agree, so nothing here is trusted further.
 async fn archived_roots(
     dest: &dyn Destination,
     m: &Manifest,
@@ -246,7 +246,13 @@ async fn archived_roots(
     })
     .await
     .with_context(|| format!("cannot read backup {}", m.id))?;
-    scanned.map_err(|e| failed_verification(m, dest, &e.to_string()))
+    match scanned {
+        Ok(roots) => Ok(roots),
+        // Say what is wrong as `verify` would (a checksum mismatch before a decoding error).
+        Err(_) => super::verify::verify_backup(dest, m, false)
+            .await
+            .map(|report| report.roots),
+    }
 }
 
 /// A verification failure of backup `m` at `dest`, which changed nothing.
