@@ -228,7 +228,6 @@ proptest! {
         let spec = StageSpec {
             path: "/srv/media".into(),
             into: INTO.as_bytes().to_vec(),
-            elsewhere: vec![],
             skip: vec![],
             privileges: Privileges::default(),
             root: Kind::Dir,

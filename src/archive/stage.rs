@@ -37,9 +37,6 @@ pub struct StageSpec {
     /// Where entries go in the output: relative to the extraction directory (e.g.
     /// `.dockyard-restore/new-0`). For a single-file path, the file's own output name.
     pub into: Vec<u8>,
-    /// Names relative to the path that belong to another path of the same backup (a nested mount
-    /// backed up on its own): left out silently.
-    pub elsewhere: Vec<Vec<u8>>,
     /// Names relative to the path that the target holds as separate mounts: entries at or below
     /// them are left out and reported (each mount is restored as its own path).
     pub skip: Vec<Vec<u8>>,
@@ -100,7 +97,9 @@ pub fn stage<W: Write>(
             hardlink,
             mut meta,
         } = c;
-        if of != index || (!rel.is_empty() && excluded(&rel, &spec.elsewhere)) {
+        // Entries of a path nested in this one (a mount backed up on its own) belong to that
+        // path: the walk gives each entry to the longest path holding it.
+        if of != index {
             return Ok(());
         }
         if !rel.is_empty() && excluded(&rel, &spec.skip) {

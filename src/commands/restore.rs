@@ -748,7 +748,6 @@ async fn stage_all(
             let spec = StageSpec {
                 path: p.path.clone(),
                 into: swap::new_dir(p.k).into_bytes(),
-                elsewhere: p.elsewhere.clone(),
                 skip: p.skip.clone(),
                 privileges: s.privileges,
                 root: Kind::Dir,
@@ -797,7 +796,6 @@ async fn stage_all(
             let spec = StageSpec {
                 path: f.path.clone(),
                 into: swap::staged_file_name(&f.record.name).into_bytes(),
-                elsewhere: vec![],
                 skip: vec![],
                 privileges: s.privileges,
                 root: Kind::File,
