@@ -1,7 +1,8 @@
 //! What a destination holds after interruptions and odd input (issue 9, points 16-19), written
 //! once and run against the local directory, sshd and Garage: an archive whose manifest was never
 //! written is removed once its run is gone (and only then); directories are private whatever the
-//! umask; a remote path full of shell syntax is just a name; a closed stdout is a normal end.
+//! umask; the writability probe never writes through a planted symlink; a remote path full of
+//! shell syntax is just a name; a closed stdout is a normal end.
 
 mod common;
 
@@ -166,4 +167,39 @@ fn a_closed_stdout_is_a_normal_end() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn the_writability_probe_never_writes_through_a_planted_symlink() {
+    // Whoever can write the backup directory plants `.dockyard-probe-<pid>` (0.1's name: the pid
+    // is dockyard's, which `exec` keeps) as a symlink to a file only root may write. The probe
+    // must not truncate it, and must leave nothing of its own behind.
+    let app = App::running("probe", &["/srv/media"]);
+    app.sh("echo a > /srv/media/a");
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("backups");
+    std::fs::create_dir(&dest).unwrap();
+    let victim = tmp.path().join("shadow");
+    std::fs::write(&victim, "root:secret\n").unwrap();
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(r#"ln -s "$1" "$2/.dockyard-probe-$$" && exec "$3" backup "$4" --to "$2" >/dev/null"#)
+        .args(["sh", victim.to_str().unwrap(), dest.to_str().unwrap()])
+        .args([env!("CARGO_BIN_EXE_dockyard"), &app.name])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "root:secret\n");
+    let mut left: Vec<String> = std::fs::read_dir(&dest)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".dockyard-probe-"))
+        .collect();
+    assert_eq!(left.len(), 1, "only the planted link: {left:?}");
+    left.retain(|n| {
+        std::fs::symlink_metadata(dest.join(n))
+            .unwrap()
+            .is_symlink()
+    });
+    assert_eq!(left.len(), 1, "the planted link is still a link");
 }

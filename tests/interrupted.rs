@@ -1,7 +1,8 @@
 //! Restores interrupted at the worst moments (issue 9, points 11-13), against a real engine: a
 //! signal during the swap, dockyard killed and its swap helper killed with it (as an engine
-//! restart would), a kill while staging, and two restores at once. After the next ordinary run
-//! the volume holds exactly the old tree or exactly the restored one, and nothing else.
+//! restart would), a kill while staging, two restores at once, and work directories that backups
+//! leave out. After the next ordinary run the volume holds exactly the old tree or exactly the
+//! restored one, and nothing else.
 
 mod common;
 
@@ -225,4 +226,45 @@ fn two_restores_of_one_container_never_interleave() {
     let (code, stderr) = output(first);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(app.tree("/srv/media"), backed_up);
+}
+
+#[test]
+fn backups_leave_out_dockyard_work_directories_on_both_paths() {
+    // Work directories at a path's top level (today's, one the app planted, and 0.1's) are never
+    // data; a name like them deeper down is the app's and is kept.
+    let app = App::running("workdirs", &["/srv/media"]);
+    app.sh(
+        "cd /srv/media && mkdir -p .dockyard-restore .dockyard-restore-9 .dockyard-old-9 \
+         sub/.dockyard-restore-1 && echo j > .dockyard-restore/junk && \
+         echo x > .dockyard-restore-9/x && echo y > .dockyard-old-9/y && \
+         echo z > sub/.dockyard-restore-1/z && echo a > a",
+    );
+    for agent in ["auto", "never"] {
+        let (_tmp, dest) = dest_dir();
+        let r = dockyard(&[
+            "backup",
+            &app.name,
+            "--to",
+            dest.to_str().unwrap(),
+            "--agent",
+            agent,
+        ]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert!(r.stderr.contains("left out of backups"), "{}", r.stderr);
+        let archive = dest.join(list(&dest)[0]["archive"].as_str().unwrap());
+        let names = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(r#"zstd -dc "$1" | tar -t"#)
+            .args(["sh", archive.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&names.stdout),
+            "srv/media/\nsrv/media/a\nsrv/media/sub/\nsrv/media/sub/.dockyard-restore-1/\n\
+             srv/media/sub/.dockyard-restore-1/z\n",
+            "--agent {agent}"
+        );
+    }
+    // They are still there: a backup reads, it does not clean the app's files.
+    assert!(app.sh("ls -a /srv/media").contains(".dockyard-old-9"));
 }
