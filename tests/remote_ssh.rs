@@ -1,5 +1,6 @@
 //! Backups to another host over SSH, against a real sshd on 127.0.0.1 reached through a Host alias:
-//! the round trip, a run killed mid-upload, and each way the connection can be refused.
+//! the round trip, a run killed mid-upload, a connection lost mid-read (exit 4, said once), and each
+//! way the connection can be refused.
 
 mod common;
 
@@ -216,4 +217,56 @@ fn remote_path_without_permission_names_it() {
             "may write there",
         ],
     );
+}
+
+#[test]
+fn a_connection_lost_mid_read_is_a_destination_error_said_once_and_changes_nothing() {
+    let app = App::running("ssh-cut", &["/srv/media"]);
+    app.sh("dd if=/dev/urandom of=/srv/media/big bs=1M count=400 2>/dev/null");
+    let dir = RemoteDir::new();
+    let url = dir.url();
+    run(&["backup", &app.name, "--to", &url, "--level", "1"]).ok();
+    let id = listed(&url)[0]["id"].as_str().unwrap().to_string();
+    app.sh("echo after > /srv/media/after");
+    let before = app.tree("/srv/media");
+    let reader = format!("cat -- {id}.tar.zst");
+    let env = ssh_env();
+    for args in [
+        vec!["verify", &id, "--to", &url],
+        vec!["restore", &app.name, "--from", &url, "--no-safety-backup"],
+    ] {
+        let child = dockyard_cmd(&args, &pairs(&env))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The remote reader dies mid-archive, as when the NAS or the link goes away.
+        common::wait_until(
+            "the remote read was cut",
+            std::time::Duration::from_secs(60),
+            || {
+                std::process::Command::new("pkill")
+                    .args(["-KILL", "-f", &reader])
+                    .status()
+                    .unwrap()
+                    .success()
+            },
+        );
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(4), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!("cannot read {id}.tar.zst on dockyard-test")),
+            "{args:?}: {stderr}"
+        );
+        assert_eq!(stderr.matches(&url).count(), 1, "said twice: {stderr}");
+        assert!(!stderr.contains("verification"), "{args:?}: {stderr}");
+    }
+    assert_eq!(
+        app.tree("/srv/media"),
+        before,
+        "the failed restore changed the volume"
+    );
+    assert!(!app.sh("ls -a /srv/media").contains(".dockyard-restore"));
+    assert!(app.helpers().is_empty());
 }

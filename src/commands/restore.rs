@@ -877,12 +877,7 @@ async fn stage_by_agent(
         Ok(staged) => Ok(staged),
         Err(UnpackFailed::Unavailable(why)) => Err(AgentStaging::Unavailable(why)),
         Err(UnpackFailed::Source(error)) => Err(AgentStaging::Error(
-            crate::destination::DestError::Io {
-                dest: dest.describe(),
-                action: format!("read {}", m.archive),
-                error,
-            }
-            .into(),
+            crate::destination::DestError::reading(dest, &m.archive, error).into(),
         )),
         Err(UnpackFailed::Refused(why)) => {
             Err(AgentStaging::Error(failed_verification(m, dest, &why)))

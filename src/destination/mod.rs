@@ -87,6 +87,20 @@ pub enum DestError {
 }
 
 impl DestError {
+    /// A failed read of `name` from `dest`. When the reader's error already is a destination
+    /// error (the remote side said why), that error is the answer, so its text is said once.
+    pub fn reading(dest: &dyn Destination, name: &str, error: std::io::Error) -> DestError {
+        if error.get_ref().is_some_and(|inner| inner.is::<DestError>()) {
+            let inner = error.into_inner().expect("checked above");
+            return *inner.downcast::<DestError>().expect("checked above");
+        }
+        DestError::Io {
+            dest: dest.describe(),
+            action: format!("read {name}"),
+            error,
+        }
+    }
+
     /// The case's name, for logs and JSON.
     pub fn case(&self) -> &'static str {
         match self {
@@ -273,11 +287,7 @@ pub async fn get_bytes(
         .take(limit + 1)
         .read_to_end(&mut buf)
         .await
-        .map_err(|error| DestError::Io {
-            dest: dest.describe(),
-            action: format!("read {name}"),
-            error,
-        })?;
+        .map_err(|error| DestError::reading(dest, name, error))?;
     if buf.len() as u64 > limit {
         return Err(DestError::Unusable {
             dest: dest.describe(),

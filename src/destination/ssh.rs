@@ -727,7 +727,8 @@ impl AsyncRead for SshReader {
                 } else {
                     std::io::ErrorKind::Other
                 };
-                Poll::Ready(Err(std::io::Error::new(kind, e.to_string())))
+                // The destination's own error rides inside, said once by `DestError::reading`.
+                Poll::Ready(Err(std::io::Error::new(kind, e)))
             }
             Err(e) => Poll::Ready(Err(e)),
         }

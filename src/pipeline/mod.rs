@@ -114,11 +114,7 @@ where
     .expect("reader thread panicked");
     let failed = failure.lock().unwrap().take();
     match failed {
-        Some(error) => Err(DestError::Io {
-            dest: dest.describe(),
-            action: format!("read {name}"),
-            error,
-        }),
+        Some(error) => Err(DestError::reading(dest, name, error)),
         None => Ok(out),
     }
 }
@@ -131,11 +127,15 @@ struct Transport<R> {
 
 impl<R: Read> Read for Transport<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.inner.read(buf).inspect_err(|e| {
+        // The first failure is kept as it came (it may carry the destination's own error); the
+        // reader gets a copy of its text.
+        self.inner.read(buf).map_err(|e| {
+            let copy = io::Error::new(e.kind(), e.to_string());
             let mut slot = self.failure.lock().unwrap();
             if slot.is_none() {
-                *slot = Some(io::Error::new(e.kind(), e.to_string()));
+                *slot = Some(e);
             }
+            copy
         })
     }
 }
