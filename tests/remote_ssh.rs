@@ -235,23 +235,26 @@ fn a_connection_lost_mid_read_is_a_destination_error_said_once_and_changes_nothi
         vec!["verify", &id, "--to", &url],
         vec!["restore", &app.name, "--from", &url, "--no-safety-backup"],
     ] {
-        let child = dockyard_cmd(&args, &pairs(&env))
+        let mut child = dockyard_cmd(&args, &pairs(&env))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        // The remote reader dies mid-archive, as when the NAS or the link goes away.
-        common::wait_until(
-            "the remote read was cut",
-            std::time::Duration::from_secs(60),
-            || {
-                std::process::Command::new("pkill")
-                    .args(["-KILL", "-f", &reader])
-                    .status()
-                    .unwrap()
-                    .success()
-            },
-        );
+        // The remote reader dies mid-archive, as when the NAS or the link goes away. A restore
+        // reads twice (its plan reads the first entries, then staging reads it all): whichever
+        // read is under way is cut, until dockyard ends.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        let mut cuts = 0;
+        while child.try_wait().unwrap().is_none() {
+            assert!(std::time::Instant::now() < deadline, "{args:?} never ended");
+            let killed = std::process::Command::new("pkill")
+                .args(["-KILL", "-f", &reader])
+                .status()
+                .unwrap();
+            cuts += usize::from(killed.success());
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(cuts > 0, "{args:?} ended before its read could be cut");
         let out = child.wait_with_output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(4), "{args:?}: {stderr}");
