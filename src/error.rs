@@ -111,8 +111,19 @@ impl std::error::Error for Failure {}
 /// The error and its causes as one line, `outer: cause: cause`, leaving out a cause whose text
 /// the line already holds (an I/O error's OS text is said once, not at every level).
 pub fn describe(err: &anyhow::Error) -> String {
+    one_line(err.chain())
+}
+
+/// An error that is not an `anyhow` chain (an I/O error carrying a library's error) and its
+/// sources as one line, by the same rule as [`describe`]: a terse outer text ("streaming error")
+/// is followed by what actually happened.
+pub fn describe_std(err: &(dyn std::error::Error + 'static)) -> String {
+    one_line(std::iter::successors(Some(err), |e| e.source()))
+}
+
+fn one_line<'a>(causes: impl Iterator<Item = &'a (dyn std::error::Error + 'static)>) -> String {
     let mut line = String::new();
-    for cause in err.chain() {
+    for cause in causes {
         let text = cause.to_string();
         if text.is_empty() || line.contains(&text) {
             continue;
@@ -163,5 +174,17 @@ mod tests {
             line.starts_with("backup of web to /b: cannot open /b/x"),
             "{line}"
         );
+    }
+
+    #[test]
+    fn an_io_error_says_what_it_carries() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("streaming error")]
+        struct Terse(#[source] std::io::Error);
+        let eof = std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "end of file");
+        let io = std::io::Error::other(Terse(eof));
+        assert_eq!(describe_std(&io), "streaming error: end of file");
+        let plain = std::io::Error::from_raw_os_error(2);
+        assert_eq!(describe_std(&plain), plain.to_string());
     }
 }

@@ -1,6 +1,7 @@
 //! Backups to S3, against a real Garage on 127.0.0.1: the multipart round trip, paginated listing,
-//! a run killed mid-upload, each way the store can refuse, and a three-node cluster (replication
-//! factor 3) that loses a node during the backup.
+//! a run killed mid-upload, each way the store can refuse, a body cut off mid-read (exit 4, the
+//! cause said once), and a three-node cluster (replication factor 3) that loses a node during the
+//! backup.
 
 mod common;
 
@@ -664,4 +665,96 @@ fn s3_part_size_grows_so_an_archive_fits_the_part_limit_and_one_that_cannot_fit_
         .iter()
         .all(|k| !k.ends_with(".tar.zst")));
     assert!(s3.uploads(&nowhere.name).is_empty());
+}
+
+/// A TCP relay to `upstream` on a free loopback port that cuts every connection once more than
+/// `limit` bytes came back through it (an S3 body torn off mid-object). Runs until the test ends.
+fn cutting_relay(upstream: &str, limit: u64) -> String {
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, TcpListener, TcpStream};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let upstream = upstream.to_string();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { return };
+            let Ok(server) = TcpStream::connect(&upstream) else {
+                continue;
+            };
+            let (mut c_in, mut s_out) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut c_in, &mut s_out);
+                let _ = s_out.shutdown(Shutdown::Write);
+            });
+            std::thread::spawn(move || {
+                let (mut server, mut client) = (server, client);
+                let mut buf = vec![0u8; 64 << 10];
+                let mut sent = 0u64;
+                while let Ok(n) = server.read(&mut buf) {
+                    if n == 0 || client.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                    sent += n as u64;
+                    if sent > limit {
+                        break;
+                    }
+                }
+                let _ = client.shutdown(Shutdown::Both);
+                let _ = server.shutdown(Shutdown::Both);
+            });
+        }
+    });
+    format!("http://127.0.0.1:{port}")
+}
+
+#[test]
+fn a_body_cut_off_mid_read_is_a_destination_error_said_once_and_changes_nothing() {
+    let s3 = S3::garage();
+    let app = App::running("s3-cut", &["/srv/media"]);
+    app.sh("dd if=/dev/urandom of=/srv/media/big bs=1M count=64 2>/dev/null");
+    let prefix = Prefix::new(&s3);
+    let url = prefix.url();
+    run(&s3, &["backup", &app.name, "--to", &url, "--level", "1"]).ok();
+    let id = listed(&s3, &url)[0]["id"].as_str().unwrap().to_string();
+    app.sh("echo after > /srv/media/after");
+    let before = app.tree("/srv/media");
+
+    // The same store, reached through a link that breaks 16 MiB into any response.
+    let upstream = s3.endpoint.trim_start_matches("http://").to_string();
+    let cut = S3 {
+        endpoint: cutting_relay(&upstream, 16 << 20),
+        ..s3.clone()
+    };
+    for args in [
+        vec!["verify", &id, "--to", &url],
+        vec!["restore", &app.name, "--from", &url, "--no-safety-backup"],
+    ] {
+        let r = run(&cut, &args);
+        assert_eq!(r.code, 4, "{args:?}: {}", r.stderr);
+        assert!(
+            r.stderr.contains(&format!("cannot read {id}.tar.zst")),
+            "{args:?}: {}",
+            r.stderr
+        );
+        assert_eq!(
+            r.stderr.matches(&url).count(),
+            1,
+            "said twice: {}",
+            r.stderr
+        );
+        assert!(!r.stderr.contains("verification"), "{args:?}: {}", r.stderr);
+        // The SDK's own text ("streaming error") is followed by what broke.
+        assert!(
+            !r.stderr.trim_end().ends_with("streaming error"),
+            "the cause is missing: {}",
+            r.stderr
+        );
+    }
+    assert_eq!(
+        app.tree("/srv/media"),
+        before,
+        "the failed restore changed the volume"
+    );
+    assert!(!app.sh("ls -a /srv/media").contains(".dockyard-restore"));
+    assert!(app.helpers().is_empty());
 }

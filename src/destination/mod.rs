@@ -27,7 +27,7 @@ pub use ssh::{SshDir, SshSpec};
 pub enum DestError {
     /// An I/O failure while doing something to a named object or place (a full disk, a dropped
     /// connection in the middle of a read).
-    #[error("{dest}: cannot {action}: {error}")]
+    #[error("{dest}: cannot {action}: {}", crate::error::describe_std(.error))]
     Io {
         /// The destination, as the operator wrote it.
         dest: String,
