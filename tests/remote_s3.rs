@@ -750,11 +750,5 @@ fn a_body_cut_off_mid_read_is_a_destination_error_said_once_and_changes_nothing(
             r.stderr
         );
     }
-    assert_eq!(
-        app.tree("/srv/media"),
-        before,
-        "the failed restore changed the volume"
-    );
-    assert!(!app.sh("ls -a /srv/media").contains(".dockyard-restore"));
-    assert!(app.helpers().is_empty());
+    app.assert_as_before("/srv/media", &before);
 }

@@ -265,11 +265,5 @@ fn a_connection_lost_mid_read_is_a_destination_error_said_once_and_changes_nothi
         assert_eq!(stderr.matches(&url).count(), 1, "said twice: {stderr}");
         assert!(!stderr.contains("verification"), "{args:?}: {stderr}");
     }
-    assert_eq!(
-        app.tree("/srv/media"),
-        before,
-        "the failed restore changed the volume"
-    );
-    assert!(!app.sh("ls -a /srv/media").contains(".dockyard-restore"));
-    assert!(app.helpers().is_empty());
+    app.assert_as_before("/srv/media", &before);
 }

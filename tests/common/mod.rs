@@ -337,6 +337,13 @@ done"#
         ))
     }
 
+    /// After a failed or interrupted restore: `path` holds exactly the tree it held (`tree`
+    /// shows hidden names, so a work directory left behind fails it) and no helper is left.
+    pub fn assert_as_before(&self, path: &str, before: &str) {
+        assert_eq!(self.tree(path), before, "{path} changed");
+        assert!(self.helpers().is_empty(), "a helper was left");
+    }
+
     /// Helper containers dockyard left for this container.
     pub fn helpers(&self) -> Vec<String> {
         let out = self.docker(&[
