@@ -561,42 +561,63 @@ fn s3_part_size_grows_so_an_archive_fits_the_part_limit_and_one_that_cannot_fit_
     let s3 = S3::garage();
     let app = App::running("s3-grow", &["/srv/media"]);
     app.sh("dd if=/dev/urandom of=/srv/media/video.bin bs=1M count=38 2>/dev/null");
-    let env = s3.env();
-    let mut env = pairs(&env);
+    let base = s3.env();
+    // A backup into a fresh prefix from `part` MiB parts, with `extra` in its environment.
+    let backup = |part: &str, extra: &[(&str, &str)]| {
+        let prefix = Prefix::new(&s3);
+        let mut env = pairs(&base);
+        env.extend_from_slice(extra);
+        let args = [
+            "backup",
+            &app.name,
+            "--to",
+            &prefix.url(),
+            "--s3-part-size",
+            part,
+        ];
+        (dockyard_env(&args, &env), prefix)
+    };
+    let part_mib = |prefix: &Prefix| -> Vec<u64> {
+        let keys = s3.keys(&prefix.name);
+        let archive = keys
+            .iter()
+            .find(|k| k.ends_with(".tar.zst"))
+            .expect("an archive");
+        s3.part_sizes(archive).iter().map(|s| s >> 20).collect()
+    };
+    let verified = |prefix: &Prefix| {
+        let args = [
+            "verify",
+            "latest",
+            "--container",
+            &app.name,
+            "--to",
+            &prefix.url(),
+        ];
+        let r = dockyard_env(&args, &pairs(&base));
+        assert_eq!(r.code, 0, "{}", r.stderr);
+    };
+    let nothing_left = |prefix: &Prefix| {
+        let keys = s3.keys(&prefix.name);
+        assert!(
+            keys.iter()
+                .all(|k| !k.ends_with(".tar.zst") && !k.ends_with(".json")),
+            "{keys:?}"
+        );
+        assert!(s3.uploads(&prefix.name).is_empty());
+    };
 
     // A limit of 4 parts from 5 MiB: 5 + 10 + 20 MiB, then the rest. Fixed 5 MiB parts would
     // need 8.
-    let prefix = Prefix::new(&s3);
-    let url = prefix.url();
-    env.push(("DOCKYARD_S3_PART_LIMIT", "4"));
-    let r = dockyard_env(
-        &["backup", &app.name, "--to", &url, "--s3-part-size", "5"],
-        &env,
-    );
+    let (r, prefix) = backup("5", &[("DOCKYARD_S3_PART_LIMIT", "4")]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let keys = s3.keys(&prefix.name);
-    let archive = keys
-        .iter()
-        .find(|k| k.ends_with(".tar.zst"))
-        .expect("an archive");
-    let mib: Vec<u64> = s3.part_sizes(archive).iter().map(|s| s >> 20).collect();
+    let mib = part_mib(&prefix);
     assert_eq!(mib[..3], [5, 10, 20], "part sizes {mib:?}");
     assert_eq!(mib.len(), 4, "part sizes {mib:?}");
-    let r = dockyard_env(
-        &["verify", "latest", "--container", &app.name, "--to", &url],
-        &env,
-    );
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    verified(&prefix);
 
     // Two parts hold 15 MiB: the backup fails saying so, and leaves no object and no upload.
-    let small = Prefix::new(&s3);
-    let url = small.url();
-    env.pop();
-    env.push(("DOCKYARD_S3_PART_LIMIT", "2"));
-    let r = dockyard_env(
-        &["backup", &app.name, "--to", &url, "--s3-part-size", "5"],
-        &env,
-    );
+    let (r, prefix) = backup("5", &[("DOCKYARD_S3_PART_LIMIT", "2")]);
     assert_ne!(r.code, 0);
     assert!(
         r.stderr
@@ -604,67 +625,32 @@ fn s3_part_size_grows_so_an_archive_fits_the_part_limit_and_one_that_cannot_fit_
         "{}",
         r.stderr
     );
-    assert!(
-        s3.keys(&small.name)
-            .iter()
-            .all(|k| !k.ends_with(".tar.zst") && !k.ends_with(".json")),
-        "{:?}",
-        s3.keys(&small.name)
-    );
-    assert!(s3.uploads(&small.name).is_empty());
+    nothing_left(&prefix);
 
     // Parts past 32 MiB wait on disk, not in memory: from 17 MiB, doubling every part under a
     // limit of 10, the second part (34 MiB at most, 21 MiB here) is spooled to an unnamed file
     // in TMPDIR, which is empty afterwards.
-    let spooled = Prefix::new(&s3);
-    let url = spooled.url();
     let tmp = tempfile::tempdir().unwrap();
-    env.pop();
-    env.push(("DOCKYARD_S3_PART_LIMIT", "10"));
-    env.push(("TMPDIR", tmp.path().to_str().unwrap()));
-    let r = dockyard_env(
-        &[
-            "backup",
-            &app.name,
-            "--to",
-            &url,
-            "--s3-part-size",
-            "17",
-            "-v",
-        ],
-        &env,
-    );
+    let spool = tmp.path().to_str().unwrap();
+    let (r, prefix) = backup("17", &[("DOCKYARD_S3_PART_LIMIT", "10"), ("TMPDIR", spool)]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let keys = s3.keys(&spooled.name);
-    let archive = keys.iter().find(|k| k.ends_with(".tar.zst")).unwrap();
-    let mib: Vec<u64> = s3.part_sizes(archive).iter().map(|s| s >> 20).collect();
-    assert_eq!(mib, [17, 21], "part sizes {mib:?}");
+    assert_eq!(part_mib(&prefix), [17, 21]);
     assert!(std::fs::read_dir(tmp.path()).unwrap().next().is_none());
-    let r = dockyard_env(
-        &["verify", "latest", "--container", &app.name, "--to", &url],
-        &env,
-    );
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    verified(&prefix);
+
     // With nowhere to spool, the backup says so and leaves nothing behind.
-    let nowhere = Prefix::new(&s3);
-    let url = nowhere.url();
-    env.pop();
-    env.push(("TMPDIR", "/nonexistent/dockyard-spool"));
-    let r = dockyard_env(
-        &["backup", &app.name, "--to", &url, "--s3-part-size", "17"],
-        &env,
-    );
+    let nowhere = [
+        ("DOCKYARD_S3_PART_LIMIT", "10"),
+        ("TMPDIR", "/nonexistent/dockyard-spool"),
+    ];
+    let (r, prefix) = backup("17", &nowhere);
     assert_eq!(r.code, 4, "{}", r.stderr);
     assert!(
         r.stderr.contains("cannot spool a part") && r.stderr.contains("TMPDIR"),
         "{}",
         r.stderr
     );
-    assert!(s3
-        .keys(&nowhere.name)
-        .iter()
-        .all(|k| !k.ends_with(".tar.zst")));
-    assert!(s3.uploads(&nowhere.name).is_empty());
+    nothing_left(&prefix);
 }
 
 /// A TCP relay to `upstream` on a free loopback port that cuts every connection once more than

@@ -43,8 +43,9 @@ pub fn extract(tar: impl Read, root: &OwnedFd) -> io::Result<u64> {
                 dirs.push((meta.name.clone(), meta));
             }
             Kind::File => {
-                // Created with its final mode when that has no set-id bits (which the chown in
-                // `own` would clear): one fchmod less per file.
+                // Created with its final mode when that is only permission bits: one fchmod
+                // less per file. Set-id bits (which the chown in `own` would clear) and the
+                // sticky bit are set by `own` after it.
                 let plain = meta.mode & 0o7000 == 0;
                 let fd =
                     create_file(dir, &c, if plain { meta.mode } else { 0o600 }).map_err(named)?;

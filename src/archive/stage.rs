@@ -29,6 +29,18 @@ pub struct RootMeta {
     pub mtime: i64,
 }
 
+impl RootMeta {
+    /// What a path's own entry says of it.
+    pub fn of(meta: &Meta) -> RootMeta {
+        RootMeta {
+            mode: meta.mode,
+            uid: meta.uid,
+            gid: meta.gid,
+            mtime: meta.mtime.secs,
+        }
+    }
+}
+
 /// What to stage and where.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct StageSpec {
@@ -131,12 +143,7 @@ pub fn stage<W: Write>(
                 )));
             }
             if meta.kind == Kind::Dir {
-                staged.root = Some(RootMeta {
-                    mode: meta.mode,
-                    uid: meta.uid,
-                    gid: meta.gid,
-                    mtime: meta.mtime.secs,
-                });
+                staged.root = Some(RootMeta::of(&meta));
                 return Ok(());
             }
             staged.single_file = true;

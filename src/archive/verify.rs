@@ -149,7 +149,7 @@ pub fn roots(archive: impl Read, paths: &[String]) -> io::Result<Vec<Option<(Kin
             entry::read(&mut entry).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         if let Some((index, rel)) = owner(&prefixes, &meta.name) {
             if rel.is_empty() && roots[index].is_none() {
-                roots[index] = Some((meta.kind, root_meta(&meta)));
+                roots[index] = Some((meta.kind, RootMeta::of(&meta)));
                 if roots.iter().all(Option::is_some) {
                     break;
                 }
@@ -168,15 +168,6 @@ fn owner(prefixes: &[String], name: &[u8]) -> Option<(usize, Vec<u8>)> {
         .filter_map(|(i, p)| relative(name, p).map(|r| (i, p.len(), r.to_vec())))
         .max_by_key(|(_, len, _)| *len)
         .map(|(i, _, r)| (i, r))
-}
-
-fn root_meta(meta: &Meta) -> RootMeta {
-    RootMeta {
-        mode: meta.mode,
-        uid: meta.uid,
-        gid: meta.gid,
-        mtime: meta.mtime.secs,
-    }
 }
 
 struct Walked {
@@ -242,7 +233,7 @@ fn walk(
                         show(&meta.name)
                     )));
                 }
-                roots[index] = Some((meta.kind, root_meta(&meta)));
+                roots[index] = Some((meta.kind, RootMeta::of(&meta)));
             }
             if meta.kind.is_device() {
                 devices.push(show(&meta.name));

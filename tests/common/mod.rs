@@ -40,6 +40,7 @@ echo one > a/b/one && ln a/b/one hard && ln a/b/one a/hard2
 ln -s /etc/passwd outside && ln -s b/one a/inside
 printf x > "$(printf 'bad\377name')" && printf y > 'sp ace' && printf z > "$(printf 'new\nline')"
 echo id > owned && chown 3000000:3000001 owned && chmod 0640 owned
+echo ro > readonly && chmod 0444 readonly && echo t > sticky && chmod 1604 sticky
 echo old > old && touch -d "1965-03-04 05:06:07" old
 echo fut > future && touch -d "2300-01-01 00:00:00" future
 mkfifo fifo && chown 1000:1000 fifo
