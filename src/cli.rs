@@ -53,6 +53,20 @@ pub struct Cli {
     #[arg(short, long, global = true, help_heading = "Global options", action = clap::ArgAction::Count)]
     pub verbose: u8,
 
+    /// How long a helper container running a script (log rotation, the open-file check, a
+    /// clean-up) may take before it is killed and its job fails, saying so: a FIFO or a hung
+    /// process in a volume must not block every job after it. A restore's swap is never cut
+    /// short, and archive transfers are not limited by this.
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "DOCKYARD_HELPER_TIMEOUT",
+        value_name = "DURATION",
+        default_value = "10m"
+    )]
+    pub helper_timeout: Age,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -659,6 +673,12 @@ pub struct RestoreArgs {
     /// Do not save the target's current contents as a `pre-restore` backup before the swap.
     #[arg(long)]
     pub no_safety_backup: bool,
+
+    /// Wait until the old contents, moved aside by the swap, are deleted. By default the restore
+    /// reports as soon as the restored files are in place and a helper deletes the old ones in
+    /// the background (a later run finishes that if it is cut short).
+    #[arg(long)]
+    pub wait_cleanup: bool,
 
     /// Write the safety backup here instead of to --from (which may be read-only in a disaster:
     /// a read-only S3 key, a read-only share). Same forms as --from. Config: [restore]

@@ -42,6 +42,9 @@ pub struct Config {
     /// Where the daemon records when each job last ran, for `catch_up` (default:
     /// /var/lib/dockyard, or the temp dir if that is not writable; `DOCKYARD_STATE_DIR` overrides).
     pub state_dir: Option<PathBuf>,
+    /// How many jobs `run` and `daemon` run at once (default 2), never two of one container: a
+    /// job that hangs or runs long does not hold back the other containers' jobs.
+    pub parallel_jobs: Option<std::num::NonZeroUsize>,
 }
 
 /// `[restore]`: what `dockyard restore` takes from the config file.

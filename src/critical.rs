@@ -46,6 +46,14 @@ impl Critical {
     }
 }
 
+impl Guard {
+    /// Keeps the section open until the process ends: what the command does from here on (a
+    /// restore that is done, reporting so) is not cut short by a signal either.
+    pub fn keep(self) {
+        std::mem::forget(self);
+    }
+}
+
 impl Drop for Guard {
     fn drop(&mut self) {
         if self.0 .0.count.fetch_sub(1, Ordering::SeqCst) == 1 {

@@ -33,6 +33,8 @@ const OWNER_LABEL: &str = "dockyard.owner";
 const ROLE_LABEL: &str = "dockyard.role";
 /// The name of the container the helper serves.
 pub const FOR_LABEL: &str = "dockyard.for";
+/// The helper's owner label, read by the lease module.
+pub const OWNER: &str = OWNER_LABEL;
 
 /// Errors from the engine, each naming the container or helper involved.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +67,14 @@ pub enum DockerError {
         action: String,
         /// The engine's message.
         message: String,
+    },
+    /// A helper ran past its deadline and was killed.
+    #[error("helper container for {container:?} did not finish within {limit} and was killed (a FIFO or a hung process in a volume? see --helper-timeout)")]
+    HelperTimedOut {
+        /// The container the helper served.
+        container: String,
+        /// The deadline.
+        limit: String,
     },
     /// A helper's script exited non-zero.
     #[error("helper container for {container:?} failed (exit {code}) while {action}: {output}")]
@@ -192,6 +202,9 @@ pub enum Role {
     Swap,
     /// Runs dockyard's agent (`agent pack`), its output streamed back.
     Agent,
+    /// Deletes what a finished restore moved aside; may outlive the run that started it, and is
+    /// never killed by a later one.
+    Cleanup,
 }
 
 impl Role {
@@ -201,7 +214,13 @@ impl Role {
             Role::Script => "script",
             Role::Swap => "swap",
             Role::Agent => "agent",
+            Role::Cleanup => "cleanup",
         }
+    }
+
+    /// Whether a helper of this role, once running, is left to finish whoever started it.
+    fn never_killed(label: &str) -> bool {
+        label == "swap" || label == "cleanup"
     }
 }
 
@@ -209,6 +228,11 @@ impl Role {
 pub struct HelperSpec<'a> {
     /// The container whose volumes the helper borrows.
     pub container: &'a ContainerInfo,
+    /// Borrow them at all: a helper that holds host directories of dockyard's own ([`binds`])
+    /// never also holds the app's volumes, whose symlinks could point into those.
+    ///
+    /// [`binds`]: HelperSpec::binds
+    pub volumes: bool,
     /// Borrow the volumes read-only (backups) or read-write (restores).
     pub read_only: bool,
     /// The image to run the helper from.
@@ -224,6 +248,11 @@ pub struct HelperSpec<'a> {
     pub binds: Vec<String>,
     /// Keep its standard input open for an attached writer (closed when the writer is done).
     pub stdin: bool,
+    /// Files put into the helper's own root file system before it starts (path, content): the
+    /// app cannot reach them, unlike anything in its volumes.
+    pub files: Vec<(String, Vec<u8>)>,
+    /// Let the engine remove the helper when it exits (work that may outlive this run).
+    pub auto_remove: bool,
 }
 
 impl<'a> HelperSpec<'a> {
@@ -231,6 +260,7 @@ impl<'a> HelperSpec<'a> {
     pub fn archive(container: &'a ContainerInfo, image: &'a str, read_only: bool) -> Self {
         HelperSpec {
             container,
+            volumes: true,
             read_only,
             image,
             command: None,
@@ -238,6 +268,8 @@ impl<'a> HelperSpec<'a> {
             role: Role::Archive,
             binds: Vec::new(),
             stdin: false,
+            files: Vec::new(),
+            auto_remove: false,
         }
     }
 
@@ -245,6 +277,7 @@ impl<'a> HelperSpec<'a> {
     pub fn script(container: &'a ContainerInfo, image: &'a str, script: Script) -> Self {
         HelperSpec {
             container,
+            volumes: true,
             read_only: false,
             image,
             command: Some(script.argv()),
@@ -252,6 +285,8 @@ impl<'a> HelperSpec<'a> {
             role: Role::Script,
             binds: Vec::new(),
             stdin: false,
+            files: Vec::new(),
+            auto_remove: false,
         }
     }
 }
@@ -286,6 +321,10 @@ pub struct Engine {
     live_helpers: Arc<Mutex<HashSet<String>>>,
     /// Containers this process stopped and has not started again, in stop order.
     stopped: Arc<Mutex<Vec<String>>>,
+    /// How long a script helper may run before it is killed and reported.
+    helper_timeout: std::time::Duration,
+    /// The engine's id, once asked.
+    id: Arc<tokio::sync::OnceCell<String>>,
 }
 
 fn endpoint() -> String {
@@ -301,7 +340,10 @@ impl Engine {
     /// Connects with the usual defaults (`DOCKER_HOST` or the local socket) and negotiates the API
     /// version down to what the engine speaks (Docker 20.10 speaks 1.41). `DOCKER_HOST=ssh://...`
     /// goes through dockyard's ssh client, with `ssh_config` as for ssh destinations.
-    pub async fn connect(ssh_config: Option<std::path::PathBuf>) -> Result<Engine, DockerError> {
+    pub async fn connect(
+        ssh_config: Option<std::path::PathBuf>,
+        helper_timeout: std::time::Duration,
+    ) -> Result<Engine, DockerError> {
         let endpoint = endpoint();
         let (docker, wire) = if endpoint.starts_with("ssh://") {
             Self::connect_ssh(&endpoint, ssh_config).await?
@@ -324,6 +366,8 @@ impl Engine {
             wire,
             live_helpers: Arc::default(),
             stopped: Arc::default(),
+            helper_timeout,
+            id: Arc::default(),
         })
     }
 
@@ -432,20 +476,25 @@ impl Engine {
             // Never started: the command only has to exist for the engine to accept the create.
             None => (vec!["/bin/true".to_string()], vec![], None),
         };
+        let env = crate::fault::helper_env();
         let body = ContainerCreateBody {
             image: Some(spec.image.to_string()),
             entrypoint: Some(entrypoint),
             cmd: Some(cmd),
             user,
+            env: (!env.is_empty()).then_some(env),
             labels: Some(labels),
             network_disabled: Some(true),
             open_stdin: Some(spec.stdin),
             stdin_once: Some(spec.stdin),
             attach_stdin: Some(spec.stdin),
             host_config: Some(HostConfig {
-                volumes_from: Some(vec![format!("{}{mode}", spec.container.id)]),
+                volumes_from: spec
+                    .volumes
+                    .then(|| vec![format!("{}{mode}", spec.container.id)]),
                 binds: (!spec.binds.is_empty()).then_some(spec.binds),
                 network_mode: Some("none".into()),
+                auto_remove: spec.auto_remove.then_some(true),
                 // The agent's stdout is an archive: never copy it into the engine's log files.
                 log_config: (spec.role == Role::Agent).then(|| HostConfigLogConfig {
                     typ: Some("none".into()),
@@ -471,6 +520,14 @@ impl Engine {
             })?;
         self.live_helpers.lock().unwrap().insert(created.id.clone());
         tracing::debug!(helper = %name, container = %target, "created helper");
+        if !spec.files.is_empty() {
+            let tar = files_tar(&spec.files);
+            let body = futures_util::stream::iter([Ok::<_, io::Error>(Bytes::from(tar))]);
+            if let Err(e) = self.upload(&created.id, "/", body).await {
+                let _ = self.remove_helper(&created.id).await;
+                return Err(e);
+            }
+        }
         Ok(created.id)
     }
 
@@ -479,11 +536,94 @@ impl Engine {
         let options = RemoveContainerOptionsBuilder::default().force(true).build();
         match self.docker.remove_container(id, Some(options)).await {
             Ok(()) => {}
+            // Gone already, or being removed by another call (a lease released twice).
             Err(e) if is_not_found(&e) => {}
+            Err(BollardError::DockerResponseServerError {
+                status_code: 409, ..
+            }) => {}
             Err(e) => return Err(api(format!("remove helper container {id}"), e)),
         }
         self.live_helpers.lock().unwrap().remove(id);
         Ok(())
+    }
+
+    /// Creates (never starts) the lease container `name` for container `for_container`, with
+    /// `labels` and dockyard's helper labels (role `lease`): `Ok(None)` if a container of that name
+    /// exists (another run holds it). Removed with the helpers on every way out.
+    pub async fn create_lease(
+        &self,
+        name: &str,
+        for_container: &ContainerInfo,
+        labels: HashMap<String, String>,
+    ) -> Result<Option<String>, DockerError> {
+        let mut labels = labels;
+        labels.extend([
+            (HELPER_LABEL.to_string(), "1".to_string()),
+            (OWNER_LABEL.to_string(), Owner::current().to_string()),
+            (ROLE_LABEL.to_string(), "lease".to_string()),
+            (FOR_LABEL.to_string(), for_container.name.clone()),
+        ]);
+        let body = ContainerCreateBody {
+            image: Some(for_container.image_id.clone()),
+            entrypoint: Some(vec!["/dockyard-lease-never-runs".into()]),
+            labels: Some(labels),
+            network_disabled: Some(true),
+            host_config: Some(HostConfig {
+                network_mode: Some("none".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let options = CreateContainerOptionsBuilder::default().name(name).build();
+        match self.docker.create_container(Some(options), body).await {
+            Ok(created) => {
+                self.live_helpers.lock().unwrap().insert(created.id.clone());
+                Ok(Some(created.id))
+            }
+            Err(BollardError::DockerResponseServerError {
+                status_code: 409, ..
+            }) => Ok(None),
+            Err(e) => Err(api(
+                format!(
+                    "create the lease {name} of container {:?}",
+                    for_container.name
+                ),
+                e,
+            )),
+        }
+    }
+
+    /// The lease containers whose label `key` is `value`: id, name, labels.
+    pub async fn leases(
+        &self,
+        key: &str,
+        value: &str,
+    ) -> Result<Vec<(String, String, HashMap<String, String>)>, DockerError> {
+        let filters = HashMap::from([(
+            "label".to_string(),
+            vec![format!("{key}={value}"), format!("{ROLE_LABEL}=lease")],
+        )]);
+        let options = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let found = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| api("list dockyard's lease containers", e))?;
+        Ok(found
+            .into_iter()
+            .filter_map(|c| {
+                let name = c.names?.first()?.trim_start_matches('/').to_string();
+                Some((c.id?, name, c.labels.unwrap_or_default()))
+            })
+            .collect())
+    }
+
+    /// Lets a started helper outlive this process: it is no longer removed on the way out.
+    pub fn detach(&self, id: &str) {
+        self.live_helpers.lock().unwrap().remove(id);
     }
 
     /// Removes every helper this process still has; called on every way out, errors and signals included.
@@ -537,7 +677,7 @@ impl Engine {
                 Some(o) => o.liveness(24 * 3600) == Liveness::Gone,
                 None => false,
             };
-            if !stale || (h.role == "swap" && h.running) {
+            if !stale || (Role::never_killed(&h.role) && h.running) {
                 continue;
             }
             tracing::warn!(helper = %h.id, owner = ?h.owner.as_ref().map(|o| o.to_string()), "removing helper container left by a run that is gone");
@@ -553,25 +693,55 @@ impl Engine {
     }
 
     /// Waits until no swap helper for container `name` runs (a restore's swap, possibly of a killed
-    /// run, finishing on its own); logs what it waits for.
-    pub async fn wait_for_swaps(&self, name: &str) -> Result<(), DockerError> {
+    /// run, finishing on its own), nor, with `cleanup`, a restore's clean-up; logs what it waits
+    /// for.
+    pub async fn wait_for_swaps(&self, name: &str, cleanup: bool) -> Result<(), DockerError> {
         let mut logged = false;
         loop {
             let running: Vec<Helper> = self
                 .helpers(Some(name))
                 .await?
                 .into_iter()
-                .filter(|h| h.role == "swap" && h.running)
+                .filter(|h| h.running && (h.role == "swap" || (cleanup && h.role == "cleanup")))
                 .collect();
             if running.is_empty() {
                 return Ok(());
             }
             if !logged {
-                tracing::warn!(container = name, helper = %running[0].id, "a restore's swap is still running in this container's volumes; waiting for it to finish");
+                tracing::warn!(container = name, helper = %running[0].id, "a restore's {} is still running in this container's volumes; waiting for it to finish", if running[0].role == "swap" { "swap" } else { "clean-up" });
                 logged = true;
             }
             tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         }
+    }
+
+    /// Whether a clean-up helper for container `name` runs now.
+    pub async fn cleanup_running(&self, name: &str) -> Result<bool, DockerError> {
+        Ok(self
+            .helpers(Some(name))
+            .await?
+            .iter()
+            .any(|h| h.running && h.role == "cleanup"))
+    }
+
+    /// Stops and removes every helper of run `run` (a run that is gone: its helpers may still be
+    /// writing into the volume) and returns once the engine has removed them, so nothing of that
+    /// run writes while its leftovers are removed. A swap or clean-up that still runs is left to
+    /// finish; the count of those is returned.
+    pub async fn remove_helpers_of(&self, name: &str, run: &str) -> Result<usize, DockerError> {
+        let mut left = 0;
+        for h in self.helpers(Some(name)).await? {
+            if h.owner.as_ref().map(|o| o.run.as_str()) != Some(run) {
+                continue;
+            }
+            if Role::never_killed(&h.role) && h.running {
+                left += 1;
+                continue;
+            }
+            tracing::warn!(helper = %h.id, run, "removing a helper of a run that is gone before removing its leftovers");
+            self.remove_helper(&h.id).await?;
+        }
+        Ok(left)
     }
 
     /// dockyard's helper containers (of `for_container` only, if given).
@@ -602,6 +772,7 @@ impl Engine {
                         start: 0,
                         run: "legacy".into(),
                         since: c.created.unwrap_or(0),
+                        ns: String::new(),
                     })
                 };
                 Some(Helper {
@@ -631,6 +802,70 @@ impl Engine {
             Err(e) if is_not_found(&e) => Ok(PathKind::Missing),
             Err(e) => Err(api(format!("look at {path} in container {container:?}"), e)),
         }
+    }
+
+    /// The contents of the small regular file at `path` in `container` (running or not), read
+    /// through the archive endpoint, so a FIFO or device there is reported, never opened:
+    /// `Ok(None)` if nothing is there, an error if it is not a regular file or is over `limit`.
+    pub async fn read_small(
+        &self,
+        container: &str,
+        path: &str,
+        limit: u64,
+    ) -> Result<Option<Vec<u8>>, DockerError> {
+        match self.stat(container, path).await? {
+            PathKind::Missing => return Ok(None),
+            PathKind::File => {}
+            other => {
+                return Err(DockerError::Api {
+                    action: format!("read {path} in container {container:?}"),
+                    message: format!("it is a {other:?}, not a regular file"),
+                })
+            }
+        }
+        let stream = Box::pin(self.download(container, path));
+        let what = format!("read {path} in container {container:?}");
+        tokio::task::spawn_blocking(move || {
+            use std::io::Read;
+            let reader =
+                tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream));
+            let mut archive = tar::Archive::new(reader);
+            let mut entries = archive.entries()?;
+            let mut e = entries
+                .next()
+                .ok_or_else(|| io::Error::other("the engine sent an empty archive"))??;
+            if e.header().entry_type() != tar::EntryType::Regular || e.size() > limit {
+                return Err(io::Error::other(format!(
+                    "not a regular file of at most {limit} bytes"
+                )));
+            }
+            let mut data = Vec::new();
+            Read::take(&mut e, limit).read_to_end(&mut data)?;
+            Ok(data)
+        })
+        .await
+        .expect("reader thread panicked")
+        .map(Some)
+        .map_err(|e| DockerError::Api {
+            action: what,
+            message: e.to_string(),
+        })
+    }
+
+    /// The engine's own id (`docker info`; its address if it names none): restore journals are
+    /// kept per engine.
+    pub async fn id(&self) -> Result<String, DockerError> {
+        self.id
+            .get_or_try_init(|| async {
+                let info = self
+                    .docker
+                    .info()
+                    .await
+                    .map_err(|e| api("read the engine's id (docker info)", e))?;
+                Ok(info.id.filter(|i| !i.is_empty()).unwrap_or_else(endpoint))
+            })
+            .await
+            .cloned()
     }
 
     /// Streams `path` out of `container` as a tar archive whose first entry is the path's base name.
@@ -671,6 +906,11 @@ impl Engine {
             .await
             .map_err(|e| api(format!("start helper {id}"), e))?;
         let code = self.wait(id).await?;
+        Ok((code, self.output_tail(id).await))
+    }
+
+    /// The last 20 lines of a helper's output (empty if the engine keeps none).
+    pub async fn output_tail(&self, id: &str) -> String {
         let logs = LogsOptionsBuilder::default()
             .stdout(true)
             .stderr(true)
@@ -683,7 +923,7 @@ impl Engine {
             .try_collect()
             .await
             .unwrap_or_default();
-        Ok((code, output.concat().trim().to_string()))
+        output.concat().trim().to_string()
     }
 
     /// Waits for a started helper to exit and returns its exit code.
@@ -746,8 +986,23 @@ impl Engine {
         spec: HelperSpec<'_>,
         keep: bool,
     ) -> Result<ScriptRun, DockerError> {
+        let container = spec.container.name.clone();
+        let role = spec.role;
         let id = self.create_helper(spec).await?;
-        let ran = self.run_collect(&id).await;
+        // A swap is never cut short (a half-swapped volume is worse than a late one); every
+        // other script gets a deadline, so a FIFO or a hung process in a volume fails its job
+        // instead of blocking every job after it.
+        let ran = if Role::never_killed(role.label()) {
+            self.run_collect(&id).await
+        } else {
+            match tokio::time::timeout(self.helper_timeout, self.run_collect(&id)).await {
+                Ok(ran) => ran,
+                Err(_) => Err(DockerError::HelperTimedOut {
+                    container,
+                    limit: humantime::format_duration(self.helper_timeout).to_string(),
+                }),
+            }
+        };
         if !keep || ran.is_err() {
             self.remove_helper(&id).await?;
         }
@@ -866,6 +1121,41 @@ impl Engine {
             .map_err(|e| api(what, e))?;
         Ok((inspect.exit_code.unwrap_or(-1), stdout, both))
     }
+}
+
+/// A tar of small files (root, mode 0600, directories 0700 as needed) for a helper's root.
+fn files_tar(files: &[(String, Vec<u8>)]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut dirs = HashSet::new();
+    for (path, data) in files {
+        let path = path.trim_start_matches('/');
+        let mut at = String::new();
+        for part in path
+            .split('/')
+            .collect::<Vec<_>>()
+            .split_last()
+            .map(|(_, d)| d)
+            .unwrap_or(&[])
+        {
+            at = if at.is_empty() {
+                part.to_string()
+            } else {
+                format!("{at}/{part}")
+            };
+            if dirs.insert(at.clone()) {
+                let mut h = tar::Header::new_gnu();
+                h.set_entry_type(tar::EntryType::Directory);
+                h.set_mode(0o700);
+                h.set_size(0);
+                let _ = b.append_data(&mut h, &at, io::empty());
+            }
+        }
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(0o600);
+        h.set_size(data.len() as u64);
+        let _ = b.append_data(&mut h, path, &data[..]);
+    }
+    b.into_inner().unwrap_or_default()
 }
 
 #[cfg(test)]

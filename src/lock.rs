@@ -1,14 +1,17 @@
-//! Locks on this host: one per container, so a restore never runs beside a backup, a log run or
-//! another restore of the same container. Backups and log runs share the lock; a restore, and the
-//! recovery of an interrupted one, holds it alone. It is an `flock`, so the kernel drops it when
-//! its holder dies and a killed run never blocks the next one.
+//! Locks: one per container, so a restore never runs beside a backup, a log run or another
+//! restore of the same container. Backups and log runs share the lock; a restore, and the
+//! recovery of an interrupted one, holds it alone. On this host it is an `flock`, so the kernel
+//! drops it when its holder dies and a killed run never blocks the next one; on the engine it is
+//! a lease (`lease.rs`) that dockyards in other containers and on other hosts see too.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use crate::docker::{ContainerInfo, Engine};
 use crate::error::Failure;
+use crate::lease::Lease;
 use crate::owner::Owner;
 
 /// Where locks live: `$DOCKYARD_LOCK_DIR`, else the configured one, else /run/dockyard, else under
@@ -64,6 +67,8 @@ pub struct ContainerLock {
     path: PathBuf,
     name: String,
     access: Access,
+    /// The lease on the engine, when taken there too.
+    lease: Option<Lease>,
 }
 
 impl ContainerLock {
@@ -102,28 +107,52 @@ impl ContainerLock {
             path,
             name: name.to_string(),
             access,
+            lease: None,
         };
         lock.acquire(access, what)?;
         Ok(lock)
     }
 
+    /// Takes the lock of `target` here, then its lease on `engine`, or fails with exit code 6
+    /// naming the holder.
+    pub async fn take_on(
+        engine: &Engine,
+        dir: &Path,
+        target: &ContainerInfo,
+        what: &str,
+        access: Access,
+    ) -> anyhow::Result<ContainerLock> {
+        let mut lock = Self::take(dir, &target.id, &target.name, what, access)?;
+        lock.lease = Some(Lease::take(engine, target, what, access == Access::Exclusive).await?);
+        Ok(lock)
+    }
+
     /// Turns a shared lock into an exclusive one (to finish an interrupted restore found by a
     /// backup), or fails if another run shares it.
-    pub fn upgrade(&mut self, what: &str) -> Result<(), Failure> {
+    pub async fn upgrade(&mut self, what: &str) -> anyhow::Result<()> {
         if self.access == Access::Exclusive {
             return Ok(());
         }
         // flock(2) converts by dropping the shared lock first: take it back if the upgrade fails.
         if let Err(e) = self.acquire(Access::Exclusive, what) {
             let _ = self.file.try_lock_shared();
-            return Err(e);
+            return Err(e.into());
         }
         self.access = Access::Exclusive;
+        if let Some(lease) = &mut self.lease {
+            if let Err(e) = lease.upgrade(what).await {
+                self.downgrade().await;
+                return Err(e);
+            }
+        }
         Ok(())
     }
 
     /// Shares the lock again after [`ContainerLock::upgrade`].
-    pub fn downgrade(&mut self) {
+    pub async fn downgrade(&mut self) {
+        if let Some(lease) = &mut self.lease {
+            lease.downgrade().await;
+        }
         if self.access == Access::Exclusive && self.file.try_lock_shared().is_ok() {
             self.access = Access::Shared;
         }
@@ -149,7 +178,7 @@ impl ContainerLock {
         if access == Access::Exclusive {
             let _ = self.file.set_len(0);
             let _ = self.file.rewind();
-            let _ = writeln!(self.file, "{what} by {}", Owner::current());
+            let _ = writeln!(self.file, "{what} by {}", Owner::current().describe());
         }
         Ok(())
     }
@@ -174,7 +203,8 @@ mod tests {
         drop((a, b));
         let mut r =
             ContainerLock::take(dir.path(), "c1", "web", "restore", Access::Exclusive).unwrap();
-        r.upgrade("restore").unwrap();
+        r.access = Access::Shared;
+        r.acquire(Access::Exclusive, "restore").unwrap();
         let err = ContainerLock::take(dir.path(), "c1", "web", "backup", Access::Shared)
             .unwrap_err()
             .to_string();
@@ -188,10 +218,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut a = ContainerLock::take(dir.path(), "c", "web", "backup", Access::Shared).unwrap();
         let b = ContainerLock::take(dir.path(), "c", "web", "backup", Access::Shared).unwrap();
-        assert!(a.upgrade("recovery").is_err());
+        assert!(a.acquire(Access::Exclusive, "recovery").is_err());
+        let _ = a.file.try_lock_shared();
         // The failed upgrade kept the shared lock.
         assert!(ContainerLock::take(dir.path(), "c", "web", "restore", Access::Exclusive).is_err());
         drop(b);
-        a.upgrade("recovery").unwrap();
+        a.acquire(Access::Exclusive, "recovery").unwrap();
     }
 }

@@ -38,7 +38,11 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let ctx = Ctx::new(settings.output, settings.engine_ssh_config.clone());
+    let ctx = Ctx::new(
+        settings.output,
+        settings.engine_ssh_config.clone(),
+        settings.helper_timeout,
+    );
     let result = runtime.block_on(async {
         // The handlers are in place before the command starts: a SIGTERM in its first instant
         // (systemd stopping a daemon that just started) is handled, never the default kill.

@@ -1,15 +1,14 @@
-//! Restores interrupted at the worst moments (issue 9, points 11-13), against a real engine: a
-//! signal during the swap, dockyard killed and its swap helper killed with it (as an engine
-//! restart would), a kill while staging, two restores at once, and work directories that backups
-//! leave out. After the next ordinary run the volume holds exactly the old tree or exactly the
-//! restored one, and nothing else.
+//! Restores interrupted at the worst moments, against a real engine: a signal during the swap,
+//! dockyard killed and its swap helper killed with it (as an engine restart would), a kill while
+//! staging with the agent still writing, two restores at once, a swap that keeps failing, and
+//! work directories that backups leave out. Every instant is reached through a named fault point
+//! (src/fault.rs), never a sleep. After the next ordinary run the volume holds exactly the old
+//! tree or exactly the restored one, and nothing else.
 
 mod common;
 
-use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
-
-use common::{dest_dir, docker, dockyard, dockyard_cmd, list, slow_mv_image, App};
+use common::fault::{helpers_gone, release_helper, Faulted};
+use common::{dest_dir, docker, dockyard, list, App};
 
 /// 3000 top-level files (and a directory), backed up; then the volume is changed so a restore
 /// has work to do. Returns the backed-up tree.
@@ -27,55 +26,11 @@ fn three_thousand_files(app: &App, dest: &str) -> String {
     tree
 }
 
-/// Starts `dockyard restore` with the slow-`mv` helper image (so its swap takes seconds).
-fn start_restore(app: &App, dest: &str, extra: &[&str]) -> Child {
-    let mut args = vec![
-        "restore",
-        &app.name,
-        "--from",
-        dest,
-        "--no-safety-backup",
-        "--helper-image",
-        slow_mv_image(),
-    ];
+/// Starts `dockyard restore` stopping at `points`.
+fn start_restore(app: &App, dest: &str, points: &str, extra: &[&str]) -> Faulted {
+    let mut args = vec!["restore", &app.name, "--from", dest, "--no-safety-backup"];
     args.extend_from_slice(extra);
-    dockyard_cmd(&args, &[])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-/// The running swap helper of `app`, once there is one.
-fn wait_for_swap(app: &App, child: &mut Child) -> String {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let out = docker(&[
-            "ps",
-            "-q",
-            "--filter",
-            &format!("label=dockyard.for={}", app.name),
-            "--filter",
-            "label=dockyard.role=swap",
-        ]);
-        if let Some(id) = out.lines().next() {
-            return id.to_string();
-        }
-        assert!(Instant::now() < deadline, "the swap never started");
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the restore ended before its swap could be interrupted"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn output(child: Child) -> (i32, String) {
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    Faulted::start(&args, points, &[])
 }
 
 #[test]
@@ -84,18 +39,16 @@ fn sigterm_during_the_swap_waits_for_it_and_leaves_the_restored_tree() {
     let (_tmp, dest) = dest_dir();
     let d = dest.to_str().unwrap();
     let backed_up = three_thousand_files(&app, d);
-    let mut child = start_restore(&app, d, &[]);
-    wait_for_swap(&app, &mut child);
-    std::thread::sleep(Duration::from_millis(1500)); // well into moving entries
-    common::sigterm(&child);
-    let (code, stderr) = output(child);
-    assert!(
-        stderr.contains("finishing the swap in progress first"),
-        "{stderr}"
-    );
+    // The swap helper stops after its first batch of moves: the volume is half-swapped.
+    let mut run = start_restore(&app, d, "swap-batch", &[]);
+    let helper = run.helper_reached(&app, "swap-batch");
+    run.signal("TERM");
+    run.said("finishing the swap in progress first");
+    release_helper(&helper);
+    let (code, stderr) = run.finish();
     assert_eq!(code, 0, "the swap completed, so the restore did: {stderr}");
+    helpers_gone(&app);
     assert_eq!(app.tree("/srv/media"), backed_up);
-    assert!(app.helpers().is_empty());
 }
 
 #[test]
@@ -105,18 +58,14 @@ fn a_swap_cut_short_by_sigkill_and_an_engine_death_is_finished_by_the_next_run()
     let d = dest.to_str().unwrap();
     let backed_up = three_thousand_files(&app, d);
     let entries = list(&dest)[0]["entries"].clone();
-    let mut child = start_restore(&app, d, &[]);
-    let helper = wait_for_swap(&app, &mut child);
-    std::thread::sleep(Duration::from_millis(1500));
+    let mut run = start_restore(&app, d, "swap-batch", &[]);
+    let helper = run.helper_reached(&app, "swap-batch");
     // dockyard dies, then its swap helper dies with the engine: the volume is half-swapped.
-    child.kill().unwrap();
-    child.wait().unwrap();
+    run.signal("KILL");
+    run.finish();
     docker(&["kill", &helper]);
-    let half = app.sh("ls -a /srv/media | grep -c . ; ls -a /srv/media/.dockyard-restore");
-    assert!(
-        half.contains("0-journal"),
-        "no journal left to finish from: {half}"
-    );
+    let half = app.sh("ls /srv/media/.dockyard-restore/old-0 | wc -l");
+    assert_eq!(half.trim(), "200", "one batch moved aside");
 
     // The next ordinary run on that container finishes the swap first, and says so.
     let (_tmp2, dest2) = dest_dir();
@@ -127,61 +76,45 @@ fn a_swap_cut_short_by_sigkill_and_an_engine_death_is_finished_by_the_next_run()
         "{}",
         r.stderr
     );
-    assert_eq!(app.tree("/srv/media"), backed_up);
-    // ...and what it backed up is exactly the restored tree, no leftovers.
+    // ...and what it backed up is exactly the restored tree, without the work directory whose
+    // old contents a helper deletes meanwhile.
     assert_eq!(list(&dest2)[0]["entries"], entries);
-    assert!(app.helpers().is_empty());
-}
-
-/// Starts a restore and SIGKILLs it while it stages into the volume (whose host directory is
-/// `source`); returns once it is dead.
-fn kill_while_staging(app: &App, d: &str, signal: &str) -> (i32, String) {
-    let source = app.mount_source("/srv/media");
-    let mut child = dockyard_cmd(
-        &["restore", &app.name, "--from", d, "--no-safety-backup"],
-        &[],
-    )
-    .stdout(Stdio::null())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let staged = source.join(".dockyard-restore/new-0/big");
-    while !std::fs::metadata(&staged).is_ok_and(|m| m.len() > 0) {
-        assert!(Instant::now() < deadline, "staging never started");
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the restore ended before staging"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    if signal == "KILL" {
-        child.kill().unwrap();
-    } else {
-        common::sigterm(&child);
-    }
-    output(child)
+    helpers_gone(&app);
+    assert_eq!(app.tree("/srv/media"), backed_up);
 }
 
 #[test]
 fn a_restore_killed_while_staging_changes_nothing_after_the_next_run() {
     let app = App::running("stage-kill", &["/srv/media"]);
-    app.sh(
-        "dd if=/dev/urandom of=/srv/media/big bs=1M count=400 2>/dev/null; echo a > /srv/media/a",
-    );
+    app.sh("dd if=/dev/urandom of=/srv/media/big bs=1M count=8 2>/dev/null; echo a > /srv/media/a");
     let (_tmp, dest) = dest_dir();
     let d = dest.to_str().unwrap();
     dockyard(&["backup", &app.name, "--to", d, "--level", "1"]).ok();
     app.sh("rm /srv/media/big && echo after > /srv/media/added");
     let before = app.tree("/srv/media");
 
-    let (_, _) = kill_while_staging(&app, d, "KILL");
-    assert!(app.sh("ls -a /srv/media").contains(".dockyard-restore"));
+    // SIGKILL while the agent stages: its helper outlives dockyard, still able to write.
+    let mut run = start_restore(&app, d, "unpack-midway", &[]);
+    let agent = run.helper_reached(&app, "unpack-midway");
+    run.signal("KILL");
+    run.finish();
+    common::wait_until(
+        "the agent wrote into the volume",
+        std::time::Duration::from_secs(60),
+        || app.sh("ls -a /srv/media").contains(".dockyard-restore"),
+    );
+    assert!(app.helpers().contains(&agent));
+    // The next backup stops and removes that helper before it removes the staging.
     let (_tmp2, dest2) = dest_dir();
     let r = dockyard(&["backup", &app.name, "--to", dest2.to_str().unwrap()]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stderr.contains("removed the staging"), "{}", r.stderr);
-    assert_eq!(app.tree("/srv/media"), before);
+    assert!(
+        r.stderr.contains("removing a helper of a run that is gone"),
+        "{}",
+        r.stderr
+    );
+    app.assert_as_before("/srv/media", &before);
     assert_eq!(
         list(&dest2)[0]["entries"],
         3,
@@ -189,7 +122,10 @@ fn a_restore_killed_while_staging_changes_nothing_after_the_next_run() {
     );
 
     // SIGTERM while staging removes the staging at once.
-    let (code, stderr) = kill_while_staging(&app, d, "TERM");
+    let mut run = start_restore(&app, d, "unpack-midway", &[]);
+    run.helper_reached(&app, "unpack-midway");
+    run.signal("TERM");
+    let (code, stderr) = run.finish();
     assert_eq!(code, 130, "{stderr}");
     app.assert_as_before("/srv/media", &before);
 }
@@ -200,8 +136,8 @@ fn two_restores_of_one_container_never_interleave() {
     let (_tmp, dest) = dest_dir();
     let d = dest.to_str().unwrap();
     let backed_up = three_thousand_files(&app, d);
-    let mut first = start_restore(&app, d, &[]);
-    wait_for_swap(&app, &mut first);
+    let mut first = start_restore(&app, d, "swap-batch", &["--wait-cleanup"]);
+    let helper = first.helper_reached(&app, "swap-batch");
     let second = dockyard(&["restore", &app.name, "--from", d, "--no-safety-backup"]);
     assert_eq!(second.code, 6, "{}", second.stderr);
     assert!(
@@ -218,21 +154,62 @@ fn two_restores_of_one_container_never_interleave() {
         "a backup during a restore: {}",
         backup.stderr
     );
-    let (code, stderr) = output(first);
+    release_helper(&helper);
+    let (code, stderr) = first.finish();
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(app.tree("/srv/media"), backed_up);
 }
 
 #[test]
-fn backups_leave_out_dockyard_work_directories_on_both_paths() {
-    // Work directories at a path's top level (today's, one the app planted, and 0.1's) are never
-    // data; a name like them deeper down is the app's and is kept.
+fn a_swap_that_keeps_failing_is_given_up_and_the_old_contents_put_back() {
+    let app = App::running("give-up", &["/srv/media"]);
+    let (_tmp, dest) = dest_dir();
+    let d = dest.to_str().unwrap();
+    three_thousand_files(&app, d);
+    let before = app.tree("/srv/media");
+    // Moving the restored contents in fails, every time: the restore tries twice, then puts
+    // every path back as it was.
+    let run = start_restore(&app, d, "swap-in=fail", &[]);
+    let (code, stderr) = run.finish();
+    assert_eq!(code, 3, "{stderr}");
+    assert!(
+        stderr.contains("gave up the restore") && stderr.contains("previous contents back"),
+        "{stderr}"
+    );
+    app.assert_as_before("/srv/media", &before);
+    // Nothing is left for later runs to retry.
+    let r = dockyard(&["backup", &app.name, "--to", d]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!r.stderr.contains("restore"), "{}", r.stderr);
+}
+
+#[test]
+fn the_old_contents_are_deleted_by_the_next_run_when_the_restore_is_killed_first() {
+    let app = App::running("clean-kill", &["/srv/media"]);
+    let (_tmp, dest) = dest_dir();
+    let d = dest.to_str().unwrap();
+    let backed_up = three_thousand_files(&app, d);
+    // Killed right after the swap, before the old contents are deleted.
+    let run = start_restore(&app, d, "clean=kill", &[]);
+    let (code, _) = run.finish();
+    assert_eq!(code, -1, "killed");
+    assert!(app.sh("ls -a /srv/media").contains(".dockyard-restore"));
+    let r = dockyard(&["backup", &app.name, "--to", d]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    helpers_gone(&app);
+    assert_eq!(app.tree("/srv/media"), backed_up);
+}
+
+#[test]
+fn backups_leave_out_only_dockyards_own_work_directory() {
+    // `.dockyard-restore` is reserved and left out (with a warning when no journal vouches for
+    // it); dockyard 0.1's names are the app's data now; a same-named directory deeper down too.
     let app = App::running("workdirs", &["/srv/media"]);
     app.sh(
         "cd /srv/media && mkdir -p .dockyard-restore .dockyard-restore-9 .dockyard-old-9 \
-         sub/.dockyard-restore-1 && echo j > .dockyard-restore/junk && \
+         sub/.dockyard-restore && echo j > .dockyard-restore/junk && \
          echo x > .dockyard-restore-9/x && echo y > .dockyard-old-9/y && \
-         echo z > sub/.dockyard-restore-1/z && echo a > a",
+         echo z > sub/.dockyard-restore/z && echo a > a",
     );
     for agent in ["auto", "never"] {
         let (_tmp, dest) = dest_dir();
@@ -245,7 +222,12 @@ fn backups_leave_out_dockyard_work_directories_on_both_paths() {
             agent,
         ]);
         assert_eq!(r.code, 0, "{}", r.stderr);
-        assert!(r.stderr.contains("left out of backups"), "{}", r.stderr);
+        assert!(
+            r.stderr
+                .contains("no restore journal on this host vouches for it"),
+            "{}",
+            r.stderr
+        );
         let archive = dest.join(list(&dest)[0]["archive"].as_str().unwrap());
         let names = std::process::Command::new("sh")
             .arg("-c")
@@ -255,11 +237,12 @@ fn backups_leave_out_dockyard_work_directories_on_both_paths() {
             .unwrap();
         assert_eq!(
             String::from_utf8_lossy(&names.stdout),
-            "srv/media/\nsrv/media/a\nsrv/media/sub/\nsrv/media/sub/.dockyard-restore-1/\n\
-             srv/media/sub/.dockyard-restore-1/z\n",
+            "srv/media/\nsrv/media/.dockyard-old-9/\nsrv/media/.dockyard-old-9/y\n\
+             srv/media/.dockyard-restore-9/\nsrv/media/.dockyard-restore-9/x\nsrv/media/a\n\
+             srv/media/sub/\nsrv/media/sub/.dockyard-restore/\nsrv/media/sub/.dockyard-restore/z\n",
             "--agent {agent}"
         );
     }
     // They are still there: a backup reads, it does not clean the app's files.
-    assert!(app.sh("ls -a /srv/media").contains(".dockyard-old-9"));
+    assert!(app.sh("ls -a /srv/media").contains(".dockyard-restore"));
 }

@@ -91,8 +91,25 @@ fn fill(dir: &Path, tag: &str) {
     symlink("/etc/passwd", dir.join(format!("link-{tag}"))).unwrap();
 }
 
-/// A mount root with live contents and a staged restore of path 0 (the root itself), ready to
-/// commit; returns the expected tree after the swap.
+/// The journal records of one mount, as dockyard writes them into the helper's own file system:
+/// path 0 is the mount root (mode 750, a time before 1970), `nested-mount` stays in place, and
+/// `plain.jpg` gets a time the engine could not set.
+fn spec(dir: &Path) -> String {
+    let path = dir.join("spec");
+    std::fs::write(
+        &path,
+        format!(
+            "path 0 0 0 750 -152391233 \nskip 0 {}\nfixup 0 -152391233 {}\n",
+            dockyard::archive::names::octal_escape(b"nested-mount"),
+            dockyard::archive::names::octal_escape(b"plain.jpg")
+        ),
+    )
+    .unwrap();
+    root_of(&path)
+}
+
+/// A mount root with live contents and a staged restore of path 0 (the root itself) in `phase`;
+/// returns the expected tree after the swap.
 fn staged_mount(root: &Path, phase: &str) -> Vec<(Vec<u8>, String)> {
     fill(root, "old");
     let expected_dir = root.parent().unwrap().join("expected");
@@ -104,21 +121,7 @@ fn staged_mount(root: &Path, phase: &str) -> Vec<(Vec<u8>, String)> {
     fill(&work.join("new-0"), "new");
     // A nested mount point stays in place (with whatever it holds).
     std::fs::create_dir(root.join("nested-mount")).unwrap();
-    std::fs::write(
-        work.join("0-journal"),
-        "dockyard-restore 1\nrun r1\nowner h 1 0 r1 0\nbackup \\142\nmember \\057\npath 0 0 0 750 -152391233 \nskip 0 \\156\\145\\163\\164\\145\\144\\055\\155\\157\\165\\156\\164\n",
-    )
-    .unwrap();
     std::fs::write(work.join("0-phase"), format!("{phase}\n")).unwrap();
-    // The engine cannot set a time before 1970; the fix-up does.
-    std::fs::write(
-        work.join("0-fixups-0"),
-        format!(
-            "-152391233 {}\n",
-            dockyard::archive::names::octal_escape(b"plain.jpg")
-        ),
-    )
-    .unwrap();
     let want = tree(&expected_dir);
     std::fs::remove_dir_all(&expected_dir).unwrap();
     want
@@ -128,15 +131,30 @@ fn root_of(dir: &Path) -> String {
     dir.to_str().unwrap().to_string()
 }
 
+/// `restore.sh MODE ROOT PHASE SPEC`.
+fn restore(mode: &str, root: &Path, phase: &str, spec: &str) -> Script {
+    shell::restore(mode, vec![root_of(root), phase.into(), spec.into()])
+}
+
 #[test]
 fn restore_commit_swaps_hostile_names_and_keeps_nested_mounts_in_place() {
     for sh in SHELLS {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().join("mnt");
         let want = staged_mount(&root, "staging");
+        let spec = spec(tmp.path());
+        let r = run(sh, &restore("commit", &root, "staging", &spec), tmp.path());
+        assert_eq!(r.code, 0, "{sh:?}: {}", r.stderr);
+        let out = String::from_utf8_lossy(&r.stdout).into_owned();
+        assert!(out.contains(" swapped\n"), "{out}");
+        let mtime = std::os::unix::fs::MetadataExt::mtime(
+            &std::fs::symlink_metadata(root.join("plain.jpg")).unwrap(),
+        );
+        assert_eq!(mtime, -152391233, "{sh:?}: the fix-up was not applied");
+        // The old contents wait in the work dir until `clean`, which gives the root its time.
         let r = run(
             sh,
-            &shell::restore("commit", &[root_of(&root)], &[]),
+            &shell::restore("clean", vec![root_of(&root), "-152391233".into()]),
             tmp.path(),
         );
         assert_eq!(r.code, 0, "{sh:?}: {}", r.stderr);
@@ -144,61 +162,107 @@ fn restore_commit_swaps_hostile_names_and_keeps_nested_mounts_in_place() {
         assert!(!tmp.path().join("PWNED").exists() && !root.join("PWNED").exists());
         let meta = std::fs::metadata(&root).unwrap();
         assert_eq!(meta.permissions().mode() & 0o7777, 0o750, "{sh:?}");
-        let mtime = std::os::unix::fs::MetadataExt::mtime(
-            &std::fs::metadata(root.join("plain.jpg")).unwrap(),
-        );
-        assert_eq!(mtime, -152391233, "{sh:?}: the fix-up was not applied");
-        let out = String::from_utf8_lossy(&r.stdout).into_owned();
-        assert!(out.contains("PHASE") && out.contains(" done"), "{out}");
+        assert_eq!(std::os::unix::fs::MetadataExt::mtime(&meta), -152391233);
+    }
+}
+
+/// Recreates what an interruption in `phase` leaves: half the old entries aside, half the staged
+/// ones moved in.
+fn interrupt_in(root: &Path, phase: &str) {
+    let work = root.join(".dockyard-restore");
+    if phase == "staging" {
+        return;
+    }
+    std::fs::create_dir(work.join("old-0")).unwrap();
+    for (i, n) in NAMES.iter().enumerate() {
+        if phase == "aside 0" && i % 2 == 1 {
+            continue;
+        }
+        std::fs::rename(root.join(name(n)), work.join("old-0").join(name(n))).unwrap();
+    }
+    if phase != "aside 0" {
+        std::fs::rename(root.join("sub dir"), work.join("old-0/sub dir")).unwrap();
+        std::fs::rename(root.join("link-old"), work.join("old-0/link-old")).unwrap();
+        for (i, n) in NAMES.iter().enumerate() {
+            if phase == "in 0" && i % 2 == 1 {
+                continue;
+            }
+            std::fs::rename(work.join("new-0").join(name(n)), root.join(name(n))).unwrap();
+        }
+        if phase != "in 0" {
+            std::fs::rename(work.join("new-0/sub dir"), root.join("sub dir")).unwrap();
+            std::fs::rename(work.join("new-0/link-new"), root.join("link-new")).unwrap();
+        }
+    }
+    if phase == "swapped" {
+        std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o750)).unwrap();
+    }
+}
+
+/// Every name but the work dir's.
+fn live(root: &Path) -> Vec<(Vec<u8>, String)> {
+    tree(root)
+        .into_iter()
+        .filter(|(n, _)| !n.starts_with(b".dockyard-restore"))
+        .collect()
+}
+
+#[test]
+fn restore_commit_finishes_from_every_phase() {
+    for sh in SHELLS {
+        for phase in ["staging", "aside 0", "in 0", "meta 0", "swapped"] {
+            let tmp = tempfile::tempdir().unwrap();
+            let root = tmp.path().join("mnt");
+            let want = staged_mount(&root, phase);
+            interrupt_in(&root, phase);
+            let spec = spec(tmp.path());
+            let r = run(sh, &restore("commit", &root, phase, &spec), tmp.path());
+            assert_eq!(r.code, 0, "{sh:?} {phase}: {}", r.stderr);
+            let want: Vec<_> = want
+                .into_iter()
+                .filter(|(n, _)| !n.starts_with(b".dockyard-restore"))
+                .collect();
+            assert_eq!(live(&root), want, "{sh:?}: finishing from {phase:?}");
+        }
     }
 }
 
 #[test]
-fn restore_forward_finishes_from_every_phase() {
+fn restore_rollback_puts_the_old_contents_back_from_every_phase() {
     for sh in SHELLS {
-        for phase in ["ready", "aside 0", "in 0", "meta 0", "swapped"] {
+        for phase in ["aside 0", "in 0", "meta 0", "swapped", "undo 0"] {
             let tmp = tempfile::tempdir().unwrap();
             let root = tmp.path().join("mnt");
-            let want = staged_mount(&root, phase);
-            let work = root.join(".dockyard-restore");
-            // Recreate what an interruption in that phase leaves: half the old entries aside,
-            // half the staged ones moved in.
-            if phase != "ready" {
-                std::fs::create_dir(work.join("old-0")).unwrap();
+            fill(&root, "old");
+            std::fs::create_dir(root.join("nested-mount")).unwrap();
+            let before = tree(&root);
+            std::fs::remove_dir_all(&root).unwrap();
+            staged_mount(&root, phase);
+            if phase == "undo 0" {
+                // A rollback cut short: the restored entries out of the way, half the old ones
+                // back.
+                interrupt_in(&root, "swapped");
+                let work = root.join(".dockyard-restore");
+                std::fs::create_dir(work.join("back-0")).unwrap();
+                for e in std::fs::read_dir(&root).unwrap() {
+                    let n = e.unwrap().file_name();
+                    if n != ".dockyard-restore" && n != "nested-mount" {
+                        std::fs::rename(root.join(&n), work.join("back-0").join(&n)).unwrap();
+                    }
+                }
                 for (i, n) in NAMES.iter().enumerate() {
-                    if phase == "aside 0" && i % 2 == 1 {
-                        continue;
-                    }
-                    std::fs::rename(root.join(name(n)), work.join("old-0").join(name(n))).unwrap();
-                }
-                if phase != "aside 0" {
-                    std::fs::rename(root.join("sub dir"), work.join("old-0/sub dir")).unwrap();
-                    std::fs::rename(root.join("link-old"), work.join("old-0/link-old")).unwrap();
-                    for (i, n) in NAMES.iter().enumerate() {
-                        if phase == "in 0" && i % 2 == 1 {
-                            continue;
-                        }
-                        std::fs::rename(work.join("new-0").join(name(n)), root.join(name(n)))
-                            .unwrap();
-                    }
-                    if phase != "in 0" {
-                        std::fs::rename(work.join("new-0/sub dir"), root.join("sub dir")).unwrap();
-                        std::fs::rename(work.join("new-0/link-new"), root.join("link-new"))
+                    if i % 2 == 0 {
+                        std::fs::rename(work.join("old-0").join(name(n)), root.join(name(n)))
                             .unwrap();
                     }
                 }
+            } else {
+                interrupt_in(&root, phase);
             }
-            if phase == "swapped" {
-                std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o750)).unwrap();
-            }
-            let r = run(
-                sh,
-                &shell::restore("forward", &[root_of(&root)], &[]),
-                tmp.path(),
-            );
+            let spec = spec(tmp.path());
+            let r = run(sh, &restore("rollback", &root, phase, &spec), tmp.path());
             assert_eq!(r.code, 0, "{sh:?} {phase}: {}", r.stderr);
-            let got: Vec<_> = tree(&root);
-            assert_eq!(got, want, "{sh:?}: finishing from {phase:?}");
+            assert_eq!(live(&root), before, "{sh:?}: rolling back from {phase:?}");
         }
     }
 }
@@ -209,34 +273,26 @@ fn restore_discard_removes_staging_only_before_the_swap() {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().join("mnt");
         staged_mount(&root, "staging");
-        let live_before: Vec<_> = tree(&root)
-            .into_iter()
-            .filter(|(n, _)| !n.starts_with(b".dockyard-restore"))
-            .collect();
-        let r = run(
-            sh,
-            &shell::restore("discard", &[root_of(&root)], &[]),
-            tmp.path(),
-        );
+        let live_before = live(&root);
+        let discard =
+            |root: &Path, phase: &str| shell::restore("discard", vec![root_of(root), phase.into()]);
+        let r = run(sh, &discard(&root, "staging"), tmp.path());
         assert_eq!(r.code, 0, "{sh:?}: {}", r.stderr);
         assert_eq!(tree(&root), live_before, "{sh:?}");
 
         let root = tmp.path().join("mnt2");
         staged_mount(&root, "in 0");
-        let r = run(
-            sh,
-            &shell::restore("discard", &[root_of(&root)], &[]),
-            tmp.path(),
-        );
+        let r = run(sh, &discard(&root, "in 0"), tmp.path());
         assert_ne!(r.code, 0, "{sh:?}: a begun swap must not be discarded");
         assert!(r.stderr.contains("can only be finished"), "{}", r.stderr);
     }
 }
 
 #[test]
-fn restore_refuses_a_work_dir_it_did_not_make() {
+fn restore_never_acts_on_what_the_volume_says() {
     for sh in SHELLS {
         let tmp = tempfile::tempdir().unwrap();
+        let spec = spec(tmp.path());
         // A symlink planted where the work dir goes: refused, and the target is untouched.
         let root = tmp.path().join("mnt");
         std::fs::create_dir_all(&root).unwrap();
@@ -244,43 +300,88 @@ fn restore_refuses_a_work_dir_it_did_not_make() {
         fill(&victim, "v");
         symlink(&victim, root.join(".dockyard-restore")).unwrap();
         let before = tree(&victim);
-        let r = run(
-            sh,
-            &shell::restore("forward", &[root_of(&root)], &[]),
-            tmp.path(),
-        );
+        let r = run(sh, &restore("commit", &root, "staging", &spec), tmp.path());
         assert_ne!(r.code, 0, "{sh:?}");
         assert_eq!(tree(&victim), before);
         // A directory that is not mode 0700: refused.
         let root = tmp.path().join("mnt2");
-        staged_mount(&root, "ready");
+        staged_mount(&root, "staging");
         std::fs::set_permissions(
             root.join(".dockyard-restore"),
             std::fs::Permissions::from_mode(0o777),
         )
         .unwrap();
-        let r = run(
-            sh,
-            &shell::restore("forward", &[root_of(&root)], &[]),
-            tmp.path(),
-        );
+        let r = run(sh, &restore("commit", &root, "staging", &spec), tmp.path());
         assert_ne!(r.code, 0, "{sh:?}");
         assert!(r.stderr.contains("not dockyard's"), "{}", r.stderr);
-        // A journal with shell in a name escape: refused before anything moves.
+        // A journal or fix-ups planted in the work dir (format 1 kept them there) are data, never
+        // read: the swap does what the spec says and nothing else.
         let root = tmp.path().join("mnt3");
-        staged_mount(&root, "ready");
+        let want = staged_mount(&root, "staging");
+        let work = root.join(".dockyard-restore");
         std::fs::write(
-            root.join(".dockyard-restore/0-journal"),
-            "dockyard-restore 1\nrun r\nowner h 1 0 r 0\nbackup \\142\nmember \\057\npath 0 0 0 750 0 $(touch${IFS}PWNED)\n",
+            work.join("0-journal"),
+            "dockyard-restore 1\nrun r\nowner h 1 0 r 0\nbackup \\142\nmember \\057\npath 0 0 0 777 0 $(touch${IFS}PWNED)\nfile \\057 \\145\\164\\143 \\057\n",
+        )
+        .unwrap();
+        std::fs::write(work.join("0-fixups-0"), "0 ../../victim\n").unwrap();
+        let r = run(sh, &restore("commit", &root, "staging", &spec), tmp.path());
+        assert_eq!(r.code, 0, "{sh:?}: {}", r.stderr);
+        let r = run(
+            sh,
+            &shell::restore("clean", vec![root_of(&root), "-".into()]),
+            tmp.path(),
+        );
+        assert_eq!(r.code, 0, "{sh:?}: {}", r.stderr);
+        assert_eq!(tree(&root), want, "{sh:?}");
+        assert!(!tmp.path().join("PWNED").exists() && !root.join("PWNED").exists());
+        let meta = std::fs::metadata(&root).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o7777, 0o750, "{sh:?}");
+    }
+}
+
+#[test]
+fn restore_refuses_a_path_reached_through_a_symlink() {
+    for sh in SHELLS {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("mnt");
+        let outside = tmp.path().join("outside");
+        fill(&outside, "keep");
+        let before = tree(&outside);
+        std::fs::create_dir_all(root.join(".dockyard-restore/new-0")).unwrap();
+        std::fs::set_permissions(
+            root.join(".dockyard-restore"),
+            std::fs::Permissions::from_mode(0o700),
+        )
+        .unwrap();
+        std::fs::write(root.join(".dockyard-restore/new-0/restored"), "x").unwrap();
+        // The app made `uploads` a symlink to a directory outside its mount; the journal restores
+        // `uploads/2024`.
+        symlink(&outside, root.join("uploads")).unwrap();
+        std::fs::create_dir(outside.join("2024")).unwrap();
+        let before_2024 = tree(&outside);
+        let spec_path = tmp.path().join("spec");
+        std::fs::write(
+            &spec_path,
+            format!(
+                "path 0 0 0 755 0 {}\n",
+                dockyard::archive::names::octal_escape(b"uploads/2024")
+            ),
         )
         .unwrap();
         let r = run(
             sh,
-            &shell::restore("forward", &[root_of(&root)], &[]),
+            &restore("commit", &root, "staging", &root_of(&spec_path)),
             tmp.path(),
         );
         assert_ne!(r.code, 0, "{sh:?}");
-        assert!(!tmp.path().join("PWNED").exists() && !root.join("PWNED").exists());
+        assert!(
+            r.stderr.contains("passes through a symlink"),
+            "{}",
+            r.stderr
+        );
+        assert_eq!(tree(&outside), before_2024, "{sh:?}");
+        assert_ne!(before, before_2024);
     }
 }
 
@@ -292,8 +393,8 @@ fn restore_moves_staged_single_files_over_live_ones() {
         let live = tmp.path().join("app.conf");
         std::fs::write(&staged, "new").unwrap();
         std::fs::write(&live, "old").unwrap();
-        let pairs = [(root_of(&staged), root_of(&live))];
-        let r = run(sh, &shell::restore("commit", &[], &pairs), tmp.path());
+        let args = vec!["move".into(), root_of(&staged), root_of(&live)];
+        let r = run(sh, &shell::restore("files", args), tmp.path());
         assert_eq!(r.code, 0, "{sh:?}: {}", r.stderr);
         assert_eq!(std::fs::read_to_string(&live).unwrap(), "new");
         assert!(!staged.exists());

@@ -133,6 +133,7 @@ pub async fn start_pack(
     let pipe = Pipe::create();
     let spec = HelperSpec {
         container: info,
+        volumes: true,
         read_only: true,
         image,
         command: Some(vec![IN_HELPER.into(), "agent".into(), "pack".into(), json]),
@@ -140,6 +141,8 @@ pub async fn start_pack(
         role: Role::Agent,
         binds: pipe.iter().map(Pipe::bind).collect(),
         stdin: false,
+        files: vec![],
+        auto_remove: false,
     };
     let helper = engine
         .create_helper(spec)
@@ -393,6 +396,69 @@ impl Packing {
     }
 }
 
+/// Starts `agent remove` in a clean-up helper from `image` borrowing `target`'s volumes: each
+/// `(root, mtime)`'s work directory is deleted, then the root gets its time back. With `wait`,
+/// returns once it is done (its error if it failed); otherwise the helper is left to finish on
+/// its own (the engine removes it when it exits), even if this process ends first.
+pub async fn cleanup(
+    engine: &Engine,
+    target: &ContainerInfo,
+    image: &str,
+    roots: &[(String, Option<i64>)],
+    wait: bool,
+) -> Result<(), CleanupFailed> {
+    let exe = binary().map_err(CleanupFailed::Unavailable)?;
+    check_image(engine, image)
+        .await
+        .map_err(CleanupFailed::Unavailable)?;
+    let mut command = vec![IN_HELPER.to_string(), "agent".into(), "remove".into()];
+    for (root, mtime) in roots {
+        command.push(root.clone());
+        command.push(crate::swap::WORK_DIR.into());
+        command.push(mtime.map_or("-".to_string(), |m| m.to_string()));
+    }
+    let spec = HelperSpec {
+        container: target,
+        volumes: true,
+        read_only: false,
+        image,
+        command: Some(command),
+        user: None,
+        role: Role::Cleanup,
+        binds: vec![],
+        stdin: false,
+        files: vec![],
+        auto_remove: !wait,
+    };
+    let unavailable = |e: DockerError| CleanupFailed::Unavailable(Unavailable(e.to_string()));
+    let helper = engine.create_helper(spec).await.map_err(unavailable)?;
+    if let Err(e) = launch(engine, &helper, &exe, false, None).await {
+        let _ = engine.remove_helper(&helper).await;
+        return Err(unavailable(e));
+    }
+    if !wait {
+        engine.detach(&helper);
+        return Ok(());
+    }
+    let code = engine.wait(&helper).await;
+    let output = engine.output_tail(&helper).await;
+    let _ = engine.remove_helper(&helper).await;
+    match code {
+        Ok(0) => Ok(()),
+        Ok(code) => Err(CleanupFailed::Failed(format!("exit {code}: {output}"))),
+        Err(e) => Err(CleanupFailed::Failed(e.to_string())),
+    }
+}
+
+/// Why a clean-up did not happen.
+#[derive(Debug)]
+pub enum CleanupFailed {
+    /// The agent cannot run here; the script's `rm -rf` is the way left.
+    Unavailable(Unavailable),
+    /// It ran and failed (its message).
+    Failed(String),
+}
+
 /// Why `agent unpack` did not stage a path.
 #[derive(Debug)]
 pub enum UnpackFailed {
@@ -432,6 +498,7 @@ pub async fn unpack(
     binds.extend(pipe.iter().map(Pipe::bind));
     let spec = HelperSpec {
         container: target,
+        volumes: true,
         read_only: false,
         image,
         command: Some(vec![
@@ -444,6 +511,8 @@ pub async fn unpack(
         role: Role::Agent,
         binds,
         stdin: true,
+        files: vec![],
+        auto_remove: false,
     };
     let unavailable = |e: DockerError| UnpackFailed::Unavailable(Unavailable(e.to_string()));
     let helper = engine.create_helper(spec).await.map_err(unavailable)?;

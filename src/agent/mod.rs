@@ -1,7 +1,8 @@
 //! The agent: dockyard's own static binary, copied into a helper container and run there. As
 //! `dockyard agent pack <job>` a backup reads the volumes directly and compresses at the source;
 //! as `dockyard agent unpack <job>` a restore's staging decodes, checks and writes each path in
-//! the volume itself. Only compressed bytes cross the engine's API either way. `host` decides
+//! the volume itself; as `dockyard agent remove` it deletes a finished restore's work directory
+//! through directory descriptors, however deep. Only compressed bytes cross the engine's API either way. `host` decides
 //! whether the agent can run and drives it; `walk` (pack) and `extract` (unpack) run inside the
 //! helper.
 //!
@@ -12,6 +13,7 @@
 pub mod extract;
 pub mod host;
 pub mod pipe;
+pub mod remove;
 pub mod walk;
 
 use std::io::{self, Write};
@@ -72,10 +74,8 @@ pub struct UnpackJob {
     pub mount: String,
     /// What to stage.
     pub spec: StageSpec,
-    /// The path's number in the restore.
-    pub k: usize,
-    /// The mount's journal, for its first path.
-    pub journal: Option<String>,
+    /// Whether this is the mount's first path (its work directory comes first).
+    pub first: bool,
     /// What the manifest promises about the archive (checked whole while staging).
     pub expect: crate::archive::verify::Expect,
 }
@@ -104,9 +104,12 @@ pub fn main_if_agent() -> Option<i32> {
                 let line = serde_json::to_string(&staged).expect("serialises");
                 writeln!(io::stderr(), "{STATS}{line}")
             }),
+        (Some("remove"), Some(_)) if args.len() % 3 == 2 => args[2..]
+            .chunks(3)
+            .try_for_each(|t| remove::remove_work_dir(&t[0], &t[1], t[2].parse().ok())),
         _ => Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            "usage: dockyard agent pack|unpack <job> (run by dockyard inside its helper containers)",
+            "usage: dockyard agent pack|unpack <job> | remove [<root> <name> <mtime|->]... (run by dockyard inside its helper containers)",
         )),
     };
     Some(match result {
@@ -169,6 +172,18 @@ pub fn pack<W: Write>(job: &PackJob, out: W) -> io::Result<()> {
 /// `verify` makes, the sha256 last) on one thread, extraction on this one, through a pipe.
 pub fn unpack(job: &UnpackJob, archive: impl io::Read + Send) -> io::Result<Staged> {
     let root = extract::open_root(&job.mount)?;
+    if job.first && exists_at(&root, crate::swap::WORK_DIR)? {
+        // dockyard checked there was none before it began: someone else made it since.
+        return Err(io::Error::other(format!(
+            "{}/{} appeared while the restore began; dockyard stages only into a work directory it creates",
+            job.mount,
+            crate::swap::WORK_DIR
+        )));
+    }
+    let archive = FaultAfter {
+        inner: archive,
+        read: 0,
+    };
     let (reader, writer) = io::pipe()?;
     std::thread::scope(|scope| {
         let staging = scope.spawn(move || -> io::Result<Staged> {
@@ -177,8 +192,7 @@ pub fn unpack(job: &UnpackJob, archive: impl io::Read + Send) -> io::Result<Stag
                 archive,
                 &job.expect,
                 &job.spec,
-                job.k,
-                job.journal.as_deref(),
+                job.first,
                 &mut w,
             )?;
             w.finish()?.flush()?;
@@ -194,4 +208,48 @@ pub fn unpack(job: &UnpackJob, archive: impl io::Read + Send) -> io::Result<Stag
             (Err(e), _) | (Ok(_), Err(e)) => Err(e),
         }
     })
+}
+
+/// Whether `name` exists in directory `dir` (a symlink counts; nothing is followed).
+fn exists_at(dir: &std::os::fd::OwnedFd, name: &str) -> io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    let c = std::ffi::CString::new(name).map_err(|_| io::Error::other("NUL in a name"))?;
+    // SAFETY: a zeroed stat is a valid out-parameter.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid descriptor, name and out-parameter.
+    let r = unsafe {
+        libc::fstatat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            &mut st,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    if r == 0 {
+        return Ok(true);
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::ENOENT) => Ok(false),
+        _ => Err(e),
+    }
+}
+
+/// Passes reads through; in test builds, stops at the fault point `unpack-midway` once 4 MiB of
+/// the archive went by (staging has then written into the volume).
+struct FaultAfter<R> {
+    inner: R,
+    read: u64,
+}
+
+impl<R: io::Read> io::Read for FaultAfter<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let before = self.read;
+        self.read += n as u64;
+        if before < 4 << 20 && self.read >= 4 << 20 {
+            crate::fault::in_helper("unpack-midway");
+        }
+        Ok(n)
+    }
 }

@@ -1,13 +1,16 @@
 //! `dockyard daemon`: runs the config file's jobs on their cron schedules, each read in its time
-//! zone, in the foreground, one job at a time; a `catch_up` job whose run was missed while the
-//! daemon was down runs once at start. SIGTERM/SIGINT end it through main's clean-up: a running
-//! job is aborted (its partial upload is discarded, helpers removed, stopped containers started
-//! again); an idle daemon exits 0.
+//! zone, in the foreground, up to `parallel_jobs` at once and never two of one container (a job
+//! that hangs until its helper's deadline holds back no other container's jobs); a `catch_up`
+//! job whose run was missed while the daemon was down runs once at start. SIGTERM/SIGINT end it
+//! through main's clean-up: running jobs are aborted (partial uploads discarded, helpers removed,
+//! stopped containers started again); an idle daemon exits 0.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use chrono::{DateTime, Utc};
+use futures_util::stream::{FuturesUnordered, StreamExt};
 
 use super::run::{run_plans, JobEnv};
 use super::Ctx;
@@ -85,25 +88,70 @@ pub async fn run(
         announce(ctx, job);
     }
     for i in catch_up {
-        run_one(ctx, &mut jobs[i], &env, &state_dir).await;
+        jobs[i].next = now;
     }
+    let mut running = FuturesUnordered::new();
+    let mut busy: HashSet<usize> = HashSet::new();
     loop {
-        let i = (0..jobs.len())
-            .min_by_key(|&i| jobs[i].next)
-            .expect("at least one job");
-        let wait = (jobs[i].next - Utc::now()).to_std().unwrap_or_default();
-        tokio::time::sleep(wait).await;
-        run_one(ctx, &mut jobs[i], &env, &state_dir).await;
+        let now = Utc::now();
+        // Start every due job there is room for, one per container.
+        for i in 0..jobs.len() {
+            if running.len() >= env.parallel.max(1) {
+                break;
+            }
+            let container = jobs[i].plan.container();
+            if jobs[i].next > now
+                || busy.contains(&i)
+                || busy.iter().any(|&b| jobs[b].plan.container() == container)
+            {
+                continue;
+            }
+            busy.insert(i);
+            let plan = jobs[i].plan.clone();
+            let env = &env;
+            running.push(async move {
+                let started = Utc::now();
+                run_plans(ctx, std::slice::from_ref(&plan), env).await;
+                (i, started)
+            });
+        }
+        set_idle(ctx, running.is_empty());
+        // Sleep until the next job that could start, or until a running one ends.
+        let startable = running.len() < env.parallel.max(1);
+        let next = jobs
+            .iter()
+            .enumerate()
+            .filter(|(i, j)| {
+                startable
+                    && !busy.contains(i)
+                    && !busy
+                        .iter()
+                        .any(|&b| jobs[b].plan.container() == j.plan.container())
+            })
+            .map(|(_, j)| j.next)
+            .min();
+        let wait = next.map(|n| (n - now).to_std().unwrap_or_default());
+        tokio::select! {
+            Some((i, started)) = running.next(), if !running.is_empty() => {
+                busy.remove(&i);
+                finished(ctx, &mut jobs[i], &state_dir, started);
+            }
+            _ = sleep_or_forever(wait) => {}
+        }
     }
 }
 
-/// Runs one job, records the run, and schedules its next one (runs missed while it ran are
-/// skipped, not queued).
-async fn run_one(ctx: &Ctx, job: &mut Scheduled, env: &JobEnv, state_dir: &Path) {
-    let started = Utc::now();
-    set_idle(ctx, false);
-    run_plans(ctx, std::slice::from_ref(&job.plan), env).await;
-    set_idle(ctx, true);
+/// Sleeps `wait`, or forever when there is nothing to wait for.
+async fn sleep_or_forever(wait: Option<std::time::Duration>) {
+    match wait {
+        Some(w) => tokio::time::sleep(w).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Records a job's run and schedules its next one (runs missed while it ran are skipped, not
+/// queued).
+fn finished(ctx: &Ctx, job: &mut Scheduled, state_dir: &Path, started: DateTime<Utc>) {
     stamp(state_dir, job.plan.name(), started);
     job.next = job
         .timing

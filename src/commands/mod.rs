@@ -25,7 +25,8 @@ use crate::docker::{ContainerInfo, Engine};
 use crate::lock::{Access, ContainerLock};
 use crate::render::{Output, Renderer};
 use crate::settings::{Action, Settings};
-use crate::swap::journal::FileRecord;
+use crate::swap::journal::Journal;
+use crate::swap::ledger::Ledger;
 use crate::swap::recover;
 
 /// What every command gets.
@@ -43,6 +44,8 @@ pub struct Ctx {
     engine: OnceCell<Engine>,
     /// ssh config for `DOCKER_HOST=ssh://...` (the same `--ssh-config` as ssh destinations).
     engine_ssh_config: Option<PathBuf>,
+    /// How long a script helper may run (`--helper-timeout`).
+    helper_timeout: std::time::Duration,
     pending: Mutex<Option<Pending>>,
 }
 
@@ -53,15 +56,19 @@ pub struct Pending {
     pub target: ContainerInfo,
     /// The helper image.
     pub image: String,
-    /// Mount roots holding work dirs.
-    pub roots: Vec<String>,
-    /// Single files staged beside their host files.
-    pub files: Vec<FileRecord>,
+    /// The restore's journal (on the host).
+    pub journal: Journal,
+    /// Where that journal is kept.
+    pub ledger: Ledger,
 }
 
 impl Ctx {
     /// A context; the engine is connected on first use, so `list` and `verify` work without Docker.
-    pub fn new(output: Output, engine_ssh_config: Option<PathBuf>) -> Ctx {
+    pub fn new(
+        output: Output,
+        engine_ssh_config: Option<PathBuf>,
+        helper_timeout: std::time::Duration,
+    ) -> Ctx {
         Ctx {
             output,
             out: Renderer::new(output),
@@ -70,6 +77,7 @@ impl Ctx {
             idle: std::sync::atomic::AtomicBool::new(false),
             engine: OnceCell::new(),
             engine_ssh_config,
+            helper_timeout,
             pending: Mutex::new(None),
         }
     }
@@ -79,7 +87,7 @@ impl Ctx {
         let config = self.engine_ssh_config.clone();
         Ok(self
             .engine
-            .get_or_try_init(|| Engine::connect(config))
+            .get_or_try_init(|| Engine::connect(config, self.helper_timeout))
             .await?)
     }
 
@@ -117,7 +125,9 @@ impl Ctx {
 }
 
 /// Takes `target`'s lock for a backup or log run (shared with others of its kind) and first
-/// finishes or removes what an interrupted restore left there, saying which.
+/// finishes, undoes or cleans up what earlier restores left there, saying which. Leftovers that
+/// cannot be removed yet never fail the run; a committed restore that cannot be finished does
+/// (the next run tries once more, then rolls it back).
 pub async fn prepare_container(
     ctx: &Ctx,
     engine: &Engine,
@@ -125,31 +135,35 @@ pub async fn prepare_container(
     image: &str,
     what: &str,
 ) -> Result<ContainerLock> {
-    let mut lock = ContainerLock::take(
-        &ctx.lock_dir,
-        &target.id,
-        &target.name,
-        what,
-        Access::Shared,
-    )?;
-    engine.wait_for_swaps(&target.name).await?;
-    let found = recover::discover(engine, target).await?;
-    for f in &found {
-        if let recover::Found::Foreign { mount, why } = f {
-            tracing::warn!(container = %target.name, "{mount}/{}: {why}; it is not dockyard's, and it is left out of backups", crate::swap::WORK_DIR);
-        }
+    let mut lock =
+        ContainerLock::take_on(engine, &ctx.lock_dir, target, what, Access::Shared).await?;
+    engine.wait_for_swaps(&target.name, false).await?;
+    let ledger = recover::ledger(engine).await?;
+    let survey = recover::survey(engine, &ledger, target).await?;
+    for f in &survey.foreign {
+        tracing::warn!(container = %target.name, "{f}");
     }
-    let plans = recover::decide(&found);
+    let plans = recover::decide(&survey.journals);
     if plans
         .iter()
         .any(|p| !matches!(p, recover::Plan::Busy { .. }))
     {
-        lock.upgrade(&format!("{what} (finishing an interrupted restore)"))?;
-        let outcome = restore::finish_interrupted(ctx, engine, target, image).await?;
+        lock.upgrade(&format!("{what} (finishing an interrupted restore)"))
+            .await?;
+        let work = recover::Work {
+            engine,
+            target,
+            image,
+            ledger: &ledger,
+        };
+        let outcome = restore::finish_interrupted(ctx, &work, false).await?;
         for busy in &outcome.busy {
             tracing::warn!(container = %target.name, "{busy}");
         }
-        lock.downgrade();
+        if let Some(e) = outcome.stuck {
+            return Err(e);
+        }
+        lock.downgrade().await;
     }
     Ok(lock)
 }

@@ -30,7 +30,7 @@ use crate::archive::stage::{stage, RootMeta, StageSpec, Staged};
 use crate::archive::verify::Expect;
 use crate::archive::writer::TarWriter;
 use crate::destination::{DestSpec, Destination};
-use crate::docker::{ContainerInfo, DockerError, Engine, HelperSpec, Mount, Role};
+use crate::docker::{ContainerInfo, DockerError, Engine, HelperSpec, Mount};
 use crate::error::Failure;
 use crate::lock::{Access, ContainerLock};
 use crate::manifest::{self, Manifest, SAFETY_TAG};
@@ -38,10 +38,10 @@ use crate::owner::Owner;
 use crate::pipeline::{read_blocking, streams, ChannelWriter};
 use crate::progress::Progress;
 use crate::settings::{BackupSettings, RestoreSettings};
-use crate::shell;
-use crate::swap::journal::{FileRecord, Journal, PathRecord};
+use crate::swap::journal::{Journal, MountWork, PathRecord, State};
 use crate::swap::member::stage_member;
-use crate::swap::{self, recover};
+use crate::swap::recover::{self, Work};
+use crate::swap::{self};
 use crate::values::AgentMode;
 
 /// Runs `dockyard restore` and prints what it did; with `--stop`, with the target (and others)
@@ -94,8 +94,12 @@ struct DirMember {
 /// A single-file bind mount to restore.
 #[derive(Debug, Clone)]
 struct FileMember {
+    /// The container path.
     path: String,
-    record: FileRecord,
+    /// The host directory holding the mount's source file.
+    dir: String,
+    /// The source file's name there.
+    name: String,
 }
 
 /// What the restore will do.
@@ -106,12 +110,39 @@ struct Plan {
 }
 
 impl Plan {
-    fn roots(&self) -> Vec<String> {
-        self.dirs.iter().map(|d| d.mount.clone()).collect()
-    }
-
-    fn file_records(&self) -> Vec<FileRecord> {
-        self.files.iter().map(|f| f.record.clone()).collect()
+    /// The journal of a restore of backup `m` into `target` by this plan, before staging.
+    fn journal(&self, m: &Manifest, target: &ContainerInfo) -> Journal {
+        Journal {
+            run: crate::owner::run_id(),
+            owner: Owner::current(),
+            backup: m.id.clone(),
+            container: target.id.clone(),
+            state: State::Staging,
+            attempts: 0,
+            mounts: self
+                .dirs
+                .iter()
+                .map(|d| MountWork {
+                    root: d.mount.clone(),
+                    paths: d
+                        .paths
+                        .iter()
+                        .map(|p| PathRecord {
+                            k: p.k,
+                            rel: p.rel.clone(),
+                            root: p.root,
+                        })
+                        .collect(),
+                    skips: d
+                        .paths
+                        .iter()
+                        .flat_map(|p| p.skip.iter().map(|n| (p.k, n.clone())))
+                        .collect(),
+                    fixups: vec![],
+                })
+                .collect(),
+            files: self.files.iter().map(|f| f.path.clone()).collect(),
+        }
     }
 }
 
@@ -124,23 +155,35 @@ async fn restore(ctx: &Ctx, s: RestoreSettings) -> Result<Outcome> {
         .helper_image
         .clone()
         .unwrap_or_else(|| target.image_id.clone());
-    let _lock = ContainerLock::take(
-        &ctx.lock_dir,
-        &target.id,
-        &target.name,
-        "restore",
-        Access::Exclusive,
-    )?;
+    let _lock =
+        ContainerLock::take_on(engine, &ctx.lock_dir, &target, "restore", Access::Exclusive)
+            .await?;
+    let ledger = recover::ledger(engine).await?;
+    let work = Work {
+        engine,
+        target: &target,
+        image: &image,
+        ledger: &ledger,
+    };
     let mut recovered = Vec::new();
     if !s.dry_run {
         engine.remove_stale_helpers().await?;
-        let outcome = finish_interrupted(ctx, engine, &target, &image).await?;
+        let outcome = finish_interrupted(ctx, &work, true).await?;
         if let Some(why) = outcome.busy.first() {
             return Err(Failure::busy(format!("{why}; wait for it and run again")).into());
         }
+        if let Some(e) = outcome.stuck {
+            return Err(e);
+        }
         if let Some(f) = outcome.foreign.first() {
             return Err(Failure::usage(format!(
-                "{f}: dockyard stages restores there and will not touch something it did not create; move it away, then run again"
+                "{f}. dockyard stages restores there and will not touch something it did not create; move it away, then run again"
+            ))
+            .into());
+        }
+        if let Some(w) = outcome.warnings.first() {
+            return Err(Failure::busy(format!(
+                "{w}; a restore needs that work directory gone first"
             ))
             .into());
         }
@@ -179,7 +222,7 @@ async fn restore(ctx: &Ctx, s: RestoreSettings) -> Result<Outcome> {
 
     let roots = archived_roots(dest.as_ref(), &m).await?;
     let plan = plan(&m, &wanted, &target, &roots)?;
-    let staged = stage_all(ctx, engine, dest.as_ref(), &m, &target, &plan, &image, &s).await?;
+    let (staged, mut journal) = stage_all(ctx, &work, dest.as_ref(), &m, &plan, &s).await?;
     let safety = if s.safety_backup {
         match safety_backup(ctx, engine, &target, &plan, &image, &s, &safety_dest).await {
             Ok(safety) => safety,
@@ -191,7 +234,7 @@ async fn restore(ctx: &Ctx, s: RestoreSettings) -> Result<Outcome> {
     } else {
         None
     };
-    commit(ctx, engine, &target, &plan, &image).await?;
+    let old_contents = commit(ctx, &work, &mut journal, s.wait_cleanup).await?;
 
     let stripped: Vec<String> = staged.iter().flat_map(|s| s.stripped.clone()).collect();
     if !stripped.is_empty() {
@@ -211,11 +254,12 @@ async fn restore(ctx: &Ctx, s: RestoreSettings) -> Result<Outcome> {
             .map(|f| {
                 format!(
                     "{} is a single-file bind mount of {}/{}: the container sees the restored file after it restarts",
-                    f.path, f.record.host_dir, f.record.name
+                    f.path, f.dir, f.name
                 )
             })
             .collect(),
         recovered,
+        old_contents,
         downtime_seconds: None,
     }))
 }
@@ -265,15 +309,14 @@ fn failed_verification(m: &Manifest, dest: &dyn Destination, why: &str) -> anyho
     .into()
 }
 
-/// Finishes or removes what interrupted restores of `target` left, in a critical section.
+/// Finishes, undoes or cleans up after earlier restores of the target, in a critical section.
 pub async fn finish_interrupted(
     ctx: &Ctx,
-    engine: &Engine,
-    target: &ContainerInfo,
-    image: &str,
+    work: &Work<'_>,
+    for_restore: bool,
 ) -> Result<recover::Outcome> {
     let _critical = ctx.critical.enter();
-    recover::run(engine, target, image).await
+    recover::run(work, for_restore).await
 }
 
 /// The backup's paths to restore (all, or the `--path` ones).
@@ -348,24 +391,11 @@ fn plan(
                     ))
                     .into());
                 }
-                let source = std::path::Path::new(&mount.source);
-                let (Some(dir), Some(name)) = (
-                    source.parent().and_then(|d| d.to_str()),
-                    source.file_name().and_then(|n| n.to_str()),
-                ) else {
-                    return Err(Failure::usage(format!(
-                        "cannot restore {path}: its bind mount source {:?} has no directory and name",
-                        mount.source
-                    ))
-                    .into());
-                };
+                let (dir, name) = recover::file_source(target, path)?;
                 plan.files.push(FileMember {
                     path: path.clone(),
-                    record: FileRecord {
-                        host_dir: dir.to_string(),
-                        name: name.to_string(),
-                        path: path.clone(),
-                    },
+                    dir,
+                    name,
                 });
             }
             root => {
@@ -680,71 +710,75 @@ async fn dry_run(
     })
 }
 
-/// Stages every path; on any failure (or a signal, through `ctx`'s clean-up) the staging is
-/// removed and nothing live has changed.
-#[allow(clippy::too_many_arguments)]
+/// Stages every path, the journal on the host written first; on any failure (or a signal,
+/// through `ctx`'s clean-up) the staging is removed and nothing live has changed. Returns what
+/// each path staged and the journal, now holding the times the engine could not set.
 async fn stage_all(
     ctx: &Ctx,
-    engine: &Engine,
+    work: &Work<'_>,
     dest: &dyn Destination,
     m: &Manifest,
-    target: &ContainerInfo,
     plan: &Plan,
-    image: &str,
     s: &RestoreSettings,
-) -> Result<Vec<Staged>> {
-    let (binds, _) = recover::file_binds(&plan.file_records());
-    let mut spec = HelperSpec::archive(target, image, false);
-    spec.binds = binds;
-    let stager = engine.create_helper(spec).await?;
+) -> Result<(Vec<Staged>, Journal)> {
+    let (engine, target, image) = (work.engine, work.target, work.image);
+    let mut journal = plan.journal(m, target);
+    work.ledger.write(&journal)?;
     ctx.set_pending(Some(super::Pending {
         target: target.clone(),
         image: image.to_string(),
-        roots: plan.roots(),
-        files: plan.file_records(),
+        journal: journal.clone(),
+        ledger: work.ledger.clone(),
     }));
-    let journal_of = |member: &DirMember| Journal {
-        run: crate::owner::run_id(),
-        owner: Owner::current(),
-        backup: m.id.clone(),
-        members: plan.roots(),
-        paths: member
-            .paths
-            .iter()
-            .map(|p| PathRecord {
-                k: p.k,
-                rel: p.rel.clone(),
-                root: p.root,
-            })
-            .collect(),
-        skips: member
-            .paths
-            .iter()
-            .flat_map(|p| p.skip.iter().map(|n| (p.k, n.clone())))
-            .collect(),
-        files: plan.file_records(),
+    let staged = stage_each(ctx, work, dest, m, plan, s, &mut journal).await;
+    let staged = match staged {
+        Ok(staged) => staged,
+        Err(e) => {
+            discard(ctx, engine).await;
+            return Err(e);
+        }
     };
+    work.ledger.write(&journal)?;
+    ctx.set_pending(Some(super::Pending {
+        target: target.clone(),
+        image: image.to_string(),
+        journal: journal.clone(),
+        ledger: work.ledger.clone(),
+    }));
+    crate::fault::point("staged").await;
+    Ok((staged, journal))
+}
+
+/// Stages each directory path into its mount's work dir (through a helper holding the volumes),
+/// then each single file beside its host file (through one holding only their directories).
+async fn stage_each(
+    ctx: &Ctx,
+    work: &Work<'_>,
+    dest: &dyn Destination,
+    m: &Manifest,
+    plan: &Plan,
+    s: &RestoreSettings,
+    journal: &mut Journal,
+) -> Result<Vec<Staged>> {
+    let (engine, target, image) = (work.engine, work.target, work.image);
+    let stager = engine
+        .create_helper(HelperSpec::archive(target, image, false))
+        .await?;
     let source = Source {
         engine,
         helper: &stager,
         dest,
         m,
-        files: plan.file_records(),
         show_progress: ctx.output.progress,
     };
     let mut staged = Vec::new();
-    let mut result: Result<()> = Ok(());
     let mut agent = match s.agent {
         AgentMode::Auto => Ok(()),
         AgentMode::Never => Err(Unavailable("--agent never".into())),
     };
-    'members: for member in &plan.dirs {
+    let mut result: Result<()> = Ok(());
+    'members: for (i, member) in plan.dirs.iter().enumerate() {
         for p in &member.paths {
-            let preamble = if p.k == 0 {
-                Some(journal_of(member).render())
-            } else {
-                None
-            };
             let spec = StageSpec {
                 path: p.path.clone(),
                 into: swap::new_dir(p.k).into_bytes(),
@@ -752,38 +786,37 @@ async fn stage_all(
                 privileges: s.privileges,
                 root: Kind::Dir,
             };
+            let first = p.k == 0;
+            let mut done = None;
             if agent.is_ok() {
                 let job = UnpackJob {
                     mount: member.mount.clone(),
                     spec: spec.clone(),
-                    k: p.k,
-                    journal: preamble.clone(),
+                    first,
                     expect: Expect::of(m),
                 };
                 match stage_by_agent(&source, target, image, &job).await {
-                    Ok(st) => {
-                        if let Err(e) = agrees(m, dest, p, &st) {
-                            result = Err(e);
-                            break 'members;
-                        }
-                        staged.push(st);
-                        continue;
-                    }
+                    Ok(st) => done = Some(Ok(st)),
                     Err(AgentStaging::Unavailable(why)) => agent = Err(why),
-                    Err(AgentStaging::Error(e)) => {
-                        result = Err(e.context(format!("staging {} of backup {}", p.path, m.id)));
-                        break 'members;
-                    }
+                    Err(AgentStaging::Error(e)) => done = Some(Err(e)),
                 }
             }
-            if let Err(why) = &agent {
-                tracing::info!(container = %target.name, path = %p.path, "staging through the engine's archive endpoint: {why}");
-            }
-            match stage_one(&source, &member.mount, spec, p.k, preamble)
-                .await
-                .and_then(|st| agrees(m, dest, p, &st).map(|()| st))
-            {
-                Ok(st) => staged.push(st),
+            let done = match done {
+                Some(d) => d,
+                None => {
+                    if let Err(why) = &agent {
+                        tracing::info!(container = %target.name, path = %p.path, "staging through the engine's archive endpoint: {why}");
+                    }
+                    stage_one(&source, &member.mount, spec, first).await
+                }
+            };
+            match done.and_then(|st| agrees(m, dest, p, &st).map(|()| st)) {
+                Ok(st) => {
+                    journal.mounts[i]
+                        .fixups
+                        .extend(st.fixups.iter().map(|f| (p.k, f.secs, f.rel.clone())));
+                    staged.push(st);
+                }
                 Err(e) => {
                     result = Err(e.context(format!("staging {} of backup {}", p.path, m.id)));
                     break 'members;
@@ -791,30 +824,58 @@ async fn stage_all(
             }
         }
     }
-    if result.is_ok() {
-        for (i, f) in plan.files.iter().enumerate() {
-            let spec = StageSpec {
-                path: f.path.clone(),
-                into: swap::staged_file_name(&f.record.name).into_bytes(),
-                skip: vec![],
-                privileges: s.privileges,
-                root: Kind::File,
-            };
-            let into = format!("/.dockyard-file-{i}");
-            match stage_file(&source, &into, spec).await {
-                Ok(st) => staged.push(st),
-                Err(e) => {
-                    result = Err(e.context(format!("staging {} of backup {}", f.path, m.id)));
-                    break;
-                }
+    let removed = engine.remove_helper(&stager).await;
+    result?;
+    removed?;
+    if !plan.files.is_empty() {
+        staged.extend(stage_files(ctx, work, dest, m, plan, s).await?);
+    }
+    Ok(staged)
+}
+
+/// Stages each single-file path beside its live file, through a helper that holds only those
+/// files' host directories (never the app's volumes).
+async fn stage_files(
+    ctx: &Ctx,
+    work: &Work<'_>,
+    dest: &dyn Destination,
+    m: &Manifest,
+    plan: &Plan,
+    s: &RestoreSettings,
+) -> Result<Vec<Staged>> {
+    let paths: Vec<String> = plan.files.iter().map(|f| f.path.clone()).collect();
+    let (binds, _) = recover::file_binds(work.target, &paths)?;
+    let mut spec = HelperSpec::archive(work.target, work.image, false);
+    spec.volumes = false;
+    spec.binds = binds;
+    let helper = work.engine.create_helper(spec).await?;
+    let source = Source {
+        engine: work.engine,
+        helper: &helper,
+        dest,
+        m,
+        show_progress: ctx.output.progress,
+    };
+    let mut staged = Vec::new();
+    let mut result = Ok(());
+    for (i, f) in plan.files.iter().enumerate() {
+        let spec = StageSpec {
+            path: f.path.clone(),
+            into: swap::staged_file_name(&f.name).into_bytes(),
+            skip: vec![],
+            privileges: s.privileges,
+            root: Kind::File,
+        };
+        match stage_file(&source, &format!("/.dockyard-file-{i}"), spec).await {
+            Ok(st) => staged.push(st),
+            Err(e) => {
+                result = Err(e.context(format!("staging {} of backup {}", f.path, m.id)));
+                break;
             }
         }
     }
-    let removed = engine.remove_helper(&stager).await;
-    if let Err(e) = result {
-        discard(ctx, engine).await;
-        return Err(e);
-    }
+    let removed = work.engine.remove_helper(&helper).await;
+    result?;
     removed?;
     Ok(staged)
 }
@@ -856,7 +917,6 @@ async fn stage_by_agent(
     } = *source;
     let error = |e: anyhow::Error| AgentStaging::Error(e);
     let archive = dest.get(&m.archive).await.map_err(|e| error(e.into()))?;
-    let (binds, _) = recover::file_binds(&source.files);
     let progress = Progress::sized(
         format!("restore into {}", job.spec.path),
         Some(m.size),
@@ -866,7 +926,7 @@ async fn stage_by_agent(
         engine,
         target,
         image,
-        binds,
+        vec![],
         job,
         archive,
         progress.read.clone(),
@@ -901,24 +961,21 @@ struct Source<'a> {
     helper: &'a str,
     dest: &'a dyn Destination,
     m: &'a Manifest,
-    /// Single files staged beside their host files (their directories are bound into helpers).
-    files: Vec<FileRecord>,
     /// Show a progress bar on a terminal.
     show_progress: bool,
 }
 
 /// Streams one directory path of the archive into `<mount>/.dockyard-restore/new-<k>/`, with the
-/// journal and phase first (for the mount's first path) and its time fix-ups last.
+/// work directory and its phase first (for the mount's first path).
 async fn stage_one(
     source: &Source<'_>,
     mount: &str,
     spec: StageSpec,
-    k: usize,
-    journal: Option<String>,
+    first: bool,
 ) -> Result<Staged> {
     let expect = Expect::of(source.m);
     stage_through(source, mount, move |r, w| {
-        stage_member(r, &expect, &spec, k, journal.as_deref(), w)
+        stage_member(r, &expect, &spec, first, w)
     })
     .await
 }
@@ -957,7 +1014,6 @@ where
         dest,
         m,
         show_progress,
-        ..
     } = *source;
     let (writer, rx) = streams::channel();
     let progress = Progress::sized(format!("restore into {into}"), Some(m.size), show_progress);
@@ -986,75 +1042,106 @@ where
     }
 }
 
-/// Removes the staging of this run (after a failure, or on a signal through `ctx`'s clean-up).
+/// Removes the staging of this run (after a failure, or on a signal through `ctx`'s clean-up),
+/// and its journal.
 pub async fn discard(ctx: &Ctx, engine: &Engine) {
     let Some(p) = ctx.take_pending() else {
         return;
     };
-    let (binds, pairs) = recover::file_binds(&p.files);
-    let mut spec = HelperSpec::script(
-        &p.target,
-        &p.image,
-        shell::restore("discard", &p.roots, &pairs),
-    );
-    spec.role = Role::Swap;
-    spec.binds = binds;
-    match engine.run_script(spec, false).await {
-        Ok(r) if r.code == 0 => {}
-        Ok(r) => {
-            tracing::warn!(container = %p.target.name, error = %r.stderr.trim(), "could not remove the restore's staging; the next dockyard run on this container will")
-        }
-        Err(e) => {
-            tracing::warn!(container = %p.target.name, error = %e, "could not remove the restore's staging; the next dockyard run on this container will")
-        }
+    let work = Work {
+        engine,
+        target: &p.target,
+        image: &p.image,
+        ledger: &p.ledger,
+    };
+    if let Err(e) = recover::discard(&work, &p.journal).await {
+        tracing::warn!(container = %p.target.name, error = %format!("{e:#}"), "could not remove the restore's staging; the next dockyard run on this container will");
     }
 }
 
-/// The swap, as one helper run in a critical section: a signal waits for it, and a killed
-/// dockyard leaves it running (the next run waits for it and finishes whatever is left).
+/// The swap, in a critical section: a signal waits for it, and a killed dockyard leaves its
+/// helper running (the next run waits for it and finishes whatever is left). The journal on the
+/// host says `committed` first: from then on the restore is only ever finished (or, if that
+/// fails twice, rolled back). Then the old contents are deleted, in the background unless
+/// `wait_cleanup`. Returns what became of the old contents, in words.
 async fn commit(
     ctx: &Ctx,
-    engine: &Engine,
-    target: &ContainerInfo,
-    plan: &Plan,
-    image: &str,
-) -> Result<()> {
+    work: &Work<'_>,
+    journal: &mut Journal,
+    wait_cleanup: bool,
+) -> Result<String> {
     let critical = ctx.critical.enter();
+    journal.state = State::Committed;
+    work.ledger.write(journal)?;
     ctx.set_pending(None);
-    let (binds, pairs) = recover::file_binds(&plan.file_records());
-    let mut spec = HelperSpec::script(
-        target,
-        image,
-        shell::restore("commit", &plan.roots(), &pairs),
-    );
-    spec.role = Role::Swap;
-    spec.binds = binds;
-    let ran = engine.run_script(spec, false).await;
-    let failure = match ran {
-        Ok(r) if r.code == 0 => return Ok(()),
-        Ok(r) => format!("exit {}: {}", r.code, r.stderr.trim()),
-        Err(e) => e.to_string(),
-    };
-    // Finish (or, if it never became ready, undo) whatever the swap left, once.
-    tracing::warn!(container = %target.name, error = %failure, "the swap did not complete; trying to finish it");
-    let retried = recover::run(engine, target, image).await;
-    drop(critical);
-    let state = match retried {
-        Ok(o) if o.busy.is_empty() => {
-            if o.done.iter().any(|d| d.starts_with("finished")) {
-                return Ok(());
+    crate::fault::point("committed").await;
+    if let Err(first) = recover::finish(work, journal).await {
+        tracing::warn!(container = %work.target.name, error = %format!("{first:#}"), "the swap did not complete; checking where it stands");
+        if !swapped_after_all(work, journal).await {
+            let said = recover::give_up_or_retry(work, journal, first).await;
+            if let Err(e) = &said {
+                tracing::warn!(container = %work.target.name, error = %format!("{e:#}"), "trying to finish the swap once more");
             }
-            "its staging was removed and the old contents are in place".to_string()
+            if let Err(second) = recover::finish(work, journal).await {
+                let said = recover::give_up_or_retry(work, journal, second).await?;
+                return Err(DockerError::HelperFailed {
+                    container: work.target.name.clone(),
+                    action: "swapping the restored files into place".into(),
+                    code: 1,
+                    output: said,
+                }
+                .into());
+            }
         }
-        Ok(_) | Err(_) => "it is mid-swap; the next dockyard run on this container finishes it before anything else".to_string(),
-    };
-    Err(DockerError::HelperFailed {
-        container: target.name.clone(),
-        action: format!("swapping the restored files into place ({state})"),
-        code: 1,
-        output: failure,
     }
-    .into())
+    // The restore is done: a signal from here on waits for the report (and for the clean-up to
+    // start), except while waiting for the clean-up, which the next run finishes if cut short.
+    let mut outcome = recover::Outcome::default();
+    if wait_cleanup {
+        drop(critical);
+        recover::clean(work, journal, true, &mut outcome).await;
+    } else {
+        critical.keep();
+        recover::clean(work, journal, false, &mut outcome).await;
+    }
+    Ok(match outcome.warnings.pop() {
+        Some(w) => {
+            tracing::warn!(container = %work.target.name, "{w}");
+            w
+        }
+        None if wait_cleanup => "deleted".into(),
+        None => "being deleted in the background by a helper; the next dockyard run on this container finishes that if it is cut short".into(),
+    })
+}
+
+/// Whether every mount of `journal` is swapped after all (the engine may have gone away while the
+/// swap finished): once no swap helper runs, the phases are read again, waiting up to a minute
+/// for the engine to answer. Then the journal says so.
+async fn swapped_after_all(work: &Work<'_>, journal: &mut Journal) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let read = async {
+            work.engine.wait_for_swaps(&work.target.name, false).await?;
+            recover::phases(work, journal).await
+        };
+        match read.await {
+            Ok(phases) => {
+                if !phases
+                    .iter()
+                    .all(|p| p.as_deref().is_none_or(|p| p == "swapped"))
+                {
+                    return false;
+                }
+                journal.state = State::Swapped;
+                return work.ledger.write(journal).is_ok();
+            }
+            Err(e) if std::time::Instant::now() < deadline => {
+                tracing::debug!(error = %format!("{e:#}"), "the engine does not answer yet");
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+            Err(_) => return false,
+        }
+    }
 }
 
 /// Privileges as the restore applies them (for the settings).

@@ -37,6 +37,9 @@ pub struct Restored {
     pub notes: Vec<String>,
     /// What an interrupted earlier restore left, and how it was finished or rolled back.
     pub recovered: Vec<String>,
+    /// What became of the old contents the swap moved aside: `deleted` (`--wait-cleanup`), being
+    /// deleted in the background, or why they are still there.
+    pub old_contents: String,
     /// Seconds the containers were stopped (`--stop`).
     pub downtime_seconds: Option<f64>,
 }
@@ -109,6 +112,7 @@ fn text(ctx: &Ctx, r: &Restored) {
         r.into,
         r.paths.join(", ")
     ));
+    ctx.say(&format!("old contents: {}", r.old_contents));
     if let Some(s) = &r.safety_backup {
         ctx.say(&format!(
             "safety backup of what was there: {} at {} ({}, {:.1}s); to undo: {}",

@@ -31,6 +31,8 @@ pub struct JobEnv {
     pub notifier: Option<Notifier>,
     /// The config file, for the command a notification suggests.
     pub config: PathBuf,
+    /// Jobs run at once, at most (`parallel_jobs`).
+    pub parallel: usize,
 }
 
 impl JobEnv {
@@ -46,6 +48,7 @@ impl JobEnv {
             metrics: metrics.or(config.metrics_file.clone()),
             notifier: crate::settings::notify::lower(config.notify.as_ref(), notify)?,
             config: path.to_path_buf(),
+            parallel: config.parallel_jobs.map_or(2, |n| n.get()),
         })
     }
 }
@@ -152,48 +155,42 @@ fn counted(first: &anyhow::Error, parts: &str, failed: &[&str], total: usize) ->
     .into()
 }
 
-/// Runs `plans` one after another (a failure does not stop the others), updates the metrics file,
-/// notifies, and returns every job's result and the first error. Prints nothing: errors are in
-/// the results.
+/// Runs `plans` (a failure does not stop the others), up to `env.parallel` at once but never two
+/// of one container, updates the metrics file, notifies, and returns every job's result in plan
+/// order and the first error. Prints nothing: errors are in the results.
 pub async fn run_plans(
     ctx: &Ctx,
     plans: &[JobPlan],
     env: &JobEnv,
 ) -> (Vec<JobResult>, Option<anyhow::Error>) {
-    let lock_dir = env.lock_dir.as_path();
+    use futures_util::stream::{FuturesUnordered, StreamExt};
+    let mut done: Vec<Option<(JobResult, Option<anyhow::Error>)>> =
+        plans.iter().map(|_| None).collect();
+    let mut waiting: std::collections::VecDeque<usize> = (0..plans.len()).collect();
+    let mut busy = std::collections::HashSet::new();
+    let mut running = FuturesUnordered::new();
+    loop {
+        let mut i = 0;
+        while running.len() < env.parallel.max(1) && i < waiting.len() {
+            let idx = waiting[i];
+            if !busy.insert(plans[idx].container()) {
+                i += 1;
+                continue;
+            }
+            waiting.remove(i);
+            running.push(async move { (idx, one_job(ctx, &plans[idx], env).await) });
+        }
+        let Some((idx, result)) = running.next().await else {
+            break;
+        };
+        busy.remove(plans[idx].container());
+        done[idx] = Some(result);
+    }
     let mut results = Vec::new();
     let mut first_error = None;
-    for plan in plans {
-        let t0 = Instant::now();
-        tracing::info!(job = plan.name(), "job started");
-        let (outcome, destinations) = run_job(ctx, plan, lock_dir).await;
-        let (ok, error, bytes) = match outcome {
-            Ok(bytes) => (true, None, bytes),
-            Err(e) => {
-                let text = crate::error::describe(&e);
-                tracing::error!(job = plan.name(), error = %text, "job failed");
-                first_error.get_or_insert(e.context(format!("job {}", plan.name())));
-                (false, Some(text), 0)
-            }
-        };
-        let seconds = t0.elapsed().as_secs_f64();
-        tracing::info!(job = plan.name(), ok, seconds, bytes, "job finished");
-        let result = JobResult {
-            job: plan.name().to_string(),
-            ok,
-            error,
-            seconds,
-            bytes,
-            finished: Utc::now(),
-            destinations,
-        };
-        ctx.out.event(
-            "job",
-            Some(plan.name()),
-            serde_json::to_value(&result).expect("serialisable"),
-        );
-        if let Some(n) = &env.notifier {
-            n.send(&notice(plan, &result, &env.config)).await;
+    for (result, error) in done.into_iter().flatten() {
+        if let Some(e) = error {
+            first_error.get_or_insert(e);
         }
         results.push(result);
     }
@@ -203,6 +200,47 @@ pub async fn run_plans(
         }
     }
     (results, first_error)
+}
+
+/// Runs one job, says how it went (the `job` event, a notification) and returns its result and
+/// error.
+async fn one_job(ctx: &Ctx, plan: &JobPlan, env: &JobEnv) -> (JobResult, Option<anyhow::Error>) {
+    let t0 = Instant::now();
+    tracing::info!(job = plan.name(), "job started");
+    let (outcome, destinations) = run_job(ctx, plan, env.lock_dir.as_path()).await;
+    let (ok, error, bytes, failure) = match outcome {
+        Ok(bytes) => (true, None, bytes, None),
+        Err(e) => {
+            let text = crate::error::describe(&e);
+            tracing::error!(job = plan.name(), error = %text, "job failed");
+            (
+                false,
+                Some(text),
+                0,
+                Some(e.context(format!("job {}", plan.name()))),
+            )
+        }
+    };
+    let seconds = t0.elapsed().as_secs_f64();
+    tracing::info!(job = plan.name(), ok, seconds, bytes, "job finished");
+    let result = JobResult {
+        job: plan.name().to_string(),
+        ok,
+        error,
+        seconds,
+        bytes,
+        finished: Utc::now(),
+        destinations,
+    };
+    ctx.out.event(
+        "job",
+        Some(plan.name()),
+        serde_json::to_value(&result).expect("serialisable"),
+    );
+    if let Some(n) = &env.notifier {
+        n.send(&notice(plan, &result, &env.config)).await;
+    }
+    (result, failure)
 }
 
 /// What a notification says about one job.

@@ -269,6 +269,7 @@ impl Marker {
                 start: 0,
                 run: "legacy".into(),
                 since: self.started.timestamp(),
+                ns: String::new(),
             })
     }
 }

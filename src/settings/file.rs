@@ -43,6 +43,17 @@ impl JobPlan {
             JobPlan::Backup { name, .. } | JobPlan::Logs { name, .. } => name,
         }
     }
+
+    /// The container the job works on.
+    pub fn container(&self) -> &str {
+        match self {
+            JobPlan::Backup { backups, .. } => backups
+                .first()
+                .map(|(_, s)| s.container.as_str())
+                .unwrap_or_default(),
+            JobPlan::Logs { settings, .. } => &settings.container,
+        }
+    }
 }
 
 /// What `dockyard restore` takes from the config file's `[restore]` table.

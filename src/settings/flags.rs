@@ -29,6 +29,7 @@ impl Settings {
             quiet: cli.quiet,
         };
         let remote = remote_options(&cli.command);
+        let helper_timeout = cli.helper_timeout.0;
         let dest = |url: &str| DestSpec::parse(url, &remote).map_err(Failure::usage);
         let action = match cli.command {
             Command::Backup(a) => Action::Backup(backup(a, &dest, false)?),
@@ -106,6 +107,7 @@ impl Settings {
                     stop_timeout: a.stop.stop_timeout,
                     helper_image: a.helper_image,
                     agent: a.agent.agent,
+                    wait_cleanup: a.wait_cleanup,
                 })
             }
             Command::Logs(a) => Action::Logs(logs(*a, &dest)?),
@@ -121,6 +123,7 @@ impl Settings {
             output,
             action,
             engine_ssh_config: remote.ssh_config,
+            helper_timeout,
         })
     }
 }

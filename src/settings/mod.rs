@@ -27,6 +27,8 @@ pub struct Settings {
     pub action: Action,
     /// ssh config file for a remote engine (`DOCKER_HOST=ssh://...`): `--ssh-config`.
     pub engine_ssh_config: Option<std::path::PathBuf>,
+    /// How long a script helper may run (`--helper-timeout`).
+    pub helper_timeout: std::time::Duration,
 }
 
 /// The command, with its validated settings.
@@ -210,6 +212,8 @@ pub struct RestoreSettings {
     pub helper_image: Option<String>,
     /// Whether dockyard's agent works inside the helpers (the safety backup).
     pub agent: AgentMode,
+    /// Wait for the old contents to be deleted before reporting.
+    pub wait_cleanup: bool,
 }
 
 /// The containers to stop, in stop order: `container` and then `also`, or none without `stop`.

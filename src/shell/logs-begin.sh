@@ -23,12 +23,22 @@ S=.dockyard
 
 record() { printf '%s\0' "$*"; }
 
+# fault NAME: in test builds dockyard passes DOCKYARD_FAULT; a named point stops here until the
+# test releases it.
+fault() {
+  case ",${DOCKYARD_FAULT:-}," in *",$1,"*) ;; *) return 0 ;; esac
+  echo "dockyard-fault $1" >&2
+  : >"/tmp/.dockyard-fault-reached-$1" 2>/dev/null
+  while [ ! -e /tmp/.dockyard-fault-release ]; do sleep 0.1; done
+}
+
 fail() {
   echo "dockyard logs: $*" >&2
   exit "${2:-1}"
 }
 
 cd -P -- "$dir" 2>/dev/null || fail "no directory $dir in the volume" 3
+fault logs-begin
 if [ -L "$S" ] || { [ -e "$S" ] && [ ! -d "$S" ]; }; then
   fail "$dir/$S is a symlink or not a directory; dockyard keeps its state there and will not follow it (remove it)" 4
 fi
@@ -36,6 +46,13 @@ plan=0
 [ "$rotate" = plan ] && plan=1 && rotate=1
 [ "$plan" = 1 ] || [ -d "$S" ] || mkdir "$S" || fail "cannot create $dir/$S"
 set -C # state files are created, never opened through something already there
+
+# read_state FILE: prints FILE's first line if it is a regular file (a FIFO planted there would
+# block any read; a symlink could point anywhere), else nothing.
+read_state() {
+  [ -f "$1" ] && [ ! -L "$1" ] || return 0
+  IFS= read -r _line <"$1" 2>/dev/null && printf '%s' "$_line"
+}
 
 # write_state NAME VALUE: replaces $S/NAME (a symlink planted there is replaced, not followed).
 write_state() {
@@ -46,11 +63,12 @@ write_state() {
 
 if [ "$plan" = 0 ]; then
   if [ -n "$stale" ] && [ -d "$S/lock" ] && [ ! -L "$S/lock" ]; then
-    IFS= read -r held <"$S/lock/owner" 2>/dev/null || held=
+    held=$(read_state "$S/lock/owner")
     [ "$held" = "$stale" ] && rm -rf -- "$S/lock"
   fi
   if ! mkdir "$S/lock" 2>/dev/null; then
-    IFS= read -r held <"$S/lock/owner" 2>/dev/null || held=
+    held=
+    [ -d "$S/lock" ] && [ ! -L "$S/lock" ] && held=$(read_state "$S/lock/owner")
     record "LOCKED $held"
     exit 75
   fi
@@ -86,8 +104,7 @@ if [ "$rotate" = 1 ]; then
         if [ -n "$min_size" ] && [ "$size" -ge "$min_size" ]; then due=1; fi
         if [ -n "$max_age" ]; then
           # The recorded time is the app's to tamper with: only plain digits are used.
-          last=
-          [ -f "$S/last-$f" ] && [ ! -L "$S/last-$f" ] && IFS= read -r last <"$S/last-$f"
+          last=$(read_state "$S/last-$f")
           if ! number "$last"; then
             last=$now
             [ "$plan" = 1 ] || write_state "last-$f" "$now"

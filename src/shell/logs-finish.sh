@@ -17,8 +17,12 @@ cd -P -- "$dir" || exit 3
 [ -d "$S" ] && [ ! -L "$S" ] || { echo "dockyard logs: $dir/$S is gone or not a directory" >&2; exit 4; }
 case "$count" in '' | *[!0-9]*) exit 2 ;; esac
 
+# log_line NAME SIZE KEY: appends to the shipped log; anything but a regular file there (a
+# symlink, a FIFO that would block the append) is replaced.
 log_line() {
-  [ -L "$S/shipped.log" ] && rm -f -- "$S/shipped.log"
+  if [ -e "$S/shipped.log" ] || [ -L "$S/shipped.log" ]; then
+    [ -f "$S/shipped.log" ] && [ ! -L "$S/shipped.log" ] || rm -f -- "$S/shipped.log"
+  fi
   printf '%s %s %s %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$1" "$2" "$3" >>"$S/shipped.log"
 }
 
@@ -43,7 +47,10 @@ if [ -f "$S/shipped.log" ] && [ ! -L "$S/shipped.log" ] && [ "$(wc -l <"$S/shipp
   tail -n 1000 "$S/shipped.log" >"$S/shipped.tmp" && mv -f -- "$S/shipped.tmp" "$S/shipped.log"
 fi
 if [ -d "$S/lock" ] && [ ! -L "$S/lock" ]; then
-  IFS= read -r held <"$S/lock/owner" 2>/dev/null || held=
+  held=
+  if [ -f "$S/lock/owner" ] && [ ! -L "$S/lock/owner" ]; then
+    IFS= read -r held <"$S/lock/owner" 2>/dev/null
+  fi
   [ "$held" = "$owner" ] && rm -rf -- "$S/lock"
 fi
 exit 0

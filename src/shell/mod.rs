@@ -51,18 +51,13 @@ pub fn remote(op: &str, dir: &str, args: &[&str]) -> Script {
     }
 }
 
-/// `restore.sh MODE ROOT... -- STAGED LIVE ...`.
-pub fn restore(mode: &str, roots: &[String], files: &[(String, String)]) -> Script {
-    let mut args = vec![mode.to_string()];
-    args.extend(roots.iter().cloned());
-    args.push("--".into());
-    for (staged, live) in files {
-        args.push(staged.clone());
-        args.push(live.clone());
-    }
+/// `restore.sh MODE ARG...` (see the file's header for each mode's arguments).
+pub fn restore(mode: &str, args: Vec<String>) -> Script {
+    let mut all = vec![mode.to_string()];
+    all.extend(args);
     Script {
         name: "dockyard-restore",
         text: RESTORE,
-        args,
+        args: all,
     }
 }

@@ -1,30 +1,50 @@
-# dockyard: the swap step of a restore, and the recovery of an interrupted one. POSIX sh (busybox
-# ash, dash, bash as sh); runs as root in a helper container that has the target's volumes.
+# dockyard: the swap step of a restore, and what finishes, undoes or cleans up after one. POSIX sh
+# (busybox ash, dash, bash as sh); runs as root in a helper container that has the target's
+# volumes and no host directory besides them.
 #
-# Usage: restore.sh MODE [MOUNT_ROOT...] [-- STAGED_FILE LIVE_FILE ...]
-#   commit   every MOUNT_ROOT was staged completely: set the recorded times, mark each ready, move
-#            the staged single files into place, then swap each path and clean up
-#   forward  finish an interrupted restore: each work dir is ready or further along
-#   discard  remove the work dirs (and staged single files) of a restore that never became ready
+# Usage: restore.sh MODE ARGS...
+#   commit   [ROOT PHASE SPEC]...   apply the time fix-ups, then swap every path of each ROOT from
+#                                   PHASE on; prints "PHASE <root> swapped" for each
+#   rollback [ROOT PHASE SPEC]...   put each path's old contents back (a restore given up);
+#                                   phases "undo K" and then "rolledback"
+#   discard  [ROOT PHASE]...        remove work dirs whose swap never began
+#   clean    [ROOT MTIME]...        remove swapped work dirs, then give ROOT time MTIME ("-": none)
+#   files    move|discard [STAGED LIVE]...   single files, in a helper that has only their
+#                                   directories: rename each staged file over its live one
 #
-# Each MOUNT_ROOT holds a work dir .dockyard-restore (root, mode 0700) with:
-#   0-journal    "dockyard-restore 1", then "path <k> <uid> <gid> <mode> <mtime> <rel>" per path
-#                and "skip <k> <name>" per nested mount point that stays in place; <rel> and
-#                <name> are octal escapes (\ooo per byte), validated, then decoded with printf
-#   0-phase      staging | ready | aside <k> | in <k> | meta <k> | swapped
-#   0-fixups-<k> "<seconds> <name>" per entry whose time the engine could not set
-#   new-<k>/     the staged contents of path k;  old-<k>/  its previous contents
-# Phases only move forward and every step can run again after a crash, so `forward` always ends
-# with exactly the restored tree. Output: "PHASE <root> <phase>" and "FILE <path>" lines.
-# POSIX sh has no local variables: each function's own variables carry its own prefix (_p_, _s_,
-# _m_, _f_, _e_, _r_, _x_), so none can overwrite a caller's.
+# Nothing this script acts on is read from a volume. SPEC is a file in the helper's own root
+# file system, written there by dockyard from its journal on the host: "path K UID GID MODE
+# MTIME REL", "skip K NAME" (a nested mount point that stays) and "fixup K SECS NAME" (a time the
+# engine could not set) lines, REL and NAME octal escapes (\ooo per byte), checked, then decoded
+# with printf. PHASE is what ROOT/.dockyard-restore/0-phase said when dockyard read it:
+# staging | aside K | in K | meta K | swapped. The work dir (root, mode 0700) holds new-K/ (the
+# staged contents of path K), old-K/ (its previous contents) and 0-phase, rewritten as the swap
+# moves on, so every step can run again after a crash and `commit` always ends with exactly the
+# restored tree. POSIX sh has no local variables: each function's own variables carry its own
+# prefix (_s_, _m_, _f_, _e_, _b_, _r_, _x_), so none can overwrite a caller's.
 set -u
+set -C # files are created, never opened through something already there
 W=.dockyard-restore
 BATCH=200
+nl='
+'
 
 fail() {
   echo "dockyard restore: $*" >&2
   exit 1
+}
+
+# fault NAME: in test builds dockyard passes DOCKYARD_FAULT; a named point stops here until the
+# test releases it ("NAME"), or fails this step ("NAME=fail").
+fault() {
+  case ",${DOCKYARD_FAULT:-}," in
+    *",$1=fail,"*) echo "dockyard-fault $1" >&2 && return 1 ;;
+    *",$1,"*) ;;
+    *) return 0 ;;
+  esac
+  echo "dockyard-fault $1" >&2
+  : >|"/.dockyard-fault-reached-$1"
+  while [ ! -e /.dockyard-fault-release ]; do sleep 0.1; done
 }
 
 # decode ESCAPES: sets $decoded (its only variable) to the bytes the \ooo escapes stand for.
@@ -39,44 +59,53 @@ number() {
 }
 
 signed() {
-  case "$1" in '' | - | *[!0-9-]* | ?*-*) fail "bad time '$1' in $root" ;; esac
+  case "$1" in '' | - | *[!0-9-]* | ?*-*) fail "bad time '$1' in the journal of $root" ;; esac
 }
 
-# enter ROOT: cd into the mount root and check that the work dir is dockyard's own (a directory,
-# not a symlink, owned by root, mode 0700: nothing the app could have made).
+# physical DIR: prints DIR's physical path (cd -P resolves every symlink on the way).
+physical() {
+  (cd -P -- "$1" && pwd -P && printf x)
+}
+
+# enter ROOT: cd into the mount root; sets $root and $phys, its physical path.
 enter() {
   root=$1
   cd -P -- "$root" || fail "cannot enter $root"
+  phys=$(physical .) || fail "cannot enter $root"
+  phys=${phys%"${nl}x"}
+}
+
+# ours: fails unless the work dir is dockyard's own: a directory, not a symlink, owned by root,
+# mode 0700 (nothing an unprivileged app could have made).
+ours() {
   [ -d "$W" ] && [ ! -L "$W" ] || fail "$root/$W is missing or not a directory"
   set -- $(ls -ldn -- "$W")
   [ "$1" = drwx------ ] && [ "$3" = 0 ] ||
     fail "$root/$W is not dockyard's work directory (owner $3, mode $1); refusing to touch it"
 }
 
-journal() {
-  [ -f "$W/0-journal" ] || fail "$root/$W has no journal"
-  IFS= read -r head <"$W/0-journal" || head=
-  [ "$head" = "dockyard-restore 1" ] || fail "$root/$W/0-journal: unknown format"
-}
-
-phase() {
-  IFS= read -r p <"$W/0-phase" 2>/dev/null || p=staging
-  echo "$p"
-}
-
 set_phase() {
-  printf '%s\n' "$1" >"$W/0-phase.tmp" && mv -f "$W/0-phase.tmp" "$W/0-phase" ||
-    fail "cannot record phase $1 in $root"
+  rm -f -- "$W/0-phase.tmp" && printf '%s\n' "$1" >"$W/0-phase.tmp" &&
+    mv -f -- "$W/0-phase.tmp" "$W/0-phase" || fail "cannot record phase $1 in $root"
   echo "PHASE $root $1"
 }
 
-# paths: prints "k uid gid mode mtime rel" for each path of the journal, checked.
-paths() {
-  while read -r _p_tag _p_k _p_uid _p_gid _p_mode _p_mtime _p_rel; do
-    [ "$_p_tag" = path ] || continue
-    number "$_p_k"; number "$_p_uid"; number "$_p_gid"; number "$_p_mode"; signed "$_p_mtime"
-    echo "$_p_k $_p_uid $_p_gid $_p_mode $_p_mtime ${_p_rel:-}"
-  done <"$W/0-journal"
+# target K REL: sets $_t to path K's directory (./REL, or . for the mount root), creating it if
+# missing, and fails unless it is a real directory inside the mount: no symlink on the way.
+target() {
+  if [ -z "$2" ]; then
+    _t=.
+    return 0
+  fi
+  decode "$2"
+  _t="./$decoded"
+  if [ ! -e "$_t" ] && [ ! -L "$_t" ]; then
+    mkdir -p -- "$_t" || fail "$root: cannot create $_t"
+  fi
+  [ -d "$_t" ] && [ ! -L "$_t" ] || fail "$root: $_t is not a directory"
+  _p=$(physical "$_t") || fail "$root: cannot enter $_t"
+  [ "${_p%"${nl}x"}" = "${phys%/}/$decoded" ] ||
+    fail "$root: $_t passes through a symlink; refusing to restore through it"
 }
 
 # is_skip K NAME: whether NAME (a top-level entry of path K) is a nested mount point.
@@ -85,7 +114,7 @@ is_skip() {
     [ "$_s_tag" = skip ] && [ "$_s_k" = "$1" ] || continue
     decode "$_s_name"
     [ "$decoded" = "$2" ] && return 0
-  done <"$W/0-journal"
+  done <"$spec"
   return 1
 }
 
@@ -104,119 +133,139 @@ move_all() {
     set -- "$@" "$_m_f"
     if [ $# -ge $BATCH ]; then
       mv -f -- "$@" "$_m_dst/" || return 1
+      fault swap-batch || return 1
       set --
     fi
   done
   [ $# -eq 0 ] || mv -f -- "$@" "$_m_dst/"
 }
 
+# fixups: sets the times the engine could not (before 1970, after 2242) on staged entries.
 fixups() {
-  paths >"$W/0-paths.tmp" || exit 1
-  while read -r _f_k _f_uid _f_gid _f_mode _f_mtime _f_rel; do
-    [ -f "$W/0-fixups-$_f_k" ] || continue
-    while read -r _f_secs _f_name; do
-      signed "$_f_secs"
-      decode "$_f_name"
-      touch -h -d "@$_f_secs" -- "$W/new-$_f_k/$decoded" ||
-        fail "$root: cannot set the time of $decoded"
-    done <"$W/0-fixups-$_f_k"
-  done <"$W/0-paths.tmp"
+  while read -r _f_tag _f_k _f_secs _f_name; do
+    [ "$_f_tag" = fixup ] || continue
+    number "$_f_k"; signed "$_f_secs"
+    decode "$_f_name"
+    case "/$decoded/" in */../* | */./* | //*) fail "$root: bad fix-up name" ;; esac
+    [ -d "$W/new-$_f_k" ] || continue # already swapped in
+    touch -h -d "@$_f_secs" -- "$W/new-$_f_k/$decoded" ||
+      fail "$root: cannot set the time of $decoded"
+  done <"$spec"
 }
 
-# swap: every path of this work dir, from the recorded phase on.
+# swap: every path of this work dir, from phase $p on.
 swap() {
-  p=$(phase)
   case "$p" in
-    ready | aside\ * | in\ * | meta\ *) ;;
+    staging | aside\ * | in\ * | meta\ *) ;;
     swapped) return 0 ;;
-    *) fail "$root: the restore is in phase '$p', not ready to swap" ;;
+    *) fail "$root: unknown phase '$p'" ;;
   esac
-  paths >"$W/0-paths.tmp" || exit 1
-  while read -r _e_k _e_uid _e_gid _e_mode _e_mtime _e_rel; do
+  [ "$p" = staging ] && { fixups; p=ready; }
+  fault swap-begin || fail "$root: stopped at swap-begin"
+  # Paths in the journal's order; the phase names the one that was under way.
+  grep '^path ' "$spec" >|"$spec.paths" || fail "no paths for $root"
+  while read -r _e_tag _e_k _e_uid _e_gid _e_mode _e_mtime _e_rel; do
+    number "$_e_k"; number "$_e_uid"; number "$_e_gid"; number "$_e_mode"; signed "$_e_mtime"
     case "$p" in
       ready | "aside $_e_k" | "in $_e_k" | "meta $_e_k") ;;
       *) continue ;; # done before the interruption
     esac
-    if [ -z "$_e_rel" ]; then
-      _e_t=.
-    else
-      decode "$_e_rel"
-      _e_t="./$decoded"
-    fi
-    if [ ! -e "$_e_t" ] && [ ! -L "$_e_t" ]; then
-      mkdir -p -- "$_e_t" || fail "$root: cannot create $_e_t"
-    fi
-    [ -d "$_e_t" ] && [ ! -L "$_e_t" ] || fail "$root: $_e_t is not a directory"
+    target "$_e_k" "${_e_rel:-}"
     [ -d "$W/new-$_e_k" ] || [ "$p" = "meta $_e_k" ] || fail "$root: $W/new-$_e_k is missing"
     if [ "$p" = ready ] || [ "$p" = "aside $_e_k" ]; then
       set_phase "aside $_e_k"
-      mkdir -p "$W/old-$_e_k" && move_all "$_e_t" "$W/old-$_e_k" "$_e_k" 1 ||
-        fail "$root: cannot move the old contents of $_e_t aside"
+      mkdir -p "$W/old-$_e_k" && move_all "$_t" "$W/old-$_e_k" "$_e_k" 1 ||
+        fail "$root: cannot move the old contents of $_t aside"
       p="in $_e_k"
     fi
     if [ "$p" = "in $_e_k" ]; then
       set_phase "in $_e_k"
-      move_all "$W/new-$_e_k" "$_e_t" "$_e_k" 0 ||
-        fail "$root: cannot move the restored contents into $_e_t"
+      fault swap-in && move_all "$W/new-$_e_k" "$_t" "$_e_k" 0 ||
+        fail "$root: cannot move the restored contents into $_t"
     fi
     set_phase "meta $_e_k"
-    chown "$_e_uid:$_e_gid" "$_e_t" && chmod "$_e_mode" "$_e_t" && touch -d "@$_e_mtime" "$_e_t" ||
-      fail "$root: cannot set the owner, mode or time of $_e_t"
+    chown "$_e_uid:$_e_gid" "$_t" && chmod "$_e_mode" "$_t" && touch -d "@$_e_mtime" "$_t" ||
+      fail "$root: cannot set the owner, mode or time of $_t"
     p=ready
-  done <"$W/0-paths.tmp"
+  done <"$spec.paths"
   set_phase swapped
+  fault swap-swapped || fail "$root: stopped at swap-swapped"
 }
 
-do_ready() {
-  journal
-  p=$(phase)
-  [ "$p" = staging ] || fail "$root: expected phase staging, found '$p'"
-  fixups && set_phase ready
-}
-
-do_swap() {
-  journal
-  swap
-}
-
-do_clean() {
-  [ "$(phase)" = swapped ] || fail "$root: not swapped"
-  # Removing the work dir touches the mount root: give it back its restored time afterwards.
-  _c_mtime=$(paths | while read -r _c_k _c_u _c_g _c_m _c_t _c_rel; do
-    [ -z "$_c_rel" ] && echo "$_c_t"
-  done)
-  cd -P -- "$root" && rm -rf -- "$W" || fail "$root: cannot remove $W"
-  if [ -n "$_c_mtime" ]; then touch -d "@$_c_mtime" . || fail "$root: cannot set its time"; fi
-  echo "PHASE $root done"
-}
-
-do_discard() {
-  p=$(phase)
+# unswap: puts each path's old contents back, last path first: what is live now (part of the
+# restore) goes to back-K, then old-K moves in. Run again after a crash, it ends the same way.
+unswap() {
   case "$p" in
-    staging | ready) ;;
-    *) fail "$root: the swap already began (phase '$p'); it can only be finished" ;;
+    staging) return 0 ;;
+    aside\ * | in\ * | meta\ * | swapped | undo\ * | rolledback) ;;
+    *) fail "$root: unknown phase '$p'" ;;
   esac
-  cd -P -- "$root" && rm -rf -- "$W" || fail "$root: cannot remove $W"
-  echo "PHASE $root discarded"
+  [ "$p" = rolledback ] && return 0
+  grep '^path ' "$spec" | sort -r -n -k2 >|"$spec.paths" || fail "no paths for $root"
+  while read -r _b_tag _b_k _b_uid _b_gid _b_mode _b_mtime _b_rel; do
+    number "$_b_k"
+    [ -d "$W/old-$_b_k" ] || continue # never moved aside
+    target "$_b_k" "${_b_rel:-}"
+    # Cut short while moving aside, the path holds only old entries: nothing of the restore to
+    # move out of the way first.
+    if [ "$p" != "aside $_b_k" ] && [ "$p" != "undo $_b_k" ]; then
+      mkdir -p "$W/back-$_b_k" && move_all "$_t" "$W/back-$_b_k" "$_b_k" 1 ||
+        fail "$root: cannot move the restored contents of $_t out of the way"
+      set_phase "undo $_b_k"
+    fi
+    move_all "$W/old-$_b_k" "$_t" "$_b_k" 0 && rmdir -- "$W/old-$_b_k" ||
+      fail "$root: cannot put the old contents of $_t back"
+  done <"$spec.paths"
+  set_phase rolledback
 }
 
-# each_root FN ARGS...: runs FN inside each mount root (the arguments before "--").
+# each_root FN N ARGS...: runs FN inside each mount root, its arguments taken N at a time
+# (ROOT first); sets $p and $spec from them.
 each_root() {
-  _r_fn=$1
-  shift
-  for _r_root in "$@"; do
-    [ "$_r_root" = -- ] && break
-    (enter "$_r_root" && "$_r_fn") || exit 1
+  _r_fn=$1 _r_n=$2
+  shift 2
+  while [ $# -ge "$_r_n" ]; do
+    (
+      enter "$1"
+      p=${2:-}
+      spec=${3:-/dev/null}
+      "$_r_fn"
+    ) || exit 1
+    shift "$_r_n"
   done
 }
 
-# each_file ACTION ARGS...: for each STAGED LIVE pair after "--", moves STAGED over LIVE (or, for
-# discard, removes STAGED). Single files are renamed in one step, so each is old or new.
-each_file() {
+do_commit() { ours && swap; }
+do_rollback() { ours && unswap; }
+
+do_discard() {
+  [ -e "$W" ] || [ -L "$W" ] || return 0
+  ours
+  case "$p" in
+    staging) ;;
+    *) fail "$root: the swap already began (phase '$p'); it can only be finished" ;;
+  esac
+  rm -rf -- "$W" || fail "$root: cannot remove $W"
+  echo "PHASE $root discarded"
+}
+
+do_clean() {
+  [ -e "$W" ] || [ -L "$W" ] || return 0
+  ours
+  rm -rf -- "$W" || fail "$root: cannot remove $W"
+  # Removing the work dir touched the mount root: give it back its restored time.
+  if [ "$p" != - ]; then
+    signed "$p"
+    touch -d "@$p" . || fail "$root: cannot set its time"
+  fi
+  echo "PHASE $root done"
+}
+
+# files ACTION [STAGED LIVE]...: moves each STAGED over LIVE (or, for discard, removes STAGED).
+# Single files are renamed in one step, so each is old or new.
+files() {
   _x_action=$1
   shift
-  while [ $# -gt 0 ] && [ "$1" != -- ]; do shift; done
-  [ $# -gt 0 ] && shift
   while [ $# -ge 2 ]; do
     _x_staged=$1 _x_live=$2
     shift 2
@@ -234,18 +283,14 @@ each_file() {
 mode=${1:-}
 [ $# -gt 0 ] && shift
 case "$mode" in
-  commit)
-    each_root do_ready "$@"
-    each_file move "$@"
+  commit) each_root do_commit 3 "$@" ;;
+  rollback) each_root do_rollback 3 "$@" ;;
+  discard) each_root do_discard 2 "$@" ;;
+  clean) each_root do_clean 2 "$@" ;;
+  files)
+    case "${1:-}" in move | discard) ;; *) fail "usage: restore.sh files move|discard ..." ;; esac
+    files "$@"
     ;;
-  forward) each_file move "$@" ;;
-  discard)
-    each_root do_discard "$@"
-    each_file discard "$@"
-    exit 0
-    ;;
-  *) fail "usage: restore.sh commit|forward|discard MOUNT_ROOT... [-- STAGED LIVE ...]" ;;
+  *) fail "usage: restore.sh commit|rollback|discard|clean|files ..." ;;
 esac
-each_root do_swap "$@"
-each_root do_clean "$@"
 exit 0

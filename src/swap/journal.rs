@@ -1,19 +1,20 @@
-//! The journal a restore keeps in each volume it restores into (`.dockyard-restore/0-journal`):
-//! which backup, which run and owner, every member of the restore, and each path's own owner, mode
-//! and time. The phase lives beside it (`0-phase`). `restore.sh` reads the same lines; every
-//! field is a number or an octal escape, so the script can check each before using it.
+//! A restore's journal: which backup, which run and owner, every mount it restores into with each
+//! path's own owner, mode and time, and how far it got (staging, committed, swapped). It is kept
+//! on the host ([`super::ledger`]), never in a volume: the app in the container can read and
+//! write its volumes, so nothing read from there may choose what a root helper touches. Names
+//! are octal escapes, so the text stays one plain line per record whatever the bytes.
 
 use crate::archive::names::octal_escape;
 use crate::archive::stage::RootMeta;
 use crate::owner::Owner;
 
-/// The first line of every journal.
-pub const HEADER: &str = "dockyard-restore 1";
+/// The first line of every journal (format 2: kept on the host).
+pub const HEADER: &str = "dockyard-restore 2";
 
-/// One path restored within this work dir's mount.
+/// One path restored within a mount.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PathRecord {
-    /// Its number in the work dir (`new-<k>`, `old-<k>`).
+    /// Its number in the mount's work dir (`new-<k>`, `old-<k>`).
     pub k: usize,
     /// The path relative to the mount root (empty for the mount root itself).
     pub rel: Vec<u8>,
@@ -21,49 +22,24 @@ pub struct PathRecord {
     pub root: RootMeta,
 }
 
-/// A single-file bind mount restored by the same run, recorded so that finishing an interrupted
-/// restore also moves it into place.
+/// Everything restored into one mount: its work dir lives at the mount root.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FileRecord {
-    /// The host directory holding the bind mount's source file.
-    pub host_dir: String,
-    /// The source file's name in that directory.
-    pub name: String,
-    /// The container path, for messages.
-    pub path: String,
-}
-
-/// Everything a later run needs to finish or undo this restore.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Journal {
-    /// The restoring run's id.
-    pub run: String,
-    /// The restoring process.
-    pub owner: Owner,
-    /// The backup being restored.
-    pub backup: String,
-    /// The mount roots of every work dir of this restore (this one included).
-    pub members: Vec<String>,
-    /// The paths restored into this mount.
+pub struct MountWork {
+    /// The mount point in the container (`/srv/media`).
+    pub root: String,
+    /// The paths restored into it.
     pub paths: Vec<PathRecord>,
     /// Nested mount points (per path number) that stay in place.
     pub skips: Vec<(usize, Vec<u8>)>,
-    /// Single-file mounts of this restore.
-    pub files: Vec<FileRecord>,
+    /// Times the engine could not set while staging: (path number, seconds, name in the path).
+    pub fixups: Vec<(usize, i64, Vec<u8>)>,
 }
 
-impl Journal {
-    /// The journal's text.
-    pub fn render(&self) -> String {
-        let mut out = format!(
-            "{HEADER}\nrun {}\nowner {}\nbackup {}\n",
-            self.run,
-            self.owner,
-            octal_escape(self.backup.as_bytes())
-        );
-        for m in &self.members {
-            out += &format!("member {}\n", octal_escape(m.as_bytes()));
-        }
+impl MountWork {
+    /// The records `restore.sh` takes for this mount: `path …` and `skip …` lines, every value
+    /// a number or an octal escape.
+    pub fn spec(&self) -> String {
+        let mut out = String::new();
         for p in &self.paths {
             out += &format!(
                 "path {} {} {} {:o} {} {}\n",
@@ -78,15 +54,98 @@ impl Journal {
         for (k, name) in &self.skips {
             out += &format!("skip {k} {}\n", octal_escape(name));
         }
-        for f in &self.files {
-            out += &format!(
-                "file {} {} {}\n",
-                octal_escape(f.host_dir.as_bytes()),
-                octal_escape(f.name.as_bytes()),
-                octal_escape(f.path.as_bytes())
-            );
+        for (k, secs, name) in &self.fixups {
+            out += &format!("fixup {k} {secs} {}\n", octal_escape(name));
         }
         out
+    }
+
+    /// The mount root's own time after the restore, when a path is the mount root itself.
+    pub fn root_mtime(&self) -> Option<i64> {
+        self.paths
+            .iter()
+            .find(|p| p.rel.is_empty())
+            .map(|p| p.root.mtime)
+    }
+}
+
+/// How far a restore got; only ever moves forward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum State {
+    /// Staging into the work dirs; nothing live touched. Undone if its owner is gone.
+    Staging,
+    /// Every path staged and checked: from here the restore is only ever finished.
+    Committed,
+    /// Every path swapped; only the old contents are left to delete.
+    Swapped,
+}
+
+impl State {
+    fn as_str(self) -> &'static str {
+        match self {
+            State::Staging => "staging",
+            State::Committed => "committed",
+            State::Swapped => "swapped",
+        }
+    }
+
+    fn parse(text: &str) -> Option<State> {
+        match text {
+            "staging" => Some(State::Staging),
+            "committed" => Some(State::Committed),
+            "swapped" => Some(State::Swapped),
+            _ => None,
+        }
+    }
+}
+
+/// Everything a later run needs to finish, undo or clean up after one restore.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Journal {
+    /// The restoring run's id.
+    pub run: String,
+    /// The restoring process.
+    pub owner: Owner,
+    /// The backup being restored.
+    pub backup: String,
+    /// The target container's engine id.
+    pub container: String,
+    /// How far it got.
+    pub state: State,
+    /// Attempts to finish it that failed; after two, the restore is given up and rolled back.
+    pub attempts: u32,
+    /// Each mount with a work dir.
+    pub mounts: Vec<MountWork>,
+    /// Container paths of the single-file bind mounts it restores (staged beside their host
+    /// files, found again through the container's current mounts).
+    pub files: Vec<String>,
+}
+
+impl Journal {
+    /// The journal's text.
+    pub fn render(&self) -> String {
+        let mut out = format!(
+            "{HEADER}\nrun {}\nowner {}\nbackup {}\ncontainer {}\nstate {}\nattempts {}\n",
+            self.run,
+            self.owner,
+            octal_escape(self.backup.as_bytes()),
+            self.container,
+            self.state.as_str(),
+            self.attempts
+        );
+        for m in &self.mounts {
+            out += &format!("mount {}\n", octal_escape(m.root.as_bytes()));
+            out += &m.spec();
+        }
+        for f in &self.files {
+            out += &format!("file {}\n", octal_escape(f.as_bytes()));
+        }
+        out
+    }
+
+    /// The mount roots with work dirs.
+    pub fn roots(&self) -> Vec<String> {
+        self.mounts.iter().map(|m| m.root.clone()).collect()
     }
 
     /// Parses a journal; the error says what is wrong.
@@ -97,64 +156,106 @@ impl Journal {
         }
         let mut j = Journal {
             run: String::new(),
-            owner: Owner::parse("? 0 0 ? 0").unwrap_or_else(Owner::current),
+            owner: Owner::current(),
             backup: String::new(),
-            members: vec![],
-            paths: vec![],
-            skips: vec![],
+            container: String::new(),
+            state: State::Staging,
+            attempts: 0,
+            mounts: vec![],
             files: vec![],
         };
-        let mut owner = None;
+        let (mut owner, mut state) = (None, None);
         for line in lines {
             let (tag, rest) = line.split_once(' ').unwrap_or((line, ""));
             let bad = || format!("bad journal line {line:?}");
             let f: Vec<&str> = rest.split(' ').collect();
             match tag {
-                "run" => j.run = rest.to_string(),
+                "run" if plain(rest) => j.run = rest.to_string(),
                 "owner" => owner = Some(Owner::parse(rest).ok_or_else(bad)?),
                 "backup" => j.backup = text_of(rest).ok_or_else(bad)?,
-                "member" => j.members.push(text_of(rest).ok_or_else(bad)?),
-                "path" if f.len() == 6 => j.paths.push(PathRecord {
-                    k: f[0].parse().map_err(|_| bad())?,
-                    root: RootMeta {
-                        uid: f[1].parse().map_err(|_| bad())?,
-                        gid: f[2].parse().map_err(|_| bad())?,
-                        mode: u32::from_str_radix(f[3], 8).map_err(|_| bad())?,
-                        mtime: f[4].parse().map_err(|_| bad())?,
-                    },
-                    rel: unescape(f[5]).ok_or_else(bad)?,
-                }),
-                "skip" if f.len() == 2 => j.skips.push((
-                    f[0].parse().map_err(|_| bad())?,
-                    unescape(f[1]).ok_or_else(bad)?,
-                )),
-                "file" if f.len() == 3 => j.files.push(FileRecord {
-                    host_dir: text_of(f[0]).ok_or_else(bad)?,
-                    name: text_of(f[1]).ok_or_else(bad)?,
-                    path: text_of(f[2]).ok_or_else(bad)?,
-                }),
+                "container" if plain(rest) => j.container = rest.to_string(),
+                "state" => state = Some(State::parse(rest).ok_or_else(bad)?),
+                "attempts" => j.attempts = rest.parse().map_err(|_| bad())?,
+                "mount" => {
+                    let root = text_of(rest).ok_or_else(bad)?;
+                    if !root.starts_with('/') || root.split('/').any(|c| c == "..") {
+                        return Err(bad());
+                    }
+                    j.mounts.push(MountWork {
+                        root,
+                        paths: vec![],
+                        skips: vec![],
+                        fixups: vec![],
+                    });
+                }
+                "path" if f.len() == 6 => {
+                    let record = PathRecord {
+                        k: f[0].parse().map_err(|_| bad())?,
+                        root: RootMeta {
+                            uid: f[1].parse().map_err(|_| bad())?,
+                            gid: f[2].parse().map_err(|_| bad())?,
+                            mode: u32::from_str_radix(f[3], 8).map_err(|_| bad())?,
+                            mtime: f[4].parse().map_err(|_| bad())?,
+                        },
+                        rel: unescape(f[5]).ok_or_else(bad)?,
+                    };
+                    crate::archive::names::check_relative(&record.rel).map_err(|_| bad())?;
+                    last(&mut j.mounts).ok_or_else(bad)?.paths.push(record);
+                }
+                "skip" if f.len() == 2 => {
+                    let k = f[0].parse().map_err(|_| bad())?;
+                    let name = unescape(f[1]).ok_or_else(bad)?;
+                    if name.is_empty() || name.contains(&b'/') || name == b".." || name == b"." {
+                        return Err(bad());
+                    }
+                    last(&mut j.mounts).ok_or_else(bad)?.skips.push((k, name));
+                }
+                "fixup" if f.len() == 3 => {
+                    let k = f[0].parse().map_err(|_| bad())?;
+                    let secs = f[1].parse().map_err(|_| bad())?;
+                    let name = unescape(f[2]).ok_or_else(bad)?;
+                    crate::archive::names::check_relative(&name).map_err(|_| bad())?;
+                    last(&mut j.mounts)
+                        .ok_or_else(bad)?
+                        .fixups
+                        .push((k, secs, name));
+                }
+                "file" => j.files.push(text_of(rest).ok_or_else(bad)?),
                 _ => return Err(bad()),
             }
         }
         j.owner = owner.ok_or("the journal names no owner")?;
-        if j.run.is_empty() || j.members.is_empty() {
-            return Err("the journal names no run or no members".into());
+        j.state = state.ok_or("the journal has no state")?;
+        if j.run.is_empty() || j.container.is_empty() {
+            return Err("the journal names no run or no container".into());
         }
         Ok(j)
     }
 }
 
-/// The phase of one work dir, in the order a restore goes through them.
+fn last(mounts: &mut [MountWork]) -> Option<&mut MountWork> {
+    mounts.last_mut()
+}
+
+/// Whether `s` is a plain token (ids, run ids): letters, digits, `-`, `_`, `.`.
+fn plain(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
+/// The phase a mount's work dir records (`0-phase` in the volume). The app can write it, so it
+/// only says where a swap the host journal ordered stands, never whether to do one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Phase {
-    /// Staging (or staged, but not every member yet).
+    /// Staging (or staged).
     Staging,
-    /// Every member staged completely; nothing live touched yet.
-    Ready,
     /// Swapping path k (moving old contents aside, restored ones in, setting its metadata).
     Swapping(usize),
     /// Swapped; only the old contents are left to delete.
     Swapped,
+    /// Rolled back (`undo <k>` while under way): every path has its old contents again.
+    RolledBack,
 }
 
 impl Phase {
@@ -163,19 +264,14 @@ impl Phase {
         let line = line.trim();
         match line.split_once(' ') {
             None => match line {
-                "" | "staging" => Some(Phase::Staging),
-                "ready" => Some(Phase::Ready),
+                "" | "staging" | "ready" => Some(Phase::Staging),
                 "swapped" => Some(Phase::Swapped),
+                "rolledback" => Some(Phase::RolledBack),
                 _ => None,
             },
-            Some(("aside" | "in" | "meta", k)) => k.parse().ok().map(Phase::Swapping),
+            Some(("aside" | "in" | "meta" | "undo", k)) => k.parse().ok().map(Phase::Swapping),
             Some(_) => None,
         }
-    }
-
-    /// Whether the swap began: from here on a restore can only be finished, not undone.
-    pub fn began_swap(self) -> bool {
-        self > Phase::Ready
     }
 }
 
@@ -207,30 +303,40 @@ mod tests {
             run: "0123abcd".into(),
             owner: Owner::current(),
             backup: "web-20261128T010203Z-beef".into(),
-            members: vec!["/srv/media".into(), "/srv/my logs".into()],
-            paths: vec![
-                PathRecord {
-                    k: 0,
-                    rel: vec![],
-                    root: RootMeta {
-                        mode: 0o750,
-                        uid: 1000,
-                        gid: 1001,
-                        mtime: -5,
-                    },
+            container: "f00d".into(),
+            state: State::Committed,
+            attempts: 1,
+            mounts: vec![
+                MountWork {
+                    root: "/srv/media".into(),
+                    paths: vec![
+                        PathRecord {
+                            k: 0,
+                            rel: vec![],
+                            root: RootMeta {
+                                mode: 0o750,
+                                uid: 1000,
+                                gid: 1001,
+                                mtime: -5,
+                            },
+                        },
+                        PathRecord {
+                            k: 1,
+                            rel: b"thumbs/a b\n'\xff".to_vec(),
+                            root: RootMeta::default(),
+                        },
+                    ],
+                    skips: vec![(0, b"nested".to_vec())],
+                    fixups: vec![(1, -100, b"old file".to_vec())],
                 },
-                PathRecord {
-                    k: 1,
-                    rel: b"thumbs/a b\n'\xff".to_vec(),
-                    root: RootMeta::default(),
+                MountWork {
+                    root: "/srv/my logs".into(),
+                    paths: vec![],
+                    skips: vec![],
+                    fixups: vec![],
                 },
             ],
-            skips: vec![(0, b"nested".to_vec())],
-            files: vec![FileRecord {
-                host_dir: "/etc/app".into(),
-                name: "app.conf".into(),
-                path: "/etc/app.conf".into(),
-            }],
+            files: vec!["/etc/app.conf".into()],
         }
     }
 
@@ -241,18 +347,28 @@ mod tests {
         assert!(text.is_ascii() && !text.contains('\''), "{text}");
         assert!(text.contains("path 0 1000 1001 750 -5 \n"), "{text}");
         assert_eq!(Journal::parse(&text).unwrap(), j);
+        assert_eq!(j.mounts[0].root_mtime(), Some(-5));
     }
 
     #[test]
     fn refuses_tampered_journals() {
         let text = journal().render();
         for bad in [
-            text.replace("dockyard-restore 1", "dockyard-restore 9"),
+            text.replace("dockyard-restore 2", "dockyard-restore 1"),
             text.replace("path 0 1000", "path x 1000"),
             text.replace("\\", "$"),
             format!("{text}rm -rf /\n"),
             text.replace("owner ", "owner x "),
-            text.replace("member ", "member ../"),
+            text.replace("state committed", "state done"),
+            text.replace("container f00d", "container ../x"),
+            text.replace("run 0123abcd", "run a/b"),
+            // A path with a `..` component, and a mount root that is not absolute.
+            text.replace(
+                &format!(" {}\n", octal_escape(b"thumbs/a b\n'\xff")),
+                &format!(" {}\n", octal_escape(b"../etc")),
+            ),
+            text.replace(&octal_escape(b"/srv/media"), &octal_escape(b"srv/../media")),
+            format!("dockyard-restore 2\npath 0 0 0 755 0 \n{}", &text[19..]),
         ] {
             assert!(Journal::parse(&bad).is_err(), "{bad}");
         }
@@ -261,9 +377,9 @@ mod tests {
     #[test]
     fn phases_parse_in_order() {
         let p = |s| Phase::parse(s).unwrap();
-        assert!(p("staging") < p("ready") && p("ready") < p("aside 0"));
+        assert!(p("staging") < p("aside 0") && p("aside 0") < p("swapped"));
         assert_eq!(p("in 3"), Phase::Swapping(3));
-        assert!(p("meta 1").began_swap() && !p("ready").began_swap());
+        assert_eq!(p("ready"), Phase::Staging);
         assert!(Phase::parse("swapping").is_none());
     }
 }

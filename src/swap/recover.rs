@@ -1,425 +1,561 @@
-//! Finishing or undoing a restore that was interrupted (SIGKILL, an engine restart, a full disk):
-//! every dockyard run on a container first looks for restore work dirs in its mounts. A restore
-//! whose swap began (or whose members were all staged and marked ready) is finished; one still
-//! staging is removed once its owner is gone. Nothing is ever half-undone: the decision is per
-//! run of restore, across all of its volumes.
-
-use std::collections::BTreeMap;
-use std::io::Read;
+//! Finishing, undoing or cleaning up after restores (SIGKILL, an engine restart, a full disk):
+//! every dockyard run on a container first asks the host's journals ([`Ledger`]) about it. A
+//! restore that was committed is finished (or, after two failed attempts, rolled back); one still
+//! staging is removed once its owner is gone; a swapped one gets its old contents deleted. Only
+//! what a journal on this host names is acted on: a work directory in a volume that no journal
+//! vouches for is reported and left alone. Every helper here holds either the target's volumes or
+//! host directories of single-file mounts (found again through the target's current mounts),
+//! never both.
 
 use anyhow::Result;
-use tokio_util::io::{StreamReader, SyncIoBridge};
 
-use super::journal::{FileRecord, Journal, Phase};
+use super::journal::{Journal, Phase, State};
+use super::ledger::Ledger;
 use super::{staged_file_name, WORK_DIR};
-use crate::archive::entry::{self, Kind};
+use crate::agent::host::{self, CleanupFailed};
 use crate::docker::{ContainerInfo, DockerError, Engine, HelperSpec, PathKind, Role};
 use crate::owner::Liveness;
 use crate::shell;
 
 /// A restore of another host is taken as abandoned after this long.
 const FOREIGN_LIMIT_SECS: i64 = 24 * 3600;
-/// Journals larger than this are not dockyard's.
-const JOURNAL_LIMIT: u64 = 4 << 20;
+/// Failed attempts to finish a committed restore before it is given up and rolled back.
+const ATTEMPTS: u32 = 2;
 
-/// What one mount holds at `.dockyard-restore`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Found {
-    /// Something dockyard did not make (a symlink, a file, a directory not owned by root 0700).
-    Foreign {
-        /// The mount root.
-        mount: String,
-        /// What it is.
-        why: String,
-    },
-    /// dockyard's work dir without a journal (a run killed as it began staging).
-    Orphan {
-        /// The mount root.
-        mount: String,
-    },
-    /// A restore's work dir.
-    Work {
-        /// The mount root.
-        mount: String,
-        /// Its journal.
-        journal: Box<Journal>,
-        /// Its phase.
-        phase: Phase,
-    },
+/// What the ledger and the volumes hold for one container.
+#[derive(Debug, Default)]
+pub struct Survey {
+    /// The restores journalled on this host.
+    pub journals: Vec<Journal>,
+    /// What is not dockyard's to act on, one sentence each: work directories no journal vouches
+    /// for, journal files that cannot be read.
+    pub foreign: Vec<String>,
 }
 
-/// What to do about the work of one interrupted restore.
+/// What to do about one journalled restore.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Plan {
-    /// The swap began (or could begin): finish it in every listed mount.
-    Forward {
-        /// The backup it restores.
-        backup: String,
-        /// Mount roots with work to finish.
-        roots: Vec<String>,
-        /// Single files of that restore.
-        files: Vec<FileRecord>,
-    },
-    /// The restore never became ready and its owner is gone: remove its work.
-    Discard {
-        /// The backup it was restoring (empty if unknown).
-        backup: String,
-        /// Mount roots with work to remove.
-        roots: Vec<String>,
-        /// Single files of that restore.
-        files: Vec<FileRecord>,
-    },
-    /// Another run may still be working on it.
-    Busy {
-        /// Who, and where.
-        why: String,
-    },
+    /// Committed: move its single files into place and finish every swap.
+    Finish(Journal),
+    /// Swapped: delete what the swap moved aside.
+    Clean(Journal),
+    /// Never committed, and its owner is gone: remove its staging.
+    Discard(Journal),
+    /// Another run may still be staging it.
+    Busy(String),
 }
 
-/// Decides, from what the mounts hold, what to do about each interrupted restore.
-pub fn decide(found: &[Found]) -> Vec<Plan> {
-    let mut runs: BTreeMap<&str, Vec<(&str, &Journal, Phase)>> = BTreeMap::new();
-    let mut plans = Vec::new();
-    for f in found {
-        match f {
-            Found::Work {
-                mount,
-                journal,
-                phase,
-            } => runs
-                .entry(journal.run.as_str())
-                .or_default()
-                .push((mount, journal, *phase)),
-            Found::Orphan { mount } => plans.push(Plan::Discard {
-                backup: String::new(),
-                roots: vec![mount.clone()],
-                files: vec![],
-            }),
-            Found::Foreign { .. } => {}
-        }
-    }
-    for members in runs.values() {
-        let journal = members[0].1;
-        let roots: Vec<String> = members.iter().map(|(m, _, _)| m.to_string()).collect();
-        let began = members.iter().any(|(_, _, p)| p.began_swap());
-        let all_ready = journal
-            .members
-            .iter()
-            .all(|m| members.iter().any(|(r, _, p)| r == m && *p >= Phase::Ready));
-        let files = journal.files.clone();
-        let backup = journal.backup.clone();
-        if began || all_ready {
-            plans.push(Plan::Forward {
-                backup,
-                roots,
-                files,
-            });
-        } else if journal.owner.liveness(FOREIGN_LIMIT_SECS) == Liveness::Gone {
-            plans.push(Plan::Discard {
-                backup,
-                roots,
-                files,
-            });
-        } else {
-            plans.push(Plan::Busy {
-                why: format!(
-                    "a restore of backup {backup} into {} is being staged by another run ({})",
-                    roots.join(", "),
-                    journal.owner
-                ),
-            });
-        }
-    }
-    plans
+/// Decides, from the journals alone, what to do about each restore.
+pub fn decide(journals: &[Journal]) -> Vec<Plan> {
+    journals
+        .iter()
+        .map(|j| match j.state {
+            State::Committed => Plan::Finish(j.clone()),
+            State::Swapped => Plan::Clean(j.clone()),
+            State::Staging if j.owner.liveness(FOREIGN_LIMIT_SECS) == Liveness::Gone => {
+                Plan::Discard(j.clone())
+            }
+            State::Staging => Plan::Busy(format!(
+                "a restore of backup {} into {} is being staged by another run ({})",
+                j.backup,
+                j.roots().join(", "),
+                j.owner
+            )),
+        })
+        .collect()
 }
 
-/// Looks at `.dockyard-restore` in every directory mount of `target`.
-pub async fn discover(engine: &Engine, target: &ContainerInfo) -> Result<Vec<Found>> {
-    let mut found = Vec::new();
+/// The journals of `engine`.
+pub async fn ledger(engine: &Engine) -> Result<Ledger> {
+    Ok(Ledger::for_engine(&engine.id().await?))
+}
+
+/// Reads the journals of `target` and looks for work directories in its mounts.
+pub async fn survey(engine: &Engine, ledger: &Ledger, target: &ContainerInfo) -> Result<Survey> {
+    let mut survey = Survey::default();
+    for e in ledger.of_container(&target.id) {
+        match e.journal {
+            Ok(j) => survey.journals.push(j),
+            Err(why) => survey.foreign.push(format!(
+                "restore journal {}: {why}; dockyard leaves it alone",
+                e.path.display()
+            )),
+        }
+    }
     for m in target
         .mounts
         .iter()
         .filter(|m| m.kind == "volume" || m.kind == "bind")
     {
-        let mount = m.destination.trim_end_matches('/').to_string();
-        let work = format!("{mount}/{WORK_DIR}");
-        let kind = match engine.stat(&target.id, &work).await {
-            Ok(k) => k,
+        let root = m.destination.trim_end_matches('/').to_string();
+        if survey.journals.iter().any(|j| j.roots().contains(&root)) {
+            continue;
+        }
+        let work = format!("{root}/{WORK_DIR}");
+        match engine.stat(&target.id, &work).await {
+            Ok(PathKind::Missing) => {}
+            Ok(_) => survey.foreign.push(format!(
+                "{work}: no restore journal on this host vouches for it, so dockyard did not make it (or made it on another host); it is left alone and out of backups: move it away"
+            )),
             // A single-file bind mount has nothing below it.
             Err(e) if m.kind == "bind" => {
-                tracing::debug!(mount = %mount, error = %e, "no restore work dir");
-                continue;
+                tracing::debug!(mount = %root, error = %e, "no restore work dir")
             }
             Err(e) => return Err(e.into()),
-        };
-        match kind {
-            PathKind::Missing => continue,
-            PathKind::Dir => {}
-            other => {
-                found.push(Found::Foreign {
-                    mount,
-                    why: format!("it is a {other:?}, not a directory"),
-                });
-                continue;
-            }
-        }
-        let stream = Box::pin(engine.download(&target.id, &work));
-        let read = tokio::task::spawn_blocking(move || {
-            read_work_dir(SyncIoBridge::new(StreamReader::new(stream)))
-        })
-        .await
-        .expect("reader thread panicked");
-        found.push(match read {
-            Ok(WorkDir::Foreign(why)) => Found::Foreign { mount, why },
-            Ok(WorkDir::Ours(None, _)) => Found::Orphan { mount },
-            Ok(WorkDir::Ours(Some(text), phase)) => match Journal::parse(&text) {
-                Ok(journal) => Found::Work {
-                    mount,
-                    journal: Box::new(journal),
-                    phase: phase.unwrap_or(Phase::Staging),
-                },
-                Err(why) => Found::Foreign {
-                    mount,
-                    why: format!("its journal is not dockyard's: {why}"),
-                },
-            },
-            Err(e) => {
-                return Err(DockerError::Api {
-                    action: format!("read {work} in container {:?}", target.name),
-                    message: e.to_string(),
-                }
-                .into())
-            }
-        });
-    }
-    Ok(found)
-}
-
-enum WorkDir {
-    Foreign(String),
-    Ours(Option<String>, Option<Phase>),
-}
-
-/// Reads the work dir's own entry, its journal and its phase from the engine's tar of it, and
-/// stops there (the staged data that follows can be large).
-fn read_work_dir(reader: impl Read) -> std::io::Result<WorkDir> {
-    let mut archive = tar::Archive::new(reader);
-    let mut entries = archive.entries()?;
-    let Some(first) = entries.next() else {
-        return Ok(WorkDir::Foreign("it is empty".into()));
-    };
-    let mut first = first?;
-    let (meta, _) = entry::read(&mut first).map_err(std::io::Error::other)?;
-    if meta.kind != Kind::Dir || meta.uid != 0 || meta.mode != 0o700 {
-        return Ok(WorkDir::Foreign(format!(
-            "it is owned by uid {} with mode {:o}; dockyard's is root's with mode 700",
-            meta.uid, meta.mode
-        )));
-    }
-    let (mut journal, mut phase) = (None, None);
-    for e in entries {
-        let mut e = e?;
-        let name = e.path_bytes().into_owned();
-        let Some(rest) = name.strip_prefix(format!("{WORK_DIR}/").as_bytes()) else {
-            continue;
-        };
-        if !rest.starts_with(b"0-") {
-            if journal.is_some() && phase.is_some() {
-                break;
-            }
-            continue;
-        }
-        let mut text = String::new();
-        if e.size() <= JOURNAL_LIMIT {
-            Read::take(&mut e, JOURNAL_LIMIT).read_to_string(&mut text)?;
-        }
-        match rest {
-            b"0-journal" => journal = Some(text),
-            b"0-phase" => phase = Phase::parse(text.lines().next().unwrap_or("")),
-            _ => {}
         }
     }
-    Ok(WorkDir::Ours(journal, phase))
+    Ok(survey)
 }
 
-/// What finishing or undoing found and did.
+/// What finishing, undoing and cleaning up found and did.
 #[derive(Debug, Default)]
 pub struct Outcome {
     /// What was done, one sentence each.
     pub done: Vec<String>,
     /// Restore work another run may still be doing.
     pub busy: Vec<String>,
-    /// `.dockyard-restore` entries dockyard did not make, with why.
+    /// What dockyard will not touch, with why.
     pub foreign: Vec<String>,
+    /// Clean-up that failed or is left for later (never a failure of the run).
+    pub warnings: Vec<String>,
+    /// A committed restore that could neither be finished nor rolled back.
+    pub stuck: Option<anyhow::Error>,
 }
 
-/// Finishes or removes the work of interrupted restores of `target` (waiting first for a swap
-/// that still runs). The caller holds the container's lock exclusively, and wraps this in a
-/// critical section: a finishing swap is never interrupted.
-pub async fn run(engine: &Engine, target: &ContainerInfo, image: &str) -> Result<Outcome> {
-    engine.wait_for_swaps(&target.name).await?;
-    let found = discover(engine, target).await?;
-    let mut outcome = Outcome::default();
-    for f in &found {
-        if let Found::Foreign { mount, why } = f {
-            outcome.foreign.push(format!("{mount}/{WORK_DIR}: {why}"));
+/// The context every step below works in.
+pub struct Work<'a> {
+    /// The engine.
+    pub engine: &'a Engine,
+    /// The restored container.
+    pub target: &'a ContainerInfo,
+    /// The helper image.
+    pub image: &'a str,
+    /// The journals of this engine.
+    pub ledger: &'a Ledger,
+}
+
+/// Finishes, undoes or cleans up after every journalled restore of `target` (waiting first for
+/// a swap that still runs, and, `for_restore`, for a clean-up too: a new restore needs the work
+/// directory). The caller holds the container's lock exclusively, in a critical section.
+pub async fn run(w: &Work<'_>, for_restore: bool) -> Result<Outcome> {
+    w.engine.wait_for_swaps(&w.target.name, for_restore).await?;
+    let survey = survey(w.engine, w.ledger, w.target).await?;
+    let mut outcome = Outcome {
+        foreign: survey.foreign,
+        ..Outcome::default()
+    };
+    for plan in decide(&survey.journals) {
+        match plan {
+            Plan::Busy(why) => outcome.busy.push(why),
+            Plan::Discard(j) => {
+                discard(w, &j).await?;
+                outcome.done.push(format!(
+                    "removed the staging of the interrupted restore of backup {} into container {:?} ({}): it never reached its swap, so nothing live had changed",
+                    j.backup,
+                    w.target.name,
+                    j.roots().join(", ")
+                ));
+            }
+            Plan::Finish(mut j) => match finish(w, &mut j).await {
+                Ok(()) => {
+                    outcome.done.push(format!(
+                        "finished the interrupted restore of backup {} into container {:?} ({}): its swap had begun, so the restored contents are now in place",
+                        j.backup,
+                        w.target.name,
+                        j.roots().join(", ")
+                    ));
+                    clean(w, &j, for_restore, &mut outcome).await;
+                }
+                Err(e) => match give_up_or_retry(w, &mut j, e).await {
+                    Ok(said) => outcome.done.push(said),
+                    Err(e) => outcome.stuck = Some(e),
+                },
+            },
+            Plan::Clean(j) => clean(w, &j, for_restore, &mut outcome).await,
         }
     }
-    for plan in decide(&found) {
-        let (mode, backup, roots, files) = match plan {
-            Plan::Busy { why } => {
-                outcome.busy.push(why);
-                continue;
-            }
-            Plan::Forward {
-                backup,
-                roots,
-                files,
-            } => ("forward", backup, roots, files),
-            Plan::Discard {
-                backup,
-                roots,
-                files,
-            } => ("discard", backup, roots, files),
-        };
-        let (binds, pairs) = file_binds(&files);
-        let script = shell::restore(mode, &roots, &pairs);
-        let mut spec = HelperSpec::script(target, image, script);
-        spec.role = Role::Swap;
-        spec.binds = binds;
-        let ran = engine.run_script(spec, false).await?;
-        if ran.code != 0 {
-            return Err(DockerError::HelperFailed {
-                container: target.name.clone(),
-                action: format!(
-                    "{} the interrupted restore of backup {backup} in {}",
-                    if mode == "forward" {
-                        "finishing"
-                    } else {
-                        "removing"
-                    },
-                    roots.join(", ")
-                ),
-                code: ran.code,
-                output: ran.stderr.trim().to_string(),
-            }
-            .into());
-        }
-        let what = if backup.is_empty() {
-            "an interrupted restore".to_string()
-        } else {
-            format!("the interrupted restore of backup {backup}")
-        };
-        outcome.done.push(if mode == "forward" {
-            format!(
-                "finished {what} into container {:?} ({}): its swap had begun, so the restored contents are now in place",
-                target.name,
-                roots.join(", ")
-            )
-        } else {
-            format!(
-                "removed the staging of {what} into container {:?} ({}): it never reached its swap, so nothing live had changed",
-                target.name,
-                roots.join(", ")
-            )
-        });
-        tracing::warn!(container = %target.name, "{}", outcome.done.last().expect("pushed"));
+    for line in outcome.done.iter().chain(&outcome.warnings) {
+        tracing::warn!(container = %w.target.name, "{line}");
     }
     Ok(outcome)
 }
 
-/// Bind mounts for the host directories of single-file mounts, and the (staged, live) pairs as the
-/// helper sees them.
-pub fn file_binds(files: &[FileRecord]) -> (Vec<String>, Vec<(String, String)>) {
-    let mut binds = Vec::new();
-    let mut pairs = Vec::new();
-    for (i, f) in files.iter().enumerate() {
-        let inside = format!("/.dockyard-file-{i}");
-        binds.push(format!("{}:{inside}", f.host_dir));
-        pairs.push((
-            format!("{inside}/{}", staged_file_name(&f.name)),
-            format!("{inside}/{}", f.name),
+/// Counts a failed attempt to finish `j`; after [`ATTEMPTS`], rolls it back (every path gets its
+/// old contents back) and says so. Otherwise the error, for the next run to try again.
+pub async fn give_up_or_retry(
+    w: &Work<'_>,
+    j: &mut Journal,
+    error: anyhow::Error,
+) -> Result<String> {
+    // Only a helper that ran and failed counts: an engine that does not answer is no reason to
+    // give a restore up.
+    let ran_and_failed = error
+        .downcast_ref::<DockerError>()
+        .is_some_and(|e| matches!(e, DockerError::HelperFailed { .. }));
+    if ran_and_failed {
+        j.attempts += 1;
+        w.ledger.write(j)?;
+    }
+    if j.attempts < ATTEMPTS {
+        return Err(error.context(format!(
+            "the restore of backup {} into container {:?} is committed but not finished; the next dockyard run on this container tries again",
+            j.backup, w.target.name
+        )));
+    }
+    rollback(w, j).await.map_err(|e| {
+        e.context(format!(
+            "finishing the restore of backup {} failed {} times ({error:#}) and putting the old contents back failed too; the work directories are left as they are",
+            j.backup, j.attempts
+        ))
+    })?;
+    Ok(format!(
+        "gave up the restore of backup {} into container {:?} after {} failed attempts ({error:#}); every path has its previous contents back",
+        j.backup, w.target.name, j.attempts
+    ))
+}
+
+/// The phase each mount's work dir records, read through the engine (never opened in the
+/// volume): `None` for a mount without a work dir.
+pub async fn phases(w: &Work<'_>, j: &Journal) -> Result<Vec<Option<String>>> {
+    let mut out = Vec::new();
+    for root in j.roots() {
+        let work = format!("{root}/{WORK_DIR}");
+        if w.engine.stat(&w.target.id, &work).await? == PathKind::Missing {
+            out.push(None);
+            continue;
+        }
+        let path = format!("{root}/{}", super::PHASE);
+        let text = w.engine.read_small(&w.target.id, &path, 4096).await?;
+        let line = String::from_utf8_lossy(&text.unwrap_or_default())
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_string();
+        if Phase::parse(&line).is_none() {
+            return Err(DockerError::Api {
+                action: format!(
+                    "read the phase of the restore in {root} of {:?}",
+                    w.target.name
+                ),
+                message: format!("unknown phase {line:?}"),
+            }
+            .into());
+        }
+        out.push(Some(if line.is_empty() {
+            "staging".into()
+        } else {
+            line
+        }));
+    }
+    Ok(out)
+}
+
+/// Runs `restore.sh MODE` over every mount of `j` that still has a work dir, with the journal's
+/// records for each in a file of the helper's own.
+async fn volumes_script(w: &Work<'_>, j: &Journal, mode: &str) -> Result<()> {
+    let phases = phases(w, j).await?;
+    let mut args = Vec::new();
+    let mut files = Vec::new();
+    for (i, (m, phase)) in j.mounts.iter().zip(&phases).enumerate() {
+        let Some(phase) = phase else { continue };
+        let spec = format!("/.dockyard-spec/{i}");
+        args.extend([m.root.clone(), phase.clone(), spec.clone()]);
+        files.push((spec, m.spec().into_bytes()));
+    }
+    if args.is_empty() {
+        return Ok(());
+    }
+    let mut spec = HelperSpec::script(w.target, w.image, shell::restore(mode, args));
+    spec.role = Role::Swap;
+    spec.files = files;
+    run_checked(
+        w,
+        spec,
+        &format!("{mode} the restore of backup {}", j.backup),
+    )
+    .await
+}
+
+/// Moves the staged single files of `j` over their live ones (`action` move), or removes them
+/// (discard), in a helper that holds only their host directories.
+pub async fn files_script(w: &Work<'_>, j: &Journal, action: &str) -> Result<()> {
+    if j.files.is_empty() {
+        return Ok(());
+    }
+    let (binds, pairs) = file_binds(w.target, &j.files)?;
+    let mut args = vec![action.to_string()];
+    for (staged, live) in pairs {
+        args.push(staged);
+        args.push(live);
+    }
+    let mut spec = HelperSpec::script(w.target, w.image, shell::restore("files", args));
+    spec.volumes = false;
+    spec.role = Role::Swap;
+    spec.binds = binds;
+    run_checked(
+        w,
+        spec,
+        &format!("{action} the single files of backup {}", j.backup),
+    )
+    .await
+}
+
+async fn run_checked(w: &Work<'_>, spec: HelperSpec<'_>, action: &str) -> Result<()> {
+    let ran = w.engine.run_script(spec, false).await?;
+    if ran.code != 0 {
+        return Err(DockerError::HelperFailed {
+            container: w.target.name.clone(),
+            action: action.to_string(),
+            code: ran.code,
+            output: ran.stderr.trim().to_string(),
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// Finishes committed restore `j`: single files into place, every swap done; the journal then
+/// says swapped.
+pub async fn finish(w: &Work<'_>, j: &mut Journal) -> Result<()> {
+    crate::fault::point("finish").await;
+    files_script(w, j, "move").await?;
+    volumes_script(w, j, "commit").await?;
+    j.state = State::Swapped;
+    w.ledger.write(j)?;
+    Ok(())
+}
+
+/// Puts back the old contents of every path of `j` (moved aside by its swap), removes its work
+/// directories and its journal. Single files already moved into place stay restored.
+async fn rollback(w: &Work<'_>, j: &Journal) -> Result<()> {
+    volumes_script(w, j, "rollback").await?;
+    let mut args = Vec::new();
+    for root in j.roots() {
+        args.extend([root, "-".to_string()]);
+    }
+    let mut spec = HelperSpec::script(w.target, w.image, shell::restore("clean", args));
+    spec.role = Role::Swap;
+    run_checked(w, spec, &format!("remove the work of backup {}", j.backup)).await?;
+    w.ledger.remove(j)?;
+    Ok(())
+}
+
+/// Removes the staging of `j`, which never committed, after removing any helper of its run that
+/// is still there (it may still be writing into the volume).
+pub async fn discard(w: &Work<'_>, j: &Journal) -> Result<()> {
+    w.engine.remove_helpers_of(&w.target.name, &j.run).await?;
+    let phases = phases(w, j).await?;
+    let mut args = Vec::new();
+    for (root, phase) in j.roots().into_iter().zip(phases) {
+        if let Some(phase) = phase {
+            args.extend([root, phase]);
+        }
+    }
+    if !args.is_empty() {
+        let mut spec = HelperSpec::script(w.target, w.image, shell::restore("discard", args));
+        spec.role = Role::Swap;
+        run_checked(
+            w,
+            spec,
+            &format!("remove the staging of backup {}", j.backup),
+        )
+        .await?;
+    }
+    files_script(w, j, "discard").await?;
+    w.ledger.remove(j)?;
+    Ok(())
+}
+
+/// Deletes what the swap of `j` moved aside: through the agent (no path length limit), left to
+/// run on its own unless `wait`; else with `rm -rf` in a script. Never fails the run: what
+/// cannot be removed now is said in `outcome.warnings` and tried again by the next run.
+pub async fn clean(w: &Work<'_>, j: &Journal, wait: bool, outcome: &mut Outcome) {
+    if let Err(e) = try_clean(w, j, wait).await {
+        outcome.warnings.push(format!(
+            "the restore of backup {} into container {:?} is complete, but its old contents could not be deleted yet ({e:#}); the next dockyard run on this container tries again",
+            j.backup, w.target.name
         ));
     }
-    (binds, pairs)
+}
+
+async fn try_clean(w: &Work<'_>, j: &Journal, wait: bool) -> Result<()> {
+    if !wait && w.engine.cleanup_running(&w.target.name).await? {
+        return Ok(());
+    }
+    let phases = phases(w, j).await?;
+    let left: Vec<(String, Option<i64>)> = j
+        .mounts
+        .iter()
+        .zip(&phases)
+        .filter(|(_, p)| p.is_some())
+        .map(|(m, _)| (m.root.clone(), m.root_mtime()))
+        .collect();
+    if left.is_empty() {
+        w.ledger.remove(j)?;
+        return Ok(());
+    }
+    for (root, _) in &left {
+        ours(w, root).await?;
+    }
+    crate::fault::point("clean").await;
+    match host::cleanup(w.engine, w.target, w.image, &left, wait).await {
+        Ok(()) if wait => {
+            w.ledger.remove(j)?;
+            Ok(())
+        }
+        Ok(()) => Ok(()),
+        Err(CleanupFailed::Failed(why)) => Err(anyhow::anyhow!(why)),
+        Err(CleanupFailed::Unavailable(why)) => {
+            tracing::info!(container = %w.target.name, "deleting a restore's old contents with rm -rf: {why}");
+            let mut args = Vec::new();
+            for (root, mtime) in left {
+                args.extend([root, mtime.map_or("-".into(), |m| m.to_string())]);
+            }
+            let mut spec = HelperSpec::script(w.target, w.image, shell::restore("clean", args));
+            spec.role = Role::Swap;
+            run_checked(w, spec, &format!("remove the work of backup {}", j.backup)).await?;
+            w.ledger.remove(j)?;
+            Ok(())
+        }
+    }
+}
+
+/// Fails unless `root`'s work dir is still dockyard's own (a directory of root's, mode 0700): the
+/// app may have changed it since, and then it is the app's. Read from the header the engine's
+/// archive of it starts with; the rest of the stream is dropped unread.
+async fn ours(w: &Work<'_>, root: &str) -> Result<()> {
+    let work = format!("{root}/{WORK_DIR}");
+    let stream = Box::pin(w.engine.download(&w.target.id, &work));
+    let head = tokio::task::spawn_blocking(move || -> std::io::Result<(u64, u32, bool)> {
+        let reader = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream));
+        let mut archive = tar::Archive::new(reader);
+        let mut entries = archive.entries()?;
+        let first = entries
+            .next()
+            .ok_or_else(|| std::io::Error::other("the engine sent an empty archive"))??;
+        let h = first.header();
+        Ok((
+            h.uid()?,
+            h.mode()? & 0o7777,
+            h.entry_type() == tar::EntryType::Directory,
+        ))
+    })
+    .await
+    .expect("reader thread panicked")
+    .map_err(|e| DockerError::Api {
+        action: format!("look at {work} in container {:?}", w.target.name),
+        message: e.to_string(),
+    })?;
+    match head {
+        (0, 0o700, true) => Ok(()),
+        (uid, mode, dir) => Err(anyhow::anyhow!(
+            "{work} is not dockyard's work directory any more ({}, owner {uid}, mode {mode:o}); it is left alone and out of backups: move it away",
+            if dir { "a directory" } else { "not a directory" }
+        )),
+    }
+}
+
+/// A staged single file and the live one it replaces, as a helper sees them.
+pub type StagedPair = (String, String);
+
+/// Bind mounts for the host directories of the single-file mounts at container paths `files`,
+/// found through the target's current mounts, and the (staged, live) pairs as the helper sees
+/// them.
+pub fn file_binds(
+    target: &ContainerInfo,
+    files: &[String],
+) -> Result<(Vec<String>, Vec<StagedPair>)> {
+    let mut binds = Vec::new();
+    let mut pairs = Vec::new();
+    for (i, path) in files.iter().enumerate() {
+        let (dir, name) = file_source(target, path)?;
+        let inside = format!("/.dockyard-file-{i}");
+        binds.push(format!("{dir}:{inside}"));
+        pairs.push((
+            format!("{inside}/{}", staged_file_name(&name)),
+            format!("{inside}/{name}"),
+        ));
+    }
+    Ok((binds, pairs))
+}
+
+/// The host directory and file name behind the single-file bind mount at `path` of `target`.
+pub fn file_source(target: &ContainerInfo, path: &str) -> Result<(String, String)> {
+    let mount = target
+        .mounts
+        .iter()
+        .find(|m| m.kind == "bind" && m.destination == path)
+        .ok_or_else(|| {
+            crate::error::Failure::usage(format!(
+                "container {:?} has no single-file bind mount at {path} (any more)",
+                target.name
+            ))
+        })?;
+    let source = std::path::Path::new(&mount.source);
+    match (
+        source.parent().and_then(|d| d.to_str()),
+        source.file_name().and_then(|n| n.to_str()),
+    ) {
+        (Some(dir), Some(name)) if !dir.is_empty() && !dir.contains(':') => {
+            Ok((dir.to_string(), name.to_string()))
+        }
+        _ => Err(crate::error::Failure::usage(format!(
+            "cannot restore {path} of container {:?}: its bind mount source {:?} has no usable directory and name",
+            target.name, mount.source
+        ))
+        .into()),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::owner::Owner;
+    use crate::swap::journal::MountWork;
 
-    fn work(mount: &str, run: &str, members: &[&str], phase: Phase, alive: bool) -> Found {
+    fn journal(run: &str, state: State, alive: bool) -> Journal {
         let mut owner = Owner::current();
         if !alive {
             owner.pid = u32::MAX - 3;
         }
-        Found::Work {
-            mount: mount.into(),
-            journal: Box::new(Journal {
-                run: run.into(),
-                owner,
-                backup: format!("b-{run}"),
-                members: members.iter().map(|m| m.to_string()).collect(),
+        Journal {
+            run: run.into(),
+            owner,
+            backup: format!("b-{run}"),
+            container: "c".into(),
+            state,
+            attempts: 0,
+            mounts: vec![MountWork {
+                root: "/a".into(),
                 paths: vec![],
                 skips: vec![],
-                files: vec![],
-            }),
-            phase,
+                fixups: vec![],
+            }],
+            files: vec![],
         }
     }
 
-    fn kinds(plans: &[Plan]) -> Vec<(&'static str, Vec<String>)> {
-        plans
-            .iter()
-            .map(|p| match p {
-                Plan::Forward { roots, .. } => ("forward", roots.clone()),
-                Plan::Discard { roots, .. } => ("discard", roots.clone()),
-                Plan::Busy { .. } => ("busy", vec![]),
-            })
-            .collect()
+    fn kind(p: &Plan) -> &'static str {
+        match p {
+            Plan::Finish(_) => "finish",
+            Plan::Clean(_) => "clean",
+            Plan::Discard(_) => "discard",
+            Plan::Busy(_) => "busy",
+        }
     }
 
     #[test]
-    fn once_any_member_began_its_swap_every_member_is_finished() {
-        let ab = ["/a", "/b"];
+    fn the_journal_on_the_host_alone_decides() {
         let plans = decide(&[
-            work("/a", "r1", &ab, Phase::Swapped, false),
-            work("/b", "r1", &ab, Phase::Ready, false),
+            journal("r1", State::Committed, true),
+            journal("r2", State::Swapped, false),
+            journal("r3", State::Staging, false),
+            journal("r4", State::Staging, true),
         ]);
-        assert_eq!(
-            kinds(&plans),
-            vec![("forward", vec!["/a".into(), "/b".into()])]
-        );
-        // A member already cleaned up after its swap: the others are still finished.
-        let plans = decide(&[work("/b", "r1", &ab, Phase::Swapping(0), true)]);
-        assert_eq!(kinds(&plans), vec![("forward", vec!["/b".into()])]);
-    }
-
-    #[test]
-    fn all_members_ready_is_the_commit_point() {
-        let ab = ["/a", "/b"];
-        let plans = decide(&[
-            work("/a", "r1", &ab, Phase::Ready, false),
-            work("/b", "r1", &ab, Phase::Ready, false),
-        ]);
-        assert_eq!(kinds(&plans)[0].0, "forward");
-        // Killed while marking members ready: nothing live changed, so it is undone.
-        let plans = decide(&[
-            work("/a", "r1", &ab, Phase::Ready, false),
-            work("/b", "r1", &ab, Phase::Staging, false),
-        ]);
-        assert_eq!(
-            kinds(&plans),
-            vec![("discard", vec!["/a".into(), "/b".into()])]
-        );
-    }
-
-    #[test]
-    fn staging_of_a_live_owner_is_left_alone() {
-        let plans = decide(&[work("/a", "r2", &["/a"], Phase::Staging, true)]);
-        assert_eq!(kinds(&plans)[0].0, "busy");
-        let plans = decide(&[Found::Orphan { mount: "/c".into() }]);
-        assert_eq!(kinds(&plans), vec![("discard", vec!["/c".into()])]);
+        let kinds: Vec<_> = plans.iter().map(kind).collect();
+        // A committed restore is finished even while its owner lives: its swap helper is waited
+        // for first, and the swap is idempotent.
+        assert_eq!(kinds, ["finish", "clean", "discard", "busy"]);
     }
 }

@@ -61,4 +61,10 @@ impl Daemon {
         );
         self.events.try_iter().collect()
     }
+
+    /// Stops it with SIGTERM, idle or not (a job may be running: then it exits 130).
+    pub fn interrupt(self) {
+        sigterm(&self.child);
+        let _ = self.child.wait_with_output();
+    }
 }

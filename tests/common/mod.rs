@@ -4,6 +4,8 @@
 
 pub mod daemon;
 pub mod dest;
+pub mod engine;
+pub mod fault;
 pub mod forge;
 pub mod peers;
 pub mod sinks;
@@ -326,6 +328,7 @@ impl App {
     /// link target: what a user would compare after a restore. The path's own mtime is left out,
     /// since restoring necessarily changes it.
     pub fn tree(&self, path: &str) -> String {
+        self.settled();
         self.sh(&format!(
             r#"cd {path} && find . | sort | while IFS= read -r f; do
   if [ -L "$f" ]; then echo "$f L $(stat -c '%a %u %g' "$f") -> $(readlink "$f")";
@@ -345,8 +348,32 @@ done"#
         assert!(self.helpers().is_empty(), "a helper was left");
     }
 
-    /// Helper containers dockyard left for this container.
+    /// Waits until no clean-up of a restore runs in this container's volumes: a restore reports
+    /// once its swap is done and deletes the old contents in the background, as a user sees it
+    /// (`restore --wait-cleanup` waits instead).
+    pub fn settled(&self) {
+        let filter = format!("label=dockyard.for={}", self.name);
+        wait_until(
+            "the restore's clean-up is done",
+            std::time::Duration::from_secs(300),
+            || {
+                self.docker(&[
+                    "ps",
+                    "-q",
+                    "--filter",
+                    &filter,
+                    "--filter",
+                    "label=dockyard.role=cleanup",
+                ])
+                .trim()
+                .is_empty()
+            },
+        );
+    }
+
+    /// Helper containers dockyard left for this container (once a restore's clean-up is done).
     pub fn helpers(&self) -> Vec<String> {
+        self.settled();
         let out = self.docker(&[
             "ps",
             "-a",
@@ -597,4 +624,43 @@ pub fn local_config(tmp: &Path, dest: &Path, jobs: &str) -> PathBuf {
     )
     .unwrap();
     path
+}
+
+/// Runs `cmd` with its output captured, killing it (and failing the test) if it has not ended
+/// after `limit`: a run that hangs must fail its test, not the whole suite.
+pub fn output_within(mut cmd: Command, limit: std::time::Duration) -> Output {
+    use std::io::Read;
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("it runs");
+    let (mut out, mut err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    let o = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = out.read_to_end(&mut b);
+        b
+    });
+    let e = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = err.read_to_end(&mut b);
+        b
+    });
+    let deadline = std::time::Instant::now() + limit;
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} did not end within {limit:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    Output {
+        status,
+        stdout: o.join().unwrap(),
+        stderr: e.join().unwrap(),
+    }
 }

@@ -1,0 +1,86 @@
+//! Named fault-injection points, so crash and race tests reach their instant by name instead of
+//! by a sleep. `DOCKYARD_FAULT=point[=kill],…` makes dockyard stop at `point`: it writes
+//! `$DOCKYARD_FAULT_DIR/reached-<point>` and waits until `release-<point>` appears there, or
+//! with `=kill` it kills itself with SIGKILL on the spot. Helper containers get the same
+//! variable: their scripts and the agent stop at their own points, mark
+//! `/.dockyard-fault-reached-<point>` in the helper (visible to `docker diff`) and wait for
+//! `/.dockyard-fault-release` there. Only debug builds (the ones the tests run) read the
+//! variable; a release build compiles every point to nothing.
+
+/// The variable naming the points.
+pub const VAR: &str = "DOCKYARD_FAULT";
+
+/// Stops here if `DOCKYARD_FAULT` names `point` (debug builds only).
+pub async fn point(point: &str) {
+    #[cfg(debug_assertions)]
+    imp::point(point).await;
+    #[cfg(not(debug_assertions))]
+    let _ = point;
+}
+
+/// Stops here, inside a helper (the agent), if `DOCKYARD_FAULT` names `point`.
+pub fn in_helper(point: &str) {
+    #[cfg(debug_assertions)]
+    imp::in_helper(point);
+    #[cfg(not(debug_assertions))]
+    let _ = point;
+}
+
+/// The environment a helper container gets: `DOCKYARD_FAULT` when set (debug builds only).
+pub fn helper_env() -> Vec<String> {
+    #[cfg(debug_assertions)]
+    if let Some(v) = std::env::var_os(VAR) {
+        return vec![format!("{VAR}={}", v.to_string_lossy())];
+    }
+    Vec::new()
+}
+
+#[cfg(debug_assertions)]
+mod imp {
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    /// The action set for `point`, if any: `Some(true)` to kill, `Some(false)` to wait.
+    fn action(point: &str) -> Option<bool> {
+        let all = std::env::var(super::VAR).ok()?;
+        all.split(',').find_map(|item| match item.split_once('=') {
+            Some((p, "kill")) if p == point => Some(true),
+            Some((p, _)) if p == point => Some(false),
+            None if item == point => Some(false),
+            _ => None,
+        })
+    }
+
+    fn dir() -> PathBuf {
+        std::env::var_os("DOCKYARD_FAULT_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(std::env::temp_dir)
+    }
+
+    pub async fn point(point: &str) {
+        let Some(kill) = action(point) else {
+            return;
+        };
+        eprintln!("dockyard-fault {point}");
+        if kill {
+            // SAFETY: kill(2) on this process.
+            unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+        }
+        let _ = std::fs::write(dir().join(format!("reached-{point}")), b"");
+        let release = dir().join(format!("release-{point}"));
+        while !release.exists() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn in_helper(point: &str) {
+        if action(point).is_none() {
+            return;
+        }
+        eprintln!("dockyard-fault {point}");
+        let _ = std::fs::write(format!("/.dockyard-fault-reached-{point}"), b"");
+        while !std::path::Path::new("/.dockyard-fault-release").exists() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
