@@ -5,6 +5,7 @@
 pub mod daemon;
 pub mod dest;
 pub mod forge;
+pub mod measure;
 pub mod peers;
 pub mod sinks;
 
