@@ -10,6 +10,7 @@ use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use crate::archive::entry::{self, Kind, Meta};
+use crate::archive::names::show;
 
 /// Bytes compared at a time when looking for runs of zeros.
 const CHUNK: usize = 64 << 10;
@@ -19,7 +20,7 @@ pub fn extract(tar: impl Read, root: &OwnedFd) -> io::Result<u64> {
     // Modes are set whole at creation (special files) or by fchmod (the rest).
     // SAFETY: umask has no preconditions.
     unsafe { libc::umask(0) };
-    let mut archive = tar::Archive::new(tar);
+    let mut archive = crate::archive::guard::archive(tar);
     let mut open = Parents::default();
     let mut dirs: Vec<(Vec<u8>, Meta)> = Vec::new();
     let mut count = 0;
@@ -29,12 +30,7 @@ pub fn extract(tar: impl Read, root: &OwnedFd) -> io::Result<u64> {
         let (parent, base) = split(&meta.name)?;
         let dir = open.get(root, parent)?;
         let c = CString::new(base).map_err(|_| invalid("NUL in a name".into()))?;
-        let named = |e: io::Error| {
-            io::Error::new(
-                e.kind(),
-                format!("{}: {e}", String::from_utf8_lossy(&meta.name)),
-            )
-        };
+        let named = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", show(&meta.name)));
         match meta.kind {
             Kind::Dir => {
                 make_dir(dir, &c).map_err(named)?;
@@ -130,12 +126,8 @@ impl Parents {
         for part in &parts[same..] {
             let at = self.fds.last().unwrap_or(root).as_raw_fd();
             let c = CString::new(*part).map_err(|_| invalid("NUL in a name".into()))?;
-            let fd = open_dir(at, &c).map_err(|e| {
-                io::Error::new(
-                    e.kind(),
-                    format!("{}: {e}", String::from_utf8_lossy(parent)),
-                )
-            })?;
+            let fd = open_dir(at, &c)
+                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", show(parent))))?;
             self.names.push(part.to_vec());
             self.fds.push(fd);
         }
@@ -170,10 +162,7 @@ pub fn open_root(path: &str) -> io::Result<OwnedFd> {
 fn split(name: &[u8]) -> io::Result<(&[u8], &[u8])> {
     let name = entry::trim_slash(name);
     if name.is_empty() || name.starts_with(b"/") {
-        return Err(invalid(format!(
-            "refusing entry {:?}",
-            String::from_utf8_lossy(name)
-        )));
+        return Err(invalid(format!("refusing entry {:?}", show(name))));
     }
     let (parent, base) = match name.iter().rposition(|&b| b == b'/') {
         Some(i) => (&name[..i], &name[i + 1..]),
@@ -185,10 +174,7 @@ fn split(name: &[u8]) -> io::Result<(&[u8], &[u8])> {
             .split(|&b| b == b'/')
             .any(|p| p == b".." || p == b".")
     {
-        return Err(invalid(format!(
-            "refusing entry {:?}",
-            String::from_utf8_lossy(name)
-        )));
+        return Err(invalid(format!("refusing entry {:?}", show(name))));
     }
     Ok((parent, base))
 }

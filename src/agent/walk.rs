@@ -9,7 +9,7 @@ use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use crate::archive::entry::{Kind, Meta, Mtime};
-use crate::archive::names::{check_relative, prefix_for};
+use crate::archive::names::{check_relative, prefix_for, show};
 use crate::archive::pack::excluded;
 use crate::archive::writer::TarWriter;
 
@@ -102,7 +102,7 @@ impl<W: Write> Walker<'_, '_, W> {
                 if data.short > 0 {
                     self.done.warnings.push(format!(
                         "{}: shrank by {} bytes while read; padded with zeros",
-                        String::from_utf8_lossy(&name),
+                        show(&name),
                         data.short
                     ));
                 }
@@ -111,7 +111,7 @@ impl<W: Write> Walker<'_, '_, W> {
             }
             _ => Err(invalid(format!(
                 "{}: not a directory or a regular file",
-                String::from_utf8_lossy(&name)
+                show(&name)
             ))),
         }
     }
@@ -135,7 +135,7 @@ impl<W: Write> Walker<'_, '_, W> {
                 continue;
             }
             check_relative(&child_rel)
-                .map_err(|why| invalid(format!("{:?}: {why}", String::from_utf8_lossy(&child))))?;
+                .map_err(|why| invalid(format!("{:?}: {why}", show(&child))))?;
             let mut child_name = name.to_vec();
             child_name.push(b'/');
             child_name.extend_from_slice(&child);
@@ -166,7 +166,7 @@ impl<W: Write> Walker<'_, '_, W> {
                     if now.st_mode & libc::S_IFMT != kind || now.st_ino != st.st_ino {
                         return Err(invalid(format!(
                             "{}: changed type while read; run the backup again",
-                            String::from_utf8_lossy(&child_name)
+                            show(&child_name)
                         )));
                     }
                     self.entry(child_name, child_rel, opened, now)?;
@@ -201,7 +201,7 @@ impl<W: Write> Walker<'_, '_, W> {
     fn vanished(&mut self, name: &[u8]) {
         self.done.warnings.push(format!(
             "{}: removed while the backup ran; left out",
-            String::from_utf8_lossy(name)
+            show(name)
         ));
     }
 }
@@ -423,10 +423,7 @@ fn invalid(message: String) -> io::Error {
 }
 
 fn named(e: io::Error, action: &str, name: &[u8]) -> io::Error {
-    io::Error::new(
-        e.kind(),
-        format!("{action} {}: {e}", String::from_utf8_lossy(name)),
-    )
+    io::Error::new(e.kind(), format!("{action} {}: {e}", show(name)))
 }
 
 #[cfg(test)]

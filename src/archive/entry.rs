@@ -7,6 +7,8 @@ use std::io::Read;
 
 use tar::EntryType;
 
+use super::names::show;
+
 /// The kinds of entry an archive may hold; anything else is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Kind {
@@ -158,7 +160,7 @@ pub struct Disagreement {
 pub fn read<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<(Meta, Vec<Disagreement>), String> {
     let name = trim_slash(&entry.path_bytes()).to_vec();
     // Error text only: built when needed (this runs once per entry, millions of times).
-    let shown = || String::from_utf8_lossy(&name).into_owned();
+    let shown = || show(&name);
     let has_pax = entry
         .pax_extensions()
         .map_err(|e| format!("entry {:?}: unreadable PAX records: {e}", shown()))?
@@ -237,7 +239,6 @@ pub fn read<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<(Meta, Vec<Disagre
             let record = record.map_err(|e| format!("entry {:?}: bad PAX record: {e}", shown()))?;
             let key = record.key_bytes();
             let value = record.value_bytes();
-            let show = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
             match key {
                 b"mtime" => {
                     mtime = Mtime::parse_pax(value).ok_or_else(|| {

@@ -8,6 +8,7 @@
 
 pub mod entry;
 pub mod exclude;
+pub mod guard;
 pub mod listing;
 pub mod names;
 pub mod pack;

@@ -129,6 +129,19 @@ impl Scope {
     }
 }
 
+/// Bytes of a name shown in messages: a name can be up to a megabyte long (an archive's GNU
+/// long name), and every message lands in cron mail, `--json` and notifications.
+pub const SHOWN: usize = 200;
+
+/// An entry name for messages and reports: its first [`SHOWN`] bytes, then "…" if there was
+/// more (bytes that are not UTF-8 shown as U+FFFD).
+pub fn show(name: &[u8]) -> String {
+    match name.get(..SHOWN) {
+        Some(head) if name.len() > SHOWN => format!("{}…", String::from_utf8_lossy(head)),
+        _ => String::from_utf8_lossy(name).into_owned(),
+    }
+}
+
 /// Writes `name` as POSIX `printf` octal escapes (`\141\057...`): a form a shell script can
 /// validate (backslashes and digits only) and decode with `printf`, whatever bytes the name holds
 /// (newlines, quotes, non-UTF-8).
@@ -139,6 +152,14 @@ pub fn octal_escape(name: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_in_messages_are_cut_to_200_bytes() {
+        assert_eq!(show(b"srv/media/a"), "srv/media/a");
+        assert_eq!(show(&[b'a'; 200]), "a".repeat(200));
+        assert_eq!(show(&[b'a'; 1 << 20]), format!("{}…", "a".repeat(200)));
+        assert_eq!(show(b"bad\xffname"), "bad\u{fffd}name");
+    }
 
     #[test]
     fn octal_escapes_every_byte() {

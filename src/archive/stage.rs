@@ -7,6 +7,7 @@
 use std::io::{self, Read, Write};
 
 use super::entry::{Kind, Meta, Mtime, Privileges, SETID_BITS};
+use super::names::show;
 use super::pack::excluded;
 use super::verify::{self, Checked, Expect};
 use super::writer::TarWriter;
@@ -212,9 +213,4 @@ fn join(into: &[u8], rel: &[u8]) -> Vec<u8> {
         out.extend_from_slice(rel);
     }
     out
-}
-
-/// An entry name for messages.
-fn show(name: &[u8]) -> String {
-    String::from_utf8_lossy(name).into_owned()
 }

@@ -8,7 +8,8 @@
 use std::io::{self, Read};
 
 use super::entry::{self, Kind, Meta};
-use super::names::{hardlink_target, prefix_for, relative, Scope};
+use super::guard::TooLarge;
+use super::names::{hardlink_target, prefix_for, relative, show, Scope};
 use super::stage::RootMeta;
 use crate::manifest::Manifest;
 use crate::pipeline::streams::HashingReader;
@@ -142,7 +143,7 @@ pub fn check(
 pub fn roots(archive: impl Read, paths: &[String]) -> io::Result<Vec<Option<(Kind, RootMeta)>>> {
     let prefixes: Vec<String> = paths.iter().map(|p| prefix_for(p)).collect();
     let mut roots: Vec<Option<(Kind, RootMeta)>> = vec![None; prefixes.len()];
-    let mut archive = tar::Archive::new(super::decoder(archive)?);
+    let mut archive = super::guard::archive(super::decoder(archive)?);
     for entry in archive.entries()? {
         let mut entry = entry?;
         let (meta, _) =
@@ -194,14 +195,19 @@ fn walk(
     let mut entries = 0;
     let (mut devices, mut setid) = (Vec::new(), Vec::new());
     let mut roots: Vec<Option<(Kind, RootMeta)>> = vec![None; prefixes.len()];
+    // The last entry's name, shown: what a refused header came after.
+    let mut name = String::new();
     {
-        let mut archive = tar::Archive::new(&mut counted);
+        let mut archive = super::guard::archive(&mut counted);
         let iter = archive
             .entries()
             .map_err(|e| invalid(format!("not a tar archive: {e}")))?;
         for entry in iter {
-            let mut entry = entry
-                .map_err(|e| invalid(format!("corrupt archive after {entries} entries: {e}")))?;
+            let mut entry = entry.map_err(|e| match TooLarge::of(&e) {
+                Some(big) if entries == 0 => invalid(format!("unsafe first entry: {big}")),
+                Some(big) => invalid(format!("unsafe entry after {name:?}: {big}")),
+                None => invalid(format!("corrupt archive after {entries} entries: {e}")),
+            })?;
             let (meta, disagreements) = entry::read(&mut entry).map_err(invalid)?;
             if let Some(d) = disagreements.first() {
                 return Err(invalid(format!("unsafe entry {:?}: its PAX {} ({}) disagrees with its header ({}); tar readers would see different archives", show(&meta.name),
@@ -241,7 +247,8 @@ fn walk(
             if meta.is_setid_file() {
                 setid.push(show(&meta.name));
             }
-            let (name, size) = (show(&meta.name), entry.size());
+            name = show(&meta.name);
+            let size = entry.size();
             let corrupt = |e: io::Error| invalid(format!("corrupt data in {name:?}: {e}"));
             let mut data = CountRead {
                 inner: &mut entry,
@@ -287,11 +294,6 @@ impl<R: Read> Read for CountRead<R> {
         self.count += n as u64;
         Ok(n)
     }
-}
-
-/// An entry name for messages.
-fn show(name: &[u8]) -> String {
-    String::from_utf8_lossy(name).into_owned()
 }
 
 #[cfg(test)]
@@ -342,6 +344,17 @@ mod tests {
         let (zst, m) = archive(&[("srv/media/l", Some("/etc")), ("srv/media/l/passwd", None)]);
         let err = verify(&zst[..], &m).unwrap_err();
         assert!(err.contains("unsafe entry \"srv/media/l/passwd\""), "{err}");
+    }
+
+    #[test]
+    fn names_in_errors_are_cut_to_200_bytes() {
+        let long = format!("etc/{}", "x".repeat(5000));
+        let (zst, m) = archive(&[("srv/media/a", None), (&long, None)]);
+        let err = verify(&zst[..], &m).unwrap_err();
+        assert!(
+            err.contains(&format!("\"etc/{}…\"", "x".repeat(196))) && err.len() < 400,
+            "{err}"
+        );
     }
 
     #[test]
