@@ -7,7 +7,7 @@ mod common;
 use std::io::Write;
 
 use common::measure::run_measured;
-use common::{dest_dir, forge, App};
+use common::{dest_dir, dockyard, forge, App};
 
 /// 256 MiB: well over the 1 MiB limit, and enough that reading it whole shows in the peak RSS.
 const HUGE: u64 = 256 << 20;
@@ -90,6 +90,81 @@ fn huge_pax_and_long_name_headers_are_refused_before_they_are_read() {
             "restore: peak RSS {} MiB",
             rss_kib / 1024
         );
+        app.assert_as_before("/srv/media", &before);
+    }
+}
+
+/// A backup of `/srv/media` holding `tar` (its root directory first), named for `app`.
+fn forged(app: &App, dest: &std::path::Path, n: u32, tar: &[Vec<u8>]) -> String {
+    let id = format!("{}-20261128T00000{n}Z-000{n}", app.name);
+    let mut all = forge::header(b"srv/media/", b'5', 0, 0o755);
+    for entry in tar {
+        all.extend_from_slice(entry);
+    }
+    forge::write_backup(dest, &id, &app.name, &["/srv/media"], all);
+    id
+}
+
+#[test]
+fn a_file_after_a_symlink_of_its_name_replaces_the_symlink_as_tar_does() {
+    let (_tmp, dest) = dest_dir();
+    let d = dest.to_str().unwrap();
+    for agent in ["auto", "never"] {
+        let app = App::created(&format!("relink-{agent}"), &["/srv/media"]);
+        let id = forged(
+            &app,
+            &dest,
+            1,
+            &[
+                forge::symlink(b"srv/media/l", b"/etc/passwd"),
+                forge::file(b"srv/media/l", b"mine\n", 0o644),
+            ],
+        );
+        let v = dockyard(&["verify", &id, "--to", d]).ok();
+        assert!(v.starts_with("ok "), "{v}");
+        dockyard(&[
+            "restore", &app.name, "--from", d, "--backup", &id, "--agent", agent,
+        ])
+        .ok();
+        app.start();
+        assert_eq!(
+            app.sh("stat -c %F /srv/media/l; cat /srv/media/l; head -c 5 /etc/passwd"),
+            "regular file\nmine\nroot:",
+            "--agent {agent}"
+        );
+    }
+}
+
+#[test]
+fn a_file_over_a_directory_of_the_archive_is_refused_by_verify_and_restore() {
+    let (_tmp, dest) = dest_dir();
+    let d = dest.to_str().unwrap();
+    for agent in ["auto", "never"] {
+        let app = App::running(&format!("dirfile-{agent}"), &["/srv/media"]);
+        app.sh("echo mine > /srv/media/keep");
+        let before = app.tree("/srv/media");
+        let id = forged(
+            &app,
+            &dest,
+            2,
+            &[
+                forge::header(b"srv/media/d/", b'5', 0, 0o755),
+                forge::file(b"srv/media/d/child", b"child\n", 0o644),
+                forge::file(b"srv/media/d", b"file\n", 0o644),
+            ],
+        );
+        let v = dockyard(&["verify", &id, "--to", d]);
+        assert_eq!(v.code, 5, "{}{}", v.stdout, v.stderr);
+        assert!(
+            v.stderr.contains("unsafe entry \"srv/media/d\"") && v.stderr.contains("directory"),
+            "{}",
+            v.stderr
+        );
+        let r = dockyard(&[
+            "restore", &app.name, "--from", d, "--backup", &id, "--agent", agent,
+        ]);
+        assert_eq!(r.code, 5, "--agent {agent}: {}", r.stderr);
+        assert!(r.stderr.contains("srv/media/d"), "{}", r.stderr);
         app.assert_as_before("/srv/media", &before);
     }
 }

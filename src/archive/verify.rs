@@ -224,7 +224,7 @@ fn walk(
                 hardlink_target(meta.link.as_deref().unwrap_or_default(), &prefixes[index])
             });
             scopes[index]
-                .admit(&rel, hardlink.as_deref(), meta.kind == Kind::Symlink)
+                .admit(&rel, hardlink.as_deref(), meta.kind)
                 .map_err(|why| invalid(format!("unsafe entry {:?}: {why}", show(&meta.name))))?;
             if rel.is_empty() {
                 if !matches!(meta.kind, Kind::Dir | Kind::File) {
