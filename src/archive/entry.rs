@@ -142,6 +142,21 @@ impl Meta {
     pub fn is_setid_file(&self) -> bool {
         self.kind == Kind::File && self.mode & SETID_BITS != 0
     }
+
+    /// Whether it carries an extended attribute that hands out privileges (see
+    /// [`is_privileged_xattr`]).
+    pub fn has_privileged_xattrs(&self) -> bool {
+        self.xattrs
+            .iter()
+            .any(|(name, _)| is_privileged_xattr(name))
+    }
+}
+
+/// `security.*` (file capabilities: `security.capability` with `cap_setuid=ep` makes whoever runs
+/// the file root; SELinux and IMA labels) and `trusted.*` extended attributes: restored only when
+/// asked for, like set-id bits.
+pub fn is_privileged_xattr(name: &[u8]) -> bool {
+    name.starts_with(b"security.") || name.starts_with(b"trusted.")
 }
 
 /// A PAX record that disagrees with the header field it overrides.
@@ -311,11 +326,29 @@ pub struct Privileges {
     pub allow_devices: bool,
     /// Keep set-user-ID/set-group-ID bits on files (stripped by default, with a warning).
     pub keep_setid: bool,
+    /// Keep `security.*` and `trusted.*` extended attributes, file capabilities among them
+    /// (dropped by default, with a warning). Independent of `keep_setid`.
+    #[serde(default)]
+    pub keep_capabilities: bool,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn security_and_trusted_xattrs_are_the_privileged_ones() {
+        for (name, privileged) in [
+            (&b"security.capability"[..], true),
+            (b"security.selinux", true),
+            (b"trusted.overlay.opaque", true),
+            (b"user.note", false),
+            (b"system.posix_acl_access", false),
+            (b"securityx", false),
+        ] {
+            assert_eq!(is_privileged_xattr(name), privileged, "{name:?}");
+        }
+    }
 
     #[test]
     fn pax_times_parse_and_print_both_ways() {

@@ -1,8 +1,9 @@
 //! Verification: re-read an archive end to end — sha256 of the bytes, a full zstd decode, a walk of
 //! every tar entry with its data — and check every entry with the rules staging applies: inside a
 //! path the manifest lists, no name through a symlink of its own, no PAX record that disagrees
-//! with its header (tar readers would see different archives). Device nodes and set-id files are
-//! listed: restore refuses the former and strips the latter unless told otherwise. Each staging
+//! with its header (tar readers would see different archives). Device nodes, set-id files and
+//! entries with `security.*`/`trusted.*` xattrs are listed: restore refuses the first and strips
+//! the others unless told otherwise. Each staging
 //! pass of a restore walks the archive through the same [`check`], so a restore decodes it once.
 
 use std::io::{self, Read};
@@ -58,6 +59,9 @@ pub struct Report {
     pub devices: Vec<String>,
     /// Files with set-user-ID or set-group-ID bits (restore strips them without `--keep-setuid`).
     pub setid: Vec<String>,
+    /// Entries with `security.*` or `trusted.*` extended attributes, file capabilities among them
+    /// (restore drops those without `--keep-capabilities`).
+    pub privileged_xattrs: Vec<String>,
     /// Each manifest path's own entry, in the manifest's order: a directory or a single file,
     /// with its owner, mode and time (`None` if the archive has no entry for the path itself).
     pub roots: Vec<Option<(Kind, RootMeta)>>,
@@ -134,6 +138,7 @@ pub fn check(
         entries,
         devices: walked.devices,
         setid: walked.setid,
+        privileged_xattrs: walked.privileged_xattrs,
         roots: walked.roots,
     })
 }
@@ -176,6 +181,7 @@ struct Walked {
     entries: u64,
     devices: Vec<String>,
     setid: Vec<String>,
+    privileged_xattrs: Vec<String>,
     roots: Vec<Option<(Kind, RootMeta)>>,
 }
 
@@ -193,7 +199,7 @@ fn walk(
         count: 0,
     };
     let mut entries = 0;
-    let (mut devices, mut setid) = (Vec::new(), Vec::new());
+    let (mut devices, mut setid, mut privileged_xattrs) = (Vec::new(), Vec::new(), Vec::new());
     let mut roots: Vec<Option<(Kind, RootMeta)>> = vec![None; prefixes.len()];
     // The last entry's name, shown: what a refused header came after.
     let mut name = String::new();
@@ -247,6 +253,9 @@ fn walk(
             if meta.is_setid_file() {
                 setid.push(show(&meta.name));
             }
+            if meta.has_privileged_xattrs() {
+                privileged_xattrs.push(show(&meta.name));
+            }
             name = show(&meta.name);
             let size = entry.size();
             let corrupt = |e: io::Error| invalid(format!("corrupt data in {name:?}: {e}"));
@@ -279,6 +288,7 @@ fn walk(
         entries,
         devices,
         setid,
+        privileged_xattrs,
         roots,
     })
 }
