@@ -49,7 +49,9 @@ pub struct Cli {
     #[arg(long, global = true, help_heading = "Global options")]
     pub log_json: bool,
 
-    /// More log output on stderr (-v: debug, -vv: trace). `RUST_LOG` works too.
+    /// More log output on stderr (-v: debug, -vv: trace). `RUST_LOG` works too. The Docker
+    /// client's own lines show at info at most: its debug lines hold whole HTTP bodies, the app's
+    /// environment among them.
     #[arg(short, long, global = true, help_heading = "Global options", action = clap::ArgAction::Count)]
     pub verbose: u8,
 

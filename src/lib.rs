@@ -13,6 +13,7 @@ pub mod engine_ssh;
 pub mod error;
 pub mod last_run;
 pub mod lock;
+pub mod log_filter;
 pub mod logs;
 pub mod manifest;
 pub mod notify;
