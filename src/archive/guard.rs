@@ -301,10 +301,11 @@ mod tests {
         tar.resize(tar.len().next_multiple_of(512), 0);
     }
 
-    /// What a reader makes of `tar`: each entry's name, type, size and data, or the error.
-    fn entries<R: Read>(
-        mut archive: tar::Archive<R>,
-    ) -> Vec<Result<(Vec<u8>, u8, Vec<u8>), String>> {
+    /// One entry as read: its name, type byte and data, or the error.
+    type Got = Result<(Vec<u8>, u8, Vec<u8>), String>;
+
+    /// What a reader makes of `tar`: each entry's name, type and data, or the error.
+    fn entries<R: Read>(mut archive: tar::Archive<R>) -> Vec<Got> {
         let mut out = Vec::new();
         for e in archive.entries().unwrap() {
             match e {
