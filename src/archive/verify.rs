@@ -1,10 +1,11 @@
 //! Verification: re-read an archive end to end — sha256 of the bytes, a full zstd decode, a walk of
 //! every tar entry with its data — and check every entry with the rules staging applies: inside a
 //! path the manifest lists, no name through a symlink of its own, no PAX record that disagrees
-//! with its header (tar readers would see different archives). Device nodes, set-id files and
-//! entries with `security.*`/`trusted.*` xattrs are listed: restore refuses the first and strips
-//! the others unless told otherwise. Each staging
-//! pass of a restore walks the archive through the same [`check`], so a restore decodes it once.
+//! with its header (tar readers would see different archives), no file where it created a
+//! directory, no header over 1 MiB (`guard`). Device nodes, set-id files and entries with
+//! `security.*`/`trusted.*` xattrs are listed: restore refuses the first and strips the others
+//! unless told otherwise. Each staging pass of a restore walks the archive through the same
+//! [`check`], so a restore decodes it once.
 
 use std::io::{self, Read};
 
