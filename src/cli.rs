@@ -49,7 +49,9 @@ pub struct Cli {
     #[arg(long, global = true, help_heading = "Global options")]
     pub log_json: bool,
 
-    /// More log output on stderr (-v: debug, -vv: trace). `RUST_LOG` works too.
+    /// More log output on stderr (-v: debug, -vv: trace). `RUST_LOG` works too. The Docker
+    /// client's own lines show at info at most: its debug lines hold whole HTTP bodies, the app's
+    /// environment among them.
     #[arg(short, long, global = true, help_heading = "Global options", action = clap::ArgAction::Count)]
     pub verbose: u8,
 
@@ -697,9 +699,17 @@ pub struct RestoreArgs {
     pub allow_devices: bool,
 
     /// Keep set-user-ID and set-group-ID bits on restored files. By default they are removed,
-    /// with a warning naming the files.
+    /// with a warning naming the files. File capabilities are kept only with
+    /// --keep-capabilities.
     #[arg(long = "keep-setuid")]
     pub keep_setuid: bool,
+
+    /// Keep file capabilities (the `security.capability` extended attribute: `cap_setuid=ep`
+    /// makes whoever runs the file root) and every other `security.*` and `trusted.*` extended
+    /// attribute on restored files. By default they are dropped, with a warning naming the
+    /// files; --keep-setuid does not keep them.
+    #[arg(long)]
+    pub keep_capabilities: bool,
 
     /// The config file to read [restore] settings from (only if it exists, when not given).
     #[arg(long, env = "DOCKYARD_CONFIG", value_name = "FILE")]

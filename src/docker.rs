@@ -139,7 +139,7 @@ impl Mount {
 }
 
 /// What dockyard needs to know about a container.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ContainerInfo {
     /// Full container id.
     pub id: String,
@@ -155,6 +155,20 @@ pub struct ContainerInfo {
     pub mounts: Vec<Mount>,
     /// The full inspect document (recorded by snapshots).
     pub inspect: serde_json::Value,
+}
+
+/// Everything but the inspect document, which holds the app's environment: no log line shows it.
+impl std::fmt::Debug for ContainerInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ContainerInfo")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("image", &self.image)
+            .field("image_id", &self.image_id)
+            .field("running", &self.running)
+            .field("mounts", &self.mounts)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What a path in a container is, as the engine's archive endpoint reports it.

@@ -15,6 +15,7 @@ pub mod fault;
 pub mod last_run;
 pub mod lease;
 pub mod lock;
+pub mod log_filter;
 pub mod logs;
 pub mod manifest;
 pub mod notify;

@@ -8,6 +8,9 @@ use dockyard::error::{categorize, describe, Category, Failure};
 use dockyard::render::{self, Output, Renderer};
 use dockyard::settings::Settings;
 use futures_util::FutureExt;
+use tracing_subscriber::filter::filter_fn;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 
 fn main() {
@@ -157,7 +160,7 @@ fn shutdown_signal() -> impl std::future::Future<Output = &'static str> {
 }
 
 /// Logs go to stderr, as text or JSON: warnings by default (info for the daemon), more with -v, or
-/// whatever `RUST_LOG` says.
+/// whatever `RUST_LOG` says; never the Docker client's HTTP bodies (`log_filter`).
 fn init_logging(verbose: u8, json: bool) {
     let daemon = std::env::args().any(|a| a == "daemon");
     // The AWS SDK warns about things dockyard reports itself (a failed credential provider, a
@@ -174,9 +177,10 @@ fn init_logging(verbose: u8, json: bool) {
         .with_writer(std::io::stderr)
         .with_ansi(!json && render::colour_on_stderr())
         .with_target(false);
+    let allowed = filter_fn(dockyard::log_filter::allowed);
     if json {
-        fmt.json().init();
+        fmt.json().finish().with(allowed).init();
     } else {
-        fmt.init();
+        fmt.finish().with(allowed).init();
     }
 }

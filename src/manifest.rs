@@ -9,7 +9,7 @@ use chrono::{DateTime, Duration, Utc};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
-use crate::destination::{get_bytes, DestError, Destination};
+use crate::destination::{get_at_most, DestError, Destination};
 use crate::error::Failure;
 
 /// The tag of the backup a restore takes of what it replaces.
@@ -18,8 +18,17 @@ pub const SAFETY_TAG: &str = "pre-restore";
 /// manifest): never `latest`, never the anchor of `--keep-within`, unless named.
 pub const FUTURE_SKEW_SECS: i64 = 300;
 
-/// Manifests larger than this are not ours; reading stops there.
-const MANIFEST_LIMIT: u64 = 16 << 20;
+/// Manifests larger than this are not ours: reading stops there, and the object is reported like
+/// any other manifest that cannot be trusted (one of 16 MiB used to fail `list` for the whole
+/// destination).
+const MANIFEST_LIMIT: u64 = 1 << 20;
+/// What the first read takes of each manifest. Ours are 1-3 KB (a snapshot's, with the
+/// container's inspect document, some tens of KB); a larger object is read again on its own
+/// pass, [`LARGE_AT_ONCE`] at a time, so [`FETCH_AT_ONCE`] large ones never sit in memory together
+/// (twenty objects of 15 MiB took 440 MB).
+const FIRST_READ: u64 = 64 << 10;
+/// Objects over [`FIRST_READ`] read at once.
+const LARGE_AT_ONCE: usize = 2;
 const MANIFEST_SUFFIX: &str = ".json";
 const ARCHIVE_SUFFIX: &str = ".tar.zst";
 
@@ -232,12 +241,13 @@ const FETCH_AT_ONCE: usize = 16;
 /// Manifests asked for in one batch ([`Destination::get_small`]), and batches at once.
 const BATCH: usize = 64;
 const BATCHES_AT_ONCE: usize = 4;
-/// A manifest larger than this is read on its own (with [`MANIFEST_LIMIT`]), so a batch's
-/// output stays under 16 MiB.
+/// A manifest larger than this is read on its own (as every manifest is where the backend reads
+/// no batches), so a batch's output stays under 16 MiB.
 const BATCH_OBJECT_LIMIT: u64 = 256 << 10;
 
 /// Reads the manifests `select` picks by name, in batches where the backend can (SSH), else
-/// [`FETCH_AT_ONCE`] at a time. Each is checked:
+/// [`FETCH_AT_ONCE`] at a time (objects over [`FIRST_READ`] again, [`LARGE_AT_ONCE`] at a time, and
+/// none over [`MANIFEST_LIMIT`]). Each is checked:
 /// sound, named after its own id, and of the container its name says (a manifest whose name and
 /// content disagree is refused and reported, never trusted). Unreadable or unsound ones are set
 /// aside with a warning naming them.
@@ -287,17 +297,15 @@ pub async fn load(dest: &dyn Destination, select: Select<'_>) -> Result<Catalog,
         dest = %dest.describe(),
         "manifests read"
     );
-    let one_by_one: Vec<(String, Fetched)> = futures_util::stream::iter(rest)
-        .map(|name| async move {
-            let read = get_bytes(dest, &name, MANIFEST_LIMIT)
-                .await
-                .map(|bytes| parse_named(&name, &bytes));
-            (name, read)
-        })
-        .buffer_unordered(FETCH_AT_ONCE)
-        .collect()
-        .await;
-    fetched.extend(one_by_one);
+    let (read, large) = read_each(dest, rest, FIRST_READ, FETCH_AT_ONCE).await;
+    fetched.extend(read);
+    let (read, too_large) = read_each(dest, large, MANIFEST_LIMIT, LARGE_AT_ONCE).await;
+    fetched.extend(read);
+    for name in too_large {
+        let why =
+            "it is over 1 MiB, larger than any dockyard manifest; it was not read".to_string();
+        fetched.push((name, Ok(Err(why))));
+    }
     for (name, read) in fetched {
         match read? {
             Ok(m) => out.manifests.push(m),
@@ -318,6 +326,37 @@ pub async fn load(dest: &dyn Destination, select: Select<'_>) -> Result<Catalog,
 
 /// A manifest read: transport errors outside, refusals (with why) inside.
 type Fetched = Result<Result<Manifest, String>, DestError>;
+
+/// Reads each of `names` whole, `at_once` at a time, if it is at most `limit` bytes: those read
+/// (and checked, each as it arrives, so only `at_once` are in memory), and the names of those
+/// larger.
+async fn read_each(
+    dest: &dyn Destination,
+    names: Vec<String>,
+    limit: u64,
+    at_once: usize,
+) -> (Vec<(String, Fetched)>, Vec<String>) {
+    let read: Vec<(String, Option<Fetched>)> = futures_util::stream::iter(names)
+        .map(|name| async move {
+            let read = match get_at_most(dest, &name, limit).await {
+                Ok(Some(bytes)) => Some(Ok(parse_named(&name, &bytes))),
+                Ok(None) => None,
+                Err(e) => Some(Err(e)),
+            };
+            (name, read)
+        })
+        .buffer_unordered(at_once)
+        .collect()
+        .await;
+    let (mut done, mut larger) = (Vec::new(), Vec::new());
+    for (name, read) in read {
+        match read {
+            Some(fetched) => done.push((name, fetched)),
+            None => larger.push(name),
+        }
+    }
+    (done, larger)
+}
 
 /// Parses and checks the manifest stored as `name`.
 fn parse_named(name: &str, bytes: &[u8]) -> Result<Manifest, String> {

@@ -290,3 +290,51 @@ fn a_snapshot_keeps_the_environment_names_but_not_the_secrets() {
     .ok();
     assert!(out.contains("SECRET_KEY=hunter2-very-secret"), "{out}");
 }
+
+#[test]
+fn no_log_level_shows_the_apps_environment() {
+    let secret = format!("hunter2-{}", unique("pw"));
+    let app = App::create_with(
+        "traceenv",
+        &[
+            "-v",
+            "/srv/media",
+            "-e",
+            &format!("APP_DB_PASSWORD={secret}"),
+        ],
+        common::image(),
+    );
+    app.start();
+    app.sh("echo photo > /srv/media/p.jpg");
+    let (_tmp, dest) = dest_dir();
+    let d = dest.to_str().unwrap();
+    let runs = [
+        (vec!["-vv", "backup", &app.name, "--to", d], vec![]),
+        (
+            vec!["-vv", "snapshot", &app.name, "--tag", "t", "--to", d],
+            vec![],
+        ),
+        (
+            vec!["backup", &app.name, "--to", d, "--agent", "never"],
+            vec![("RUST_LOG", "trace")],
+        ),
+        (
+            vec!["-vv", "restore", &app.name, "--from", d, "--dry-run"],
+            vec![("RUST_LOG", "debug,bollard=trace,bollard::docker=trace")],
+        ),
+    ];
+    for (args, env) in runs {
+        let run = dockyard_env(&args, &env);
+        assert_eq!(run.code, 0, "{args:?}: {}", run.stderr);
+        // The traces are there (so the check below means something), the value is not.
+        assert!(
+            run.stderr.contains("DEBUG"),
+            "{args:?} {env:?} traced nothing:\n{}",
+            run.stderr
+        );
+        assert!(
+            !run.stderr.contains(&secret) && !run.stdout.contains(&secret),
+            "{args:?} {env:?} showed the app's environment"
+        );
+    }
+}

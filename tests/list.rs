@@ -98,3 +98,66 @@ fn a_manifest_whose_name_and_content_disagree_is_reported_and_never_listed_or_ve
     let r = dockyard(&["verify", "latest", "--container", "shop", "--to", d]);
     assert_eq!(r.code, 2, "{}", r.stderr);
 }
+
+#[test]
+fn oversized_manifest_objects_are_reported_and_the_rest_listed_in_bounded_memory() {
+    let (_tmp, dest) = dest_dir();
+    let d = dest.to_str().unwrap();
+    manifest(&dest, "web-20260101T000000Z-00aa", "web", &["/srv/media"]);
+    manifest(
+        &dest,
+        "db-20260102T000000Z-00bb",
+        "db",
+        &["/var/lib/postgresql"],
+    );
+    // Named like manifests: one of 2 MiB, one over the old 16 MiB limit, and twenty of 15 MiB
+    // (sparse, so the disk holds nothing; a reader still sees every byte).
+    let mut big = vec![("web-20260103T000000Z-0002.json".to_string(), 2u64 << 20)];
+    big.push(("web-20260103T000000Z-0017.json".to_string(), 17 << 20));
+    for i in 0..20 {
+        big.push((format!("web-20260104T0000{i:02}Z-0015.json"), 15 << 20));
+    }
+    for (name, len) in &big {
+        let f = std::fs::File::create(dest.join(name)).unwrap();
+        f.set_len(*len).unwrap();
+    }
+    let (code, stdout, stderr, rss_kib) =
+        common::measure::run_measured(&["list", "--to", d, "--json"], &[]);
+    eprintln!(
+        "list of {} oversized manifests: peak RSS {} MiB",
+        big.len(),
+        rss_kib / 1024
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let json = common::one_document(&stdout);
+    let listed: Vec<&str> = json["backups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        listed,
+        ["web-20260101T000000Z-00aa", "db-20260102T000000Z-00bb"],
+        "{json}"
+    );
+    let rejected = json["rejected"].as_array().unwrap();
+    assert_eq!(rejected.len(), big.len(), "{json}");
+    for (name, _) in &big {
+        let r = rejected
+            .iter()
+            .find(|r| r["object"] == name.as_str())
+            .unwrap_or_else(|| panic!("{name} not reported: {json}"));
+        assert!(r["reason"].as_str().unwrap().contains("1 MiB"), "{r}");
+    }
+    assert!(rss_kib < 64 * 1024, "peak RSS {} MiB", rss_kib / 1024);
+    let text = dockyard(&["list", "--to", d]);
+    assert_eq!(text.code, 0, "{}", text.stderr);
+    assert!(
+        text.stdout.contains("web-20260101T000000Z-00aa")
+            && text.stderr.contains("web-20260103T000000Z-0002.json"),
+        "{}{}",
+        text.stdout,
+        text.stderr
+    );
+}

@@ -3,46 +3,8 @@
 
 mod common;
 
-use std::process::Command;
-
-use common::{dest_dir, dockyard_cmd, forge, App};
-
-/// Runs dockyard with `args` under GNU time; returns (exit code, stdout, stderr, peak RSS in
-/// KiB) of dockyard alone. (wait4 on a child of this process would count this process's own peak:
-/// the child starts as a vfork of it.)
-fn run_measured(args: &[&str]) -> (i32, String, String, u64) {
-    let dir = tempfile::tempdir().unwrap();
-    let rss_file = dir.path().join("rss");
-    let cmd = dockyard_cmd(args, &[]);
-    let program = cmd.get_program().to_owned();
-    let mut timed = Command::new("/usr/bin/time");
-    timed
-        .arg("-f")
-        .arg("%M")
-        .arg("-o")
-        .arg(&rss_file)
-        .arg(program)
-        .args(cmd.get_args())
-        .envs(cmd.get_envs().filter_map(|(k, v)| Some((k, v?))));
-    for (k, v) in cmd.get_envs() {
-        if v.is_none() {
-            timed.env_remove(k);
-        }
-    }
-    let out = timed.output().expect("GNU time runs (Debian package time)");
-    let rss = std::fs::read_to_string(&rss_file).unwrap_or_default();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-        rss.trim()
-            .lines()
-            .last()
-            .unwrap_or("0")
-            .parse()
-            .unwrap_or(0),
-    )
-}
+use common::measure::run_measured;
+use common::{dest_dir, forge, App};
 
 #[test]
 fn a_dry_run_of_a_million_entries_stays_within_64_mib() {
@@ -72,8 +34,10 @@ fn a_dry_run_of_a_million_entries_stays_within_64_mib() {
     forge::write_backup(&dest, &id, &target.name, &["/srv/media"], tar);
     let d = dest.to_str().unwrap();
 
-    let (code, stdout, stderr, rss_kib) =
-        run_measured(&["restore", &target.name, "--from", d, "--dry-run", "--json"]);
+    let (code, stdout, stderr, rss_kib) = run_measured(
+        &["restore", &target.name, "--from", d, "--dry-run", "--json"],
+        &[],
+    );
     assert_eq!(code, 0, "{stderr}");
     eprintln!(
         "restore --dry-run of {} entries: peak RSS {} MiB",

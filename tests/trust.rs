@@ -115,13 +115,14 @@ fn capabilities_and_exact_times_reach_the_restored_files() {
         d,
         "--container",
         &app.name,
+        "--keep-capabilities",
     ])
     .ok();
     let restored = fresh.mount_source("/srv/media").join("server");
     assert_eq!(
         getxattr(&restored, "security.capability").as_deref(),
         Some(cap),
-        "the capability was dropped at restore"
+        "the capability was dropped although --keep-capabilities"
     );
 
     // Times with nanoseconds, as a PAX record (the engine's own export keeps whole seconds, so
@@ -139,6 +140,87 @@ fn capabilities_and_exact_times_reach_the_restored_files() {
     assert_eq!(
         target.sh("stat -c %y /srv/media/frac.txt").trim(),
         "2020-09-13 12:26:40.123456789 +0000"
+    );
+}
+
+#[test]
+fn file_capabilities_are_dropped_at_restore_and_named_unless_kept() {
+    // cap_setuid,cap_setgid=ep: whoever runs the file may become root on the host (a bind mount).
+    let cap: &[u8] = &[
+        1, 0, 0, 2, 0xc0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    ];
+    let app = App::running("caps", &["/srv/media"]);
+    app.sh("cp /bin/busybox /srv/media/rootme && echo plain > /srv/media/plain");
+    setxattr(
+        &app.mount_source("/srv/media").join("rootme"),
+        "security.capability",
+        cap,
+    );
+    let (_tmp, dest) = dest_dir();
+    let d = dest.to_str().unwrap();
+    dockyard(&["backup", &app.name, "--to", d]).ok();
+    let id = id_of(&dest);
+
+    let v = dockyard(&["verify", &id, "--to", d]).ok();
+    assert!(
+        v.contains("srv/media/rootme") && v.contains("--keep-capabilities"),
+        "{v}"
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&dockyard(&["verify", &id, "--to", d, "--json"]).ok()).unwrap();
+    assert_eq!(
+        v["privileged_xattrs"],
+        serde_json::json!(["srv/media/rootme"]),
+        "{v}"
+    );
+    let dry = dockyard(&["restore", &app.name, "--from", d, "--dry-run"]).ok();
+    assert!(
+        dry.contains("srv/media/rootme") && dry.contains("--keep-capabilities"),
+        "{dry}"
+    );
+
+    for agent in ["auto", "never"] {
+        let fresh = App::created(&format!("caps-{agent}"), &["/srv/media"]);
+        let out = dockyard(&[
+            "restore",
+            &fresh.name,
+            "--from",
+            d,
+            "--backup",
+            &id,
+            "--agent",
+            agent,
+        ])
+        .ok();
+        assert!(
+            out.contains("srv/media/rootme") && out.contains("--keep-capabilities"),
+            "--agent {agent}: {out}"
+        );
+        let restored = fresh.mount_source("/srv/media").join("rootme");
+        assert_eq!(
+            getxattr(&restored, "security.capability"),
+            None,
+            "--agent {agent}: the capability reached the restored file"
+        );
+        fresh.start();
+        assert_eq!(fresh.sh("cat /srv/media/plain"), "plain\n");
+    }
+    let fresh = App::created("caps-json", &["/srv/media"]);
+    let out = dockyard(&[
+        "restore",
+        &fresh.name,
+        "--from",
+        d,
+        "--backup",
+        &id,
+        "--json",
+    ])
+    .ok();
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        r["dropped_xattrs"],
+        serde_json::json!(["srv/media/rootme"]),
+        "{r}"
     );
 }
 

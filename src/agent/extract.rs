@@ -3,13 +3,17 @@
 //! component by component with `O_NOFOLLOW`, and every entry is created relative to its parent's
 //! descriptor, so a symlink the app plants mid-restore cannot send a write outside the directory.
 //! Runs of zeros in files are skipped with a seek (files come back sparse); directory times are
-//! set last, as their children change them.
+//! set last, as their children change them. A name the stream holds twice is handled as tar
+//! does: a later entry replaces a non-directory (the name itself is removed, never what a symlink
+//! there points to), and a directory over a directory only sets its metadata; staging has refused
+//! a non-directory over a directory already.
 
 use std::ffi::CString;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use crate::archive::entry::{self, Kind, Meta};
+use crate::archive::names::show;
 
 /// Bytes compared at a time when looking for runs of zeros.
 const CHUNK: usize = 64 << 10;
@@ -19,7 +23,7 @@ pub fn extract(tar: impl Read, root: &OwnedFd) -> io::Result<u64> {
     // Modes are set whole at creation (special files) or by fchmod (the rest).
     // SAFETY: umask has no preconditions.
     unsafe { libc::umask(0) };
-    let mut archive = tar::Archive::new(tar);
+    let mut archive = crate::archive::guard::archive(tar);
     let mut open = Parents::default();
     let mut dirs: Vec<(Vec<u8>, Meta)> = Vec::new();
     let mut count = 0;
@@ -29,12 +33,7 @@ pub fn extract(tar: impl Read, root: &OwnedFd) -> io::Result<u64> {
         let (parent, base) = split(&meta.name)?;
         let dir = open.get(root, parent)?;
         let c = CString::new(base).map_err(|_| invalid("NUL in a name".into()))?;
-        let named = |e: io::Error| {
-            io::Error::new(
-                e.kind(),
-                format!("{}: {e}", String::from_utf8_lossy(&meta.name)),
-            )
-        };
+        let named = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", show(&meta.name)));
         match meta.kind {
             Kind::Dir => {
                 make_dir(dir, &c).map_err(named)?;
@@ -47,8 +46,8 @@ pub fn extract(tar: impl Read, root: &OwnedFd) -> io::Result<u64> {
                 // less per file. Set-id bits (which the chown in `own` would clear) and the
                 // sticky bit are set by `own` after it.
                 let plain = meta.mode & 0o7000 == 0;
-                let fd =
-                    create_file(dir, &c, if plain { meta.mode } else { 0o600 }).map_err(named)?;
+                let mode = if plain { meta.mode } else { 0o600 };
+                let fd = replacing(dir, &c, || create_file(dir, &c, mode)).map_err(named)?;
                 let mut file = std::fs::File::from(fd);
                 write_sparse(&mut e, &mut file, meta.size).map_err(named)?;
                 let fd = OwnedFd::from(file);
@@ -60,16 +59,20 @@ pub fn extract(tar: impl Read, root: &OwnedFd) -> io::Result<u64> {
                 let (tparent, tbase) = split(target)?;
                 let tdir = walk_dirs(root, tparent)?;
                 let t = CString::new(tbase).map_err(|_| invalid("NUL in a name".into()))?;
-                check(unsafe {
-                    libc::linkat(tdir.as_raw_fd(), t.as_ptr(), dir.as_raw_fd(), c.as_ptr(), 0)
+                replacing(dir, &c, || {
+                    check(unsafe {
+                        libc::linkat(tdir.as_raw_fd(), t.as_ptr(), dir.as_raw_fd(), c.as_ptr(), 0)
+                    })
                 })
                 .map_err(named)?;
             }
             Kind::Symlink => {
                 let target = CString::new(meta.link.clone().unwrap_or_default())
                     .map_err(|_| invalid("NUL in a link".into()))?;
-                check(unsafe { libc::symlinkat(target.as_ptr(), dir.as_raw_fd(), c.as_ptr()) })
-                    .map_err(named)?;
+                replacing(dir, &c, || {
+                    check(unsafe { libc::symlinkat(target.as_ptr(), dir.as_raw_fd(), c.as_ptr()) })
+                })
+                .map_err(named)?;
                 own_at(dir, &c, &meta).map_err(named)?;
             }
             Kind::Fifo | Kind::CharDevice | Kind::BlockDevice => {
@@ -80,13 +83,15 @@ pub fn extract(tar: impl Read, root: &OwnedFd) -> io::Result<u64> {
                 };
                 // The mode is given whole here (the agent's umask is 0): a chmod by name after
                 // this would follow a symlink the app swapped in.
-                check(unsafe {
-                    libc::mknodat(
-                        dir.as_raw_fd(),
-                        c.as_ptr(),
-                        kind | (meta.mode & 0o7777),
-                        dev,
-                    )
+                replacing(dir, &c, || {
+                    check(unsafe {
+                        libc::mknodat(
+                            dir.as_raw_fd(),
+                            c.as_ptr(),
+                            kind | (meta.mode & 0o7777),
+                            dev,
+                        )
+                    })
                 })
                 .map_err(named)?;
                 own_at(dir, &c, &meta).map_err(named)?;
@@ -130,12 +135,8 @@ impl Parents {
         for part in &parts[same..] {
             let at = self.fds.last().unwrap_or(root).as_raw_fd();
             let c = CString::new(*part).map_err(|_| invalid("NUL in a name".into()))?;
-            let fd = open_dir(at, &c).map_err(|e| {
-                io::Error::new(
-                    e.kind(),
-                    format!("{}: {e}", String::from_utf8_lossy(parent)),
-                )
-            })?;
+            let fd = open_dir(at, &c)
+                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", show(parent))))?;
             self.names.push(part.to_vec());
             self.fds.push(fd);
         }
@@ -170,10 +171,7 @@ pub fn open_root(path: &str) -> io::Result<OwnedFd> {
 fn split(name: &[u8]) -> io::Result<(&[u8], &[u8])> {
     let name = entry::trim_slash(name);
     if name.is_empty() || name.starts_with(b"/") {
-        return Err(invalid(format!(
-            "refusing entry {:?}",
-            String::from_utf8_lossy(name)
-        )));
+        return Err(invalid(format!("refusing entry {:?}", show(name))));
     }
     let (parent, base) = match name.iter().rposition(|&b| b == b'/') {
         Some(i) => (&name[..i], &name[i + 1..]),
@@ -185,10 +183,7 @@ fn split(name: &[u8]) -> io::Result<(&[u8], &[u8])> {
             .split(|&b| b == b'/')
             .any(|p| p == b".." || p == b".")
     {
-        return Err(invalid(format!(
-            "refusing entry {:?}",
-            String::from_utf8_lossy(name)
-        )));
+        return Err(invalid(format!("refusing entry {:?}", show(name))));
     }
     Ok((parent, base))
 }
@@ -205,11 +200,45 @@ fn open_dir(at: i32, name: &CString) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// Creates a directory; one that exists is used as it is (staging's own layout comes first).
+/// Creates a directory; one that exists is used as it is (staging's own layout comes first), and
+/// anything else there is replaced.
 fn make_dir(dir: &OwnedFd, name: &CString) -> io::Result<()> {
-    match check(unsafe { libc::mkdirat(dir.as_raw_fd(), name.as_ptr(), 0o700) }) {
-        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(()),
+    let mkdir = || check(unsafe { libc::mkdirat(dir.as_raw_fd(), name.as_ptr(), 0o700) });
+    match mkdir() {
+        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+            let mut st: libc::stat = unsafe { std::mem::zeroed() };
+            check(unsafe {
+                libc::fstatat(
+                    dir.as_raw_fd(),
+                    name.as_ptr(),
+                    &mut st,
+                    libc::AT_SYMLINK_NOFOLLOW,
+                )
+            })?;
+            if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+                return Ok(());
+            }
+            check(unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), 0) })?;
+            mkdir().map(|_| ())
+        }
         other => other.map(|_| ()),
+    }
+}
+
+/// Runs `create`; if the name exists, removes it and runs `create` again, as tar does. The
+/// removal is `unlinkat` of the name itself: a symlink goes, never what it points to, and a
+/// directory is not removed (the error says so).
+fn replacing<T>(
+    dir: &OwnedFd,
+    name: &CString,
+    mut create: impl FnMut() -> io::Result<T>,
+) -> io::Result<T> {
+    match create() {
+        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+            check(unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), 0) })?;
+            create()
+        }
+        other => other,
     }
 }
 
@@ -395,5 +424,43 @@ mod tests {
         assert_eq!((m.mtime(), m.mtime_nsec()), (1_500_000_000, 5));
         assert_eq!(m.mode() & 0o7777, 0o640);
         assert_eq!(m.nlink(), 2);
+    }
+
+    #[test]
+    fn a_later_entry_replaces_a_non_directory_and_never_writes_through_a_symlink() {
+        let t = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let victim = outside.path().join("passwd");
+        std::fs::write(&victim, "root\n").unwrap();
+        let mut w = TarWriter::new(Vec::new());
+        let mut sl = meta(Kind::Symlink, b"l");
+        sl.link = Some(victim.to_str().unwrap().as_bytes().to_vec());
+        w.append(&sl, &mut io::empty()).unwrap();
+        let mut file = meta(Kind::File, b"l");
+        file.size = 5;
+        w.append(&file, &mut &b"mine\n"[..]).unwrap();
+        w.append(&meta(Kind::Fifo, b"p"), &mut io::empty()).unwrap();
+        w.append(&meta(Kind::Dir, b"p"), &mut io::empty()).unwrap();
+        w.append(&meta(Kind::Dir, b"p"), &mut io::empty()).unwrap();
+        let mut hl = meta(Kind::Hardlink, b"h");
+        hl.link = Some(b"l".to_vec());
+        w.append(&sl, &mut io::empty()).unwrap();
+        w.append(&file, &mut &b"mine\n"[..]).unwrap();
+        w.append(&meta(Kind::Fifo, b"h"), &mut io::empty()).unwrap();
+        w.append(&hl, &mut io::empty()).unwrap();
+        let tar = w.finish().unwrap();
+
+        let root = open_root(t.path().to_str().unwrap()).unwrap();
+        assert_eq!(extract(&tar[..], &root).unwrap(), 9);
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "root\n");
+        let l = std::fs::symlink_metadata(t.path().join("l")).unwrap();
+        assert!(l.is_file() && l.nlink() == 2, "{l:?}");
+        assert_eq!(
+            std::fs::read_to_string(t.path().join("h")).unwrap(),
+            "mine\n"
+        );
+        assert!(std::fs::symlink_metadata(t.path().join("p"))
+            .unwrap()
+            .is_dir());
     }
 }

@@ -9,7 +9,8 @@ use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use crate::archive::entry::{Kind, Meta, Mtime};
-use crate::archive::names::{check_relative, prefix_for};
+use crate::archive::guard::MAX_EXTENSION;
+use crate::archive::names::{check_relative, prefix_for, show};
 use crate::archive::pack::excluded;
 use crate::archive::writer::TarWriter;
 
@@ -75,6 +76,13 @@ impl<W: Write> Walker<'_, '_, W> {
         let kind = st.st_mode & libc::S_IFMT;
         let mut meta = meta_of(&name, &st);
         meta.xattrs = xattrs(&fd);
+        if !restorable_xattrs(&meta.xattrs) {
+            self.done.warnings.push(format!(
+                "{}: its extended attributes take over 1 MiB, more than a restore reads; left out",
+                show(&name)
+            ));
+            meta.xattrs.clear();
+        }
         match kind {
             libc::S_IFDIR => {
                 meta.kind = Kind::Dir;
@@ -102,7 +110,7 @@ impl<W: Write> Walker<'_, '_, W> {
                 if data.short > 0 {
                     self.done.warnings.push(format!(
                         "{}: shrank by {} bytes while read; padded with zeros",
-                        String::from_utf8_lossy(&name),
+                        show(&name),
                         data.short
                     ));
                 }
@@ -111,7 +119,7 @@ impl<W: Write> Walker<'_, '_, W> {
             }
             _ => Err(invalid(format!(
                 "{}: not a directory or a regular file",
-                String::from_utf8_lossy(&name)
+                show(&name)
             ))),
         }
     }
@@ -135,10 +143,18 @@ impl<W: Write> Walker<'_, '_, W> {
                 continue;
             }
             check_relative(&child_rel)
-                .map_err(|why| invalid(format!("{:?}: {why}", String::from_utf8_lossy(&child))))?;
+                .map_err(|why| invalid(format!("{:?}: {why}", show(&child))))?;
             let mut child_name = name.to_vec();
             child_name.push(b'/');
             child_name.extend_from_slice(&child);
+            if !restorable_name(&child_name) {
+                self.done.warnings.push(format!(
+                    "{}: a name of {} bytes, over the 1 MiB a restore reads; left out with all below it",
+                    show(&child_name),
+                    child_name.len()
+                ));
+                continue;
+            }
             let c = CString::new(child.clone()).expect("directory entries hold no NUL");
             let st = match lstat_at(fd, &c) {
                 Ok(st) => st,
@@ -166,7 +182,7 @@ impl<W: Write> Walker<'_, '_, W> {
                     if now.st_mode & libc::S_IFMT != kind || now.st_ino != st.st_ino {
                         return Err(invalid(format!(
                             "{}: changed type while read; run the backup again",
-                            String::from_utf8_lossy(&child_name)
+                            show(&child_name)
                         )));
                     }
                     self.entry(child_name, child_rel, opened, now)?;
@@ -201,7 +217,7 @@ impl<W: Write> Walker<'_, '_, W> {
     fn vanished(&mut self, name: &[u8]) {
         self.done.warnings.push(format!(
             "{}: removed while the backup ran; left out",
-            String::from_utf8_lossy(name)
+            show(name)
         ));
     }
 }
@@ -418,15 +434,28 @@ fn xattrs(fd: &OwnedFd) -> Vec<(Vec<u8>, Vec<u8>)> {
     out
 }
 
+/// Whether a restore reads a name this long: its GNU long-name header (the name, a slash, a NUL)
+/// stays within [`MAX_EXTENSION`], so no backup holds an entry every restore would refuse.
+fn restorable_name(name: &[u8]) -> bool {
+    name.len() as u64 + 2 <= MAX_EXTENSION
+}
+
+/// Whether a restore reads these xattrs: their PAX header (each record's key, value and a little
+/// framing, and room for a time record) stays within [`MAX_EXTENSION`].
+fn restorable_xattrs(xattrs: &[(Vec<u8>, Vec<u8>)]) -> bool {
+    let records: usize = xattrs
+        .iter()
+        .map(|(key, value)| key.len() + value.len() + 32)
+        .sum();
+    records as u64 + 64 <= MAX_EXTENSION
+}
+
 fn invalid(message: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, message)
 }
 
 fn named(e: io::Error, action: &str, name: &[u8]) -> io::Error {
-    io::Error::new(
-        e.kind(),
-        format!("{action} {}: {e}", String::from_utf8_lossy(name)),
-    )
+    io::Error::new(e.kind(), format!("{action} {}: {e}", show(name)))
 }
 
 #[cfg(test)]
@@ -455,6 +484,32 @@ mod tests {
             out.push((m, data));
         }
         out
+    }
+
+    #[test]
+    fn names_and_xattrs_a_restore_would_refuse_are_left_out() {
+        assert!(restorable_name(&[b'a'; 4096]));
+        assert!(restorable_name(&vec![b'a'; (MAX_EXTENSION - 2) as usize]));
+        assert!(!restorable_name(&vec![b'a'; (MAX_EXTENSION - 1) as usize]));
+        let xattr = |n: usize| (b"user.x".to_vec(), vec![0u8; n]);
+        assert!(restorable_xattrs(&[xattr(65536), xattr(65536)]));
+        assert!(!restorable_xattrs(&vec![xattr(65536); 16]));
+        // What the writer makes of the largest it lets through, the guard reads.
+        let mut meta = meta_of(b"srv/media/f", &unsafe { std::mem::zeroed() });
+        meta.mtime = Mtime {
+            secs: -1,
+            nanos: 123_456_789,
+        };
+        let value = (MAX_EXTENSION - 64 - 32) as usize - b"user.x".len();
+        meta.xattrs = vec![xattr(value)];
+        assert!(restorable_xattrs(&meta.xattrs));
+        let mut w = TarWriter::new(Vec::new());
+        w.append(&meta, &mut io::empty()).unwrap();
+        let tar = w.finish().unwrap();
+        let mut archive = crate::archive::guard::archive(&tar[..]);
+        for e in archive.entries().unwrap() {
+            e.unwrap();
+        }
     }
 
     #[test]

@@ -7,6 +7,8 @@ use std::io::Read;
 
 use tar::EntryType;
 
+use super::names::show;
+
 /// The kinds of entry an archive may hold; anything else is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Kind {
@@ -140,6 +142,21 @@ impl Meta {
     pub fn is_setid_file(&self) -> bool {
         self.kind == Kind::File && self.mode & SETID_BITS != 0
     }
+
+    /// Whether it carries an extended attribute that hands out privileges (see
+    /// [`is_privileged_xattr`]).
+    pub fn has_privileged_xattrs(&self) -> bool {
+        self.xattrs
+            .iter()
+            .any(|(name, _)| is_privileged_xattr(name))
+    }
+}
+
+/// `security.*` (file capabilities: `security.capability` with `cap_setuid=ep` makes whoever runs
+/// the file root; SELinux and IMA labels) and `trusted.*` extended attributes: restored only when
+/// asked for, like set-id bits.
+pub fn is_privileged_xattr(name: &[u8]) -> bool {
+    name.starts_with(b"security.") || name.starts_with(b"trusted.")
 }
 
 /// A PAX record that disagrees with the header field it overrides.
@@ -158,7 +175,7 @@ pub struct Disagreement {
 pub fn read<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<(Meta, Vec<Disagreement>), String> {
     let name = trim_slash(&entry.path_bytes()).to_vec();
     // Error text only: built when needed (this runs once per entry, millions of times).
-    let shown = || String::from_utf8_lossy(&name).into_owned();
+    let shown = || show(&name);
     let has_pax = entry
         .pax_extensions()
         .map_err(|e| format!("entry {:?}: unreadable PAX records: {e}", shown()))?
@@ -237,7 +254,6 @@ pub fn read<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<(Meta, Vec<Disagre
             let record = record.map_err(|e| format!("entry {:?}: bad PAX record: {e}", shown()))?;
             let key = record.key_bytes();
             let value = record.value_bytes();
-            let show = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
             match key {
                 b"mtime" => {
                     mtime = Mtime::parse_pax(value).ok_or_else(|| {
@@ -310,11 +326,29 @@ pub struct Privileges {
     pub allow_devices: bool,
     /// Keep set-user-ID/set-group-ID bits on files (stripped by default, with a warning).
     pub keep_setid: bool,
+    /// Keep `security.*` and `trusted.*` extended attributes, file capabilities among them
+    /// (dropped by default, with a warning). Independent of `keep_setid`.
+    #[serde(default)]
+    pub keep_capabilities: bool,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn security_and_trusted_xattrs_are_the_privileged_ones() {
+        for (name, privileged) in [
+            (&b"security.capability"[..], true),
+            (b"security.selinux", true),
+            (b"trusted.overlay.opaque", true),
+            (b"user.note", false),
+            (b"system.posix_acl_access", false),
+            (b"securityx", false),
+        ] {
+            assert_eq!(is_privileged_xattr(name), privileged, "{name:?}");
+        }
+    }
 
     #[test]
     fn pax_times_parse_and_print_both_ways() {

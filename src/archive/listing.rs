@@ -52,7 +52,7 @@ pub fn each(
         Origin::Engine => Box::new(reader),
     };
     let mut seen = 0;
-    let mut archive = tar::Archive::new(reader);
+    let mut archive = super::guard::archive(reader);
     for entry in archive.entries()? {
         let mut entry = entry?;
         let (meta, _) =
@@ -228,9 +228,7 @@ impl Compare {
     /// The diff.
     pub fn finish(self) -> Diff {
         let show = |set: std::collections::BTreeSet<Vec<u8>>| -> Vec<String> {
-            set.iter()
-                .map(|k| String::from_utf8_lossy(k).into_owned())
-                .collect()
+            set.iter().map(|k| super::names::show(k)).collect()
         };
         let [added, changed, removed] = self.examples;
         Diff {

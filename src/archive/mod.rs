@@ -4,10 +4,12 @@
 //! `entry` reads any tar entry into checked values and `writer` is the only place headers are
 //! written, from those values. `pack` turns the engine's per-path tar streams into one archive,
 //! `verify` walks an archive end to end, `stage` cuts one path out of an archive for upload into a
-//! container, and `names` holds the pure rules that keep every entry inside its path.
+//! container, and `names` holds the pure rules that keep every entry inside its path. `guard` sits
+//! under every tar stream read, so no header can make the reader hold more than 1 MiB.
 
 pub mod entry;
 pub mod exclude;
+pub mod guard;
 pub mod listing;
 pub mod names;
 pub mod pack;

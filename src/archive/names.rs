@@ -1,8 +1,11 @@
 //! Pure rules for entry names: where an engine entry goes in the archive, and whether an archive
 //! entry stays inside the path it is restored into (no absolute paths, no `..`, nothing through a
-//! symlink the archive itself created).
+//! symlink the archive itself created, no file where it created a directory).
 
 use std::collections::HashSet;
+use std::hash::BuildHasher;
+
+use super::entry::Kind;
 
 /// `/srv/media` → `srv/media`: the archive prefix for a container path.
 pub fn prefix_for(path: &str) -> String {
@@ -55,6 +58,9 @@ pub enum Unsafe {
     LinkOutside,
     /// The name passes through a symlink created earlier in the same archive.
     ThroughSymlink,
+    /// A non-directory named like a directory created earlier in the same archive: extracting
+    /// it would fail (tar replaces anything but a directory), so verify and staging refuse it.
+    OverDirectory,
 }
 
 impl std::fmt::Display for Unsafe {
@@ -64,6 +70,9 @@ impl std::fmt::Display for Unsafe {
             Unsafe::BadComponent => "`..`, `.` or empty component",
             Unsafe::LinkOutside => "hardlink to a target outside the path",
             Unsafe::ThroughSymlink => "name passes through a symlink in the archive",
+            Unsafe::OverDirectory => {
+                "a non-directory named like a directory earlier in the archive (tar cannot replace a directory with it)"
+            }
         })
     }
 }
@@ -84,19 +93,29 @@ pub fn check_relative(rel: &[u8]) -> Result<(), Unsafe> {
     Ok(())
 }
 
-/// Tracks the symlinks an archive creates under one path, so later entries cannot pass through them.
+/// Tracks what an archive creates under one path: its symlinks, so later entries cannot pass
+/// through them, and its directories, so no later non-directory takes a directory's name. A later
+/// entry of the same name replaces anything else, as tar does (the agent's extractor and the
+/// engine's both remove a non-directory first, without following it).
 #[derive(Default)]
 pub struct Scope {
     symlinks: HashSet<Vec<u8>>,
+    /// Keyed 64-bit hashes of the directories' names: 8 bytes a directory, whatever its name's
+    /// length (a collision, about one in 2^64 per pair, refuses a sound archive; it never lets a
+    /// bad one through).
+    dirs: HashSet<u64>,
+    /// This run's random key for those hashes, so no archive can be built to collide.
+    key: std::hash::RandomState,
 }
 
 impl Scope {
-    /// Checks an entry (relative name, and for hardlinks the relative target) and records symlinks.
+    /// Checks an entry (relative name, kind, and for hardlinks the relative target) and records
+    /// symlinks and directories.
     pub fn admit(
         &mut self,
         rel: &[u8],
         hardlink_to: Option<&[u8]>,
-        is_symlink: bool,
+        kind: Kind,
     ) -> Result<(), Unsafe> {
         check_relative(rel)?;
         self.through_symlink(rel)?;
@@ -110,8 +129,16 @@ impl Scope {
                 return Err(Unsafe::ThroughSymlink);
             }
         }
-        if is_symlink {
-            self.symlinks.insert(rel.to_vec());
+        let dir = self.key.hash_one(rel);
+        match kind {
+            Kind::Dir => {
+                self.dirs.insert(dir);
+            }
+            _ if self.dirs.contains(&dir) => return Err(Unsafe::OverDirectory),
+            Kind::Symlink => {
+                self.symlinks.insert(rel.to_vec());
+            }
+            _ => {}
         }
         Ok(())
     }
@@ -129,6 +156,19 @@ impl Scope {
     }
 }
 
+/// Bytes of a name shown in messages: a name can be up to a megabyte long (an archive's GNU
+/// long name), and every message lands in cron mail, `--json` and notifications.
+pub const SHOWN: usize = 200;
+
+/// An entry name for messages and reports: its first [`SHOWN`] bytes, then "…" if there was
+/// more (bytes that are not UTF-8 shown as U+FFFD).
+pub fn show(name: &[u8]) -> String {
+    match name.get(..SHOWN) {
+        Some(head) if name.len() > SHOWN => format!("{}…", String::from_utf8_lossy(head)),
+        _ => String::from_utf8_lossy(name).into_owned(),
+    }
+}
+
 /// Writes `name` as POSIX `printf` octal escapes (`\141\057...`): a form a shell script can
 /// validate (backslashes and digits only) and decode with `printf`, whatever bytes the name holds
 /// (newlines, quotes, non-UTF-8).
@@ -139,6 +179,15 @@ pub fn octal_escape(name: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::archive::entry::Kind;
+
+    #[test]
+    fn names_in_messages_are_cut_to_200_bytes() {
+        assert_eq!(show(b"srv/media/a"), "srv/media/a");
+        assert_eq!(show(&[b'a'; 200]), "a".repeat(200));
+        assert_eq!(show(&[b'a'; 1 << 20]), format!("{}…", "a".repeat(200)));
+        assert_eq!(show(b"bad\xffname"), "bad\u{fffd}name");
+    }
 
     #[test]
     fn octal_escapes_every_byte() {
@@ -187,28 +236,54 @@ mod tests {
     #[test]
     fn refuses_entries_through_archive_symlinks() {
         let mut s = Scope::default();
-        s.admit(b"link", None, true).unwrap();
+        s.admit(b"link", None, Kind::Symlink).unwrap();
         assert_eq!(
-            s.admit(b"link/passwd", None, false),
+            s.admit(b"link/passwd", None, Kind::File),
             Err(Unsafe::ThroughSymlink)
         );
         assert_eq!(
-            s.admit(b"h", Some(b"link"), false),
+            s.admit(b"h", Some(b"link"), Kind::Hardlink),
             Err(Unsafe::ThroughSymlink)
         );
         assert_eq!(
-            s.admit(b"h", Some(b"../x"), false),
+            s.admit(b"h", Some(b"../x"), Kind::Hardlink),
             Err(Unsafe::LinkOutside)
         );
         assert_eq!(
             s.admit(
                 b"h",
                 Some(&hardlink_target(b"etc/passwd", "srv/media")),
-                false
+                Kind::Hardlink
             ),
             Err(Unsafe::LinkOutside)
         );
-        s.admit(b"linkother/ok", None, false).unwrap();
-        s.admit(b"h2", Some(b"linkother/ok"), false).unwrap();
+        s.admit(b"linkother/ok", None, Kind::File).unwrap();
+        s.admit(b"h2", Some(b"linkother/ok"), Kind::Hardlink)
+            .unwrap();
+        // Replacing the symlink itself is fine (tar removes it first); passing through it is not.
+        s.admit(b"link", None, Kind::File).unwrap();
+        assert_eq!(
+            s.admit(b"link/x", None, Kind::File),
+            Err(Unsafe::ThroughSymlink)
+        );
+    }
+
+    #[test]
+    fn a_non_directory_may_replace_anything_but_a_directory_of_the_archive() {
+        let mut s = Scope::default();
+        s.admit(b"f", None, Kind::File).unwrap();
+        s.admit(b"f", None, Kind::Fifo).unwrap();
+        s.admit(b"f", None, Kind::Dir).unwrap();
+        s.admit(b"f", None, Kind::Dir).unwrap();
+        s.admit(b"f/child", None, Kind::File).unwrap();
+        for kind in [Kind::File, Kind::Symlink, Kind::Hardlink, Kind::Fifo] {
+            let link = (kind == Kind::Hardlink).then_some(&b"f/child"[..]);
+            assert_eq!(
+                s.admit(b"f", link, kind),
+                Err(Unsafe::OverDirectory),
+                "{kind:?}"
+            );
+        }
+        s.admit(b"f2", None, Kind::File).unwrap();
     }
 }

@@ -116,7 +116,7 @@ fn copy_entries<W: Write>(writer: &mut TarWriter<W>, source: Source) -> io::Resu
     } = source;
     let prefix = prefix_for(&path);
     let invalid = |m: String| io::Error::new(io::ErrorKind::InvalidData, m);
-    let mut archive = tar::Archive::new(reader);
+    let mut archive = super::guard::archive(reader);
     let mut count = 0;
     for entry in archive.entries()? {
         let mut entry = entry?;

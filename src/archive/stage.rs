@@ -6,7 +6,8 @@
 
 use std::io::{self, Read, Write};
 
-use super::entry::{Kind, Meta, Mtime, Privileges, SETID_BITS};
+use super::entry::{is_privileged_xattr, Kind, Meta, Mtime, Privileges, SETID_BITS};
+use super::names::show;
 use super::pack::excluded;
 use super::verify::{self, Checked, Expect};
 use super::writer::TarWriter;
@@ -52,7 +53,7 @@ pub struct StageSpec {
     /// Names relative to the path that the target holds as separate mounts: entries at or below
     /// them are left out and reported (each mount is restored as its own path).
     pub skip: Vec<Vec<u8>>,
-    /// Device nodes and set-id bits.
+    /// Device nodes, set-id bits and file capabilities.
     pub privileges: Privileges,
     /// What the path itself must be: a directory (its entries go below `into`) or a single file
     /// (written as `into`). Anything else in the archive is refused.
@@ -77,6 +78,10 @@ pub struct Staged {
     pub root: Option<RootMeta>,
     /// Files whose set-user-ID/set-group-ID bits were removed.
     pub stripped: Vec<String>,
+    /// Entries whose `security.*`/`trusted.*` extended attributes (file capabilities) were
+    /// dropped.
+    #[serde(default)]
+    pub dropped_xattrs: Vec<String>,
     /// Entries left out because the target has a separate mount there.
     pub skipped: Vec<String>,
     /// Times to set after extraction.
@@ -127,6 +132,10 @@ pub fn stage<W: Write>(
         if meta.is_setid_file() && !spec.privileges.keep_setid {
             meta.mode &= !SETID_BITS;
             staged.stripped.push(show(&meta.name));
+        }
+        if meta.has_privileged_xattrs() && !spec.privileges.keep_capabilities {
+            meta.xattrs.retain(|(name, _)| !is_privileged_xattr(name));
+            staged.dropped_xattrs.push(show(&meta.name));
         }
         if rel.is_empty() {
             if meta.kind != spec.root {
@@ -212,9 +221,4 @@ fn join(into: &[u8], rel: &[u8]) -> Vec<u8> {
         out.extend_from_slice(rel);
     }
     out
-}
-
-/// An entry name for messages.
-fn show(name: &[u8]) -> String {
-    String::from_utf8_lossy(name).into_owned()
 }

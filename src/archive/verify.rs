@@ -1,14 +1,17 @@
 //! Verification: re-read an archive end to end — sha256 of the bytes, a full zstd decode, a walk of
 //! every tar entry with its data — and check every entry with the rules staging applies: inside a
 //! path the manifest lists, no name through a symlink of its own, no PAX record that disagrees
-//! with its header (tar readers would see different archives). Device nodes and set-id files are
-//! listed: restore refuses the former and strips the latter unless told otherwise. Each staging
-//! pass of a restore walks the archive through the same [`check`], so a restore decodes it once.
+//! with its header (tar readers would see different archives), no file where it created a
+//! directory, no header over 1 MiB (`guard`). Device nodes, set-id files and entries with
+//! `security.*`/`trusted.*` xattrs are listed: restore refuses the first and strips the others
+//! unless told otherwise. Each staging pass of a restore walks the archive through the same
+//! [`check`], so a restore decodes it once.
 
 use std::io::{self, Read};
 
 use super::entry::{self, Kind, Meta};
-use super::names::{hardlink_target, prefix_for, relative, Scope};
+use super::guard::TooLarge;
+use super::names::{hardlink_target, prefix_for, relative, show, Scope};
 use super::stage::RootMeta;
 use crate::manifest::Manifest;
 use crate::pipeline::streams::HashingReader;
@@ -57,6 +60,9 @@ pub struct Report {
     pub devices: Vec<String>,
     /// Files with set-user-ID or set-group-ID bits (restore strips them without `--keep-setuid`).
     pub setid: Vec<String>,
+    /// Entries with `security.*` or `trusted.*` extended attributes, file capabilities among them
+    /// (restore drops those without `--keep-capabilities`).
+    pub privileged_xattrs: Vec<String>,
     /// Each manifest path's own entry, in the manifest's order: a directory or a single file,
     /// with its owner, mode and time (`None` if the archive has no entry for the path itself).
     pub roots: Vec<Option<(Kind, RootMeta)>>,
@@ -133,6 +139,7 @@ pub fn check(
         entries,
         devices: walked.devices,
         setid: walked.setid,
+        privileged_xattrs: walked.privileged_xattrs,
         roots: walked.roots,
     })
 }
@@ -142,7 +149,7 @@ pub fn check(
 pub fn roots(archive: impl Read, paths: &[String]) -> io::Result<Vec<Option<(Kind, RootMeta)>>> {
     let prefixes: Vec<String> = paths.iter().map(|p| prefix_for(p)).collect();
     let mut roots: Vec<Option<(Kind, RootMeta)>> = vec![None; prefixes.len()];
-    let mut archive = tar::Archive::new(super::decoder(archive)?);
+    let mut archive = super::guard::archive(super::decoder(archive)?);
     for entry in archive.entries()? {
         let mut entry = entry?;
         let (meta, _) =
@@ -175,6 +182,7 @@ struct Walked {
     entries: u64,
     devices: Vec<String>,
     setid: Vec<String>,
+    privileged_xattrs: Vec<String>,
     roots: Vec<Option<(Kind, RootMeta)>>,
 }
 
@@ -192,16 +200,21 @@ fn walk(
         count: 0,
     };
     let mut entries = 0;
-    let (mut devices, mut setid) = (Vec::new(), Vec::new());
+    let (mut devices, mut setid, mut privileged_xattrs) = (Vec::new(), Vec::new(), Vec::new());
     let mut roots: Vec<Option<(Kind, RootMeta)>> = vec![None; prefixes.len()];
+    // The last entry's name, shown: what a refused header came after.
+    let mut name = String::new();
     {
-        let mut archive = tar::Archive::new(&mut counted);
+        let mut archive = super::guard::archive(&mut counted);
         let iter = archive
             .entries()
             .map_err(|e| invalid(format!("not a tar archive: {e}")))?;
         for entry in iter {
-            let mut entry = entry
-                .map_err(|e| invalid(format!("corrupt archive after {entries} entries: {e}")))?;
+            let mut entry = entry.map_err(|e| match TooLarge::of(&e) {
+                Some(big) if entries == 0 => invalid(format!("unsafe first entry: {big}")),
+                Some(big) => invalid(format!("unsafe entry after {name:?}: {big}")),
+                None => invalid(format!("corrupt archive after {entries} entries: {e}")),
+            })?;
             let (meta, disagreements) = entry::read(&mut entry).map_err(invalid)?;
             if let Some(d) = disagreements.first() {
                 return Err(invalid(format!("unsafe entry {:?}: its PAX {} ({}) disagrees with its header ({}); tar readers would see different archives", show(&meta.name),
@@ -218,7 +231,7 @@ fn walk(
                 hardlink_target(meta.link.as_deref().unwrap_or_default(), &prefixes[index])
             });
             scopes[index]
-                .admit(&rel, hardlink.as_deref(), meta.kind == Kind::Symlink)
+                .admit(&rel, hardlink.as_deref(), meta.kind)
                 .map_err(|why| invalid(format!("unsafe entry {:?}: {why}", show(&meta.name))))?;
             if rel.is_empty() {
                 if !matches!(meta.kind, Kind::Dir | Kind::File) {
@@ -241,7 +254,11 @@ fn walk(
             if meta.is_setid_file() {
                 setid.push(show(&meta.name));
             }
-            let (name, size) = (show(&meta.name), entry.size());
+            if meta.has_privileged_xattrs() {
+                privileged_xattrs.push(show(&meta.name));
+            }
+            name = show(&meta.name);
+            let size = entry.size();
             let corrupt = |e: io::Error| invalid(format!("corrupt data in {name:?}: {e}"));
             let mut data = CountRead {
                 inner: &mut entry,
@@ -272,6 +289,7 @@ fn walk(
         entries,
         devices,
         setid,
+        privileged_xattrs,
         roots,
     })
 }
@@ -287,11 +305,6 @@ impl<R: Read> Read for CountRead<R> {
         self.count += n as u64;
         Ok(n)
     }
-}
-
-/// An entry name for messages.
-fn show(name: &[u8]) -> String {
-    String::from_utf8_lossy(name).into_owned()
 }
 
 #[cfg(test)]
@@ -342,6 +355,17 @@ mod tests {
         let (zst, m) = archive(&[("srv/media/l", Some("/etc")), ("srv/media/l/passwd", None)]);
         let err = verify(&zst[..], &m).unwrap_err();
         assert!(err.contains("unsafe entry \"srv/media/l/passwd\""), "{err}");
+    }
+
+    #[test]
+    fn names_in_errors_are_cut_to_200_bytes() {
+        let long = format!("etc/{}", "x".repeat(5000));
+        let (zst, m) = archive(&[("srv/media/a", None), (&long, None)]);
+        let err = verify(&zst[..], &m).unwrap_err();
+        assert!(
+            err.contains(&format!("\"etc/{}…\"", "x".repeat(196))) && err.len() < 400,
+            "{err}"
+        );
     }
 
     #[test]

@@ -91,7 +91,7 @@ impl<W: Write> TarWriter<W> {
                     io::ErrorKind::InvalidData,
                     format!(
                         "device {major}:{minor} of {:?} does not fit a tar header",
-                        String::from_utf8_lossy(&meta.name)
+                        super::names::show(&meta.name)
                     ),
                 ));
             }
@@ -108,7 +108,7 @@ impl<W: Write> TarWriter<W> {
                     io::ErrorKind::UnexpectedEof,
                     format!(
                         "{:?}: the header declares {size} bytes but the source ended after {copied}",
-                        String::from_utf8_lossy(&meta.name)
+                        super::names::show(&meta.name)
                     ),
                 ));
             }

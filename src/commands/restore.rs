@@ -240,6 +240,13 @@ async fn restore(ctx: &Ctx, s: RestoreSettings) -> Result<Outcome> {
     if !stripped.is_empty() {
         tracing::warn!(files = %shorten(&stripped), "removed set-user-ID/set-group-ID bits (restore with --keep-setuid to keep them)");
     }
+    let dropped: Vec<String> = staged
+        .iter()
+        .flat_map(|s| s.dropped_xattrs.clone())
+        .collect();
+    if !dropped.is_empty() {
+        tracing::warn!(files = %shorten(&dropped), "dropped security.*/trusted.* extended attributes, file capabilities among them (restore with --keep-capabilities to keep them)");
+    }
     Ok(Outcome::Restored(Restored {
         result: "ok",
         restored: m.id.clone(),
@@ -247,6 +254,7 @@ async fn restore(ctx: &Ctx, s: RestoreSettings) -> Result<Outcome> {
         paths: wanted,
         safety_backup: safety,
         stripped_setid: stripped,
+        dropped_xattrs: dropped,
         skipped: staged.iter().flat_map(|s| s.skipped.clone()).collect(),
         notes: plan
             .files
@@ -706,6 +714,8 @@ async fn dry_run(
         safety,
         setid: report.setid.clone(),
         keep_setid: s.privileges.keep_setid,
+        privileged_xattrs: report.privileged_xattrs.clone(),
+        keep_capabilities: s.privileges.keep_capabilities,
         devices: report.devices.clone(),
     })
 }
@@ -1145,9 +1155,10 @@ async fn swapped_after_all(work: &Work<'_>, journal: &mut Journal) -> bool {
 }
 
 /// Privileges as the restore applies them (for the settings).
-pub fn privileges(allow_devices: bool, keep_setid: bool) -> Privileges {
+pub fn privileges(allow_devices: bool, keep_setid: bool, keep_capabilities: bool) -> Privileges {
     Privileges {
         allow_devices,
         keep_setid,
+        keep_capabilities,
     }
 }

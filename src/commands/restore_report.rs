@@ -31,6 +31,9 @@ pub struct Restored {
     pub safety_backup: Option<SafetyBackup>,
     /// Files whose set-id bits were removed.
     pub stripped_setid: Vec<String>,
+    /// Entries whose `security.*`/`trusted.*` extended attributes (file capabilities) were
+    /// dropped.
+    pub dropped_xattrs: Vec<String>,
     /// Entries left out because the target holds them as separate mounts.
     pub skipped: Vec<String>,
     /// Remarks (single-file bind mounts seen after a restart).
@@ -76,6 +79,10 @@ pub struct DryRun {
     pub setid: Vec<String>,
     /// Whether their bits would be kept.
     pub keep_setid: bool,
+    /// Entries in the backup with `security.*`/`trusted.*` extended attributes.
+    pub privileged_xattrs: Vec<String>,
+    /// Whether those would be kept.
+    pub keep_capabilities: bool,
     /// Device nodes in the backup.
     pub devices: Vec<String>,
 }
@@ -95,8 +102,11 @@ pub fn render(ctx: &Ctx, outcome: &Outcome) {
                         "add_total": add, "change_total": change, "remove_total": remove})
                 })
                 .collect();
-            ctx.json(&json!({"dry_run": true, "backup": d.backup, "into": d.into, "paths": paths,
-                "files": d.files, "safety_backup": d.safety, "setid": d.setid, "devices": d.devices}));
+            ctx.json(
+                &json!({"dry_run": true, "backup": d.backup, "into": d.into, "paths": paths,
+                "files": d.files, "safety_backup": d.safety, "setid": d.setid, "devices": d.devices,
+                "privileged_xattrs": d.privileged_xattrs}),
+            );
         }
         Outcome::DryRun(d) => dry_run_text(ctx, d),
     }
@@ -128,6 +138,13 @@ fn text(ctx: &Ctx, r: &Restored) {
             "removed set-user-ID/set-group-ID bits from {} file(s): {} (--keep-setuid keeps them)",
             r.stripped_setid.len(),
             shorten(&r.stripped_setid)
+        ));
+    }
+    if !r.dropped_xattrs.is_empty() {
+        ctx.say(&format!(
+            "dropped security.*/trusted.* extended attributes (file capabilities) from {} file(s): {} (--keep-capabilities keeps them)",
+            r.dropped_xattrs.len(),
+            shorten(&r.dropped_xattrs)
         ));
     }
     if !r.skipped.is_empty() {
@@ -184,6 +201,18 @@ fn dry_run_text(ctx: &Ctx, d: &DryRun) {
                 "lose them (--keep-setuid keeps them)"
             },
             shorten(&d.setid)
+        ));
+    }
+    if !d.privileged_xattrs.is_empty() {
+        ctx.say(&format!(
+            "{} file(s) with security.*/trusted.* extended attributes (file capabilities) would {}: {}",
+            d.privileged_xattrs.len(),
+            if d.keep_capabilities {
+                "keep them (--keep-capabilities)"
+            } else {
+                "lose them (--keep-capabilities keeps them)"
+            },
+            shorten(&d.privileged_xattrs)
         ));
     }
     if !d.devices.is_empty() {

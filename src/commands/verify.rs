@@ -47,7 +47,8 @@ pub async fn run(ctx: &Ctx, spec: &DestSpec, wanted: &str, container: Option<&st
         ctx.json(
             &json!({"id": m.id, "ok": true, "size": report.size, "sha256": report.sha256,
             "tar_bytes": report.tar_bytes, "entries": report.entries,
-            "devices": report.devices, "setid": report.setid}),
+            "devices": report.devices, "setid": report.setid,
+            "privileged_xattrs": report.privileged_xattrs}),
         );
         return Ok(());
     }
@@ -67,6 +68,13 @@ pub async fn run(ctx: &Ctx, spec: &DestSpec, wanted: &str, container: Option<&st
             "note: {} set-user-ID/set-group-ID file(s), whose bits restore removes without --keep-setuid: {}",
             report.setid.len(),
             report.setid.join(", ")
+        ));
+    }
+    if !report.privileged_xattrs.is_empty() {
+        ctx.say(&format!(
+            "note: {} file(s) with security.*/trusted.* extended attributes (file capabilities), which restore drops without --keep-capabilities: {}",
+            report.privileged_xattrs.len(),
+            report.privileged_xattrs.join(", ")
         ));
     }
     Ok(())

@@ -281,6 +281,21 @@ pub async fn get_bytes(
     name: &str,
     limit: u64,
 ) -> Result<Vec<u8>, DestError> {
+    get_at_most(dest, name, limit)
+        .await?
+        .ok_or_else(|| DestError::Unusable {
+            dest: dest.describe(),
+            message: format!("{name} is larger than {limit} bytes; it is not a dockyard manifest"),
+        })
+}
+
+/// Reads an object whole if it is at most `limit` bytes; `None` if it is larger (having read
+/// `limit + 1` bytes of it, no more).
+pub async fn get_at_most(
+    dest: &dyn Destination,
+    name: &str,
+    limit: u64,
+) -> Result<Option<Vec<u8>>, DestError> {
     let reader = dest.get(name).await?;
     let mut buf = Vec::new();
     reader
@@ -288,13 +303,7 @@ pub async fn get_bytes(
         .read_to_end(&mut buf)
         .await
         .map_err(|error| DestError::reading(dest, name, error))?;
-    if buf.len() as u64 > limit {
-        return Err(DestError::Unusable {
-            dest: dest.describe(),
-            message: format!("{name} is larger than {limit} bytes; it is not a dockyard manifest"),
-        });
-    }
-    Ok(buf)
+    Ok((buf.len() as u64 <= limit).then_some(buf))
 }
 
 /// How to reach remote destinations; the same for every URL of one run.

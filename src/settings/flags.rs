@@ -102,6 +102,7 @@ impl Settings {
                     privileges: Privileges {
                         allow_devices: a.allow_devices,
                         keep_setid: a.keep_setuid,
+                        keep_capabilities: a.keep_capabilities,
                     },
                     stop: stop_list(&a.container, a.stop.stop, &a.stop.stop_also),
                     stop_timeout: a.stop.stop_timeout,

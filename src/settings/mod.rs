@@ -202,7 +202,7 @@ pub struct RestoreSettings {
     pub safety_dest: Option<DestSpec>,
     /// Safety backups older than this many seconds expire.
     pub safety_keep_secs: i64,
-    /// Device nodes and set-id bits.
+    /// Device nodes, set-id bits and file capabilities.
     pub privileges: crate::archive::entry::Privileges,
     /// Containers to stop around the restore, in stop order (empty: stop nothing).
     pub stop: Vec<String>,

@@ -105,3 +105,83 @@ pub fn write_backup_at(
     )
     .unwrap();
 }
+
+/// A symlink entry `name` -> `target`.
+pub fn symlink(name: &[u8], target: &[u8]) -> Vec<u8> {
+    let mut h = header(name, b'2', 0, 0o777);
+    h[157..157 + target.len()].copy_from_slice(target);
+    h[148..156].copy_from_slice(b"        ");
+    let sum: u32 = h.iter().map(|&b| b as u32).sum();
+    h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    h
+}
+
+/// [`write_backup`] for a tar too large to hold: `write` produces it into a stream that is
+/// compressed and hashed on the way to the destination; the manifest claims `entries` entries.
+pub fn write_streamed_backup(
+    dest: &Path,
+    id: &str,
+    container: &str,
+    paths: &[&str],
+    entries: u64,
+    write: impl FnOnce(&mut dyn std::io::Write),
+) {
+    use std::io::Write;
+    /// Hashes and counts what passes through to the file.
+    struct Hashing {
+        file: std::fs::File,
+        sha: Sha256,
+        bytes: u64,
+    }
+    impl Write for Hashing {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let n = self.file.write(buf)?;
+            self.sha.update(&buf[..n]);
+            self.bytes += n as u64;
+            Ok(n)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            self.file.flush()
+        }
+    }
+    /// Counts the tar bytes written into the encoder.
+    struct Counting<W: Write>(W, u64);
+    impl<W: Write> Write for Counting<W> {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let n = self.0.write(buf)?;
+            self.1 += n as u64;
+            Ok(n)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            self.0.flush()
+        }
+    }
+    std::fs::create_dir_all(dest).unwrap();
+    let file = std::fs::File::create(dest.join(format!("{id}.tar.zst"))).unwrap();
+    let hashing = Hashing {
+        file,
+        sha: Sha256::new(),
+        bytes: 0,
+    };
+    let mut tar = Counting(zstd::Encoder::new(hashing, 1).unwrap(), 0);
+    write(&mut tar);
+    tar.write_all(&[0u8; 1024]).unwrap();
+    let tar_bytes = tar.1;
+    let hashing = tar.0.finish().unwrap();
+    let paths: Vec<serde_json::Value> = paths
+        .iter()
+        .map(|p| serde_json::json!({"path": p, "mount": {"destination": p, "type": "volume"}}))
+        .collect();
+    let m = serde_json::json!({
+        "id": id, "container": container, "container_id": "forged", "image": "i",
+        "image_id": "sha256:i", "host": "attacker", "paths": paths,
+        "created": chrono::Utc::now().to_rfc3339(), "tags": [], "tool_version": "0.1.0",
+        "size": hashing.bytes, "sha256": hex::encode(hashing.sha.finalize()),
+        "tar_bytes": tar_bytes, "entries": entries, "level": 1, "archive": format!("{id}.tar.zst"),
+    });
+    std::fs::write(
+        dest.join(format!("{id}.json")),
+        serde_json::to_vec_pretty(&m).unwrap(),
+    )
+    .unwrap();
+}

@@ -7,6 +7,7 @@ pub mod dest;
 pub mod engine;
 pub mod fault;
 pub mod forge;
+pub mod measure;
 pub mod peers;
 pub mod sinks;
 
