@@ -18,6 +18,17 @@ pub async fn point(point: &str) {
     let _ = point;
 }
 
+/// How far into an archive read the point `read-midway` stops (16 MiB).
+pub const MIDWAY: u64 = 16 << 20;
+
+/// As [`point`], in a thread that may block (a reader feeding a blocking decoder).
+pub fn point_blocking(point: &str) {
+    #[cfg(debug_assertions)]
+    imp::point_blocking(point);
+    #[cfg(not(debug_assertions))]
+    let _ = point;
+}
+
 /// Stops here, inside a helper (the agent), if `DOCKYARD_FAULT` names `point`.
 pub fn in_helper(point: &str) {
     #[cfg(debug_assertions)]
@@ -70,6 +81,22 @@ mod imp {
         let release = dir().join(format!("release-{point}"));
         while !release.exists() {
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn point_blocking(point: &str) {
+        let Some(kill) = action(point) else {
+            return;
+        };
+        eprintln!("dockyard-fault {point}");
+        if kill {
+            // SAFETY: kill(2) on this process.
+            unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+        }
+        let _ = std::fs::write(dir().join(format!("reached-{point}")), b"");
+        let release = dir().join(format!("release-{point}"));
+        while !release.exists() {
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 

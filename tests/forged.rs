@@ -168,3 +168,44 @@ fn a_file_over_a_directory_of_the_archive_is_refused_by_verify_and_restore() {
         app.assert_as_before("/srv/media", &before);
     }
 }
+
+#[test]
+fn an_archive_holding_dockyards_work_directory_is_refused_and_changes_nothing() {
+    // Whoever can write the store forges a backup whose path holds `.dockyard-restore/...`: once
+    // staged and swapped it would land on the restore's own work directory.
+    let (_tmp, dest) = dest_dir();
+    let d = dest.to_str().unwrap();
+    for agent in ["auto", "never"] {
+        let app = App::running(&format!("workname-{agent}"), &["/srv/media"]);
+        app.sh("echo mine > /srv/media/keep");
+        let before = app.tree("/srv/media");
+        let id = forged(
+            &app,
+            &dest,
+            3,
+            &[
+                forge::header(b"srv/media/.dockyard-restore/", b'5', 0, 0o700),
+                forge::file(b"srv/media/.dockyard-restore/0-phase", b"swapped\n", 0o600),
+                forge::file(b"srv/media/a", b"a\n", 0o644),
+            ],
+        );
+        let v = dockyard(&["verify", &id, "--to", d]);
+        assert_eq!(v.code, 5, "{}{}", v.stdout, v.stderr);
+        assert!(
+            v.stderr
+                .contains("unsafe entry \"srv/media/.dockyard-restore\"")
+                && v.stderr.contains("work directory"),
+            "{}",
+            v.stderr
+        );
+        let r = dockyard(&[
+            "restore", &app.name, "--from", d, "--backup", &id, "--agent", agent,
+        ]);
+        assert_eq!(r.code, 5, "--agent {agent}: {}", r.stderr);
+        assert!(r.stderr.contains(".dockyard-restore"), "{}", r.stderr);
+        app.assert_as_before("/srv/media", &before);
+        // Every later run of that container goes on as before.
+        let b = dockyard(&["backup", &app.name, "--to", d]);
+        assert_eq!(b.code, 0, "{}", b.stderr);
+    }
+}

@@ -45,6 +45,21 @@ fn app(what: &str, reopen: bool) -> App {
     App::named(name)
 }
 
+/// Waits until the app's writer has written its first lines.
+fn writing(app: &App) {
+    common::wait_until(
+        "the app writes its log",
+        std::time::Duration::from_secs(60),
+        || {
+            app.sh("wc -l < /srv/logs/app.log")
+                .trim()
+                .parse::<u64>()
+                .unwrap_or(0)
+                > 100
+        },
+    );
+}
+
 /// Every shipped object under `dest/logs/<container>/`, decompressed, as lines.
 fn shipped_lines(dest: &Path, container: &str) -> Vec<String> {
     let mut lines = Vec::new();
@@ -137,7 +152,7 @@ fn fifty_rotate_and_ship_cycles_under_load_lose_and_duplicate_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let dest = tmp.path().join("dest");
     let d = dest.to_str().unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    writing(&app);
     for cycle in 0..50 {
         let r = dockyard(&["logs", &app.name, "--to", d, "--settle", "0.2", "--json"]);
         assert_eq!(r.code, 0, "cycle {cycle}: {}", r.stderr);
@@ -165,7 +180,7 @@ fn copytruncate_with_a_writer_that_cannot_reopen_reports_its_losses() {
     let tmp = tempfile::tempdir().unwrap();
     let dest = tmp.path().join("dest");
     let d = dest.to_str().unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    writing(&app);
     for cycle in 0..20 {
         let r = dockyard(&[
             "logs",

@@ -133,8 +133,24 @@ fn ssh_killed_mid_upload_is_invisible_and_cleaned_by_the_next_run() {
         "a file under a final name: {:?}",
         dir.files()
     );
-    // The remote `cat` ends when its pipe closes; give sshd a moment to notice.
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    // The remote `cat` ends when its pipe closes (sshd notices when it next writes): the
+    // temp file stays locked until then.
+    let partial = dir
+        .files()
+        .into_iter()
+        .find(|f| f.ends_with(".partial"))
+        .expect("a temp file");
+    common::wait_until(
+        "the remote writer let go of its temp file",
+        std::time::Duration::from_secs(60),
+        || {
+            !std::process::Command::new("pgrep")
+                .args(["-f", &partial])
+                .status()
+                .unwrap()
+                .success()
+        },
+    );
     run(&["backup", &app.name, "--to", &url, "--path", "/srv/logs"]).ok();
     let left = dir.files();
     assert!(
@@ -235,29 +251,18 @@ fn a_connection_lost_mid_read_is_a_destination_error_said_once_and_changes_nothi
         vec!["verify", &id, "--to", &url],
         vec!["restore", &app.name, "--from", &url, "--no-safety-backup"],
     ] {
-        let mut child = dockyard_cmd(&args, &pairs(&env))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
+        // dockyard stops 16 MiB into its read of the archive; then the remote reader dies, as
+        // when the NAS or the link goes away.
+        let mut run = common::fault::Faulted::start(&args, "read-midway", &pairs(&env));
+        run.reached("read-midway");
+        let killed = std::process::Command::new("pkill")
+            .args(["-KILL", "-f", &reader])
+            .status()
             .unwrap();
-        // The remote reader dies mid-archive, as when the NAS or the link goes away. A restore
-        // reads twice (its plan reads the first entries, then staging reads it all): whichever
-        // read is under way is cut, until dockyard ends.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-        let mut cuts = 0;
-        while child.try_wait().unwrap().is_none() {
-            assert!(std::time::Instant::now() < deadline, "{args:?} never ended");
-            let killed = std::process::Command::new("pkill")
-                .args(["-KILL", "-f", &reader])
-                .status()
-                .unwrap();
-            cuts += usize::from(killed.success());
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        assert!(cuts > 0, "{args:?} ended before its read could be cut");
-        let out = child.wait_with_output().unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(4), "{args:?}: {stderr}");
+        assert!(killed.success(), "no remote reader of {id} to cut");
+        run.release("read-midway");
+        let (code, stderr) = run.finish();
+        assert_eq!(code, 4, "{args:?}: {stderr}");
         assert!(
             stderr.contains(&format!("cannot read {id}.tar.zst on dockyard-test")),
             "{args:?}: {stderr}"

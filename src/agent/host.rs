@@ -551,6 +551,9 @@ pub async fn unpack(
             }
         };
         hasher.update(&buf[..n]);
+        if total < crate::fault::MIDWAY && total + n as u64 >= crate::fault::MIDWAY {
+            crate::fault::point("read-midway").await;
+        }
         // The agent stops reading when it fails: its own message says why.
         if input.write_all(&buf[..n]).await.is_err() {
             break;

@@ -7,6 +7,15 @@ use std::hash::BuildHasher;
 
 use super::entry::Kind;
 
+/// dockyard's work directory at the root of a restored mount (`swap` works in it). Reserved: an
+/// archive holding it at a path's top level is refused, and backups leave it out.
+pub const WORK_DIR: &str = ".dockyard-restore";
+
+/// Whether `rel` (a name relative to a backed-up path) is, or is inside, [`WORK_DIR`].
+pub fn in_work_dir(rel: &[u8]) -> bool {
+    rel.split(|&b| b == b'/').next() == Some(WORK_DIR.as_bytes())
+}
+
 /// `/srv/media` → `srv/media`: the archive prefix for a container path.
 pub fn prefix_for(path: &str) -> String {
     path.trim_matches('/').to_string()

@@ -11,7 +11,7 @@ use std::io::{self, Read};
 
 use super::entry::{self, Kind, Meta};
 use super::guard::TooLarge;
-use super::names::{hardlink_target, prefix_for, relative, show, Scope};
+use super::names::{hardlink_target, in_work_dir, prefix_for, relative, show, Scope, WORK_DIR};
 use super::stage::RootMeta;
 use crate::manifest::Manifest;
 use crate::pipeline::streams::HashingReader;
@@ -233,6 +233,12 @@ fn walk(
             scopes[index]
                 .admit(&rel, hardlink.as_deref(), meta.kind)
                 .map_err(|why| invalid(format!("unsafe entry {:?}: {why}", show(&meta.name))))?;
+            if in_work_dir(&rel) || hardlink.as_deref().is_some_and(in_work_dir) {
+                return Err(invalid(format!(
+                    "unsafe entry {:?}: {WORK_DIR} is dockyard's own work directory, which no backup holds",
+                    show(&meta.name)
+                )));
+            }
             if rel.is_empty() {
                 if !matches!(meta.kind, Kind::Dir | Kind::File) {
                     return Err(invalid(format!(

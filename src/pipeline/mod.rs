@@ -105,6 +105,7 @@ where
     let transport = Transport {
         inner: SyncIoBridge::new(reader),
         failure: failure.clone(),
+        read: 0,
     };
     let out = tokio::task::spawn_blocking(move || match counted {
         Some(counter) => work(Box::new(streams::CountingReader::new(transport, counter))),
@@ -123,20 +124,28 @@ where
 struct Transport<R> {
     inner: R,
     failure: Arc<Mutex<Option<io::Error>>>,
+    /// Bytes read so far (for the test builds' fault point `read-midway`).
+    read: u64,
 }
 
 impl<R: Read> Read for Transport<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         // The first failure is kept as it came (it may carry the destination's own error); the
         // reader gets a copy of its text.
-        self.inner.read(buf).map_err(|e| {
+        let n = self.inner.read(buf).map_err(|e| {
             let copy = io::Error::new(e.kind(), e.to_string());
             let mut slot = self.failure.lock().unwrap();
             if slot.is_none() {
                 *slot = Some(e);
             }
             copy
-        })
+        })?;
+        let before = self.read;
+        self.read += n as u64;
+        if before < crate::fault::MIDWAY && self.read >= crate::fault::MIDWAY {
+            crate::fault::point_blocking("read-midway");
+        }
+        Ok(n)
     }
 }
 

@@ -12,7 +12,7 @@ pub mod member;
 pub mod recover;
 
 /// The work directory's name at the root of each restored mount.
-pub const WORK_DIR: &str = ".dockyard-restore";
+pub use crate::archive::names::WORK_DIR;
 
 /// Where path `k` is staged, relative to the mount root.
 pub fn new_dir(k: usize) -> String {
