@@ -131,6 +131,15 @@ pub enum Command {
     List(ListArgs),
     /// Re-read a backup end to end: checksum, full decode, every entry. Prints `ok` or what is wrong.
     Verify(VerifyArgs),
+    /// Write one file of a backup to stdout, checking the whole archive as it streams.
+    ///
+    /// The file's bytes are written as they are read; the archive's checksum is known only at
+    /// its end, so a damaged or forged backup ends with exit 5 after the output: check the exit
+    /// code before trusting it (`dockyard dump ... > f && mv f app.conf`).
+    ///
+    /// Example: dockyard dump latest /srv/media/docs/contract.pdf --container web > contract.pdf
+    #[command(verbatim_doc_comment)]
+    Dump(DumpArgs),
     /// Restore a backup into a container's volumes (the same container or another one).
     ///
     /// The whole archive is verified while it is staged beside the live data, before anything
@@ -637,6 +646,25 @@ pub struct VerifyArgs {
     pub container: Option<String>,
 }
 
+/// `dockyard dump`.
+#[derive(Debug, Args)]
+pub struct DumpArgs {
+    /// The backup: its id, or `latest` (the newest of --container).
+    #[arg(value_name = "BACKUP")]
+    pub archive: String,
+
+    /// The file, as a container path (e.g. `/srv/media/docs/contract.pdf`).
+    #[arg(value_name = "PATH")]
+    pub path: ContainerPath,
+
+    #[command(flatten)]
+    pub dest: DestArg,
+
+    /// With `latest`: the newest backup of this container.
+    #[arg(long, value_name = "NAME")]
+    pub container: Option<String>,
+}
+
 /// `dockyard restore`.
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
@@ -660,9 +688,27 @@ pub struct RestoreArgs {
     )]
     pub archive: String,
 
-    /// With `--backup latest`: take the newest backup of this container instead of the target's.
+    /// The container the backup is of, when it is not the target: with `--backup latest`, take
+    /// its newest backup; with a backup id, confirm that restoring another container's backup
+    /// into the target is meant.
     #[arg(long = "container", value_name = "NAME")]
     pub source: Option<String>,
+
+    /// Restore a backup of another container without naming it with --container.
+    #[arg(long)]
+    pub force: bool,
+
+    /// Restore only the entries matching GLOB (repeatable; a name at any depth like `*.jpg`, or
+    /// a container path like `/srv/media/photos/2024/**`), into the live paths, replacing what has
+    /// their names and deleting nothing else. Everything below a matching directory comes too.
+    #[arg(long, value_name = "GLOB")]
+    pub include: Vec<String>,
+
+    /// Restore even though processes in the target hold files open in the restored paths (they
+    /// keep writing into files that the swap moves away and deletes; their lines are lost).
+    /// Without it such a restore is refused: use --stop, or restore other paths with --path.
+    #[arg(long)]
+    pub allow_open_files: bool,
 
     /// Restore only these paths of the backup; repeat for several. Default: all of them.
     #[arg(long = "path", value_name = "PATH")]

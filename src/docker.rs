@@ -550,11 +550,19 @@ impl Engine {
         let options = RemoveContainerOptionsBuilder::default().force(true).build();
         match self.docker.remove_container(id, Some(options)).await {
             Ok(()) => {}
-            // Gone already, or being removed by another call (a lease released twice).
             Err(e) if is_not_found(&e) => {}
+            // Being removed by another call (a lease released by its drop and by the clean-up on
+            // the way out): wait until it is gone, so this process never ends with it half done.
             Err(BollardError::DockerResponseServerError {
                 status_code: 409, ..
-            }) => {}
+            }) => {
+                for _ in 0..100 {
+                    match self.docker.inspect_container(id, None).await {
+                        Err(e) if is_not_found(&e) => break,
+                        _ => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+                    }
+                }
+            }
             Err(e) => return Err(api(format!("remove helper container {id}"), e)),
         }
         self.live_helpers.lock().unwrap().remove(id);

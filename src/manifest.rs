@@ -105,6 +105,10 @@ pub struct Manifest {
     /// For `dockyard snapshot`: what is needed to bring the container back as it was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<SnapshotRecord>,
+    /// The `--exclude` patterns the backup left names out by: a restore keeps the live names
+    /// they match as they are.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<String>,
 }
 
 /// What a snapshot records beyond a backup.
@@ -254,7 +258,15 @@ const BATCH_OBJECT_LIMIT: u64 = 256 << 10;
 pub async fn load(dest: &dyn Destination, select: Select<'_>) -> Result<Catalog, DestError> {
     let mut out = Catalog::default();
     let mut names = Vec::new();
-    for name in dest.list().await? {
+    let listed = dest.list().await?;
+    if listed.is_empty() && !dest.exists().await? {
+        return Err(DestError::Unusable {
+            dest: dest.describe(),
+            message: "it does not exist: nothing was ever backed up here (a typo in the path?)"
+                .into(),
+        });
+    }
+    for name in listed {
         let Some(id) = name.strip_suffix(MANIFEST_SUFFIX) else {
             continue;
         };
@@ -449,6 +461,7 @@ mod tests {
 
     fn manifest(id: &str, container: &str, secs: i64) -> Manifest {
         Manifest {
+            exclude: vec![],
             format: FORMAT,
             id: id.into(),
             container: container.into(),

@@ -16,6 +16,9 @@ pub struct Progress {
     pub read: Arc<AtomicU64>,
     /// Bytes written to the destination (compressed).
     pub written: Arc<AtomicU64>,
+    /// What the source holds, when it is learnt along the way (the agent's quick count); 0 until
+    /// then.
+    pub total: Arc<AtomicU64>,
     started: Instant,
     bar: Option<(ProgressBar, tokio::task::JoinHandle<()>)>,
 }
@@ -32,6 +35,7 @@ impl Progress {
     pub fn sized(label: String, total: Option<u64>, show: bool) -> Progress {
         let read = Arc::new(AtomicU64::new(0));
         let written = Arc::new(AtomicU64::new(0));
+        let learnt = Arc::new(AtomicU64::new(0));
         let started = Instant::now();
         let bar = (show && std::io::stderr().is_terminal()).then(|| {
             let (bar, template) = match total {
@@ -51,7 +55,7 @@ impl Progress {
             );
             bar.set_prefix(label);
             bar.tick();
-            let (r, w, b) = (read.clone(), written.clone(), bar.clone());
+            let (r, w, b, l) = (read.clone(), written.clone(), bar.clone(), learnt.clone());
             let ticker = tokio::spawn(async move {
                 loop {
                     let read = r.load(Ordering::Relaxed);
@@ -59,8 +63,16 @@ impl Progress {
                         Some(total) => b.set_position(read.min(total)),
                         None => {
                             let secs = started.elapsed().as_secs_f64().max(0.001);
+                            let of = match l.load(Ordering::Relaxed) {
+                                0 => String::new(),
+                                total => format!(
+                                    " of ~{} ({}%)",
+                                    HumanBytes(total),
+                                    (read * 100 / total).min(100)
+                                ),
+                            };
                             b.set_message(format!(
-                                "read {} ({}/s) → {} compressed",
+                                "read {}{of} ({}/s) → {} compressed",
                                 HumanBytes(read),
                                 HumanBytes((read as f64 / secs) as u64),
                                 HumanBytes(w.load(Ordering::Relaxed))
@@ -76,6 +88,7 @@ impl Progress {
         Progress {
             read,
             written,
+            total: learnt,
             started,
             bar,
         }

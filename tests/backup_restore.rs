@@ -261,10 +261,9 @@ fn sigkill_mid_backup_leaves_nothing_listed_and_the_next_run_cleans_up() {
         left.iter().all(|f| f.ends_with(".partial")),
         "file under a final name: {left:?}"
     );
-    assert_eq!(
-        app.helpers().len(),
-        1,
-        "the killed run's helper should still be there for the next run to remove"
+    assert!(
+        !app.helpers().is_empty(),
+        "the killed run's helper (and its lease) should still be there for the next run to remove"
     );
 
     dockyard(&["backup", &app.name, "--to", &d, "--path", "/srv/logs"]).ok();

@@ -231,6 +231,7 @@ proptest! {
             skip: vec![],
             privileges: Privileges::default(),
             root: Kind::Dir,
+            include: vec![],
         };
         let mut writer = TarWriter::new(Vec::new());
         let Ok(_staged) = stage(&zst[..], &expect, &spec, &mut writer) else {

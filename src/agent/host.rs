@@ -126,6 +126,7 @@ pub async fn start_pack(
     info: &ContainerInfo,
     image: &str,
     job: &PackJob,
+    counters: Counters,
 ) -> Result<(Packing, Archive), Unavailable> {
     let exe = binary()?;
     check_image(engine, image).await?;
@@ -156,7 +157,7 @@ pub async fn start_pack(
         }
     };
     let stderr = Arc::new(Mutex::new(String::new()));
-    let output = stdout_of(attached.output, stderr.clone());
+    let output = stdout_of(attached.output, stderr.clone(), counters);
     match piped {
         Some(path) => {
             let drained = tokio::spawn(async move {
@@ -307,21 +308,56 @@ impl std::io::Write for Chunks {
     }
 }
 
-/// The agent's stdout as a byte stream; its stderr is collected into `stderr` on the way.
+/// Where the agent's progress lines go: bytes it has packed so far, and the quick count of what
+/// its paths hold (0 until known).
+#[derive(Clone, Default)]
+pub struct Counters {
+    /// Uncompressed bytes packed so far.
+    pub read: Arc<std::sync::atomic::AtomicU64>,
+    /// What the paths hold, by the agent's quick count.
+    pub total: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Counters {
+    /// Takes a progress line; whether it was one.
+    fn take(&self, line: &str) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        let number = |rest: &str| rest.trim().parse::<u64>().ok();
+        if let Some(n) = line.strip_prefix(super::PROGRESS).and_then(number) {
+            self.read.store(n, Relaxed);
+        } else if let Some(n) = line.strip_prefix(super::TOTAL).and_then(number) {
+            self.total.store(n, Relaxed);
+        } else {
+            return false;
+        }
+        true
+    }
+}
+
+/// The agent's stdout as a byte stream; its stderr is collected into `stderr` on the way, but
+/// for its progress lines, which go to `counters`.
 fn stdout_of(
     output: std::pin::Pin<Box<dyn Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>>,
     stderr: Arc<Mutex<String>>,
+    counters: Counters,
 ) -> impl Stream<Item = io::Result<Bytes>> + Send + 'static {
     output.filter_map(move |item| {
         let stderr = stderr.clone();
+        let counters = counters.clone();
         async move {
             match item {
                 Ok(LogOutput::StdOut { message }) => Some(Ok(message)),
                 Ok(LogOutput::StdErr { message }) => {
+                    let chunk = String::from_utf8_lossy(&message);
                     let mut text = stderr.lock().unwrap();
-                    // Bounded: an agent failing in a loop cannot fill memory.
-                    if text.len() < 1 << 20 {
-                        text.push_str(&String::from_utf8_lossy(&message));
+                    for line in chunk.split_inclusive('\n') {
+                        if counters.take(line) {
+                            continue;
+                        }
+                        // Bounded: an agent failing in a loop cannot fill memory.
+                        if text.len() < 1 << 20 {
+                            text.push_str(line);
+                        }
                     }
                     None
                 }
@@ -407,16 +443,34 @@ pub async fn cleanup(
     roots: &[(String, Option<i64>)],
     wait: bool,
 ) -> Result<(), CleanupFailed> {
+    let mut args = vec!["remove".to_string()];
+    for (root, mtime) in roots {
+        args.push(root.clone());
+        args.push(crate::swap::WORK_DIR.into());
+        args.push(mtime.map_or("-".to_string(), |m| m.to_string()));
+    }
+    run(engine, target, image, args, Role::Cleanup, wait)
+        .await
+        .map(|_| ())
+}
+
+/// Runs `agent ARGS…` in a helper of `role` borrowing `target`'s volumes read-write, from
+/// `image`. With `wait`, returns what it reported (its stats line) once it is done; otherwise the
+/// helper runs on alone (removed by the engine when it exits) and `None` comes back at once.
+pub async fn run(
+    engine: &Engine,
+    target: &ContainerInfo,
+    image: &str,
+    args: Vec<String>,
+    role: Role,
+    wait: bool,
+) -> Result<Option<String>, CleanupFailed> {
     let exe = binary().map_err(CleanupFailed::Unavailable)?;
     check_image(engine, image)
         .await
         .map_err(CleanupFailed::Unavailable)?;
-    let mut command = vec![IN_HELPER.to_string(), "agent".into(), "remove".into()];
-    for (root, mtime) in roots {
-        command.push(root.clone());
-        command.push(crate::swap::WORK_DIR.into());
-        command.push(mtime.map_or("-".to_string(), |m| m.to_string()));
-    }
+    let mut command = vec![IN_HELPER.to_string(), "agent".into()];
+    command.extend(args);
     let spec = HelperSpec {
         container: target,
         volumes: true,
@@ -424,7 +478,7 @@ pub async fn cleanup(
         image,
         command: Some(command),
         user: None,
-        role: Role::Cleanup,
+        role,
         binds: vec![],
         stdin: false,
         files: vec![],
@@ -438,14 +492,24 @@ pub async fn cleanup(
     }
     if !wait {
         engine.detach(&helper);
-        return Ok(());
+        return Ok(None);
     }
     let code = engine.wait(&helper).await;
     let output = engine.output_tail(&helper).await;
     let _ = engine.remove_helper(&helper).await;
     match code {
-        Ok(0) => Ok(()),
-        Ok(code) => Err(CleanupFailed::Failed(format!("exit {code}: {output}"))),
+        Ok(0) => Ok(output
+            .lines()
+            .find_map(|l| l.strip_prefix(STATS))
+            .map(str::to_string)),
+        Ok(code) => Err(CleanupFailed::Failed(format!(
+            "exit {code}: {}",
+            output
+                .lines()
+                .filter(|l| !l.starts_with(STATS))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ))),
         Err(e) => Err(CleanupFailed::Failed(e.to_string())),
     }
 }
@@ -524,7 +588,11 @@ pub async fn unpack(
         }
     };
     let stderr = Arc::new(Mutex::new(String::new()));
-    let mut output = Box::pin(stdout_of(attached.output, stderr.clone()));
+    let mut output = Box::pin(stdout_of(
+        attached.output,
+        stderr.clone(),
+        Counters::default(),
+    ));
     let drained = tokio::spawn(async move { while output.next().await.is_some() {} });
     let mut input: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>> = match piped {
         // Opening waits for the agent (or for the release when it ends without reading).

@@ -12,6 +12,7 @@
 
 pub mod extract;
 pub mod host;
+pub mod merge;
 pub mod pipe;
 pub mod remove;
 pub mod walk;
@@ -35,6 +36,10 @@ pub const ERROR: &str = "dockyard agent: ";
 pub const REFUSED: &str = "dockyard agent: refused: ";
 /// Prefix of a warning line on stderr.
 pub const WARN: &str = "dockyard-agent-warning ";
+/// Prefix of a progress line on stderr: uncompressed tar bytes written so far.
+pub const PROGRESS: &str = "dockyard-agent-progress ";
+/// Prefix of the line giving the quick count of what the paths hold (bytes), for a percentage.
+pub const TOTAL: &str = "dockyard-agent-total ";
 
 /// What `agent pack` is asked to do.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -104,6 +109,10 @@ pub fn main_if_agent() -> Option<i32> {
                 let line = serde_json::to_string(&staged).expect("serialises");
                 writeln!(io::stderr(), "{STATS}{line}")
             }),
+        (Some(mode @ ("keep" | "merge")), Some(job)) => serde_json::from_str::<merge::MergeJob>(job)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))
+            .and_then(|job| if mode == "keep" { merge::keep(&job) } else { merge::merge(&job) })
+            .and_then(|n| writeln!(io::stderr(), "{STATS}{n}")),
         (Some("remove"), Some(_)) if args.len() % 3 == 2 => args[2..]
             .chunks(3)
             .try_for_each(|t| remove::remove_work_dir(&t[0], &t[1], t[2].parse().ok())),
@@ -135,10 +144,27 @@ pub fn pack<W: Write>(job: &PackJob, out: W) -> io::Result<()> {
         level: job.level,
         workers,
     };
-    let mut w = TarWriter::new(encoder(
+    // A quick count (sizes only, no data read) beside the walk, so the host can show a
+    // percentage; the walk itself says how far it got every quarter second.
+    let counted: Vec<(String, Vec<Vec<u8>>)> = job
+        .paths
+        .iter()
+        .map(|p| {
+            let nested = p.nested.iter().map(|n| n.as_bytes().to_vec()).collect();
+            (p.path.clone(), nested)
+        })
+        .collect();
+    std::thread::spawn(move || {
+        let total: u64 = counted
+            .iter()
+            .map(|(path, nested)| quick_count(std::path::Path::new(path), nested))
+            .sum();
+        let _ = writeln!(io::stderr(), "{TOTAL}{total}");
+    });
+    let mut w = TarWriter::new(Reporting::new(encoder(
         io::BufWriter::with_capacity(1 << 20, out),
         compression,
-    )?);
+    )?));
     let mut done = walk::Walked::default();
     for p in &job.paths {
         let nested: Vec<Vec<u8>> = p.nested.iter().map(|n| n.as_bytes().to_vec()).collect();
@@ -150,7 +176,7 @@ pub fn pack<W: Write>(job: &PackJob, out: W) -> io::Result<()> {
         walk::walk(&mut w, &wp, &mut done)?;
     }
     let tar_bytes = w.bytes + 1024;
-    w.finish()?.finish()?.flush()?;
+    w.finish()?.inner.finish()?.flush()?;
     let mut err = io::stderr().lock();
     for warning in &done.warnings {
         writeln!(err, "{WARN}{warning}")?;
@@ -251,5 +277,69 @@ impl<R: io::Read> io::Read for FaultAfter<R> {
             crate::fault::in_helper("unpack-midway");
         }
         Ok(n)
+    }
+}
+
+/// The bytes below `path` as a backup would hold them (a header per entry, file data rounded to
+/// blocks), by `lstat` only, leaving out the `nested` mount points; what cannot be read counts 0.
+fn quick_count(path: &std::path::Path, nested: &[Vec<u8>]) -> u64 {
+    use std::os::unix::ffi::OsStrExt;
+    let mut total = 0u64;
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            let rel = p.strip_prefix(path).unwrap_or(&p).as_os_str().as_bytes();
+            if nested.iter().any(|n| n.as_slice() == rel) {
+                continue;
+            }
+            let Ok(meta) = std::fs::symlink_metadata(&p) else {
+                continue;
+            };
+            total += 512;
+            if meta.is_dir() {
+                stack.push(p);
+            } else if meta.is_file() {
+                total += meta.len().div_ceil(512) * 512;
+            }
+        }
+    }
+    total
+}
+
+/// Passes the tar stream on to the compressor and says on stderr, at most four times a second,
+/// how many bytes went by.
+struct Reporting<W> {
+    inner: W,
+    bytes: u64,
+    said: std::time::Instant,
+}
+
+impl<W> Reporting<W> {
+    fn new(inner: W) -> Self {
+        Reporting {
+            inner,
+            bytes: 0,
+            said: std::time::Instant::now(),
+        }
+    }
+}
+
+impl<W: Write> Write for Reporting<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.bytes += n as u64;
+        if self.said.elapsed() >= std::time::Duration::from_millis(250) {
+            self.said = std::time::Instant::now();
+            let _ = writeln!(io::stderr(), "{PROGRESS}{}", self.bytes);
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
     }
 }

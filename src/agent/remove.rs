@@ -74,14 +74,14 @@ fn remove_tree(parent: &OwnedFd, name: &CStr) -> io::Result<()> {
     Ok(())
 }
 
-/// An open directory being emptied.
-struct Dir {
+/// An open directory being listed (or emptied).
+pub(crate) struct Dir {
     fd: OwnedFd,
     stream: *mut libc::DIR,
 }
 
 impl Dir {
-    fn open(at: &OwnedFd, name: &CStr) -> io::Result<Dir> {
+    pub(crate) fn open(at: &OwnedFd, name: &CStr) -> io::Result<Dir> {
         // SAFETY: a valid descriptor and NUL-terminated name.
         let fd = unsafe {
             libc::openat(
@@ -110,11 +110,20 @@ impl Dir {
         &self.fd
     }
 
+    /// The next entry other than `.` and `..`, and whether it is a directory, once each.
+    pub(crate) fn next_entry(&mut self) -> io::Result<Option<(CString, bool)>> {
+        self.read(true)
+    }
+
     /// The next entry other than `.` and `..`, and whether it is a directory; when the listing
     /// ends, it is read once more from the start (removing entries while listing may hide some),
     /// and `None` only when that finds nothing.
     fn next_child(&mut self) -> io::Result<Option<(CString, bool)>> {
-        let mut rewound = false;
+        self.read(false)
+    }
+
+    fn read(&mut self, once: bool) -> io::Result<Option<(CString, bool)>> {
+        let mut rewound = once;
         loop {
             // SAFETY: errno is thread-local; readdir on a stream this struct owns.
             unsafe { *libc::__errno_location() = 0 };
@@ -150,6 +159,23 @@ impl Drop for Dir {
     }
 }
 
+/// Opens directory `name` in `at`, following no symlink.
+pub(crate) fn open_dir(at: &OwnedFd, name: &CStr) -> io::Result<OwnedFd> {
+    // SAFETY: a valid descriptor and NUL-terminated name.
+    let fd = unsafe {
+        libc::openat(
+            at.as_raw_fd(),
+            name.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd was just opened and is owned here.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
 fn unlink(dir: &OwnedFd, name: &CStr, flags: libc::c_int) -> io::Result<()> {
     // SAFETY: a valid descriptor and NUL-terminated name.
     if unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), flags) } < 0 {
@@ -158,7 +184,8 @@ fn unlink(dir: &OwnedFd, name: &CStr, flags: libc::c_int) -> io::Result<()> {
     Ok(())
 }
 
-fn stat_at(dir: &OwnedFd, name: &CStr) -> io::Result<libc::stat> {
+/// `lstat` of `name` in `dir`.
+pub(crate) fn stat_at(dir: &OwnedFd, name: &CStr) -> io::Result<libc::stat> {
     // SAFETY: a zeroed stat is a valid out-parameter.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: a valid descriptor, name and out-parameter.

@@ -134,7 +134,7 @@ impl<W: Write> Walker<'_, '_, W> {
             }
             child_rel.extend_from_slice(&child);
             if excluded(&child_rel, self.p.exclude)
-                || (rel.is_empty() && crate::swap::is_work_name(&child))
+                || (rel.is_empty() && crate::archive::names::is_reserved(&child))
             {
                 continue;
             }

@@ -11,6 +11,22 @@ use super::entry::Kind;
 /// archive holding it at a path's top level is refused, and backups leave it out.
 pub const WORK_DIR: &str = ".dockyard-restore";
 
+/// dockyard's log state in a log directory (`logs` keeps its lock, rotation times and what
+/// shipped there). Reserved like [`WORK_DIR`]: it describes the live container's logs, so backups
+/// leave it out, restores never write it, and a swap leaves the live one in place.
+pub const LOG_STATE: &str = ".dockyard";
+
+/// Whether a top-level name of a backed-up path is one of dockyard's own ([`WORK_DIR`],
+/// [`LOG_STATE`]), never the app's data.
+pub fn is_reserved(name: &[u8]) -> bool {
+    name == WORK_DIR.as_bytes() || name == LOG_STATE.as_bytes()
+}
+
+/// Whether `rel` (a name relative to a backed-up path) is, or is inside, [`LOG_STATE`].
+pub fn in_log_state(rel: &[u8]) -> bool {
+    rel.split(|&b| b == b'/').next() == Some(LOG_STATE.as_bytes())
+}
+
 /// Whether `rel` (a name relative to a backed-up path) is, or is inside, [`WORK_DIR`].
 pub fn in_work_dir(rel: &[u8]) -> bool {
     rel.split(|&b| b == b'/').next() == Some(WORK_DIR.as_bytes())

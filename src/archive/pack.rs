@@ -124,7 +124,7 @@ fn copy_entries<W: Write>(writer: &mut TarWriter<W>, source: Source) -> io::Resu
         let name = rebase(&meta.name, &prefix);
         let rel = relative(&name, &prefix).unwrap_or_default().to_vec();
         let top = rel.split(|&b| b == b'/').next().unwrap_or_default();
-        if excluded(&rel, &exclude) || crate::swap::is_work_name(top) {
+        if excluded(&rel, &exclude) || super::names::is_reserved(top) {
             continue;
         }
         if globs.matches(&path, &rel) {

@@ -58,6 +58,11 @@ pub struct StageSpec {
     /// What the path itself must be: a directory (its entries go below `into`) or a single file
     /// (written as `into`). Anything else in the archive is refused.
     pub root: Kind,
+    /// `restore --include` patterns: when given, only entries matching one (or below a match)
+    /// are staged, and every directory, so each has a place (unmatched empty ones are dropped
+    /// before the merge).
+    #[serde(default)]
+    pub include: Vec<String>,
 }
 
 /// A time the engine would not keep: set it after extraction.
@@ -107,6 +112,7 @@ pub fn stage<W: Write>(
         .position(|p| *p == spec.path)
         .ok_or_else(|| invalid(format!("the manifest lists no path {}", spec.path)))?;
     let mut staged = Staged::default();
+    let include = super::exclude::Globs::new(&spec.include).map_err(invalid)?;
     verify::check(archive, expect, |c, data| {
         let Checked {
             index: of,
@@ -119,8 +125,17 @@ pub fn stage<W: Write>(
         if of != index {
             return Ok(());
         }
-        if !rel.is_empty() && excluded(&rel, &spec.skip) {
+        // Nested mounts stay where they are; so does the target's own log state (an older
+        // backup may hold one: it describes another time's logs, or another container's).
+        if !rel.is_empty() && (excluded(&rel, &spec.skip) || super::names::in_log_state(&rel)) {
             staged.skipped.push(show(&meta.name));
+            return Ok(());
+        }
+        if !include.is_empty()
+            && !rel.is_empty()
+            && meta.kind != Kind::Dir
+            && !included(&include, &spec.path, &rel)
+        {
             return Ok(());
         }
         if meta.kind.is_device() && !spec.privileges.allow_devices {
@@ -178,6 +193,24 @@ pub fn stage<W: Write>(
         Ok(())
     })?;
     Ok(staged)
+}
+
+/// Whether `rel` or a directory above it matches an `--include` pattern.
+fn included(include: &super::exclude::Globs, path: &str, rel: &[u8]) -> bool {
+    let mut at = 0;
+    loop {
+        let end = rel[at..]
+            .iter()
+            .position(|&b| b == b'/')
+            .map_or(rel.len(), |i| at + i);
+        if include.matches(path, &rel[..end]) {
+            return true;
+        }
+        if end == rel.len() {
+            return false;
+        }
+        at = end + 1;
+    }
 }
 
 /// Whether the engine would clamp this entry's time when extracting it (symlink times it keeps).

@@ -235,6 +235,7 @@ pub async fn backup(
         level: s.compression.level,
         archive: name.clone(),
         snapshot: None,
+        exclude: s.exclude.patterns().to_vec(),
     };
     if s.snapshot {
         let mut inspect = info.inspect.clone();
@@ -366,8 +367,12 @@ async fn through_agent(job: &Job<'_>) -> Result<Result<Written, Unavailable>> {
         level: job.s.compression.level,
         exclude: job.s.exclude.patterns().to_vec(),
     };
+    let counters = host::Counters {
+        read: job.progress.read.clone(),
+        total: job.progress.total.clone(),
+    };
     let (packing, archive) =
-        match host::start_pack(job.engine, job.info, job.image, &pack_job).await {
+        match host::start_pack(job.engine, job.info, job.image, &pack_job, counters).await {
             Ok(p) => p,
             Err(why) => return Ok(Err(why)),
         };

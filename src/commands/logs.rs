@@ -47,6 +47,8 @@ struct Report {
     failed: Vec<String>,
     skipped: Vec<String>,
     pruned: Vec<String>,
+    /// Log bytes shipped (before compression).
+    shipped_bytes: u64,
     /// Processes still holding a rotated file open after the reopen.
     held_open: Vec<Holder>,
 }
@@ -62,9 +64,10 @@ pub async fn run(ctx: &Ctx, s: LogsSettings) -> Result<()> {
 }
 
 /// The same for `dockyard run`: prints nothing.
-pub async fn run_quiet(ctx: &Ctx, s: LogsSettings) -> Result<()> {
+pub async fn run_quiet(ctx: &Ctx, s: LogsSettings) -> Result<u64> {
     let (container, report) = execute(ctx, &s).await?;
-    failures(&container, &s, &report)
+    failures(&container, &s, &report)?;
+    Ok(report.shipped_bytes)
 }
 
 /// Rotation or shipping failures as the run's error (the files stay for the next run).
@@ -381,6 +384,7 @@ async fn carry_on(
         let counter = progress.read.clone();
         match ship_file(engine, helper, &path, dest, &key, level, counter).await {
             Ok(raw) => {
+                report.shipped_bytes += raw;
                 report.shipped.push(key.clone());
                 shipped.push((r.name.clone(), raw, key));
             }

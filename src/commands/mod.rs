@@ -4,6 +4,7 @@
 pub mod backup;
 pub mod check;
 pub mod daemon;
+pub mod dump;
 pub mod list;
 pub mod logs;
 pub mod logs_plan;
@@ -179,6 +180,12 @@ pub async fn run(ctx: &Ctx, settings: Settings) -> Result<()> {
             container,
         } => verify::run(ctx, &dest, &archive, container.as_deref()).await,
         Action::Restore(s) => restore::run(ctx, s).await,
+        Action::Dump {
+            dest,
+            archive,
+            container,
+            path,
+        } => dump::run(ctx, &dest, &archive, container.as_deref(), &path).await,
         Action::Logs(s) => logs::run(ctx, s).await,
         Action::Run {
             config,

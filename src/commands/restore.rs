@@ -38,6 +38,7 @@ use crate::owner::Owner;
 use crate::pipeline::{read_blocking, streams, ChannelWriter};
 use crate::progress::Progress;
 use crate::settings::{BackupSettings, RestoreSettings};
+use crate::shell;
 use crate::swap::journal::{Journal, MountWork, PathRecord, State};
 use crate::swap::member::stage_member;
 use crate::swap::recover::{self, Work};
@@ -111,7 +112,7 @@ struct Plan {
 
 impl Plan {
     /// The journal of a restore of backup `m` into `target` by this plan, before staging.
-    fn journal(&self, m: &Manifest, target: &ContainerInfo) -> Journal {
+    fn journal(&self, m: &Manifest, target: &ContainerInfo, include: &[String]) -> Journal {
         Journal {
             run: crate::owner::run_id(),
             owner: Owner::current(),
@@ -119,6 +120,7 @@ impl Plan {
             container: target.id.clone(),
             state: State::Staging,
             attempts: 0,
+            include: include.to_vec(),
             mounts: self
                 .dirs
                 .iter()
@@ -198,7 +200,21 @@ async fn restore(ctx: &Ctx, s: RestoreSettings) -> Result<Outcome> {
     let m = catalog
         .select(&s.archive, &source, &s.dest.to_string(), Utc::now())?
         .clone();
+    if m.container != source && !s.force {
+        return Err(Failure::usage(format!(
+            "backup {} is of container {:?}, not {:?}; to restore it into {:?}, say so with --container {} (or --force)",
+            m.id,
+            m.container,
+            source,
+            target.name,
+            shell_words::quote(&m.container)
+        ))
+        .into());
+    }
     let wanted = pick_paths(&m, &s.paths, &target)?;
+    if !s.dry_run && !s.allow_open_files {
+        refuse_open_files(engine, &target, &wanted).await?;
+    }
 
     let safety_dest = s.safety_dest.clone().unwrap_or_else(|| s.dest.clone());
     if s.dry_run {
@@ -221,7 +237,11 @@ async fn restore(ctx: &Ctx, s: RestoreSettings) -> Result<Outcome> {
     }
 
     let roots = archived_roots(dest.as_ref(), &m).await?;
-    let plan = plan(&m, &wanted, &target, &roots)?;
+    let mut plan = plan(&m, &wanted, &target, &roots)?;
+    if !s.include.is_empty() && !plan.files.is_empty() {
+        tracing::info!(container = %target.name, "--include restores entries of directories: the single-file mounts are left as they are");
+        plan.files.clear();
+    }
     let (staged, mut journal) = stage_all(ctx, &work, dest.as_ref(), &m, &plan, &s).await?;
     let safety = if s.safety_backup {
         match safety_backup(ctx, engine, &target, &plan, &image, &s, &safety_dest).await {
@@ -270,6 +290,49 @@ async fn restore(ctx: &Ctx, s: RestoreSettings) -> Result<Outcome> {
         old_contents,
         downtime_seconds: None,
     }))
+}
+
+/// Refuses to restore paths in which processes of the (running) target hold files open: the swap
+/// would move those files away and delete them while the app keeps writing into them. Best effort:
+/// a target without /bin/sh is not checked (a warning says so).
+async fn refuse_open_files(
+    engine: &Engine,
+    target: &ContainerInfo,
+    paths: &[String],
+) -> Result<()> {
+    if !target.running {
+        return Ok(());
+    }
+    let script = shell::Script {
+        name: "dockyard-held-open",
+        text: shell::HELD_OPEN,
+        args: vec![],
+    };
+    let listed = match engine.exec_script(&target.id, &script, Some("0")).await {
+        Ok((0, out)) => out,
+        Ok((code, _)) => {
+            tracing::warn!(container = %target.name, code, "could not check for files held open in the restored paths");
+            return Ok(());
+        }
+        Err(e) => {
+            tracing::warn!(container = %target.name, error = %e, "could not check for files held open in the restored paths");
+            return Ok(());
+        }
+    };
+    let open = crate::logs::held_open::under(&listed, paths, swap::WORK_DIR);
+    if open.is_empty() {
+        return Ok(());
+    }
+    let shown: Vec<String> = open
+        .iter()
+        .map(|h| format!("{} (pid {} {})", h.file, h.pid, h.command))
+        .collect();
+    Err(Failure::usage(format!(
+        "processes in container {:?} hold files open in the paths to restore: {}; the swap would move those files away and delete them while the app writes on, losing its lines. Stop the container for the restore (--stop), restore other paths (--path), or pass --allow-open-files",
+        target.name,
+        shorten(&shown)
+    ))
+    .into())
 }
 
 /// Refuses a backup holding device nodes unless `--allow-devices`.
@@ -473,6 +536,48 @@ fn plan(
     Ok(plan)
 }
 
+/// Which names of a path a set of patterns takes: a name matching one, or below a directory
+/// that does; with no patterns, every name.
+#[derive(Clone)]
+struct Filter {
+    globs: crate::archive::exclude::Globs,
+    path: String,
+}
+
+impl Filter {
+    fn new(patterns: &[String], path: &str) -> Filter {
+        Filter {
+            globs: crate::archive::exclude::Globs::new(patterns).unwrap_or_default(),
+            path: path.to_string(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.globs.is_empty()
+    }
+
+    /// Whether `rel` (a name relative to the path) is taken.
+    fn takes(&self, rel: &[u8]) -> bool {
+        if self.globs.is_empty() {
+            return true;
+        }
+        let mut at = 0;
+        loop {
+            let end = rel[at..]
+                .iter()
+                .position(|&b| b == b'/')
+                .map_or(rel.len(), |i| at + i);
+            if self.globs.matches(&self.path, &rel[..end]) {
+                return true;
+            }
+            if end == rel.len() {
+                return false;
+            }
+            at = end + 1;
+        }
+    }
+}
+
 /// Streams a live path of `target` through a read-only helper into `each` with `state` (at most
 /// `limit` entries), leaving out dockyard's work dir and `exclude`d names; returns the state.
 #[allow(clippy::too_many_arguments)]
@@ -653,14 +758,22 @@ async fn dry_run(
             let owned = p.path.clone();
             let mut skip = p.skip.clone();
             skip.extend(p.elsewhere.iter().cloned());
+            skip.push(crate::archive::names::LOG_STATE.as_bytes().to_vec());
+            // What a restore would take from the archive (`--include`), and which live names it
+            // keeps as they are: those the backup left out, or with `--include` everything.
+            let include = Filter::new(&s.include, &owned);
+            let excluded = Filter::new(&m.exclude, &owned);
             // Bounded memory whatever the file count: the archive's side as hashes, the target
             // streamed past them, the archive read again for the names only if it has some the
             // target lacks.
             let archive_pass = |compare: listing::Compare, added: bool| {
-                let (owned, skip) = (owned.clone(), skip.clone());
+                let (owned, skip, include) = (owned.clone(), skip.clone(), include.clone());
                 read_blocking(dest, &m.archive, None, move |r| {
                     let mut compare = compare;
                     listing::each(r, Origin::Archive, &owned, &skip, None, |name, sig| {
+                        if !include.takes(name) {
+                            return;
+                        }
                         if added {
                             compare.added(name)
                         } else {
@@ -674,15 +787,24 @@ async fn dry_run(
                 .await?
                 .with_context(|| format!("list {} in backup {}", p.path, m.id))?;
             compare.wanted_done();
-            let mut compare = live_each(
+            let merging = !s.include.is_empty();
+            let (mut compare, _, _, mut kept) = live_each(
                 engine,
                 target,
                 &p.path,
                 skip.clone(),
                 image,
                 None,
-                compare,
-                |c, name, sig| c.current(name, &sig),
+                (compare, include.clone(), excluded.clone(), 0u64),
+                |(c, include, excluded, kept), name, sig| {
+                    if excluded.takes(name) && !excluded.is_empty() {
+                        *kept += 1;
+                    } else if include.takes(name) {
+                        c.current(name, &sig);
+                    } else {
+                        *kept += 1;
+                    }
+                },
             )
             .await?;
             if compare.missing() > 0 {
@@ -690,7 +812,14 @@ async fn dry_run(
                     .await?
                     .with_context(|| format!("list {} in backup {}", p.path, m.id))?;
             }
-            report_paths.push((p.path.clone(), compare.finish()));
+            let mut diff = compare.finish();
+            if merging {
+                // A merge deletes nothing: what only the target has stays.
+                kept += diff.totals[2];
+                diff.removed.clear();
+                diff.totals[2] = 0;
+            }
+            report_paths.push((p.path.clone(), diff, kept));
         }
     }
     let safety = if !s.safety_backup {
@@ -732,7 +861,7 @@ async fn stage_all(
     s: &RestoreSettings,
 ) -> Result<(Vec<Staged>, Journal)> {
     let (engine, target, image) = (work.engine, work.target, work.image);
-    let mut journal = plan.journal(m, target);
+    let mut journal = plan.journal(m, target, &s.include);
     work.ledger.write(&journal)?;
     ctx.set_pending(Some(super::Pending {
         target: target.clone(),
@@ -755,6 +884,12 @@ async fn stage_all(
         journal: journal.clone(),
         ledger: work.ledger.clone(),
     }));
+    if s.include.is_empty() && !m.exclude.is_empty() {
+        if let Err(e) = keep_excluded(work, plan, m).await {
+            discard(ctx, engine).await;
+            return Err(e);
+        }
+    }
     crate::fault::point("staged").await;
     Ok((staged, journal))
 }
@@ -795,6 +930,7 @@ async fn stage_each(
                 skip: p.skip.clone(),
                 privileges: s.privileges,
                 root: Kind::Dir,
+                include: s.include.clone(),
             };
             let first = p.k == 0;
             let mut done = None;
@@ -875,6 +1011,7 @@ async fn stage_files(
             skip: vec![],
             privileges: s.privileges,
             root: Kind::File,
+            include: vec![],
         };
         match stage_file(&source, &format!("/.dockyard-file-{i}"), spec).await {
             Ok(st) => staged.push(st),
@@ -888,6 +1025,64 @@ async fn stage_files(
     result?;
     removed?;
     Ok(staged)
+}
+
+/// Links the live names the backup left out (its `--exclude` patterns) into the staged trees, so
+/// the swap keeps them as they are, through dockyard's agent.
+async fn keep_excluded(work: &Work<'_>, plan: &Plan, m: &Manifest) -> Result<()> {
+    for d in &plan.dirs {
+        let job = crate::agent::merge::MergeJob {
+            mount: d.mount.clone(),
+            paths: d.paths.iter().map(merge_path).collect(),
+            patterns: m.exclude.clone(),
+        };
+        let json = serde_json::to_string(&job).expect("job serialises");
+        let kept = host::run(
+            work.engine,
+            work.target,
+            work.image,
+            vec!["keep".into(), json],
+            crate::docker::Role::Script,
+            true,
+        )
+        .await;
+        match kept {
+            Ok(n) => tracing::info!(container = %work.target.name, mount = %d.mount, kept = %n.unwrap_or_default(), "kept the live names the backup left out"),
+            Err(host::CleanupFailed::Unavailable(why)) => {
+                return Err(Failure::usage(format!(
+                    "backup {} left names out ({}); keeping the live ones needs dockyard's agent in the helper, which cannot run: {why}",
+                    m.id,
+                    m.exclude.join(", ")
+                ))
+                .into())
+            }
+            Err(host::CleanupFailed::Failed(why)) => {
+                return Err(DockerError::Api {
+                    action: format!(
+                        "keep the names backup {} left out in {} of {:?}",
+                        m.id, d.mount, work.target.name
+                    ),
+                    message: why,
+                }
+                .into())
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A path of a mount, for the agent's keep and merge.
+fn merge_path(p: &DirPath) -> crate::agent::merge::MergePath {
+    crate::agent::merge::MergePath {
+        k: p.k,
+        path: p.path.clone(),
+        rel: String::from_utf8_lossy(&p.rel).into_owned(),
+        skip: p
+            .skip
+            .iter()
+            .map(|n| String::from_utf8_lossy(n).into_owned())
+            .collect(),
+    }
 }
 
 /// Checks that staging found the path's own entry as planning read it: the archive was read

@@ -69,8 +69,9 @@ pub struct DryRun {
     pub backup: String,
     /// The target container.
     pub into: String,
-    /// Per directory path, what would be added, changed and removed.
-    pub paths: Vec<(String, Diff)>,
+    /// Per directory path, what would be added, changed and removed, and how many live entries
+    /// stay as they are (left out of the backup, or not `--include`d).
+    pub paths: Vec<(String, Diff, u64)>,
     /// Single-file mounts that would be replaced.
     pub files: Vec<String>,
     /// What would happen about the safety backup, in words.
@@ -96,10 +97,11 @@ pub fn render(ctx: &Ctx, outcome: &Outcome) {
             let paths: Vec<_> = d
                 .paths
                 .iter()
-                .map(|(p, d)| {
+                .map(|(p, d, kept)| {
                     let [add, change, remove] = d.totals;
                     json!({"path": p, "add": d.added, "change": d.changed, "remove": d.removed,
-                        "add_total": add, "change_total": change, "remove_total": remove})
+                        "add_total": add, "change_total": change, "remove_total": remove,
+                        "keep_total": kept})
                 })
                 .collect();
             ctx.json(
@@ -169,10 +171,15 @@ fn dry_run_text(ctx: &Ctx, d: &DryRun) {
         "dry run: restoring {} into {} would change:",
         d.backup, d.into
     ));
-    for (p, diff) in &d.paths {
+    for (p, diff, kept) in &d.paths {
         let [add, change, remove] = diff.totals;
         ctx.say(&format!(
-            "  {p}: {add} to add, {change} to change, {remove} to remove"
+            "  {p}: {add} to add, {change} to change, {remove} to remove{}",
+            if *kept > 0 {
+                format!(", {kept} kept as they are (left out of the backup, or not --include'd)")
+            } else {
+                String::new()
+            }
         ));
         for (sign, names, total) in [
             ("+", &diff.added, add),

@@ -59,6 +59,8 @@ pub struct JobResult {
     #[serde(skip)]
     job: String,
     ok: bool,
+    /// Not run: another run held a lock it needs (exit 6); `error` says which.
+    skipped: bool,
     error: Option<String>,
     seconds: f64,
     bytes: u64,
@@ -107,7 +109,13 @@ pub async fn run(
             ctx.say(&format!(
                 "job {}: {} in {:.1}s{}",
                 r.job,
-                if r.ok { "ok" } else { "FAILED" },
+                if r.ok {
+                    "ok"
+                } else if r.skipped {
+                    "skipped"
+                } else {
+                    "FAILED"
+                },
                 r.seconds,
                 r.error
                     .as_ref()
@@ -207,16 +215,26 @@ pub async fn run_plans(
 async fn one_job(ctx: &Ctx, plan: &JobPlan, env: &JobEnv) -> (JobResult, Option<anyhow::Error>) {
     let t0 = Instant::now();
     tracing::info!(job = plan.name(), "job started");
-    let (outcome, destinations) = run_job(ctx, plan, env.lock_dir.as_path()).await;
-    let (ok, error, bytes, failure) = match outcome {
-        Ok(bytes) => (true, None, bytes, None),
+    let Ran {
+        outcome,
+        bytes,
+        destinations,
+    } = run_job(ctx, plan, env.lock_dir.as_path()).await;
+    let (ok, skipped, error, failure) = match outcome {
+        Ok(()) => (true, false, None, None),
         Err(e) => {
             let text = crate::error::describe(&e);
-            tracing::error!(job = plan.name(), error = %text, "job failed");
+            // Another run holds a lock this job needs: it did not run, it did not fail.
+            let skipped = crate::error::categorize(&e) == crate::error::Category::Busy;
+            if skipped {
+                tracing::warn!(job = plan.name(), reason = %text, "job skipped");
+            } else {
+                tracing::error!(job = plan.name(), error = %text, "job failed");
+            }
             (
                 false,
+                skipped,
                 Some(text),
-                0,
                 Some(e.context(format!("job {}", plan.name()))),
             )
         }
@@ -226,6 +244,7 @@ async fn one_job(ctx: &Ctx, plan: &JobPlan, env: &JobEnv) -> (JobResult, Option<
     let result = JobResult {
         job: plan.name().to_string(),
         ok,
+        skipped,
         error,
         seconds,
         bytes,
@@ -267,6 +286,7 @@ fn notice(plan: &JobPlan, r: &JobResult, config: &Path) -> Notice {
         job: r.job.clone(),
         container,
         ok: r.ok,
+        skipped: r.skipped,
         error,
         bytes: r.bytes,
         seconds: r.seconds,
@@ -289,13 +309,44 @@ fn notice(plan: &JobPlan, r: &JobResult, config: &Path) -> Notice {
     }
 }
 
-/// One job. A backup job tries every destination (one that fails does not stop the others) and
-/// fails at the end if any failed.
-async fn run_job(ctx: &Ctx, plan: &JobPlan, lock_dir: &Path) -> (Result<u64>, Vec<DestResult>) {
+/// How one job ended, before it is reported.
+struct Ran {
+    /// Its outcome.
+    outcome: Result<()>,
+    /// Bytes written to every destination that succeeded (a log job: log bytes shipped).
+    bytes: u64,
+    /// Each destination's result.
+    destinations: Vec<DestResult>,
+}
+
+impl Ran {
+    fn failed(e: anyhow::Error) -> Ran {
+        Ran {
+            outcome: Err(e),
+            bytes: 0,
+            destinations: Vec::new(),
+        }
+    }
+}
+
+/// One job. Its container is looked up first: a container that is gone fails the job (exit 3),
+/// not its destinations. A backup job tries every destination (one that fails does not stop the
+/// others) and fails at the end if any failed.
+async fn run_job(ctx: &Ctx, plan: &JobPlan, lock_dir: &Path) -> Ran {
     let _lock = match JobLock::take(lock_dir, plan.name()) {
         Ok(l) => l,
-        Err(e) => return (Err(e.into()), Vec::new()),
+        Err(e) => return Ran::failed(e.into()),
     };
+    let found = async {
+        ctx.engine()
+            .await?
+            .inspect(plan.container())
+            .await
+            .map_err(anyhow::Error::from)
+    };
+    if let Err(e) = found.await {
+        return Ran::failed(e);
+    }
     match plan {
         JobPlan::Backup {
             backups, retention, ..
@@ -350,17 +401,47 @@ async fn run_job(ctx: &Ctx, plan: &JobPlan, lock_dir: &Path) -> (Result<u64>, Ve
                 .map(|r| r.destination.as_str())
                 .collect();
             let outcome = match first_error {
-                None => Ok(bytes),
+                None => Ok(()),
                 Some(e) => Err(counted(&e, "destinations", &failed, results.len())),
             };
-            (outcome, results)
+            Ran {
+                outcome,
+                bytes,
+                destinations: results,
+            }
         }
-        JobPlan::Logs { settings, .. } => (
-            super::logs::run_quiet(ctx, (**settings).clone())
-                .await
-                .map(|_| 0),
-            Vec::new(),
-        ),
+        JobPlan::Logs {
+            settings,
+            destination,
+            ..
+        } => {
+            let shipped = super::logs::run_quiet(ctx, (**settings).clone()).await;
+            let result = |ok, error: Option<String>, bytes| DestResult {
+                destination: destination.clone(),
+                ok,
+                error,
+                id: None,
+                bytes,
+                pruned: 0,
+            };
+            match shipped {
+                Ok(bytes) => Ran {
+                    outcome: Ok(()),
+                    bytes,
+                    destinations: vec![result(true, None, bytes)],
+                },
+                // Shipping failed there; anything else (the engine, a lock) is the job's.
+                Err(e) if e.downcast_ref::<crate::destination::DestError>().is_some() => {
+                    let text = crate::error::describe(&e);
+                    Ran {
+                        outcome: Err(e),
+                        bytes: 0,
+                        destinations: vec![result(false, Some(text), 0)],
+                    }
+                }
+                Err(e) => Ran::failed(e),
+            }
+        }
     }
 }
 
@@ -409,7 +490,7 @@ impl JobLock {
                 }
                 _ => {
                     let who = match &owner {
-                        Some(o) => format!("pid {} on {}, since {}", o.pid, o.host, o.since),
+                        Some(o) => o.describe(),
                         None if holder.is_empty() => "holder unknown".to_string(),
                         None => holder.clone(),
                     };

@@ -132,6 +132,14 @@ impl Destination for LocalDir {
         }
     }
 
+    async fn exists(&self) -> Result<bool, DestError> {
+        match tokio::fs::metadata(&self.root).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(self.io("look at the directory")(e)),
+        }
+    }
+
     async fn list(&self) -> Result<Vec<String>, DestError> {
         let mut out = Vec::new();
         let mut dir = match tokio::fs::read_dir(&self.root).await {

@@ -136,6 +136,12 @@ pub trait Destination: Send + Sync {
     /// Names of all complete objects.
     async fn list(&self) -> Result<Vec<String>, DestError>;
 
+    /// Whether the destination is there at all (a directory, locally or over SSH); an S3 prefix
+    /// always is. Reading commands say "does not exist" instead of "no backups".
+    async fn exists(&self) -> Result<bool, DestError> {
+        Ok(true)
+    }
+
     /// Names of all complete objects under `prefix/` at any depth (e.g. `logs/web`), as full
     /// object names; hidden components (temp files, markers) are left out.
     async fn list_under(&self, prefix: &str) -> Result<Vec<String>, DestError>;
@@ -376,6 +382,11 @@ impl DestSpec {
                 "{url:?}: unknown destination scheme {scheme:?}; use a directory path, file:///dir, ssh://host/dir or s3://bucket/prefix"
             ));
         }
+        if let Some(scheme) = looks_like_a_scheme(url) {
+            return Err(format!(
+                "{url:?} looks like a URL with {scheme}: but without the \"//\"; use file:///dir, ssh://host/dir or s3://bucket/prefix (or ./{url} for a local directory of that name)"
+            ));
+        }
         Ok(DestSpec::Local(PathBuf::from(url)))
     }
 
@@ -389,9 +400,47 @@ impl DestSpec {
     }
 }
 
+/// The scheme of a destination that starts like a URL (`word:`) but is no URL (`s3:/b`,
+/// `ssh:/h/d`, `nas:/srv`): a typo that would otherwise back up into a local directory of that
+/// name. A path given as `/…` or `./…` is a path, whatever it holds.
+fn looks_like_a_scheme(url: &str) -> Option<&str> {
+    if url.starts_with('/') || url.starts_with("./") || url.starts_with("../") {
+        return None;
+    }
+    let (scheme, _) = url.split_once(':')?;
+    let mut chars = scheme.chars();
+    let word = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || "+.-_".contains(c));
+    word.then_some(scheme)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_url_with_a_missing_slash_is_no_directory() {
+        let parse = |u: &str| DestSpec::parse(u, &RemoteOptions::default());
+        for typo in [
+            "s3:/bucket/web",
+            "ssh:/host/dir",
+            "file:/var/b",
+            "nas:/srv/backups",
+            "s3:bucket",
+        ] {
+            let err = parse(typo).unwrap_err();
+            assert!(
+                err.contains("without the \"//\"") && err.contains("s3://bucket/prefix"),
+                "{typo}: {err}"
+            );
+        }
+        assert_eq!(
+            parse("./s3:/bucket").unwrap(),
+            DestSpec::Local("./s3:/bucket".into())
+        );
+        assert_eq!(parse("/a:b").unwrap(), DestSpec::Local("/a:b".into()));
+        assert_eq!(parse("backups").unwrap(), DestSpec::Local("backups".into()));
+    }
 
     #[test]
     fn parses_local_forms() {

@@ -486,6 +486,20 @@ impl Destination for SshDir {
         }))
     }
 
+    async fn exists(&self) -> Result<bool, DestError> {
+        match self
+            .run(
+                "look at the remote directory",
+                &shell::remote("exists", self.dir(), &[]),
+            )
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(DestError::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     async fn list(&self) -> Result<Vec<String>, DestError> {
         let out = self
             .run(

@@ -38,8 +38,51 @@ pub fn holders(records: &[u8], dir: &str) -> Vec<Holder> {
     out
 }
 
+/// The open files below any of `paths` among `records` (NUL-separated pid, name, target), but
+/// for dockyard's own `work` directory at their top.
+pub fn under(records: &[u8], paths: &[String], work: &str) -> Vec<Holder> {
+    let fields: Vec<String> = records
+        .split(|b| *b == 0)
+        .map(|f| String::from_utf8_lossy(f).into_owned())
+        .collect();
+    let mut out: Vec<Holder> = fields
+        .chunks_exact(3)
+        .filter(|c| {
+            paths.iter().any(|p| {
+                let p = p.trim_end_matches('/');
+                c[2].strip_prefix(p)
+                    .and_then(|rest| rest.strip_prefix('/'))
+                    .is_some_and(|rel| !rel.is_empty() && rel.split('/').next() != Some(work))
+            })
+        })
+        .map(|c| Holder {
+            pid: c[0].clone(),
+            command: c[1].clone(),
+            file: c[2].clone(),
+        })
+        .collect();
+    out.sort_by(|a, b| (&a.file, &a.pid).cmp(&(&b.file, &b.pid)));
+    out.dedup();
+    out
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn open_files_below_the_restored_paths_count() {
+        let listed = b"7\0gunicorn\0/srv/logs/access.log\0\
+8\0sh\0/srv/media/.dockyard-restore/new-0/x\0\
+9\0sh\0/srv/other/x\0\
+3\0sh\0/srv/logsx/y\0";
+        let found = super::under(
+            listed,
+            &["/srv/logs".into(), "/srv/media".into()],
+            ".dockyard-restore",
+        );
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].file, "/srv/logs/access.log");
+    }
+
     use super::*;
 
     #[test]

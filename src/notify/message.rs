@@ -12,14 +12,20 @@ fn host() -> String {
         .unwrap_or_else(|_| "this host".into())
 }
 
+/// How the job ended, in a word or two.
+fn status(n: &Notice) -> &'static str {
+    if n.ok {
+        "succeeded"
+    } else if n.skipped {
+        "skipped (another run holds the lock)"
+    } else {
+        "FAILED"
+    }
+}
+
 /// A one-line title: `dockyard: job media FAILED on host1`.
 pub fn title(n: &Notice) -> String {
-    format!(
-        "dockyard: job {} {} on {}",
-        n.job,
-        if n.ok { "succeeded" } else { "FAILED" },
-        host()
-    )
+    format!("dockyard: job {} {} on {}", n.job, status(n), host())
 }
 
 /// The text: what happened, each destination, and the command that shows more.
@@ -28,12 +34,18 @@ pub fn text(n: &Notice) -> String {
         "Job {} (container {}) {} after {:.1} s",
         n.job,
         n.container,
-        if n.ok { "succeeded" } else { "FAILED" },
+        status(n),
         n.seconds
     );
     match &n.error {
         Some(e) => out.push_str(&format!(": {e}\n")),
         None => out.push_str(&format!(", {} written.\n", human_bytes(n.bytes))),
+    }
+    if n.error.is_some() && n.bytes > 0 {
+        out.push_str(&format!(
+            "{} written where it succeeded.\n",
+            human_bytes(n.bytes)
+        ));
     }
     for d in &n.destinations {
         let how = match (&d.backup_id, &d.error) {
@@ -43,7 +55,7 @@ pub fn text(n: &Notice) -> String {
         };
         out.push_str(&format!("- {}: {how}\n", d.name));
     }
-    if !n.ok {
+    if !n.ok && !n.skipped {
         out.push_str(&format!(
             "To look further, run `{}` (it prints every step), or read the daemon's log (journalctl -u dockyard).\n",
             n.command
@@ -61,7 +73,7 @@ pub fn webhook(n: &Notice) -> Value {
         .collect();
     json!({
         "version": 1,
-        "result": if n.ok { "success" } else { "failure" },
+        "result": if n.ok { "success" } else if n.skipped { "skipped" } else { "failure" },
         "ok": n.ok,
         "host": host(),
         "job": n.job,

@@ -25,6 +25,8 @@ pub struct Notice {
     pub container: String,
     /// Whether it succeeded.
     pub ok: bool,
+    /// Whether it did not run at all: another run held a lock it needs.
+    pub skipped: bool,
     /// Why it failed.
     pub error: Option<String>,
     /// Bytes written (backups: compressed archive bytes over every destination).

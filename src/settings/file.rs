@@ -33,6 +33,8 @@ pub enum JobPlan {
         name: String,
         /// The run's settings.
         settings: Box<LogsSettings>,
+        /// The name in the config file of the destination logs ship to.
+        destination: String,
     },
 }
 
@@ -239,6 +241,7 @@ fn log_plan(
     Ok(JobPlan::Logs {
         name: name.to_string(),
         settings: Box::new(settings),
+        destination: job.destination.clone(),
     })
 }
 

@@ -74,6 +74,12 @@ impl Settings {
                 dest: dest(&a.dest.dest)?,
                 container: a.container,
             },
+            Command::Dump(a) => Action::Dump {
+                dest: dest(&a.dest.dest)?,
+                archive: a.archive,
+                container: a.container,
+                path: a.path.as_str().to_string(),
+            },
             Command::Verify(a) => Action::Verify {
                 dest: dest(&a.dest.dest)?,
                 archive: a.archive,
@@ -109,6 +115,13 @@ impl Settings {
                     helper_image: a.helper_image,
                     agent: a.agent.agent,
                     wait_cleanup: a.wait_cleanup,
+                    force: a.force,
+                    include: {
+                        Globs::new(&a.include)
+                            .map_err(|e| Failure::usage(e.replace("--exclude", "--include")))?;
+                        a.include
+                    },
+                    allow_open_files: a.allow_open_files,
                 })
             }
             Command::Logs(a) => Action::Logs(logs(*a, &dest)?),
@@ -253,6 +266,7 @@ fn remote_options(command: &Command) -> RemoteOptions {
         Command::Snapshot(a) => Some(&a.backup.dest.remote),
         Command::List(a) => Some(&a.dest.remote),
         Command::Verify(a) => Some(&a.dest.remote),
+        Command::Dump(a) => Some(&a.dest.remote),
         Command::Restore(a) => Some(&a.remote),
         Command::Prune(a) => Some(&a.dest.remote),
         Command::Run(a) => Some(&a.remote),

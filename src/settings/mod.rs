@@ -52,6 +52,17 @@ pub enum Action {
         /// With `latest`: this container's newest.
         container: Option<String>,
     },
+    /// `dump`.
+    Dump {
+        /// Where to look.
+        dest: DestSpec,
+        /// Id or `latest`.
+        archive: String,
+        /// With `latest`: this container's newest.
+        container: Option<String>,
+        /// The file, as a container path.
+        path: String,
+    },
     /// `restore`.
     Restore(RestoreSettings),
     /// `logs`, `logs rotate`, `logs ship`.
@@ -214,6 +225,12 @@ pub struct RestoreSettings {
     pub agent: AgentMode,
     /// Wait for the old contents to be deleted before reporting.
     pub wait_cleanup: bool,
+    /// Restore a backup of another container without `--container`.
+    pub force: bool,
+    /// `--include` patterns (checked): restore only what matches, deleting nothing else.
+    pub include: Vec<String>,
+    /// Restore even when processes hold files open in the restored paths.
+    pub allow_open_files: bool,
 }
 
 /// The containers to stop, in stop order: `container` and then `also`, or none without `stop`.

@@ -10,6 +10,7 @@
 #   get DIR NAME                   stream NAME (a regular file, not a symlink) to stdout
 #   get-small DIR LIMIT NAME...    each NAME as a line with its size then its bytes, or a line `-`
 #                                  if it is not a regular file or is over LIMIT bytes
+#   exists DIR                     exit 0 if DIR is a directory, else 44
 #   list DIR                       regular files directly in DIR
 #   list-under DIR PREFIX          regular files under DIR/PREFIX, at any depth
 #   delete DIR NAME                remove NAME
@@ -77,6 +78,9 @@ get-small)
     [ "$size" = - ] || cat -- "$name" || exit 1
   done
   exit 0
+  ;;
+exists)
+  [ -d "$dir" ] || exit "$not_found"
   ;;
 list)
   cd -- "$dir" 2>/dev/null || exit 0

@@ -25,6 +25,7 @@
 set -u
 set -C # files are created, never opened through something already there
 W=.dockyard-restore
+LOGS=.dockyard # dockyard's log state: it stays with the live container
 BATCH=200
 nl='
 '
@@ -119,7 +120,7 @@ is_skip() {
 }
 
 # move_all SRC DST K LIVE: moves every entry of SRC into DST, in batches. On the live side
-# (LIVE=1) the work dir and nested mount points stay where they are.
+# (LIVE=1) the work dir, the log state and nested mount points stay where they are.
 move_all() {
   _m_src=$1 _m_dst=$2 _m_k=$3 _m_live=$4
   set --
@@ -128,6 +129,7 @@ move_all() {
     if [ "$_m_live" = 1 ]; then
       _m_n=${_m_f##*/}
       [ "$_m_src" = . ] && [ "$_m_n" = "$W" ] && continue
+      [ "$_m_n" = "$LOGS" ] && continue
       is_skip "$_m_k" "$_m_n" && continue
     fi
     set -- "$@" "$_m_f"

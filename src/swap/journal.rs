@@ -114,6 +114,9 @@ pub struct Journal {
     pub state: State,
     /// Attempts to finish it that failed; after two, the restore is given up and rolled back.
     pub attempts: u32,
+    /// `restore --include` patterns: when given, the staged entries are merged into the live
+    /// paths (nothing deleted) instead of swapped for them.
+    pub include: Vec<String>,
     /// Each mount with a work dir.
     pub mounts: Vec<MountWork>,
     /// Container paths of the single-file bind mounts it restores (staged beside their host
@@ -133,6 +136,9 @@ impl Journal {
             self.state.as_str(),
             self.attempts
         );
+        for i in &self.include {
+            out += &format!("include {}\n", octal_escape(i.as_bytes()));
+        }
         for m in &self.mounts {
             out += &format!("mount {}\n", octal_escape(m.root.as_bytes()));
             out += &m.spec();
@@ -141,6 +147,11 @@ impl Journal {
             out += &format!("file {}\n", octal_escape(f.as_bytes()));
         }
         out
+    }
+
+    /// Whether its staged entries are merged into the live paths (`--include`).
+    pub fn merge(&self) -> bool {
+        !self.include.is_empty()
     }
 
     /// The mount roots with work dirs.
@@ -161,6 +172,7 @@ impl Journal {
             container: String::new(),
             state: State::Staging,
             attempts: 0,
+            include: vec![],
             mounts: vec![],
             files: vec![],
         };
@@ -176,6 +188,7 @@ impl Journal {
                 "container" if plain(rest) => j.container = rest.to_string(),
                 "state" => state = Some(State::parse(rest).ok_or_else(bad)?),
                 "attempts" => j.attempts = rest.parse().map_err(|_| bad())?,
+                "include" => j.include.push(text_of(rest).ok_or_else(bad)?),
                 "mount" => {
                     let root = text_of(rest).ok_or_else(bad)?;
                     if !root.starts_with('/') || root.split('/').any(|c| c == "..") {
@@ -306,6 +319,7 @@ mod tests {
             container: "f00d".into(),
             state: State::Committed,
             attempts: 1,
+            include: vec!["*.jpg".into()],
             mounts: vec![
                 MountWork {
                     root: "/srv/media".into(),

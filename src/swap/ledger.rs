@@ -167,6 +167,7 @@ mod tests {
             container: container.into(),
             state: State::Staging,
             attempts: 0,
+            include: vec![],
             mounts: vec![MountWork {
                 root: "/srv/media".into(),
                 paths: vec![],

@@ -320,9 +320,70 @@ async fn run_checked(w: &Work<'_>, spec: HelperSpec<'_>, action: &str) -> Result
 pub async fn finish(w: &Work<'_>, j: &mut Journal) -> Result<()> {
     crate::fault::point("finish").await;
     files_script(w, j, "move").await?;
-    volumes_script(w, j, "commit").await?;
+    if j.merge() {
+        merge(w, j).await?;
+    } else {
+        volumes_script(w, j, "commit").await?;
+    }
     j.state = State::Swapped;
     w.ledger.write(j)?;
+    Ok(())
+}
+
+/// `restore --include`: renames every staged entry of `j` into the live paths through dockyard's
+/// agent (deleting nothing else), then marks each work dir swapped.
+async fn merge(w: &Work<'_>, j: &Journal) -> Result<()> {
+    for m in &j.mounts {
+        let job = crate::agent::merge::MergeJob {
+            mount: m.root.clone(),
+            paths: m
+                .paths
+                .iter()
+                .map(|p| crate::agent::merge::MergePath {
+                    k: p.k,
+                    path: format!(
+                        "{}{}{}",
+                        m.root,
+                        if p.rel.is_empty() { "" } else { "/" },
+                        String::from_utf8_lossy(&p.rel)
+                    ),
+                    rel: String::from_utf8_lossy(&p.rel).into_owned(),
+                    skip: m
+                        .skips
+                        .iter()
+                        .filter(|(k, _)| *k == p.k)
+                        .map(|(_, n)| String::from_utf8_lossy(n).into_owned())
+                        .collect(),
+                })
+                .collect(),
+            patterns: j.include.clone(),
+        };
+        let json = serde_json::to_string(&job).expect("job serialises");
+        host::run(
+            w.engine,
+            w.target,
+            w.image,
+            vec!["merge".into(), json],
+            Role::Swap,
+            true,
+        )
+        .await
+        .map_err(|e| match e {
+            CleanupFailed::Unavailable(why) => anyhow::anyhow!(
+                "restore --include needs dockyard's agent in the helper, which cannot run: {why}"
+            ),
+            CleanupFailed::Failed(why) => DockerError::HelperFailed {
+                container: w.target.name.clone(),
+                action: format!(
+                    "merging the restored entries of backup {} into {}",
+                    j.backup, m.root
+                ),
+                code: 1,
+                output: why,
+            }
+            .into(),
+        })?;
+    }
     Ok(())
 }
 
@@ -526,6 +587,7 @@ mod tests {
             container: "c".into(),
             state,
             attempts: 0,
+            include: vec![],
             mounts: vec![MountWork {
                 root: "/a".into(),
                 paths: vec![],

@@ -1,0 +1,117 @@
+//! `dockyard dump BACKUP PATH`: one file of a backup on stdout, for disaster recovery or a
+//! single lost document. The archive is checked whole as it streams (the same walk as `verify`);
+//! the file's bytes go out as they are read, and a checksum that fails at the end is exit 5.
+
+use anyhow::Result;
+use chrono::Utc;
+
+use super::Ctx;
+use crate::archive::entry::Kind;
+use crate::archive::names::prefix_for;
+use crate::archive::verify::{check, Expect};
+use crate::destination::DestSpec;
+use crate::error::Failure;
+use crate::manifest;
+use crate::pipeline::read_blocking;
+
+/// Writes file `path` of backup `wanted` (an id, or `latest` of `container`) to stdout.
+pub async fn run(
+    ctx: &Ctx,
+    spec: &DestSpec,
+    wanted: &str,
+    container: Option<&str>,
+    path: &str,
+) -> Result<()> {
+    let dest = spec.open().await;
+    let select = match (wanted, container) {
+        ("latest", Some(c)) => manifest::Select::Container(c),
+        ("latest", None) => {
+            return Err(Failure::usage(
+                "dump latest needs --container NAME (whose newest backup to read)",
+            )
+            .into())
+        }
+        (id, _) => manifest::Select::Id(id),
+    };
+    let catalog = manifest::load(dest.as_ref(), select).await?;
+    let m = catalog
+        .select(
+            wanted,
+            container.unwrap_or_default(),
+            &spec.to_string(),
+            Utc::now(),
+        )?
+        .clone();
+    let index = m
+        .paths
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| path == p.path || path.starts_with(&format!("{}/", p.path)))
+        .max_by_key(|(_, p)| p.path.len())
+        .map(|(i, _)| i)
+        .ok_or_else(|| {
+            let paths: Vec<&str> = m.paths.iter().map(|p| p.path.as_str()).collect();
+            Failure::usage(format!(
+                "backup {} holds no path above {path}; it holds {}",
+                m.id,
+                paths.join(", ")
+            ))
+        })?;
+    let rel = path[m.paths[index].path.len()..]
+        .trim_start_matches('/')
+        .as_bytes()
+        .to_vec();
+    let expect = Expect::of(&m);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
+    let reading = read_blocking(dest.as_ref(), &m.archive, None, move |r| {
+        let mut found = None;
+        let walked = check(r, &expect, |c, data| {
+            if c.index != index || c.rel != rel {
+                return Ok(());
+            }
+            found = Some(c.meta.kind);
+            if c.meta.kind != Kind::File {
+                return Ok(());
+            }
+            let mut buf = vec![0u8; 256 << 10];
+            loop {
+                let n = data.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                if tx.blocking_send(buf[..n].to_vec()).is_err() {
+                    // stdout was closed: a normal end.
+                    break;
+                }
+            }
+            Ok(())
+        });
+        walked.map(|_| found)
+    });
+    let writing = async {
+        while let Some(chunk) = rx.recv().await {
+            ctx.out.raw(&chunk);
+        }
+    };
+    let (read, ()) = tokio::join!(reading, writing);
+    let shown = prefix_for(path);
+    match read? {
+        Ok(Some(Kind::File)) => Ok(()),
+        Ok(Some(kind)) => Err(Failure::usage(format!(
+            "{path} in backup {} is a {kind:?}, not a file; restore it with `dockyard restore --include '{path}'`",
+            m.id
+        ))
+        .into()),
+        Ok(None) => Err(Failure::usage(format!(
+            "backup {} has no file {path} (entry {shown:?}); `dockyard restore --dry-run` lists what it holds",
+            m.id
+        ))
+        .into()),
+        Err(e) => Err(Failure::verify(format!(
+            "backup {} at {} failed verification: {e}; do not trust what was written",
+            m.id,
+            dest.describe()
+        ))
+        .into()),
+    }
+}
