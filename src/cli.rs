@@ -610,11 +610,29 @@ pub struct StopArgs {
     pub stop_timeout: u32,
 }
 
+/// Where backups are read from (`list`, `verify`): `--to`, as the backup was written, or `--from`.
+#[derive(Debug, Args)]
+pub struct SourceArg {
+    /// Where the backups are: a directory, `file:///dir`, `ssh://[user@]host[:port]/dir` or
+    /// `s3://bucket/prefix` (what `backup --to` wrote to; `--from` says the same).
+    #[arg(
+        long = "to",
+        visible_alias = "from",
+        env = "DOCKYARD_DEST",
+        default_value = defaults::DEST,
+        value_name = "DEST"
+    )]
+    pub dest: String,
+
+    #[command(flatten)]
+    pub remote: RemoteArgs,
+}
+
 /// `dockyard list`.
 #[derive(Debug, Args)]
 pub struct ListArgs {
     #[command(flatten)]
-    pub dest: DestArg,
+    pub dest: SourceArg,
 
     /// Only backups of this container (by name).
     #[arg(long, value_name = "NAME")]
@@ -630,7 +648,7 @@ pub struct VerifyArgs {
     pub archive: String,
 
     #[command(flatten)]
-    pub dest: DestArg,
+    pub dest: SourceArg,
 
     /// With `latest`: the newest backup of this container.
     #[arg(long, value_name = "NAME")]
