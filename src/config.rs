@@ -199,9 +199,10 @@ pub fn load(path: &Path) -> Result<Config, Failure> {
     parse(&text).map_err(|e| Failure::usage(format!("config file {}: {e}", path.display())))
 }
 
-/// Parses config text (TOML).
+/// Parses config text (TOML). An error keeps toml's lines: where (line and column), the line of
+/// the file with a caret under the value, and what is wrong with it.
 pub fn parse(text: &str) -> Result<Config, String> {
-    toml::from_str(text).map_err(|e| e.to_string().trim().replace('\n', " "))
+    toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())
 }
 
 /// When a job is scheduled, as the file says.
@@ -286,6 +287,20 @@ mod tests {
         );
         let err = parse(&job("schedule = \"@daily\"\ntimezone = \"Berlin\"\n")).unwrap_err();
         assert!(err.contains("\"Berlin\"") && err.contains("IANA"), "{err}");
+    }
+
+    #[test]
+    fn errors_keep_the_line_of_the_file_and_the_caret_on_lines_of_their_own() {
+        let err =
+            parse("[logs.l]\ncontainer = \"web\"\ndestination = \"d\"\nlevel = 3\n").unwrap_err();
+        let lines: Vec<&str> = err.lines().collect();
+        assert!(lines[0].contains("line 4"), "{err}");
+        let at = lines
+            .iter()
+            .position(|l| l.ends_with("4 | level = 3"))
+            .unwrap_or_else(|| panic!("{err}"));
+        assert!(lines[at + 1].contains('^'), "{err}");
+        assert!(lines.last().unwrap().contains("level"), "{err}");
     }
 
     #[test]
