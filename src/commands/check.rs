@@ -132,29 +132,9 @@ pub async fn run(
         .iter()
         .flat_map(|n| n.targets.iter().map(|t| t.describe()))
         .collect();
-    if ctx.output.json {
-        ctx.json(&json!({
-            "config": path.display().to_string(),
-            "ok": problems.is_empty(),
-            "jobs": jobs,
-            "destinations": destinations,
-            "notify": notify_targets,
-            "problems": problems.iter().map(|p| p.text.clone()).collect::<Vec<_>>(),
-        }));
-    } else {
-        say_text(
-            ctx,
-            path,
-            &jobs,
-            &next_runs,
-            &destinations,
-            &notify_targets,
-            &problems,
-        );
-    }
-    match problems.first() {
-        None => Ok(()),
-        Some(first) => Err(Failure::new(
+    // The first problem's category decides the exit code; every problem is named.
+    let failure = problems.first().map(|first| {
+        Failure::new(
             first.category,
             format!(
                 "{} problem(s) in {}: {}",
@@ -167,7 +147,35 @@ pub async fn run(
                     .join("; ")
             ),
         )
-        .into()),
+    });
+    if ctx.output.json {
+        let mut report = json!({
+            "config": path.display().to_string(),
+            "ok": problems.is_empty(),
+            "jobs": jobs,
+            "destinations": destinations,
+            "notify": notify_targets,
+            "problems": problems.iter().map(|p| p.text.clone()).collect::<Vec<_>>(),
+        });
+        // The report is the one document, so it carries the error every failing command's has.
+        if let Some(f) = &failure {
+            report["error"] = crate::render::error_body(f.category, &f.message);
+        }
+        ctx.json(&report);
+    } else {
+        say_text(
+            ctx,
+            path,
+            &jobs,
+            &next_runs,
+            &destinations,
+            &notify_targets,
+            &problems,
+        );
+    }
+    match failure {
+        None => Ok(()),
+        Some(f) => Err(f.into()),
     }
 }
 
