@@ -322,9 +322,7 @@ impl FromStr for Schedule {
         use croner::parser::{CronParser, Seconds};
         let text = s.trim();
         let fields = text.split_whitespace().count();
-        let parser = if text.starts_with('@') {
-            CronParser::builder().seconds(Seconds::Disallowed).build()
-        } else if fields == 5 {
+        let parser = if text.starts_with('@') || fields == 5 {
             CronParser::builder().seconds(Seconds::Disallowed).build()
         } else if fields == 6 || fields == 7 {
             CronParser::builder()
