@@ -37,7 +37,8 @@ pub struct Config {
     /// The IANA time zone schedules are read in, e.g. "Europe/Berlin" (default: the host's, from
     /// `TZ` or /etc/localtime, as cron does); a job's own `timezone` wins.
     pub timezone: Option<TimeZone>,
-    /// Where `run` and `daemon` say how each job went.
+    /// Where `run` and `daemon` say how each job went, and `backup`, `snapshot`, `logs` and
+    /// `prune` run on their own (from cron) how they went.
     pub notify: Option<NotifyConfig>,
     /// Where the daemon records when each job last ran, for `catch_up` (default:
     /// /var/lib/dockyard, or the temp dir if that is not writable; `DOCKYARD_STATE_DIR` overrides).
@@ -58,16 +59,17 @@ pub struct RestoreConfig {
     pub safety_backup_keep: Option<Age>,
 }
 
-/// `[notify]`: where `run` and `daemon` say how each job went. URLs carry tokens and the SMTP
+/// `[notify]`: where `run` and `daemon` say how each job went, and the commands cron runs on their
+/// own (`backup`, `snapshot`, `logs`, `prune`) how they went. URLs carry tokens and the SMTP
 /// URL may carry a password: keep the file private, or give them by environment instead
 /// (`DOCKYARD_NOTIFY_WEBHOOK`, ..., `DOCKYARD_SMTP_PASSWORD`).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NotifyConfig {
-    /// Also notify when a job succeeds (default: failures only).
+    /// Also notify when a job (or command) succeeds (default: failures only).
     #[serde(default)]
     pub on_success: bool,
-    /// The most notifying may add to a job, retries included (default "10s").
+    /// The most notifying may add to a job (or command), retries included (default "10s").
     pub timeout: Option<Age>,
     /// Attempts after the first, while time is left (default 3).
     pub retries: Option<u32>,

@@ -265,7 +265,9 @@ fn notice(plan: &JobPlan, r: &JobResult, config: &Path) -> Notice {
     };
     Notice {
         job: r.job.clone(),
+        one_off: false,
         container,
+        destination: None,
         ok: r.ok,
         error,
         bytes: r.bytes,
