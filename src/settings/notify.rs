@@ -117,7 +117,7 @@ mod tests {
         );
         assert_eq!(
             args("prune --to=s3://b/p --notify-slack=https://h/T --config=/x --keep-last 3 --notify-email-to a@b"),
-            "dockyard prune --to=s3://b/p --keep-last 3"
+            "dockyard prune '--to=s3://b/p' --keep-last 3"
         );
         assert_eq!(
             rerun(
