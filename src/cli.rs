@@ -259,12 +259,13 @@ pub struct RunArgs {
     pub notify: NotifyArgs,
 }
 
-/// Where `run` and `daemon` say how each job went; each wins over the config's `[notify]` key of
-/// the same kind. URLs and the SMTP password are secrets: never logged, and `--help` hides the
-/// values of their environment variables.
+/// Where `run` and `daemon` say how each job went, and the commands cron runs on their own
+/// (`backup`, `snapshot`, `logs`, `prune`) how they went; each wins over the config's `[notify]`
+/// key of the same kind. URLs and the SMTP password are secrets: never logged, and `--help` hides
+/// the values of their environment variables.
 #[derive(Debug, Args, Default)]
 pub struct NotifyArgs {
-    /// POST a JSON summary of each failed job here (docs/json.md, "Notifications").
+    /// POST a JSON summary of each failed job (or command) here (docs/json.md, "Notifications").
     #[arg(
         long,
         help_heading = "Notifications",
@@ -324,13 +325,31 @@ pub struct NotifyArgs {
     #[arg(long, help_heading = "Notifications", value_name = "ADDRESS")]
     pub notify_email_to: Vec<String>,
 
-    /// Also notify when a job succeeds (default: failures only).
+    /// Also notify when a job (or command) succeeds (default: failures only).
     #[arg(long, help_heading = "Notifications")]
     pub notify_on_success: bool,
 
-    /// The most notifying may add to a job, retries included (default 10s).
+    /// The most notifying may add to a job (or command), retries included (default 10s).
     #[arg(long, help_heading = "Notifications", value_name = "DURATION")]
     pub notify_timeout: Option<Age>,
+}
+
+/// Notifications for a command cron runs on its own (`backup`, `snapshot`, `logs`, `prune`): the
+/// `--notify-*` flags of `run`, over the config file's `[notify]`. A dry run notifies nothing.
+#[derive(Debug, Args, Default)]
+pub struct OneOffNotifyArgs {
+    /// The config file whose `[notify]` says where this command reports how it went (only its
+    /// `[notify]` is read; when not given, the default file is read only if it exists).
+    #[arg(
+        long,
+        help_heading = "Notifications",
+        env = "DOCKYARD_CONFIG",
+        value_name = "FILE"
+    )]
+    pub config: Option<std::path::PathBuf>,
+
+    #[command(flatten)]
+    pub notify: NotifyArgs,
 }
 
 /// `dockyard prune`.
@@ -349,6 +368,9 @@ pub struct PruneArgs {
     /// Print every backup with keep or remove and the reason; delete nothing.
     #[arg(long)]
     pub dry_run: bool,
+
+    #[command(flatten)]
+    pub notify: OneOffNotifyArgs,
 }
 
 /// A retention policy, as `restic forget` takes it.
@@ -418,6 +440,9 @@ pub struct LogsArgs {
 
     #[command(flatten)]
     pub ship: ShipArgs,
+
+    #[command(flatten)]
+    pub notify: OneOffNotifyArgs,
 }
 
 /// `dockyard logs rotate|ship`.
@@ -444,6 +469,9 @@ pub struct LogsRotateArgs {
     /// Keep only the newest N rotated files per log (when nothing ships them).
     #[arg(long, value_name = "N")]
     pub keep_local: Option<usize>,
+
+    #[command(flatten)]
+    pub notify: OneOffNotifyArgs,
 }
 
 /// `dockyard logs ship`.
@@ -457,6 +485,9 @@ pub struct LogsShipArgs {
 
     #[command(flatten)]
     pub ship: ShipArgs,
+
+    #[command(flatten)]
+    pub notify: OneOffNotifyArgs,
 }
 
 /// Where the logs are.
@@ -582,6 +613,9 @@ pub struct BackupArgs {
     /// Run this shell command inside the container after the backup (after starting it again).
     #[arg(long, value_name = "COMMAND")]
     pub post_hook: Option<String>,
+
+    #[command(flatten)]
+    pub notify: OneOffNotifyArgs,
 }
 
 /// Where the tar is made (backup) or unpacked (restore).
@@ -619,11 +653,29 @@ pub struct StopArgs {
     pub stop_timeout: u32,
 }
 
+/// Where backups are read from (`list`, `verify`): `--to`, as the backup was written, or `--from`.
+#[derive(Debug, Args)]
+pub struct SourceArg {
+    /// Where the backups are: a directory, `file:///dir`, `ssh://[user@]host[:port]/dir` or
+    /// `s3://bucket/prefix` (what `backup --to` wrote to; `--from` says the same).
+    #[arg(
+        long = "to",
+        visible_alias = "from",
+        env = "DOCKYARD_DEST",
+        default_value = defaults::DEST,
+        value_name = "DEST"
+    )]
+    pub dest: String,
+
+    #[command(flatten)]
+    pub remote: RemoteArgs,
+}
+
 /// `dockyard list`.
 #[derive(Debug, Args)]
 pub struct ListArgs {
     #[command(flatten)]
-    pub dest: DestArg,
+    pub dest: SourceArg,
 
     /// Only backups of this container (by name).
     #[arg(long, value_name = "NAME")]
@@ -639,7 +691,7 @@ pub struct VerifyArgs {
     pub archive: String,
 
     #[command(flatten)]
-    pub dest: DestArg,
+    pub dest: SourceArg,
 
     /// With `latest`: the newest backup of this container.
     #[arg(long, value_name = "NAME")]

@@ -37,7 +37,8 @@ pub struct Config {
     /// The IANA time zone schedules are read in, e.g. "Europe/Berlin" (default: the host's, from
     /// `TZ` or /etc/localtime, as cron does); a job's own `timezone` wins.
     pub timezone: Option<TimeZone>,
-    /// Where `run` and `daemon` say how each job went.
+    /// Where `run` and `daemon` say how each job went, and `backup`, `snapshot`, `logs` and
+    /// `prune` run on their own (from cron) how they went.
     pub notify: Option<NotifyConfig>,
     /// Where the daemon records when each job last ran, for `catch_up` (default:
     /// /var/lib/dockyard, or the temp dir if that is not writable; `DOCKYARD_STATE_DIR` overrides).
@@ -58,16 +59,17 @@ pub struct RestoreConfig {
     pub safety_backup_keep: Option<Age>,
 }
 
-/// `[notify]`: where `run` and `daemon` say how each job went. URLs carry tokens and the SMTP
+/// `[notify]`: where `run` and `daemon` say how each job went, and the commands cron runs on their
+/// own (`backup`, `snapshot`, `logs`, `prune`) how they went. URLs carry tokens and the SMTP
 /// URL may carry a password: keep the file private, or give them by environment instead
 /// (`DOCKYARD_NOTIFY_WEBHOOK`, ..., `DOCKYARD_SMTP_PASSWORD`).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NotifyConfig {
-    /// Also notify when a job succeeds (default: failures only).
+    /// Also notify when a job (or command) succeeds (default: failures only).
     #[serde(default)]
     pub on_success: bool,
-    /// The most notifying may add to a job, retries included (default "10s").
+    /// The most notifying may add to a job (or command), retries included (default "10s").
     pub timeout: Option<Age>,
     /// Attempts after the first, while time is left (default 3).
     pub retries: Option<u32>,
@@ -199,9 +201,10 @@ pub fn load(path: &Path) -> Result<Config, Failure> {
     parse(&text).map_err(|e| Failure::usage(format!("config file {}: {e}", path.display())))
 }
 
-/// Parses config text (TOML).
+/// Parses config text (TOML). An error keeps toml's lines: where (line and column), the line of
+/// the file with a caret under the value, and what is wrong with it.
 pub fn parse(text: &str) -> Result<Config, String> {
-    toml::from_str(text).map_err(|e| e.to_string().trim().replace('\n', " "))
+    toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())
 }
 
 /// When a job is scheduled, as the file says.
@@ -286,6 +289,20 @@ mod tests {
         );
         let err = parse(&job("schedule = \"@daily\"\ntimezone = \"Berlin\"\n")).unwrap_err();
         assert!(err.contains("\"Berlin\"") && err.contains("IANA"), "{err}");
+    }
+
+    #[test]
+    fn errors_keep_the_line_of_the_file_and_the_caret_on_lines_of_their_own() {
+        let err =
+            parse("[logs.l]\ncontainer = \"web\"\ndestination = \"d\"\nlevel = 3\n").unwrap_err();
+        let lines: Vec<&str> = err.lines().collect();
+        assert!(lines[0].contains("line 4"), "{err}");
+        let at = lines
+            .iter()
+            .position(|l| l.ends_with("4 | level = 3"))
+            .unwrap_or_else(|| panic!("{err}"));
+        assert!(lines[at + 1].contains('^'), "{err}");
+        assert!(lines.last().unwrap().contains("level"), "{err}");
     }
 
     #[test]

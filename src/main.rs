@@ -25,7 +25,7 @@ fn main() {
     init_logging(cli.verbose, cli.log_json);
     let log_json = cli.log_json;
     let json = cli.json;
-    let settings = match Settings::from_cli(cli) {
+    let mut settings = match Settings::from_cli(cli) {
         Ok(s) => s,
         Err(e) => {
             let out = Renderer::new(Output {
@@ -46,6 +46,9 @@ fn main() {
         settings.engine_ssh_config.clone(),
         settings.helper_timeout,
     );
+    // A command run on its own says how it went, on every way out (signals and panics included).
+    let notify = settings.notify.take();
+    let started = std::time::Instant::now();
     let result = runtime.block_on(async {
         // The handlers are in place before the command starts: a SIGTERM in its first instant
         // (systemd stopping a daemon that just started) is handled, never the default kill.
@@ -54,7 +57,7 @@ fn main() {
         // stopped containers started again) still runs.
         let mut command =
             Box::pin(std::panic::AssertUnwindSafe(commands::run(&ctx, settings)).catch_unwind());
-        let panicked = |r: std::thread::Result<anyhow::Result<()>>| {
+        let panicked = |r: std::thread::Result<anyhow::Result<commands::Outcome>>| {
             r.unwrap_or_else(|_| Err(anyhow::anyhow!("internal error (panic); cleaned up")))
         };
         let result = tokio::select! {
@@ -65,7 +68,7 @@ fn main() {
                 // stop. If the whole command ends meanwhile, that is its result.
                 if ctx.idle.load(std::sync::atomic::Ordering::SeqCst) {
                     tracing::info!("{sig}: no job running; stopping");
-                    Ok(())
+                    Ok(commands::Outcome::default())
                 } else if ctx.critical.active() {
                     tracing::warn!("{sig}: finishing the swap in progress first, then stopping");
                     tokio::select! {
@@ -83,11 +86,21 @@ fn main() {
         // helper while an archive read from it is still open.
         drop(command);
         ctx.cleanup().await;
+        if let Some(n) = &notify {
+            let (backup, error) = match &result {
+                Ok(done) => (
+                    done.backup.as_ref().map(|(id, size)| (id.as_str(), *size)),
+                    None,
+                ),
+                Err(e) => (None, Some(describe(e))),
+            };
+            n.send(backup, error, started.elapsed().as_secs_f64()).await;
+        }
         result
     });
     match result {
         // Exit without waiting for worker threads still draining a cancelled stream.
-        Ok(()) => std::process::exit(0),
+        Ok(_) => std::process::exit(0),
         Err(e) => fail(&ctx.out, log_json, categorize(&e), &describe(&e)),
     }
 }

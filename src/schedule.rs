@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use chrono::{DateTime, Local, SecondsFormat, Utc};
+use chrono::{DateTime, Local, SecondsFormat, Timelike, Utc};
 use chrono_tz::Tz;
 
 use crate::values::{Schedule, TimeZone};
@@ -74,6 +74,30 @@ impl Timing {
     /// Whether a run fell due after `last` and no later than `now`.
     pub fn missed(&self, last: DateTime<Utc>, now: DateTime<Utc>) -> bool {
         self.next_after(last).is_some_and(|t| t <= now)
+    }
+
+    /// `at` as a person reads the zone's wall clock, weekday first: `Sat 2026-12-05 02:30
+    /// Europe/Berlin` (with seconds when they are not zero; the host's unnamed zone as `local
+    /// time` with its offset).
+    pub fn wall(&self, at: DateTime<Utc>) -> String {
+        fn clock<Z: chrono::TimeZone>(t: DateTime<Z>) -> String
+        where
+            Z::Offset: fmt::Display,
+        {
+            let format = if t.second() == 0 {
+                "%a %Y-%m-%d %H:%M"
+            } else {
+                "%a %Y-%m-%d %H:%M:%S"
+            };
+            t.format(format).to_string()
+        }
+        match self.zone {
+            Zone::Named(tz) => format!("{} {}", clock(at.with_timezone(&tz)), tz.name()),
+            Zone::Local => {
+                let t = at.with_timezone(&Local);
+                format!("{} local time ({})", clock(t), t.format("%:z"))
+            }
+        }
     }
 
     /// `at` as the zone's wall clock, RFC 3339 with its offset.
@@ -156,6 +180,25 @@ mod tests {
         assert_eq!(next("0 0 3 * * 1", "UTC"), "2026-11-29T03:00:00+00:00");
         // Five fields are a crontab's: 1 is Monday (2026-11-30).
         assert_eq!(next("0 3 * * 1", "UTC"), "2026-11-30T03:00:00+00:00");
+    }
+
+    #[test]
+    fn the_next_run_reads_with_its_weekday_in_its_zone() {
+        let from = utc("2026-11-28T12:00:00Z");
+        let wall = |expr: &str, zone: &str| {
+            let t = timing(expr, zone);
+            t.wall(t.next_after(from).unwrap())
+        };
+        assert_eq!(
+            wall("30 2 5 12 *", "Europe/Berlin"),
+            "Sat 2026-12-05 02:30 Europe/Berlin"
+        );
+        // Five fields: day of week 5 is Friday, in the zone of the schedule.
+        assert_eq!(
+            wall("30 20 * * 5", "America/New_York"),
+            "Fri 2026-12-04 20:30 America/New_York"
+        );
+        assert_eq!(wall("15 0 3 * * *", "UTC"), "Sun 2026-11-29 03:00:15 UTC");
     }
 
     #[test]

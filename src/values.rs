@@ -276,7 +276,7 @@ pub enum AgentMode {
 /// A cron schedule, in any of the dialects operators write:
 /// - five fields, `min hour day-of-month month day-of-week`, as in a crontab (day of week 0-7,
 ///   0 and 7 are Sunday; a day-of-month and a day-of-week both given match either, as in cron);
-/// - `@hourly`, `@daily` (`@midnight`), `@weekly`, `@monthly`, `@yearly` (`@annually`);
+/// - `@hourly`, `@daily` (`@midnight`), `@weekly`, `@monthly`, `@yearly` (`@annually`), in any case;
 /// - six or seven fields with seconds first (and a year last), as dockyard 0.1 read them: day of
 ///   week 1-7 with 1 = Sunday, and both day fields must match.
 ///
@@ -299,6 +299,23 @@ impl Schedule {
     }
 }
 
+/// The forms a schedule may take, for every message that refuses one.
+pub const SCHEDULE_FORMS: &str = "write five fields as in a crontab (minute hour day-of-month \
+month day-of-week, e.g. \"30 2 * * *\"), six with seconds first (\"0 30 2 * * *\"; a seventh \
+is the year), or one of @yearly, @annually, @monthly, @weekly, @daily, @midnight, @hourly";
+
+/// The `@` names a schedule may be, and what each means in croner's terms.
+const SCHEDULE_NAMES: [(&str, &str); 7] = [
+    ("@yearly", "@yearly"),
+    ("@annually", "@annually"),
+    ("@monthly", "@monthly"),
+    ("@weekly", "@weekly"),
+    ("@daily", "@daily"),
+    // cron's other name for @daily, which croner does not know.
+    ("@midnight", "@daily"),
+    ("@hourly", "@hourly"),
+];
+
 impl FromStr for Schedule {
     type Err = String;
     fn from_str(s: &str) -> Result<Schedule, String> {
@@ -316,13 +333,23 @@ impl FromStr for Schedule {
                 .build()
         } else {
             return Err(format!(
-                "schedule {s:?} has {fields} fields; write five as in a crontab (\"30 2 * * *\"), \
-                 @daily and the like, or six with seconds first (\"0 30 2 * * *\")"
+                "schedule {s:?} has {fields} fields; {SCHEDULE_FORMS}"
             ));
         };
+        let pattern = if text.starts_with('@') {
+            SCHEDULE_NAMES
+                .iter()
+                .find(|(name, _)| name.eq_ignore_ascii_case(text))
+                .map(|(_, pattern)| *pattern)
+                .ok_or_else(|| {
+                    format!("schedule {s:?} is not a name dockyard knows; {SCHEDULE_FORMS}")
+                })?
+        } else {
+            text
+        };
         let cron = parser
-            .parse(text)
-            .map_err(|e| format!("schedule {s:?}: {e}"))?;
+            .parse(pattern)
+            .map_err(|e| format!("schedule {s:?}: {e}; {SCHEDULE_FORMS}"))?;
         Ok(Schedule {
             text: text.to_string(),
             cron,
@@ -470,9 +497,24 @@ mod tests {
             .parse::<Schedule>()
             .unwrap_err()
             .contains("4 fields"));
-        assert!("0 99 2 * * *".parse::<Schedule>().is_err());
-        assert!("99 2 * * *".parse::<Schedule>().is_err());
-        assert!("@fortnightly".parse::<Schedule>().is_err());
+        // Every refusal lists the forms that work.
+        for bad in [
+            "2 * * *",
+            "0 99 2 * * *",
+            "99 2 * * *",
+            "@fortnightly",
+            "@reboot",
+        ] {
+            let err = bad.parse::<Schedule>().unwrap_err();
+            assert!(err.contains(SCHEDULE_FORMS), "{bad}: {err}");
+        }
+        // @midnight is cron's name for @daily.
+        let (midnight, daily) = (
+            "@midnight".parse::<Schedule>().unwrap(),
+            "@daily".parse::<Schedule>().unwrap(),
+        );
+        assert_eq!(midnight.as_str(), "@midnight");
+        assert!(midnight.cron() == daily.cron());
         assert!("Europe/Berlin".parse::<TimeZone>().is_ok());
         assert!("Mars/Olympus"
             .parse::<TimeZone>()

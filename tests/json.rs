@@ -217,3 +217,56 @@ fn stderr_has_no_colour_codes_when_it_is_not_a_terminal() {
     assert_eq!(last["fields"]["exit_code"], 3, "{}", r.stderr);
     assert_eq!(last["level"], "ERROR");
 }
+
+#[test]
+fn config_check_failures_carry_the_error_object_and_toml_errors_keep_their_lines() {
+    let (tmp, dest) = dest_dir();
+    let missing = common::unique("gone");
+    let cfg = common::local_config(
+        tmp.path(),
+        &dest,
+        &format!("[jobs.media]\ncontainer = \"{missing}\"\ndestinations = [\"local\"]\n"),
+    );
+    let r = dockyard(&[
+        "config",
+        "check",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--json",
+    ]);
+    // The report, and the error like every other command's: exit code, category, message.
+    let v = error(
+        "config check of a job whose container is gone",
+        &r,
+        3,
+        "docker",
+    );
+    assert_eq!(v["ok"], false, "{v}");
+    assert!(v["problems"][0].as_str().unwrap().contains(&missing), "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains(&missing),
+        "{v}"
+    );
+    assert_eq!(v["jobs"][0]["container_found"], false, "{v}");
+
+    // A TOML error: the error document, whose message keeps the snippet's lines.
+    let bad = tmp.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[logs.web]\ncontainer = \"web\"\ndestination = \"d\"\nsettle = \"0\"\n",
+    )
+    .unwrap();
+    let r = dockyard(&[
+        "config",
+        "check",
+        "--config",
+        bad.to_str().unwrap(),
+        "--json",
+    ]);
+    let v = error("config check of a file that is not valid", &r, 2, "usage");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("line 4") && message.contains("\n4 | settle = \"0\"\n"),
+        "{message:?}"
+    );
+}

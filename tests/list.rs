@@ -1,5 +1,6 @@
 //! `dockyard list` as a person reads it: columns as wide as their content, each backup's paths in
-//! one order whatever the manifest's, and an empty answer that says why.
+//! one order whatever the manifest's, and an empty answer that says why. `list` and `verify` read
+//! from `--from` as well as `--to`.
 
 mod common;
 
@@ -160,4 +161,30 @@ fn oversized_manifest_objects_are_reported_and_the_rest_listed_in_bounded_memory
         text.stdout,
         text.stderr
     );
+}
+
+#[test]
+fn list_and_verify_read_from_from_as_well_as_to() {
+    let (_tmp, dest) = dest_dir();
+    let d = dest.to_str().unwrap();
+    let id = "web-20260101T000000Z-00dd";
+    manifest(&dest, id, "web", &["/srv/media"]);
+    for flag in ["--from", "--to"] {
+        let out = dockyard(&["verify", id, flag, d]).ok();
+        assert!(out.starts_with(&format!("ok {id} ")), "{flag}: {out}");
+        let out = dockyard(&["list", flag, d]).ok();
+        assert!(out.contains(id), "{flag}: {out}");
+    }
+    // --help names both, on one option.
+    for cmd in ["verify", "list"] {
+        let help = dockyard(&[cmd, "--help"]).ok();
+        let line = help
+            .lines()
+            .find(|l| l.trim_start().starts_with("--to"))
+            .unwrap_or_else(|| panic!("{cmd}: no --to in {help}"));
+        assert!(
+            help.contains(": --from]") && line.contains("<DEST>"),
+            "{cmd}: {help}"
+        );
+    }
 }

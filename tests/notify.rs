@@ -2,14 +2,15 @@
 //! test): a failing job reaches every target with what failed and the command to look further, a
 //! succeeding one only when asked, a target that fails once is retried, one that never answers
 //! costs at most its timeout and never changes the job's result, and no URL token or password
-//! is ever printed.
+//! is ever printed. Commands cron runs on their own (`backup`, `snapshot`, `logs`, `prune`) notify
+//! too, through the same flags and the config file's `[notify]`.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
 use common::sinks::{Http, Smtp};
-use common::{dest_dir, dockyard_env, App, Run};
+use common::{dest_dir, dockyard, dockyard_env, App, Run};
 
 const TOKEN: &str = "T0KEN-s3cr3t-in-the-url";
 const PASSWORD: &str = "smtp-pa55word-never-printed";
@@ -253,4 +254,179 @@ fn a_bad_notification_url_is_a_usage_error_before_any_job_runs() {
     );
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("sender"), "{}", r.stderr);
+}
+
+#[test]
+fn one_off_commands_from_cron_notify_through_the_flags_or_the_files_notify_section() {
+    let app = App::running("notify-oneoff", &["/srv/media", "/srv/logs"]);
+    app.sh("echo a > /srv/media/a; echo line > /srv/logs/app.log");
+    let http = Http::start();
+    let (tmp, dest) = dest_dir();
+    let d = dest.to_str().unwrap();
+    let missing = common::unique("gone");
+    let hook = |name: &str| format!("{}/{name}/{TOKEN}", http.base);
+    let bodies = |name: &str| -> Vec<serde_json::Value> {
+        http.to(&format!("/{name}/{TOKEN}"))
+            .iter()
+            .map(|r| r.json())
+            .collect()
+    };
+
+    // backup, with the flags: a success is sent only when asked, with the backup's id and size.
+    let r = dockyard(&[
+        "backup",
+        &app.name,
+        "--to",
+        d,
+        "--notify-webhook",
+        &hook("backup"),
+        "--notify-on-success",
+    ]);
+    no_secrets(&r);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let listed = common::list(&dest);
+    let sent = bodies("backup");
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    let body = &sent[0];
+    assert_eq!(body["result"], "success", "{body}");
+    assert_eq!(body["job"], "backup", "{body}");
+    assert_eq!(body["one_off"], true, "{body}");
+    assert_eq!(body["container"], app.name.as_str(), "{body}");
+    assert_eq!(body["destination"], d, "{body}");
+    assert_eq!(body["backup_id"], listed[0]["id"], "{body}");
+    assert_eq!(body["bytes"], listed[0]["size"], "{body}");
+    let title = body["title"].as_str().unwrap();
+    assert!(
+        title.contains(&format!("backup of {} succeeded", app.name)),
+        "{title}"
+    );
+
+    // The config file's [notify], from --config (a file holding nothing else): a failure names
+    // the command, the container and the error, and says how to run it again.
+    let cfg = tmp.path().join("notify.toml");
+    std::fs::write(&cfg, format!("[notify]\nwebhook = \"{}\"\n", hook("file"))).unwrap();
+    let c = cfg.to_str().unwrap();
+    let r = dockyard(&["backup", &missing, "--to", d, "--config", c]);
+    no_secrets(&r);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    let sent = bodies("file");
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    let body = &sent[0];
+    assert_eq!(
+        (
+            &body["result"],
+            &body["ok"],
+            &body["job"],
+            &body["container"]
+        ),
+        (
+            &"failure".into(),
+            &false.into(),
+            &"backup".into(),
+            &missing.as_str().into()
+        ),
+        "{body}"
+    );
+    let error = body["error"].as_str().unwrap();
+    assert!(
+        error.contains("no such container") && error.contains(&missing),
+        "{body}"
+    );
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("dockyard backup {missing} --to {d}"))
+            && !message.contains("--config")
+            && message.contains("FAILED"),
+        "{message}"
+    );
+
+    // snapshot and logs, with the file named by DOCKYARD_CONFIG: the same notice, their own names.
+    let env = [("DOCKYARD_CONFIG", c)];
+    let file = tmp.path().join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    let r = dockyard_env(
+        &[
+            "snapshot",
+            &app.name,
+            "--tag",
+            "pre-upgrade",
+            "--to",
+            file.to_str().unwrap(),
+        ],
+        &env,
+    );
+    assert_eq!(r.code, 4, "{}", r.stderr);
+    let r = dockyard_env(
+        &[
+            "logs",
+            &missing,
+            "--to",
+            tmp.path().join("shipped").to_str().unwrap(),
+        ],
+        &env,
+    );
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    let sent = bodies("file");
+    assert_eq!(sent.len(), 3, "{sent:?}");
+    assert_eq!(
+        (&sent[1]["job"], &sent[1]["container"], &sent[1]["ok"]),
+        (&"snapshot".into(), &app.name.as_str().into(), &false.into()),
+        "{}",
+        sent[1]
+    );
+    assert!(
+        sent[1]["title"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("snapshot of {} FAILED", app.name)),
+        "{}",
+        sent[1]
+    );
+    assert_eq!(
+        (&sent[2]["job"], &sent[2]["container"]),
+        (&"logs".into(), &missing.as_str().into()),
+        "{}",
+        sent[2]
+    );
+
+    // prune, whose failure is the destination's; a dry run notifies nothing.
+    let r = dockyard(&[
+        "prune",
+        "--to",
+        file.to_str().unwrap(),
+        "--keep-last",
+        "1",
+        "--notify-webhook",
+        &hook("prune"),
+    ]);
+    assert_eq!(r.code, 4, "{}", r.stderr);
+    let sent = bodies("prune");
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0]["job"], "prune", "{}", sent[0]);
+    assert!(
+        sent[0]["title"].as_str().unwrap().contains("prune")
+            && !sent[0]["error"].as_str().unwrap().is_empty(),
+        "{}",
+        sent[0]
+    );
+    let r = dockyard(&[
+        "backup",
+        &app.name,
+        "--to",
+        d,
+        "--dry-run",
+        "--notify-on-success",
+        "--config",
+        c,
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(bodies("file").len(), 3, "a dry run notified");
+    // The flags are in every one-off command's --help.
+    for cmd in ["backup", "snapshot", "logs", "prune"] {
+        let help = dockyard(&[cmd, "--help"]).ok();
+        assert!(
+            help.contains("--notify-webhook") && help.contains("--config"),
+            "{cmd}: {help}"
+        );
+    }
 }

@@ -144,8 +144,8 @@ fn config_check_passes_a_good_file_and_names_every_problem_of_a_bad_one() {
     );
     for want in [
         first.as_str(),
-        "schedule \"@daily\" in Asia/Tokyo: next ",
-        "T00:00:00+09:00",
+        "schedule \"@daily\": next ",
+        " 00:00 Asia/Tokyo",
         "destination local",
         "reachable, writable",
     ] {
@@ -198,6 +198,7 @@ fn config_check_passes_a_good_file_and_names_every_problem_of_a_bad_one() {
     assert_eq!(doc["problems"].as_array().unwrap().len(), 3, "{doc}");
     assert_eq!(doc["jobs"][0]["container_found"], false);
     assert_eq!(doc["destinations"][0]["ok"], false);
+    assert_eq!(doc["error"]["exit_code"], 3, "{doc}");
 }
 
 /// Runs dockyard with `args` on a pseudo-terminal (util-linux `script`); returns what it drew.

@@ -311,6 +311,10 @@ fn wrong_credentials_name_the_destination_and_never_print_the_secret() {
     );
 }
 
+/// What every command says when the AWS chain finds no credentials.
+const NO_CREDENTIALS: &str =
+    "no AWS credentials found (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE)";
+
 #[test]
 fn missing_credentials_are_said_as_such_without_sdk_noise() {
     let s3 = S3::garage();
@@ -328,14 +332,76 @@ fn missing_credentials_are_said_as_such_without_sdk_noise() {
     );
     assert_eq!(r.code, 4, "{}", r.stderr);
     assert!(
-        r.stderr.contains("no S3 credentials found")
-            && r.stderr.contains("AWS_ACCESS_KEY_ID")
-            && r.stderr.contains(&url),
+        r.stderr.contains(NO_CREDENTIALS) && r.stderr.contains(&url),
         "{}",
         r.stderr
     );
     // One line: the error, said once; no page of SDK warnings before it.
     assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.stderr);
+}
+
+#[test]
+fn missing_credentials_read_the_same_in_every_command_whatever_the_metadata_service_says() {
+    let s3 = S3::garage();
+    let app = App::created("s3-nocreds-all", &["/srv/media", "/srv/logs"]);
+    let url = format!("s3://{}/never", s3.bucket);
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("dockyard.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "lock_dir = \"{}\"\n[destinations.s3]\nurl = \"{url}\"\n[jobs.media]\ncontainer = \"{}\"\ndestinations = [\"s3\"]\n",
+            tmp.path().join("locks").display(),
+            app.name
+        ),
+    )
+    .unwrap();
+    let c = cfg.to_str().unwrap();
+    let a = app.name.as_str();
+    let commands: [&[&str]; 7] = [
+        &["backup", a, "--to", &url],
+        &["list", "--to", &url],
+        &["verify", "latest", "--to", &url],
+        &["prune", "--to", &url, "--keep-last", "1"],
+        &["restore", a, "--from", &url],
+        &["logs", "ship", a, "--to", &url],
+        &["config", "check", "--config", c],
+    ];
+    // An instance metadata service that refuses (EC2 with IMDS turned off answers 403), and none.
+    let refusing = common::sinks::Http::refusing();
+    for imds in [refusing.base.as_str(), "http://127.0.0.1:9"] {
+        for args in commands {
+            let mut cmd = dockyard_cmd(
+                args,
+                &[
+                    ("AWS_REGION", "garage"),
+                    ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent"),
+                    ("AWS_CONFIG_FILE", "/nonexistent"),
+                    ("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds),
+                    ("DOCKYARD_S3_ENDPOINT", s3.endpoint.as_str()),
+                ],
+            );
+            for var in [
+                "AWS_ACCESS_KEY_ID",
+                "AWS_SECRET_ACCESS_KEY",
+                "AWS_SESSION_TOKEN",
+                "AWS_EC2_METADATA_DISABLED",
+                "AWS_WEB_IDENTITY_TOKEN_FILE",
+                "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+                "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+            ] {
+                cmd.env_remove(var);
+            }
+            let out = cmd.output().unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(4), "{args:?} ({imds}): {stderr}");
+            assert!(
+                stderr.contains(NO_CREDENTIALS) && !stderr.contains("cannot reach"),
+                "{args:?} ({imds}): {stderr}"
+            );
+        }
+    }
+    assert!(app.helpers().is_empty(), "helper left behind");
 }
 
 #[test]

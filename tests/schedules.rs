@@ -1,15 +1,17 @@
 //! Schedules as operators write them: crontab's five fields and `@daily` read in the host's time
 //! zone (`TZ`) or the job's `timezone`, the daemon saying each next run in that zone, and
-//! `catch_up` running a job once when the daemon starts after a missed run. (Daylight saving
-//! days are checked with a fixed clock in `src/schedule.rs`.)
+//! `catch_up` running a job once when the daemon starts after a missed run; `config check` saying
+//! each next run with its weekday; a bad schedule (or any TOML error) shown where it is in the file,
+//! with the forms dockyard accepts. (Daylight saving days are checked with a fixed clock in
+//! `src/schedule.rs`.)
 
 mod common;
 
 use std::path::Path;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, TimeZone, Utc};
 use common::daemon::Daemon;
-use common::{dest_dir, App};
+use common::{dest_dir, dockyard, App};
 use serde_json::Value;
 
 #[test]
@@ -135,5 +137,88 @@ fn catch_up_runs_a_missed_job_once_at_start_and_only_that_job() {
     assert_eq!(
         read("missed").map(|t| t.timestamp()),
         Some(two_years_ago.timestamp())
+    );
+}
+
+#[test]
+fn config_check_says_each_next_run_with_its_weekday_in_the_jobs_zone() {
+    let app = App::created("weekday", &["/srv/media"]);
+    let (tmp, dest) = dest_dir();
+    let cfg = common::local_config(
+        tmp.path(),
+        &dest,
+        &format!(
+            "[jobs.media]\ncontainer = \"{}\"\ndestinations = [\"local\"]\nschedule = \"30 2 5 12 *\"\ntimezone = \"Europe/Berlin\"\n",
+            app.name
+        ),
+    );
+    let out = dockyard(&["config", "check", "--config", cfg.to_str().unwrap()]).ok();
+    // The next 5 December, 02:30 in Berlin (2026-12-05 is a Saturday).
+    let berlin = chrono_tz::Europe::Berlin;
+    let now = Utc::now().with_timezone(&berlin);
+    let at = |year| berlin.with_ymd_and_hms(year, 12, 5, 2, 30, 0).unwrap();
+    let next = if at(now.year()) > now {
+        at(now.year())
+    } else {
+        at(now.year() + 1)
+    };
+    let want = next
+        .format("next %a %Y-%m-%d 02:30 Europe/Berlin")
+        .to_string();
+    assert!(out.contains(&want), "no {want:?} in:\n{out}");
+}
+
+/// `config check` of a file whose job `media` has `line` added.
+fn check_with(line: &str) -> common::Run {
+    let (tmp, dest) = dest_dir();
+    let cfg = common::local_config(
+        tmp.path(),
+        &dest,
+        &format!("[jobs.media]\ncontainer = \"web\"\ndestinations = [\"local\"]\n{line}\n"),
+    );
+    dockyard(&["config", "check", "--config", cfg.to_str().unwrap()])
+}
+
+#[test]
+fn a_bad_schedule_is_refused_with_the_forms_dockyard_accepts() {
+    for bad in ["@dayly", "61 2 * * *", "30 2 * *", "30 2 * * mon-fry"] {
+        let r = check_with(&format!("schedule = \"{bad}\""));
+        assert_eq!(r.code, 2, "{bad}: {}", r.stderr);
+        for form in [
+            "\"30 2 * * *\"",
+            "\"0 30 2 * * *\"",
+            "@yearly",
+            "@monthly",
+            "@weekly",
+            "@daily",
+            "@hourly",
+        ] {
+            assert!(r.stderr.contains(form), "{bad}: no {form} in: {}", r.stderr);
+        }
+    }
+}
+
+#[test]
+fn toml_errors_keep_their_snippet_on_its_own_lines() {
+    let r = check_with("level = \"high\"");
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    let lines: Vec<&str> = r.stderr.lines().collect();
+    // `N | level = "high"`, then the carets under the value, each on its own line.
+    let at = lines
+        .iter()
+        .position(|l| {
+            l.ends_with("| level = \"high\"")
+                && l.trim_start().starts_with(|c: char| c.is_ascii_digit())
+        })
+        .unwrap_or_else(|| panic!("no line of the file in:\n{}", r.stderr));
+    assert!(
+        lines[at + 1].trim_start().starts_with('|') && lines[at + 1].ends_with("^^^^^^"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        lines[0].starts_with("dockyard: error: config file ") && lines[0].contains("line "),
+        "{}",
+        r.stderr
     );
 }

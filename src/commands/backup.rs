@@ -26,15 +26,18 @@ use crate::progress::Progress;
 use crate::settings::BackupSettings;
 use crate::values::AgentMode;
 
-/// Runs `dockyard backup` (or `snapshot`) and prints its summary.
-pub async fn run(ctx: &Ctx, s: BackupSettings) -> Result<()> {
+/// Runs `dockyard backup` (or `snapshot`), prints its summary and returns the backup written.
+pub async fn run(ctx: &Ctx, s: BackupSettings) -> Result<super::Outcome> {
     if s.dry_run {
-        return dry_run(ctx, &s).await;
+        dry_run(ctx, &s).await?;
+        return Ok(super::Outcome::default());
     }
     let dest = s.dest.to_string();
     let (m, secs, downtime) = run_job(ctx, s).await?;
     print_summary(ctx, &m, secs, &dest, downtime);
-    Ok(())
+    Ok(super::Outcome {
+        backup: Some((m.id, m.size)),
+    })
 }
 
 /// Pre-hook, stop, backup, start again, post-hook; returns the manifest, the seconds the backup

@@ -47,6 +47,8 @@ pub async fn run(
         }
     };
     let mut jobs = Vec::new();
+    // Each job's next run as a person reads it (weekday first), for the text report.
+    let mut next_runs = Vec::new();
     let mut dests: BTreeMap<String, DestSpec> = BTreeMap::new();
     for plan in &plans {
         let (kind, container, paths, targets) = match plan {
@@ -93,6 +95,7 @@ pub async fn run(
             job["next"] = json!(next);
             job["next_local"] = json!(next.map(|n| timing.local(n)));
             job["catch_up"] = sc.catch_up.into();
+            next_runs.push(next.map(|n| timing.wall(n)));
             if next.is_none() {
                 problems.push(Problem {
                     category: Category::Usage,
@@ -103,6 +106,9 @@ pub async fn run(
                     ),
                 });
             }
+        }
+        if job.get("schedule").is_none() {
+            next_runs.push(None);
         }
         jobs.push(job);
     }
@@ -126,21 +132,9 @@ pub async fn run(
         .iter()
         .flat_map(|n| n.targets.iter().map(|t| t.describe()))
         .collect();
-    if ctx.output.json {
-        ctx.json(&json!({
-            "config": path.display().to_string(),
-            "ok": problems.is_empty(),
-            "jobs": jobs,
-            "destinations": destinations,
-            "notify": notify_targets,
-            "problems": problems.iter().map(|p| p.text.clone()).collect::<Vec<_>>(),
-        }));
-    } else {
-        say_text(ctx, path, &jobs, &destinations, &notify_targets, &problems);
-    }
-    match problems.first() {
-        None => Ok(()),
-        Some(first) => Err(Failure::new(
+    // The first problem's category decides the exit code; every problem is named.
+    let failure = problems.first().map(|first| {
+        Failure::new(
             first.category,
             format!(
                 "{} problem(s) in {}: {}",
@@ -153,7 +147,35 @@ pub async fn run(
                     .join("; ")
             ),
         )
-        .into()),
+    });
+    if ctx.output.json {
+        let mut report = json!({
+            "config": path.display().to_string(),
+            "ok": problems.is_empty(),
+            "jobs": jobs,
+            "destinations": destinations,
+            "notify": notify_targets,
+            "problems": problems.iter().map(|p| p.text.clone()).collect::<Vec<_>>(),
+        });
+        // The report is the one document, so it carries the error every failing command's has.
+        if let Some(f) = &failure {
+            report["error"] = crate::render::error_body(f.category, &f.message);
+        }
+        ctx.json(&report);
+    } else {
+        say_text(
+            ctx,
+            path,
+            &jobs,
+            &next_runs,
+            &destinations,
+            &notify_targets,
+            &problems,
+        );
+    }
+    match failure {
+        None => Ok(()),
+        Some(f) => Err(f.into()),
     }
 }
 
@@ -226,12 +248,13 @@ fn say_text(
     ctx: &Ctx,
     path: &Path,
     jobs: &[Value],
+    next_runs: &[Option<String>],
     destinations: &[Value],
     notify: &[String],
     problems: &[Problem],
 ) {
     ctx.say(&format!("config {}", path.display()));
-    for j in jobs {
+    for (j, next) in jobs.iter().zip(next_runs) {
         let s = |k: &str| j[k].as_str().unwrap_or_default().to_string();
         let list = |k: &str| {
             let items: Vec<&str> = j[k]
@@ -263,9 +286,8 @@ fn say_text(
         ));
         match j.get("schedule") {
             Some(sched) => ctx.say(&format!(
-                "  schedule {sched} in {}: next {}{}",
-                s("timezone"),
-                j["next_local"].as_str().unwrap_or("never"),
+                "  schedule {sched}: next {}{}",
+                next.as_deref().unwrap_or("never"),
                 if j["catch_up"] == true {
                     " (catch_up)"
                 } else {

@@ -169,61 +169,67 @@ pub async fn prepare_container(
     Ok(lock)
 }
 
+/// What a command did that its notification reports.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// `backup`, `snapshot`: the backup written, its id and compressed size.
+    pub backup: Option<(String, u64)>,
+}
+
 /// Runs the command `settings` describes.
-pub async fn run(ctx: &Ctx, settings: Settings) -> Result<()> {
+pub async fn run(ctx: &Ctx, settings: Settings) -> Result<Outcome> {
     match settings.action {
-        Action::Backup(s) => backup::run(ctx, s).await,
-        Action::List { dest, container } => list::run(ctx, &dest, container.as_deref()).await,
+        Action::Backup(s) => return backup::run(ctx, s).await,
+        Action::List { dest, container } => list::run(ctx, &dest, container.as_deref()).await?,
         Action::Verify {
             dest,
             archive,
             container,
-        } => verify::run(ctx, &dest, &archive, container.as_deref()).await,
-        Action::Restore(s) => restore::run(ctx, s).await,
+        } => verify::run(ctx, &dest, &archive, container.as_deref()).await?,
+        Action::Restore(s) => restore::run(ctx, s).await?,
         Action::Dump {
             dest,
             archive,
             container,
             path,
-        } => dump::run(ctx, &dest, &archive, container.as_deref(), &path).await,
-        Action::Logs(s) => logs::run(ctx, s).await,
+        } => dump::run(ctx, &dest, &archive, container.as_deref(), &path).await?,
+        Action::Logs(s) => logs::run(ctx, s).await?,
         Action::Run {
             config,
             jobs,
             metrics_file,
             remote,
             notify,
-        } => run::run(ctx, &config, &jobs, metrics_file, &remote, &notify).await,
+        } => run::run(ctx, &config, &jobs, metrics_file, &remote, &notify).await?,
         Action::Daemon {
             config,
             metrics_file,
             remote,
             notify,
-        } => daemon::run(ctx, &config, metrics_file, &remote, &notify).await,
+        } => daemon::run(ctx, &config, metrics_file, &remote, &notify).await?,
         Action::Completions(shell) => {
             let mut cmd = <crate::cli::Cli as clap::CommandFactory>::command();
             let mut out = Vec::new();
             clap_complete::generate(shell, &mut cmd, "dockyard", &mut out);
             ctx.out.raw(&out);
-            Ok(())
         }
         Action::Man => {
             let cmd = <crate::cli::Cli as clap::CommandFactory>::command();
             let mut out = Vec::new();
             clap_mangen::Man::new(cmd).render(&mut out)?;
             ctx.out.raw(&out);
-            Ok(())
         }
         Action::Prune {
             dest,
             container,
             policy,
             dry_run,
-        } => prune::run(ctx, &dest, container.as_deref(), &policy, dry_run).await,
+        } => prune::run(ctx, &dest, container.as_deref(), &policy, dry_run).await?,
         Action::ConfigCheck {
             config,
             remote,
             notify,
-        } => check::run(ctx, &config, &remote, &notify).await,
+        } => check::run(ctx, &config, &remote, &notify).await?,
     }
+    Ok(Outcome::default())
 }

@@ -284,7 +284,9 @@ fn notice(plan: &JobPlan, r: &JobResult, config: &Path) -> Notice {
     };
     Notice {
         job: r.job.clone(),
+        one_off: false,
         container,
+        destination: None,
         ok: r.ok,
         skipped: r.skipped,
         error,

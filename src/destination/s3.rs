@@ -282,16 +282,15 @@ where
 {
     let dest = dest.to_string();
     let chain = source_chain(&err);
+    // The credential chain fails inside the request (as a dispatch failure): before anything
+    // reached the endpoint, so it is never said to be unreachable.
+    if let Some(why) = credentials_failure(&err) {
+        return DestError::Authentication {
+            dest,
+            message: format!("cannot {action}: {why}"),
+        };
+    }
     match &err {
-        // The credential chain fails inside the request, so it surfaces as a dispatch failure.
-        SdkError::DispatchFailure(_) | SdkError::ConstructionFailure(_)
-            if chain.contains("no credentials") || chain.contains("credential provider") =>
-        {
-            return DestError::Authentication {
-                dest,
-                message: format!("cannot {action}: no S3 credentials found; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE with a credentials file)"),
-            };
-        }
         SdkError::DispatchFailure(f) => {
             let why = if f.is_timeout() {
                 "timed out"
@@ -367,6 +366,43 @@ where
             .to_string(),
         },
     }
+}
+
+/// What every command says when the AWS chain finds no credentials.
+const NO_CREDENTIALS: &str =
+    "no AWS credentials found (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE)";
+
+/// Why no request could be signed, when loading the credentials is what failed. The chain ends
+/// at the instance metadata service, so "none anywhere" also reads as an error of that service
+/// (on EC2 with IMDS turned off it answers 403; elsewhere the address may answer anything):
+/// that, a chain with nothing configured, and one that ran out of time are "no credentials".
+/// A source that is configured but fails (a profile's SSO or role, a credential process) is said
+/// with its own reason.
+fn credentials_failure(err: &(dyn std::error::Error + 'static)) -> Option<String> {
+    use aws_config::imds::client::error::ImdsError;
+    use aws_credential_types::provider::error::CredentialsError;
+    let causes = || std::iter::successors(Some(err), |e| e.source());
+    let failed = causes().find_map(|e| e.downcast_ref::<CredentialsError>())?;
+    let from_imds =
+        std::iter::successors(Some(failed as &(dyn std::error::Error + 'static)), |e| {
+            e.source()
+        })
+        .any(|e| e.downcast_ref::<ImdsError>().is_some());
+    // A profile that is named but missing (or gives no keys) is passed over by the chain.
+    let none = match std::env::var("AWS_PROFILE").ok().filter(|p| !p.is_empty()) {
+        Some(profile) => {
+            format!("{NO_CREDENTIALS}; the profile AWS_PROFILE names, {profile:?}, gives none")
+        }
+        None => NO_CREDENTIALS.to_string(),
+    };
+    Some(match failed {
+        CredentialsError::CredentialsNotLoaded(_) | CredentialsError::ProviderTimedOut(_) => none,
+        _ if from_imds => none,
+        _ => format!(
+            "cannot load the AWS credentials ({}); check AWS_PROFILE and its files, or set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY",
+            source_chain(failed)
+        ),
+    })
 }
 
 /// The HTTP status of the store's answer, from the raw response.

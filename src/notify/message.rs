@@ -12,7 +12,7 @@ fn host() -> String {
         .unwrap_or_else(|_| "this host".into())
 }
 
-/// How the job ended, in a word or two.
+/// How it ended, in a word or two.
 fn status(n: &Notice) -> &'static str {
     if n.ok {
         "succeeded"
@@ -23,22 +23,38 @@ fn status(n: &Notice) -> &'static str {
     }
 }
 
-/// A one-line title: `dockyard: job media FAILED on host1`.
+/// What the notice is about: `job media`, or a command run on its own, `backup of web` (`prune
+/// at /var/backups/dockyard` for every container).
+fn subject(n: &Notice) -> String {
+    match (n.one_off, n.container.is_empty(), &n.destination) {
+        (false, _, _) => format!("job {}", n.job),
+        (true, false, _) => format!("{} of {}", n.job, n.container),
+        (true, true, Some(dest)) => format!("{} at {dest}", n.job),
+        (true, true, None) => n.job.clone(),
+    }
+}
+
+/// A one-line title: `dockyard: job media FAILED on host1`, `dockyard: backup of web succeeded
+/// on host1`.
 pub fn title(n: &Notice) -> String {
-    format!("dockyard: job {} {} on {}", n.job, status(n), host())
+    format!("dockyard: {} {} on {}", subject(n), status(n), host())
 }
 
 /// The text: what happened, each destination, and the command that shows more.
 pub fn text(n: &Notice) -> String {
-    let mut out = format!(
-        "Job {} (container {}) {} after {:.1} s",
-        n.job,
-        n.container,
-        status(n),
-        n.seconds
-    );
+    let outcome = status(n);
+    let mut out = if n.one_off {
+        format!("dockyard {} {outcome} after {:.1} s", subject(n), n.seconds)
+    } else {
+        format!(
+            "Job {} (container {}) {outcome} after {:.1} s",
+            n.job, n.container, n.seconds
+        )
+    };
     match &n.error {
         Some(e) => out.push_str(&format!(": {e}\n")),
+        // A prune or a log run on its own writes no archive to count.
+        None if n.one_off && n.bytes == 0 => out.push_str(".\n"),
         None => out.push_str(&format!(", {} written.\n", human_bytes(n.bytes))),
     }
     if n.error.is_some() && n.bytes > 0 {
@@ -46,6 +62,14 @@ pub fn text(n: &Notice) -> String {
             "{} written where it succeeded.\n",
             human_bytes(n.bytes)
         ));
+    }
+    // A command run on its own about a container: where (its subject says where otherwise).
+    if let (true, false, Some(dest)) = (
+        n.destinations.is_empty(),
+        n.container.is_empty(),
+        &n.destination,
+    ) {
+        out.push_str(&format!("Destination: {dest}\n"));
     }
     for d in &n.destinations {
         let how = match (&d.backup_id, &d.error) {
@@ -55,7 +79,13 @@ pub fn text(n: &Notice) -> String {
         };
         out.push_str(&format!("- {}: {how}\n", d.name));
     }
-    if !n.ok && !n.skipped {
+    if n.skipped {
+    } else if !n.ok && n.one_off {
+        out.push_str(&format!(
+            "To look further, run `{}` by hand (add -v for every step).\n",
+            n.command
+        ));
+    } else if !n.ok {
         out.push_str(&format!(
             "To look further, run `{}` (it prints every step), or read the daemon's log (journalctl -u dockyard).\n",
             n.command
@@ -71,14 +101,24 @@ pub fn webhook(n: &Notice) -> Value {
         .iter()
         .filter_map(|d| d.backup_id.as_deref())
         .collect();
+    let destination = match &n.destination {
+        Some(d) => d.clone(),
+        None => n
+            .destinations
+            .iter()
+            .map(|d| d.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+    };
     json!({
         "version": 1,
         "result": if n.ok { "success" } else if n.skipped { "skipped" } else { "failure" },
         "ok": n.ok,
         "host": host(),
         "job": n.job,
-        "container": n.container,
-        "destination": n.destinations.iter().map(|d| d.name.as_str()).collect::<Vec<_>>().join(", "),
+        "one_off": n.one_off,
+        "container": (!n.container.is_empty()).then_some(&n.container),
+        "destination": destination,
         "destinations": n.destinations,
         "backup_id": ids.first(),
         "error": n.error,

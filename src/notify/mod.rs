@@ -1,11 +1,12 @@
-//! Telling people how a job went: a generic JSON webhook, ntfy, Slack, Discord and e-mail over
-//! SMTP. Failures are sent by default, successes when asked. A notifier that is down or hangs
+//! Telling people how a job (or a command cron runs on its own, [`OneOff`]) went: a generic JSON
+//! webhook, ntfy, Slack, Discord and e-mail over SMTP. Failures are sent by default, successes when asked. A notifier that is down or hangs
 //! never fails a job and never holds it past the timeout: every target is tried at once, each
 //! retried with a short back-off, all within one deadline. Target URLs and passwords are secrets:
 //! they are never logged or printed (a failure names the kind of target and its host only).
 
 mod email;
 mod message;
+mod one_off;
 mod web;
 
 use std::time::Duration;
@@ -14,15 +15,21 @@ use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 
 pub use email::Email;
+pub use one_off::OneOff;
 pub use web::{Web, WebKind};
 
 /// How a job went: what every notification is made of.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Notice {
-    /// The job's name.
+    /// The job's name; for a command run on its own, the command (`backup`, `logs`, ...).
     pub job: String,
-    /// The container it is about.
+    /// A command run on its own (from cron or a script), not a job of the config file.
+    pub one_off: bool,
+    /// The container it is about (empty for a `prune` of every container).
     pub container: String,
+    /// Where it wrote or read, for a command run on its own (a job names its destinations in
+    /// `destinations`).
+    pub destination: Option<String>,
     /// Whether it succeeded.
     pub ok: bool,
     /// Whether it did not run at all: another run held a lock it needs.
@@ -35,9 +42,9 @@ pub struct Notice {
     pub seconds: f64,
     /// When it ended.
     pub finished: DateTime<Utc>,
-    /// Each destination, for backup jobs.
+    /// Each destination, for backup jobs and a backup run on its own that succeeded.
     pub destinations: Vec<NoticeDest>,
-    /// The command that shows more (re-runs the job with its output).
+    /// The command that shows more (runs the job, or the command, again with its output).
     pub command: String,
 }
 

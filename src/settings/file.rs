@@ -1,5 +1,6 @@
-//! Lowers the config file's jobs and `[restore]` table into the same settings the flags produce,
-//! checking references between its tables (a job naming an undefined destination, an unknown job).
+//! Lowers the config file's jobs, `[restore]` table and (for commands run on their own) `[notify]`
+//! table into the same settings the flags produce, checking references between its tables (a job
+//! naming an undefined destination, an unknown job).
 
 use std::path::Path;
 
@@ -67,16 +68,24 @@ pub struct RestoreDefaults {
     pub safety_keep_secs: Option<i64>,
 }
 
+/// The config file a command that does not need one reads its defaults from: the one named, or
+/// the default one when it exists.
+fn named_or_default(named: Option<&Path>) -> Option<&Path> {
+    let default = Path::new(defaults::CONFIG);
+    match named {
+        Some(p) => Some(p),
+        None if default.exists() => Some(default),
+        None => None,
+    }
+}
+
 /// The `[restore]` settings of the config file named, or of the default one when it exists.
 pub fn restore_defaults(
     named: Option<&Path>,
     remote: &RemoteOptions,
 ) -> Result<RestoreDefaults, Failure> {
-    let default = Path::new(defaults::CONFIG);
-    let path = match named {
-        Some(p) => p,
-        None if default.exists() => default,
-        None => return Ok(RestoreDefaults::default()),
+    let Some(path) = named_or_default(named) else {
+        return Ok(RestoreDefaults::default());
     };
     let config = config::load(path)?;
     let Some(r) = &config.restore else {
@@ -90,6 +99,15 @@ pub fn restore_defaults(
             .transpose()?,
         safety_keep_secs: r.safety_backup_keep.map(|a| a.secs() as i64),
     })
+}
+
+/// The `[notify]` table of the config file named, or of the default one when it exists: where a
+/// command run on its own (`backup`, `snapshot`, `logs`, `prune`) reports how it went.
+pub fn notify_section(named: Option<&Path>) -> Result<Option<config::NotifyConfig>, Failure> {
+    match named_or_default(named) {
+        Some(path) => Ok(config::load(path)?.notify),
+        None => Ok(None),
+    }
 }
 
 /// Resolves every job (or only `wanted`, by name) into plans, checking references.

@@ -9,7 +9,8 @@ use crate::archive::entry::Privileges;
 use crate::archive::exclude::Globs;
 use crate::archive::pack::Compression;
 use crate::cli::{
-    BackupArgs, Cli, Command, LogDirArgs, LogsAction, LogsArgs, PolicyArgs, RotateArgs, ShipArgs,
+    BackupArgs, Cli, Command, LogDirArgs, LogsAction, LogsArgs, OneOffNotifyArgs, PolicyArgs,
+    RotateArgs, ShipArgs,
 };
 use crate::destination::{DestSpec, RemoteOptions};
 use crate::error::Failure;
@@ -31,16 +32,25 @@ impl Settings {
         let remote = remote_options(&cli.command);
         let helper_timeout = cli.helper_timeout.0;
         let dest = |url: &str| DestSpec::parse(url, &remote).map_err(Failure::usage);
+        // Set by the commands cron runs on their own.
+        let mut notify = None;
         let action = match cli.command {
-            Command::Backup(a) => Action::Backup(backup(a, &dest, false)?),
-            Command::Snapshot(a) => {
+            Command::Backup(mut a) => {
+                let n = std::mem::take(&mut a.notify);
+                let b = backup(a, &dest, false)?;
+                notify = one_off("backup", n, Some(&b.container), Some(&b.dest), b.dry_run)?;
+                Action::Backup(b)
+            }
+            Command::Snapshot(mut a) => {
                 if a.backup.tags.is_empty() {
                     return Err(Failure::usage(
                         "a snapshot needs a --tag (e.g. --tag pre-upgrade) so it can be found and is kept by prune",
                     ));
                 }
+                let n = std::mem::take(&mut a.backup.notify);
                 let mut b = backup(a.backup, &dest, true)?;
                 b.include_env = a.include_env;
+                notify = one_off("snapshot", n, Some(&b.container), Some(&b.dest), b.dry_run)?;
                 Action::Backup(b)
             }
             Command::Run(a) => Action::Run {
@@ -63,8 +73,16 @@ impl Settings {
                         "prune needs a policy: give at least one --keep-* option (e.g. --keep-daily 14); nothing was removed",
                     ));
                 }
+                let at = dest(&a.dest.dest)?;
+                notify = one_off(
+                    "prune",
+                    a.notify,
+                    a.container.as_deref(),
+                    Some(&at),
+                    a.dry_run,
+                )?;
                 Action::Prune {
-                    dest: dest(&a.dest.dest)?,
+                    dest: at,
                     container: a.container,
                     policy,
                     dry_run: a.dry_run,
@@ -124,7 +142,17 @@ impl Settings {
                     allow_open_files: a.allow_open_files,
                 })
             }
-            Command::Logs(a) => Action::Logs(logs(*a, &dest)?),
+            Command::Logs(mut a) => {
+                let n = std::mem::take(match &mut a.action {
+                    Some(LogsAction::Rotate(r)) => &mut r.notify,
+                    Some(LogsAction::Ship(s)) => &mut s.notify,
+                    None => &mut a.notify,
+                });
+                let l = logs(*a, &dest)?;
+                let to = l.ship.as_ref().map(|s| &s.dest);
+                notify = one_off("logs", n, Some(&l.container), to, l.dry_run)?;
+                Action::Logs(l)
+            }
             Command::Completions(a) => Action::Completions(a.shell),
             Command::Man => Action::Man,
             Command::Config(crate::cli::ConfigCommand::Check(a)) => Action::ConfigCheck {
@@ -138,8 +166,35 @@ impl Settings {
             action,
             engine_ssh_config: remote.ssh_config,
             helper_timeout,
+            notify,
         })
     }
+}
+
+/// Where a command run on its own (`backup`, `snapshot`, `logs`, `prune`) says how it went: its
+/// flags over the `[notify]` of the config file (named, or the default one if it exists). Checked
+/// for a dry run too, which then notifies no one.
+fn one_off(
+    command: &'static str,
+    a: OneOffNotifyArgs,
+    container: Option<&str>,
+    dest: Option<&DestSpec>,
+    dry_run: bool,
+) -> Result<Option<crate::notify::OneOff>, Failure> {
+    let file = super::file::notify_section(a.config.as_deref())?;
+    let Some(notifier) = super::notify::lower(file.as_ref(), &notify_flags(a.notify))? else {
+        return Ok(None);
+    };
+    if dry_run {
+        return Ok(None);
+    }
+    Ok(Some(crate::notify::OneOff {
+        notifier,
+        command,
+        container: container.map(str::to_string),
+        destination: dest.map(DestSpec::to_string),
+        rerun: super::notify::rerun(std::env::args()),
+    }))
 }
 
 fn backup(

@@ -29,6 +29,10 @@ pub struct Settings {
     pub engine_ssh_config: Option<std::path::PathBuf>,
     /// How long a script helper may run (`--helper-timeout`).
     pub helper_timeout: std::time::Duration,
+    /// Where a command run on its own (`backup`, `snapshot`, `logs`, `prune`) says how it went:
+    /// its `--notify-*` flags over the config file's `[notify]`; none for a dry run, nor when no
+    /// target is set (`run` and `daemon` notify per job themselves).
+    pub notify: Option<crate::notify::OneOff>,
 }
 
 /// The command, with its validated settings.

@@ -1,6 +1,7 @@
 //! Lowers `[notify]` and the `--notify-*` flags (read into the same [`NotifyConfig`] shape) into
 //! one [`Notifier`]: a flag (or its environment variable) wins over the file's key of the same
-//! kind; every URL is checked before any job runs.
+//! kind; every URL is checked before any job (or command) runs. For a command run on its own, also
+//! the command line its notice suggests running again.
 
 use std::time::Duration;
 
@@ -74,4 +75,62 @@ pub fn lower(
             .map_or(DEFAULT_TIMEOUT, |a| a.0),
         retries: flags.retries.or(file.retries).unwrap_or(DEFAULT_RETRIES),
     }))
+}
+
+/// The program's command line `args` (its own name first) as a person runs it again by hand:
+/// shell-quoted, without `--config` and the `--notify-*` options, which only say where to notify
+/// (so the run by hand notifies no one).
+pub fn rerun(args: impl IntoIterator<Item = String>) -> String {
+    let mut out = vec!["dockyard".to_string()];
+    let mut args = args.into_iter().skip(1);
+    while let Some(arg) = args.next() {
+        let (name, inline_value) = match arg.split_once('=') {
+            Some((name, _)) => (name, true),
+            None => (arg.as_str(), false),
+        };
+        if name == "--config" || name.starts_with("--notify-") {
+            if !inline_value && name != "--notify-on-success" {
+                args.next();
+            }
+            continue;
+        }
+        out.push(arg);
+    }
+    shell_words::join(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_to_run_again_leaves_out_only_where_to_notify() {
+        let args = |line: &str| {
+            rerun(
+                std::iter::once("/usr/local/bin/dockyard".to_string())
+                    .chain(line.split(' ').map(str::to_string)),
+            )
+        };
+        assert_eq!(
+            args("backup web --to /b --notify-webhook https://h/T0KEN --notify-on-success --config /etc/d.toml -q"),
+            "dockyard backup web --to /b -q"
+        );
+        assert_eq!(
+            args("prune --to=s3://b/p --notify-slack=https://h/T --config=/x --keep-last 3 --notify-email-to a@b"),
+            "dockyard prune '--to=s3://b/p' --keep-last 3"
+        );
+        assert_eq!(
+            rerun(
+                [
+                    "dockyard",
+                    "backup",
+                    "my app",
+                    "--pre-hook",
+                    "sync; echo done"
+                ]
+                .map(String::from)
+            ),
+            "dockyard backup 'my app' --pre-hook 'sync; echo done'"
+        );
+    }
 }

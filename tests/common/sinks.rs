@@ -1,6 +1,7 @@
 //! Notification peers on 127.0.0.1, run in the test process: an HTTP server that records every
-//! request (answering 200, failing first, or never answering, by path) and an SMTP sink that
-//! records every mail and the credentials it was given.
+//! request (answering 200, failing first, or never answering, by path; or refusing everything, as
+//! an instance metadata service with IMDS turned off does) and an SMTP sink that records every
+//! mail and the credentials it was given.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -36,7 +37,7 @@ impl Request {
 }
 
 /// An HTTP server: paths starting `/hang` never get an answer, paths starting `/flaky` get a
-/// 503 the first time, everything else a 200.
+/// 503 the first time, everything else a 200 (or, from [`Http::refusing`], a 403).
 pub struct Http {
     /// `http://127.0.0.1:PORT`.
     pub base: String,
@@ -46,6 +47,16 @@ pub struct Http {
 impl Http {
     /// Starts it on a free port.
     pub fn start() -> Http {
+        Http::serve(false)
+    }
+
+    /// One that answers every request `403 Forbidden`, as EC2's instance metadata service does
+    /// when IMDS is turned off for the instance.
+    pub fn refusing() -> Http {
+        Http::serve(true)
+    }
+
+    fn serve(refuse: bool) -> Http {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let requests = Arc::new(Mutex::new(Vec::new()));
@@ -53,7 +64,7 @@ impl Http {
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
                 let seen = seen.clone();
-                std::thread::spawn(move || serve_http(stream, &seen));
+                std::thread::spawn(move || serve_http(stream, &seen, refuse));
             }
         });
         Http { base, requests }
@@ -73,7 +84,7 @@ impl Http {
     }
 }
 
-fn serve_http(stream: TcpStream, seen: &Mutex<Vec<Request>>) {
+fn serve_http(stream: TcpStream, seen: &Mutex<Vec<Request>>, refuse: bool) {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut line = String::new();
     if reader.read_line(&mut line).unwrap_or(0) == 0 {
@@ -112,7 +123,9 @@ fn serve_http(stream: TcpStream, seen: &Mutex<Vec<Request>>) {
         std::thread::sleep(Duration::from_secs(600));
         return;
     }
-    let status = if path.starts_with("/flaky") && first_to_path {
+    let status = if refuse {
+        "403 Forbidden"
+    } else if path.starts_with("/flaky") && first_to_path {
         "503 Service Unavailable"
     } else {
         "200 OK"
