@@ -357,3 +357,29 @@ fn include_restores_only_what_matches_and_dump_writes_one_file() {
         "./docs/a.txt\n./docs/keep.txt\n./docs/new.txt\n./photos/2024/a.jpg\n./photos/2024/b.jpg\njpg1\ntxt2\n",
     );
 }
+
+#[test]
+fn a_backup_through_the_agent_shows_what_it_has_read_and_how_far_it_is() {
+    let app = App::running("progress", &["/srv/media"]);
+    app.sh("dd if=/dev/urandom of=/srv/media/big bs=1M count=96 2>/dev/null");
+    let (_tmp, dest) = dest_dir();
+    // On a terminal (a pty, as `script` gives one) the live line is drawn.
+    let cmd = format!(
+        "{} backup {} --to {} --level 12",
+        env!("CARGO_BIN_EXE_dockyard"),
+        app.name,
+        dest.display()
+    );
+    let out = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .output()
+        .unwrap();
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{screen}");
+    // "read 41.00 MiB of ~96.00 MiB (42%)": bytes read, and a total from the agent's count.
+    let seen = screen
+        .split("read ")
+        .skip(1)
+        .any(|s| !s.starts_with("0 B") && s.contains(" of ~96.") && s.contains("%)"));
+    assert!(seen, "no progress with a total: {screen}");
+}

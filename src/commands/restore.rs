@@ -906,16 +906,10 @@ async fn stage_each(
     journal: &mut Journal,
 ) -> Result<Vec<Staged>> {
     let (engine, target, image) = (work.engine, work.target, work.image);
-    let stager = engine
-        .create_helper(HelperSpec::archive(target, image, false))
-        .await?;
-    let source = Source {
-        engine,
-        helper: &stager,
-        dest,
-        m,
-        show_progress: ctx.output.progress,
-    };
+    // The engine path's helper, made only if the agent cannot stage (it starts helpers of its
+    // own).
+    let mut stager: Option<String> = None;
+    let show_progress = ctx.output.progress;
     let mut staged = Vec::new();
     let mut agent = match s.agent {
         AgentMode::Auto => Ok(()),
@@ -941,6 +935,13 @@ async fn stage_each(
                     first,
                     expect: Expect::of(m),
                 };
+                let source = Source {
+                    engine,
+                    helper: "",
+                    dest,
+                    m,
+                    show_progress,
+                };
                 match stage_by_agent(&source, target, image, &job).await {
                     Ok(st) => done = Some(Ok(st)),
                     Err(AgentStaging::Unavailable(why)) => agent = Err(why),
@@ -953,6 +954,26 @@ async fn stage_each(
                     if let Err(why) = &agent {
                         tracing::info!(container = %target.name, path = %p.path, "staging through the engine's archive endpoint: {why}");
                     }
+                    if stager.is_none() {
+                        match engine
+                            .create_helper(HelperSpec::archive(target, image, false))
+                            .await
+                        {
+                            Ok(h) => stager = Some(h),
+                            Err(e) => {
+                                result = Err(e.into());
+                                break 'members;
+                            }
+                        }
+                    }
+                    let helper = stager.clone().expect("made above");
+                    let source = Source {
+                        engine,
+                        helper: &helper,
+                        dest,
+                        m,
+                        show_progress,
+                    };
                     stage_one(&source, &member.mount, spec, first).await
                 }
             };
@@ -970,7 +991,10 @@ async fn stage_each(
             }
         }
     }
-    let removed = engine.remove_helper(&stager).await;
+    let removed = match &stager {
+        Some(h) => engine.remove_helper(h).await,
+        None => Ok(()),
+    };
     result?;
     removed?;
     if !plan.files.is_empty() {
