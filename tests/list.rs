@@ -42,10 +42,13 @@ fn columns_fit_their_content_and_paths_keep_one_order() {
 fn an_empty_list_says_why() {
     let (_tmp, dest) = dest_dir();
     let d = dest.to_str().unwrap();
-    let out = dockyard(&["list", "--to", d]).ok();
-    assert_eq!(
-        out.trim(),
-        format!("no backups: directory {d} does not exist")
+    // A directory that does not exist is no empty destination: a typo, most likely.
+    let r = dockyard(&["list", "--to", d]);
+    assert_eq!(r.code, 4, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(d) && r.stderr.contains("does not exist"),
+        "{}",
+        r.stderr
     );
     manifest(&dest, "web-20260101T000000Z-00aa", "web", &["/srv/media"]);
     manifest(&dest, "web-20260102T000000Z-00bb", "web", &["/srv/media"]);

@@ -69,8 +69,8 @@ fn a_failing_job_reaches_every_target_and_a_succeeding_one_stays_quiet() {
     assert_eq!(body["container"], missing.as_str());
     assert_eq!(body["result"], "failure");
     assert_eq!(body["ok"], false);
-    assert_eq!(body["destination"], "local");
-    assert_eq!(body["destinations"][0]["ok"], false);
+    // The container is gone: the job failed, no destination did.
+    assert_eq!(body["destinations"], serde_json::json!([]));
     assert!(body["error"].as_str().unwrap().contains(&missing), "{body}");
     assert!(
         body["command"]

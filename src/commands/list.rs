@@ -36,12 +36,7 @@ pub async fn run(ctx: &Ctx, spec: &DestSpec, container: Option<&str>) -> Result<
         tracing::warn!(object = %name, "not listed: {why}");
     }
     if all.is_empty() {
-        ctx.say(&why_empty(
-            spec,
-            &dest.describe(),
-            container,
-            &catalog.others,
-        ));
+        ctx.say(&why_empty(&dest.describe(), container, &catalog.others));
         return Ok(());
     }
     for line in table(&all) {
@@ -51,17 +46,7 @@ pub async fn run(ctx: &Ctx, spec: &DestSpec, container: Option<&str>) -> Result<
 }
 
 /// Why nothing is listed, in words an operator can act on.
-fn why_empty(
-    spec: &DestSpec,
-    dest: &str,
-    container: Option<&str>,
-    others: &BTreeMap<String, usize>,
-) -> String {
-    if let DestSpec::Local(dir) = spec {
-        if !dir.exists() {
-            return format!("no backups: directory {} does not exist", dir.display());
-        }
-    }
+fn why_empty(dest: &str, container: Option<&str>, others: &BTreeMap<String, usize>) -> String {
     match container {
         Some(c) if !others.is_empty() => {
             let names: Vec<String> = others

@@ -494,8 +494,12 @@ pub fn setxattr(path: &Path, name: &str, value: &[u8]) {
     assert_eq!(rc, 0, "setting {name} on {} failed", path.display());
 }
 
-/// Parses `dockyard list --json`.
+/// Parses `dockyard list --json`; nothing when `dest` was never made (`list` says it does not
+/// exist, exit 4).
 pub fn list(dest: &Path) -> Vec<serde_json::Value> {
+    if !dest.exists() {
+        return Vec::new();
+    }
     backups(&dockyard(&["list", "--json", "--to", dest.to_str().unwrap()]).ok())
 }
 
