@@ -125,6 +125,8 @@ pub struct Mount {
     pub volume: Option<String>,
     /// Where it comes from on the engine's host (a bind mount's host path).
     pub source: String,
+    /// Whether the container may write it.
+    pub rw: bool,
 }
 
 impl Mount {
@@ -449,6 +451,7 @@ impl Engine {
                         .unwrap_or_else(|| "volume".into()),
                     volume: m.name.filter(|n| !n.is_empty()),
                     source: m.source.unwrap_or_default(),
+                    rw: m.rw.unwrap_or(true),
                 })
             })
             .collect();
@@ -1191,6 +1194,7 @@ mod tests {
             kind: "volume".into(),
             volume: None,
             source: String::new(),
+            rw: true,
         };
         assert!(m.contains("/srv/media") && m.contains("/srv/media/a/b"));
         assert!(!m.contains("/srv/mediax") && !m.contains("/srv") && !m.contains("/srv/logs"));

@@ -29,12 +29,16 @@ pub fn point_blocking(point: &str) {
     let _ = point;
 }
 
-/// Stops here, inside a helper (the agent), if `DOCKYARD_FAULT` names `point`.
-pub fn in_helper(point: &str) {
+/// Stops here, inside a helper (the agent), if `DOCKYARD_FAULT` names `point`; `true` when it
+/// names it with `=fail` (the step is to fail there, as the scripts' points do).
+pub fn in_helper(point: &str) -> bool {
     #[cfg(debug_assertions)]
-    imp::in_helper(point);
+    return imp::in_helper(point);
     #[cfg(not(debug_assertions))]
-    let _ = point;
+    {
+        let _ = point;
+        false
+    }
 }
 
 /// The environment a helper container gets: `DOCKYARD_FAULT` when set (debug builds only).
@@ -51,15 +55,19 @@ mod imp {
     use std::path::PathBuf;
     use std::time::Duration;
 
-    /// The action set for `point`, if any: `Some(true)` to kill, `Some(false)` to wait.
-    fn action(point: &str) -> Option<bool> {
+    /// The action set for `point`, if any: `Some("wait")`, `Some("kill")` or `Some("fail")`.
+    fn named(point: &str) -> Option<String> {
         let all = std::env::var(super::VAR).ok()?;
         all.split(',').find_map(|item| match item.split_once('=') {
-            Some((p, "kill")) if p == point => Some(true),
-            Some((p, _)) if p == point => Some(false),
-            None if item == point => Some(false),
+            Some((p, action)) if p == point => Some(action.to_string()),
+            None if item == point => Some("wait".into()),
             _ => None,
         })
+    }
+
+    /// The action set for `point`, if any: `Some(true)` to kill, `Some(false)` to wait.
+    fn action(point: &str) -> Option<bool> {
+        named(point).map(|a| a == "kill")
     }
 
     fn dir() -> PathBuf {
@@ -100,14 +108,20 @@ mod imp {
         }
     }
 
-    pub fn in_helper(point: &str) {
-        if action(point).is_none() {
-            return;
+    pub fn in_helper(point: &str) -> bool {
+        match named(point).as_deref() {
+            None => return false,
+            Some("fail") => {
+                eprintln!("dockyard-fault {point}");
+                return true;
+            }
+            Some(_) => {}
         }
         eprintln!("dockyard-fault {point}");
         let _ = std::fs::write(format!("/.dockyard-fault-reached-{point}"), b"");
         while !std::path::Path::new("/.dockyard-fault-release").exists() {
             std::thread::sleep(Duration::from_millis(20));
         }
+        false
     }
 }

@@ -21,18 +21,68 @@ const LEASE_WHAT: &str = "dockyard.lease.what";
 /// after this long.
 const FOREIGN_LIMIT_SECS: i64 = 24 * 3600;
 
-/// Leases held on one container; removed on drop (and by main's clean-up on every way out).
+/// Leases held on one subject (a container, or a volume it shares with others); removed on
+/// drop (and by main's clean-up on every way out).
 pub struct Lease {
     engine: Engine,
     target: ContainerInfo,
+    subject: Subject,
     shared: Option<String>,
     exclusive: Option<String>,
+}
+
+/// What a lease is on.
+#[derive(Debug, Clone)]
+pub struct Subject {
+    /// A key unique on the engine (a container id, a volume's hashed name), in labels and names.
+    pub key: String,
+    /// What it is, for messages: `container "web"`, `volume "media"`.
+    pub label: String,
+}
+
+impl Subject {
+    /// The container itself.
+    pub fn container(c: &ContainerInfo) -> Subject {
+        Subject {
+            key: c.id.clone(),
+            label: format!("container {:?}", c.name),
+        }
+    }
+
+    /// Every volume and bind mount source of `c`: a volume another container also mounts is
+    /// locked with it, so two restores (or a restore and a backup) of one volume through two
+    /// containers never overlap.
+    pub fn mounts(c: &ContainerInfo) -> Vec<Subject> {
+        use sha2::{Digest, Sha256};
+        let mut out: Vec<Subject> = c
+            .mounts
+            .iter()
+            // What the container only reads (`/etc/localtime:ro`) no restore writes.
+            .filter(|m| m.rw)
+            .filter_map(|m| {
+                let (kind, id) = match (m.kind.as_str(), &m.volume) {
+                    ("volume", Some(name)) => ("volume", name.clone()),
+                    ("bind", _) if !m.source.is_empty() => ("bind mount", m.source.clone()),
+                    _ => return None,
+                };
+                let key = hex::encode(Sha256::digest(format!("{kind}\0{id}")))[..24].to_string();
+                Some(Subject {
+                    key,
+                    label: format!("{kind} {id:?}"),
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        out.dedup_by(|a, b| a.key == b.key);
+        out
+    }
 }
 
 impl std::fmt::Debug for Lease {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Lease")
             .field("container", &self.target.name)
+            .field("subject", &self.subject.label)
             .field("shared", &self.shared)
             .field("exclusive", &self.exclusive)
             .finish()
@@ -67,12 +117,14 @@ impl Lease {
     pub async fn take(
         engine: &Engine,
         target: &ContainerInfo,
+        subject: Subject,
         what: &str,
         exclusive: bool,
     ) -> anyhow::Result<Lease> {
         let mut lease = Lease {
             engine: engine.clone(),
             target: target.clone(),
+            subject,
             shared: None,
             exclusive: None,
         };
@@ -102,12 +154,12 @@ impl Lease {
     }
 
     fn short(&self) -> &str {
-        &self.target.id[..self.target.id.len().min(12)]
+        &self.subject.key[..self.subject.key.len().min(12)]
     }
 
     fn labels(&self, access: &str, what: &str) -> HashMap<String, String> {
         HashMap::from([
-            (LEASE_OF.to_string(), self.target.id.clone()),
+            (LEASE_OF.to_string(), self.subject.key.clone()),
             (LEASE_ACCESS.to_string(), access.to_string()),
             (LEASE_WHAT.to_string(), what.to_string()),
         ])
@@ -117,7 +169,7 @@ impl Lease {
         let mine = [&self.shared, &self.exclusive];
         Ok(self
             .engine
-            .leases(LEASE_OF, &self.target.id)
+            .leases(LEASE_OF, &self.subject.key)
             .await?
             .into_iter()
             .filter(|(id, _, _)| !mine.iter().any(|m| m.as_deref() == Some(id)))
@@ -141,8 +193,13 @@ impl Lease {
     }
 
     fn busy(&self, what: &str, h: &Holder) -> anyhow::Error {
+        let of = if self.subject.key == self.target.id {
+            "it".to_string()
+        } else {
+            format!("its {}", self.subject.label)
+        };
         Failure::busy(format!(
-            "container {:?} is busy: another dockyard run is using it ({}), so this {what} would interfere; wait for it and run again (lease container {} on the engine)",
+            "container {:?} is busy: another dockyard run is using {of} ({}), so this {what} would interfere; wait for it and run again (lease container {} on the engine)",
             self.target.name,
             h.describe(),
             &h.id[..h.id.len().min(12)]

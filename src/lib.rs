@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod archive;
+pub mod binds;
 pub mod cli;
 pub mod commands;
 pub mod config;

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use crate::docker::{ContainerInfo, Engine};
 use crate::error::Failure;
-use crate::lease::Lease;
+use crate::lease::{Lease, Subject};
 use crate::owner::Owner;
 
 /// Where locks live: `$DOCKYARD_LOCK_DIR`, else the configured one, else /run/dockyard, else under
@@ -67,8 +67,8 @@ pub struct ContainerLock {
     path: PathBuf,
     name: String,
     access: Access,
-    /// The lease on the engine, when taken there too.
-    lease: Option<Lease>,
+    /// The leases on the engine (the container, and each of its volumes), when taken there too.
+    leases: Vec<Lease>,
 }
 
 impl ContainerLock {
@@ -107,7 +107,7 @@ impl ContainerLock {
             path,
             name: name.to_string(),
             access,
-            lease: None,
+            leases: Vec::new(),
         };
         lock.acquire(access, what)?;
         Ok(lock)
@@ -123,7 +123,13 @@ impl ContainerLock {
         access: Access,
     ) -> anyhow::Result<ContainerLock> {
         let mut lock = Self::take(dir, &target.id, &target.name, what, access)?;
-        lock.lease = Some(Lease::take(engine, target, what, access == Access::Exclusive).await?);
+        let exclusive = access == Access::Exclusive;
+        let mut subjects = vec![Subject::container(target)];
+        subjects.extend(Subject::mounts(target));
+        for subject in subjects {
+            lock.leases
+                .push(Lease::take(engine, target, subject, what, exclusive).await?);
+        }
         Ok(lock)
     }
 
@@ -139,8 +145,8 @@ impl ContainerLock {
             return Err(e.into());
         }
         self.access = Access::Exclusive;
-        if let Some(lease) = &mut self.lease {
-            if let Err(e) = lease.upgrade(what).await {
+        for i in 0..self.leases.len() {
+            if let Err(e) = self.leases[i].upgrade(what).await {
                 self.downgrade().await;
                 return Err(e);
             }
@@ -150,7 +156,7 @@ impl ContainerLock {
 
     /// Shares the lock again after [`ContainerLock::upgrade`].
     pub async fn downgrade(&mut self) {
-        if let Some(lease) = &mut self.lease {
+        for lease in &mut self.leases {
             lease.downgrade().await;
         }
         if self.access == Access::Exclusive && self.file.try_lock_shared().is_ok() {

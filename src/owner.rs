@@ -63,30 +63,39 @@ impl Owner {
         } else {
             Liveness::Unknown
         };
-        if self.host != me.host {
-            return unknown;
-        }
-        if self.ns.is_empty() || self.ns == me.ns {
-            return if process_matches(self.pid, self.start) {
+        let exact = || {
+            if process_matches(self.pid, self.start) {
                 Liveness::Alive
             } else {
                 Liveness::Gone
+            }
+        };
+        if self.ns.is_empty() {
+            // dockyard 0.1's records: the host name alone says whether it is this host.
+            return if self.host == me.host {
+                exact()
+            } else {
+                unknown
             };
+        }
+        if self.ns == me.ns {
+            return exact();
         }
         let (boot, pidns) = self.ns.split_once('.').unwrap_or((&self.ns, ""));
         let my_boot = me.ns.split_once('.').map_or("", |(b, _)| b);
-        if boot != my_boot {
-            // Begun before this host last booted: it cannot be running. Otherwise it is a host of
-            // the same name.
-            return match boot_time() {
-                Some(booted) if self.since < booted => Liveness::Gone,
-                _ => unknown,
+        if boot == my_boot {
+            // This boot of this machine, whatever the host name (a container has its own): found
+            // by its pid in its namespace when this process can see that one.
+            return match find_in_namespace(pidns, self.pid, self.start) {
+                Some(true) => Liveness::Alive,
+                Some(false) => Liveness::Gone,
+                None => unknown,
             };
         }
-        match find_in_namespace(pidns, self.pid, self.start) {
-            Some(true) => Liveness::Alive,
-            Some(false) => Liveness::Gone,
-            None => unknown,
+        // Another boot: of this host (it rebooted since, if the work began before) or of another.
+        match boot_time() {
+            Some(booted) if self.host == me.host && self.since < booted => Liveness::Gone,
+            _ => unknown,
         }
     }
 
@@ -287,6 +296,12 @@ mod tests {
     fn another_host_is_unknown_until_the_limit() {
         let mut far = Owner::current();
         far.host = "elsewhere".into();
+        far.ns = "0.1".into(); // another machine's boot
+                               // The same boot and namespace under another name (a container's own host name) is this
+                               // very process.
+        let mut renamed = Owner::current();
+        renamed.host = "container-hostname".into();
+        assert_eq!(renamed.liveness(3600), Liveness::Alive);
         assert_eq!(far.liveness(3600), Liveness::Unknown);
         far.since -= 7200;
         assert_eq!(far.liveness(3600), Liveness::Gone);

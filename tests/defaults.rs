@@ -273,7 +273,7 @@ fn a_snapshot_keeps_the_environment_names_but_not_the_secrets() {
     for (what, text) in [("output", &out), ("manifest", &on_disk), ("list", &listed)] {
         assert!(!text.contains("hunter2"), "the secret is in the {what}");
         assert!(
-            text.contains("SECRET_KEY=<redacted sha256:"),
+            text.contains("SECRET_KEY=<redacted hmac-sha256:"),
             "{what}: {text}"
         );
     }

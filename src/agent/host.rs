@@ -449,19 +449,21 @@ pub async fn cleanup(
         args.push(crate::swap::WORK_DIR.into());
         args.push(mtime.map_or("-".to_string(), |m| m.to_string()));
     }
-    run(engine, target, image, args, Role::Cleanup, wait)
+    run(engine, target, image, args, vec![], Role::Cleanup, wait)
         .await
         .map(|_| ())
 }
 
 /// Runs `agent ARGS…` in a helper of `role` borrowing `target`'s volumes read-write, from
-/// `image`. With `wait`, returns what it reported (its stats line) once it is done; otherwise the
-/// helper runs on alone (removed by the engine when it exits) and `None` comes back at once.
+/// `image`, with `files` put into the helper's own root first (a job too large for an argument).
+/// With `wait`, returns what it reported (its stats line) once it is done; otherwise the helper
+/// runs on alone (removed by the engine when it exits) and `None` comes back at once.
 pub async fn run(
     engine: &Engine,
     target: &ContainerInfo,
     image: &str,
     args: Vec<String>,
+    files: Vec<(String, Vec<u8>)>,
     role: Role,
     wait: bool,
 ) -> Result<Option<String>, CleanupFailed> {
@@ -481,7 +483,7 @@ pub async fn run(
         role,
         binds: vec![],
         stdin: false,
-        files: vec![],
+        files,
         auto_remove: !wait,
     };
     let unavailable = |e: DockerError| CleanupFailed::Unavailable(Unavailable(e.to_string()));

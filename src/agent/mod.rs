@@ -15,6 +15,7 @@ pub mod host;
 pub mod merge;
 pub mod pipe;
 pub mod remove;
+pub mod swap;
 pub mod walk;
 
 use std::io::{self, Write};
@@ -113,6 +114,12 @@ pub fn main_if_agent() -> Option<i32> {
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))
             .and_then(|job| if mode == "keep" { merge::keep(&job) } else { merge::merge(&job) })
             .and_then(|n| writeln!(io::stderr(), "{STATS}{n}")),
+        (Some("swap"), Some(job)) => job_text(job)
+            .and_then(|text| {
+                serde_json::from_str::<swap::SwapJob>(&text)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))
+            })
+            .and_then(|job| swap::run(&job)),
         (Some("remove"), Some(_)) if args.len() % 3 == 2 => args[2..]
             .chunks(3)
             .try_for_each(|t| remove::remove_work_dir(&t[0], &t[1], t[2].parse().ok())),
@@ -273,8 +280,8 @@ impl<R: io::Read> io::Read for FaultAfter<R> {
         let n = self.inner.read(buf)?;
         let before = self.read;
         self.read += n as u64;
-        if before < 4 << 20 && self.read >= 4 << 20 {
-            crate::fault::in_helper("unpack-midway");
+        if before < 4 << 20 && self.read >= 4 << 20 && crate::fault::in_helper("unpack-midway") {
+            return Err(io::Error::other("stopped at fault point unpack-midway"));
         }
         Ok(n)
     }
@@ -341,5 +348,14 @@ impl<W: Write> Write for Reporting<W> {
 
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
+    }
+}
+
+/// A job given as an argument: its JSON, or `@FILE` naming a file in the helper's own root that
+/// holds it (a job too large for an argument).
+fn job_text(arg: &str) -> io::Result<String> {
+    match arg.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path),
+        None => Ok(arg.to_string()),
     }
 }

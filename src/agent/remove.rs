@@ -29,7 +29,9 @@ pub fn remove_work_dir(root: &str, name: &str, mtime: Option<i64>) -> io::Result
             }
         }
     }
-    crate::fault::in_helper("remove-begin");
+    if crate::fault::in_helper("remove-begin") {
+        return Err(io::Error::other("stopped at fault point remove-begin"));
+    }
     remove_tree(&root_fd, &c)
         .map_err(|e| io::Error::new(e.kind(), format!("{root}/{name}: {e}")))?;
     set_mtime(&root_fd, mtime)

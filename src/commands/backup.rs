@@ -243,7 +243,12 @@ pub async fn backup(
     if s.snapshot {
         let mut inspect = info.inspect.clone();
         if !s.include_env {
-            redact_env(&mut inspect, &info.id);
+            let key = env_key().map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot read or make the key snapshots hash environment values with ({e}); set DOCKYARD_STATE_DIR to a writable directory"
+                )
+            })?;
+            redact_env(&mut inspect, &key, &info.id);
         }
         m.snapshot = Some(SnapshotRecord {
             image_digests: engine.image_digests(&info.image_id).await?,
@@ -291,10 +296,12 @@ pub async fn backup(
 }
 
 /// Replaces the values of the container's environment (`Config.Env`: passwords, `SECRET_KEY`)
-/// with a salted hash, keeping the names, so a snapshot never stores secrets in clear but still
-/// shows which variables were set and whether a value changed between snapshots of it.
-pub fn redact_env(inspect: &mut serde_json::Value, salt: &str) {
-    use sha2::{Digest, Sha256};
+/// with a keyed hash (HMAC-SHA256 under `key`, a secret only this host holds, of the container
+/// id `salt`, the name and the value), keeping the names: a snapshot never stores secrets in
+/// clear, nor anything a guess at a short value could be checked against without the key, but
+/// still shows which variables were set and whether a value changed between snapshots.
+pub fn redact_env(inspect: &mut serde_json::Value, key: &[u8], salt: &str) {
+    use hmac::{Hmac, Mac};
     let Some(env) = inspect
         .pointer_mut("/Config/Env")
         .and_then(|e| e.as_array_mut())
@@ -304,12 +311,43 @@ pub fn redact_env(inspect: &mut serde_json::Value, salt: &str) {
     for item in env.iter_mut() {
         let Some(text) = item.as_str() else { continue };
         let (name, value) = text.split_once('=').unwrap_or((text, ""));
-        let digest = Sha256::digest(format!("{salt}\0{name}\0{value}"));
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).expect("any key length");
+        mac.update(format!("{salt}\0{name}\0{value}").as_bytes());
         *item = serde_json::Value::String(format!(
-            "{name}=<redacted sha256:{}>",
-            &hex::encode(digest)[..16]
+            "{name}=<redacted hmac-sha256:{}>",
+            &hex::encode(mac.finalize().into_bytes())[..16]
         ));
     }
+}
+
+/// This host's key for [`redact_env`]: 32 random bytes in `<state dir>/env-key` (mode 0600),
+/// made on first use.
+pub fn env_key() -> std::io::Result<Vec<u8>> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = crate::last_run::state_dir(None).join("env-key");
+    if let Ok(key) = std::fs::read(&path) {
+        if key.len() == 32 {
+            return Ok(key);
+        }
+    }
+    let key: [u8; 32] = rand::random();
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&tmp)?;
+    f.write_all(&key)?;
+    f.sync_all()?;
+    // Another run may have made one meanwhile: the first one stays.
+    if std::fs::hard_link(&tmp, &path).is_err() {
+        let _ = std::fs::remove_file(&tmp);
+        return std::fs::read(&path);
+    }
+    let _ = std::fs::remove_file(&tmp);
+    Ok(key.to_vec())
 }
 
 /// One archive to write: what from, where to, how.
@@ -600,6 +638,7 @@ mod tests {
                     kind: k.to_string(),
                     volume: None,
                     source: String::new(),
+                    rw: true,
                 })
                 .collect(),
             inspect: serde_json::Value::Null,
@@ -663,18 +702,22 @@ mod tests {
     fn snapshot_env_values_are_redacted_but_names_kept() {
         let mut v =
             serde_json::json!({"Config": {"Env": ["SECRET_KEY=hunter2", "DEBUG=", "PATH=/bin"]}});
-        redact_env(&mut v, "cid");
+        redact_env(&mut v, b"key", "cid");
         let text = v.to_string();
         assert!(
             !text.contains("hunter2") && !text.contains("/bin"),
             "{text}"
         );
         assert!(
-            text.contains("SECRET_KEY=<redacted sha256:") && text.contains("DEBUG=<redacted"),
+            text.contains("SECRET_KEY=<redacted hmac-sha256:") && text.contains("DEBUG=<redacted"),
             "{text}"
         );
         let mut again = serde_json::json!({"Config": {"Env": ["SECRET_KEY=hunter2"]}});
-        redact_env(&mut again, "cid");
+        redact_env(&mut again, b"key", "cid");
         assert_eq!(again["Config"]["Env"][0], v["Config"]["Env"][0]);
+        // Without the key a guess cannot be checked: another key gives another hash.
+        let mut other = serde_json::json!({"Config": {"Env": ["SECRET_KEY=hunter2"]}});
+        redact_env(&mut other, b"another key", "cid");
+        assert_ne!(other["Config"]["Env"][0], v["Config"]["Env"][0]);
     }
 }

@@ -197,14 +197,15 @@ async fn execute(ctx: &Ctx, s: &LogsSettings) -> Result<(String, Report)> {
 
 /// The owner of the log directory, as `uid:gid` for the helpers: they do the writes with its
 /// rights, never root's, so the app (which owns the directory) cannot turn a planted symlink into
-/// a write as root. `None` when root owns it.
+/// a write as root. `None` when root owns it and only root may change it; a root directory that
+/// its group or others may write is worked in as nobody of its group.
 pub(super) async fn dir_owner(
     engine: &Engine,
     info: &ContainerInfo,
     dir: &str,
 ) -> Result<Option<String>> {
     let stream = Box::pin(engine.download(&info.id, dir));
-    let first = tokio::task::spawn_blocking(move || -> io::Result<(u64, u64)> {
+    let first = tokio::task::spawn_blocking(move || -> io::Result<(u64, u64, u32)> {
         let reader = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream));
         let mut archive = tar::Archive::new(reader);
         let mut entry = archive
@@ -215,7 +216,7 @@ pub(super) async fn dir_owner(
         if meta.kind != entry::Kind::Dir {
             return Err(io::Error::other("it is not a directory"));
         }
-        Ok((meta.uid, meta.gid))
+        Ok((meta.uid, meta.gid, meta.mode))
     })
     .await
     .expect("reader thread panicked")
@@ -224,8 +225,11 @@ pub(super) async fn dir_owner(
         message: e.to_string(),
     })?;
     Ok(match first {
-        (0, _) => None,
-        (uid, gid) => Some(format!("{uid}:{gid}")),
+        // Root's, but others may change it (a group-writable /var/log/app): then not as root
+        // either, but as nobody in its group, which can do what that group can and no more.
+        (0, gid, mode) if mode & 0o022 != 0 => Some(format!("65534:{gid}")),
+        (0, _, _) => None,
+        (uid, gid, _) => Some(format!("{uid}:{gid}")),
     })
 }
 

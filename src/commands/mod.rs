@@ -136,6 +136,9 @@ pub async fn prepare_container(
     image: &str,
     what: &str,
 ) -> Result<ContainerLock> {
+    if engine.is_local() {
+        crate::binds::check(target)?;
+    }
     let mut lock =
         ContainerLock::take_on(engine, &ctx.lock_dir, target, what, Access::Shared).await?;
     engine.wait_for_swaps(&target.name, false).await?;
@@ -145,9 +148,14 @@ pub async fn prepare_container(
         tracing::warn!(container = %target.name, "{f}");
     }
     let plans = recover::decide(&survey.journals);
+    for p in &plans {
+        if let recover::Plan::Abandoned(j) = p {
+            tracing::warn!(container = %target.name, "the restore of backup {} was given up and could not be put back: its work directories in {} wait for you to sort them out", j.backup, j.roots().join(", "));
+        }
+    }
     if plans
         .iter()
-        .any(|p| !matches!(p, recover::Plan::Busy { .. }))
+        .any(|p| !matches!(p, recover::Plan::Busy(_) | recover::Plan::Abandoned(_)))
     {
         lock.upgrade(&format!("{what} (finishing an interrupted restore)"))
             .await?;

@@ -126,6 +126,7 @@ impl Plan {
                 .iter()
                 .map(|d| MountWork {
                     root: d.mount.clone(),
+                    volume: mount_identity(target, &d.mount),
                     paths: d
                         .paths
                         .iter()
@@ -157,6 +158,9 @@ async fn restore(ctx: &Ctx, s: RestoreSettings) -> Result<Outcome> {
         .helper_image
         .clone()
         .unwrap_or_else(|| target.image_id.clone());
+    if engine.is_local() {
+        crate::binds::check(&target)?;
+    }
     let _lock =
         ContainerLock::take_on(engine, &ctx.lock_dir, &target, "restore", Access::Exclusive)
             .await?;
@@ -220,7 +224,7 @@ async fn restore(ctx: &Ctx, s: RestoreSettings) -> Result<Outcome> {
     if s.dry_run {
         let report = super::verify::verify_backup(dest.as_ref(), &m, ctx.output.progress).await?;
         refuse_devices(&m, &report.devices, &s)?;
-        let plan = plan(&m, &wanted, &target, &report.roots)?;
+        let plan = plan(&m, &wanted, &target, &report.roots, engine.is_local())?;
         return dry_run(
             engine,
             dest.as_ref(),
@@ -237,7 +241,7 @@ async fn restore(ctx: &Ctx, s: RestoreSettings) -> Result<Outcome> {
     }
 
     let roots = archived_roots(dest.as_ref(), &m).await?;
-    let mut plan = plan(&m, &wanted, &target, &roots)?;
+    let mut plan = plan(&m, &wanted, &target, &roots, engine.is_local())?;
     if !s.include.is_empty() && !plan.files.is_empty() {
         tracing::info!(container = %target.name, "--include restores entries of directories: the single-file mounts are left as they are");
         plan.files.clear();
@@ -333,6 +337,16 @@ async fn refuse_open_files(
         shorten(&shown)
     ))
     .into())
+}
+
+/// What is mounted at `root` of `target`: a volume's name, or a bind mount's host path.
+fn mount_identity(target: &ContainerInfo, root: &str) -> String {
+    target
+        .mounts
+        .iter()
+        .find(|m| m.destination.trim_end_matches('/') == root)
+        .map(|m| m.volume.clone().unwrap_or_else(|| m.source.clone()))
+        .unwrap_or_default()
 }
 
 /// Refuses a backup holding device nodes unless `--allow-devices`.
@@ -444,6 +458,7 @@ fn plan(
     wanted: &[String],
     target: &ContainerInfo,
     roots: &[Option<(Kind, RootMeta)>],
+    local: bool,
 ) -> Result<Plan> {
     let mut plan = Plan::default();
     for path in wanted {
@@ -462,7 +477,7 @@ fn plan(
                     ))
                     .into());
                 }
-                let (dir, name) = recover::file_source(target, path)?;
+                let (dir, name) = recover::file_source(target, path, local)?;
                 plan.files.push(FileMember {
                     path: path.clone(),
                     dir,
@@ -1014,7 +1029,7 @@ async fn stage_files(
     s: &RestoreSettings,
 ) -> Result<Vec<Staged>> {
     let paths: Vec<String> = plan.files.iter().map(|f| f.path.clone()).collect();
-    let (binds, _) = recover::file_binds(work.target, &paths)?;
+    let (binds, _) = recover::file_binds(work.target, &paths, work.engine.is_local())?;
     let mut spec = HelperSpec::archive(work.target, work.image, false);
     spec.volumes = false;
     spec.binds = binds;
@@ -1066,6 +1081,7 @@ async fn keep_excluded(work: &Work<'_>, plan: &Plan, m: &Manifest) -> Result<()>
             work.target,
             work.image,
             vec!["keep".into(), json],
+            vec![],
             crate::docker::Role::Script,
             true,
         )
@@ -1324,15 +1340,10 @@ async fn commit(
         }
     }
     // The restore is done: a signal from here on waits for the report (and for the clean-up to
-    // start), except while waiting for the clean-up, which the next run finishes if cut short.
+    // start, or with --wait-cleanup to end).
     let mut outcome = recover::Outcome::default();
-    if wait_cleanup {
-        drop(critical);
-        recover::clean(work, journal, true, &mut outcome).await;
-    } else {
-        critical.keep();
-        recover::clean(work, journal, false, &mut outcome).await;
-    }
+    critical.keep();
+    recover::clean(work, journal, wait_cleanup, &mut outcome).await;
     Ok(match outcome.warnings.pop() {
         Some(w) => {
             tracing::warn!(container = %work.target.name, "{w}");

@@ -12,7 +12,7 @@ use crate::owner::Owner;
 pub const HEADER: &str = "dockyard-restore 2";
 
 /// One path restored within a mount.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PathRecord {
     /// Its number in the mount's work dir (`new-<k>`, `old-<k>`).
     pub k: usize,
@@ -23,10 +23,14 @@ pub struct PathRecord {
 }
 
 /// Everything restored into one mount: its work dir lives at the mount root.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MountWork {
     /// The mount point in the container (`/srv/media`).
     pub root: String,
+    /// What is mounted there: the volume's name, or a bind mount's host path (empty if unknown).
+    /// A container made again on the same volumes finds the restore by it.
+    #[serde(default)]
+    pub volume: String,
     /// The paths restored into it.
     pub paths: Vec<PathRecord>,
     /// Nested mount points (per path number) that stay in place.
@@ -78,6 +82,9 @@ pub enum State {
     Committed,
     /// Every path swapped; only the old contents are left to delete.
     Swapped,
+    /// Given up: neither finishing nor rolling back worked. Its work directories are left as they
+    /// are (out of backups) for a person to sort out; every run says so, none fails for it.
+    Abandoned,
 }
 
 impl State {
@@ -86,6 +93,7 @@ impl State {
             State::Staging => "staging",
             State::Committed => "committed",
             State::Swapped => "swapped",
+            State::Abandoned => "abandoned",
         }
     }
 
@@ -94,6 +102,7 @@ impl State {
             "staging" => Some(State::Staging),
             "committed" => Some(State::Committed),
             "swapped" => Some(State::Swapped),
+            "abandoned" => Some(State::Abandoned),
             _ => None,
         }
     }
@@ -141,6 +150,9 @@ impl Journal {
         }
         for m in &self.mounts {
             out += &format!("mount {}\n", octal_escape(m.root.as_bytes()));
+            if !m.volume.is_empty() {
+                out += &format!("volume {}\n", octal_escape(m.volume.as_bytes()));
+            }
             out += &m.spec();
         }
         for f in &self.files {
@@ -196,10 +208,14 @@ impl Journal {
                     }
                     j.mounts.push(MountWork {
                         root,
+                        volume: String::new(),
                         paths: vec![],
                         skips: vec![],
                         fixups: vec![],
                     });
+                }
+                "volume" => {
+                    last(&mut j.mounts).ok_or_else(bad)?.volume = text_of(rest).ok_or_else(bad)?
                 }
                 "path" if f.len() == 6 => {
                     let record = PathRecord {
@@ -323,6 +339,7 @@ mod tests {
             mounts: vec![
                 MountWork {
                     root: "/srv/media".into(),
+                    volume: "media".into(),
                     paths: vec![
                         PathRecord {
                             k: 0,
@@ -345,6 +362,7 @@ mod tests {
                 },
                 MountWork {
                     root: "/srv/my logs".into(),
+                    volume: String::new(),
                     paths: vec![],
                     skips: vec![],
                     fixups: vec![],

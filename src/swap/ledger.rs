@@ -86,6 +86,29 @@ impl Ledger {
         }
     }
 
+    /// Every journal of this engine, of whatever container.
+    pub fn all(&self) -> Vec<Entry> {
+        let Ok(read) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        read.filter_map(Result::ok)
+            .filter(|e| e.path().is_dir())
+            .flat_map(|e| {
+                let dir = e.path();
+                std::fs::read_dir(&dir)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Result::ok)
+                    .filter(|e| e.file_name().to_string_lossy().ends_with(".journal"))
+                    .map(|e| Entry {
+                        journal: read_journal(&e.path()),
+                        path: e.path(),
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
     /// Every journal of container `container` (by engine id), oldest run first.
     pub fn of_container(&self, container: &str) -> Vec<Entry> {
         let dir = self.container_dir(container);
@@ -169,6 +192,7 @@ mod tests {
             attempts: 0,
             include: vec![],
             mounts: vec![MountWork {
+                volume: String::new(),
                 root: "/srv/media".into(),
                 paths: vec![],
                 skips: vec![],

@@ -9,7 +9,7 @@
 
 use anyhow::Result;
 
-use super::journal::{Journal, Phase, State};
+use super::journal::{Journal, MountWork, Phase, State};
 use super::ledger::Ledger;
 use super::{staged_file_name, WORK_DIR};
 use crate::agent::host::{self, CleanupFailed};
@@ -43,6 +43,8 @@ pub enum Plan {
     Discard(Journal),
     /// Another run may still be staging it.
     Busy(String),
+    /// Given up for good; its work directories wait for a person.
+    Abandoned(Journal),
 }
 
 /// Decides, from the journals alone, what to do about each restore.
@@ -52,6 +54,7 @@ pub fn decide(journals: &[Journal]) -> Vec<Plan> {
         .map(|j| match j.state {
             State::Committed => Plan::Finish(j.clone()),
             State::Swapped => Plan::Clean(j.clone()),
+            State::Abandoned => Plan::Abandoned(j.clone()),
             State::Staging if j.owner.liveness(FOREIGN_LIMIT_SECS) == Liveness::Gone => {
                 Plan::Discard(j.clone())
             }
@@ -94,9 +97,13 @@ pub async fn survey(engine: &Engine, ledger: &Ledger, target: &ContainerInfo) ->
         let work = format!("{root}/{WORK_DIR}");
         match engine.stat(&target.id, &work).await {
             Ok(PathKind::Missing) => {}
-            Ok(_) => survey.foreign.push(format!(
-                "{work}: no restore journal on this host vouches for it, so dockyard did not make it (or made it on another host); it is left alone and out of backups: move it away"
-            )),
+            Ok(_) => match adopt(engine, ledger, target, m).await? {
+                Adopted::Yes(j) => survey.journals.push(*j),
+                Adopted::Other(why) => survey.foreign.push(format!("{work}: {why}")),
+                Adopted::No => survey.foreign.push(format!(
+                    "{work}: no restore journal on this host vouches for it, so dockyard did not make it (or made it on another host); it is left alone and out of backups: move it away"
+                )),
+            },
             // A single-file bind mount has nothing below it.
             Err(e) if m.kind == "bind" => {
                 tracing::debug!(mount = %root, error = %e, "no restore work dir")
@@ -105,6 +112,67 @@ pub async fn survey(engine: &Engine, ledger: &Ledger, target: &ContainerInfo) ->
         }
     }
     Ok(survey)
+}
+
+/// What became of a work directory no journal of the container vouches for.
+enum Adopted {
+    /// A journal of a container that is gone names the same volume: the target was made again
+    /// on it, and takes the restore over.
+    Yes(Box<Journal>),
+    /// A journal of another container that still exists names the volume (they share it).
+    Other(String),
+    /// No journal names the volume.
+    No,
+}
+
+/// Looks for the journal of another container of this engine that restored into the volume (or
+/// bind source) mounted at `m`. If that container is gone and every volume of the journal is
+/// mounted in `target`, the journal is rewritten for `target` (its mount points) and kept.
+async fn adopt(
+    engine: &Engine,
+    ledger: &Ledger,
+    target: &ContainerInfo,
+    m: &crate::docker::Mount,
+) -> Result<Adopted> {
+    let identity = m.volume.clone().unwrap_or_else(|| m.source.clone());
+    if identity.is_empty() {
+        return Ok(Adopted::No);
+    }
+    for e in ledger.all() {
+        let Ok(old) = e.journal else { continue };
+        if old.container == target.id || !old.mounts.iter().any(|w| w.volume == identity) {
+            continue;
+        }
+        match engine.inspect(&old.container).await {
+            Err(DockerError::NoSuchContainer(_)) => {}
+            Ok(other) => {
+                return Ok(Adopted::Other(format!(
+                    "it belongs to a restore of backup {} into container {:?}, which shares this volume; it is left to that container's runs",
+                    old.backup, other.name
+                )))
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let mut adopted = old.clone();
+        adopted.container = target.id.clone();
+        for w in &mut adopted.mounts {
+            let Some(here) = target.mounts.iter().find(|t| {
+                !w.volume.is_empty()
+                    && t.volume.clone().unwrap_or_else(|| t.source.clone()) == w.volume
+            }) else {
+                return Ok(Adopted::Other(format!(
+                    "it belongs to a restore of backup {} into a container that is gone, which also restored into {:?}, not mounted here; finish it by hand",
+                    old.backup, w.volume
+                )));
+            };
+            w.root = here.destination.trim_end_matches('/').to_string();
+        }
+        ledger.write(&adopted)?;
+        ledger.remove(&old)?;
+        tracing::warn!(container = %target.name, backup = %old.backup, "taking over the restore of a container that is gone, made again on the same volumes");
+        return Ok(Adopted::Yes(Box::new(adopted)));
+    }
+    Ok(Adopted::No)
 }
 
 /// What finishing, undoing and cleaning up found and did.
@@ -172,6 +240,16 @@ pub async fn run(w: &Work<'_>, for_restore: bool) -> Result<Outcome> {
                 },
             },
             Plan::Clean(j) => clean(w, &j, for_restore, &mut outcome).await,
+            Plan::Abandoned(j) => outcome.warnings.push(format!(
+                "the restore of backup {} into container {:?} was given up and could not be put back either: {} hold the old contents (old-<k>) and the restored ones (new-<k>, back-<k>); move back what you need by hand, then remove the work directories",
+                j.backup,
+                w.target.name,
+                j.roots()
+                    .iter()
+                    .map(|r| format!("{r}/{WORK_DIR}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
         }
     }
     for line in outcome.done.iter().chain(&outcome.warnings) {
@@ -202,14 +280,17 @@ pub async fn give_up_or_retry(
             j.backup, w.target.name
         )));
     }
-    rollback(w, j).await.map_err(|e| {
-        e.context(format!(
-            "finishing the restore of backup {} failed {} times ({error:#}) and putting the old contents back failed too; the work directories are left as they are",
+    if let Err(e) = rollback(w, j).await {
+        // Nothing more to try: the journal says so, and no later run retries or fails for it.
+        j.state = State::Abandoned;
+        w.ledger.write(j)?;
+        return Err(e.context(format!(
+            "finishing the restore of backup {} failed {} times ({error:#}) and putting the old contents back failed too; the work directories are left as they are for you to sort out, and later runs only warn about them",
             j.backup, j.attempts
-        ))
-    })?;
+        )));
+    }
     Ok(format!(
-        "gave up the restore of backup {} into container {:?} after {} failed attempts ({error:#}); every path has its previous contents back",
+        "gave up the restore of backup {} into container {:?} after {} failed attempts ({error:#}); every path has its previous contents back (anything written into them during the swap went with the restored contents: restore with --stop)",
         j.backup, w.target.name, j.attempts
     ))
 }
@@ -255,6 +336,48 @@ pub async fn phases(w: &Work<'_>, j: &Journal) -> Result<Vec<Option<String>>> {
 /// records for each in a file of the helper's own.
 async fn volumes_script(w: &Work<'_>, j: &Journal, mode: &str) -> Result<()> {
     let phases = phases(w, j).await?;
+    // Through the agent (every directory opened once, without following a symlink), else the
+    // script.
+    let mounts: Vec<(MountWork, String)> = j
+        .mounts
+        .iter()
+        .zip(&phases)
+        .filter_map(|(m, p)| p.clone().map(|p| (m.clone(), p)))
+        .collect();
+    if mounts.is_empty() {
+        return Ok(());
+    }
+    let job = crate::agent::swap::SwapJob {
+        mode: mode.to_string(),
+        mounts,
+    };
+    let file = "/.dockyard-swap.json".to_string();
+    let json = serde_json::to_vec(&job).expect("job serialises");
+    match host::run(
+        w.engine,
+        w.target,
+        w.image,
+        vec!["swap".into(), format!("@{file}")],
+        vec![(file, json)],
+        Role::Swap,
+        true,
+    )
+    .await
+    {
+        Ok(_) => return Ok(()),
+        Err(CleanupFailed::Failed(why)) => {
+            return Err(DockerError::HelperFailed {
+                container: w.target.name.clone(),
+                action: format!("{mode} the restore of backup {}", j.backup),
+                code: 1,
+                output: why,
+            }
+            .into())
+        }
+        Err(CleanupFailed::Unavailable(why)) => {
+            tracing::info!(container = %w.target.name, "swapping with restore.sh: {why}");
+        }
+    }
     let mut args = Vec::new();
     let mut files = Vec::new();
     for (i, (m, phase)) in j.mounts.iter().zip(&phases).enumerate() {
@@ -283,7 +406,7 @@ pub async fn files_script(w: &Work<'_>, j: &Journal, action: &str) -> Result<()>
     if j.files.is_empty() {
         return Ok(());
     }
-    let (binds, pairs) = file_binds(w.target, &j.files)?;
+    let (binds, pairs) = file_binds(w.target, &j.files, w.engine.is_local())?;
     let mut args = vec![action.to_string()];
     for (staged, live) in pairs {
         args.push(staged);
@@ -364,6 +487,7 @@ async fn merge(w: &Work<'_>, j: &Journal) -> Result<()> {
             w.target,
             w.image,
             vec!["merge".into(), json],
+            vec![],
             Role::Swap,
             true,
         )
@@ -526,11 +650,12 @@ pub type StagedPair = (String, String);
 pub fn file_binds(
     target: &ContainerInfo,
     files: &[String],
+    local: bool,
 ) -> Result<(Vec<String>, Vec<StagedPair>)> {
     let mut binds = Vec::new();
     let mut pairs = Vec::new();
     for (i, path) in files.iter().enumerate() {
-        let (dir, name) = file_source(target, path)?;
+        let (dir, name) = file_source(target, path, local)?;
         let inside = format!("/.dockyard-file-{i}");
         binds.push(format!("{dir}:{inside}"));
         pairs.push((
@@ -542,7 +667,7 @@ pub fn file_binds(
 }
 
 /// The host directory and file name behind the single-file bind mount at `path` of `target`.
-pub fn file_source(target: &ContainerInfo, path: &str) -> Result<(String, String)> {
+pub fn file_source(target: &ContainerInfo, path: &str, local: bool) -> Result<(String, String)> {
     let mount = target
         .mounts
         .iter()
@@ -554,6 +679,17 @@ pub fn file_source(target: &ContainerInfo, path: &str) -> Result<(String, String
             ))
         })?;
     let source = std::path::Path::new(&mount.source);
+    // On this host (`local`: the engine's): the source must still be a file (a deleted one comes back as a directory
+    // the engine made).
+    if let Ok(meta) = std::fs::symlink_metadata(source) {
+        if local && !meta.is_file() {
+            return Err(crate::error::Failure::usage(format!(
+                "cannot restore {path} of container {:?}: its bind mount source {} is not a file (any more)",
+                target.name, mount.source
+            ))
+            .into());
+        }
+    }
     match (
         source.parent().and_then(|d| d.to_str()),
         source.file_name().and_then(|n| n.to_str()),
@@ -589,6 +725,7 @@ mod tests {
             attempts: 0,
             include: vec![],
             mounts: vec![MountWork {
+                volume: String::new(),
                 root: "/a".into(),
                 paths: vec![],
                 skips: vec![],
@@ -604,6 +741,7 @@ mod tests {
             Plan::Clean(_) => "clean",
             Plan::Discard(_) => "discard",
             Plan::Busy(_) => "busy",
+            Plan::Abandoned(_) => "abandoned",
         }
     }
 
