@@ -300,7 +300,17 @@ fn dockyards_in_two_pid_namespaces_never_take_each_others_live_runs_for_dead() {
     // A restore in a PID namespace of its own (as `docker compose run dockyard restore` beside
     // a daemon), with lock files of its own (its own /run), stops once staged.
     let locks = tempfile::tempdir().unwrap();
-    let unshare = ["unshare", "--pid", "--fork", "--kill-child", "--mount-proc"];
+    let unshare = [
+        "unshare",
+        "--pid",
+        "--fork",
+        "--kill-child",
+        "--mount-proc",
+        "--uts",
+        "sh",
+        "-c",
+        "hostname dyd-compose && exec \"$0\" \"$@\"",
+    ];
     let mut restore = Faulted::start_in(
         &unshare,
         &["restore", &app.name, "--from", d, "--no-safety-backup"],
@@ -312,7 +322,7 @@ fn dockyards_in_two_pid_namespaces_never_take_each_others_live_runs_for_dead() {
     let r = dockyard(&["backup", &app.name, "--to", d]);
     assert_eq!(r.code, 6, "{}", r.stderr);
     assert!(
-        r.stderr.contains("is busy") && r.stderr.contains("restore by pid 1 on"),
+        r.stderr.contains("is busy") && r.stderr.contains("restore by pid 1 on dyd-compose"),
         "{}",
         r.stderr
     );
@@ -388,4 +398,290 @@ fn wait_for_marker(host: &str, app: &App, point: &str, run: &mut Faulted) {
             })
         },
     );
+}
+
+/// A host directory the test owns, bind-mounted into an app: root's, mode 0700, one file.
+fn host_dir() -> (tempfile::TempDir, std::path::PathBuf) {
+    victim()
+}
+
+#[test]
+fn a_path_swapped_for_a_symlink_mid_swap_never_takes_the_swap_outside() {
+    // An unprivileged app owns /data; the host directory bound at /hostdir is root's alone.
+    let (_v, host) = host_dir();
+    let app = App::create_with(
+        "swap-race",
+        &[
+            "--user",
+            "1000:1000",
+            "-v",
+            "/data",
+            "-v",
+            &format!("{}:/hostdir", host.display()),
+        ],
+        common::image(),
+    );
+    app.start();
+    app.root_sh("chown 1000:1000 /data");
+    app.sh("mkdir -p /data/sub && echo v1 > /data/sub/a && echo v1 > /data/sub/b");
+    let (_tmp, dest) = dest_dir();
+    let d = dest.to_str().unwrap();
+    dockyard(&["backup", &app.name, "--to", d, "--path", "/data/sub"]).ok();
+    app.sh("echo v2 > /data/sub/a && rm /data/sub/b");
+    // Once the old contents are aside, the app swaps its directory for a symlink to /hostdir.
+    let mut run = Faulted::start(
+        &[
+            "restore",
+            &app.name,
+            "--from",
+            d,
+            "--path",
+            "/data/sub",
+            "--no-safety-backup",
+        ],
+        "swap-in",
+        &[],
+    );
+    let helper = run.helper_reached(&app, "swap-in");
+    app.sh("mv /data/sub /data/sub.x && ln -s /hostdir /data/sub");
+    common::fault::release_helper(&helper);
+    let (code, stderr) = run.finish();
+    assert_eq!(code, 0, "{stderr}");
+    assert_untouched(&host);
+    // The restore went where it began: into the directory the app renamed.
+    assert_eq!(app.sh("cat /data/sub.x/a /data/sub.x/b"), "v1\nv1\n");
+}
+
+#[test]
+fn two_containers_sharing_a_volume_never_restore_into_it_at_once() {
+    let volume = common::unique("shared");
+    let a = App::create_with(
+        "share-a",
+        &["-v", &format!("{volume}:/data")],
+        common::image(),
+    );
+    let b = App::create_with(
+        "share-b",
+        &["-v", &format!("{volume}:/srv")],
+        common::image(),
+    );
+    a.start();
+    b.start();
+    a.sh("echo a > /data/f");
+    let (_tmp, dest) = dest_dir();
+    let d = dest.to_str().unwrap();
+    dockyard(&["backup", &a.name, "--to", d]).ok();
+    dockyard(&["backup", &b.name, "--to", d]).ok();
+    a.sh("echo changed > /data/f");
+    let mut first = Faulted::start(
+        &["restore", &a.name, "--from", d, "--no-safety-backup"],
+        "staged",
+        &[],
+    );
+    first.reached("staged");
+    let second = dockyard(&["restore", &b.name, "--from", d, "--no-safety-backup"]);
+    assert_eq!(second.code, 6, "{}", second.stderr);
+    assert!(
+        second.stderr.contains("is busy") && second.stderr.contains(&volume),
+        "{}",
+        second.stderr
+    );
+    first.release("staged");
+    let (code, stderr) = first.finish();
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(a.sh("cat /data/f"), "a\n");
+    drop((a, b));
+    let _ = std::process::Command::new("docker")
+        .args(["volume", "rm", &volume])
+        .output();
+}
+
+#[test]
+fn a_container_made_again_on_the_same_volume_finishes_the_restore_it_lost() {
+    let volume = common::unique("remade");
+    let make = || {
+        let app = App::create_with(
+            "remade",
+            &["-v", &format!("{volume}:/srv/media")],
+            common::image(),
+        );
+        app.start();
+        app
+    };
+    let app = make();
+    app.sh("i=0; while [ $i -lt 500 ]; do i=$((i+1)); echo $i > /srv/media/f$i; done");
+    let (_tmp, dest) = dest_dir();
+    let d = dest.to_str().unwrap();
+    dockyard(&["backup", &app.name, "--to", d]).ok();
+    let backed_up = app.tree("/srv/media");
+    app.sh("rm /srv/media/f1 && echo new > /srv/media/new");
+    let mut run = Faulted::start(
+        &["restore", &app.name, "--from", d, "--no-safety-backup"],
+        "swap-batch",
+        &[],
+    );
+    let helper = run.helper_reached(&app, "swap-batch");
+    run.signal("KILL");
+    run.finish();
+    common::docker(&["kill", &helper]);
+    let name = app.name.clone();
+    // The container is made again, same name, same volume, new id.
+    common::docker(&["rm", "-f", &name]);
+    common::docker(&["rm", "-f", &helper]);
+    common::docker(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--network",
+        "none",
+        "-v",
+        &format!("{volume}:/srv/media"),
+        common::image(),
+        "sleep",
+        "100000",
+    ]);
+    let again = App::named(name);
+    let r = dockyard(&["backup", &again.name, "--to", d]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("taking over the restore")
+            && r.stderr.contains("finished the interrupted restore"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(again.tree("/srv/media"), backed_up);
+    drop((app, again));
+    let _ = std::process::Command::new("docker")
+        .args(["volume", "rm", &volume])
+        .output();
+}
+
+#[test]
+fn a_bind_source_inside_another_writable_mount_is_never_borrowed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let outer = tmp.path().join("app");
+    std::fs::create_dir_all(outer.join("sub")).unwrap();
+    std::fs::write(outer.join("sub/conf"), "setting = 1\n").unwrap();
+    let app = App::create_with(
+        "bind-in-bind",
+        &[
+            "-v",
+            &format!("{}:/app", outer.display()),
+            "-v",
+            &format!("{}:/etc/conf", outer.join("sub/conf").display()),
+        ],
+        common::image(),
+    );
+    let (_t, dest) = dest_dir();
+    for args in [
+        vec!["backup", &app.name, "--to", dest.to_str().unwrap()],
+        vec!["restore", &app.name, "--from", dest.to_str().unwrap()],
+    ] {
+        let r = dockyard(&args);
+        assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
+        assert!(
+            r.stderr.contains("another mount the container may write"),
+            "{args:?}: {}",
+            r.stderr
+        );
+    }
+    assert!(app.helpers().is_empty());
+}
+
+#[test]
+fn a_log_directory_of_roots_that_the_app_may_write_is_worked_in_as_nobody() {
+    let app = App::create_with(
+        "logs-group",
+        &["--user", "1000:1000", "-v", "/srv/logs"],
+        common::image(),
+    );
+    app.start();
+    app.root_sh("chown 0:1000 /srv/logs && chmod 0775 /srv/logs");
+    app.sh("echo line > /srv/logs/app.log");
+    let (_tmp, dest) = dest_dir();
+    let r = dockyard(&[
+        "logs",
+        &app.name,
+        "--to",
+        dest.to_str().unwrap(),
+        "--reopen",
+        "none",
+        "--settle",
+        "0",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    // What the helper made is nobody's, not root's.
+    assert_eq!(app.sh("stat -c %u /srv/logs/.dockyard").trim(), "65534");
+}
+
+#[test]
+fn a_restore_that_can_be_neither_finished_nor_put_back_is_abandoned_not_retried_forever() {
+    let app = App::create_with(
+        "abandon",
+        &["--user", "1000:1000", "-v", "/data"],
+        common::image(),
+    );
+    app.start();
+    app.root_sh("chown 1000:1000 /data");
+    app.sh("mkdir -p /data/sub && echo v1 > /data/sub/a");
+    let (_tmp, dest) = dest_dir();
+    let d = dest.to_str().unwrap();
+    dockyard(&["backup", &app.name, "--to", d, "--path", "/data/sub"]).ok();
+    app.sh("echo v2 > /data/sub/a");
+    // Moving in fails every time; as the rollback begins, the app swaps the path for a symlink.
+    let mut run = Faulted::start(
+        &[
+            "restore",
+            &app.name,
+            "--from",
+            d,
+            "--path",
+            "/data/sub",
+            "--no-safety-backup",
+        ],
+        "swap-in=fail,rollback-begin",
+        &[],
+    );
+    let helper = run.helper_reached(&app, "rollback-begin");
+    app.sh("mv /data/sub /data/sub.x && ln -s /nonexistent /data/sub");
+    common::fault::release_helper(&helper);
+    let (code, stderr) = run.finish();
+    assert_eq!(code, 3, "{stderr}");
+    assert!(stderr.contains("later runs only warn"), "{stderr}");
+    // Later runs say so and go on.
+    for _ in 0..2 {
+        let r = dockyard(&["backup", &app.name, "--to", d]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert!(r.stderr.contains("was given up"), "{}", r.stderr);
+    }
+}
+
+#[test]
+fn a_signal_while_waiting_for_the_clean_up_still_reports_the_restore_done() {
+    let app = App::running("wait-clean", &["/srv/media"]);
+    app.sh("echo a > /srv/media/a");
+    let (_tmp, dest) = dest_dir();
+    let d = dest.to_str().unwrap();
+    dockyard(&["backup", &app.name, "--to", d]).ok();
+    app.sh("echo b > /srv/media/b");
+    let mut run = Faulted::start(
+        &[
+            "restore",
+            &app.name,
+            "--from",
+            d,
+            "--no-safety-backup",
+            "--wait-cleanup",
+            "--json",
+        ],
+        "remove-begin",
+        &[],
+    );
+    let helper = run.helper_reached(&app, "remove-begin");
+    run.signal("TERM");
+    run.said("finishing the swap in progress first");
+    common::fault::release_helper(&helper);
+    let (code, stderr) = run.finish();
+    assert_eq!(code, 0, "{stderr}");
 }

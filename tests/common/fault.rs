@@ -147,7 +147,7 @@ impl Faulted {
 /// The helper of `app` that stopped at `point`, if one has.
 pub fn helper_at(app: &App, point: &str) -> Option<String> {
     let marker = format!("/.dockyard-fault-reached-{point}");
-    app.helpers().into_iter().find(|id| {
+    app.helpers_now().into_iter().find(|id| {
         Command::new("docker")
             .args(["diff", id])
             .output()

@@ -375,6 +375,11 @@ done"#
     /// Helper containers dockyard left for this container (once a restore's clean-up is done).
     pub fn helpers(&self) -> Vec<String> {
         self.settled();
+        self.helpers_now()
+    }
+
+    /// Helper containers of this container right now, a running clean-up's included.
+    pub fn helpers_now(&self) -> Vec<String> {
         let out = self.docker(&[
             "ps",
             "-a",
