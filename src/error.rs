@@ -136,25 +136,6 @@ fn one_line<'a>(causes: impl Iterator<Item = &'a (dyn std::error::Error + 'stati
     line
 }
 
-/// Finds the category of an error chain: the first typed error in it decides.
-pub fn categorize(err: &anyhow::Error) -> Category {
-    for cause in err.chain() {
-        if let Some(f) = cause.downcast_ref::<Failure>() {
-            return f.category;
-        }
-        if cause.downcast_ref::<crate::docker::DockerError>().is_some() {
-            return Category::Docker;
-        }
-        if cause
-            .downcast_ref::<crate::destination::DestError>()
-            .is_some()
-        {
-            return Category::Destination;
-        }
-    }
-    Category::Other
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

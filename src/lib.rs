@@ -20,6 +20,7 @@ pub mod log_filter;
 pub mod logs;
 pub mod manifest;
 pub mod notify;
+pub mod outcome;
 pub mod owner;
 pub mod pipeline;
 pub mod progress;

@@ -4,7 +4,8 @@
 use clap::Parser;
 use dockyard::cli::Cli;
 use dockyard::commands::{self, Ctx};
-use dockyard::error::{categorize, describe, Category, Failure};
+use dockyard::error::{describe, Category, Failure};
+use dockyard::outcome::categorize;
 use dockyard::render::{self, Output, Renderer};
 use dockyard::settings::Settings;
 use futures_util::FutureExt;

@@ -186,14 +186,7 @@ pub fn new_id(container: &str, now: DateTime<Utc>) -> String {
     format!("{container}-{}-{nonce:04x}", now.format("%Y%m%dT%H%M%SZ"))
 }
 
-/// The time in an id (`<container>-<YYYYMMDDTHHMMSSZ>-<rand>`), if it has one.
-pub fn id_time(id: &str) -> Option<DateTime<Utc>> {
-    let mut parts = id.rsplitn(3, '-');
-    let (_, stamp) = (parts.next()?, parts.next()?);
-    chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%dT%H%M%SZ")
-        .ok()
-        .map(|t| t.and_utc())
-}
+pub use crate::destination::id_time;
 
 /// The container named in an id (`<container>-<YYYYMMDDTHHMMSSZ>-<rand>`), if it has that shape.
 /// Only a hint: the manifest inside says whose backup it is.

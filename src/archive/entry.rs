@@ -7,8 +7,6 @@ use std::io::Read;
 
 use tar::EntryType;
 
-use super::names::show;
-
 /// The kinds of entry an archive may hold; anything else is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Kind {
@@ -330,6 +328,44 @@ pub struct Privileges {
     /// (dropped by default, with a warning). Independent of `keep_setid`.
     #[serde(default)]
     pub keep_capabilities: bool,
+}
+
+/// The restored path's own metadata, applied to it after the swap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct RootMeta {
+    /// Permission bits.
+    pub mode: u32,
+    /// Owner uid.
+    pub uid: u64,
+    /// Owner gid.
+    pub gid: u64,
+    /// Modification time, seconds.
+    pub mtime: i64,
+}
+
+impl RootMeta {
+    /// What a path's own entry says of it.
+    pub fn of(meta: &Meta) -> RootMeta {
+        RootMeta {
+            mode: meta.mode,
+            uid: meta.uid,
+            gid: meta.gid,
+            mtime: meta.mtime.secs,
+        }
+    }
+}
+
+/// Bytes of a name shown in messages: a name can be up to a megabyte long (an archive's GNU
+/// long name), and every message lands in cron mail, `--json` and notifications.
+pub const SHOWN: usize = 200;
+
+/// An entry name for messages and reports: its first [`SHOWN`] bytes, then "…" if there was
+/// more (bytes that are not UTF-8 shown as U+FFFD).
+pub fn show(name: &[u8]) -> String {
+    match name.get(..SHOWN) {
+        Some(head) if name.len() > SHOWN => format!("{}…", String::from_utf8_lossy(head)),
+        _ => String::from_utf8_lossy(name).into_owned(),
+    }
 }
 
 #[cfg(test)]

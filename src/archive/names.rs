@@ -5,6 +5,7 @@
 use std::collections::HashSet;
 use std::hash::BuildHasher;
 
+pub use super::entry::show;
 use super::entry::Kind;
 
 /// dockyard's work directory at the root of a restored mount (`swap` works in it). Reserved: an
@@ -178,19 +179,6 @@ impl Scope {
             }
         }
         Ok(())
-    }
-}
-
-/// Bytes of a name shown in messages: a name can be up to a megabyte long (an archive's GNU
-/// long name), and every message lands in cron mail, `--json` and notifications.
-pub const SHOWN: usize = 200;
-
-/// An entry name for messages and reports: its first [`SHOWN`] bytes, then "…" if there was
-/// more (bytes that are not UTF-8 shown as U+FFFD).
-pub fn show(name: &[u8]) -> String {
-    match name.get(..SHOWN) {
-        Some(head) if name.len() > SHOWN => format!("{}…", String::from_utf8_lossy(head)),
-        _ => String::from_utf8_lossy(name).into_owned(),
     }
 }
 

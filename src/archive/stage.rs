@@ -6,6 +6,7 @@
 
 use std::io::{self, Read, Write};
 
+pub use super::entry::RootMeta;
 use super::entry::{is_privileged_xattr, Kind, Meta, Mtime, Privileges, SETID_BITS};
 use super::names::show;
 use super::pack::excluded;
@@ -16,31 +17,6 @@ use super::writer::TarWriter;
 /// `time.Unix(0, 1<<63-1)`. Times outside `0..=ENGINE_MAX_SECS` are set to the epoch by the
 /// engine, so staging records them as fix-ups to apply after extraction.
 pub const ENGINE_MAX_SECS: i64 = 9_223_372_036;
-
-/// The restored path's own metadata, applied to it after the swap.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-pub struct RootMeta {
-    /// Permission bits.
-    pub mode: u32,
-    /// Owner uid.
-    pub uid: u64,
-    /// Owner gid.
-    pub gid: u64,
-    /// Modification time, seconds.
-    pub mtime: i64,
-}
-
-impl RootMeta {
-    /// What a path's own entry says of it.
-    pub fn of(meta: &Meta) -> RootMeta {
-        RootMeta {
-            mode: meta.mode,
-            uid: meta.uid,
-            gid: meta.gid,
-            mtime: meta.mtime.secs,
-        }
-    }
-}
 
 /// What to stage and where.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]

@@ -9,10 +9,10 @@
 
 use std::io::{self, Read};
 
+use super::entry::RootMeta;
 use super::entry::{self, Kind, Meta};
 use super::guard::TooLarge;
 use super::names::{hardlink_target, in_work_dir, prefix_for, relative, show, Scope, WORK_DIR};
-use super::stage::RootMeta;
 use crate::manifest::Manifest;
 use crate::pipeline::streams::HashingReader;
 

@@ -19,14 +19,14 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 
 use super::Ctx;
-use crate::archive::entry;
 use crate::destination::{DestError, Destination};
-use crate::docker::{ContainerInfo, DockerError, Engine, HelperSpec};
+use crate::docker::{ContainerInfo, DockerError, Engine};
 use crate::error::Failure;
 use crate::logs::held_open::{self, Holder};
 use crate::logs::naming::{self, Rotated};
 use crate::logs::reopen::Reopen;
 use crate::logs::scripts::{self, Rotation};
+use crate::logs::volume::{dir_owner, log_container, Runner};
 use crate::owner::{Liveness, Owner};
 use crate::pipeline::streams::{CountingReader, ReadAhead};
 use crate::pipeline::{stream_into, Broken};
@@ -88,26 +88,6 @@ fn failures(container: &str, s: &LogsSettings, report: &Report) -> Result<()> {
             report.failed.join(", ")
         ),
     }))
-}
-
-/// The app container, checked to keep its logs in a volume, and the image helpers run from.
-pub(super) async fn log_container(
-    engine: &Engine,
-    s: &LogsSettings,
-) -> Result<(ContainerInfo, String)> {
-    let info = engine.inspect(&s.container).await?;
-    if !info.mounts.iter().any(|m| m.contains(&s.dir)) {
-        return Err(Failure::usage(format!(
-            "{} of container {:?} is not inside a volume or bind mount; rotating it would be lost with the container",
-            s.dir, info.name
-        ))
-        .into());
-    }
-    let image = s
-        .helper_image
-        .clone()
-        .unwrap_or_else(|| info.image_id.clone());
-    Ok((info, image))
 }
 
 /// Rotates and ships; returns the container's name and what happened.
@@ -195,44 +175,6 @@ async fn execute(ctx: &Ctx, s: &LogsSettings) -> Result<(String, Report)> {
     Ok((info.name.clone(), report))
 }
 
-/// The owner of the log directory, as `uid:gid` for the helpers: they do the writes with its
-/// rights, never root's, so the app (which owns the directory) cannot turn a planted symlink into
-/// a write as root. `None` when root owns it and only root may change it; a root directory that
-/// its group or others may write is worked in as nobody of its group.
-pub(super) async fn dir_owner(
-    engine: &Engine,
-    info: &ContainerInfo,
-    dir: &str,
-) -> Result<Option<String>> {
-    let stream = Box::pin(engine.download(&info.id, dir));
-    let first = tokio::task::spawn_blocking(move || -> io::Result<(u64, u64, u32)> {
-        let reader = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream));
-        let mut archive = tar::Archive::new(reader);
-        let mut entry = archive
-            .entries()?
-            .next()
-            .ok_or_else(|| io::Error::other("the engine sent an empty archive"))??;
-        let (meta, _) = entry::read(&mut entry).map_err(io::Error::other)?;
-        if meta.kind != entry::Kind::Dir {
-            return Err(io::Error::other("it is not a directory"));
-        }
-        Ok((meta.uid, meta.gid, meta.mode))
-    })
-    .await
-    .expect("reader thread panicked")
-    .map_err(|e| DockerError::Api {
-        action: format!("look at {dir} in container {:?}", info.name),
-        message: e.to_string(),
-    })?;
-    Ok(match first {
-        // Root's, but others may change it (a group-writable /var/log/app): then not as root
-        // either, but as nobody in its group, which can do what that group can and no more.
-        (0, gid, mode) if mode & 0o022 != 0 => Some(format!("65534:{gid}")),
-        (0, _, _) => None,
-        (uid, gid, _) => Some(format!("{uid}:{gid}")),
-    })
-}
-
 /// A lock owner as dockyard 0.1 wrote it (`<host> <pid> <since>`); such locks outlive an upgrade
 /// in the volume.
 fn legacy_owner(text: &str) -> Option<Owner> {
@@ -242,26 +184,6 @@ fn legacy_owner(text: &str) -> Option<Owner> {
         return None;
     }
     Owner::parse(&format!("{host} {pid} 0 legacy {since}"))
-}
-
-/// Runs the log scripts in helpers as the log directory's owner.
-pub(super) struct Runner<'a> {
-    pub(super) engine: &'a Engine,
-    pub(super) info: &'a ContainerInfo,
-    pub(super) image: &'a str,
-    pub(super) user: Option<String>,
-}
-
-impl Runner<'_> {
-    pub(super) async fn script(
-        &self,
-        script: Script,
-        keep: bool,
-    ) -> Result<crate::docker::ScriptRun, DockerError> {
-        let mut spec = HelperSpec::script(self.info, self.image, script);
-        spec.user = self.user.clone();
-        self.engine.run_script(spec, keep).await
-    }
 }
 
 /// The begin script, with lock takeover: a lock whose holder is gone (the owner rule: a dead

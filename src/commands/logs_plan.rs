@@ -7,11 +7,11 @@ use chrono::Utc;
 use indicatif::HumanBytes;
 use serde_json::json;
 
-use super::logs::{dir_owner, log_container, Runner};
 use super::Ctx;
 use crate::docker::DockerError;
 use crate::logs::naming;
 use crate::logs::scripts::{self, Rotation};
+use crate::logs::volume::{dir_owner, log_container, Runner};
 use crate::settings::LogsSettings;
 
 /// Reports the plan; see the module doc.

@@ -153,7 +153,7 @@ pub async fn run(
 /// its result), so this only counts and names them, in the first failure's category (exit code).
 fn counted(first: &anyhow::Error, parts: &str, failed: &[&str], total: usize) -> anyhow::Error {
     Failure::new(
-        crate::error::categorize(first),
+        crate::outcome::categorize(first),
         format!(
             "{} of {total} {parts} failed ({})",
             failed.len(),
@@ -225,7 +225,7 @@ async fn one_job(ctx: &Ctx, plan: &JobPlan, env: &JobEnv) -> (JobResult, Option<
         Err(e) => {
             let text = crate::error::describe(&e);
             // Another run holds a lock this job needs: it did not run, it did not fail.
-            let skipped = crate::error::categorize(&e) == crate::error::Category::Busy;
+            let skipped = crate::outcome::categorize(&e) == crate::error::Category::Busy;
             if skipped {
                 tracing::warn!(job = plan.name(), reason = %text, "job skipped");
             } else {

@@ -35,7 +35,7 @@ pub async fn run(ctx: &Ctx, spec: &DestSpec, wanted: &str, container: Option<&st
         Err(e) => {
             // Scripts read `"ok": false` and why; the exit code still says which failure it was.
             if ctx.output.json {
-                let category = crate::error::categorize(&e);
+                let category = crate::outcome::categorize(&e);
                 let reason = crate::error::describe(&e);
                 ctx.json(&json!({"id": m.id, "ok": false, "reason": reason,
                     "error": crate::render::error_body(category, &reason)}));

@@ -216,6 +216,15 @@ pub async fn put_bytes(
     up.commit().await
 }
 
+/// The time in an id (`<container>-<YYYYMMDDTHHMMSSZ>-<rand>`), if it has one.
+pub fn id_time(id: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    let mut parts = id.rsplitn(3, '-');
+    let (_, stamp) = (parts.next()?, parts.next()?);
+    chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%dT%H%M%SZ")
+        .ok()
+        .map(|t| t.and_utc())
+}
+
 /// The suffix of the record a backup keeps while it commits (`<id>.pending`, naming its owner):
 /// written just before the archive is committed, removed once the manifest is, so normally it
 /// never outlives a run. An archive without a manifest whose owner is gone was left by a run
@@ -259,7 +268,7 @@ pub async fn sweep_orphans(dest: &dyn Destination) -> Result<Vec<String>, DestEr
     let gone = |id: &str| match owners.get(id) {
         Some(Some(o)) => o.liveness(24 * 3600) == crate::owner::Liveness::Gone,
         Some(None) => true,
-        None => crate::manifest::id_time(id)
+        None => id_time(id)
             .is_some_and(|t| (chrono::Utc::now() - t).num_seconds() > UNMARKED_ORPHAN_SECS),
     };
     for name in &names {

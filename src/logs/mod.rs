@@ -6,3 +6,4 @@ pub mod held_open;
 pub mod naming;
 pub mod reopen;
 pub mod scripts;
+pub mod volume;

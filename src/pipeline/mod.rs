@@ -209,7 +209,7 @@ mod tests {
             text.contains("ssh://nas/backups") && text.contains("read web-1.tar.zst"),
             "{text}"
         );
-        let category = crate::error::categorize(&anyhow::Error::from(err)).exit_code();
+        let category = crate::outcome::categorize(&anyhow::Error::from(err)).exit_code();
         assert_eq!(category, 4);
     }
 

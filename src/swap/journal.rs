@@ -1,6 +1,6 @@
 //! A restore's journal: which backup, which run and owner, every mount it restores into with each
 //! path's own owner, mode and time, and how far it got (staging, committed, swapped). It is kept
-//! on the host ([`super::ledger`]), never in a volume: the app in the container can read and
+//! on the host (the ledger), never in a volume: the app in the container can read and
 //! write its volumes, so nothing read from there may choose what a root helper touches. Names
 //! are octal escapes, so the text stays one plain line per record whatever the bytes.
 
