@@ -86,7 +86,17 @@ fn restore_over_live_data_removes_extras_after_a_listed_safety_backup() {
     // The safety backup holds what was there before the restore.
     let fresh = App::created("over-check", &["/srv/media"]);
     let sid = safety["id"].as_str().unwrap();
-    dockyard(&["restore", &fresh.name, "--from", d, "--archive", sid]).ok();
+    dockyard(&[
+        "restore",
+        &fresh.name,
+        "--from",
+        d,
+        "--archive",
+        sid,
+        "--container",
+        &app.name,
+    ])
+    .ok();
     fresh.start();
     assert_eq!(fresh.sh("cat /srv/media/extra"), "extra\n");
     assert!(app.helpers().is_empty());

@@ -74,16 +74,12 @@ fn references(module: &Module, is_dir: bool, text: &str) -> Vec<Module> {
                 continue;
             }
             let (mut parts, end) = path_after(text, at + head.len());
+            let _ = is_dir;
             let base: Module = match head {
                 "crate" => Vec::new(),
-                "self" if is_dir => module.clone(),
                 "self" => module.clone(),
                 _ => {
-                    let mut b = if is_dir {
-                        module[..module.len().saturating_sub(1)].to_vec()
-                    } else {
-                        module[..module.len().saturating_sub(1)].to_vec()
-                    };
+                    let mut b = module[..module.len().saturating_sub(1)].to_vec();
                     while parts.first().is_some_and(|p| p == "super") {
                         parts.remove(0);
                         b.pop();

@@ -341,16 +341,25 @@ fn stdout_of(
     stderr: Arc<Mutex<String>>,
     counters: Counters,
 ) -> impl Stream<Item = io::Result<Bytes>> + Send + 'static {
+    // A line may come in two frames: what is not a whole line yet waits here.
+    let partial = Arc::new(Mutex::new(String::new()));
     output.filter_map(move |item| {
         let stderr = stderr.clone();
         let counters = counters.clone();
+        let partial = partial.clone();
         async move {
             match item {
                 Ok(LogOutput::StdOut { message }) => Some(Ok(message)),
                 Ok(LogOutput::StdErr { message }) => {
-                    let chunk = String::from_utf8_lossy(&message);
+                    let mut pending = partial.lock().unwrap();
+                    pending.push_str(&String::from_utf8_lossy(&message));
+                    let whole = match pending.rfind('\n') {
+                        Some(i) => pending.drain(..=i).collect::<String>(),
+                        None if pending.len() > 1 << 16 => std::mem::take(&mut *pending),
+                        None => return None,
+                    };
                     let mut text = stderr.lock().unwrap();
-                    for line in chunk.split_inclusive('\n') {
+                    for line in whole.split_inclusive('\n') {
                         if counters.take(line) {
                             continue;
                         }

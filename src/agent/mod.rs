@@ -166,7 +166,10 @@ pub fn pack<W: Write>(job: &PackJob, out: W) -> io::Result<()> {
             .iter()
             .map(|(path, nested)| quick_count(std::path::Path::new(path), nested))
             .sum();
-        let _ = writeln!(io::stderr(), "{TOTAL}{total}");
+        // One write of the whole line: the walk's progress lines come from another thread.
+        let _ = io::stderr()
+            .lock()
+            .write_all(format!("{TOTAL}{total}\n").as_bytes());
     });
     let mut w = TarWriter::new(Reporting::new(encoder(
         io::BufWriter::with_capacity(1 << 20, out),
@@ -341,7 +344,8 @@ impl<W: Write> Write for Reporting<W> {
         self.bytes += n as u64;
         if self.said.elapsed() >= std::time::Duration::from_millis(250) {
             self.said = std::time::Instant::now();
-            let _ = writeln!(io::stderr(), "{PROGRESS}{}", self.bytes);
+            let line = format!("{PROGRESS}{}\n", self.bytes);
+            let _ = io::stderr().lock().write_all(line.as_bytes());
         }
         Ok(n)
     }

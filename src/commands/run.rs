@@ -65,8 +65,7 @@ pub struct JobResult {
     seconds: f64,
     bytes: u64,
     finished: chrono::DateTime<Utc>,
-    /// For backup jobs: each destination, attempted whatever the others did.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    /// Each destination, attempted whatever the others did (none when the job failed first).
     destinations: Vec<DestResult>,
 }
 

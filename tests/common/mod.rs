@@ -358,9 +358,10 @@ done"#
             "the restore's clean-up is done",
             std::time::Duration::from_secs(300),
             || {
+                // In any state: one the engine is still removing counts too.
                 self.docker(&[
                     "ps",
-                    "-q",
+                    "-aq",
                     "--filter",
                     &filter,
                     "--filter",
