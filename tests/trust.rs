@@ -190,6 +190,7 @@ fn file_capabilities_are_dropped_at_restore_and_named_unless_kept() {
             &id,
             "--agent",
             agent,
+            "--force",
         ])
         .ok();
         assert!(
@@ -214,6 +215,7 @@ fn file_capabilities_are_dropped_at_restore_and_named_unless_kept() {
         "--backup",
         &id,
         "--json",
+        "--force",
     ])
     .ok();
     let r: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -283,7 +285,15 @@ fn device_nodes_are_refused_and_set_id_bits_stripped_unless_allowed() {
     );
 
     let fresh = App::created("dev-new", &["/srv/media"]);
-    let r = dockyard(&["restore", &fresh.name, "--from", d, "--archive", &id]);
+    let r = dockyard(&[
+        "restore",
+        &fresh.name,
+        "--from",
+        d,
+        "--archive",
+        &id,
+        "--force",
+    ]);
     assert_eq!(r.code, 5, "{}", r.stderr);
     assert!(
         r.stderr.contains("srv/media/null") && r.stderr.contains("--allow-devices"),
@@ -305,6 +315,7 @@ fn device_nodes_are_refused_and_set_id_bits_stripped_unless_allowed() {
         "--archive",
         &id,
         "--allow-devices",
+        "--force",
     ])
     .ok();
     assert!(
@@ -325,6 +336,7 @@ fn device_nodes_are_refused_and_set_id_bits_stripped_unless_allowed() {
         "--allow-devices",
         "--keep-setuid",
         "--no-safety-backup",
+        "--force",
     ])
     .ok();
     assert_eq!(fresh.sh("stat -c %a /srv/media/suid").trim(), "4755");
