@@ -82,7 +82,13 @@ fn every_command_writes_one_document_with_the_documented_fields() {
     let v = document(
         "restore",
         &r,
-        &["result", "restored", "into", "safety_backup", "old_contents"],
+        &[
+            "result",
+            "restored",
+            "into",
+            "safety_backup",
+            "old_contents",
+        ],
     );
     assert!(v["safety_backup"]["undo"]
         .as_str()
