@@ -7,6 +7,7 @@ pub mod daemon;
 pub mod list;
 pub mod logs;
 pub mod logs_plan;
+pub mod man;
 pub mod prune;
 pub mod quiesce;
 pub mod restore;
@@ -200,13 +201,7 @@ pub async fn run(ctx: &Ctx, settings: Settings) -> Result<()> {
             ctx.out.raw(&out);
             Ok(())
         }
-        Action::Man => {
-            let cmd = <crate::cli::Cli as clap::CommandFactory>::command();
-            let mut out = Vec::new();
-            clap_mangen::Man::new(cmd).render(&mut out)?;
-            ctx.out.raw(&out);
-            Ok(())
-        }
+        Action::Man { dir } => man::run(ctx, dir.as_deref()),
         Action::Prune {
             dest,
             container,
