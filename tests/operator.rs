@@ -233,6 +233,27 @@ fn man_prints_one_page_with_every_commands_options_and_no_references_to_other_pa
 }
 
 #[test]
+fn the_version_is_the_changelogs_newest_release_and_the_manuals() {
+    let version = env!("CARGO_PKG_VERSION");
+    assert_eq!(
+        dockyard(&["--version"]).ok().trim(),
+        format!("dockyard {version}")
+    );
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let changelog = std::fs::read_to_string(root.join("CHANGELOG.md")).unwrap();
+    let newest = changelog
+        .lines()
+        .find(|l| l.starts_with("## [") && !l.starts_with("## [Unreleased]"))
+        .expect("a release in CHANGELOG.md");
+    assert!(
+        newest.starts_with(&format!("## [{version}] - ")),
+        "CHANGELOG.md's newest release is {newest:?}, the crate is {version}"
+    );
+    let page = dockyard(&["man"]).ok();
+    assert!(page.contains(&format!("\"dockyard {version}\"")), "{page}");
+}
+
+#[test]
 fn an_idle_daemon_stops_with_exit_0_on_sigterm() {
     let app = App::running("idle", &["/srv/media"]);
     let (tmp, dest) = dest_dir();

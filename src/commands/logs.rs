@@ -226,7 +226,7 @@ pub(super) async fn dir_owner(
     })
 }
 
-/// A lock owner as dockyard 0.1 wrote it (`<host> <pid> <since>`); such locks outlive an upgrade
+/// A lock owner as dockyard 0.1.0 wrote it (`<host> <pid> <since>`); such locks outlive an upgrade
 /// in the volume.
 fn legacy_owner(text: &str) -> Option<Owner> {
     let mut parts = text.split_whitespace();

@@ -29,7 +29,8 @@ pub fn staged_file_name(name: &str) -> String {
 
 /// Whether a top-level name in a backed-up path is dockyard's work directory. It is reserved:
 /// backups leave it out (saying so when no journal vouches for it) and archives holding it are
-/// refused. dockyard 0.1's `.dockyard-restore-<n>` and `.dockyard-old-<n>` are the app's data now.
+/// refused. dockyard 0.1.0's `.dockyard-restore-<n>` and `.dockyard-old-<n>` are the app's data
+/// now.
 pub fn is_work_name(name: &[u8]) -> bool {
     name == WORK_DIR.as_bytes()
 }
