@@ -76,7 +76,12 @@ pub fn restore_defaults(
         None if default.exists() => default,
         None => return Ok(RestoreDefaults::default()),
     };
-    let config = config::load(path)?;
+    let config = match config::load(path) {
+        Ok(config) => config,
+        // The default file went away since it was seen (the package removed): as if absent.
+        Err(_) if named.is_none() && !default.exists() => return Ok(RestoreDefaults::default()),
+        Err(e) => return Err(e),
+    };
     let Some(r) = &config.restore else {
         return Ok(RestoreDefaults::default());
     };
