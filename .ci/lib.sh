@@ -13,6 +13,8 @@ need_packages() {
   command -v ssh-keygen >/dev/null || missing+=(openssh-client)
   command -v openssl >/dev/null || missing+=(openssl)   # the remote engine's TLS certificates
   command -v man >/dev/null || missing+=(man-db)   # tests/operator.rs renders the manual page
+  # systemd-analyze: tests/deb.rs and tests/operator.rs verify the units (systemd need not run).
+  command -v systemd-analyze >/dev/null || missing+=(systemd)
   if [ ${#missing[@]} -gt 0 ]; then
     echo "installing: ${missing[*]}"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
@@ -21,6 +23,14 @@ need_packages() {
   if ! file -L /bin/busybox 2>/dev/null | grep -q static && ! ldd /bin/busybox 2>&1 | grep -q "not a dynamic"; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq busybox-static >/dev/null
   fi
+}
+
+# cargo-deb builds the .deb (packaging/deb.sh, tests/deb.rs); built once, ~2 min, then kept in
+# ~/.cargo/bin.
+need_cargo_deb() {
+  command -v cargo-deb >/dev/null && return
+  echo "installing: cargo-deb (cargo install, once)"
+  cargo install cargo-deb --locked --quiet
 }
 
 ensure_docker() {

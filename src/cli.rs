@@ -180,8 +180,13 @@ pub enum Command {
     /// fish: dockyard completions fish > ~/.config/fish/completions/dockyard.fish
     #[command(verbatim_doc_comment)]
     Completions(CompletionsArgs),
-    /// Print the manual page (roff) on stdout: dockyard man > /usr/local/share/man/man1/dockyard.1
-    Man,
+    /// Print the manual page (roff) on stdout, every command's options in it; or, with --dir, write
+    /// one page per command (dockyard.1, dockyard-backup.1, dockyard-config-check.1, ...).
+    ///
+    /// One page:  dockyard man > /usr/local/share/man/man1/dockyard.1
+    /// Per command: dockyard man --dir /usr/local/share/man/man1
+    #[command(verbatim_doc_comment)]
+    Man(ManArgs),
     /// Work with the config file.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -217,6 +222,15 @@ pub struct CompletionsArgs {
     /// The shell to complete for.
     #[arg(value_enum)]
     pub shell: clap_complete::Shell,
+}
+
+/// `dockyard man`.
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write one page per command into this directory (created if missing) instead of one page
+    /// on stdout; prints the files written. Each page's cross-references name pages written here.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<std::path::PathBuf>,
 }
 
 /// `dockyard daemon`.

@@ -789,7 +789,7 @@ impl Engine {
             .into_iter()
             .filter_map(|c| {
                 let labels = c.labels.unwrap_or_default();
-                // dockyard 0.1 labelled helpers with host and pid only.
+                // dockyard 0.1.0 labelled helpers with host and pid only.
                 let legacy = || {
                     Some(Owner {
                         host: labels.get("dockyard.host")?.clone(),

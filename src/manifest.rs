@@ -55,11 +55,11 @@ pub struct MountRecord {
     pub volume: Option<String>,
 }
 
-/// The manifest format this dockyard writes. 1 is dockyard 0.1's (no `format` field); 2 adds
+/// The manifest format this dockyard writes. 1 is dockyard 0.1.0's (no `format` field); 2 adds
 /// the field itself and the manifest's own mount record. A newer format is refused by name.
 pub const FORMAT: u32 = 2;
 
-/// Manifests without a `format` field are dockyard 0.1's.
+/// Manifests without a `format` field are dockyard 0.1.0's.
 fn legacy_format() -> u32 {
     1
 }

@@ -29,7 +29,7 @@ pub struct Owner {
     /// When the work began, in seconds since the epoch.
     pub since: i64,
     /// `<boot id>.<pid namespace>`: which boot of the host and which PID namespace `pid` is
-    /// counted in (empty when unknown: dockyard 0.1's records).
+    /// counted in (empty when unknown: dockyard 0.1.0's records).
     pub ns: String,
 }
 
@@ -106,7 +106,8 @@ impl Owner {
     }
 
     /// Parses the form [`fmt::Display`] writes: `<host> <pid> <start> <run> <since> <ns>` (the
-    /// namespace absent in records of dockyard 0.1 and 0.2's first builds).
+    /// namespace absent in records of dockyard 0.1.0 and of 0.2.0's development builds before
+    /// issue 21).
     pub fn parse(text: &str) -> Option<Owner> {
         let mut parts = text.split_whitespace();
         let owner = Owner {
@@ -331,7 +332,7 @@ mod tests {
         rebooted.ns = format!("0.{:x}", INITIAL_PID_NAMESPACE);
         rebooted.since = 0;
         assert_eq!(rebooted.liveness(i64::MAX), Liveness::Gone);
-        // dockyard 0.1's records (no namespace) are judged as before.
+        // dockyard 0.1.0's records (no namespace) are judged as before.
         let legacy = Owner::parse("h 1 0 r 0").unwrap();
         assert!(legacy.ns.is_empty());
     }

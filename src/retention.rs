@@ -40,7 +40,7 @@ pub struct Policy {
     /// Keep every backup with one of these tags.
     pub keep_tags: Vec<String>,
     /// Let the rules remove snapshots too (they are pinned otherwise). `prune_tagged` is the
-    /// name dockyard 0.1 used.
+    /// name dockyard 0.1.0 used.
     #[serde(alias = "prune_tagged")]
     pub prune_snapshots: bool,
     /// Keep safety backups (`pre-restore`) this many seconds; older ones are removed (default

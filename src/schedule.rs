@@ -176,7 +176,7 @@ mod tests {
         );
         assert_eq!(next("@daily", "Asia/Tokyo"), "2026-11-29T00:00:00+09:00");
         assert_eq!(next("@hourly", "UTC"), "2026-11-28T13:00:00+00:00");
-        // Six fields keep dockyard 0.1's meaning: day of week 1 is Sunday (2026-11-29).
+        // Six fields keep dockyard 0.1.0's meaning: day of week 1 is Sunday (2026-11-29).
         assert_eq!(next("0 0 3 * * 1", "UTC"), "2026-11-29T03:00:00+00:00");
         // Five fields are a crontab's: 1 is Monday (2026-11-30).
         assert_eq!(next("0 3 * * 1", "UTC"), "2026-11-30T03:00:00+00:00");

@@ -277,7 +277,7 @@ pub enum AgentMode {
 /// - five fields, `min hour day-of-month month day-of-week`, as in a crontab (day of week 0-7,
 ///   0 and 7 are Sunday; a day-of-month and a day-of-week both given match either, as in cron);
 /// - `@hourly`, `@daily` (`@midnight`), `@weekly`, `@monthly`, `@yearly` (`@annually`), in any case;
-/// - six or seven fields with seconds first (and a year last), as dockyard 0.1 read them: day of
+/// - six or seven fields with seconds first (and a year last), as dockyard 0.1.0 read them: day of
 ///   week 1-7 with 1 = Sunday, and both day fields must match.
 ///
 /// Read by croner in the job's time zone (see `schedule`).

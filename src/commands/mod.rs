@@ -8,6 +8,7 @@ pub mod dump;
 pub mod list;
 pub mod logs;
 pub mod logs_plan;
+pub mod man;
 pub mod prune;
 pub mod quiesce;
 pub mod restore;
@@ -221,12 +222,7 @@ pub async fn run(ctx: &Ctx, settings: Settings) -> Result<Outcome> {
             clap_complete::generate(shell, &mut cmd, "dockyard", &mut out);
             ctx.out.raw(&out);
         }
-        Action::Man => {
-            let cmd = <crate::cli::Cli as clap::CommandFactory>::command();
-            let mut out = Vec::new();
-            clap_mangen::Man::new(cmd).render(&mut out)?;
-            ctx.out.raw(&out);
-        }
+        Action::Man { dir } => man::run(ctx, dir.as_deref())?,
         Action::Prune {
             dest,
             container,

@@ -231,7 +231,7 @@ pub fn id_time(id: &str) -> Option<chrono::DateTime<chrono::Utc>> {
 /// killed between the two, and [`sweep_orphans`] removes it.
 pub const PENDING_SUFFIX: &str = ".pending";
 
-/// Manifest-less archives older than this, with no pending record at all (left by dockyard 0.1),
+/// Manifest-less archives older than this, with no pending record at all (left by dockyard 0.1.0),
 /// are removed.
 const UNMARKED_ORPHAN_SECS: i64 = 24 * 3600;
 

@@ -37,7 +37,7 @@ const PARTS_IN_FLIGHT: usize = 2;
 const IN_MEMORY_PART: usize = 32 << 20;
 /// Where upload markers live, under the prefix.
 const MARKERS: &str = ".dockyard-uploads";
-/// Marker names that carry the object key (dockyard 0.1 named markers by upload id).
+/// Marker names that carry the object key (dockyard 0.1.0 named markers by upload id).
 const KEY_MARKER: &str = "k-";
 /// An upload from another host (or with no marker) is taken as abandoned after this long.
 const FOREIGN_STALE_AFTER: Duration = Duration::from_secs(24 * 3600);
@@ -169,7 +169,7 @@ impl S3Dir {
         ))
     }
 
-    /// Where dockyard 0.1 kept the marker of upload `upload_id`.
+    /// Where dockyard 0.1.0 kept the marker of upload `upload_id`.
     fn legacy_marker_key(&self, upload_id: &str) -> String {
         self.spec
             .key(&format!("{MARKERS}/{}", hex::encode(upload_id.as_bytes())))
@@ -199,7 +199,7 @@ impl S3Dir {
         serde_json::from_slice(&body).ok()
     }
 
-    /// The marker of an in-progress upload: by object key, or where dockyard 0.1 put it.
+    /// The marker of an in-progress upload: by object key, or where dockyard 0.1.0 put it.
     async fn marker_of(&self, key: &str, upload_id: &str) -> Option<(String, Marker)> {
         for marker_key in [self.marker_key(key), self.legacy_marker_key(upload_id)] {
             if let Some(m) = self.read_marker(&marker_key).await {
@@ -252,7 +252,8 @@ struct Marker {
     pid: u32,
     key: String,
     started: DateTime<Utc>,
-    /// The writer as [`Owner`] text (host, pid, start time, run); absent in dockyard 0.1's markers.
+    /// The writer as [`Owner`] text (host, pid, start time, run); absent in dockyard 0.1.0's
+    /// markers.
     #[serde(default)]
     owner: Option<String>,
 }

@@ -87,7 +87,12 @@ pub fn restore_defaults(
     let Some(path) = named_or_default(named) else {
         return Ok(RestoreDefaults::default());
     };
-    let config = config::load(path)?;
+    let config = match config::load(path) {
+        Ok(config) => config,
+        // The default file went away since it was seen (the package removed): as if absent.
+        Err(_) if named.is_none() && !path.exists() => return Ok(RestoreDefaults::default()),
+        Err(e) => return Err(e),
+    };
     let Some(r) = &config.restore else {
         return Ok(RestoreDefaults::default());
     };

@@ -154,7 +154,7 @@ impl Settings {
                 Action::Logs(l)
             }
             Command::Completions(a) => Action::Completions(a.shell),
-            Command::Man => Action::Man,
+            Command::Man(a) => Action::Man { dir: a.dir },
             Command::Config(crate::cli::ConfigCommand::Check(a)) => Action::ConfigCheck {
                 config: a.config,
                 remote: remote.clone(),
@@ -332,7 +332,7 @@ fn remote_options(command: &Command) -> RemoteOptions {
             Some(LogsAction::Rotate(_)) => None,
             None => Some(&a.ship.dest.remote),
         },
-        Command::Completions(_) | Command::Man => None,
+        Command::Completions(_) | Command::Man(_) => None,
     };
     let Some(r) = args else {
         return RemoteOptions::default();

@@ -97,8 +97,11 @@ pub enum Action {
     },
     /// `completions`: a completion script for this shell.
     Completions(clap_complete::Shell),
-    /// `man`: the manual page.
-    Man,
+    /// `man`: the manual, as one page on stdout or one page per command in `dir`.
+    Man {
+        /// Where to write one page per command; `None`: one page on stdout.
+        dir: Option<std::path::PathBuf>,
+    },
     /// `config check`.
     ConfigCheck {
         /// The config file.
