@@ -180,8 +180,10 @@ pub enum Command {
     /// fish: dockyard completions fish > ~/.config/fish/completions/dockyard.fish
     #[command(verbatim_doc_comment)]
     Completions(CompletionsArgs),
-    /// Print the manual page (roff) on stdout, every command's options in it; or, with --dir, write
-    /// one page per command (dockyard.1, dockyard-backup.1, dockyard-config-check.1, ...).
+    /// Print the manual page (roff) on stdout, or one page per command with --dir.
+    ///
+    /// The single page has every command's options in it; --dir writes dockyard.1,
+    /// dockyard-backup.1, dockyard-config-check.1, ...
     ///
     /// One page:  dockyard man > /usr/local/share/man/man1/dockyard.1
     /// Per command: dockyard man --dir /usr/local/share/man/man1
