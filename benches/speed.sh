@@ -4,7 +4,9 @@
 # ~1 GiB media mix (300 incompressible ~3 MiB photos, 2000 ~40 KiB text documents, 20000 ~2 KiB
 # thumbnails) and 30000 small 4 KiB text files; then a 10 GiB sparse disk image. Alternating
 # runs; prints medians, ratios (pipeline / dockyard: above 1 means dockyard is faster) and
-# dockyard's peak RSS. Restores verify the whole archive before anything is staged.
+# dockyard's peak RSS. Restores check the whole archive while they stage it, and are timed until
+# they report (the swap done); the old contents' deletion that follows in the background is
+# waited for, untimed, before the next command.
 # Usage: benches/speed.sh [DOCKYARD_BIN] [runs]
 #   (default target/x86_64-unknown-linux-gnu/release/dockyard, 5 runs)
 set -euo pipefail
@@ -40,6 +42,15 @@ fill_small() {
          close(p) } }"'
 }
 
+# Waits (untimed) until no helper of container $1 runs: a restore returns once its swap is done and
+# leaves the old contents to a clean-up helper, whose deletion would otherwise slow the next run.
+settle() {
+  local ids
+  ids=$(docker ps -q --filter "label=dockyard.for=$1")
+  if [ -n "$ids" ]; then docker wait $ids >/dev/null 2>&1 || true; fi
+  sync
+}
+
 row() { printf '%-44s %9.2f %9.1f %12s\n' "$1" "$2" "$(echo "$total / $2" | bc -l)" "$3"; }
 
 for workload in mix small; do
@@ -60,9 +71,9 @@ for workload in mix small; do
     timed b_pipe sh -c "docker cp '$name:/srv/media' - | zstd -3 -T0 -q > '$work/out.tar.zst'"
     sync
     timed r_ag peak_rss rss_ra "$bin" restore "$name-r" --from "$work/ag" --container "$name" --no-safety-backup --no-progress >/dev/null
-    sync
+    settle "$name-r"
     timed r_en peak_rss rss_re "$bin" restore "$name-r" --from "$work/ag" --container "$name" --no-safety-backup --no-progress --agent never >/dev/null
-    sync
+    settle "$name-r"
     timed r_pipe sh -c "zstd -dc '$work/out.tar.zst' | docker cp - '$name-r:/srv/'"
   done
   bp=$(median "${b_pipe[@]}") rp=$(median "${r_pipe[@]}")

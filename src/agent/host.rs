@@ -648,10 +648,21 @@ pub async fn unpack(
     let _ = input.shutdown().await;
     drop(input);
     let _ = drained.await;
-    let code = engine.wait(&helper).await;
-    let _ = engine.remove_helper(&helper).await;
-    let code = code.map_err(|e| UnpackFailed::Failed(e.to_string()))?;
-    let (staged, errors) = said(&stderr);
+    let (staged, errors) = said::<crate::archive::stage::Staged>(&stderr);
+    // The report is the last thing the agent does, and its output ends when its process has.
+    // The engine's own handling of the exit (0.6 s after staging 1 GiB of files on the test
+    // machine, against 0.1 s after a swap) is then left to run beside the swap: the helper is
+    // removed in the background, and on the way out if that has not finished
+    // (`Engine::remove_live_helpers`). Without a report, the exit code says how it ended.
+    let code = if staged.is_some() && errors.is_empty() {
+        let (engine, helper) = (engine.clone(), helper.clone());
+        tokio::spawn(async move { engine.remove_helper(&helper).await });
+        0
+    } else {
+        let code = engine.wait(&helper).await;
+        let _ = engine.remove_helper(&helper).await;
+        code.map_err(|e| UnpackFailed::Failed(e.to_string()))?
+    };
     if let Some(refused) = errors.iter().find_map(|e| e.strip_prefix(super::REFUSED)) {
         return Err(UnpackFailed::Refused(refused.to_string()));
     }
