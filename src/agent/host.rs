@@ -653,7 +653,9 @@ pub async fn unpack(
     // The engine's own handling of the exit (0.6 s after staging 1 GiB of files on the test
     // machine, against 0.1 s after a swap) is then left to run beside the swap: the helper is
     // removed in the background, and on the way out if that has not finished
-    // (`Engine::remove_live_helpers`). Without a report, the exit code says how it ended.
+    // (`Engine::remove_live_helpers`); its exit code is not read. Without a report, the exit
+    // code says how it ended. Nothing here makes the staged files durable: the clean-up's
+    // agent syncs the volume's file system before it deletes the old contents.
     let code = if staged.is_some() && errors.is_empty() {
         let (engine, helper) = (engine.clone(), helper.clone());
         tokio::spawn(async move { engine.remove_helper(&helper).await });

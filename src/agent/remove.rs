@@ -32,6 +32,10 @@ pub fn remove_work_dir(root: &str, name: &str, mtime: Option<i64>) -> io::Result
     if crate::fault::in_helper("remove-begin") {
         return Err(io::Error::other("stopped at fault point remove-begin"));
     }
+    // What the swap put in place reaches the disk before anything is deleted: after a power cut,
+    // the old contents are never gone while the restored files' data is still only in memory.
+    // SAFETY: syncfs on a descriptor held open here; a failure only loses that ordering.
+    unsafe { libc::syncfs(root_fd.as_raw_fd()) };
     remove_tree(&root_fd, &c)
         .map_err(|e| io::Error::new(e.kind(), format!("{root}/{name}: {e}")))?;
     set_mtime(&root_fd, mtime)
