@@ -8,7 +8,7 @@ mod common;
 use std::process::Command;
 
 use common::sinks::Http;
-use common::{dest_dir, docker, dockyard, dockyard_cmd, json_lines, list, local_config, App};
+use common::{dest_dir, dockyard, dockyard_cmd, json_lines, list, local_config, App};
 
 #[test]
 fn a_url_with_a_missing_slash_is_a_usage_error_and_writes_nothing() {
@@ -257,22 +257,11 @@ fn another_containers_backup_needs_its_name() {
 #[test]
 fn files_the_app_holds_open_are_not_swapped_away_under_it() {
     // The app writes its log through a descriptor it keeps open, as Gunicorn does.
-    let name = common::unique("openlog");
-    docker(&[
-        "run",
-        "-d",
-        "--name",
-        &name,
-        "--network",
-        "none",
-        "-v",
-        "/srv/logs",
-        common::image(),
-        "sh",
-        "-c",
+    let app = App::running_sh(
+        "openlog",
+        &["-v", "/srv/logs"],
         "exec 3>>/srv/logs/app.log; while :; do echo tick >&3; sleep 1; done",
-    ]);
-    let app = App::named(name);
+    );
     common::wait_until("the app writes", std::time::Duration::from_secs(30), || {
         app.sh("cat /srv/logs/app.log").contains("tick")
     });

@@ -400,48 +400,53 @@ fn wait_for_marker(host: &str, app: &App, point: &str, run: &mut Faulted) {
     );
 }
 
-/// A host directory the test owns, bind-mounted into an app: root's, mode 0700, one file.
-fn host_dir() -> (tempfile::TempDir, std::path::PathBuf) {
-    victim()
+/// An app running as uid 1000 that owns /data (plus `extra` `docker create` arguments), with
+/// `files` written into /data/sub, backed up as path /data/sub into a fresh destination.
+fn backed_up_sub(
+    name: &str,
+    extra: &[&str],
+    files: &str,
+) -> (App, tempfile::TempDir, std::path::PathBuf) {
+    let mut args = vec!["--user", "1000:1000", "-v", "/data"];
+    args.extend_from_slice(extra);
+    let app = App::create_with(name, &args, common::image());
+    app.start();
+    app.root_sh("chown 1000:1000 /data");
+    app.sh(&format!("mkdir -p /data/sub && {files}"));
+    let (tmp, dest) = dest_dir();
+    let d = dest.to_str().unwrap();
+    dockyard(&["backup", &app.name, "--to", d, "--path", "/data/sub"]).ok();
+    (app, tmp, dest)
+}
+
+/// `restore --path /data/sub` of `app` from `dest`, stopping at the fault points `faults`.
+fn restore_sub(app: &App, dest: &std::path::Path, faults: &str) -> Faulted {
+    let d = dest.to_str().unwrap();
+    let args = [
+        "restore",
+        &app.name,
+        "--from",
+        d,
+        "--path",
+        "/data/sub",
+        "--no-safety-backup",
+    ];
+    Faulted::start(&args, faults, &[])
 }
 
 #[test]
 fn a_path_swapped_for_a_symlink_mid_swap_never_takes_the_swap_outside() {
     // An unprivileged app owns /data; the host directory bound at /hostdir is root's alone.
-    let (_v, host) = host_dir();
-    let app = App::create_with(
+    let (_v, host) = victim();
+    let bind = format!("{}:/hostdir", host.display());
+    let (app, _tmp, dest) = backed_up_sub(
         "swap-race",
-        &[
-            "--user",
-            "1000:1000",
-            "-v",
-            "/data",
-            "-v",
-            &format!("{}:/hostdir", host.display()),
-        ],
-        common::image(),
+        &["-v", &bind],
+        "echo v1 > /data/sub/a && echo v1 > /data/sub/b",
     );
-    app.start();
-    app.root_sh("chown 1000:1000 /data");
-    app.sh("mkdir -p /data/sub && echo v1 > /data/sub/a && echo v1 > /data/sub/b");
-    let (_tmp, dest) = dest_dir();
-    let d = dest.to_str().unwrap();
-    dockyard(&["backup", &app.name, "--to", d, "--path", "/data/sub"]).ok();
     app.sh("echo v2 > /data/sub/a && rm /data/sub/b");
     // Once the old contents are aside, the app swaps its directory for a symlink to /hostdir.
-    let mut run = Faulted::start(
-        &[
-            "restore",
-            &app.name,
-            "--from",
-            d,
-            "--path",
-            "/data/sub",
-            "--no-safety-backup",
-        ],
-        "swap-in",
-        &[],
-    );
+    let mut run = restore_sub(&app, &dest, "swap-in");
     let helper = run.helper_reached(&app, "swap-in");
     app.sh("mv /data/sub /data/sub.x && ln -s /hostdir /data/sub");
     common::fault::release_helper(&helper);
@@ -617,32 +622,10 @@ fn a_log_directory_of_roots_that_the_app_may_write_is_worked_in_as_nobody() {
 
 #[test]
 fn a_restore_that_can_be_neither_finished_nor_put_back_is_abandoned_not_retried_forever() {
-    let app = App::create_with(
-        "abandon",
-        &["--user", "1000:1000", "-v", "/data"],
-        common::image(),
-    );
-    app.start();
-    app.root_sh("chown 1000:1000 /data");
-    app.sh("mkdir -p /data/sub && echo v1 > /data/sub/a");
-    let (_tmp, dest) = dest_dir();
-    let d = dest.to_str().unwrap();
-    dockyard(&["backup", &app.name, "--to", d, "--path", "/data/sub"]).ok();
+    let (app, _tmp, dest) = backed_up_sub("abandon", &[], "echo v1 > /data/sub/a");
     app.sh("echo v2 > /data/sub/a");
     // Moving in fails every time; as the rollback begins, the app swaps the path for a symlink.
-    let mut run = Faulted::start(
-        &[
-            "restore",
-            &app.name,
-            "--from",
-            d,
-            "--path",
-            "/data/sub",
-            "--no-safety-backup",
-        ],
-        "swap-in=fail,rollback-begin",
-        &[],
-    );
+    let mut run = restore_sub(&app, &dest, "swap-in=fail,rollback-begin");
     let helper = run.helper_reached(&app, "rollback-begin");
     app.sh("mv /data/sub /data/sub.x && ln -s /nonexistent /data/sub");
     common::fault::release_helper(&helper);
@@ -651,7 +634,7 @@ fn a_restore_that_can_be_neither_finished_nor_put_back_is_abandoned_not_retried_
     assert!(stderr.contains("later runs only warn"), "{stderr}");
     // Later runs say so and go on.
     for _ in 0..2 {
-        let r = dockyard(&["backup", &app.name, "--to", d]);
+        let r = dockyard(&["backup", &app.name, "--to", dest.to_str().unwrap()]);
         assert_eq!(r.code, 0, "{}", r.stderr);
         assert!(r.stderr.contains("was given up"), "{}", r.stderr);
     }

@@ -27,22 +27,7 @@ fn writer(reopen: bool) -> String {
 
 /// A running app whose PID 1 is the writer, with a log volume.
 fn app(what: &str, reopen: bool) -> App {
-    let name = unique(what);
-    docker(&[
-        "run",
-        "-d",
-        "--name",
-        &name,
-        "--network",
-        "none",
-        "-v",
-        "/srv/logs",
-        common::image(),
-        "sh",
-        "-c",
-        &writer(reopen),
-    ]);
-    App::named(name)
+    App::running_sh(what, &["-v", "/srv/logs"], &writer(reopen))
 }
 
 /// Waits until the app's writer has written its first lines.

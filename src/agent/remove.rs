@@ -88,19 +88,7 @@ pub(crate) struct Dir {
 
 impl Dir {
     pub(crate) fn open(at: &OwnedFd, name: &CStr) -> io::Result<Dir> {
-        // SAFETY: a valid descriptor and NUL-terminated name.
-        let fd = unsafe {
-            libc::openat(
-                at.as_raw_fd(),
-                name.as_ptr(),
-                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-            )
-        };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: fd was just opened and is owned here.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let fd = open_dir(at, name)?;
         // The stream gets a descriptor of its own; `fd` stays for the *at calls.
         let dup = fd.try_clone()?;
         // SAFETY: a valid directory descriptor, handed over to the stream.

@@ -90,6 +90,25 @@ impl Globs {
         full.extend_from_slice(rel);
         self.anchored.is_match(OsStr::from_bytes(&full))
     }
+
+    /// Whether `rel` or a directory above it (below `base`) matches: what `--include` takes, and
+    /// what a backup's exclusions left out with everything below it.
+    pub fn matches_or_above(&self, base: &str, rel: &[u8]) -> bool {
+        let mut at = 0;
+        loop {
+            let end = rel[at..]
+                .iter()
+                .position(|&b| b == b'/')
+                .map_or(rel.len(), |i| at + i);
+            if self.matches(base, &rel[..end]) {
+                return true;
+            }
+            if end == rel.len() {
+                return false;
+            }
+            at = end + 1;
+        }
+    }
 }
 
 #[cfg(test)]

@@ -110,7 +110,7 @@ pub fn stage<W: Write>(
         if !include.is_empty()
             && !rel.is_empty()
             && meta.kind != Kind::Dir
-            && !included(&include, &spec.path, &rel)
+            && !include.matches_or_above(&spec.path, &rel)
         {
             return Ok(());
         }
@@ -169,24 +169,6 @@ pub fn stage<W: Write>(
         Ok(())
     })?;
     Ok(staged)
-}
-
-/// Whether `rel` or a directory above it matches an `--include` pattern.
-fn included(include: &super::exclude::Globs, path: &str, rel: &[u8]) -> bool {
-    let mut at = 0;
-    loop {
-        let end = rel[at..]
-            .iter()
-            .position(|&b| b == b'/')
-            .map_or(rel.len(), |i| at + i);
-        if include.matches(path, &rel[..end]) {
-            return true;
-        }
-        if end == rel.len() {
-            return false;
-        }
-        at = end + 1;
-    }
 }
 
 /// Whether the engine would clamp this entry's time when extracting it (symlink times it keeps).

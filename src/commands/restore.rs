@@ -573,23 +573,7 @@ impl Filter {
 
     /// Whether `rel` (a name relative to the path) is taken.
     fn takes(&self, rel: &[u8]) -> bool {
-        if self.globs.is_empty() {
-            return true;
-        }
-        let mut at = 0;
-        loop {
-            let end = rel[at..]
-                .iter()
-                .position(|&b| b == b'/')
-                .map_or(rel.len(), |i| at + i);
-            if self.globs.matches(&self.path, &rel[..end]) {
-                return true;
-            }
-            if end == rel.len() {
-                return false;
-            }
-            at = end + 1;
-        }
+        self.globs.is_empty() || self.globs.matches_or_above(&self.path, rel)
     }
 }
 

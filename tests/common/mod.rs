@@ -288,6 +288,17 @@ impl App {
         App::named(name)
     }
 
+    /// A started container whose PID 1 is `sh -c script` (a log writer, say), with `extra`
+    /// `docker run` arguments (its volumes).
+    pub fn running_sh(what: &str, extra: &[&str], script: &str) -> App {
+        let name = unique(what);
+        let mut args = vec!["run", "-d", "--name", &name, "--network", "none"];
+        args.extend_from_slice(extra);
+        args.extend([image(), "sh", "-c", script]);
+        docker(&args);
+        App::named(name)
+    }
+
     /// The host directory (or file) behind the mount at `destination`.
     pub fn mount_source(&self, destination: &str) -> PathBuf {
         let out = self.docker(&[
