@@ -17,44 +17,35 @@ pub struct Holder {
 
 /// The holders of rotated files in `dir` among `records` (NUL-separated pid, name, target).
 pub fn holders(records: &[u8], dir: &str) -> Vec<Holder> {
-    let fields: Vec<String> = records
-        .split(|b| *b == 0)
-        .map(|f| String::from_utf8_lossy(f).into_owned())
-        .collect();
     let dir = dir.trim_end_matches('/');
-    let mut out: Vec<Holder> = fields
-        .chunks_exact(3)
-        .filter_map(|c| {
-            let name = c[2].strip_prefix(dir)?.strip_prefix('/')?;
-            (!name.contains('/') && naming::parse_rotated(name).is_some()).then(|| Holder {
-                pid: c[0].clone(),
-                command: c[1].clone(),
-                file: c[2].clone(),
-            })
-        })
-        .collect();
-    out.sort_by(|a, b| (&a.file, &a.pid).cmp(&(&b.file, &b.pid)));
-    out.dedup();
-    out
+    open_files(records, |file| {
+        file.strip_prefix(dir)
+            .and_then(|rest| rest.strip_prefix('/'))
+            .is_some_and(|name| !name.contains('/') && naming::parse_rotated(name).is_some())
+    })
 }
 
 /// The open files below any of `paths` among `records` (NUL-separated pid, name, target), but
 /// for dockyard's own `work` directory at their top.
 pub fn under(records: &[u8], paths: &[String], work: &str) -> Vec<Holder> {
+    open_files(records, |file| {
+        paths.iter().any(|p| {
+            file.strip_prefix(p.trim_end_matches('/'))
+                .and_then(|rest| rest.strip_prefix('/'))
+                .is_some_and(|rel| !rel.is_empty() && rel.split('/').next() != Some(work))
+        })
+    })
+}
+
+/// The records whose file `keep` takes, sorted by file and pid, each once.
+fn open_files(records: &[u8], keep: impl Fn(&str) -> bool) -> Vec<Holder> {
     let fields: Vec<String> = records
         .split(|b| *b == 0)
         .map(|f| String::from_utf8_lossy(f).into_owned())
         .collect();
     let mut out: Vec<Holder> = fields
         .chunks_exact(3)
-        .filter(|c| {
-            paths.iter().any(|p| {
-                let p = p.trim_end_matches('/');
-                c[2].strip_prefix(p)
-                    .and_then(|rest| rest.strip_prefix('/'))
-                    .is_some_and(|rel| !rel.is_empty() && rel.split('/').next() != Some(work))
-            })
-        })
+        .filter(|c| keep(&c[2]))
         .map(|c| Holder {
             pid: c[0].clone(),
             command: c[1].clone(),
