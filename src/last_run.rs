@@ -7,17 +7,6 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 
-/// The state directory: `DOCKYARD_STATE_DIR`, the config's `state_dir`, /var/lib/dockyard, or
-/// the temp dir when that cannot be created.
-pub fn state_dir(configured: Option<PathBuf>) -> PathBuf {
-    crate::lock::private_dir(
-        "DOCKYARD_STATE_DIR",
-        configured,
-        "/var/lib/dockyard",
-        "dockyard-state",
-    )
-}
-
 /// The file holding job `job`'s last run: its name when that is a plain file name, else hex.
 fn stamp_path(dir: &Path, job: &str) -> PathBuf {
     let plain = !job.is_empty()

@@ -14,43 +14,6 @@ use crate::error::Failure;
 use crate::lease::{Lease, Subject};
 use crate::owner::Owner;
 
-/// Where locks live: `$DOCKYARD_LOCK_DIR`, else the configured one, else /run/dockyard, else under
-/// the temp directory.
-pub fn lock_dir(configured: Option<PathBuf>) -> PathBuf {
-    private_dir(
-        "DOCKYARD_LOCK_DIR",
-        configured,
-        "/run/dockyard",
-        "dockyard-locks",
-    )
-}
-
-/// A directory of dockyard's own: `env` if set, else `configured`, else `default` (created with
-/// mode 0700), else `fallback` in the temp directory when `default` cannot be created.
-pub fn private_dir(
-    env: &str,
-    configured: Option<PathBuf>,
-    default: &str,
-    fallback: &str,
-) -> PathBuf {
-    if let Some(d) = std::env::var_os(env).filter(|d| !d.is_empty()) {
-        return PathBuf::from(d);
-    }
-    if let Some(d) = configured {
-        return d;
-    }
-    let default = PathBuf::from(default);
-    if std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&default)
-        .is_ok()
-    {
-        return default;
-    }
-    std::env::temp_dir().join(fallback)
-}
-
 /// How a container's lock is held.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {

@@ -26,16 +26,21 @@ fn main() {
     init_logging(cli.verbose, cli.log_json);
     let log_json = cli.log_json;
     let json = cli.json;
+    // `run` and `daemon` report in JSON Lines, a failure to read their config file included.
+    let lines = matches!(
+        cli.command,
+        dockyard::cli::Command::Run(_) | dockyard::cli::Command::Daemon(_)
+    );
     let mut settings = match Settings::from_cli(cli) {
         Ok(s) => s,
         Err(e) => {
             let out = Renderer::new(Output {
                 json,
-                lines: false,
+                lines,
                 progress: false,
                 quiet: false,
             });
-            fail(&out, log_json, Category::Usage, &e.to_string());
+            fail(&out, log_json, e.category, &e.message);
         }
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -43,6 +48,7 @@ fn main() {
         .build()
         .expect("tokio runtime");
     let ctx = Ctx::new(
+        settings.dirs.clone(),
         settings.output,
         settings.engine_ssh_config.clone(),
         settings.helper_timeout,

@@ -73,16 +73,7 @@ impl Renderer {
         if !self.output.json {
             return;
         }
-        let mut obj = Map::new();
-        obj.insert("type".into(), kind.into());
-        obj.insert("version".into(), JSON_VERSION.into());
-        if let Some(job) = job {
-            obj.insert("job".into(), job.into());
-        }
-        if let Value::Object(rest) = fields {
-            obj.extend(rest);
-        }
-        self.write(&Value::Object(obj).to_string());
+        self.write(&event(kind, job, fields).to_string());
     }
 
     /// Bytes as they are (a completion script, a manual page), whatever the output style.
@@ -138,8 +129,22 @@ pub fn error_body(category: Category, message: &str) -> Value {
     })
 }
 
-/// `value` with `"version"` first, when it is an object.
-fn versioned(value: Value) -> Value {
+/// One JSON Lines event: `{"type", "version", "job", ...fields}`.
+pub fn event(kind: &str, job: Option<&str>, fields: Value) -> Value {
+    let mut obj = Map::new();
+    obj.insert("type".into(), kind.into());
+    obj.insert("version".into(), JSON_VERSION.into());
+    if let Some(job) = job {
+        obj.insert("job".into(), job.into());
+    }
+    if let Value::Object(rest) = fields {
+        obj.extend(rest);
+    }
+    Value::Object(obj)
+}
+
+/// `value` with `"version"` first, when it is an object (the one document of `--json`).
+pub fn versioned(value: Value) -> Value {
     match value {
         Value::Object(fields) => {
             let mut obj = Map::new();

@@ -12,14 +12,10 @@ use chrono::Utc;
 use serde_json::{json, Value};
 
 use super::Ctx;
-use crate::config::NotifyConfig;
-use crate::config::{self, Config};
-use crate::destination::{DestSpec, RemoteOptions};
+use crate::destination::DestSpec;
 use crate::error::{describe, Category, Failure};
 use crate::outcome::categorize;
-use crate::schedule::{Timing, Zone};
-use crate::settings::file::plans;
-use crate::settings::JobPlan;
+use crate::settings::{JobPlan, Jobs};
 
 /// Something that would make a job fail.
 struct Problem {
@@ -28,17 +24,11 @@ struct Problem {
 }
 
 /// Checks the file at `path`; see the module doc.
-pub async fn run(
-    ctx: &Ctx,
-    path: &Path,
-    remote: &RemoteOptions,
-    notify: &NotifyConfig,
-) -> Result<()> {
-    let config = config::load(path)?;
-    let plans = plans(&config, &[], remote)?;
+pub async fn run(ctx: &Ctx, lowered: &Jobs) -> Result<()> {
+    let (path, plans) = (lowered.config.as_path(), &lowered.plans);
     let mut problems = Vec::new();
-    let notifier = match crate::settings::notify::lower(config.notify.as_ref(), notify) {
-        Ok(n) => n,
+    let notifier = match &lowered.notifier {
+        Ok(n) => n.clone(),
         Err(e) => {
             problems.push(Problem {
                 category: e.category,
@@ -51,7 +41,7 @@ pub async fn run(
     // Each job's next run as a person reads it (weekday first), for the text report.
     let mut next_runs = Vec::new();
     let mut dests: BTreeMap<String, DestSpec> = BTreeMap::new();
-    for plan in &plans {
+    for plan in plans {
         let (kind, container, paths, targets) = match plan {
             JobPlan::Backup { backups, .. } => (
                 "backup",
@@ -62,14 +52,18 @@ pub async fn run(
                     .map(|(n, s)| (n.clone(), s.dest.clone()))
                     .collect::<Vec<_>>(),
             ),
-            JobPlan::Logs { settings, .. } => (
+            JobPlan::Logs {
+                settings,
+                destination,
+                ..
+            } => (
                 "logs",
                 settings.container.clone(),
                 vec![settings.dir.clone()],
                 settings
                     .ship
                     .iter()
-                    .map(|s| (config_dest_name(&config, plan.name()), s.dest.clone()))
+                    .map(|s| (destination.clone(), s.dest.clone()))
                     .collect(),
             ),
         };
@@ -85,11 +79,8 @@ pub async fn run(
             "paths": paths,
             "destinations": targets.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>(),
         });
-        if let Some(sc) = config.schedule_of(plan.name()) {
-            let timing = Timing {
-                schedule: sc.schedule,
-                zone: Zone::or_host(sc.timezone),
-            };
+        if let Some(sc) = plan.schedule() {
+            let timing = &sc.timing;
             let next = timing.next_after(Utc::now());
             job["schedule"] = timing.schedule.as_str().into();
             job["timezone"] = timing.zone.to_string().into();
@@ -178,15 +169,6 @@ pub async fn run(
         None => Ok(()),
         Some(f) => Err(f.into()),
     }
-}
-
-/// The `[destinations]` name a log job ships to.
-fn config_dest_name(config: &Config, job: &str) -> String {
-    config
-        .logs
-        .get(job)
-        .map(|l| l.destination.clone())
-        .unwrap_or_default()
 }
 
 /// Finds the container and checks each path lies in one of its mounts; returns whether found.

@@ -6,21 +6,18 @@
 //! stopped containers started again); an idle daemon exits 0.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Result;
 use chrono::{DateTime, Utc};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 
-use super::run::{run_plans, JobEnv};
 use super::Ctx;
-use crate::config;
-use crate::config::NotifyConfig;
-use crate::destination::RemoteOptions;
 use crate::error::Failure;
+use crate::jobs::{run_plans, JobEnv};
 use crate::last_run;
-use crate::schedule::{Timing, Zone};
-use crate::settings::{file::plans, JobPlan};
+use crate::schedule::Timing;
+use crate::settings::{JobPlan, Jobs};
 
 /// A job the daemon runs, and when.
 struct Scheduled {
@@ -30,31 +27,22 @@ struct Scheduled {
 }
 
 /// Runs forever (until a signal), each scheduled job at its next time.
-pub async fn run(
-    ctx: &Ctx,
-    path: &Path,
-    metrics: Option<PathBuf>,
-    remote: &RemoteOptions,
-    notify: &NotifyConfig,
-) -> Result<()> {
-    let config = config::load(path)?;
-    let env = JobEnv::new(&config, path, metrics, notify)?;
-    let state_dir = last_run::state_dir(config.state_dir.clone());
+pub async fn run(ctx: &Ctx, mut lowered: Jobs) -> Result<()> {
+    let env = JobEnv::new(&mut lowered)?;
+    let state_dir = ctx.dirs.state.clone();
+    let path = lowered.config.clone();
     let now = Utc::now();
     let mut jobs = Vec::new();
     let mut catch_up = Vec::new();
-    for plan in plans(&config, &[], remote)? {
-        let Some(sc) = config.schedule_of(plan.name()) else {
+    for plan in lowered.plans {
+        let Some(sc) = plan.schedule().cloned() else {
             tracing::info!(
                 job = plan.name(),
                 "no schedule: only `dockyard run` runs it"
             );
             continue;
         };
-        let timing = Timing {
-            schedule: sc.schedule,
-            zone: Zone::or_host(sc.timezone),
-        };
+        let timing = sc.timing;
         let next = timing.next_after(now).ok_or_else(|| {
             Failure::usage(format!(
                 "job {:?}: schedule {:?} never fires again",
@@ -111,7 +99,7 @@ pub async fn run(
             let env = &env;
             running.push(async move {
                 let started = Utc::now();
-                run_plans(ctx, std::slice::from_ref(&plan), env).await;
+                run_plans(ctx, std::slice::from_ref(&plan), env, ctx).await;
                 (i, started)
             });
         }

@@ -1,16 +1,11 @@
-//! `dockyard prune`: remove old backups by a retention policy, per container, deciding from the
-//! manifests' timestamps and tags (`retention.rs`), never from file modification times.
-
-use std::collections::BTreeMap;
+//! `dockyard prune`: runs [`ops::prune`](crate::ops::prune) and lists each backup's verdict.
 
 use anyhow::Result;
-use chrono::Utc;
-use serde_json::json;
 
 use super::Ctx;
 use crate::destination::DestSpec;
-use crate::manifest::{self, Manifest};
-use crate::retention::{self, Decision, Item, Policy};
+use crate::ops::prune::{apply, Pruned};
+use crate::retention::Policy;
 
 /// Runs `dockyard prune`; with `dry_run`, only prints what it would do.
 pub async fn run(
@@ -20,97 +15,19 @@ pub async fn run(
     policy: &Policy,
     dry_run: bool,
 ) -> Result<()> {
-    let outcome = apply(spec, container, policy, dry_run).await?;
-    print(ctx, &outcome, dry_run);
+    let dest = spec.open().await;
+    let outcome = apply(dest.as_ref(), container, policy, dry_run).await?;
+    print(ctx, &outcome);
     Ok(())
 }
 
-/// What prune decided (and did).
-pub struct Outcome {
-    /// Every backup with its container, verdict and creation time.
-    pub verdicts: Vec<(String, Decision, String)>,
-    /// How many were (or would be) removed.
-    pub removed: usize,
-    /// The destination, for messages.
-    pub dest: String,
-}
-
-/// Decides and, unless `dry_run`, removes; prints nothing.
-pub async fn apply(
-    spec: &DestSpec,
-    container: Option<&str>,
-    policy: &Policy,
-    dry_run: bool,
-) -> Result<Outcome> {
-    let dest = spec.open().await;
-    if !dry_run {
-        dest.remove_stale().await?;
-        crate::destination::sweep_orphans(dest.as_ref()).await?;
-    }
-    let select = match container {
-        Some(c) => manifest::Select::Container(c),
-        None => manifest::Select::All,
-    };
-    let mut all = manifest::load(dest.as_ref(), select).await?.manifests;
-    if let Some(c) = container {
-        all.retain(|m| m.container == c);
-    }
-    let mut by_container: BTreeMap<&str, Vec<&Manifest>> = BTreeMap::new();
-    for m in &all {
-        by_container.entry(&m.container).or_default().push(m);
-    }
-    let mut verdicts: Vec<(String, Decision, String)> = Vec::new();
-    for (name, backups) in &by_container {
-        let items: Vec<Item> = backups
-            .iter()
-            .map(|m| Item {
-                id: m.id.clone(),
-                created: m.created,
-                tags: m.tags.clone(),
-                snapshot: m.snapshot.is_some(),
-                safety: m.is_safety(),
-            })
-            .collect();
-        verdicts.extend(
-            retention::decide(&items, policy, Utc::now())
-                .into_iter()
-                .map(|d| {
-                    let created = backups
-                        .iter()
-                        .find(|m| m.id == d.id)
-                        .map(|m| m.created.format("%Y-%m-%d %H:%M:%S").to_string())
-                        .unwrap_or_default();
-                    (name.to_string(), d, created)
-                }),
-        );
-    }
-    let mut removed = 0;
-    for (_, d, _) in verdicts.iter().filter(|(_, d, _)| !d.keep) {
-        if !dry_run {
-            // Manifest first: from then on the backup is not listed, even if the archive's delete fails.
-            dest.delete(&manifest::manifest_name(&d.id)).await?;
-            dest.delete(&manifest::archive_name(&d.id)).await?;
-        }
-        removed += 1;
-    }
-    Ok(Outcome {
-        verdicts,
-        removed,
-        dest: dest.describe(),
-    })
-}
-
-fn print(ctx: &Ctx, o: &Outcome, dry_run: bool) {
+fn print(ctx: &Ctx, o: &Pruned) {
     if ctx.output.json {
-        let rows: Vec<_> = o
-            .verdicts
-            .iter()
-            .map(|(c, d, _)| json!({"container": c, "id": d.id, "keep": d.keep, "reasons": d.reasons}))
-            .collect();
-        ctx.json(&json!({"dry_run": dry_run, "removed": o.removed, "backups": rows}));
+        ctx.json(o);
         return;
     }
-    for (_, d, created) in &o.verdicts {
+    for d in &o.backups {
+        let created = &d.created;
         if d.keep {
             ctx.say(&format!(
                 "keep    {:<44} {created}  ({})",
@@ -118,7 +35,7 @@ fn print(ctx: &Ctx, o: &Outcome, dry_run: bool) {
                 d.reasons.join(", ")
             ));
         } else {
-            let verb = if dry_run { "remove" } else { "removed" };
+            let verb = if o.dry_run { "remove" } else { "removed" };
             let why = if d.reasons.is_empty() {
                 String::new()
             } else {
@@ -129,9 +46,9 @@ fn print(ctx: &Ctx, o: &Outcome, dry_run: bool) {
     }
     ctx.say(&format!(
         "{} {} of {} backups at {}",
-        if dry_run { "would remove" } else { "removed" },
+        if o.dry_run { "would remove" } else { "removed" },
         o.removed,
-        o.verdicts.len(),
+        o.backups.len(),
         o.dest
     ));
 }

@@ -2,16 +2,18 @@
 //! table into the same settings the flags produce, checking references between its tables (a job
 //! naming an undefined destination, an unknown job).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use super::{stop_list, BackupSettings, LogsSettings, ShipSettings};
+use super::{stop_list, BackupSettings, Dirs, LogsSettings, ShipSettings};
 use crate::archive::exclude::Globs;
 use crate::archive::pack::Compression;
 use crate::config::{self, Config, DestinationConfig, JobConfig, LogJobConfig};
 use crate::destination::{DestSpec, RemoteOptions};
 use crate::error::Failure;
 use crate::logs::reopen::Reopen;
+use crate::notify::Notifier;
 use crate::retention::Policy;
+use crate::schedule::{Timing, Zone};
 use crate::values::{
     defaults, tag_strings, unique_paths, zstd_workers, Addressing, Age, ContainerPath, Level,
 };
@@ -23,6 +25,10 @@ pub enum JobPlan {
     Backup {
         /// Job name.
         name: String,
+        /// When it runs by itself (`daemon`); `None`: only `dockyard run` runs it.
+        schedule: Option<Scheduled>,
+        /// The engine its container is on, by name; `None`: the one engine.
+        engine: Option<String>,
         /// One settings value per destination, with the destination's name in the config.
         backups: Vec<(String, BackupSettings)>,
         /// Retention to apply afterwards, if any.
@@ -32,6 +38,10 @@ pub enum JobPlan {
     Logs {
         /// Job name.
         name: String,
+        /// When it runs by itself (`daemon`); `None`: only `dockyard run` runs it.
+        schedule: Option<Scheduled>,
+        /// The engine its container is on, by name; `None`: the one engine.
+        engine: Option<String>,
         /// The run's settings.
         settings: Box<LogsSettings>,
         /// The name in the config file of the destination logs ship to.
@@ -39,7 +49,23 @@ pub enum JobPlan {
     },
 }
 
+/// When a job runs by itself (`daemon`).
+#[derive(Debug, Clone)]
+pub struct Scheduled {
+    /// Its schedule, in its zone.
+    pub timing: Timing,
+    /// Run once at start when a run was missed while the daemon was down.
+    pub catch_up: bool,
+}
+
 impl JobPlan {
+    /// When the job runs by itself, if it does.
+    pub fn schedule(&self) -> Option<&Scheduled> {
+        match self {
+            JobPlan::Backup { schedule, .. } | JobPlan::Logs { schedule, .. } => schedule.as_ref(),
+        }
+    }
+
     /// The job's name.
     pub fn name(&self) -> &str {
         match self {
@@ -141,6 +167,55 @@ pub fn plans(
     Ok(plans)
 }
 
+/// Job `name`'s schedule in its zone (the job's, the file's, else the host's).
+fn scheduled(config: &Config, name: &str) -> Option<Scheduled> {
+    config.schedule_of(name).map(|sc| Scheduled {
+        timing: Timing {
+            schedule: sc.schedule,
+            zone: Zone::or_host(sc.timezone),
+        },
+        catch_up: sc.catch_up,
+    })
+}
+
+/// The config file's jobs lowered for `run`, `daemon` and `config check`, and what they share.
+#[derive(Debug)]
+pub struct Jobs {
+    /// The file they come from (messages, the command a notification suggests).
+    pub config: PathBuf,
+    /// Each job (those named, for `run JOB...`), resolved.
+    pub plans: Vec<JobPlan>,
+    /// The Prometheus textfile to rewrite after each job: the flag, else the file's.
+    pub metrics: Option<PathBuf>,
+    /// Where to say how each job went, or why the `[notify]` settings are wrong.
+    pub notifier: Result<Option<Notifier>, Failure>,
+    /// Jobs run at once, at most (`parallel_jobs`).
+    pub parallel: usize,
+}
+
+/// Loads the config file at `path` and lowers its jobs (only `wanted`, when some are named),
+/// with the remote flags and env over its destinations' settings and the `--notify-*` flags
+/// over its `[notify]`. Returns them with the file's `lock_dir` and `state_dir`.
+pub fn jobs(
+    path: &Path,
+    wanted: &[String],
+    remote: &RemoteOptions,
+    metrics: Option<PathBuf>,
+    notify: &config::NotifyConfig,
+) -> Result<(Jobs, Dirs), Failure> {
+    let config = config::load(path)?;
+    let plans = plans(&config, wanted, remote)?;
+    let dirs = Dirs::decide(config.lock_dir.clone(), config.state_dir.clone());
+    let jobs = Jobs {
+        config: path.to_path_buf(),
+        plans,
+        metrics: metrics.or(config.metrics_file.clone()),
+        notifier: crate::settings::notify::lower(config.notify.as_ref(), notify),
+        parallel: config.parallel_jobs.map_or(2, |n| n.get()),
+    };
+    Ok((jobs, dirs))
+}
+
 /// Destination `name`, with `overrides` winning over its own remote settings.
 fn dest(
     config: &Config,
@@ -211,6 +286,8 @@ fn backup_plan(
     }
     Ok(JobPlan::Backup {
         name: name.to_string(),
+        schedule: scheduled(config, name),
+        engine: None,
         backups,
         retention: job.retention.clone(),
     })
@@ -263,6 +340,8 @@ fn log_plan(
     };
     Ok(JobPlan::Logs {
         name: name.to_string(),
+        schedule: scheduled(config, name),
+        engine: None,
         settings: Box::new(settings),
         destination: job.destination.clone(),
     })

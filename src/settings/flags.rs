@@ -1,8 +1,9 @@
 //! Lowers the parsed command line (flags and environment, already checked by the `values` types
 //! clap parses them into) into `Settings`.
 
+use super::file::jobs;
 use super::{
-    stop_list, Action, BackupSettings, LogsSettings, Output, RestoreSettings, Settings,
+    stop_list, Action, BackupSettings, Dirs, LogsSettings, Output, RestoreSettings, Settings,
     ShipSettings,
 };
 use crate::archive::entry::Privileges;
@@ -34,6 +35,8 @@ impl Settings {
         let dest = |url: &str| DestSpec::parse(url, &remote).map_err(Failure::usage);
         // Set by the commands cron runs on their own.
         let mut notify = None;
+        // The config file's `lock_dir` and `state_dir` count for the commands that read one.
+        let mut dirs = None;
         let action = match cli.command {
             Command::Backup(mut a) => {
                 let n = std::mem::take(&mut a.notify);
@@ -53,19 +56,28 @@ impl Settings {
                 notify = one_off("snapshot", n, Some(&b.container), Some(&b.dest), b.dry_run)?;
                 Action::Backup(b)
             }
-            Command::Run(a) => Action::Run {
-                config: a.config,
-                jobs: a.jobs,
-                metrics_file: a.metrics_file,
-                remote: remote.clone(),
-                notify: notify_flags(a.notify),
-            },
-            Command::Daemon(a) => Action::Daemon {
-                config: a.config,
-                metrics_file: a.metrics_file,
-                remote: remote.clone(),
-                notify: notify_flags(a.notify),
-            },
+            Command::Run(a) => {
+                let (jobs, d) = jobs(
+                    &a.config,
+                    &a.jobs,
+                    &remote,
+                    a.metrics_file,
+                    &notify_flags(a.notify),
+                )?;
+                dirs = Some(d);
+                Action::Run(jobs)
+            }
+            Command::Daemon(a) => {
+                let (jobs, d) = jobs(
+                    &a.config,
+                    &[],
+                    &remote,
+                    a.metrics_file,
+                    &notify_flags(a.notify),
+                )?;
+                dirs = Some(d);
+                Action::Daemon(jobs)
+            }
             Command::Prune(a) => {
                 let policy = policy(a.policy);
                 if policy.is_empty() {
@@ -155,15 +167,16 @@ impl Settings {
             }
             Command::Completions(a) => Action::Completions(a.shell),
             Command::Man(a) => Action::Man { dir: a.dir },
-            Command::Config(crate::cli::ConfigCommand::Check(a)) => Action::ConfigCheck {
-                config: a.config,
-                remote: remote.clone(),
-                notify: notify_flags(a.notify),
-            },
+            Command::Config(crate::cli::ConfigCommand::Check(a)) => {
+                let (jobs, d) = jobs(&a.config, &[], &remote, None, &notify_flags(a.notify))?;
+                dirs = Some(d);
+                Action::ConfigCheck(jobs)
+            }
         };
         Ok(Settings {
             output,
             action,
+            dirs: dirs.unwrap_or_else(|| Dirs::decide(None, None)),
             engine_ssh_config: remote.ssh_config,
             helper_timeout,
             notify,

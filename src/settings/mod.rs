@@ -3,18 +3,20 @@
 //! same wherever it comes from): `flags` lowers the command line and environment (flags win over
 //! env, env over defaults), `file` lowers the config file's jobs. Commands never see clap or TOML.
 
+pub mod dirs;
 pub mod file;
 pub mod flags;
 pub mod notify;
 
 use crate::archive::exclude::Globs;
 use crate::archive::pack::Compression;
-use crate::destination::{DestSpec, RemoteOptions};
+use crate::destination::DestSpec;
 use crate::logs::reopen::Reopen;
 use crate::retention::Policy;
 use crate::values::AgentMode;
 
-pub use file::JobPlan;
+pub use dirs::Dirs;
+pub use file::{JobPlan, Jobs, Scheduled};
 
 pub use crate::render::Output;
 
@@ -25,6 +27,8 @@ pub struct Settings {
     pub output: Output,
     /// What to do.
     pub action: Action,
+    /// Where locks and state live.
+    pub dirs: Dirs,
     /// ssh config file for a remote engine (`DOCKER_HOST=ssh://...`): `--ssh-config`.
     pub engine_ssh_config: Option<std::path::PathBuf>,
     /// How long a script helper may run (`--helper-timeout`).
@@ -71,30 +75,10 @@ pub enum Action {
     Restore(RestoreSettings),
     /// `logs`, `logs rotate`, `logs ship`.
     Logs(LogsSettings),
-    /// `run`: the config file's jobs.
-    Run {
-        /// The config file.
-        config: std::path::PathBuf,
-        /// Job names; empty means all.
-        jobs: Vec<String>,
-        /// Prometheus textfile override.
-        metrics_file: Option<std::path::PathBuf>,
-        /// Remote-destination flags and env, which win over the config's destination settings.
-        remote: RemoteOptions,
-        /// `--notify-*` flags, which win over the config's `[notify]`.
-        notify: crate::config::NotifyConfig,
-    },
+    /// `run`: the config file's jobs, once each.
+    Run(Jobs),
     /// `daemon`: the config file's jobs on their schedules.
-    Daemon {
-        /// The config file.
-        config: std::path::PathBuf,
-        /// Prometheus textfile override.
-        metrics_file: Option<std::path::PathBuf>,
-        /// Remote-destination flags and env, which win over the config's destination settings.
-        remote: RemoteOptions,
-        /// `--notify-*` flags, which win over the config's `[notify]`.
-        notify: crate::config::NotifyConfig,
-    },
+    Daemon(Jobs),
     /// `completions`: a completion script for this shell.
     Completions(clap_complete::Shell),
     /// `man`: the manual, as one page on stdout or one page per command in `dir`.
@@ -102,15 +86,8 @@ pub enum Action {
         /// Where to write one page per command; `None`: one page on stdout.
         dir: Option<std::path::PathBuf>,
     },
-    /// `config check`.
-    ConfigCheck {
-        /// The config file.
-        config: std::path::PathBuf,
-        /// Remote-destination flags and env, which win over the config's destination settings.
-        remote: RemoteOptions,
-        /// `--notify-*` flags, checked with the file's `[notify]`.
-        notify: crate::config::NotifyConfig,
-    },
+    /// `config check`: the config file's jobs, checked against the engine and destinations.
+    ConfigCheck(Jobs),
     /// `prune`.
     Prune {
         /// Where the backups are.

@@ -30,9 +30,9 @@ pub struct Entry {
 
 impl Ledger {
     /// The ledger of the engine with id `engine` (any text; reduced to a safe file name) under
-    /// the state directory.
-    pub fn for_engine(engine: &str) -> Ledger {
-        Ledger::at(&crate::last_run::state_dir(None).join("restores"), engine)
+    /// the state directory `state`.
+    pub fn for_engine(state: &Path, engine: &str) -> Ledger {
+        Ledger::at(&state.join("restores"), engine)
     }
 
     /// The ledger of engine `engine` under `base`.

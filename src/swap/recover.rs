@@ -68,9 +68,9 @@ pub fn decide(journals: &[Journal]) -> Vec<Plan> {
         .collect()
 }
 
-/// The journals of `engine`.
-pub async fn ledger(engine: &Engine) -> Result<Ledger> {
-    Ok(Ledger::for_engine(&engine.id().await?))
+/// The journals of `engine`, kept under the state directory `state`.
+pub async fn ledger(engine: &Engine, state: &std::path::Path) -> Result<Ledger> {
+    Ok(Ledger::for_engine(state, &engine.id().await?))
 }
 
 /// Reads the journals of `target` and looks for work directories in its mounts.

@@ -31,22 +31,36 @@ pub async fn around<T>(
     q: Quiesce<'_>,
     work: impl Future<Output = Result<T>>,
 ) -> Result<(T, Option<f64>)> {
+    let (mut all, downtime) = around_each(engine, q, async { vec![work.await] }).await?;
+    Ok((all.pop().expect("one result")?, downtime))
+}
+
+/// Runs `work` (several pieces, each with its own result: a job's destinations) inside one guard;
+/// the post-hook runs if any piece succeeded. The error is the guard's (a hook, a stop, a
+/// start); the pieces' errors are in the results.
+pub async fn around_each<T>(
+    engine: &Engine,
+    q: Quiesce<'_>,
+    work: impl Future<Output = Vec<Result<T>>>,
+) -> Result<(Vec<Result<T>>, Option<f64>)> {
     if let Some(hook) = q.pre_hook {
         run_hook(engine, q.container, hook, "pre-hook").await?;
     }
     let t0 = Instant::now();
-    let result = match stop_all(engine, q.stop, q.stop_timeout).await {
+    let results = match stop_all(engine, q.stop, q.stop_timeout).await {
         Ok(()) => work.await,
-        Err(e) => Err(e),
+        Err(e) => vec![Err(e)],
     };
     let restarted = engine.restart_stopped().await;
     let downtime = (!q.stop.is_empty()).then(|| t0.elapsed().as_secs_f64());
-    let value = result?;
+    if !results.iter().any(Result::is_ok) {
+        return Ok((results, downtime));
+    }
     restarted?;
     if let Some(hook) = q.post_hook {
         run_hook(engine, q.container, hook, "post-hook").await?;
     }
-    Ok((value, downtime))
+    Ok((results, downtime))
 }
 
 /// Stops each of `names` that is running, in order. The engine remembers them for

@@ -1,0 +1,282 @@
+//! Backing up a container's volumes: the job around it (lock, hooks, stops), the archive and the
+//! manifest, committed manifest-last.
+//!
+//! Data path: helper container (`VolumesFrom=<app>:ro`, never started) → the agent packing inside
+//! it, or the engine's archive stream per path → `archive::pack` (tar rewrite + zstd, on a
+//! blocking thread) → bounded channel → `Destination::put` → commit → manifest. The archive's
+//! commit and the manifest are one critical section (a signal waits for both), and the manifest
+//! never depends on removing the helper, which happens last and on every way out.
+
+mod env;
+pub mod paths;
+mod write;
+
+use anyhow::{Context, Result};
+use chrono::Utc;
+use serde::Serialize;
+
+use super::prepare::prepare_container;
+use super::quiesce::{self, Quiesce};
+use super::Session;
+use crate::destination::{put_bytes, DestError, Destination};
+use crate::docker::{ContainerInfo, Engine};
+use crate::manifest::{self, Manifest, PathRecord, SnapshotRecord};
+use crate::progress::Progress;
+use crate::settings::BackupSettings;
+pub use env::{env_key, redact_env};
+pub use paths::{nested_mounts, select_paths};
+use write::{write_archive, Job};
+
+/// A finished backup (the `backup`/`snapshot` JSON document, docs/json.md).
+#[derive(Debug, Serialize)]
+pub struct Backed {
+    /// Always `"ok"`: a failed backup is an error.
+    pub result: &'static str,
+    /// How long the archive took to write.
+    pub seconds: f64,
+    /// Where it went, as given.
+    pub destination: String,
+    /// How long containers were stopped, if any were.
+    pub downtime_seconds: Option<f64>,
+    /// The manifest written.
+    pub backup: Manifest,
+}
+
+/// What `backup --dry-run` found (its JSON document, docs/json.md).
+#[derive(Debug, Serialize)]
+pub struct DryRun {
+    /// Always true.
+    pub dry_run: bool,
+    /// The container's name.
+    pub container: String,
+    /// Whether it runs.
+    pub running: bool,
+    /// The paths and the mounts they come from.
+    pub paths: Vec<PathRecord>,
+    /// The destination, described.
+    pub destination: String,
+    /// The archive's and the manifest's object names.
+    pub would_write: [String; 2],
+    /// Backups of this container the destination holds (unknown if it could not be listed).
+    pub backups_of_container_there: Option<usize>,
+    /// Why the destination could not be listed.
+    pub destination_error: Option<String>,
+    /// Containers that would be stopped around it.
+    pub stop: Vec<String>,
+    /// The hook run first.
+    pub pre_hook: Option<String>,
+    /// The hook run last.
+    pub post_hook: Option<String>,
+    /// The helper's image.
+    pub helper_image: String,
+    /// The zstd level.
+    pub level: i32,
+    /// The tags the backup would carry.
+    pub tags: Vec<String>,
+    /// The listing's error, for the exit code.
+    #[serde(skip)]
+    pub failed: Option<DestError>,
+}
+
+/// Pre-hook, stop, backup, start again, post-hook, under the container's lock. Prints nothing.
+pub async fn run_job(session: &Session, s: &BackupSettings) -> Result<Backed> {
+    let engine = session.engine().await?;
+    let info = engine.inspect(&s.container).await?;
+    let dest = s.dest.open().await;
+    let (mut each, downtime) = run_each(session, engine, &info, &[(s, dest.as_ref())]).await?;
+    let (m, secs) = each.pop().expect("one destination")?;
+    Ok(Backed {
+        result: "ok",
+        seconds: secs,
+        destination: s.dest.to_string(),
+        downtime_seconds: downtime,
+        backup: m,
+    })
+}
+
+/// Backs up `info` to each destination of `each` (one settings value per destination, all of
+/// the same container, stops and hooks: those of the first) inside one guard: the container's
+/// lock, the hooks and the stops happen once. Returns each destination's manifest and seconds,
+/// and the downtime; the error is the guard's.
+pub async fn run_each(
+    session: &Session,
+    engine: &Engine,
+    info: &ContainerInfo,
+    each: &[(&BackupSettings, &dyn Destination)],
+) -> Result<(Vec<Result<(Manifest, f64)>>, Option<f64>)> {
+    let s = each.first().expect("a destination").0;
+    let image = s
+        .helper_image
+        .clone()
+        .unwrap_or_else(|| info.image_id.clone());
+    let _lock = prepare_container(session, engine, info, &image, "backup").await?;
+    let quiet = Quiesce {
+        container: &s.container,
+        stop: &s.stop,
+        stop_timeout: s.stop_timeout,
+        pre_hook: s.pre_hook.as_deref(),
+        post_hook: s.post_hook.as_deref(),
+    };
+    let work = async {
+        let mut done = Vec::new();
+        for (s, dest) in each {
+            done.push(backup(session, engine, info, s, *dest, session.progress).await);
+        }
+        done
+    };
+    quiesce::around_each(engine, quiet, work).await
+}
+
+/// `backup --dry-run`: the paths and the mounts they come from, what would be written where, and
+/// what would be stopped or run around it. Reads the engine and lists the destination; writes
+/// nothing and creates no helper.
+pub async fn dry_run(session: &Session, s: &BackupSettings) -> Result<DryRun> {
+    let engine = session.engine().await?;
+    let info = engine.inspect(&s.container).await?;
+    let paths = select_paths(&info, &s.paths)?;
+    let dest = s.dest.open().await;
+    let listed = dest.list().await;
+    let id = manifest::new_id(&info.name, Utc::now());
+    let objects = [manifest::archive_name(&id), manifest::manifest_name(&id)];
+    let held = listed.as_ref().ok().map(|names| {
+        names
+            .iter()
+            .filter(|n| {
+                n.ends_with(".json") && manifest::id_container(n).is_some_and(|c| c == info.name)
+            })
+            .count()
+    });
+    Ok(DryRun {
+        dry_run: true,
+        container: info.name.clone(),
+        running: info.running,
+        paths,
+        destination: dest.describe(),
+        would_write: objects,
+        backups_of_container_there: held,
+        destination_error: listed.as_ref().err().map(|e| e.to_string()),
+        stop: s.stop.clone(),
+        pre_hook: s.pre_hook.clone(),
+        post_hook: s.post_hook.clone(),
+        helper_image: s.helper_image.clone().unwrap_or_else(|| info.image.clone()),
+        level: s.compression.level,
+        tags: s.tags.clone(),
+        failed: listed.err(),
+    })
+}
+
+/// Backs up `info` (the container `s` names, inspected once by the caller, which holds its
+/// lock); returns the manifest written and the seconds it took.
+pub async fn backup(
+    session: &Session,
+    engine: &Engine,
+    info: &ContainerInfo,
+    s: &BackupSettings,
+    dest: &dyn Destination,
+    show_progress: bool,
+) -> Result<(Manifest, f64)> {
+    let paths = select_paths(info, &s.paths)?;
+    dest.prepare().await?;
+    dest.remove_stale().await?;
+    crate::destination::sweep_orphans(dest).await?;
+    engine.remove_stale_helpers().await?;
+
+    let wire_before = engine.wire();
+    let created = Utc::now();
+    let id = manifest::new_id(&info.name, created);
+    let image = s
+        .helper_image
+        .clone()
+        .unwrap_or_else(|| info.image_id.clone());
+    let progress = Progress::start(format!("backup {}", info.name), show_progress);
+    let name = manifest::archive_name(&id);
+    let job = Job {
+        engine,
+        info,
+        image: &image,
+        paths: &paths,
+        dest,
+        name: &name,
+        s,
+        progress: &progress,
+    };
+    let streamed = write_archive(&job).await;
+    let secs = progress.elapsed().as_secs_f64();
+    progress.finish();
+    let (upload, stats, sha256) = streamed?;
+
+    let mut m = Manifest {
+        format: crate::manifest::FORMAT,
+        id: id.clone(),
+        container: info.name.clone(),
+        container_id: info.id.clone(),
+        image: info.image.clone(),
+        image_id: info.image_id.clone(),
+        host: crate::owner::hostname(),
+        paths,
+        created,
+        tags: s.tags.clone(),
+        tool_version: env!("CARGO_PKG_VERSION").to_string(),
+        size: stats.size,
+        sha256,
+        tar_bytes: stats.tar_bytes,
+        entries: stats.entries,
+        level: s.compression.level,
+        archive: name.clone(),
+        snapshot: None,
+        exclude: s.exclude.patterns().to_vec(),
+    };
+    if s.snapshot {
+        let mut inspect = info.inspect.clone();
+        if !s.include_env {
+            let key = env_key(&session.dirs.host_state).map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot read or make the key snapshots hash environment values with ({e}); set DOCKYARD_STATE_DIR to a writable directory"
+                )
+            })?;
+            redact_env(&mut inspect, &key, &info.id);
+        }
+        m.snapshot = Some(SnapshotRecord {
+            image_digests: engine.image_digests(&info.image_id).await?,
+            inspect,
+        });
+    }
+    let text = serde_json::to_vec_pretty(&m).expect("manifest serialises");
+    // From the archive's commit to the manifest's, a signal waits, so a stopped run leaves a whole
+    // backup. A killed one leaves its pending record naming it, so the next run can remove an
+    // archive that never got its manifest.
+    let critical = session.critical.enter();
+    let committed = match crate::destination::mark_pending(dest, &id).await {
+        Ok(()) => upload.commit().await,
+        Err(e) => {
+            upload.abort().await;
+            Err(e)
+        }
+    };
+    let stored = match committed {
+        Ok(_) => put_bytes(dest, &manifest::manifest_name(&id), text).await,
+        Err(e) => Err(e),
+    };
+    drop(critical);
+    if let Err(e) = stored {
+        // Without its manifest the archive is invisible; do not leave it taking space.
+        let _ = dest.delete(&name).await;
+        crate::destination::clear_pending(dest, &id).await;
+        return Err(e).context(format!(
+            "backup {id} to {}: could not be completed",
+            dest.describe()
+        ));
+    }
+    crate::destination::clear_pending(dest, &id).await;
+    tracing::info!(id = %m.id, container = %m.container, size = m.size, "backup complete");
+    if let (Some((r0, s0)), Some((r1, s1))) = (wire_before, engine.wire()) {
+        // A remote engine: what the backup cost on the network, beside the archive's size.
+        tracing::info!(
+            received = r1 - r0,
+            sent = s1 - s0,
+            archive = m.size,
+            "bytes over ssh to and from the remote engine"
+        );
+    }
+    Ok((m, secs))
+}

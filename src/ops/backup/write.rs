@@ -1,0 +1,213 @@
+//! Writing one archive into a destination: through the agent in a helper when it can run there,
+//! else through the engine's archive endpoint and the host's packer.
+
+use anyhow::{Context, Result};
+
+use super::paths::nested_mounts;
+use crate::agent::host::{self, Archive, Ended, Unavailable};
+use crate::agent::{PackJob, PackPath};
+use crate::archive::pack::{pack, PackStats, Source};
+use crate::destination::Destination;
+use crate::docker::{ContainerInfo, DockerError, Engine, HelperSpec};
+use crate::manifest::PathRecord;
+use crate::pipeline::streams::{CountingReader, ReadAhead};
+use crate::pipeline::{stream_into, Broken};
+use crate::progress::Progress;
+use crate::settings::BackupSettings;
+use crate::values::AgentMode;
+
+/// One archive to write: what from, where to, how.
+pub struct Job<'a> {
+    /// The engine holding the container.
+    pub engine: &'a Engine,
+    /// The container backed up.
+    pub info: &'a ContainerInfo,
+    /// The helper image.
+    pub image: &'a str,
+    /// Its paths, in archive order.
+    pub paths: &'a [PathRecord],
+    /// Where the archive goes.
+    pub dest: &'a dyn Destination,
+    /// The archive's object name.
+    pub name: &'a str,
+    /// The backup's settings.
+    pub s: &'a BackupSettings,
+    /// The counters progress shows.
+    pub progress: &'a Progress,
+}
+
+/// What [`write_archive`] returns: the upload to commit, the stats and the archive's sha256.
+pub type Written = (Box<dyn crate::destination::Upload>, PackStats, String);
+
+/// Writes the archive through the agent when it can run in the helper, else through the engine's
+/// archive endpoint; one log line says which and why. On failure the upload is aborted.
+pub async fn write_archive(job: &Job<'_>) -> Result<Written> {
+    let why = match job.s.agent {
+        AgentMode::Never => Unavailable("--agent never".into()),
+        AgentMode::Auto => match through_agent(job).await? {
+            Ok(written) => return Ok(written),
+            Err(why) => why,
+        },
+    };
+    tracing::info!(container = %job.info.name, "backing up through the engine's archive endpoint: {why}");
+    let helper = job
+        .engine
+        .create_helper(HelperSpec::archive(job.info, job.image, true))
+        .await?;
+    let streamed = stream_archive(job, &helper).await;
+    // The streams are closed: the engine removes a helper only once no read from it is open.
+    if let Err(e) = job.engine.remove_helper(&helper).await {
+        tracing::warn!(helper = %helper, error = %e, "could not remove the helper container; the next run will");
+    }
+    streamed
+}
+
+/// Runs `agent pack` in a helper and streams its compressed archive into the destination. The
+/// inner `Err` means the agent could not run (nothing was uploaded) and says why.
+async fn through_agent(job: &Job<'_>) -> Result<Result<Written, Unavailable>> {
+    let pack_job = PackJob {
+        paths: job
+            .paths
+            .iter()
+            .map(|p| PackPath {
+                path: p.path.clone(),
+                nested: nested_mounts(job.info, &p.path)
+                    .into_iter()
+                    .map(|n| String::from_utf8_lossy(&n).into_owned())
+                    .collect(),
+            })
+            .collect(),
+        level: job.s.compression.level,
+        exclude: job.s.exclude.patterns().to_vec(),
+    };
+    let counters = host::Counters {
+        read: job.progress.read.clone(),
+        total: job.progress.total.clone(),
+    };
+    let (packing, archive) =
+        match host::start_pack(job.engine, job.info, job.image, &pack_job, counters).await {
+            Ok(p) => p,
+            Err(why) => return Ok(Err(why)),
+        };
+    tracing::info!(container = %job.info.name, "backing up through dockyard's agent in the helper");
+    let upload = match job.dest.put(job.name).await {
+        Ok(u) => u,
+        Err(e) => {
+            packing.abandon(job.engine).await;
+            return Err(e.into());
+        }
+    };
+    let source: Box<dyn std::io::Read + Send> = match archive {
+        Archive::Attach(stream) => {
+            Box::new(ReadAhead::new(tokio::runtime::Handle::current(), stream))
+        }
+        Archive::Pipe(path) => Box::new(crate::agent::pipe::Reader::new(path)),
+    };
+    let mut reader = CountingReader::new(source, job.progress.written.clone());
+    let streamed = stream_into(upload, move |mut writer| {
+        let n = crate::pipeline::streams::copy_chunks(&mut reader, &mut writer)?;
+        Ok((n, writer))
+    })
+    .await;
+    let what = || format!("back up container {:?} through the agent", job.info.name);
+    let (upload, size, sha256) = match streamed {
+        Ok(done) => done,
+        Err(broken) => {
+            packing.abandon(job.engine).await;
+            return Err(match broken {
+                Broken::Destination(e) => anyhow::Error::from(e).context(format!(
+                    "backup of {} to {}",
+                    job.info.name,
+                    job.dest.describe()
+                )),
+                Broken::Producer(e) => DockerError::Api {
+                    action: what(),
+                    message: e.to_string(),
+                }
+                .into(),
+            });
+        }
+    };
+    match packing.finish(job.engine, size).await {
+        Ok(Ended::Done(r)) => Ok(Ok((
+            upload,
+            PackStats {
+                tar_bytes: r.tar_bytes,
+                entries: r.entries,
+                size,
+            },
+            sha256,
+        ))),
+        Ok(Ended::NeverRan(why)) => {
+            upload.abort().await;
+            tracing::warn!(container = %job.info.name, "dockyard's agent could not run in the helper: {why}");
+            Ok(Err(why))
+        }
+        Ok(Ended::Failed(message)) => {
+            upload.abort().await;
+            Err(DockerError::Api {
+                action: what(),
+                message,
+            }
+            .into())
+        }
+        Err(e) => {
+            upload.abort().await;
+            Err(e.into())
+        }
+    }
+}
+
+/// Streams every path through the packer into `dest` as object `name`, and returns the upload
+/// (for the caller to commit), the pack stats and the archive's hex sha256 (hashed here, beside
+/// the packer thread). On failure the upload is aborted.
+async fn stream_archive(job: &Job<'_>, helper: &str) -> Result<Written> {
+    let Job {
+        engine,
+        info,
+        paths,
+        dest,
+        name,
+        s,
+        progress,
+        ..
+    } = *job;
+    let sources: Vec<Source> = paths
+        .iter()
+        .map(|p| {
+            let stream = engine.download(helper, &p.path);
+            let reader = ReadAhead::new(tokio::runtime::Handle::current(), stream);
+            Source {
+                path: p.path.clone(),
+                reader: Box::new(CountingReader::new(reader, progress.read.clone())),
+                exclude: nested_mounts(info, &p.path),
+                globs: s.exclude.clone(),
+            }
+        })
+        .collect();
+    let upload = dest.put(name).await?;
+    let compression = s.compression;
+    let written = progress.written.clone();
+    match stream_into(upload, move |writer| {
+        pack(sources, writer, compression, Some(written))
+    })
+    .await
+    {
+        Ok(done) => Ok(done),
+        Err(Broken::Destination(e)) => {
+            Err(e).context(format!("backup of {} to {}", info.name, dest.describe()))
+        }
+        Err(Broken::Producer(e)) => {
+            let listed: Vec<&str> = paths.iter().map(|p| p.path.as_str()).collect();
+            Err(DockerError::Api {
+                action: format!(
+                    "stream {} out of container {:?}",
+                    listed.join(", "),
+                    info.name
+                ),
+                message: e.to_string(),
+            }
+            .into())
+        }
+    }
+}

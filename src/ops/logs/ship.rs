@@ -1,0 +1,109 @@
+//! Shipping rotated log files: each streamed out of the helper through zstd into the
+//! destination, read back and checked; and shipped files pruned there after a while.
+
+use std::io;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use chrono::Utc;
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncReadExt;
+
+use crate::destination::{DestError, Destination};
+use crate::docker::Engine;
+use crate::logs::naming::{self};
+use crate::pipeline::streams::{CountingReader, ReadAhead};
+use crate::pipeline::{stream_into, Broken};
+
+/// Deletes `container`'s shipped logs rotated more than `age` seconds ago; returns their keys.
+pub(super) async fn prune_shipped(
+    dest: &dyn Destination,
+    container: &str,
+    age: u64,
+) -> Result<Vec<String>> {
+    let cutoff = Utc::now() - chrono::Duration::seconds(age as i64);
+    let mut pruned = Vec::new();
+    for key in dest.list_under(&format!("logs/{container}")).await? {
+        let file = key.rsplit('/').next().unwrap_or("");
+        let old = file
+            .strip_suffix(".zst")
+            .and_then(naming::parse_rotated)
+            .is_some_and(|r| r.at < cutoff);
+        if old {
+            dest.delete(&key).await?;
+            pruned.push(key);
+        }
+    }
+    Ok(pruned)
+}
+
+/// Streams one file out of `helper`, through zstd, into `dest` as `key`, then reads the object back
+/// and checks its sha256. Returns the file's size in bytes.
+pub(super) async fn ship_file(
+    engine: &Engine,
+    helper: &str,
+    path: &str,
+    dest: &dyn Destination,
+    key: &str,
+    level: i32,
+    counter: Arc<AtomicU64>,
+) -> Result<u64> {
+    let reader = ReadAhead::new(
+        tokio::runtime::Handle::current(),
+        engine.download(helper, path),
+    );
+    let upload = dest.put(key).await?;
+    let shipped = stream_into(upload, move |writer| -> io::Result<(u64, _)> {
+        let mut archive = tar::Archive::new(reader);
+        let mut entry = archive
+            .entries()?
+            .next()
+            .ok_or_else(|| io::Error::other("the engine sent an empty archive"))??;
+        // Only a regular file ships: a symlink planted after the listing is not followed.
+        if !entry.header().entry_type().is_file() {
+            return Err(io::Error::other(
+                "it is no longer a regular file (a symlink or something else); not shipped",
+            ));
+        }
+        let mut encoder = zstd::stream::write::Encoder::new(writer, level)?;
+        encoder.include_checksum(true)?;
+        let raw = io::copy(&mut CountingReader::new(&mut entry, counter), &mut encoder)?;
+        Ok((raw, encoder.finish()?))
+    })
+    .await;
+    let (upload, raw, want) = match shipped {
+        Ok(done) => done,
+        Err(Broken::Destination(e)) => return Err(e.into()),
+        Err(Broken::Producer(e)) => {
+            return Err(e).with_context(|| format!("read {path} from the volume"))
+        }
+    };
+    upload.commit().await?;
+    let got = read_back_sha(dest, key).await?;
+    if got != want {
+        return Err(anyhow::anyhow!(
+            "{}: {key} reads back with sha256 {got}, {want} was written",
+            dest.describe()
+        ));
+    }
+    Ok(raw)
+}
+
+async fn read_back_sha(dest: &dyn Destination, key: &str) -> Result<String, DestError> {
+    let mut reader = dest.get(key).await?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = reader.read(&mut buf).await.map_err(|error| DestError::Io {
+            dest: dest.describe(),
+            action: format!("read back {key}"),
+            error,
+        })?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}

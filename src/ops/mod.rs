@@ -1,0 +1,106 @@
+//! The library core: the work each command does (back up, restore, prune, verify, ship logs),
+//! as functions that take typed values and a [`Session`] and return outcome values. Nothing here
+//! prints or sees the renderer; `commands/` turns outcomes into text or one JSON document and
+//! `jobs/` runs plans of them.
+
+pub mod backup;
+pub mod logs;
+pub mod prepare;
+pub mod prune;
+pub mod quiesce;
+pub mod restore;
+pub mod verify;
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::Result;
+use tokio::sync::OnceCell;
+
+use crate::critical::Critical;
+use crate::docker::{ContainerInfo, Engine};
+use crate::settings::Dirs;
+use crate::swap::journal::Journal;
+use crate::swap::ledger::Ledger;
+
+/// What the work of one invocation shares: the engine (connected on first use), where locks
+/// live, the work a signal must wait for, and the staging to remove if the run ends early.
+pub struct Session {
+    /// Where locks and state live, decided once.
+    pub dirs: Dirs,
+    /// Work a signal must wait for (a restore's swap; a backup's archive and manifest).
+    pub critical: Critical,
+    /// Whether long work shows a progress line on stderr (a terminal only).
+    pub progress: bool,
+    engine: OnceCell<Engine>,
+    /// ssh config for `DOCKER_HOST=ssh://...` (the same `--ssh-config` as ssh destinations).
+    engine_ssh_config: Option<PathBuf>,
+    /// How long a script helper may run (`--helper-timeout`).
+    helper_timeout: Duration,
+    pending: Mutex<Option<Pending>>,
+}
+
+/// A restore's staging in progress: what to remove if the run ends before its swap.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    /// The target container.
+    pub target: ContainerInfo,
+    /// The helper image.
+    pub image: String,
+    /// The restore's journal (on the host).
+    pub journal: Journal,
+    /// Where that journal is kept.
+    pub ledger: Ledger,
+}
+
+impl Session {
+    /// A session; the engine is connected on first use, so `list` and `verify` work without
+    /// Docker.
+    pub fn new(
+        dirs: Dirs,
+        progress: bool,
+        engine_ssh_config: Option<PathBuf>,
+        helper_timeout: Duration,
+    ) -> Session {
+        Session {
+            dirs,
+            critical: Critical::default(),
+            progress,
+            engine: OnceCell::new(),
+            engine_ssh_config,
+            helper_timeout,
+            pending: Mutex::new(None),
+        }
+    }
+
+    /// The engine, connecting (and negotiating the API version) on first use.
+    pub async fn engine(&self) -> Result<&Engine> {
+        let config = self.engine_ssh_config.clone();
+        Ok(self
+            .engine
+            .get_or_try_init(|| Engine::connect(config, self.helper_timeout))
+            .await?)
+    }
+
+    /// Records (or clears) the staging a signal should remove.
+    pub fn set_pending(&self, pending: Option<Pending>) {
+        *self.pending.lock().unwrap() = pending;
+    }
+
+    /// Takes the staging to remove, if any.
+    pub fn take_pending(&self) -> Option<Pending> {
+        self.pending.lock().unwrap().take()
+    }
+
+    /// Removes the staging of an interrupted restore, removes helper containers still alive and
+    /// starts again any container this run stopped; main calls this on every way out (errors,
+    /// signals, panics).
+    pub async fn cleanup(&self) {
+        if let Some(engine) = self.engine.get() {
+            engine.remove_live_helpers().await;
+            restore::live::discard(self, engine).await;
+            let _ = engine.restart_stopped().await;
+        }
+    }
+}

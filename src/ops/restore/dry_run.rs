@@ -1,0 +1,126 @@
+//! `restore --dry-run`: what a restore would add, change and remove, in bounded memory whatever
+//! the file count; changes nothing.
+
+use anyhow::{Context, Result};
+
+use super::outcome::{DryRun, PathDiff};
+use super::plan::{Filter, Plan};
+use super::survey::{live_each, occupied_paths};
+use crate::archive::listing::{self, Origin};
+use crate::destination::{DestSpec, Destination};
+use crate::docker::{ContainerInfo, Engine};
+use crate::manifest::{Manifest, SAFETY_TAG};
+use crate::pipeline::read_blocking;
+use crate::settings::RestoreSettings;
+
+/// Says what a restore would add, change and remove, and what it would refuse, strip and save;
+/// changes nothing.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn dry_run(
+    engine: &Engine,
+    dest: &dyn Destination,
+    m: &Manifest,
+    target: &ContainerInfo,
+    plan: &Plan,
+    image: &str,
+    s: &RestoreSettings,
+    safety_dest: &DestSpec,
+    report: &crate::archive::verify::Report,
+) -> Result<DryRun> {
+    let mut report_paths = Vec::new();
+    for d in &plan.dirs {
+        for p in &d.paths {
+            let owned = p.path.clone();
+            let mut skip = p.skip.clone();
+            skip.extend(p.elsewhere.iter().cloned());
+            skip.push(crate::archive::names::LOG_STATE.as_bytes().to_vec());
+            // What a restore would take from the archive (`--include`), and which live names it
+            // keeps as they are: those the backup left out, or with `--include` everything.
+            let include = Filter::new(&s.include, &owned);
+            let excluded = Filter::new(&m.exclude, &owned);
+            // Bounded memory whatever the file count: the archive's side as hashes, the target
+            // streamed past them, the archive read again for the names only if it has some the
+            // target lacks.
+            let archive_pass = |compare: listing::Compare, added: bool| {
+                let (owned, skip, include) = (owned.clone(), skip.clone(), include.clone());
+                read_blocking(dest, &m.archive, None, move |r| {
+                    let mut compare = compare;
+                    listing::each(r, Origin::Archive, &owned, &skip, None, |name, sig| {
+                        if !include.takes(name) {
+                            return;
+                        }
+                        if added {
+                            compare.added(name)
+                        } else {
+                            compare.wanted(name, &sig)
+                        }
+                    })
+                    .map(|_| compare)
+                })
+            };
+            let mut compare = archive_pass(listing::Compare::default(), false)
+                .await?
+                .with_context(|| format!("list {} in backup {}", p.path, m.id))?;
+            compare.wanted_done();
+            let merging = !s.include.is_empty();
+            let (mut compare, _, _, mut kept) = live_each(
+                engine,
+                target,
+                &p.path,
+                skip.clone(),
+                image,
+                None,
+                (compare, include.clone(), excluded.clone(), 0u64),
+                |(c, include, excluded, kept), name, sig| {
+                    if excluded.takes(name) && !excluded.is_empty() {
+                        *kept += 1;
+                    } else if include.takes(name) {
+                        c.current(name, &sig);
+                    } else {
+                        *kept += 1;
+                    }
+                },
+            )
+            .await?;
+            if compare.missing() > 0 {
+                compare = archive_pass(compare, true)
+                    .await?
+                    .with_context(|| format!("list {} in backup {}", p.path, m.id))?;
+            }
+            let mut diff = compare.finish();
+            if merging {
+                // A merge deletes nothing: what only the target has stays.
+                kept += diff.totals[2];
+                diff.removed.clear();
+                diff.totals[2] = 0;
+            }
+            report_paths.push(PathDiff::new(p.path.clone(), diff, kept));
+        }
+    }
+    let safety = if !s.safety_backup {
+        "no safety backup (--no-safety-backup)".to_string()
+    } else {
+        let occupied = occupied_paths(engine, target, plan, image).await?;
+        if occupied.is_empty() {
+            "no safety backup: the target's paths are empty".to_string()
+        } else {
+            format!(
+                "a safety backup (tag {SAFETY_TAG}) of {} would first be written to {safety_dest}",
+                occupied.join(", ")
+            )
+        }
+    };
+    Ok(DryRun {
+        dry_run: true,
+        backup: m.id.clone(),
+        into: target.name.clone(),
+        paths: report_paths,
+        files: plan.files.iter().map(|f| f.path.clone()).collect(),
+        safety,
+        setid: report.setid.clone(),
+        keep_setid: s.privileges.keep_setid,
+        privileged_xattrs: report.privileged_xattrs.clone(),
+        keep_capabilities: s.privileges.keep_capabilities,
+        devices: report.devices.clone(),
+    })
+}

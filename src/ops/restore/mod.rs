@@ -1,0 +1,227 @@
+//! Restoring a backup into a container's volumes, safely.
+//!
+//! Order of work, so that a bad archive never harms live data and an interruption at any instant
+//! leaves every volume exactly as before or exactly as restored:
+//! 1. lock the container; finish or undo any interrupted restore of it (`swap::recover`);
+//! 2. pick the backup (`latest` skips safety backups and future-dated ones) and check its manifest;
+//! 3. read each path's own entry from the start of the archive, to plan where each path goes;
+//! 4. stage each path into `<mount>/.dockyard-restore/new-<k>/` with a journal (a single-file
+//!    mount beside its host file), checking the whole archive on the way as `verify` does (one
+//!    decode per path: sha256, every entry, the counts; device nodes refused unless
+//!    `--allow-devices`); a failure or signal here removes the staging;
+//! 5. save what is there as a `pre-restore` backup (to `--safety-backup-to`, else `--from`);
+//! 6. in one helper that no signal interrupts: mark every work dir ready, move single files into
+//!    place, swap each path (old contents aside, restored ones in), delete the old contents.
+
+mod dry_run;
+use dry_run::dry_run;
+pub mod live;
+mod outcome;
+pub mod plan;
+mod safety;
+mod stage;
+mod survey;
+
+use anyhow::Result;
+use chrono::Utc;
+
+use super::quiesce::{self, Quiesce};
+use super::Session;
+use crate::error::Failure;
+use crate::lock::{Access, ContainerLock};
+use crate::manifest;
+use crate::settings::RestoreSettings;
+use crate::swap::recover::{self, Work};
+use live::{commit, discard, finish_interrupted, refuse_open_files};
+pub use outcome::{shorten, DryRun, Outcome, PathDiff, Restored, SafetyBackup};
+use plan::{pick_paths, plan, refuse_devices};
+use safety::safety_backup;
+use stage::{archived_roots, stage_all};
+
+/// Restores the backup `s` names; with `--stop`, with the target (and others) stopped around it.
+/// Prints nothing.
+pub async fn run(session: &Session, s: RestoreSettings) -> Result<Outcome> {
+    let engine = session.engine().await?;
+    let (stop, stop_timeout, container) = (s.stop.clone(), s.stop_timeout, s.container.clone());
+    let quiet = Quiesce {
+        container: &container,
+        stop: &stop,
+        stop_timeout,
+        pre_hook: None,
+        post_hook: None,
+    };
+    let (mut outcome, downtime) = quiesce::around(engine, quiet, restore(session, s)).await?;
+    if let Outcome::Restored(r) = &mut outcome {
+        r.downtime_seconds = downtime;
+    }
+    Ok(outcome)
+}
+
+/// The restore itself, inside the quiesce guard.
+async fn restore(session: &Session, s: RestoreSettings) -> Result<Outcome> {
+    let engine = session.engine().await?;
+    let dest = s.dest.open().await;
+    let target = engine.inspect(&s.container).await?;
+    let image = s
+        .helper_image
+        .clone()
+        .unwrap_or_else(|| target.image_id.clone());
+    if engine.is_local() {
+        crate::binds::check(&target)?;
+    }
+    let _lock = ContainerLock::take_on(
+        engine,
+        &session.dirs.lock,
+        &target,
+        "restore",
+        Access::Exclusive,
+    )
+    .await?;
+    let ledger = recover::ledger(engine, &session.dirs.host_state).await?;
+    let work = Work {
+        engine,
+        target: &target,
+        image: &image,
+        ledger: &ledger,
+    };
+    let mut recovered = Vec::new();
+    if !s.dry_run {
+        engine.remove_stale_helpers().await?;
+        let outcome = finish_interrupted(session, &work, true).await?;
+        if let Some(why) = outcome.busy.first() {
+            return Err(Failure::busy(format!("{why}; wait for it and run again")).into());
+        }
+        if let Some(e) = outcome.stuck {
+            return Err(e);
+        }
+        if let Some(f) = outcome.foreign.first() {
+            return Err(Failure::usage(format!(
+                "{f}. dockyard stages restores there and will not touch something it did not create; move it away, then run again"
+            ))
+            .into());
+        }
+        if let Some(w) = outcome.warnings.first() {
+            return Err(Failure::busy(format!(
+                "{w}; a restore needs that work directory gone first"
+            ))
+            .into());
+        }
+        recovered = outcome.done;
+    }
+    let source = s.source.clone().unwrap_or_else(|| target.name.clone());
+    let select = match s.archive.as_str() {
+        "latest" => manifest::Select::Container(&source),
+        id => manifest::Select::Id(id),
+    };
+    let catalog = manifest::load(dest.as_ref(), select).await?;
+    let m = catalog
+        .select(&s.archive, &source, &s.dest.to_string(), Utc::now())?
+        .clone();
+    if m.container != source && !s.force {
+        return Err(Failure::usage(format!(
+            "backup {} is of container {:?}, not {:?}; to restore it into {:?}, say so with --container {} (or --force)",
+            m.id,
+            m.container,
+            source,
+            target.name,
+            shell_words::quote(&m.container)
+        ))
+        .into());
+    }
+    let wanted = pick_paths(&m, &s.paths, &target)?;
+    if !s.dry_run && !s.allow_open_files {
+        refuse_open_files(engine, &target, &wanted).await?;
+    }
+
+    let safety_dest = s.safety_dest.clone().unwrap_or_else(|| s.dest.clone());
+    if s.dry_run {
+        let report = crate::ops::verify::verify_backup(dest.as_ref(), &m, session.progress).await?;
+        refuse_devices(&m, &report.devices, &s)?;
+        let plan = plan(&m, &wanted, &target, &report.roots, engine.is_local())?;
+        return dry_run(
+            engine,
+            dest.as_ref(),
+            &m,
+            &target,
+            &plan,
+            &image,
+            &s,
+            &safety_dest,
+            &report,
+        )
+        .await
+        .map(Outcome::DryRun);
+    }
+
+    let roots = archived_roots(dest.as_ref(), &m).await?;
+    let mut plan = plan(&m, &wanted, &target, &roots, engine.is_local())?;
+    if !s.include.is_empty() && !plan.files.is_empty() {
+        tracing::info!(container = %target.name, "--include restores entries of directories: the single-file mounts are left as they are");
+        plan.files.clear();
+    }
+    let (staged, mut journal) = stage_all(session, &work, dest.as_ref(), &m, &plan, &s).await?;
+    let safety = if s.safety_backup {
+        // The restore's own destination, unless the safety backup goes elsewhere.
+        let elsewhere = match &s.safety_dest {
+            Some(spec) => Some(spec.open().await),
+            None => None,
+        };
+        let opened = elsewhere.as_deref().unwrap_or(dest.as_ref());
+        match safety_backup(
+            session,
+            engine,
+            &target,
+            &plan,
+            &image,
+            &s,
+            &safety_dest,
+            opened,
+        )
+        .await
+        {
+            Ok(safety) => safety,
+            Err(e) => {
+                discard(session, engine).await;
+                return Err(e);
+            }
+        }
+    } else {
+        None
+    };
+    let old_contents = commit(session, &work, &mut journal, s.wait_cleanup).await?;
+
+    let stripped: Vec<String> = staged.iter().flat_map(|s| s.stripped.clone()).collect();
+    if !stripped.is_empty() {
+        tracing::warn!(files = %shorten(&stripped), "removed set-user-ID/set-group-ID bits (restore with --keep-setuid to keep them)");
+    }
+    let dropped: Vec<String> = staged
+        .iter()
+        .flat_map(|s| s.dropped_xattrs.clone())
+        .collect();
+    if !dropped.is_empty() {
+        tracing::warn!(files = %shorten(&dropped), "dropped security.*/trusted.* extended attributes, file capabilities among them (restore with --keep-capabilities to keep them)");
+    }
+    Ok(Outcome::Restored(Restored {
+        result: "ok",
+        restored: m.id.clone(),
+        into: target.name.clone(),
+        paths: wanted,
+        safety_backup: safety,
+        stripped_setid: stripped,
+        dropped_xattrs: dropped,
+        skipped: staged.iter().flat_map(|s| s.skipped.clone()).collect(),
+        notes: plan
+            .files
+            .iter()
+            .map(|f| {
+                format!(
+                    "{} is a single-file bind mount of {}/{}: the container sees the restored file after it restarts",
+                    f.path, f.dir, f.name
+                )
+            })
+            .collect(),
+        recovered,
+        old_contents,
+        downtime_seconds: None,
+    }))
+}
