@@ -466,3 +466,42 @@ fn restore_with_stop_restores_a_stopped_app_and_starts_it_again() {
     );
     assert_eq!(app.sh("cat /srv/media/a"), "one\n");
 }
+
+#[test]
+fn a_job_with_two_destinations_stops_the_app_and_runs_its_hooks_once() {
+    let app = App::running("oneguard", &["/srv/media"]);
+    app.sh("echo a > /srv/media/a");
+    let (tmp, first) = dest_dir();
+    let second = tmp.path().join("second");
+    std::fs::create_dir_all(&second).unwrap();
+    let path = tmp.path().join("dockyard.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "lock_dir = \"{l}\"\nstate_dir = \"{l}\"\n[destinations.one]\nurl = \"{a}\"\n\
+             [destinations.two]\nurl = \"{b}\"\n[jobs.media]\ncontainer = \"{c}\"\n\
+             destinations = [\"one\", \"two\"]\nstop_during_backup = true\nstop_timeout = 1\n\
+             pre_hook = \"echo pre >> /srv/media/hooks\"\npost_hook = \"echo post >> /srv/media/hooks\"\n",
+            l = tmp.path().join("locks").display(),
+            a = first.display(),
+            b = second.display(),
+            c = app.name
+        ),
+    )
+    .unwrap();
+    let out = dockyard(&["run", "--config", path.to_str().unwrap(), "--json"]).ok();
+    let events = common::json_lines(&out);
+    let dests = events[0]["destinations"].as_array().unwrap();
+    assert_eq!(dests.len(), 2, "{out}");
+    assert!(dests.iter().all(|d| d["ok"] == true), "{out}");
+    assert_eq!((list(&first).len(), list(&second).len()), (1, 1));
+    // One guard for the job: the hooks ran once around both backups, not once per destination.
+    assert_eq!(app.sh("cat /srv/media/hooks"), "pre\npost\n");
+    assert!(running(&app), "the app was left stopped");
+    // The file's lock_dir holds every lock of the run: the job's and the container's.
+    let id = docker(&["inspect", "-f", "{{.Id}}", &app.name]);
+    let locks = tmp.path().join("locks");
+    for name in ["media.lock".to_string(), format!("containers/{}.lock", id.trim())] {
+        assert!(locks.join(&name).exists(), "no {name} in {}", locks.display());
+    }
+}
