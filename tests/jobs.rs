@@ -501,7 +501,14 @@ fn a_job_with_two_destinations_stops_the_app_and_runs_its_hooks_once() {
     // The file's lock_dir holds every lock of the run: the job's and the container's.
     let id = docker(&["inspect", "-f", "{{.Id}}", &app.name]);
     let locks = tmp.path().join("locks");
-    for name in ["media.lock".to_string(), format!("containers/{}.lock", id.trim())] {
-        assert!(locks.join(&name).exists(), "no {name} in {}", locks.display());
+    for name in [
+        "media.lock".to_string(),
+        format!("containers/{}.lock", id.trim()),
+    ] {
+        assert!(
+            locks.join(&name).exists(),
+            "no {name} in {}",
+            locks.display()
+        );
     }
 }

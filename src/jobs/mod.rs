@@ -232,7 +232,10 @@ async fn run_job(session: &Session, plan: &JobPlan, lock_dir: &Path) -> Ran {
         Ok(l) => l,
         Err(e) => return Ran::failed(e.into()),
     };
-    let engine = match session.engine().await {
+    let engine = match session
+        .engine_named(plan.engine().unwrap_or(crate::ops::DEFAULT_ENGINE))
+        .await
+    {
         Ok(e) => e,
         Err(e) => return Ran::failed(e),
     };

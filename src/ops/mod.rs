@@ -11,6 +11,7 @@ pub mod quiesce;
 pub mod restore;
 pub mod verify;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -24,6 +25,9 @@ use crate::settings::Dirs;
 use crate::swap::journal::Journal;
 use crate::swap::ledger::Ledger;
 
+/// The name of the engine `DOCKER_HOST` (or the local socket) reaches.
+pub const DEFAULT_ENGINE: &str = "default";
+
 /// What the work of one invocation shares: the engine (connected on first use), where locks
 /// live, the work a signal must wait for, and the staging to remove if the run ends early.
 pub struct Session {
@@ -33,7 +37,8 @@ pub struct Session {
     pub critical: Critical,
     /// Whether long work shows a progress line on stderr (a terminal only).
     pub progress: bool,
-    engine: OnceCell<Engine>,
+    /// The engines jobs name, each connected on first use; today one, [`DEFAULT_ENGINE`].
+    engines: BTreeMap<String, OnceCell<Engine>>,
     /// ssh config for `DOCKER_HOST=ssh://...` (the same `--ssh-config` as ssh destinations).
     engine_ssh_config: Option<PathBuf>,
     /// How long a script helper may run (`--helper-timeout`).
@@ -67,7 +72,7 @@ impl Session {
             dirs,
             critical: Critical::default(),
             progress,
-            engine: OnceCell::new(),
+            engines: BTreeMap::from([(DEFAULT_ENGINE.to_string(), OnceCell::new())]),
             engine_ssh_config,
             helper_timeout,
             pending: Mutex::new(None),
@@ -76,9 +81,19 @@ impl Session {
 
     /// The engine, connecting (and negotiating the API version) on first use.
     pub async fn engine(&self) -> Result<&Engine> {
+        self.engine_named(DEFAULT_ENGINE).await
+    }
+
+    /// Engine `name` (a job's `engine`), connecting on first use.
+    pub async fn engine_named(&self, name: &str) -> Result<&Engine> {
+        let cell = self.engines.get(name).ok_or_else(|| {
+            crate::error::Failure::usage(format!(
+                "no engine named {name:?}; the engines are: {}",
+                self.engines.keys().cloned().collect::<Vec<_>>().join(", ")
+            ))
+        })?;
         let config = self.engine_ssh_config.clone();
-        Ok(self
-            .engine
+        Ok(cell
             .get_or_try_init(|| Engine::connect(config, self.helper_timeout))
             .await?)
     }
@@ -97,7 +112,7 @@ impl Session {
     /// starts again any container this run stopped; main calls this on every way out (errors,
     /// signals, panics).
     pub async fn cleanup(&self) {
-        if let Some(engine) = self.engine.get() {
+        for engine in self.engines.values().filter_map(OnceCell::get) {
             engine.remove_live_helpers().await;
             restore::live::discard(self, engine).await;
             let _ = engine.restart_stopped().await;

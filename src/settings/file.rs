@@ -66,6 +66,13 @@ impl JobPlan {
         }
     }
 
+    /// The engine the job's container is on, by name (`None`: the one engine).
+    pub fn engine(&self) -> Option<&str> {
+        match self {
+            JobPlan::Backup { engine, .. } | JobPlan::Logs { engine, .. } => engine.as_deref(),
+        }
+    }
+
     /// The job's name.
     pub fn name(&self) -> &str {
         match self {
