@@ -251,7 +251,7 @@ const BATCH_OBJECT_LIMIT: u64 = 256 << 10;
 pub async fn load(dest: &dyn Destination, select: Select<'_>) -> Result<Catalog, DestError> {
     let mut out = Catalog::default();
     let mut names = Vec::new();
-    let listed = dest.list().await?;
+    let listed: Vec<String> = dest.list("").await?.into_iter().map(|e| e.name).collect();
     if listed.is_empty() && !dest.exists().await? {
         return Err(DestError::Unusable {
             dest: dest.describe(),

@@ -70,14 +70,15 @@ async fn dry_run(ctx: &Ctx, s: &BackupSettings) -> Result<()> {
     let info = engine.inspect(&s.container).await?;
     let paths = select_paths(&info, &s.paths)?;
     let dest = s.dest.open().await;
-    let listed = dest.list().await;
+    let listed = dest.list("").await;
     let id = manifest::new_id(&info.name, Utc::now());
     let objects = [manifest::archive_name(&id), manifest::manifest_name(&id)];
     let held = listed.as_ref().ok().map(|names| {
         names
             .iter()
             .filter(|n| {
-                n.ends_with(".json") && manifest::id_container(n).is_some_and(|c| c == info.name)
+                n.name.ends_with(".json")
+                    && manifest::id_container(&n.name).is_some_and(|c| c == info.name)
             })
             .count()
     });

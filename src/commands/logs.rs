@@ -374,7 +374,12 @@ async fn held_open(run: &Runner<'_>, s: &LogsSettings, settled: bool) -> Vec<Hol
 async fn prune_shipped(dest: &dyn Destination, container: &str, age: u64) -> Result<Vec<String>> {
     let cutoff = Utc::now() - chrono::Duration::seconds(age as i64);
     let mut pruned = Vec::new();
-    for key in dest.list_under(&format!("logs/{container}")).await? {
+    for key in dest
+        .list(&format!("logs/{container}/"))
+        .await?
+        .into_iter()
+        .map(|e| e.name)
+    {
         let file = key.rsplit('/').next().unwrap_or("");
         let old = file
             .strip_suffix(".zst")

@@ -118,6 +118,15 @@ impl DestError {
 /// A readable object stream.
 pub type ObjectReader = Box<dyn AsyncRead + Send + Unpin>;
 
+/// A complete object, as a listing gives it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Entry {
+    /// The object's full name (`a.json`, `logs/web/x.zst`).
+    pub name: String,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
 /// One place that holds backups.
 #[async_trait]
 pub trait Destination: Send + Sync {
@@ -133,8 +142,13 @@ pub trait Destination: Send + Sync {
     /// Streams object `name`.
     async fn get(&self, name: &str) -> Result<ObjectReader, DestError>;
 
-    /// Names of all complete objects.
-    async fn list(&self) -> Result<Vec<String>, DestError>;
+    /// The complete objects whose names start with `prefix`, with their sizes, in one listing,
+    /// in no particular order. Objects in folders are listed only when `prefix` reaches into one
+    /// (holds a `/`): `""` lists the top folder, where the backups are (not `logs/…`), `"web-"`
+    /// those of its objects whose names start so, `"logs/web/"` every object below `logs/web` at
+    /// any depth. Hidden names (temp files, markers) and anything but regular files (directories,
+    /// symlinks) are never listed.
+    async fn list(&self, prefix: &str) -> Result<Vec<Entry>, DestError>;
 
     /// Whether the destination is there at all (a directory, locally or over SSH); an S3 prefix
     /// always is. Reading commands say "does not exist" instead of "no backups".
@@ -142,11 +156,8 @@ pub trait Destination: Send + Sync {
         Ok(true)
     }
 
-    /// Names of all complete objects under `prefix/` at any depth (e.g. `logs/web`), as full
-    /// object names; hidden components (temp files, markers) are left out.
-    async fn list_under(&self, prefix: &str) -> Result<Vec<String>, DestError>;
-
-    /// Deletes object `name`.
+    /// Deletes object `name`. Deleting is idempotent: an object that is not there (any more) is
+    /// no error, so a retried or concurrent clean-up never fails on what is already gone.
     async fn delete(&self, name: &str) -> Result<(), DestError>;
 
     /// Reads several small objects (manifests) in one round trip where the backend can, each
@@ -177,11 +188,7 @@ pub trait Upload: Send {
 /// Checks an object name: a relative path of plain components (`a.json`, `logs/web/x.zst`), none
 /// empty, hidden (`.`-prefixed, which is where temp files and markers live) or `..`.
 pub fn check_name(dest: &dyn Destination, name: &str) -> Result<(), DestError> {
-    let ok = !name.is_empty()
-        && name
-            .split('/')
-            .all(|c| !c.is_empty() && !c.starts_with('.') && !c.contains('\0'));
-    if ok {
+    if name_ok(name) {
         Ok(())
     } else {
         Err(DestError::Unusable {
@@ -191,10 +198,55 @@ pub fn check_name(dest: &dyn Destination, name: &str) -> Result<(), DestError> {
     }
 }
 
+/// Checks a listing prefix: empty, or a name whose last component may be empty or partial
+/// (`logs/web/`, `web-`).
+pub fn check_prefix(dest: &dyn Destination, prefix: &str) -> Result<(), DestError> {
+    if prefix_ok(prefix) {
+        Ok(())
+    } else {
+        Err(DestError::Unusable {
+            dest: dest.describe(),
+            message: format!("invalid object name {prefix:?}"),
+        })
+    }
+}
+
+/// [`check_name`]'s rule.
+fn name_ok(name: &str) -> bool {
+    !name.is_empty() && name.split('/').all(component_ok)
+}
+
+/// [`check_prefix`]'s rule: the folder part is a name, the last part (possibly empty) a start of
+/// a component.
+fn prefix_ok(prefix: &str) -> bool {
+    let (folder, last) = prefix.rsplit_once('/').unwrap_or(("", prefix));
+    (folder.is_empty() && !prefix.starts_with('/') || name_ok(folder))
+        && (last.is_empty() || component_ok(last))
+}
+
+/// One plain component: not empty, not hidden (which also rules out `.` and `..`), no NUL.
+fn component_ok(c: &str) -> bool {
+    !c.is_empty() && !c.starts_with('.') && !c.contains('\0')
+}
+
+/// The folder a listing of `prefix` walks at any depth (`logs/web/` → `logs/web`, `logs/we` →
+/// `logs`), or `None` when `prefix` lists the top folder alone.
+pub fn deep_folder(prefix: &str) -> Option<&str> {
+    prefix.rsplit_once('/').map(|(folder, _)| folder)
+}
+
 /// Whether every component of `name` is visible (not a temp file, marker or state).
 pub fn visible(name: &str) -> bool {
     name.split('/')
         .all(|c| !c.is_empty() && !c.starts_with('.'))
+}
+
+/// Whether a listing of `prefix` shows object `name`: it is visible, starts with `prefix`, and
+/// lies in the top folder unless `prefix` reaches into a folder.
+pub fn listed(prefix: &str, name: &str) -> bool {
+    visible(name)
+        && name.starts_with(prefix)
+        && (deep_folder(prefix).is_some() || !name.contains('/'))
 }
 
 /// Splits an object name into its parent path (possibly empty) and its last component.
@@ -254,7 +306,7 @@ pub async fn clear_pending(dest: &dyn Destination, id: &str) {
 /// away, between the two) once their owner is gone, and pending records of runs that are gone.
 /// Returns what it removed.
 pub async fn sweep_orphans(dest: &dyn Destination) -> Result<Vec<String>, DestError> {
-    let names = dest.list().await?;
+    let names: Vec<String> = dest.list("").await?.into_iter().map(|e| e.name).collect();
     let mut removed = Vec::new();
     let mut owners = std::collections::HashMap::new();
     for key in names.iter().filter(|n| n.ends_with(PENDING_SUFFIX)) {
@@ -426,6 +478,46 @@ fn looks_like_a_scheme(url: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_listing_prefix_is_a_folder_and_the_start_of_a_name() {
+        for ok in ["", "web-", "logs/", "logs/web/", "logs/we", "a b/c"] {
+            assert!(prefix_ok(ok), "{ok:?}");
+        }
+        for bad in [
+            "/",
+            "/logs/",
+            "logs//",
+            "../x",
+            "logs/.x",
+            ".dockyard-uploads/",
+            "a\0",
+        ] {
+            assert!(!prefix_ok(bad), "{bad:?}");
+        }
+        assert_eq!(deep_folder(""), None);
+        assert_eq!(deep_folder("web-"), None);
+        assert_eq!(deep_folder("logs/web/"), Some("logs/web"));
+        assert_eq!(deep_folder("logs/we"), Some("logs"));
+    }
+
+    #[test]
+    fn the_top_folder_is_listed_flat_a_folder_deep() {
+        let cases = [
+            ("", "web-1.json", true),
+            ("", "logs/web/a.zst", false),
+            ("", ".web-1.json.1-2.partial", false),
+            ("web-", "web-1.json", true),
+            ("web-", "db-1.json", false),
+            ("logs/web/", "logs/web/a/2026/x.zst", true),
+            ("logs/web/", "logs/webapp/x.zst", false),
+            ("logs/web/", "logs/web/.x.zst.partial", false),
+            ("logs/we", "logs/webapp/x.zst", true),
+        ];
+        for (prefix, name, want) in cases {
+            assert_eq!(listed(prefix, name), want, "{prefix:?} {name:?}");
+        }
+    }
 
     #[test]
     fn a_url_with_a_missing_slash_is_no_directory() {

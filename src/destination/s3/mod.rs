@@ -10,6 +10,7 @@
 
 mod client;
 mod error;
+mod list;
 mod spec;
 mod stale;
 mod upload;
@@ -17,7 +18,7 @@ mod upload;
 use async_trait::async_trait;
 use aws_sdk_s3::Client;
 
-use super::{DestError, Destination, ObjectReader, Upload};
+use super::{DestError, Destination, Entry, ObjectReader, Upload};
 use error::{is_not_found, raw_status, s3_error};
 pub use spec::S3Spec;
 use upload::S3Upload;
@@ -111,64 +112,27 @@ impl Destination for S3Dir {
         Ok(Box::new(out.body.into_async_read()))
     }
 
-    async fn list(&self) -> Result<Vec<String>, DestError> {
-        let prefix = self.spec.list_prefix();
-        let mut pages = self
-            .client
-            .list_objects_v2()
-            .bucket(&self.spec.bucket)
-            .prefix(&prefix)
-            .delimiter("/")
-            .into_paginator()
-            .send();
-        let mut out = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| s3_error(&self.describe(), "list the prefix", e))?;
-            for obj in page.contents() {
-                if let Some(name) = obj.key().and_then(|k| k.strip_prefix(&prefix)) {
-                    if !name.is_empty() && !name.starts_with('.') {
-                        out.push(name.to_string());
-                    }
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    async fn list_under(&self, prefix: &str) -> Result<Vec<String>, DestError> {
-        self.check_name(prefix)?;
-        let root = self.spec.list_prefix();
-        let mut pages = self
-            .client
-            .list_objects_v2()
-            .bucket(&self.spec.bucket)
-            .prefix(format!("{root}{prefix}/"))
-            .into_paginator()
-            .send();
-        let mut out = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| s3_error(&self.describe(), "list objects", e))?;
-            for obj in page.contents() {
-                if let Some(name) = obj.key().and_then(|k| k.strip_prefix(&root)) {
-                    if super::visible(name) {
-                        out.push(name.to_string());
-                    }
-                }
-            }
-        }
-        Ok(out)
+    async fn list(&self, prefix: &str) -> Result<Vec<Entry>, DestError> {
+        super::check_prefix(self, prefix)?;
+        self.list_objects(prefix).await
     }
 
     async fn delete(&self, name: &str) -> Result<(), DestError> {
         self.check_name(name)?;
-        self.client
+        // S3 answers a delete of a missing key with success; some stores say 404.
+        match self
+            .client
             .delete_object()
             .bucket(&self.spec.bucket)
             .key(self.spec.key(name))
             .send()
             .await
-            .map_err(|e| s3_error(&self.describe(), &format!("delete {name}"), e))?;
-        Ok(())
+        {
+            Err(e) if !is_not_found(&e) => {
+                Err(s3_error(&self.describe(), &format!("delete {name}"), e))
+            }
+            _ => Ok(()),
+        }
     }
 
     async fn remove_stale(&self) -> Result<Vec<String>, DestError> {

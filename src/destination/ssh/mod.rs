@@ -10,6 +10,7 @@
 //! tell the temp file is stale.
 
 mod error;
+mod list;
 mod read;
 mod session;
 mod spec;
@@ -19,7 +20,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::{DestError, Destination, ObjectReader, Upload};
+use super::{DestError, Destination, Entry, ObjectReader, Upload};
 use crate::shell;
 use session::Master;
 pub use spec::SshSpec;
@@ -103,43 +104,23 @@ impl Destination for SshDir {
         }
     }
 
-    async fn list(&self) -> Result<Vec<String>, DestError> {
-        let out = self
-            .run(
-                "list the remote directory",
-                &shell::remote("list", self.dir(), &[]),
-            )
-            .await?;
-        Ok(out
-            .lines()
-            .filter(|l| !l.is_empty() && !l.starts_with('.'))
-            .map(str::to_string)
-            .collect())
-    }
-
-    async fn list_under(&self, prefix: &str) -> Result<Vec<String>, DestError> {
-        self.check_name(prefix)?;
-        let out = self
-            .run(
-                "list the remote directory tree",
-                &shell::remote("list-under", self.dir(), &[prefix]),
-            )
-            .await?;
-        Ok(out
-            .lines()
-            .filter(|l| super::visible(l))
-            .map(str::to_string)
-            .collect())
+    async fn list(&self, prefix: &str) -> Result<Vec<Entry>, DestError> {
+        super::check_prefix(self, prefix)?;
+        self.list_files(prefix).await
     }
 
     async fn delete(&self, name: &str) -> Result<(), DestError> {
         self.check_name(name)?;
-        self.run(
-            &format!("delete {name}"),
-            &shell::remote("delete", self.dir(), &[name]),
-        )
-        .await
-        .map(|_| ())
+        let deleted = self
+            .run(
+                &format!("delete {name}"),
+                &shell::remote("delete", self.dir(), &[name]),
+            )
+            .await;
+        match deleted {
+            Err(DestError::NotFound { .. }) | Ok(_) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     async fn remove_stale(&self) -> Result<Vec<String>, DestError> {
