@@ -16,10 +16,10 @@ use super::Ctx;
 use crate::agent::host::{self, Archive, Ended, Unavailable};
 use crate::agent::{PackJob, PackPath};
 use crate::archive::pack::{pack, PackStats, Source};
-use crate::destination::{put_bytes, Destination};
+use crate::destination::Destination;
 use crate::docker::{ContainerInfo, DockerError, Engine, HelperSpec, Mount};
 use crate::error::Failure;
-use crate::manifest::{self, Manifest, MountRecord, PathRecord, SnapshotRecord};
+use crate::manifest::{self, Manifest, MountRecord, Object, PathRecord, SnapshotRecord, Store};
 use crate::pipeline::streams::{CountingReader, ReadAhead};
 use crate::pipeline::{stream_into, Broken};
 use crate::progress::Progress;
@@ -70,16 +70,12 @@ async fn dry_run(ctx: &Ctx, s: &BackupSettings) -> Result<()> {
     let info = engine.inspect(&s.container).await?;
     let paths = select_paths(&info, &s.paths)?;
     let dest = s.dest.open().await;
-    let listed = dest.list("").await;
+    let listed = Store::new(dest.clone()).manifests().await;
     let id = manifest::new_id(&info.name, Utc::now());
     let objects = [manifest::archive_name(&id), manifest::manifest_name(&id)];
-    let held = listed.as_ref().ok().map(|names| {
-        names
-            .iter()
-            .filter(|n| {
-                n.name.ends_with(".json")
-                    && manifest::id_container(&n.name).is_some_and(|c| c == info.name)
-            })
+    let held = listed.as_ref().ok().map(|ids| {
+        ids.iter()
+            .filter(|id| manifest::id_container(id).is_some_and(|c| c == info.name))
             .count()
     });
     if ctx.output.json {
@@ -192,8 +188,8 @@ pub async fn backup(
     let paths = select_paths(&info, &s.paths)?;
     let dest = s.dest.open().await;
     dest.prepare().await?;
-    dest.remove_stale().await?;
-    crate::destination::sweep_orphans(dest.as_ref()).await?;
+    let store = Store::new(dest.clone());
+    store.sweep().await?;
     engine.remove_stale_helpers().await?;
 
     let wire_before = engine.wire();
@@ -204,7 +200,8 @@ pub async fn backup(
         .clone()
         .unwrap_or_else(|| info.image_id.clone());
     let progress = Progress::start(format!("backup {}", info.name), show_progress);
-    let name = manifest::archive_name(&id);
+    let draft = store.begin(&id);
+    let name = draft.name(Object::Archive);
     let job = Job {
         engine,
         info: &info,
@@ -256,33 +253,16 @@ pub async fn backup(
             inspect,
         });
     }
-    let text = serde_json::to_vec_pretty(&m).expect("manifest serialises");
     // From the archive's commit to the manifest's, a signal waits, so a stopped run leaves a whole
     // backup. A killed one leaves its pending record naming it, so the next run can remove an
     // archive that never got its manifest.
-    let critical = ctx.critical.enter();
-    let committed = match crate::destination::mark_pending(dest.as_ref(), &id).await {
-        Ok(()) => upload.commit().await,
-        Err(e) => {
-            upload.abort().await;
-            Err(e)
-        }
-    };
-    let stored = match committed {
-        Ok(_) => put_bytes(dest.as_ref(), &manifest::manifest_name(&id), text).await,
-        Err(e) => Err(e),
-    };
-    drop(critical);
+    let stored = draft.commit(upload, &m, ctx.critical.enter()).await;
     if let Err(e) = stored {
-        // Without its manifest the archive is invisible; do not leave it taking space.
-        let _ = dest.delete(&name).await;
-        crate::destination::clear_pending(dest.as_ref(), &id).await;
         return Err(e).context(format!(
             "backup {id} to {}: could not be completed",
             dest.describe()
         ));
     }
-    crate::destination::clear_pending(dest.as_ref(), &id).await;
     tracing::info!(id = %m.id, container = %m.container, size = m.size, "backup complete");
     if let (Some((r0, s0)), Some((r1, s1))) = (wire_before, engine.wire()) {
         // A remote engine: what the backup cost on the network, beside the archive's size.

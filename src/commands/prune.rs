@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::Ctx;
 use crate::destination::DestSpec;
-use crate::manifest::{self, Manifest};
+use crate::manifest::{self, Manifest, Store};
 use crate::retention::{self, Decision, Item, Policy};
 
 /// Runs `dockyard prune`; with `dry_run`, only prints what it would do.
@@ -43,15 +43,15 @@ pub async fn apply(
     dry_run: bool,
 ) -> Result<Outcome> {
     let dest = spec.open().await;
+    let store = Store::new(dest.clone());
     if !dry_run {
-        dest.remove_stale().await?;
-        crate::destination::sweep_orphans(dest.as_ref()).await?;
+        store.sweep().await?;
     }
     let select = match container {
         Some(c) => manifest::Select::Container(c),
         None => manifest::Select::All,
     };
-    let mut all = manifest::load(dest.as_ref(), select).await?.manifests;
+    let mut all = store.load(select).await?.manifests;
     if let Some(c) = container {
         all.retain(|m| m.container == c);
     }
@@ -88,8 +88,7 @@ pub async fn apply(
     for (_, d, _) in verdicts.iter().filter(|(_, d, _)| !d.keep) {
         if !dry_run {
             // Manifest first: from then on the backup is not listed, even if the archive's delete fails.
-            dest.delete(&manifest::manifest_name(&d.id)).await?;
-            dest.delete(&manifest::archive_name(&d.id)).await?;
+            store.remove(&d.id).await?;
         }
         removed += 1;
     }

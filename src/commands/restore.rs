@@ -33,7 +33,7 @@ use crate::destination::{DestSpec, Destination};
 use crate::docker::{ContainerInfo, DockerError, Engine, HelperSpec, Mount};
 use crate::error::Failure;
 use crate::lock::{Access, ContainerLock};
-use crate::manifest::{self, Manifest, SAFETY_TAG};
+use crate::manifest::{self, Manifest, Store, SAFETY_TAG};
 use crate::owner::Owner;
 use crate::pipeline::{read_blocking, streams, ChannelWriter};
 use crate::progress::Progress;
@@ -153,6 +153,7 @@ impl Plan {
 async fn restore(ctx: &Ctx, s: RestoreSettings) -> Result<Outcome> {
     let engine = ctx.engine().await?;
     let dest = s.dest.open().await;
+    let store = Store::new(dest.clone());
     let target = engine.inspect(&s.container).await?;
     let image = s
         .helper_image
@@ -200,7 +201,7 @@ async fn restore(ctx: &Ctx, s: RestoreSettings) -> Result<Outcome> {
         "latest" => manifest::Select::Container(&source),
         id => manifest::Select::Id(id),
     };
-    let catalog = manifest::load(dest.as_ref(), select).await?;
+    let catalog = store.load(select).await?;
     let m = catalog
         .select(&s.archive, &source, &s.dest.to_string(), Utc::now())?
         .clone();
@@ -707,9 +708,9 @@ async fn safety_backup(
 /// Removes `container`'s safety backups older than `keep_secs` at `dest` (best effort: a failure
 /// is a warning, the restore goes on).
 async fn expire_safety_backups(dest: &DestSpec, container: &str, keep_secs: i64) {
-    let d = dest.open().await;
+    let store = Store::new(dest.open().await);
     let cutoff = Utc::now() - chrono::Duration::seconds(keep_secs);
-    let catalog = match manifest::load(d.as_ref(), manifest::Select::Container(container)).await {
+    let catalog = match store.load(manifest::Select::Container(container)).await {
         Ok(c) => c,
         Err(e) => {
             tracing::warn!(error = %e, "could not look for expired safety backups");
@@ -721,12 +722,7 @@ async fn expire_safety_backups(dest: &DestSpec, container: &str, keep_secs: i64)
         .iter()
         .filter(|m| m.container == container && m.is_safety() && m.created < cutoff)
     {
-        let removed = async {
-            d.delete(&manifest::manifest_name(&m.id)).await?;
-            d.delete(&m.archive).await
-        }
-        .await;
-        match removed {
+        match store.remove(&m.id).await {
             Ok(()) => {
                 tracing::info!(id = %m.id, "removed an expired safety backup")
             }

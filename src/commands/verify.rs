@@ -8,19 +8,20 @@ use super::Ctx;
 use crate::archive::verify::{verify, Report};
 use crate::destination::{DestSpec, Destination};
 use crate::error::Failure;
-use crate::manifest::{self, Manifest};
+use crate::manifest::{self, Manifest, Store};
 use crate::pipeline::read_blocking;
 use crate::progress::Progress;
 
 /// Verifies one backup (an id, or `latest` of `container` or of all).
 pub async fn run(ctx: &Ctx, spec: &DestSpec, wanted: &str, container: Option<&str>) -> Result<()> {
     let dest = spec.open().await;
+    let store = Store::new(dest.clone());
     let select = match (wanted, container) {
         ("latest", None) => manifest::Select::All,
         ("latest", Some(c)) => manifest::Select::Container(c),
         (id, _) => manifest::Select::Id(id),
     };
-    let catalog = manifest::load(dest.as_ref(), select).await?;
+    let catalog = store.load(select).await?;
     let now = Utc::now();
     let m = match (wanted, container) {
         ("latest", None) => catalog

@@ -3,14 +3,19 @@
 //! Every destination makes objects "complete or absent": an [`Upload`] is invisible until
 //! [`Upload::commit`] succeeds, and an upload that is aborted, dropped or killed leaves nothing a
 //! listing would show. Extra behaviour (retries, dry runs) wraps a destination rather than forking it.
+//! A destination knows names and bytes only: which objects make a backup, in what order they are
+//! written, and what a killed run's leftovers are is `manifest::Store`'s.
 
 mod local;
+#[cfg(test)]
+pub(crate) mod memory;
 pub mod parts;
 mod s3;
 mod ssh;
 
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -162,7 +167,7 @@ pub trait Destination: Send + Sync {
 
     /// Reads several small objects (manifests) in one round trip where the backend can, each
     /// whole if it is at most `limit` bytes; `None` for any it did not read, which the caller then
-    /// reads with [`get_bytes`]. Default: none (one `get` each is already cheap).
+    /// reads with [`get_at_most`]. Default: none (one `get` each is already cheap).
     async fn get_small(&self, names: &[String], limit: u64) -> Vec<Option<Vec<u8>>> {
         let _ = limit;
         vec![None; names.len()]
@@ -268,94 +273,6 @@ pub async fn put_bytes(
     up.commit().await
 }
 
-/// The time in an id (`<container>-<YYYYMMDDTHHMMSSZ>-<rand>`), if it has one.
-pub fn id_time(id: &str) -> Option<chrono::DateTime<chrono::Utc>> {
-    let mut parts = id.rsplitn(3, '-');
-    let (_, stamp) = (parts.next()?, parts.next()?);
-    chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%dT%H%M%SZ")
-        .ok()
-        .map(|t| t.and_utc())
-}
-
-/// The suffix of the record a backup keeps while it commits (`<id>.pending`, naming its owner):
-/// written just before the archive is committed, removed once the manifest is, so normally it
-/// never outlives a run. An archive without a manifest whose owner is gone was left by a run
-/// killed between the two, and [`sweep_orphans`] removes it.
-pub const PENDING_SUFFIX: &str = ".pending";
-
-/// Manifest-less archives older than this, with no pending record at all (left by dockyard 0.1.0),
-/// are removed.
-const UNMARKED_ORPHAN_SECS: i64 = 24 * 3600;
-
-/// Records that the backup `id` is being written by this process.
-pub async fn mark_pending(dest: &dyn Destination, id: &str) -> Result<(), DestError> {
-    let owner = crate::owner::Owner::current().to_string();
-    put_bytes(dest, &format!("{id}{PENDING_SUFFIX}"), owner.into_bytes())
-        .await
-        .map(|_| ())
-}
-
-/// Removes the record of backup `id` (its manifest is written, or it was abandoned).
-pub async fn clear_pending(dest: &dyn Destination, id: &str) {
-    if let Err(e) = dest.delete(&format!("{id}{PENDING_SUFFIX}")).await {
-        tracing::warn!(error = %e, "could not remove the pending record of {id}; the next run will");
-    }
-}
-
-/// Removes archives whose manifest was never written (their run was killed, or the engine went
-/// away, between the two) once their owner is gone, and pending records of runs that are gone.
-/// Returns what it removed.
-pub async fn sweep_orphans(dest: &dyn Destination) -> Result<Vec<String>, DestError> {
-    let names: Vec<String> = dest.list("").await?.into_iter().map(|e| e.name).collect();
-    let mut removed = Vec::new();
-    let mut owners = std::collections::HashMap::new();
-    for key in names.iter().filter(|n| n.ends_with(PENDING_SUFFIX)) {
-        let id = key.strip_suffix(PENDING_SUFFIX).unwrap_or(key).to_string();
-        let text = get_bytes(dest, key, 4096).await.unwrap_or_default();
-        owners.insert(
-            id,
-            crate::owner::Owner::parse(&String::from_utf8_lossy(&text)),
-        );
-    }
-    let gone = |id: &str| match owners.get(id) {
-        Some(Some(o)) => o.liveness(24 * 3600) == crate::owner::Liveness::Gone,
-        Some(None) => true,
-        None => id_time(id)
-            .is_some_and(|t| (chrono::Utc::now() - t).num_seconds() > UNMARKED_ORPHAN_SECS),
-    };
-    for name in &names {
-        let Some(id) = name.strip_suffix(".tar.zst") else {
-            continue;
-        };
-        if names.contains(&format!("{id}.json")) || !gone(id) {
-            continue;
-        }
-        dest.delete(name).await?;
-        tracing::warn!(dest = %dest.describe(), archive = %name, "removed an archive whose manifest was never written (its run was interrupted)");
-        removed.push(name.clone());
-    }
-    for (id, _) in owners.iter().filter(|(id, _)| gone(id)) {
-        if !names.contains(&format!("{id}.tar.zst")) || removed.contains(&format!("{id}.tar.zst")) {
-            dest.delete(&format!("{id}{PENDING_SUFFIX}")).await?;
-        }
-    }
-    Ok(removed)
-}
-
-/// Reads a small object (a manifest), refusing anything over `limit` bytes so memory stays bounded.
-pub async fn get_bytes(
-    dest: &dyn Destination,
-    name: &str,
-    limit: u64,
-) -> Result<Vec<u8>, DestError> {
-    get_at_most(dest, name, limit)
-        .await?
-        .ok_or_else(|| DestError::Unusable {
-            dest: dest.describe(),
-            message: format!("{name} is larger than {limit} bytes; it is not a dockyard manifest"),
-        })
-}
-
 /// Reads an object whole if it is at most `limit` bytes; `None` if it is larger (having read
 /// `limit + 1` bytes of it, no more).
 pub async fn get_at_most(
@@ -451,12 +368,14 @@ impl DestSpec {
         Ok(DestSpec::Local(PathBuf::from(url)))
     }
 
-    /// Opens the destination this spec names. Nothing is contacted until it is used.
-    pub async fn open(&self) -> Box<dyn Destination> {
+    /// Opens the destination this spec names, to be shared by everything that uses it (an S3
+    /// open loads the credential chain, an SSH destination starts its own connection). Nothing is
+    /// contacted until it is used.
+    pub async fn open(&self) -> Arc<dyn Destination> {
         match self {
-            DestSpec::Local(p) => Box::new(LocalDir::new(p.clone())),
-            DestSpec::Ssh(s) => Box::new(SshDir::new(s.clone())),
-            DestSpec::S3(s) => Box::new(S3Dir::new(s.clone()).await),
+            DestSpec::Local(p) => Arc::new(LocalDir::new(p.clone())),
+            DestSpec::Ssh(s) => Arc::new(SshDir::new(s.clone())),
+            DestSpec::S3(s) => Arc::new(S3Dir::new(s.clone()).await),
         }
     }
 }
