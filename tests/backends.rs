@@ -2,7 +2,8 @@
 //! trip keeps every byte; a backup killed mid-upload leaves nothing listed and the next run
 //! leaves nothing behind; a destination that refuses writes fails the backup with exit 4 naming
 //! it, leaving nothing; a manifest whose archive is missing fails verify and restore with exit 4
-//! naming the missing object, and touches nothing.
+//! naming the missing object, and touches nothing; a prune whose archive is already gone still
+//! removes the backup; shipped logs past their age are pruned, and only the container's own.
 
 mod common;
 
@@ -170,6 +171,68 @@ fn many_manifests(dest: Dest) {
     );
 }
 
+/// Deleting is idempotent: a backup whose archive someone already removed is pruned all the same.
+fn prune_after_a_lost_archive(dest: Dest) {
+    let app = App::running("be-prune", &["/srv/media"]);
+    app.sh("echo keep > /srv/media/a");
+    let url = dest.url();
+    dest.run(&["backup", &app.name, "--to", &url]).ok();
+    dest.run(&["backup", &app.name, "--to", &url]).ok();
+    let listed = backups(&dest.run(&["list", "--to", &url, "--json"]).ok());
+    let (newer, older) = (
+        listed[0]["id"].as_str().unwrap(),
+        listed[1]["id"].as_str().unwrap(),
+    );
+    dest.remove(&format!("{older}.tar.zst"));
+    dest.run(&["prune", "--to", &url, "--keep-last", "1"]).ok();
+    assert_eq!(
+        dest.names(),
+        [format!("{newer}.json"), format!("{newer}.tar.zst")],
+        "{url}"
+    );
+}
+
+/// `logs --prune-after` lists the container's folder at any depth and deletes what is past the
+/// age, not another container's whose name starts the same.
+fn shipped_logs_pruned(dest: Dest) {
+    let app = App::running("be-logs", &["/srv/logs"]);
+    let url = dest.url();
+    let old_day = chrono::Utc::now() - chrono::Duration::days(40);
+    let shipped = |container: &str| {
+        format!(
+            "logs/{container}/access.log/{}/access.log.{}.zst",
+            old_day.format("%Y/%m/%d"),
+            old_day.format("%Y%m%dT%H%M%S%.3fZ")
+        )
+    };
+    let (mine, other) = (shipped(&app.name), shipped(&format!("{}x", app.name)));
+    dest.write(&mine, "old");
+    dest.write(&other, "old");
+    app.sh("seq 1 10 > /srv/logs/access.log");
+    let out = dest
+        .run(&[
+            "logs",
+            &app.name,
+            "--to",
+            &url,
+            "--reopen",
+            "none",
+            "--prune-after",
+            "30d",
+        ])
+        .ok();
+    assert!(
+        out.contains("shipped 1") && out.contains("pruned 1"),
+        "{url}: {out}"
+    );
+    let names = dest.names();
+    assert!(
+        !names.contains(&mine) && names.contains(&other),
+        "{url}: {names:?}"
+    );
+    assert_eq!(names.len(), 2, "{url}: {names:?}");
+}
+
 /// Runs a scenario against each backend, one test per backend.
 macro_rules! on_every_backend {
     ($($scenario:ident),*) => {
@@ -184,5 +247,7 @@ on_every_backend!(
     killed_mid_upload,
     refused_write,
     missing_object,
-    many_manifests
+    many_manifests,
+    prune_after_a_lost_archive,
+    shipped_logs_pruned
 );

@@ -559,10 +559,27 @@ fn logs_finish_deletes_only_unchanged_files_and_releases_its_own_lock() {
 
 /// Runs `remote.sh OP DIR ARG...` in `home` (where ssh starts) with `input` on stdin.
 fn remote(shell: &[&str], home: &Path, op: &str, dir: &str, args: &[&[u8]], input: &[u8]) -> Ran {
+    remote_in(shell, home, None, op, dir, args, input)
+}
+
+/// [`remote`] with `PATH` set to `path`.
+fn remote_in(
+    shell: &[&str],
+    home: &Path,
+    path: Option<&str>,
+    op: &str,
+    dir: &str,
+    args: &[&[u8]],
+    input: &[u8],
+) -> Ran {
     use std::io::Write;
     use std::os::unix::ffi::OsStrExt;
     let script = shell::remote(op, dir, &[]);
-    let mut child = Command::new(shell[0])
+    let mut command = Command::new(shell[0]);
+    if let Some(path) = path {
+        command.env("PATH", path);
+    }
+    let mut child = command
         .args(&shell[1..])
         .arg("-c")
         .arg(script.text)
@@ -581,6 +598,82 @@ fn remote(shell: &[&str], home: &Path, op: &str, dir: &str, args: &[&[u8]], inpu
         code: out.status.code().unwrap_or(-1),
         stdout: out.stdout,
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// `remote.sh list`'s lines as (name, size): `SIZE ./NAME` from stat, or an `ls -ln` line (the
+/// size in its fifth field, `./NAME` after its eighth). The second line of a name that holds a
+/// newline is left out.
+fn listing(out: &[u8]) -> Vec<(Vec<u8>, u64)> {
+    let mut got: Vec<(Vec<u8>, u64)> = out
+        .split(|b| *b == b'\n')
+        .filter_map(|line| {
+            let at = line.windows(3).position(|w| w == b" ./")?;
+            let fields: Vec<&[u8]> = line[..at]
+                .split(|b| *b == b' ')
+                .filter(|f| !f.is_empty())
+                .collect();
+            let size = if fields.len() == 1 {
+                fields[0]
+            } else {
+                fields[4]
+            };
+            let size = std::str::from_utf8(size).unwrap().parse().unwrap();
+            Some((line[at + 3..].to_vec(), size))
+        })
+        .collect();
+    got.sort();
+    got
+}
+
+#[test]
+fn remote_listing_gives_sizes_with_stat_or_without_it() {
+    // A `stat` that fails, as a BSD one does on -c: the listing falls back to `ls -ln`.
+    let fake = tempfile::tempdir().unwrap();
+    std::fs::write(fake.path().join("stat"), "#!/bin/sh\nexit 1\n").unwrap();
+    std::fs::set_permissions(
+        fake.path().join("stat"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    let without_stat = format!(
+        "{}:{}",
+        fake.path().display(),
+        std::env::var("PATH").unwrap()
+    );
+    for sh in SHELLS {
+        for path in [None, Some(without_stat.as_str())] {
+            let home = tempfile::tempdir().unwrap();
+            let h = home.path();
+            let d = h.join("b");
+            std::fs::create_dir_all(d.join("logs/web/2026")).unwrap();
+            std::fs::write(d.join("a b"), "abc").unwrap();
+            std::fs::write(d.join("-f"), "").unwrap();
+            std::fs::write(d.join("logs/web/2026/x.zst"), "x").unwrap();
+            std::fs::write(d.join("logs/top"), "tt").unwrap();
+            symlink("/etc/hostname", d.join("link")).unwrap();
+            let run = |args: &[&[u8]]| {
+                let r = remote_in(sh, h, path, "list", "b", args, b"");
+                assert_eq!(r.code, 0, "{sh:?} {path:?}: {}", r.stderr);
+                listing(&r.stdout)
+            };
+            assert_eq!(
+                run(&[]),
+                [(b"-f".to_vec(), 0), (b"a b".to_vec(), 3)],
+                "{sh:?} {path:?}"
+            );
+            assert_eq!(
+                run(&[b"logs"]),
+                [
+                    (b"logs/top".to_vec(), 2),
+                    (b"logs/web/2026/x.zst".to_vec(), 1)
+                ],
+                "{sh:?} {path:?}"
+            );
+            assert!(run(&[b"none"]).is_empty(), "{sh:?} {path:?}");
+            let r = remote_in(sh, h, path, "list", "missing", &[], b"");
+            assert!(r.code == 0 && r.stdout.is_empty(), "{sh:?}: {}", r.stderr);
+        }
     }
 }
 
@@ -640,23 +733,23 @@ fn remote_operations_treat_every_name_as_a_name() {
             ),
             "finish nested",
         );
-        let listed = ok(remote(sh, h, "list", dir, &[], b""), "list");
-        let mut listed: Vec<Vec<u8>> = listed
-            .split(|b| *b == b'\n')
-            .filter(|l| !l.is_empty())
-            .map(<[u8]>::to_vec)
-            .collect();
-        listed.sort();
+        // Each object once with its size, nested ones only when their folder is asked for.
+        let listed = listing(&ok(remote(sh, h, "list", dir, &[], b""), "list"));
         want.sort();
         // A name holding a newline lists as two lines; everything else lists as itself.
         for w in want.iter().filter(|w| !w.contains(&b'\n')) {
-            assert!(listed.contains(w), "{sh:?}: {:?} not listed", name(w));
+            let size = std::fs::metadata(h.join(dir).join(name(w))).unwrap().len();
+            assert!(
+                listed.contains(&(w.clone(), size)),
+                "{sh:?}: {:?} not listed",
+                name(w)
+            );
         }
-        let under = ok(
-            remote(sh, h, "list-under", dir, &[b"logs"], b""),
-            "list-under",
-        );
-        assert_eq!(under, b"logs/web/x\n", "{sh:?}");
+        let under = listing(&ok(
+            remote(sh, h, "list", dir, &[b"logs"], b""),
+            "list logs",
+        ));
+        assert_eq!(under, [(b"logs/web/x".to_vec(), 1)], "{sh:?}");
         // A short upload is refused and leaves nothing; a missing object is exit 44.
         ok(
             remote(sh, h, "put", dir, &[b".short.partial", b""], b"abc"),

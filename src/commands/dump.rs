@@ -11,7 +11,7 @@ use crate::archive::names::prefix_for;
 use crate::archive::verify::{check, Expect};
 use crate::destination::DestSpec;
 use crate::error::Failure;
-use crate::manifest;
+use crate::manifest::{self, Store};
 use crate::pipeline::read_blocking;
 
 /// Writes file `path` of backup `wanted` (an id, or `latest` of `container`) to stdout.
@@ -23,6 +23,7 @@ pub async fn run(
     path: &str,
 ) -> Result<()> {
     let dest = spec.open().await;
+    let store = Store::new(dest.clone());
     let select = match (wanted, container) {
         ("latest", Some(c)) => manifest::Select::Container(c),
         ("latest", None) => {
@@ -33,7 +34,7 @@ pub async fn run(
         }
         (id, _) => manifest::Select::Id(id),
     };
-    let catalog = manifest::load(dest.as_ref(), select).await?;
+    let catalog = store.load(select).await?;
     let m = catalog
         .select(
             wanted,

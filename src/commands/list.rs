@@ -9,16 +9,17 @@ use indicatif::HumanBytes;
 
 use super::Ctx;
 use crate::destination::DestSpec;
-use crate::manifest::{self, Manifest};
+use crate::manifest::{self, Manifest, Store};
 
 /// Lists backups, optionally only those of `container`.
 pub async fn run(ctx: &Ctx, spec: &DestSpec, container: Option<&str>) -> Result<()> {
     let dest = spec.open().await;
+    let store = Store::new(dest.clone());
     let select = match container {
         Some(c) => manifest::Select::Container(c),
         None => manifest::Select::All,
     };
-    let catalog = manifest::load(dest.as_ref(), select).await?;
+    let catalog = store.load(select).await?;
     let mut all = catalog.manifests.clone();
     if let Some(c) = container {
         all.retain(|m| m.container == c);

@@ -4,6 +4,7 @@ use anyhow::Result;
 
 use super::Ctx;
 use crate::destination::DestSpec;
+use crate::manifest::Store;
 use crate::ops::prune::{apply, Pruned};
 use crate::retention::Policy;
 
@@ -15,8 +16,8 @@ pub async fn run(
     policy: &Policy,
     dry_run: bool,
 ) -> Result<()> {
-    let dest = spec.open().await;
-    let outcome = apply(dest.as_ref(), container, policy, dry_run).await?;
+    let store = Store::new(spec.open().await);
+    let outcome = apply(&store, container, policy, dry_run).await?;
     print(ctx, &outcome);
     Ok(())
 }

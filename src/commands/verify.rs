@@ -10,7 +10,7 @@ use crate::ops::verify::{select, verify_backup, Verified};
 /// Verifies one backup (an id, or `latest` of `container` or of all).
 pub async fn run(ctx: &Ctx, spec: &DestSpec, wanted: &str, container: Option<&str>) -> Result<()> {
     let dest = spec.open().await;
-    let m = select(dest.as_ref(), spec, wanted, container).await?;
+    let m = select(&dest, spec, wanted, container).await?;
     let report = match verify_backup(dest.as_ref(), &m, ctx.progress).await {
         Ok(r) => Verified::new(&m.id, r),
         Err(e) => {

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use std::io::Write;
 
-use super::{DestError, Destination, ObjectReader, Upload};
+use super::{DestError, Destination, Entry, ObjectReader, Upload};
 
 const TEMP_SUFFIX: &str = ".partial";
 /// Written bytes after which the kernel is asked to start writing them back, so the final fsync
@@ -140,42 +140,28 @@ impl Destination for LocalDir {
         }
     }
 
-    async fn list(&self) -> Result<Vec<String>, DestError> {
-        let mut out = Vec::new();
-        let mut dir = match tokio::fs::read_dir(&self.root).await {
-            Ok(d) => d,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-            Err(e) => return Err(self.io("list the directory")(e)),
+    async fn list(&self, prefix: &str) -> Result<Vec<Entry>, DestError> {
+        super::check_prefix(self, prefix)?;
+        let action = match super::deep_folder(prefix) {
+            Some(_) => "list the directory tree",
+            None => "list the directory",
         };
-        while let Some(entry) = dir
-            .next_entry()
-            .await
-            .map_err(self.io("list the directory"))?
-        {
-            if let Some(name) = entry.file_name().to_str() {
-                if !name.starts_with('.') {
-                    out.push(name.to_string());
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    async fn list_under(&self, prefix: &str) -> Result<Vec<String>, DestError> {
-        super::check_name(self, prefix)?;
         let (root, prefix) = (self.root.clone(), prefix.to_string());
-        tokio::task::spawn_blocking(move || walk(&root, &prefix))
+        tokio::task::spawn_blocking(move || list_files(&root, &prefix))
             .await
             .map_err(|e| std::io::Error::other(e.to_string()))
             .and_then(|r| r)
-            .map_err(self.io("list the directory tree"))
+            .map_err(self.io(action))
     }
 
     async fn delete(&self, name: &str) -> Result<(), DestError> {
         let path = self.object_path(name)?;
-        tokio::fs::remove_file(&path)
-            .await
-            .map_err(self.io(format!("delete {name}")))
+        match tokio::fs::remove_file(&path).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(self.io(format!("delete {name}"))(e))
+            }
+            _ => Ok(()),
+        }
     }
 
     async fn remove_stale(&self) -> Result<Vec<String>, DestError> {
@@ -198,10 +184,14 @@ fn private_dirs(dir: &Path) -> std::io::Result<()> {
         .create(dir)
 }
 
-/// Files under `root/prefix`, as `prefix/...` names, hidden ones left out.
-fn walk(root: &Path, prefix: &str) -> std::io::Result<Vec<String>> {
+/// The regular files a listing of `prefix` shows ([`Destination::list`]), with their sizes: in
+/// `root` itself, or at any depth below the folder `prefix` reaches into. Hidden names are
+/// neither listed nor descended into; a file gone between reading its directory and looking at
+/// it is left out.
+fn list_files(root: &Path, prefix: &str) -> std::io::Result<Vec<Entry>> {
+    let deep = super::deep_folder(prefix);
     let mut out = Vec::new();
-    let mut stack = vec![prefix.to_string()];
+    let mut stack = vec![deep.unwrap_or("").to_string()];
     while let Some(rel) = stack.pop() {
         let dir = match std::fs::read_dir(root.join(&rel)) {
             Ok(d) => d,
@@ -210,15 +200,29 @@ fn walk(root: &Path, prefix: &str) -> std::io::Result<Vec<String>> {
         };
         for entry in dir {
             let entry = entry?;
-            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
             if name.starts_with('.') {
                 continue;
             }
-            let child = format!("{rel}/{name}");
-            if entry.file_type()?.is_dir() {
-                stack.push(child);
+            let full = if rel.is_empty() {
+                name
             } else {
-                out.push(child);
+                format!("{rel}/{name}")
+            };
+            let kind = entry.file_type()?;
+            if kind.is_dir() && deep.is_some() && full.starts_with(prefix) {
+                stack.push(full);
+            } else if kind.is_file() && full.starts_with(prefix) {
+                match entry.metadata() {
+                    Ok(meta) => out.push(Entry {
+                        name: full,
+                        size: meta.len(),
+                    }),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
             }
         }
     }
@@ -334,5 +338,57 @@ impl Drop for LocalUpload {
         if !self.temp.as_os_str().is_empty() {
             let _ = std::fs::remove_file(&self.temp);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(mut entries: Vec<Entry>) -> Vec<(String, u64)> {
+        entries.sort();
+        entries.into_iter().map(|e| (e.name, e.size)).collect()
+    }
+
+    #[tokio::test]
+    async fn lists_regular_files_with_sizes_flat_at_the_top_deep_below() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        std::fs::create_dir_all(root.join("logs/web/g/2026")).unwrap();
+        std::fs::create_dir_all(root.join("logs/db")).unwrap();
+        std::fs::write(root.join("web-1.json"), "12345").unwrap();
+        std::fs::write(root.join("web-1.tar.zst"), "").unwrap();
+        std::fs::write(root.join(".web-2.tar.zst.1-2.partial"), "x").unwrap();
+        std::fs::write(root.join("logs/web/g/2026/a.zst"), "abc").unwrap();
+        std::fs::write(root.join("logs/db/b.zst"), "b").unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", root.join("db-1.json")).unwrap();
+        let dest = LocalDir::new(root.to_path_buf());
+        assert_eq!(
+            names(dest.list("").await.unwrap()),
+            [("web-1.json".into(), 5), ("web-1.tar.zst".into(), 0)]
+        );
+        assert_eq!(
+            names(dest.list("web-1.j").await.unwrap()),
+            [("web-1.json".into(), 5)]
+        );
+        assert_eq!(
+            names(dest.list("logs/web/").await.unwrap()),
+            [("logs/web/g/2026/a.zst".into(), 3)]
+        );
+        assert_eq!(names(dest.list("logs/").await.unwrap()).len(), 2);
+        assert!(dest.list("nothing/").await.unwrap().is_empty());
+        let missing = LocalDir::new(root.join("missing"));
+        assert!(missing.list("").await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn deleting_what_is_not_there_is_no_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dest = LocalDir::new(tmp.path().to_path_buf());
+        std::fs::write(tmp.path().join("a.json"), "{}").unwrap();
+        dest.delete("a.json").await.unwrap();
+        dest.delete("a.json").await.unwrap();
+        assert!(!tmp.path().join("a.json").exists());
+        assert!(dest.delete("../a.json").await.is_err());
     }
 }

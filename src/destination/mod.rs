@@ -3,14 +3,19 @@
 //! Every destination makes objects "complete or absent": an [`Upload`] is invisible until
 //! [`Upload::commit`] succeeds, and an upload that is aborted, dropped or killed leaves nothing a
 //! listing would show. Extra behaviour (retries, dry runs) wraps a destination rather than forking it.
+//! A destination knows names and bytes only: which objects make a backup, in what order they are
+//! written, and what a killed run's leftovers are is `manifest::Store`'s.
 
 mod local;
+#[cfg(test)]
+pub(crate) mod memory;
 pub mod parts;
 mod s3;
 mod ssh;
 
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -118,6 +123,15 @@ impl DestError {
 /// A readable object stream.
 pub type ObjectReader = Box<dyn AsyncRead + Send + Unpin>;
 
+/// A complete object, as a listing gives it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Entry {
+    /// The object's full name (`a.json`, `logs/web/x.zst`).
+    pub name: String,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
 /// One place that holds backups.
 #[async_trait]
 pub trait Destination: Send + Sync {
@@ -133,8 +147,13 @@ pub trait Destination: Send + Sync {
     /// Streams object `name`.
     async fn get(&self, name: &str) -> Result<ObjectReader, DestError>;
 
-    /// Names of all complete objects.
-    async fn list(&self) -> Result<Vec<String>, DestError>;
+    /// The complete objects whose names start with `prefix`, with their sizes, in one listing,
+    /// in no particular order. Objects in folders are listed only when `prefix` reaches into one
+    /// (holds a `/`): `""` lists the top folder, where the backups are (not `logs/…`), `"web-"`
+    /// those of its objects whose names start so, `"logs/web/"` every object below `logs/web` at
+    /// any depth. Hidden names (temp files, markers) and anything but regular files (directories,
+    /// symlinks) are never listed.
+    async fn list(&self, prefix: &str) -> Result<Vec<Entry>, DestError>;
 
     /// Whether the destination is there at all (a directory, locally or over SSH); an S3 prefix
     /// always is. Reading commands say "does not exist" instead of "no backups".
@@ -142,16 +161,13 @@ pub trait Destination: Send + Sync {
         Ok(true)
     }
 
-    /// Names of all complete objects under `prefix/` at any depth (e.g. `logs/web`), as full
-    /// object names; hidden components (temp files, markers) are left out.
-    async fn list_under(&self, prefix: &str) -> Result<Vec<String>, DestError>;
-
-    /// Deletes object `name`.
+    /// Deletes object `name`. Deleting is idempotent: an object that is not there (any more) is
+    /// no error, so a retried or concurrent clean-up never fails on what is already gone.
     async fn delete(&self, name: &str) -> Result<(), DestError>;
 
     /// Reads several small objects (manifests) in one round trip where the backend can, each
     /// whole if it is at most `limit` bytes; `None` for any it did not read, which the caller then
-    /// reads with [`get_bytes`]. Default: none (one `get` each is already cheap).
+    /// reads with [`get_at_most`]. Default: none (one `get` each is already cheap).
     async fn get_small(&self, names: &[String], limit: u64) -> Vec<Option<Vec<u8>>> {
         let _ = limit;
         vec![None; names.len()]
@@ -177,11 +193,7 @@ pub trait Upload: Send {
 /// Checks an object name: a relative path of plain components (`a.json`, `logs/web/x.zst`), none
 /// empty, hidden (`.`-prefixed, which is where temp files and markers live) or `..`.
 pub fn check_name(dest: &dyn Destination, name: &str) -> Result<(), DestError> {
-    let ok = !name.is_empty()
-        && name
-            .split('/')
-            .all(|c| !c.is_empty() && !c.starts_with('.') && !c.contains('\0'));
-    if ok {
+    if name_ok(name) {
         Ok(())
     } else {
         Err(DestError::Unusable {
@@ -191,10 +203,55 @@ pub fn check_name(dest: &dyn Destination, name: &str) -> Result<(), DestError> {
     }
 }
 
+/// Checks a listing prefix: empty, or a name whose last component may be empty or partial
+/// (`logs/web/`, `web-`).
+pub fn check_prefix(dest: &dyn Destination, prefix: &str) -> Result<(), DestError> {
+    if prefix_ok(prefix) {
+        Ok(())
+    } else {
+        Err(DestError::Unusable {
+            dest: dest.describe(),
+            message: format!("invalid object name {prefix:?}"),
+        })
+    }
+}
+
+/// [`check_name`]'s rule.
+fn name_ok(name: &str) -> bool {
+    !name.is_empty() && name.split('/').all(component_ok)
+}
+
+/// [`check_prefix`]'s rule: the folder part is a name, the last part (possibly empty) a start of
+/// a component.
+fn prefix_ok(prefix: &str) -> bool {
+    let (folder, last) = prefix.rsplit_once('/').unwrap_or(("", prefix));
+    (folder.is_empty() && !prefix.starts_with('/') || name_ok(folder))
+        && (last.is_empty() || component_ok(last))
+}
+
+/// One plain component: not empty, not hidden (which also rules out `.` and `..`), no NUL.
+fn component_ok(c: &str) -> bool {
+    !c.is_empty() && !c.starts_with('.') && !c.contains('\0')
+}
+
+/// The folder a listing of `prefix` walks at any depth (`logs/web/` → `logs/web`, `logs/we` →
+/// `logs`), or `None` when `prefix` lists the top folder alone.
+pub fn deep_folder(prefix: &str) -> Option<&str> {
+    prefix.rsplit_once('/').map(|(folder, _)| folder)
+}
+
 /// Whether every component of `name` is visible (not a temp file, marker or state).
 pub fn visible(name: &str) -> bool {
     name.split('/')
         .all(|c| !c.is_empty() && !c.starts_with('.'))
+}
+
+/// Whether a listing of `prefix` shows object `name`: it is visible, starts with `prefix`, and
+/// lies in the top folder unless `prefix` reaches into a folder.
+pub fn listed(prefix: &str, name: &str) -> bool {
+    visible(name)
+        && name.starts_with(prefix)
+        && (deep_folder(prefix).is_some() || !name.contains('/'))
 }
 
 /// Splits an object name into its parent path (possibly empty) and its last component.
@@ -214,94 +271,6 @@ pub async fn put_bytes(
         return Err(e);
     }
     up.commit().await
-}
-
-/// The time in an id (`<container>-<YYYYMMDDTHHMMSSZ>-<rand>`), if it has one.
-pub fn id_time(id: &str) -> Option<chrono::DateTime<chrono::Utc>> {
-    let mut parts = id.rsplitn(3, '-');
-    let (_, stamp) = (parts.next()?, parts.next()?);
-    chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%dT%H%M%SZ")
-        .ok()
-        .map(|t| t.and_utc())
-}
-
-/// The suffix of the record a backup keeps while it commits (`<id>.pending`, naming its owner):
-/// written just before the archive is committed, removed once the manifest is, so normally it
-/// never outlives a run. An archive without a manifest whose owner is gone was left by a run
-/// killed between the two, and [`sweep_orphans`] removes it.
-pub const PENDING_SUFFIX: &str = ".pending";
-
-/// Manifest-less archives older than this, with no pending record at all (left by dockyard 0.1.0),
-/// are removed.
-const UNMARKED_ORPHAN_SECS: i64 = 24 * 3600;
-
-/// Records that the backup `id` is being written by this process.
-pub async fn mark_pending(dest: &dyn Destination, id: &str) -> Result<(), DestError> {
-    let owner = crate::owner::Owner::current().to_string();
-    put_bytes(dest, &format!("{id}{PENDING_SUFFIX}"), owner.into_bytes())
-        .await
-        .map(|_| ())
-}
-
-/// Removes the record of backup `id` (its manifest is written, or it was abandoned).
-pub async fn clear_pending(dest: &dyn Destination, id: &str) {
-    if let Err(e) = dest.delete(&format!("{id}{PENDING_SUFFIX}")).await {
-        tracing::warn!(error = %e, "could not remove the pending record of {id}; the next run will");
-    }
-}
-
-/// Removes archives whose manifest was never written (their run was killed, or the engine went
-/// away, between the two) once their owner is gone, and pending records of runs that are gone.
-/// Returns what it removed.
-pub async fn sweep_orphans(dest: &dyn Destination) -> Result<Vec<String>, DestError> {
-    let names = dest.list().await?;
-    let mut removed = Vec::new();
-    let mut owners = std::collections::HashMap::new();
-    for key in names.iter().filter(|n| n.ends_with(PENDING_SUFFIX)) {
-        let id = key.strip_suffix(PENDING_SUFFIX).unwrap_or(key).to_string();
-        let text = get_bytes(dest, key, 4096).await.unwrap_or_default();
-        owners.insert(
-            id,
-            crate::owner::Owner::parse(&String::from_utf8_lossy(&text)),
-        );
-    }
-    let gone = |id: &str| match owners.get(id) {
-        Some(Some(o)) => o.liveness(24 * 3600) == crate::owner::Liveness::Gone,
-        Some(None) => true,
-        None => id_time(id)
-            .is_some_and(|t| (chrono::Utc::now() - t).num_seconds() > UNMARKED_ORPHAN_SECS),
-    };
-    for name in &names {
-        let Some(id) = name.strip_suffix(".tar.zst") else {
-            continue;
-        };
-        if names.contains(&format!("{id}.json")) || !gone(id) {
-            continue;
-        }
-        dest.delete(name).await?;
-        tracing::warn!(dest = %dest.describe(), archive = %name, "removed an archive whose manifest was never written (its run was interrupted)");
-        removed.push(name.clone());
-    }
-    for (id, _) in owners.iter().filter(|(id, _)| gone(id)) {
-        if !names.contains(&format!("{id}.tar.zst")) || removed.contains(&format!("{id}.tar.zst")) {
-            dest.delete(&format!("{id}{PENDING_SUFFIX}")).await?;
-        }
-    }
-    Ok(removed)
-}
-
-/// Reads a small object (a manifest), refusing anything over `limit` bytes so memory stays bounded.
-pub async fn get_bytes(
-    dest: &dyn Destination,
-    name: &str,
-    limit: u64,
-) -> Result<Vec<u8>, DestError> {
-    get_at_most(dest, name, limit)
-        .await?
-        .ok_or_else(|| DestError::Unusable {
-            dest: dest.describe(),
-            message: format!("{name} is larger than {limit} bytes; it is not a dockyard manifest"),
-        })
 }
 
 /// Reads an object whole if it is at most `limit` bytes; `None` if it is larger (having read
@@ -399,12 +368,14 @@ impl DestSpec {
         Ok(DestSpec::Local(PathBuf::from(url)))
     }
 
-    /// Opens the destination this spec names. Nothing is contacted until it is used.
-    pub async fn open(&self) -> Box<dyn Destination> {
+    /// Opens the destination this spec names, to be shared by everything that uses it (an S3
+    /// open loads the credential chain, an SSH destination starts its own connection). Nothing is
+    /// contacted until it is used.
+    pub async fn open(&self) -> Arc<dyn Destination> {
         match self {
-            DestSpec::Local(p) => Box::new(LocalDir::new(p.clone())),
-            DestSpec::Ssh(s) => Box::new(SshDir::new(s.clone())),
-            DestSpec::S3(s) => Box::new(S3Dir::new(s.clone()).await),
+            DestSpec::Local(p) => Arc::new(LocalDir::new(p.clone())),
+            DestSpec::Ssh(s) => Arc::new(SshDir::new(s.clone())),
+            DestSpec::S3(s) => Arc::new(S3Dir::new(s.clone()).await),
         }
     }
 }
@@ -426,6 +397,46 @@ fn looks_like_a_scheme(url: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_listing_prefix_is_a_folder_and_the_start_of_a_name() {
+        for ok in ["", "web-", "logs/", "logs/web/", "logs/we", "a b/c"] {
+            assert!(prefix_ok(ok), "{ok:?}");
+        }
+        for bad in [
+            "/",
+            "/logs/",
+            "logs//",
+            "../x",
+            "logs/.x",
+            ".dockyard-uploads/",
+            "a\0",
+        ] {
+            assert!(!prefix_ok(bad), "{bad:?}");
+        }
+        assert_eq!(deep_folder(""), None);
+        assert_eq!(deep_folder("web-"), None);
+        assert_eq!(deep_folder("logs/web/"), Some("logs/web"));
+        assert_eq!(deep_folder("logs/we"), Some("logs"));
+    }
+
+    #[test]
+    fn the_top_folder_is_listed_flat_a_folder_deep() {
+        let cases = [
+            ("", "web-1.json", true),
+            ("", "logs/web/a.zst", false),
+            ("", ".web-1.json.1-2.partial", false),
+            ("web-", "web-1.json", true),
+            ("web-", "db-1.json", false),
+            ("logs/web/", "logs/web/a/2026/x.zst", true),
+            ("logs/web/", "logs/webapp/x.zst", false),
+            ("logs/web/", "logs/web/.x.zst.partial", false),
+            ("logs/we", "logs/webapp/x.zst", true),
+        ];
+        for (prefix, name, want) in cases {
+            assert_eq!(listed(prefix, name), want, "{prefix:?} {name:?}");
+        }
+    }
 
     #[test]
     fn a_url_with_a_missing_slash_is_no_directory() {

@@ -12,8 +12,8 @@ use std::time::Instant;
 use anyhow::Result;
 use chrono::Utc;
 
-use crate::destination::Destination;
 use crate::error::Failure;
+use crate::manifest::Store;
 use crate::notify::Notifier;
 use crate::ops::Session;
 use crate::settings::{BackupSettings, JobPlan, Jobs};
@@ -250,12 +250,12 @@ async fn run_job(session: &Session, plan: &JobPlan, lock_dir: &Path) -> Ran {
             // Each destination opened once, for its backup and its retention.
             let mut opened = Vec::new();
             for (_, s) in backups {
-                opened.push(s.dest.open().await);
+                opened.push(Store::new(s.dest.open().await));
             }
-            let each: Vec<(&BackupSettings, &dyn Destination)> = backups
+            let each: Vec<(&BackupSettings, &Store)> = backups
                 .iter()
                 .zip(&opened)
-                .map(|((_, s), d)| (s, d.as_ref()))
+                .map(|((_, s), store)| (s, store))
                 .collect();
             let written = match crate::ops::backup::run_each(session, engine, &info, &each).await {
                 Ok((written, _)) => written,
@@ -269,14 +269,9 @@ async fn run_job(session: &Session, plan: &JobPlan, lock_dir: &Path) -> Ran {
                     let (m, _) = written?;
                     let pruned = match retention {
                         Some(policy) => {
-                            crate::ops::prune::apply(
-                                dest.as_ref(),
-                                Some(&m.container),
-                                policy,
-                                false,
-                            )
-                            .await?
-                            .removed
+                            crate::ops::prune::apply(dest, Some(&m.container), policy, false)
+                                .await?
+                                .removed
                         }
                         None => 0,
                     };

@@ -7,8 +7,7 @@ use anyhow::Result;
 use chrono::Utc;
 use serde::Serialize;
 
-use crate::destination::Destination;
-use crate::manifest::{self, Manifest};
+use crate::manifest::{self, Manifest, Store};
 use crate::retention::{self, Item, Policy};
 
 /// What prune decided and did (the `prune` JSON document, docs/json.md).
@@ -43,20 +42,19 @@ pub struct Verdict {
 
 /// Decides and, unless `dry_run`, removes; prints nothing.
 pub async fn apply(
-    dest: &dyn Destination,
+    store: &Store,
     container: Option<&str>,
     policy: &Policy,
     dry_run: bool,
 ) -> Result<Pruned> {
     if !dry_run {
-        dest.remove_stale().await?;
-        crate::destination::sweep_orphans(dest).await?;
+        store.sweep().await?;
     }
     let select = match container {
         Some(c) => manifest::Select::Container(c),
         None => manifest::Select::All,
     };
-    let mut all = manifest::load(dest, select).await?.manifests;
+    let mut all = store.load(select).await?.manifests;
     if let Some(c) = container {
         all.retain(|m| m.container == c);
     }
@@ -99,8 +97,7 @@ pub async fn apply(
     for d in verdicts.iter().filter(|d| !d.keep) {
         if !dry_run {
             // Manifest first: from then on the backup is not listed, even if the archive's delete fails.
-            dest.delete(&manifest::manifest_name(&d.id)).await?;
-            dest.delete(&manifest::archive_name(&d.id)).await?;
+            store.remove(&d.id).await?;
         }
         removed += 1;
     }
@@ -108,6 +105,6 @@ pub async fn apply(
         dry_run,
         removed,
         backups: verdicts,
-        dest: dest.describe(),
+        dest: store.describe(),
     })
 }

@@ -7,9 +7,10 @@ use serde::Serialize;
 use crate::archive::verify::{verify, Report};
 use crate::destination::{DestSpec, Destination};
 use crate::error::Failure;
-use crate::manifest::{self, Manifest};
+use crate::manifest::{self, Manifest, Store};
 use crate::pipeline::read_blocking;
 use crate::progress::Progress;
+use std::sync::Arc;
 
 /// A backup that passed (the `verify` JSON document when `ok` is true, docs/json.md).
 #[derive(Debug, Serialize)]
@@ -53,7 +54,7 @@ impl Verified {
 
 /// The backup `wanted` names at `dest` (an id, or `latest` of `container` or of all).
 pub async fn select(
-    dest: &dyn Destination,
+    dest: &Arc<dyn Destination>,
     spec: &DestSpec,
     wanted: &str,
     container: Option<&str>,
@@ -63,7 +64,7 @@ pub async fn select(
         ("latest", Some(c)) => manifest::Select::Container(c),
         (id, _) => manifest::Select::Id(id),
     };
-    let catalog = manifest::load(dest, select).await?;
+    let catalog = Store::new(dest.clone()).load(select).await?;
     let now = Utc::now();
     let m = match (wanted, container) {
         ("latest", None) => catalog

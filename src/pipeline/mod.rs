@@ -179,10 +179,7 @@ mod tests {
                 futures_util::stream::iter(chunks),
             )))
         }
-        async fn list(&self) -> Result<Vec<String>, DestError> {
-            Ok(Vec::new())
-        }
-        async fn list_under(&self, _: &str) -> Result<Vec<String>, DestError> {
+        async fn list(&self, _: &str) -> Result<Vec<crate::destination::Entry>, DestError> {
             Ok(Vec::new())
         }
         async fn delete(&self, _: &str) -> Result<(), DestError> {

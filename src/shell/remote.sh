@@ -11,9 +11,11 @@
 #   get-small DIR LIMIT NAME...    each NAME as a line with its size then its bytes, or a line `-`
 #                                  if it is not a regular file or is over LIMIT bytes
 #   exists DIR                     exit 0 if DIR is a directory, else 44
-#   list DIR                       regular files directly in DIR
-#   list-under DIR PREFIX          regular files under DIR/PREFIX, at any depth
-#   delete DIR NAME                remove NAME
+#   list DIR [FOLDER]              the regular files directly in DIR, or with FOLDER those below
+#                                  DIR/FOLDER at any depth, one line each: `SIZE ./NAME` (stat), or
+#                                  where stat has no -c an `ls -ln` line (size in the fifth field,
+#                                  ./NAME after the eighth)
+#   delete DIR NAME                remove NAME (exit 44 if it is not there)
 #   remove-stale DIR SUFFIX        remove hidden temp files whose writer is gone; print them
 #
 # Exit 44: no such object.
@@ -83,14 +85,21 @@ exists)
   [ -d "$dir" ] || exit "$not_found"
   ;;
 list)
+  # Sizes without reading a byte or running a process per file: one `stat -c` (GNU, busybox) or,
+  # where there is none, one `ls -ln` (BSD), for all the files find gives it; in the C locale and
+  # without the variables that change GNU ls's columns or quoting.
+  folder=${1-}
   cd -- "$dir" 2>/dev/null || exit 0
-  for f in *; do [ -f "$f" ] && printf '%s\n' "$f"; done
-  exit 0
-  ;;
-list-under)
-  prefix=$1
-  cd -- "$dir" 2>/dev/null && [ -d "$prefix" ] || exit 0
-  find "$prefix" -type f
+  if [ -n "$folder" ]; then [ -d "$folder" ] || exit 0; fi
+  LC_ALL=C
+  export LC_ALL
+  unset TIME_STYLE QUOTING_STYLE LS_BLOCK_SIZE BLOCK_SIZE
+  if stat -c %s . >/dev/null 2>&1; then set -- stat -c '%s %n'; else set -- ls -ln; fi
+  if [ -z "$folder" ]; then
+    find . ! -name . -prune -type f -exec "$@" {} +
+  else
+    find "./$folder" -type f -exec "$@" {} +
+  fi
   exit 0
   ;;
 delete)

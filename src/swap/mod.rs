@@ -6,10 +6,12 @@
 //! helper does. The swap itself is `src/shell/restore.sh`; `recover` finishes, undoes or cleans
 //! up after the restores the ledger knows of. Backups leave these directories out.
 
+pub mod files;
 pub mod journal;
 pub mod ledger;
 pub mod member;
 pub mod recover;
+pub mod survey;
 
 /// The work directory's name at the root of each restored mount.
 pub use crate::archive::names::WORK_DIR;

@@ -9,9 +9,11 @@
 
 use anyhow::Result;
 
+pub use super::files::{file_binds, file_source, StagedPair};
 use super::journal::{Journal, MountWork, Phase, State};
 use super::ledger::Ledger;
-use super::{staged_file_name, WORK_DIR};
+pub use super::survey::{survey, Survey};
+use super::WORK_DIR;
 use crate::agent::host::{self, CleanupFailed};
 use crate::docker::{ContainerInfo, DockerError, Engine, HelperSpec, PathKind, Role};
 use crate::owner::Liveness;
@@ -21,16 +23,6 @@ use crate::shell;
 const FOREIGN_LIMIT_SECS: i64 = 24 * 3600;
 /// Failed attempts to finish a committed restore before it is given up and rolled back.
 const ATTEMPTS: u32 = 2;
-
-/// What the ledger and the volumes hold for one container.
-#[derive(Debug, Default)]
-pub struct Survey {
-    /// The restores journalled on this host.
-    pub journals: Vec<Journal>,
-    /// What is not dockyard's to act on, one sentence each: work directories no journal vouches
-    /// for, journal files that cannot be read.
-    pub foreign: Vec<String>,
-}
 
 /// What to do about one journalled restore.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,108 +63,6 @@ pub fn decide(journals: &[Journal]) -> Vec<Plan> {
 /// The journals of `engine`, kept under the state directory `state`.
 pub async fn ledger(engine: &Engine, state: &std::path::Path) -> Result<Ledger> {
     Ok(Ledger::for_engine(state, &engine.id().await?))
-}
-
-/// Reads the journals of `target` and looks for work directories in its mounts.
-pub async fn survey(engine: &Engine, ledger: &Ledger, target: &ContainerInfo) -> Result<Survey> {
-    let mut survey = Survey::default();
-    for e in ledger.of_container(&target.id) {
-        match e.journal {
-            Ok(j) => survey.journals.push(j),
-            Err(why) => survey.foreign.push(format!(
-                "restore journal {}: {why}; dockyard leaves it alone",
-                e.path.display()
-            )),
-        }
-    }
-    for m in target
-        .mounts
-        .iter()
-        .filter(|m| m.kind == "volume" || m.kind == "bind")
-    {
-        let root = m.destination.trim_end_matches('/').to_string();
-        if survey.journals.iter().any(|j| j.roots().contains(&root)) {
-            continue;
-        }
-        let work = format!("{root}/{WORK_DIR}");
-        match engine.stat(&target.id, &work).await {
-            Ok(PathKind::Missing) => {}
-            Ok(_) => match adopt(engine, ledger, target, m).await? {
-                Adopted::Yes(j) => survey.journals.push(*j),
-                Adopted::Other(why) => survey.foreign.push(format!("{work}: {why}")),
-                Adopted::No => survey.foreign.push(format!(
-                    "{work}: no restore journal on this host vouches for it, so dockyard did not make it (or made it on another host); it is left alone and out of backups: move it away"
-                )),
-            },
-            // A single-file bind mount has nothing below it.
-            Err(e) if m.kind == "bind" => {
-                tracing::debug!(mount = %root, error = %e, "no restore work dir")
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(survey)
-}
-
-/// What became of a work directory no journal of the container vouches for.
-enum Adopted {
-    /// A journal of a container that is gone names the same volume: the target was made again
-    /// on it, and takes the restore over.
-    Yes(Box<Journal>),
-    /// A journal of another container that still exists names the volume (they share it).
-    Other(String),
-    /// No journal names the volume.
-    No,
-}
-
-/// Looks for the journal of another container of this engine that restored into the volume (or
-/// bind source) mounted at `m`. If that container is gone and every volume of the journal is
-/// mounted in `target`, the journal is rewritten for `target` (its mount points) and kept.
-async fn adopt(
-    engine: &Engine,
-    ledger: &Ledger,
-    target: &ContainerInfo,
-    m: &crate::docker::Mount,
-) -> Result<Adopted> {
-    let identity = m.volume.clone().unwrap_or_else(|| m.source.clone());
-    if identity.is_empty() {
-        return Ok(Adopted::No);
-    }
-    for e in ledger.all() {
-        let Ok(old) = e.journal else { continue };
-        if old.container == target.id || !old.mounts.iter().any(|w| w.volume == identity) {
-            continue;
-        }
-        match engine.inspect(&old.container).await {
-            Err(DockerError::NoSuchContainer(_)) => {}
-            Ok(other) => {
-                return Ok(Adopted::Other(format!(
-                    "it belongs to a restore of backup {} into container {:?}, which shares this volume; it is left to that container's runs",
-                    old.backup, other.name
-                )))
-            }
-            Err(e) => return Err(e.into()),
-        }
-        let mut adopted = old.clone();
-        adopted.container = target.id.clone();
-        for w in &mut adopted.mounts {
-            let Some(here) = target.mounts.iter().find(|t| {
-                !w.volume.is_empty()
-                    && t.volume.clone().unwrap_or_else(|| t.source.clone()) == w.volume
-            }) else {
-                return Ok(Adopted::Other(format!(
-                    "it belongs to a restore of backup {} into a container that is gone, which also restored into {:?}, not mounted here; finish it by hand",
-                    old.backup, w.volume
-                )));
-            };
-            w.root = here.destination.trim_end_matches('/').to_string();
-        }
-        ledger.write(&adopted)?;
-        ledger.remove(&old)?;
-        tracing::warn!(container = %target.name, backup = %old.backup, "taking over the restore of a container that is gone, made again on the same volumes");
-        return Ok(Adopted::Yes(Box::new(adopted)));
-    }
-    Ok(Adopted::No)
 }
 
 /// What finishing, undoing and cleaning up found and did.
@@ -638,70 +528,6 @@ async fn ours(w: &Work<'_>, root: &str) -> Result<()> {
             "{work} is not dockyard's work directory any more ({}, owner {uid}, mode {mode:o}); it is left alone and out of backups: move it away",
             if dir { "a directory" } else { "not a directory" }
         )),
-    }
-}
-
-/// A staged single file and the live one it replaces, as a helper sees them.
-pub type StagedPair = (String, String);
-
-/// Bind mounts for the host directories of the single-file mounts at container paths `files`,
-/// found through the target's current mounts, and the (staged, live) pairs as the helper sees
-/// them.
-pub fn file_binds(
-    target: &ContainerInfo,
-    files: &[String],
-    local: bool,
-) -> Result<(Vec<String>, Vec<StagedPair>)> {
-    let mut binds = Vec::new();
-    let mut pairs = Vec::new();
-    for (i, path) in files.iter().enumerate() {
-        let (dir, name) = file_source(target, path, local)?;
-        let inside = format!("/.dockyard-file-{i}");
-        binds.push(format!("{dir}:{inside}"));
-        pairs.push((
-            format!("{inside}/{}", staged_file_name(&name)),
-            format!("{inside}/{name}"),
-        ));
-    }
-    Ok((binds, pairs))
-}
-
-/// The host directory and file name behind the single-file bind mount at `path` of `target`.
-pub fn file_source(target: &ContainerInfo, path: &str, local: bool) -> Result<(String, String)> {
-    let mount = target
-        .mounts
-        .iter()
-        .find(|m| m.kind == "bind" && m.destination == path)
-        .ok_or_else(|| {
-            crate::error::Failure::usage(format!(
-                "container {:?} has no single-file bind mount at {path} (any more)",
-                target.name
-            ))
-        })?;
-    let source = std::path::Path::new(&mount.source);
-    // On this host (`local`: the engine's): the source must still be a file (a deleted one comes back as a directory
-    // the engine made).
-    if let Ok(meta) = std::fs::symlink_metadata(source) {
-        if local && !meta.is_file() {
-            return Err(crate::error::Failure::usage(format!(
-                "cannot restore {path} of container {:?}: its bind mount source {} is not a file (any more)",
-                target.name, mount.source
-            ))
-            .into());
-        }
-    }
-    match (
-        source.parent().and_then(|d| d.to_str()),
-        source.file_name().and_then(|n| n.to_str()),
-    ) {
-        (Some(dir), Some(name)) if !dir.is_empty() && !dir.contains(':') => {
-            Ok((dir.to_string(), name.to_string()))
-        }
-        _ => Err(crate::error::Failure::usage(format!(
-            "cannot restore {path} of container {:?}: its bind mount source {:?} has no usable directory and name",
-            target.name, mount.source
-        ))
-        .into()),
     }
 }
 

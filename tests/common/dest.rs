@@ -37,20 +37,26 @@ impl Dest {
         dockyard_env(args, &pairs(&env))
     }
 
-    /// Object names, sorted.
+    /// Object names at any depth, sorted.
     pub fn names(&self) -> Vec<String> {
         let mut v: Vec<String> = match self {
             Dest::Local(_, p) => {
                 let mut out = Vec::new();
-                for e in std::fs::read_dir(p).unwrap() {
-                    let e = e.unwrap();
-                    let n = e.file_name().to_string_lossy().into_owned();
-                    if e.file_type().unwrap().is_dir() {
-                        for f in std::fs::read_dir(e.path()).unwrap() {
-                            out.push(format!("{n}/{}", f.unwrap().file_name().to_string_lossy()));
+                let mut dirs = vec![String::new()];
+                while let Some(rel) = dirs.pop() {
+                    for e in std::fs::read_dir(p.join(&rel)).unwrap() {
+                        let e = e.unwrap();
+                        let n = e.file_name().to_string_lossy().into_owned();
+                        let n = if rel.is_empty() {
+                            n
+                        } else {
+                            format!("{rel}/{n}")
+                        };
+                        if e.file_type().unwrap().is_dir() {
+                            dirs.push(n);
+                        } else {
+                            out.push(n);
                         }
-                    } else {
-                        out.push(n);
                     }
                 }
                 out

@@ -18,9 +18,9 @@ use serde::Serialize;
 use super::prepare::prepare_container;
 use super::quiesce::{self, Quiesce};
 use super::Session;
-use crate::destination::{put_bytes, DestError, Destination};
+use crate::destination::DestError;
 use crate::docker::{ContainerInfo, Engine};
-use crate::manifest::{self, Manifest, PathRecord, SnapshotRecord};
+use crate::manifest::{self, Manifest, Object, PathRecord, SnapshotRecord, Store};
 use crate::progress::Progress;
 use crate::settings::BackupSettings;
 pub use env::{env_key, redact_env};
@@ -82,8 +82,8 @@ pub struct DryRun {
 pub async fn run_job(session: &Session, s: &BackupSettings) -> Result<Backed> {
     let engine = session.engine().await?;
     let info = engine.inspect(&s.container).await?;
-    let dest = s.dest.open().await;
-    let (mut each, downtime) = run_each(session, engine, &info, &[(s, dest.as_ref())]).await?;
+    let store = Store::new(s.dest.open().await);
+    let (mut each, downtime) = run_each(session, engine, &info, &[(s, &store)]).await?;
     let (m, secs) = each.pop().expect("one destination")?;
     Ok(Backed {
         result: "ok",
@@ -102,7 +102,7 @@ pub async fn run_each(
     session: &Session,
     engine: &Engine,
     info: &ContainerInfo,
-    each: &[(&BackupSettings, &dyn Destination)],
+    each: &[(&BackupSettings, &Store)],
 ) -> Result<(Vec<Result<(Manifest, f64)>>, Option<f64>)> {
     let s = each.first().expect("a destination").0;
     let image = s
@@ -120,7 +120,7 @@ pub async fn run_each(
     let work = async {
         let mut done = Vec::new();
         for (s, dest) in each {
-            done.push(backup(session, engine, info, s, *dest, session.progress).await);
+            done.push(backup(session, engine, info, s, dest, session.progress).await);
         }
         done
     };
@@ -135,15 +135,12 @@ pub async fn dry_run(session: &Session, s: &BackupSettings) -> Result<DryRun> {
     let info = engine.inspect(&s.container).await?;
     let paths = select_paths(&info, &s.paths)?;
     let dest = s.dest.open().await;
-    let listed = dest.list().await;
+    let listed = Store::new(dest.clone()).manifests().await;
     let id = manifest::new_id(&info.name, Utc::now());
     let objects = [manifest::archive_name(&id), manifest::manifest_name(&id)];
-    let held = listed.as_ref().ok().map(|names| {
-        names
-            .iter()
-            .filter(|n| {
-                n.ends_with(".json") && manifest::id_container(n).is_some_and(|c| c == info.name)
-            })
+    let held = listed.as_ref().ok().map(|ids| {
+        ids.iter()
+            .filter(|id| manifest::id_container(id).is_some_and(|c| c == info.name))
             .count()
     });
     Ok(DryRun {
@@ -172,13 +169,13 @@ pub async fn backup(
     engine: &Engine,
     info: &ContainerInfo,
     s: &BackupSettings,
-    dest: &dyn Destination,
+    store: &Store,
     show_progress: bool,
 ) -> Result<(Manifest, f64)> {
     let paths = select_paths(info, &s.paths)?;
+    let dest = store.dest().as_ref();
     dest.prepare().await?;
-    dest.remove_stale().await?;
-    crate::destination::sweep_orphans(dest).await?;
+    store.sweep().await?;
     engine.remove_stale_helpers().await?;
 
     let wire_before = engine.wire();
@@ -189,7 +186,8 @@ pub async fn backup(
         .clone()
         .unwrap_or_else(|| info.image_id.clone());
     let progress = Progress::start(format!("backup {}", info.name), show_progress);
-    let name = manifest::archive_name(&id);
+    let draft = store.begin(&id);
+    let name = draft.name(Object::Archive);
     let job = Job {
         engine,
         info,
@@ -241,33 +239,16 @@ pub async fn backup(
             inspect,
         });
     }
-    let text = serde_json::to_vec_pretty(&m).expect("manifest serialises");
     // From the archive's commit to the manifest's, a signal waits, so a stopped run leaves a whole
     // backup. A killed one leaves its pending record naming it, so the next run can remove an
     // archive that never got its manifest.
-    let critical = session.critical.enter();
-    let committed = match crate::destination::mark_pending(dest, &id).await {
-        Ok(()) => upload.commit().await,
-        Err(e) => {
-            upload.abort().await;
-            Err(e)
-        }
-    };
-    let stored = match committed {
-        Ok(_) => put_bytes(dest, &manifest::manifest_name(&id), text).await,
-        Err(e) => Err(e),
-    };
-    drop(critical);
+    let stored = draft.commit(upload, &m, session.critical.enter()).await;
     if let Err(e) = stored {
-        // Without its manifest the archive is invisible; do not leave it taking space.
-        let _ = dest.delete(&name).await;
-        crate::destination::clear_pending(dest, &id).await;
         return Err(e).context(format!(
             "backup {id} to {}: could not be completed",
             dest.describe()
         ));
     }
-    crate::destination::clear_pending(dest, &id).await;
     tracing::info!(id = %m.id, container = %m.container, size = m.size, "backup complete");
     if let (Some((r0, s0)), Some((r1, s1))) = (wire_before, engine.wire()) {
         // A remote engine: what the backup cost on the network, beside the archive's size.

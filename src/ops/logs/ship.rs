@@ -24,7 +24,12 @@ pub(super) async fn prune_shipped(
 ) -> Result<Vec<String>> {
     let cutoff = Utc::now() - chrono::Duration::seconds(age as i64);
     let mut pruned = Vec::new();
-    for key in dest.list_under(&format!("logs/{container}")).await? {
+    for key in dest
+        .list(&format!("logs/{container}/"))
+        .await?
+        .into_iter()
+        .map(|e| e.name)
+    {
         let file = key.rsplit('/').next().unwrap_or("");
         let old = file
             .strip_suffix(".zst")

@@ -29,7 +29,7 @@ use super::quiesce::{self, Quiesce};
 use super::Session;
 use crate::error::Failure;
 use crate::lock::{Access, ContainerLock};
-use crate::manifest;
+use crate::manifest::{self, Store};
 use crate::settings::RestoreSettings;
 use crate::swap::recover::{self, Work};
 use live::{commit, discard, finish_interrupted, refuse_open_files};
@@ -113,7 +113,8 @@ async fn restore(session: &Session, s: RestoreSettings) -> Result<Outcome> {
         "latest" => manifest::Select::Container(&source),
         id => manifest::Select::Id(id),
     };
-    let catalog = manifest::load(dest.as_ref(), select).await?;
+    let store = Store::new(dest.clone());
+    let catalog = store.load(select).await?;
     let m = catalog
         .select(&s.archive, &source, &s.dest.to_string(), Utc::now())?
         .clone();
@@ -162,11 +163,10 @@ async fn restore(session: &Session, s: RestoreSettings) -> Result<Outcome> {
     let (staged, mut journal) = stage_all(session, &work, dest.as_ref(), &m, &plan, &s).await?;
     let safety = if s.safety_backup {
         // The restore's own destination, unless the safety backup goes elsewhere.
-        let elsewhere = match &s.safety_dest {
-            Some(spec) => Some(spec.open().await),
-            None => None,
+        let opened = match &s.safety_dest {
+            Some(spec) => Store::new(spec.open().await),
+            None => store.clone(),
         };
-        let opened = elsewhere.as_deref().unwrap_or(dest.as_ref());
         match safety_backup(
             session,
             engine,
@@ -175,7 +175,7 @@ async fn restore(session: &Session, s: RestoreSettings) -> Result<Outcome> {
             &image,
             &s,
             &safety_dest,
-            opened,
+            &opened,
         )
         .await
         {

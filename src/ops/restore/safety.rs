@@ -8,8 +8,9 @@ use super::outcome::SafetyBackup;
 use super::plan::Plan;
 use super::survey::occupied_paths;
 use crate::archive::pack::Compression;
-use crate::destination::{DestSpec, Destination};
+use crate::destination::DestSpec;
 use crate::docker::{ContainerInfo, Engine};
+use crate::manifest::Store;
 use crate::manifest::{self, SAFETY_TAG};
 use crate::ops::backup::backup;
 use crate::ops::Session;
@@ -26,7 +27,7 @@ pub(super) async fn safety_backup(
     image: &str,
     s: &RestoreSettings,
     safety_dest: &DestSpec,
-    opened: &dyn Destination,
+    opened: &Store,
 ) -> Result<Option<SafetyBackup>> {
     let occupied = occupied_paths(engine, target, plan, image).await?;
     if occupied.is_empty() {
@@ -75,9 +76,9 @@ pub(super) async fn safety_backup(
 
 /// Removes `container`'s safety backups older than `keep_secs` at `dest` (best effort: a failure
 /// is a warning, the restore goes on).
-pub(super) async fn expire_safety_backups(d: &dyn Destination, container: &str, keep_secs: i64) {
+pub(super) async fn expire_safety_backups(d: &Store, container: &str, keep_secs: i64) {
     let cutoff = Utc::now() - chrono::Duration::seconds(keep_secs);
-    let catalog = match manifest::load(d, manifest::Select::Container(container)).await {
+    let catalog = match d.load(manifest::Select::Container(container)).await {
         Ok(c) => c,
         Err(e) => {
             tracing::warn!(error = %e, "could not look for expired safety backups");
@@ -89,11 +90,7 @@ pub(super) async fn expire_safety_backups(d: &dyn Destination, container: &str, 
         .iter()
         .filter(|m| m.container == container && m.is_safety() && m.created < cutoff)
     {
-        let removed = async {
-            d.delete(&manifest::manifest_name(&m.id)).await?;
-            d.delete(&m.archive).await
-        }
-        .await;
+        let removed = d.remove(&m.id).await;
         match removed {
             Ok(()) => {
                 tracing::info!(id = %m.id, "removed an expired safety backup")
