@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use crate::docker::{ContainerInfo, DockerError, Engine, OWNER};
+use crate::docker::{ContainerInfo, DockerError, Engine, Helper, OWNER};
 use crate::error::Failure;
 use crate::owner::{Liveness, Owner};
 
@@ -21,14 +21,14 @@ const LEASE_WHAT: &str = "dockyard.lease.what";
 /// after this long.
 const FOREIGN_LIMIT_SECS: i64 = 24 * 3600;
 
-/// Leases held on one subject (a container, or a volume it shares with others); removed on
-/// drop (and by main's clean-up on every way out).
+/// Leases held on one subject (a container, or a volume it shares with others); each is a
+/// [`Helper`] guard, so removed on drop (and by main's clean-up on every way out).
 pub struct Lease {
     engine: Engine,
     target: ContainerInfo,
     subject: Subject,
-    shared: Option<String>,
-    exclusive: Option<String>,
+    shared: Option<Helper>,
+    exclusive: Option<Helper>,
 }
 
 /// What a lease is on.
@@ -147,8 +147,8 @@ impl Lease {
     /// Gives the exclusive lease back after [`Lease::upgrade`].
     pub async fn downgrade(&mut self) {
         if self.shared.is_some() {
-            if let Some(id) = self.exclusive.take() {
-                let _ = self.engine.remove_helper(&id).await;
+            if let Some(lease) = self.exclusive.take() {
+                let _ = lease.remove().await;
             }
         }
     }
@@ -172,7 +172,7 @@ impl Lease {
             .leases(LEASE_OF, &self.subject.key)
             .await?
             .into_iter()
-            .filter(|(id, _, _)| !mine.iter().any(|m| m.as_deref() == Some(id)))
+            .filter(|(id, _, _)| !mine.iter().any(|m| m.as_ref().map(Helper::id) == Some(id)))
             .map(|(id, _, labels)| Holder {
                 id,
                 access: labels.get(LEASE_ACCESS).cloned().unwrap_or_default(),
@@ -214,12 +214,12 @@ impl Lease {
             crate::owner::run_id(),
             rand::random::<u32>()
         );
-        let id = self
+        let lease = self
             .engine
             .create_lease(&name, &self.target, self.labels("shared", what))
             .await?
             .ok_or_else(|| anyhow::anyhow!("a lease named {name} exists already"))?;
-        self.shared = Some(id);
+        self.shared = Some(lease);
         for h in self.holders().await? {
             if h.access == "exclusive" && !self.clear(&h).await? {
                 let err = self.busy(what, &h);
@@ -233,13 +233,13 @@ impl Lease {
     async fn exclude(&mut self, what: &str) -> anyhow::Result<()> {
         let name = format!("dockyard-lock-{}", self.short());
         let mut took_over = false;
-        let id = loop {
-            if let Some(id) = self
+        let lease = loop {
+            if let Some(lease) = self
                 .engine
                 .create_lease(&name, &self.target, self.labels("exclusive", what))
                 .await?
             {
-                break id;
+                break lease;
             }
             let holders = self.holders().await?;
             let Some(h) = holders.iter().find(|h| h.access == "exclusive") else {
@@ -259,12 +259,12 @@ impl Lease {
             }
             took_over = true;
         };
-        self.exclusive = Some(id);
+        self.exclusive = Some(lease);
         for h in self.holders().await? {
             if h.access == "shared" && !self.clear(&h).await? {
                 let err = self.busy(what, &h);
-                if let Some(id) = self.exclusive.take() {
-                    let _ = self.engine.remove_helper(&id).await;
+                if let Some(lease) = self.exclusive.take() {
+                    let _ = lease.remove().await;
                 }
                 return Err(err);
             }
@@ -273,32 +273,11 @@ impl Lease {
     }
 
     async fn release(&mut self) {
-        for id in [self.shared.take(), self.exclusive.take()]
+        for lease in [self.shared.take(), self.exclusive.take()]
             .into_iter()
             .flatten()
         {
-            let _ = self.engine.remove_helper(&id).await;
-        }
-    }
-}
-
-impl Drop for Lease {
-    fn drop(&mut self) {
-        let ids: Vec<String> = [self.shared.take(), self.exclusive.take()]
-            .into_iter()
-            .flatten()
-            .collect();
-        if ids.is_empty() {
-            return;
-        }
-        // Main's clean-up removes them too if the process ends before this task runs.
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            let engine = self.engine.clone();
-            handle.spawn(async move {
-                for id in ids {
-                    let _ = engine.remove_helper(&id).await;
-                }
-            });
+            let _ = lease.remove().await;
         }
     }
 }

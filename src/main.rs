@@ -49,6 +49,7 @@ fn main() {
         .expect("tokio runtime");
     let ctx = Ctx::new(
         settings.dirs.clone(),
+        settings.engine.clone(),
         settings.output,
         settings.engine_ssh_config.clone(),
         settings.helper_timeout,

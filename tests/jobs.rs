@@ -512,3 +512,59 @@ fn a_job_with_two_destinations_stops_the_app_and_runs_its_hooks_once() {
         );
     }
 }
+
+#[test]
+fn a_job_that_ends_first_never_starts_the_container_another_job_stopped() {
+    let a = App::running("side-a", &["/srv/media"]);
+    let b = App::running("side-b", &["/srv/media"]);
+    let (tmp, dest) = dest_dir();
+    let path = tmp.path().join("dockyard.toml");
+    let job = |name: &str, app: &App| {
+        format!(
+            "[jobs.{name}]\ncontainer = \"{}\"\ndestinations = [\"local\"]\nstop_during_backup = true\nstop_timeout = 1\n",
+            app.name
+        )
+    };
+    std::fs::write(
+        &path,
+        format!(
+            "parallel_jobs = 2\nlock_dir = \"{l}\"\nstate_dir = \"{l}\"\n[destinations.local]\nurl = \"{d}\"\n{}{}",
+            job("a", &a),
+            job("b", &b),
+            l = tmp.path().join("locks").display(),
+            d = dest.display(),
+        ),
+    )
+    .unwrap();
+    let (pa, pb) = (format!("written-{}", a.name), format!("written-{}", b.name));
+    let mut run = common::fault::Faulted::start(
+        &["run", "--config", path.to_str().unwrap()],
+        &format!("{pa},{pb}"),
+        &[],
+    );
+    // Both containers are stopped, both archives written; job a finishes first.
+    run.reached(&pa);
+    run.reached(&pb);
+    assert!(!running(&a) && !running(&b));
+    run.release(&pa);
+    common::wait_until(
+        "job a's backup is listed and its container runs again",
+        std::time::Duration::from_secs(120),
+        || {
+            running(&a)
+                && list(&dest)
+                    .iter()
+                    .any(|m| m["container"] == a.name.as_str())
+        },
+    );
+    // Job b's container stays stopped until job b is done with it.
+    assert!(
+        !running(&b),
+        "job a started the container job b had stopped, in the middle of b's backup"
+    );
+    run.release(&pb);
+    let (code, stderr) = run.finish();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(running(&b));
+    assert_eq!(list(&dest).len(), 2);
+}

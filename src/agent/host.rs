@@ -13,7 +13,7 @@ use futures_util::{Stream, StreamExt};
 
 use super::pipe::{self, Pipe};
 use super::{PackJob, PackReport, IN_HELPER, STATS, WARN};
-use crate::docker::{ContainerInfo, DockerError, Engine, HelperSpec, PathKind, Role};
+use crate::docker::{ContainerInfo, DockerError, Engine, Helper, HelperSpec, PathKind, Role};
 
 /// Why the agent cannot run for this container; said in the log line that names the path taken.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,7 +103,7 @@ async fn check_image(engine: &Engine, image: &str) -> Result<(), Unavailable> {
 /// A running `agent pack`: the helper to finish and remove, and what it says on stderr.
 pub struct Packing {
     /// The helper container running the agent.
-    pub helper: String,
+    pub helper: Helper,
     stderr: Arc<Mutex<String>>,
     /// The task reading the agent's stderr when the archive comes through the FIFO.
     drained: Option<tokio::task::JoinHandle<()>>,
@@ -131,7 +131,7 @@ pub async fn start_pack(
     let exe = binary()?;
     check_image(engine, image).await?;
     let json = serde_json::to_string(job).expect("job serialises");
-    let pipe = Pipe::create();
+    let pipe = Pipe::create(engine.is_local());
     let spec = HelperSpec {
         container: info,
         volumes: true,
@@ -146,16 +146,12 @@ pub async fn start_pack(
         auto_remove: false,
     };
     let helper = engine
-        .create_helper(spec)
+        .helper(spec)
         .await
         .map_err(|e| Unavailable(e.to_string()))?;
-    let (attached, piped) = match launch(engine, &helper, &exe, false, pipe.as_ref()).await {
-        Ok(launched) => launched,
-        Err(e) => {
-            let _ = engine.remove_helper(&helper).await;
-            return Err(Unavailable(e.to_string()));
-        }
-    };
+    let (attached, piped) = launch(engine, &helper, &exe, false, pipe.as_ref())
+        .await
+        .map_err(|e| Unavailable(e.to_string()))?;
     let stderr = Arc::new(Mutex::new(String::new()));
     let output = stdout_of(attached.output, stderr.clone(), counters);
     match piped {
@@ -192,7 +188,7 @@ pub async fn start_pack(
 /// opening it.
 async fn launch(
     engine: &Engine,
-    helper: &str,
+    helper: &Helper,
     exe: &std::path::Path,
     stdin: bool,
     pipe: Option<&Pipe>,
@@ -203,20 +199,26 @@ async fn launch(
             action: format!("read {}", exe.display()),
             message: e.to_string(),
         })?;
-    engine.upload(helper, "/", body).await?;
+    engine.upload(helper.id(), "/", body).await?;
     let piped = match pipe {
-        Some(p) if engine.stat(helper, pipe::IN_HELPER).await? == PathKind::Other => Some(p.path()),
+        Some(p) if engine.stat(helper.id(), pipe::IN_HELPER).await? == PathKind::Other => {
+            Some(p.path())
+        }
         _ => None,
     };
-    let attached = engine.attach_and_start(helper, stdin).await?;
+    let attached = helper.attach_and_start(stdin).await?;
     if let Some(path) = piped.clone() {
-        let (engine, helper) = (engine.clone(), helper.to_string());
+        let (engine, helper) = (engine.clone(), helper.id().to_string());
         tokio::spawn(async move {
             let _ = engine.wait(&helper).await;
             let _ = tokio::task::spawn_blocking(move || Pipe::release(&path)).await;
         });
     }
-    tracing::debug!(helper, piped = piped.is_some(), "agent started");
+    tracing::debug!(
+        helper = helper.id(),
+        piped = piped.is_some(),
+        "agent started"
+    );
     Ok((attached, piped))
 }
 
@@ -410,19 +412,19 @@ pub enum Ended {
 
 impl Packing {
     /// Removes the helper without waiting for the agent: its archive was abandoned.
-    pub async fn abandon(self, engine: &Engine) {
-        let _ = engine.remove_helper(&self.helper).await;
+    pub async fn abandon(self, _engine: &Engine) {
+        let _ = self.helper.remove().await;
     }
 
     /// Waits for the agent to exit after its archive was read to the end, logs its warnings,
     /// and says how it ended; `sent` is how many archive bytes arrived. The helper is removed
     /// either way.
-    pub async fn finish(self, engine: &Engine, sent: u64) -> Result<Ended, DockerError> {
-        let code = engine.wait(&self.helper).await;
+    pub async fn finish(self, _engine: &Engine, sent: u64) -> Result<Ended, DockerError> {
+        let code = self.helper.wait().await;
         if let Some(drained) = self.drained {
             let _ = drained.await;
         }
-        let _ = engine.remove_helper(&self.helper).await;
+        let _ = self.helper.remove().await;
         let code = code?;
         let (report, errors) = said::<PackReport>(&self.stderr);
         let message = if errors.is_empty() {
@@ -496,18 +498,17 @@ pub async fn run(
         auto_remove: !wait,
     };
     let unavailable = |e: DockerError| CleanupFailed::Unavailable(Unavailable(e.to_string()));
-    let helper = engine.create_helper(spec).await.map_err(unavailable)?;
-    if let Err(e) = launch(engine, &helper, &exe, false, None).await {
-        let _ = engine.remove_helper(&helper).await;
-        return Err(unavailable(e));
-    }
+    let helper = engine.helper(spec).await.map_err(unavailable)?;
+    launch(engine, &helper, &exe, false, None)
+        .await
+        .map_err(unavailable)?;
     if !wait {
-        engine.detach(&helper);
+        helper.detach();
         return Ok(None);
     }
-    let code = engine.wait(&helper).await;
-    let output = engine.output_tail(&helper).await;
-    let _ = engine.remove_helper(&helper).await;
+    let code = helper.wait().await;
+    let output = engine.output_tail(helper.id()).await;
+    let _ = helper.remove().await;
     match code {
         Ok(0) => Ok(output
             .lines()
@@ -568,7 +569,7 @@ pub async fn unpack(
         .await
         .map_err(UnpackFailed::Unavailable)?;
     let json = serde_json::to_string(job).expect("job serialises");
-    let pipe = Pipe::create();
+    let pipe = Pipe::create(engine.is_local());
     let mut binds = binds;
     binds.extend(pipe.iter().map(Pipe::bind));
     let spec = HelperSpec {
@@ -590,14 +591,10 @@ pub async fn unpack(
         auto_remove: false,
     };
     let unavailable = |e: DockerError| UnpackFailed::Unavailable(Unavailable(e.to_string()));
-    let helper = engine.create_helper(spec).await.map_err(unavailable)?;
-    let (attached, piped) = match launch(engine, &helper, &exe, true, pipe.as_ref()).await {
-        Ok(a) => a,
-        Err(e) => {
-            let _ = engine.remove_helper(&helper).await;
-            return Err(unavailable(e));
-        }
-    };
+    let helper = engine.helper(spec).await.map_err(unavailable)?;
+    let (attached, piped) = launch(engine, &helper, &exe, true, pipe.as_ref())
+        .await
+        .map_err(unavailable)?;
     let stderr = Arc::new(Mutex::new(String::new()));
     let mut output = Box::pin(stdout_of(
         attached.output,
@@ -641,7 +638,9 @@ pub async fn unpack(
         sent.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
     }
     if let Some(e) = source_failed {
-        let _ = engine.remove_helper(&helper).await;
+        // Removed before the error goes back: the restore's clean-up must not meet an agent
+        // still writing into the volume.
+        let _ = helper.remove().await;
         drained.abort();
         return Err(UnpackFailed::Source(e));
     }
@@ -657,12 +656,12 @@ pub async fn unpack(
     // code says how it ended. Nothing here makes the staged files durable: the clean-up's
     // agent syncs the volume's file system before it deletes the old contents.
     let code = if staged.is_some() && errors.is_empty() {
-        let (engine, helper) = (engine.clone(), helper.clone());
-        tokio::spawn(async move { engine.remove_helper(&helper).await });
+        // Dropping the guard removes it in the background.
+        drop(helper);
         0
     } else {
-        let code = engine.wait(&helper).await;
-        let _ = engine.remove_helper(&helper).await;
+        let code = helper.wait().await;
+        let _ = helper.remove().await;
         code.map_err(|e| UnpackFailed::Failed(e.to_string()))?
     };
     if let Some(refused) = errors.iter().find_map(|e| e.strip_prefix(super::REFUSED)) {

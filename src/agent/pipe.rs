@@ -26,11 +26,10 @@ pub struct Pipe {
 }
 
 impl Pipe {
-    /// Creates the directory (root only) and the FIFO, if the engine is local (`DOCKER_HOST`
-    /// unset or a unix socket); `None` otherwise or if creating them fails.
-    pub fn create() -> Option<Pipe> {
-        let host = std::env::var("DOCKER_HOST").unwrap_or_default();
-        if !crate::docker::is_local_endpoint(&host) {
+    /// Creates the directory (root only) and the FIFO, if the engine is `local` (on this host:
+    /// [`crate::docker::Engine::is_local`]); `None` otherwise or if creating them fails.
+    pub fn create(local: bool) -> Option<Pipe> {
+        if !local {
             return None;
         }
         sweep(&std::env::temp_dir());

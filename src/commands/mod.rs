@@ -45,12 +45,19 @@ impl Ctx {
     /// A context; the engine is connected on first use, so `list` and `verify` work without Docker.
     pub fn new(
         dirs: crate::settings::Dirs,
+        endpoint: String,
         output: Output,
         engine_ssh_config: Option<std::path::PathBuf>,
         helper_timeout: std::time::Duration,
     ) -> Ctx {
         Ctx {
-            session: Session::new(dirs, output.progress, engine_ssh_config, helper_timeout),
+            session: Session::new(
+                dirs,
+                endpoint,
+                output.progress,
+                engine_ssh_config,
+                helper_timeout,
+            ),
             output,
             out: Renderer::new(output),
             idle: std::sync::atomic::AtomicBool::new(false),

@@ -7,7 +7,8 @@ use std::io;
 use anyhow::Result;
 
 use crate::archive::entry;
-use crate::docker::{ContainerInfo, DockerError, Engine, HelperSpec};
+use crate::docker::exec::PARSED;
+use crate::docker::{Capture, ContainerInfo, DockerError, Engine, ExecOutput, Helper, HelperSpec};
 use crate::error::Failure;
 use crate::settings::LogsSettings;
 use crate::shell::Script;
@@ -65,20 +66,36 @@ pub async fn dir_owner(engine: &Engine, info: &ContainerInfo, dir: &str) -> Resu
 
 /// Runs the log scripts in helpers as the log directory's owner.
 pub struct Runner<'a> {
+    /// The engine the helpers run on.
     pub engine: &'a Engine,
+    /// The app container, whose volumes the helpers borrow.
     pub info: &'a ContainerInfo,
+    /// The image the helpers run from.
     pub image: &'a str,
+    /// The log directory's owner (`uid:gid`), or `None` for root.
     pub user: Option<String>,
 }
 
 impl Runner<'_> {
-    pub async fn script(
-        &self,
-        script: Script,
-        keep: bool,
-    ) -> Result<crate::docker::ScriptRun, DockerError> {
+    /// Runs `script` in a helper to its end and removes the helper; standard output (the
+    /// script's records) whole, up to [`PARSED`].
+    pub async fn run(&self, script: Script) -> Result<ExecOutput, DockerError> {
+        self.engine
+            .run_once(self.spec(script), Capture::Parse(PARSED))
+            .await
+    }
+
+    /// As [`Runner::run`], keeping the exited helper (its files stay readable through the
+    /// archive endpoint) in its guard.
+    pub async fn run_kept(&self, script: Script) -> Result<(ExecOutput, Helper), DockerError> {
+        self.engine
+            .run_kept(self.spec(script), Capture::Parse(PARSED))
+            .await
+    }
+
+    fn spec(&self, script: Script) -> HelperSpec<'_> {
         let mut spec = HelperSpec::script(self.info, self.image, script);
         spec.user = self.user.clone();
-        self.engine.run_script(spec, keep).await
+        spec
     }
 }

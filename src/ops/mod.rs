@@ -37,13 +37,16 @@ pub struct Session {
     pub critical: Critical,
     /// Whether long work shows a progress line on stderr (a terminal only).
     pub progress: bool,
-    /// The engines jobs name, each connected on first use; today one, [`DEFAULT_ENGINE`].
-    engines: BTreeMap<String, OnceCell<Engine>>,
+    /// The engines jobs name, by name: each one's address, and its connection once made; today
+    /// one, [`DEFAULT_ENGINE`].
+    engines: BTreeMap<String, (String, OnceCell<Engine>)>,
     /// ssh config for `DOCKER_HOST=ssh://...` (the same `--ssh-config` as ssh destinations).
     engine_ssh_config: Option<PathBuf>,
     /// How long a script helper may run (`--helper-timeout`).
     helper_timeout: Duration,
     pending: Mutex<Option<Pending>>,
+    /// Containers stopped for quiet work and not yet started again.
+    pub stopped: quiesce::Stopped,
 }
 
 /// A restore's staging in progress: what to remove if the run ends before its swap.
@@ -64,6 +67,7 @@ impl Session {
     /// Docker.
     pub fn new(
         dirs: Dirs,
+        endpoint: String,
         progress: bool,
         engine_ssh_config: Option<PathBuf>,
         helper_timeout: Duration,
@@ -72,10 +76,11 @@ impl Session {
             dirs,
             critical: Critical::default(),
             progress,
-            engines: BTreeMap::from([(DEFAULT_ENGINE.to_string(), OnceCell::new())]),
+            engines: BTreeMap::from([(DEFAULT_ENGINE.to_string(), (endpoint, OnceCell::new()))]),
             engine_ssh_config,
             helper_timeout,
             pending: Mutex::new(None),
+            stopped: quiesce::Stopped::default(),
         }
     }
 
@@ -86,7 +91,7 @@ impl Session {
 
     /// Engine `name` (a job's `engine`), connecting on first use.
     pub async fn engine_named(&self, name: &str) -> Result<&Engine> {
-        let cell = self.engines.get(name).ok_or_else(|| {
+        let (endpoint, cell) = self.engines.get(name).ok_or_else(|| {
             crate::error::Failure::usage(format!(
                 "no engine named {name:?}; the engines are: {}",
                 self.engines.keys().cloned().collect::<Vec<_>>().join(", ")
@@ -94,7 +99,7 @@ impl Session {
         })?;
         let config = self.engine_ssh_config.clone();
         Ok(cell
-            .get_or_try_init(|| Engine::connect(config, self.helper_timeout))
+            .get_or_try_init(|| Engine::connect_to(endpoint, config, self.helper_timeout))
             .await?)
     }
 
@@ -112,10 +117,10 @@ impl Session {
     /// starts again any container this run stopped; main calls this on every way out (errors,
     /// signals, panics).
     pub async fn cleanup(&self) {
-        for engine in self.engines.values().filter_map(OnceCell::get) {
+        for engine in self.engines.values().filter_map(|(_, cell)| cell.get()) {
             engine.remove_live_helpers().await;
             restore::live::discard(self, engine).await;
-            let _ = engine.restart_stopped().await;
         }
+        let _ = self.stopped.restart(None).await;
     }
 }

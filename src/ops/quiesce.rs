@@ -1,13 +1,82 @@
 //! The one guard around work that wants the app quiet, used by backup and restore alike: the
 //! pre-hook, stopping containers in order, the work, starting them again (whatever the work's
-//! result; main's clean-up does the same on signals and panics), then the post-hook.
+//! result; main's clean-up does the same on signals and panics, through the session's
+//! [`Stopped`] list), then the post-hook. Each guard starts again only what it stopped, so two
+//! jobs running side by side never start each other's containers early.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::Instant;
 
 use anyhow::Result;
 
+use super::Session;
 use crate::docker::{DockerError, Engine};
+
+/// The containers this process stopped and has not started again, in stop order, each with the
+/// guard that stopped it and the engine it is on.
+pub struct Stopped<E = Engine> {
+    next: AtomicU64,
+    list: Mutex<Vec<(u64, E, String)>>,
+}
+
+impl<E> Default for Stopped<E> {
+    fn default() -> Self {
+        Stopped {
+            next: AtomicU64::new(1),
+            list: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+impl<E: Clone> Stopped<E> {
+    /// A new guard's number.
+    fn guard(&self) -> u64 {
+        self.next.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Guard `guard` stopped `container` on `engine`.
+    fn record(&self, guard: u64, engine: &E, container: &str) {
+        self.list
+            .lock()
+            .unwrap()
+            .push((guard, engine.clone(), container.to_string()));
+    }
+
+    /// Takes what guard `guard` stopped (every guard's with `None`), newest first: the order to
+    /// start them again in.
+    fn take(&self, guard: Option<u64>) -> Vec<(E, String)> {
+        let mut list = self.list.lock().unwrap();
+        let mut taken = Vec::new();
+        let mut kept = Vec::new();
+        for (g, e, c) in list.drain(..) {
+            if guard.is_none_or(|want| want == g) {
+                taken.push((e, c));
+            } else {
+                kept.push((g, e, c));
+            }
+        }
+        *list = kept;
+        taken.reverse();
+        taken
+    }
+}
+
+impl Stopped {
+    /// Starts again, newest first, what guard `guard` stopped (everything with `None`: the
+    /// clean-up on every way out). Keeps going past failures and returns the first.
+    pub async fn restart(&self, guard: Option<u64>) -> Result<(), DockerError> {
+        let mut first = None;
+        for (engine, c) in self.take(guard) {
+            if let Err(err) = engine.start_again(&c).await {
+                tracing::error!(error = %err, "a container dockyard stopped could not be started again");
+                first.get_or_insert(err);
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+}
 
 /// What to do around the work.
 #[derive(Debug, Clone, Copy)]
@@ -27,11 +96,12 @@ pub struct Quiesce<'a> {
 /// Runs `work` inside the guard; returns its value and, if containers were stopped, for how many
 /// seconds.
 pub async fn around<T>(
+    session: &Session,
     engine: &Engine,
     q: Quiesce<'_>,
     work: impl Future<Output = Result<T>>,
 ) -> Result<(T, Option<f64>)> {
-    let (mut all, downtime) = around_each(engine, q, async { vec![work.await] }).await?;
+    let (mut all, downtime) = around_each(session, engine, q, async { vec![work.await] }).await?;
     Ok((all.pop().expect("one result")?, downtime))
 }
 
@@ -39,6 +109,7 @@ pub async fn around<T>(
 /// the post-hook runs if any piece succeeded. The error is the guard's (a hook, a stop, a
 /// start); the pieces' errors are in the results.
 pub async fn around_each<T>(
+    session: &Session,
     engine: &Engine,
     q: Quiesce<'_>,
     work: impl Future<Output = Vec<Result<T>>>,
@@ -47,11 +118,12 @@ pub async fn around_each<T>(
         run_hook(engine, q.container, hook, "pre-hook").await?;
     }
     let t0 = Instant::now();
-    let results = match stop_all(engine, q.stop, q.stop_timeout).await {
+    let guard = session.stopped.guard();
+    let results = match stop_all(session, guard, engine, q.stop, q.stop_timeout).await {
         Ok(()) => work.await,
         Err(e) => vec![Err(e)],
     };
-    let restarted = engine.restart_stopped().await;
+    let restarted = session.stopped.restart(Some(guard)).await;
     let downtime = (!q.stop.is_empty()).then(|| t0.elapsed().as_secs_f64());
     if !results.iter().any(Result::is_ok) {
         return Ok((results, downtime));
@@ -63,12 +135,19 @@ pub async fn around_each<T>(
     Ok((results, downtime))
 }
 
-/// Stops each of `names` that is running, in order. The engine remembers them for
-/// `Engine::restart_stopped`.
-async fn stop_all(engine: &Engine, names: &[String], timeout_secs: u32) -> Result<()> {
+/// Stops each of `names` that is running, in order, recording each (before the engine is asked)
+/// for `guard` in the session's [`Stopped`] list.
+async fn stop_all(
+    session: &Session,
+    guard: u64,
+    engine: &Engine,
+    names: &[String],
+    timeout_secs: u32,
+) -> Result<()> {
     for c in names {
         if engine.inspect(c).await?.running {
             tracing::info!(container = %c, "stopping");
+            session.stopped.record(guard, engine, c);
             engine.stop(c, timeout_secs).await?;
         }
     }
@@ -77,7 +156,8 @@ async fn stop_all(engine: &Engine, names: &[String], timeout_secs: u32) -> Resul
 
 /// Runs a hook command in the container; a non-zero exit is an error naming the hook.
 async fn run_hook(engine: &Engine, container: &str, hook: &str, which: &str) -> Result<()> {
-    let (code, output) = engine.exec(container, hook).await?;
+    let ran = engine.exec_shell(container, hook).await?;
+    let (code, output) = (ran.code, ran.stderr_tail);
     if code != 0 {
         return Err(DockerError::HelperFailed {
             container: container.to_string(),
@@ -90,4 +170,25 @@ async fn run_hook(engine: &Engine, container: &str, hook: &str, which: &str) -> 
         .into());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_guard_starts_again_only_what_it_stopped_newest_first() {
+        let stopped: Stopped<()> = Stopped::default();
+        let (a, b) = (stopped.guard(), stopped.guard());
+        stopped.record(a, &(), "web");
+        stopped.record(b, &(), "db");
+        stopped.record(a, &(), "worker");
+        let names = |v: Vec<((), String)>| v.into_iter().map(|(_, c)| c).collect::<Vec<_>>();
+        // Job a ends while job b still runs: b's database stays stopped.
+        assert_eq!(names(stopped.take(Some(a))), ["worker", "web"]);
+        assert_eq!(names(stopped.take(Some(a))), Vec::<String>::new());
+        // The clean-up on the way out takes whatever is left.
+        stopped.record(b, &(), "cache");
+        assert_eq!(names(stopped.take(None)), ["cache", "db"]);
+    }
 }

@@ -177,6 +177,8 @@ impl Settings {
             output,
             action,
             dirs: dirs.unwrap_or_else(|| Dirs::decide(None, None)),
+            engine: std::env::var("DOCKER_HOST")
+                .unwrap_or_else(|_| "unix:///var/run/docker.sock".into()),
             engine_ssh_config: remote.ssh_config,
             helper_timeout,
             notify,

@@ -29,6 +29,8 @@ pub struct Settings {
     pub action: Action,
     /// Where locks and state live.
     pub dirs: Dirs,
+    /// The engine's address: `DOCKER_HOST`, else the local socket.
+    pub engine: String,
     /// ssh config file for a remote engine (`DOCKER_HOST=ssh://...`): `--ssh-config`.
     pub engine_ssh_config: Option<std::path::PathBuf>,
     /// How long a script helper may run (`--helper-timeout`).

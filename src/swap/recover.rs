@@ -15,7 +15,7 @@ use super::ledger::Ledger;
 pub use super::survey::{survey, Survey};
 use super::WORK_DIR;
 use crate::agent::host::{self, CleanupFailed};
-use crate::docker::{ContainerInfo, DockerError, Engine, HelperSpec, PathKind, Role};
+use crate::docker::{Capture, ContainerInfo, DockerError, Engine, HelperSpec, PathKind, Role};
 use crate::owner::Liveness;
 use crate::shell;
 
@@ -315,13 +315,13 @@ pub async fn files_script(w: &Work<'_>, j: &Journal, action: &str) -> Result<()>
 }
 
 async fn run_checked(w: &Work<'_>, spec: HelperSpec<'_>, action: &str) -> Result<()> {
-    let ran = w.engine.run_script(spec, false).await?;
+    let ran = w.engine.run_once(spec, Capture::Tails).await?;
     if ran.code != 0 {
         return Err(DockerError::HelperFailed {
             container: w.target.name.clone(),
             action: action.to_string(),
             code: ran.code,
-            output: ran.stderr.trim().to_string(),
+            output: ran.stderr_tail.trim().to_string(),
         }
         .into());
     }

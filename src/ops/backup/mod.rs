@@ -124,7 +124,7 @@ pub async fn run_each(
         }
         done
     };
-    quiesce::around_each(engine, quiet, work).await
+    quiesce::around_each(session, engine, quiet, work).await
 }
 
 /// `backup --dry-run`: the paths and the mounts they come from, what would be written where, and
@@ -202,6 +202,8 @@ pub async fn backup(
     let secs = progress.elapsed().as_secs_f64();
     progress.finish();
     let (upload, stats, sha256) = streamed?;
+    // Tests stop one container's backup here, its archive written, the container still stopped.
+    crate::fault::point(&format!("written-{}", info.name)).await;
 
     let mut m = Manifest {
         format: crate::manifest::FORMAT,

@@ -11,7 +11,7 @@ use crate::destination::Destination;
 use crate::docker::{ContainerInfo, DockerError, Engine, HelperSpec};
 use crate::manifest::PathRecord;
 use crate::pipeline::streams::{CountingReader, ReadAhead};
-use crate::pipeline::{stream_into, Broken};
+use crate::pipeline::{ArchiveSink, Broken};
 use crate::progress::Progress;
 use crate::settings::BackupSettings;
 use crate::values::AgentMode;
@@ -52,12 +52,13 @@ pub async fn write_archive(job: &Job<'_>) -> Result<Written> {
     tracing::info!(container = %job.info.name, "backing up through the engine's archive endpoint: {why}");
     let helper = job
         .engine
-        .create_helper(HelperSpec::archive(job.info, job.image, true))
+        .helper(HelperSpec::archive(job.info, job.image, true))
         .await?;
-    let streamed = stream_archive(job, &helper).await;
+    let id = helper.id().to_string();
+    let streamed = stream_archive(job, &id).await;
     // The streams are closed: the engine removes a helper only once no read from it is open.
-    if let Err(e) = job.engine.remove_helper(&helper).await {
-        tracing::warn!(helper = %helper, error = %e, "could not remove the helper container; the next run will");
+    if let Err(e) = helper.remove().await {
+        tracing::warn!(helper = %id, error = %e, "could not remove the helper container; the next run will");
     }
     streamed
 }
@@ -90,8 +91,8 @@ async fn through_agent(job: &Job<'_>) -> Result<Result<Written, Unavailable>> {
             Err(why) => return Ok(Err(why)),
         };
     tracing::info!(container = %job.info.name, "backing up through dockyard's agent in the helper");
-    let upload = match job.dest.put(job.name).await {
-        Ok(u) => u,
+    let sink = match ArchiveSink::open(job.dest, job.name).await {
+        Ok(sink) => sink,
         Err(e) => {
             packing.abandon(job.engine).await;
             return Err(e.into());
@@ -104,11 +105,13 @@ async fn through_agent(job: &Job<'_>) -> Result<Result<Written, Unavailable>> {
         Archive::Pipe(path) => Box::new(crate::agent::pipe::Reader::new(path)),
     };
     let mut reader = CountingReader::new(source, job.progress.written.clone());
-    let streamed = stream_into(upload, move |mut writer| {
-        let n = crate::pipeline::streams::copy_chunks(&mut reader, &mut writer)?;
-        Ok((n, writer))
-    })
-    .await;
+    let streamed = sink
+        .stream(move |mut writer| {
+            let n = crate::pipeline::streams::copy_chunks(&mut reader, &mut writer)?;
+            Ok((n, writer))
+        })
+        .await
+        .map(|(sealed, n)| (sealed.upload, n, sealed.sha256));
     let what = || format!("back up container {:?} through the agent", job.info.name);
     let (upload, size, sha256) = match streamed {
         Ok(done) => done,
@@ -185,15 +188,14 @@ async fn stream_archive(job: &Job<'_>, helper: &str) -> Result<Written> {
             }
         })
         .collect();
-    let upload = dest.put(name).await?;
+    let sink = ArchiveSink::open(dest, name).await?;
     let compression = s.compression;
     let written = progress.written.clone();
-    match stream_into(upload, move |writer| {
-        pack(sources, writer, compression, Some(written))
-    })
-    .await
+    match sink
+        .stream(move |writer| pack(sources, writer, compression, Some(written)))
+        .await
     {
-        Ok(done) => Ok(done),
+        Ok((sealed, stats)) => Ok((sealed.upload, stats, sealed.sha256)),
         Err(Broken::Destination(e)) => {
             Err(e).context(format!("backup of {} to {}", info.name, dest.describe()))
         }

@@ -18,7 +18,8 @@ use chrono::Utc;
 use super::prepare::prepare_container;
 use super::Session;
 use crate::destination::{DestError, Destination};
-use crate::docker::{ContainerInfo, DockerError, Engine};
+use crate::docker::exec::PARSED;
+use crate::docker::{Capture, ContainerInfo, DockerError, Engine, ExecOutput, Helper};
 use crate::error::Failure;
 use crate::logs::held_open::{self, Holder};
 use crate::logs::naming::{self, Rotated};
@@ -127,38 +128,35 @@ pub async fn run(session: &Session, s: &LogsSettings) -> Result<LogsRun> {
         method: s.reopen.clone(),
     });
 
-    let begun = begin(&run, &s.dir, &owner, rotation.as_ref()).await?;
-    let helper = begun.helper.clone().expect("kept");
+    let (begun, helper) = begin(&run, &s.dir, &owner, rotation.as_ref()).await?;
     let records = scripts::records(&begun.stdout);
     let result = carry_on(
         &run,
         s,
         dest.as_deref(),
-        &helper,
+        helper.id(),
         &records,
         session.progress,
     )
     .await;
-    let _ = engine.remove_helper(&helper).await;
+    let _ = helper.remove().await;
     let (mut report, shipped, surplus) = match result {
         Ok(r) => r,
         Err(e) => {
             // Release the lock; delete nothing.
-            let _ = run
-                .script(scripts::finish(&s.dir, &owner, &[], &[]), false)
-                .await;
+            let _ = run.run(scripts::finish(&s.dir, &owner, &[], &[])).await;
             return Err(e);
         }
     };
     let fin = run
-        .script(scripts::finish(&s.dir, &owner, &shipped, &surplus), false)
+        .run(scripts::finish(&s.dir, &owner, &shipped, &surplus))
         .await?;
     if fin.code != 0 {
         return Err(DockerError::HelperFailed {
             container: info.name.clone(),
             action: format!("deleting shipped logs in {}", s.dir),
             code: fin.code,
-            output: fin.stderr,
+            output: fin.stderr_tail,
         }
         .into());
     }
@@ -202,25 +200,23 @@ async fn begin(
     dir: &str,
     owner: &str,
     rotation: Option<&Rotation>,
-) -> Result<crate::docker::ScriptRun> {
+) -> Result<(ExecOutput, Helper)> {
     let info = run.info;
     let mut stale: Option<String> = None;
     loop {
-        let ran = run
-            .script(scripts::begin(dir, owner, stale.as_deref(), rotation), true)
+        let (ran, helper) = run
+            .run_kept(scripts::begin(dir, owner, stale.as_deref(), rotation))
             .await?;
         if ran.code == 0 {
-            return Ok(ran);
+            return Ok((ran, helper));
         }
-        if let Some(h) = &ran.helper {
-            run.engine.remove_helper(h).await?;
-        }
+        helper.remove().await?;
         if ran.code != scripts::LOCKED {
             return Err(DockerError::HelperFailed {
                 container: info.name.clone(),
                 action: format!("locking and rotating the logs in {dir}"),
                 code: ran.code,
-                output: ran.stderr.trim().to_string(),
+                output: ran.stderr_tail.trim().to_string(),
             }
             .into());
         }
@@ -351,11 +347,16 @@ async fn held_open(run: &Runner<'_>, s: &LogsSettings, settled: bool) -> Vec<Hol
     };
     let listed = match run
         .engine
-        .exec_script(&info.id, &script, run.user.as_deref())
+        .run_in(
+            &info.id,
+            &script,
+            run.user.as_deref(),
+            Capture::Parse(PARSED),
+        )
         .await
     {
-        Ok((0, out)) => out,
-        Ok((code, _)) => {
+        Ok(out) if out.code == 0 => out.stdout,
+        Ok(ExecOutput { code, .. }) => {
             tracing::debug!(container = %info.name, code, "could not list open files; not checked");
             return Vec::new();
         }
@@ -383,7 +384,8 @@ async fn reopen(engine: &Engine, info: &ContainerInfo, how: &Reopen) -> Result<(
     match how {
         Reopen::Signal(sig) if info.running => Ok(engine.signal(&info.id, sig).await?),
         Reopen::Exec(cmd) if info.running => {
-            let (code, out) = engine.exec(&info.id, cmd).await?;
+            let ran = engine.exec_shell(&info.id, cmd).await?;
+            let (code, out) = (ran.code, ran.stderr_tail);
             if code != 0 {
                 return Err(DockerError::HelperFailed {
                     container: info.name.clone(),

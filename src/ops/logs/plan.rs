@@ -69,13 +69,13 @@ pub async fn plan(session: &Session, s: &LogsSettings) -> Result<LogsPlan> {
         max_age: s.max_age,
         method: s.reopen.clone(),
     };
-    let ran = run.script(scripts::plan(&s.dir, &rotation), false).await?;
+    let ran = run.run(scripts::plan(&s.dir, &rotation)).await?;
     if ran.code != 0 {
         return Err(DockerError::HelperFailed {
             container: info.name.clone(),
             action: format!("listing the logs in {}", s.dir),
             code: ran.code,
-            output: ran.stderr.trim().to_string(),
+            output: ran.stderr_tail.trim().to_string(),
         }
         .into());
     }

@@ -7,14 +7,12 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use chrono::Utc;
-use sha2::{Digest, Sha256};
-use tokio::io::AsyncReadExt;
 
 use crate::destination::{DestError, Destination};
 use crate::docker::Engine;
 use crate::logs::naming::{self};
 use crate::pipeline::streams::{CountingReader, ReadAhead};
-use crate::pipeline::{stream_into, Broken};
+use crate::pipeline::{ArchiveSink, ArchiveSource, Broken};
 
 /// Deletes `container`'s shipped logs rotated more than `age` seconds ago; returns their keys.
 pub(super) async fn prune_shipped(
@@ -58,27 +56,28 @@ pub(super) async fn ship_file(
         tokio::runtime::Handle::current(),
         engine.download(helper, path),
     );
-    let upload = dest.put(key).await?;
-    let shipped = stream_into(upload, move |writer| -> io::Result<(u64, _)> {
-        let mut archive = tar::Archive::new(reader);
-        let mut entry = archive
-            .entries()?
-            .next()
-            .ok_or_else(|| io::Error::other("the engine sent an empty archive"))??;
-        // Only a regular file ships: a symlink planted after the listing is not followed.
-        if !entry.header().entry_type().is_file() {
-            return Err(io::Error::other(
-                "it is no longer a regular file (a symlink or something else); not shipped",
-            ));
-        }
-        let mut encoder = zstd::stream::write::Encoder::new(writer, level)?;
-        encoder.include_checksum(true)?;
-        let raw = io::copy(&mut CountingReader::new(&mut entry, counter), &mut encoder)?;
-        Ok((raw, encoder.finish()?))
-    })
-    .await;
+    let sink = ArchiveSink::open(dest, key).await?;
+    let shipped = sink
+        .stream(move |writer| -> io::Result<(u64, _)> {
+            let mut archive = tar::Archive::new(reader);
+            let mut entry = archive
+                .entries()?
+                .next()
+                .ok_or_else(|| io::Error::other("the engine sent an empty archive"))??;
+            // Only a regular file ships: a symlink planted after the listing is not followed.
+            if !entry.header().entry_type().is_file() {
+                return Err(io::Error::other(
+                    "it is no longer a regular file (a symlink or something else); not shipped",
+                ));
+            }
+            let mut encoder = zstd::stream::write::Encoder::new(writer, level)?;
+            encoder.include_checksum(true)?;
+            let raw = io::copy(&mut CountingReader::new(&mut entry, counter), &mut encoder)?;
+            Ok((raw, encoder.finish()?))
+        })
+        .await;
     let (upload, raw, want) = match shipped {
-        Ok(done) => done,
+        Ok((sealed, raw)) => (sealed.upload, raw, sealed.sha256),
         Err(Broken::Destination(e)) => return Err(e.into()),
         Err(Broken::Producer(e)) => {
             return Err(e).with_context(|| format!("read {path} from the volume"))
@@ -96,19 +95,14 @@ pub(super) async fn ship_file(
 }
 
 async fn read_back_sha(dest: &dyn Destination, key: &str) -> Result<String, DestError> {
-    let mut reader = dest.get(key).await?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = reader.read(&mut buf).await.map_err(|error| DestError::Io {
-            dest: dest.describe(),
-            action: format!("read back {key}"),
-            error,
-        })?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hex::encode(hasher.finalize()))
+    let read = ArchiveSource::new(dest, key)
+        .hashed()
+        .read_blocking(None, |mut r| io::copy(&mut r, &mut io::sink()))
+        .await?;
+    read.value.map_err(|error| DestError::Io {
+        dest: dest.describe(),
+        action: format!("read back {key}"),
+        error,
+    })?;
+    Ok(read.sha256.expect("hashed"))
 }

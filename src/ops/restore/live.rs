@@ -5,6 +5,7 @@
 use anyhow::Result;
 
 use super::outcome::shorten;
+use crate::docker::exec::{Capture, ExecOutput, PARSED};
 use crate::docker::{ContainerInfo, DockerError, Engine};
 use crate::error::Failure;
 use crate::ops::Session;
@@ -29,9 +30,12 @@ pub(super) async fn refuse_open_files(
         text: shell::HELD_OPEN,
         args: vec![],
     };
-    let listed = match engine.exec_script(&target.id, &script, Some("0")).await {
-        Ok((0, out)) => out,
-        Ok((code, _)) => {
+    let ran = engine
+        .run_in(&target.id, &script, Some("0"), Capture::Parse(PARSED))
+        .await;
+    let listed = match ran {
+        Ok(out) if out.code == 0 => out.stdout,
+        Ok(ExecOutput { code, .. }) => {
             tracing::warn!(container = %target.name, code, "could not check for files held open in the restored paths");
             return Ok(());
         }

@@ -50,7 +50,8 @@ pub async fn run(session: &Session, s: RestoreSettings) -> Result<Outcome> {
         pre_hook: None,
         post_hook: None,
     };
-    let (mut outcome, downtime) = quiesce::around(engine, quiet, restore(session, s)).await?;
+    let (mut outcome, downtime) =
+        quiesce::around(session, engine, quiet, restore(session, s)).await?;
     if let Outcome::Restored(r) = &mut outcome {
         r.downtime_seconds = downtime;
     }

@@ -13,7 +13,7 @@ use crate::archive::stage::{stage, StageSpec, Staged};
 use crate::archive::verify::Expect;
 use crate::archive::writer::TarWriter;
 use crate::destination::Destination;
-use crate::docker::{ContainerInfo, DockerError, Engine, HelperSpec};
+use crate::docker::{ContainerInfo, DockerError, Engine, Helper, HelperSpec};
 use crate::error::Failure;
 use crate::manifest::Manifest;
 use crate::ops::{Pending, Session};
@@ -121,7 +121,7 @@ pub(super) async fn stage_each(
     let (engine, target, image) = (work.engine, work.target, work.image);
     // The engine path's helper, made only if the agent cannot stage (it starts helpers of its
     // own).
-    let mut stager: Option<String> = None;
+    let mut stager: Option<Helper> = None;
     let show_progress = session.progress;
     let mut staged = Vec::new();
     let mut agent = match s.agent {
@@ -169,7 +169,7 @@ pub(super) async fn stage_each(
                     }
                     if stager.is_none() {
                         match engine
-                            .create_helper(HelperSpec::archive(target, image, false))
+                            .helper(HelperSpec::archive(target, image, false))
                             .await
                         {
                             Ok(h) => stager = Some(h),
@@ -179,10 +179,10 @@ pub(super) async fn stage_each(
                             }
                         }
                     }
-                    let helper = stager.clone().expect("made above");
+                    let helper = stager.as_ref().expect("made above").id();
                     let source = Source {
                         engine,
-                        helper: &helper,
+                        helper,
                         dest,
                         m,
                         show_progress,
@@ -204,8 +204,8 @@ pub(super) async fn stage_each(
             }
         }
     }
-    let removed = match &stager {
-        Some(h) => engine.remove_helper(h).await,
+    let removed = match stager {
+        Some(h) => h.remove().await,
         None => Ok(()),
     };
     result?;
@@ -231,10 +231,10 @@ pub(super) async fn stage_files(
     let mut spec = HelperSpec::archive(work.target, work.image, false);
     spec.volumes = false;
     spec.binds = binds;
-    let helper = work.engine.create_helper(spec).await?;
+    let helper = work.engine.helper(spec).await?;
     let source = Source {
         engine: work.engine,
-        helper: &helper,
+        helper: helper.id(),
         dest,
         m,
         show_progress: session.progress,
@@ -258,7 +258,7 @@ pub(super) async fn stage_files(
             }
         }
     }
-    let removed = work.engine.remove_helper(&helper).await;
+    let removed = helper.remove().await;
     result?;
     removed?;
     Ok(staged)

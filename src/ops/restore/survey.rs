@@ -23,9 +23,9 @@ pub(super) async fn live_each<S: Send + 'static>(
     each: fn(&mut S, &[u8], listing::Signature),
 ) -> Result<S> {
     let helper = engine
-        .create_helper(HelperSpec::archive(target, image, true))
+        .helper(HelperSpec::archive(target, image, true))
         .await?;
-    let stream = Box::pin(engine.download(&helper, path));
+    let stream = Box::pin(engine.download(helper.id(), path));
     let owned = path.to_string();
     let mut exclude = exclude;
     exclude.push(swap::WORK_DIR.as_bytes().to_vec());
@@ -42,7 +42,7 @@ pub(super) async fn live_each<S: Send + 'static>(
     })
     .await
     .expect("listing thread panicked");
-    engine.remove_helper(&helper).await?;
+    helper.remove().await?;
     Ok(listed.map_err(|e| DockerError::Api {
         action: format!("list {path} of {:?}", target.name),
         message: e.to_string(),

@@ -1,0 +1,374 @@
+//! Commands run in a container (`docker exec`) or in a helper (a script run to its end), and
+//! their output, kept bounded: a caller that only shows what a command said gets its last
+//! [`TAIL`] bytes, and one that parses standard output names a bound past which the call fails
+//! ([`DockerError::OutputTooLarge`]) instead of growing a buffer for as long as the command
+//! (in a container whose app may be hostile) writes. Every run returns one [`ExecOutput`].
+
+use bollard::container::LogOutput;
+use bollard::exec::{CreateExecOptions, StartExecResults};
+use bollard::query_parameters::LogsOptionsBuilder;
+use futures_util::StreamExt;
+
+use super::error::api;
+use super::helper::{Helper, HelperSpec, Role};
+use super::{DockerError, Engine};
+use crate::shell::Script;
+
+/// How much of what a command said is kept for messages: 64 KiB, far more than the lines an
+/// error shows, and a bound however long a command in a hostile container talks.
+pub const TAIL: usize = 64 << 10;
+
+/// The bound on a standard output dockyard parses whole (a listing of log files, of open files):
+/// 16 MiB, a listing of some 100,000 names.
+pub const PARSED: usize = 16 << 20;
+
+/// What a command said and how it ended.
+#[derive(Debug, Clone, Default)]
+pub struct ExecOutput {
+    /// Its exit code (-1 if the engine did not say).
+    pub code: i64,
+    /// Its standard output: whole with [`Capture::Parse`], its tail with [`Capture::Tails`],
+    /// empty with [`Capture::Merged`].
+    pub stdout: Vec<u8>,
+    /// The tail of its standard error; with [`Capture::Merged`], of both streams as they came.
+    pub stderr_tail: String,
+}
+
+/// How much of a command's output its caller needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Capture {
+    /// Standard output whole, for a caller that parses it; past this many bytes the call fails.
+    /// The tail of standard error.
+    Parse(usize),
+    /// The tails of standard output and standard error (output that is only shown, or ignored).
+    Tails,
+    /// The tail of both streams as they came, as a terminal would show them (a hook's output).
+    Merged,
+}
+
+impl Engine {
+    /// Runs the helper `spec` describes (it has a script) to its end, removes it, and returns
+    /// what it said.
+    pub async fn run_once(
+        &self,
+        spec: HelperSpec<'_>,
+        capture: Capture,
+    ) -> Result<ExecOutput, DockerError> {
+        let (out, helper) = self.run_helper_script(spec, capture).await?;
+        helper.remove().await?;
+        Ok(out)
+    }
+
+    /// As [`Engine::run_once`], keeping the exited helper (archive reads still work on it) in
+    /// its guard; it is removed, whatever happens, only if the run itself fails.
+    pub async fn run_kept(
+        &self,
+        spec: HelperSpec<'_>,
+        capture: Capture,
+    ) -> Result<(ExecOutput, Helper), DockerError> {
+        self.run_helper_script(spec, capture).await
+    }
+
+    /// Creates the helper, runs it to its end (within the helper timeout, but for a swap) and
+    /// reads its output; on failure it is removed before the error comes back.
+    async fn run_helper_script(
+        &self,
+        spec: HelperSpec<'_>,
+        capture: Capture,
+    ) -> Result<(ExecOutput, Helper), DockerError> {
+        let container = spec.container.name.clone();
+        let role = spec.role;
+        let helper = self.helper(spec).await?;
+        // A swap is never cut short (a half-swapped volume is worse than a late one); every
+        // other script gets a deadline, so a FIFO or a hung process in a volume fails its job
+        // instead of blocking every job after it.
+        let collect = self.run_collect(helper.id(), &container, capture);
+        let ran = if Role::never_killed(role.label()) {
+            collect.await
+        } else {
+            match tokio::time::timeout(self.helper_timeout, collect).await {
+                Ok(ran) => ran,
+                Err(_) => Err(DockerError::HelperTimedOut {
+                    container,
+                    limit: humantime::format_duration(self.helper_timeout).to_string(),
+                }),
+            }
+        };
+        match ran {
+            Ok(out) => Ok((out, helper)),
+            Err(e) => {
+                helper.remove().await?;
+                Err(e)
+            }
+        }
+    }
+
+    /// Starts helper `id`, waits for it, and reads its output from the engine's log.
+    async fn run_collect(
+        &self,
+        id: &str,
+        container: &str,
+        capture: Capture,
+    ) -> Result<ExecOutput, DockerError> {
+        self.start(id).await?;
+        let code = self.wait(id).await?;
+        let logs = LogsOptionsBuilder::default()
+            .stdout(true)
+            .stderr(true)
+            .build();
+        let mut stream = self.docker.logs(id, Some(logs));
+        let mut said = Collector::new(capture);
+        while let Some(item) = stream.next().await {
+            said.take(item.map_err(|e| api(format!("read the output of helper {id}"), e))?);
+        }
+        said.finish(code, || {
+            format!("the helper script for container {container:?}")
+        })
+    }
+
+    /// Runs `script` by `docker exec` in the running `container` as `user` (the image's user if
+    /// `None`) and returns what it said, as much as `capture` asks.
+    pub async fn run_in(
+        &self,
+        container: &str,
+        script: &Script,
+        user: Option<&str>,
+        capture: Capture,
+    ) -> Result<ExecOutput, DockerError> {
+        let what = format!("run {} in container {container:?}", script.name);
+        let argv = script.argv();
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        self.run_exec(container, argv, user, capture, what).await
+    }
+
+    /// Runs `command` with `/bin/sh -c` in `container` (a hook, a reopen command): the tail of
+    /// both streams as they came ([`Capture::Merged`]).
+    pub async fn exec_shell(
+        &self,
+        container: &str,
+        command: &str,
+    ) -> Result<ExecOutput, DockerError> {
+        let what = format!("run {command:?} in container {container:?}");
+        let argv = vec!["/bin/sh", "-c", command];
+        self.run_exec(container, argv, None, Capture::Merged, what)
+            .await
+    }
+
+    /// One `docker exec` of `argv`; `what` names it in errors.
+    async fn run_exec(
+        &self,
+        container: &str,
+        argv: Vec<&str>,
+        user: Option<&str>,
+        capture: Capture,
+        what: String,
+    ) -> Result<ExecOutput, DockerError> {
+        let exec = self
+            .docker
+            .create_exec(
+                container,
+                CreateExecOptions {
+                    cmd: Some(argv),
+                    user,
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| api(what.clone(), e))?;
+        let mut said = Collector::new(capture);
+        if let StartExecResults::Attached { mut output, .. } = self
+            .docker
+            .start_exec(&exec.id, None)
+            .await
+            .map_err(|e| api(what.clone(), e))?
+        {
+            while let Some(Ok(chunk)) = output.next().await {
+                said.take(chunk);
+            }
+        }
+        let inspect = self
+            .docker
+            .inspect_exec(&exec.id)
+            .await
+            .map_err(|e| api(what.clone(), e))?;
+        said.finish(inspect.exit_code.unwrap_or(-1), || what)
+    }
+}
+
+/// The output of one run, as it arrives, kept as its [`Capture`] says.
+struct Collector {
+    capture: Capture,
+    stdout: Bounded,
+    tail: Bounded,
+}
+
+impl Collector {
+    fn new(capture: Capture) -> Collector {
+        let stdout = match capture {
+            Capture::Parse(limit) => Bounded::head(limit),
+            Capture::Tails | Capture::Merged => Bounded::tail(TAIL),
+        };
+        Collector {
+            capture,
+            stdout,
+            tail: Bounded::tail(TAIL),
+        }
+    }
+
+    fn take(&mut self, chunk: LogOutput) {
+        match chunk {
+            _ if self.capture == Capture::Merged => self.tail.push(&chunk.into_bytes()),
+            LogOutput::StdErr { message } => self.tail.push(&message),
+            other => self.stdout.push(&other.into_bytes()),
+        }
+    }
+
+    /// The output; an error (naming the command as `what` says) if standard output, parsed by
+    /// the caller, ran past its bound.
+    fn finish(self, code: i64, what: impl FnOnce() -> String) -> Result<ExecOutput, DockerError> {
+        if let Capture::Parse(limit) = self.capture {
+            if self.stdout.cut {
+                return Err(DockerError::OutputTooLarge {
+                    what: what(),
+                    limit,
+                });
+            }
+        }
+        Ok(ExecOutput {
+            code,
+            stdout: self.stdout.into_bytes(),
+            stderr_tail: String::from_utf8_lossy(&self.tail.into_bytes()).into_owned(),
+        })
+    }
+}
+
+/// The bytes of one stream, bounded: its first `limit` bytes, or its last.
+struct Bounded {
+    buf: Vec<u8>,
+    limit: usize,
+    keep_tail: bool,
+    /// Whether bytes were left out.
+    cut: bool,
+}
+
+impl Bounded {
+    fn head(limit: usize) -> Bounded {
+        Bounded {
+            buf: Vec::new(),
+            limit,
+            keep_tail: false,
+            cut: false,
+        }
+    }
+
+    fn tail(limit: usize) -> Bounded {
+        Bounded {
+            keep_tail: true,
+            ..Bounded::head(limit)
+        }
+    }
+
+    fn push(&mut self, data: &[u8]) {
+        if !self.keep_tail {
+            let room = self.limit - self.buf.len();
+            self.cut |= data.len() > room;
+            self.buf.extend_from_slice(&data[..data.len().min(room)]);
+            return;
+        }
+        if data.len() >= self.limit {
+            self.cut |= !self.buf.is_empty() || data.len() > self.limit;
+            self.buf.clear();
+            self.buf.extend_from_slice(&data[data.len() - self.limit..]);
+            return;
+        }
+        self.buf.extend_from_slice(data);
+        // Trimmed in batches: at most twice the bound is held.
+        if self.buf.len() > 2 * self.limit {
+            self.trim();
+        }
+    }
+
+    fn trim(&mut self) {
+        if self.buf.len() > self.limit {
+            self.buf.drain(..self.buf.len() - self.limit);
+            self.cut = true;
+        }
+    }
+
+    fn into_bytes(mut self) -> Vec<u8> {
+        if self.keep_tail {
+            self.trim();
+        }
+        self.buf
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn out(s: &str) -> LogOutput {
+        LogOutput::StdOut {
+            message: Bytes::copy_from_slice(s.as_bytes()),
+        }
+    }
+
+    fn err(s: &str) -> LogOutput {
+        LogOutput::StdErr {
+            message: Bytes::copy_from_slice(s.as_bytes()),
+        }
+    }
+
+    #[test]
+    fn a_tail_keeps_the_last_bytes_however_much_comes() {
+        let mut t = Bounded::tail(10);
+        for chunk in ["abc", "defghij", "klmnopqrstuvwxyz", "0123"] {
+            t.push(chunk.as_bytes());
+        }
+        assert_eq!(t.into_bytes(), b"qrstuvwxyz0123"[4..]);
+        let mut t = Bounded::tail(10);
+        t.push(b"short");
+        assert!(!t.cut);
+        assert_eq!(t.into_bytes(), b"short");
+        let mut t = Bounded::tail(4);
+        t.push(&[b'x'; 1000]);
+        t.push(b"end");
+        assert_eq!(t.into_bytes(), b"xend");
+    }
+
+    #[test]
+    fn parsed_output_is_whole_or_an_error_naming_the_command() {
+        let mut c = Collector::new(Capture::Parse(8));
+        c.take(out("1234"));
+        c.take(err("oops"));
+        c.take(out("5678"));
+        let o = c.finish(3, || unreachable!()).unwrap();
+        assert_eq!(
+            (o.code, &o.stdout[..], &o.stderr_tail[..]),
+            (3, &b"12345678"[..], "oops")
+        );
+        let mut c = Collector::new(Capture::Parse(8));
+        c.take(out("123456789"));
+        let e = c
+            .finish(0, || "run x in container \"web\"".into())
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("run x in container \"web\" wrote more than 8 bytes"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn merged_output_keeps_both_streams_in_their_order() {
+        let mut c = Collector::new(Capture::Merged);
+        c.take(out("one "));
+        c.take(err("two "));
+        c.take(out("three"));
+        let o = c.finish(1, String::new).unwrap();
+        assert_eq!((o.stdout.len(), &o.stderr_tail[..]), (0, "one two three"));
+    }
+}
