@@ -115,8 +115,8 @@ fn references(module: &Module, is_dir: bool, text: &str) -> Vec<Module> {
     out
 }
 
-#[test]
-fn the_module_graph_has_no_cycle() {
+/// Each module of `src/` and the modules it names.
+fn graph() -> BTreeMap<Module, BTreeSet<Module>> {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let files = modules(&src);
     let resolve = |parts: &Module| -> Option<Module> {
@@ -140,6 +140,12 @@ fn the_module_graph_has_no_cycle() {
         }
         edges.insert(module.clone(), out);
     }
+    edges
+}
+
+#[test]
+fn the_module_graph_has_no_cycle() {
+    let edges = graph();
     // A cycle is a path from a module back to itself.
     let mut cycles = Vec::new();
     for start in edges.keys() {
@@ -164,4 +170,32 @@ fn the_module_graph_has_no_cycle() {
         }
     }
     assert!(cycles.is_empty(), "module cycles:\n{}", cycles.join("\n"));
+}
+
+#[test]
+fn commands_only_render_and_the_core_never_sees_the_renderer() {
+    let edges = graph();
+    let under = |m: &Module, top: &str| m.first().is_some_and(|f| f == top);
+    let mut wrong = Vec::new();
+    for (module, uses) in &edges {
+        for used in uses {
+            // No command file imports another (their shared `Ctx` lives in commands/mod.rs).
+            let other_command = under(module, "commands")
+                && module.len() > 1
+                && under(used, "commands")
+                && used.len() > 1
+                && used != module;
+            // The library core and the job runner never print: no renderer, no command.
+            let core_renders = (under(module, "ops") || under(module, "jobs"))
+                && (under(used, "render") || under(used, "commands"));
+            if other_command || core_renders {
+                wrong.push(format!("{} -> {}", module.join("/"), used.join("/")));
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "imports across layers:\n{}",
+        wrong.join("\n")
+    );
 }
