@@ -11,6 +11,7 @@ use dockyard::jobs::{DestResult, JobResult};
 use dockyard::logs::held_open::Holder;
 use dockyard::manifest::{Manifest, MountRecord, PathRecord, FORMAT};
 use dockyard::ops::backup::{Backed, DryRun as BackupDryRun};
+use dockyard::ops::list::{Listing, Rejected};
 use dockyard::ops::logs::{LogsPlan, LogsRun, Report, Sized};
 use dockyard::ops::prune::{Pruned, Verdict};
 use dockyard::ops::restore::{DryRun, PathDiff, Restored, SafetyBackup};
@@ -87,6 +88,17 @@ fn rendered() -> Vec<(&'static str, Value)> {
                 destination: "/var/backups/dockyard".into(),
                 downtime_seconds: None,
                 backup: m.clone(),
+            }),
+        ),
+        (
+            "`list`",
+            json(&Listing {
+                backups: vec![m.clone()],
+                rejected: vec![Rejected {
+                    object: "web-20261127T023000Z-1b2c.json".into(),
+                    reason: "path \"/srv/../etc\" is not a clean absolute path".into(),
+                }],
+                others: Default::default(),
             }),
         ),
         (

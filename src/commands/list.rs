@@ -9,38 +9,25 @@ use indicatif::HumanBytes;
 
 use super::Ctx;
 use crate::destination::DestSpec;
-use crate::manifest::{self, Manifest, Store};
+use crate::manifest::{Manifest, Store};
+use crate::ops::list::list;
 
 /// Lists backups, optionally only those of `container`.
 pub async fn run(ctx: &Ctx, spec: &DestSpec, container: Option<&str>) -> Result<()> {
-    let dest = spec.open().await;
-    let store = Store::new(dest.clone());
-    let select = match container {
-        Some(c) => manifest::Select::Container(c),
-        None => manifest::Select::All,
-    };
-    let catalog = store.load(select).await?;
-    let mut all = catalog.manifests.clone();
-    if let Some(c) = container {
-        all.retain(|m| m.container == c);
-    }
+    let store = Store::new(spec.open().await);
+    let listing = list(&store, container).await?;
     if ctx.output.json {
-        let rejected: Vec<_> = catalog
-            .rejected
-            .iter()
-            .map(|(object, reason)| serde_json::json!({"object": object, "reason": reason}))
-            .collect();
-        ctx.json(&serde_json::json!({"backups": all, "rejected": rejected}));
+        ctx.json(&listing);
         return Ok(());
     }
-    for (name, why) in &catalog.rejected {
-        tracing::warn!(object = %name, "not listed: {why}");
+    for r in &listing.rejected {
+        tracing::warn!(object = %r.object, "not listed: {}", r.reason);
     }
-    if all.is_empty() {
-        ctx.say(&why_empty(&dest.describe(), container, &catalog.others));
+    if listing.backups.is_empty() {
+        ctx.say(&why_empty(&store.describe(), container, &listing.others));
         return Ok(());
     }
-    for line in table(&all) {
+    for line in table(&listing.backups) {
         ctx.say(&line);
     }
     Ok(())
