@@ -100,6 +100,9 @@ pub struct HelperSpec<'a> {
     pub files: Vec<(String, Vec<u8>)>,
     /// Let the engine remove the helper when it exits (work that may outlive this run).
     pub auto_remove: bool,
+    /// Let the engine keep its output in its log, where a script's run reads it back. Off for
+    /// the agent: its stdout is an archive and its stderr binary frames, read as they come.
+    pub log: bool,
 }
 
 impl<'a> HelperSpec<'a> {
@@ -117,6 +120,7 @@ impl<'a> HelperSpec<'a> {
             stdin: false,
             files: Vec::new(),
             auto_remove: false,
+            log: true,
         }
     }
 
@@ -134,6 +138,7 @@ impl<'a> HelperSpec<'a> {
             stdin: false,
             files: Vec::new(),
             auto_remove: false,
+            log: true,
         }
     }
 }
@@ -271,8 +276,8 @@ impl Engine {
                 binds: (!spec.binds.is_empty()).then_some(spec.binds),
                 network_mode: Some("none".into()),
                 auto_remove: spec.auto_remove.then_some(true),
-                // The agent's stdout is an archive: never copy it into the engine's log files.
-                log_config: (spec.role == Role::Agent).then(|| HostConfigLogConfig {
+                // The agent's output is an archive and frames: never copied into log files.
+                log_config: (!spec.log).then(|| HostConfigLogConfig {
                     typ: Some("none".into()),
                     config: None,
                 }),
