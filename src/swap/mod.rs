@@ -6,6 +6,7 @@
 //! helper does. The swap itself is `src/shell/restore.sh`; `recover` finishes, undoes or cleans
 //! up after the restores the ledger knows of. Backups leave these directories out.
 
+pub mod files;
 pub mod journal;
 pub mod ledger;
 pub mod member;
