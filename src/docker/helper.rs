@@ -16,11 +16,11 @@ use std::io;
 use bollard::errors::Error as BollardError;
 use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig};
 use bollard::query_parameters::{
-    AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, LogsOptionsBuilder,
-    RemoveContainerOptionsBuilder, WaitContainerOptionsBuilder,
+    AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder,
+    WaitContainerOptionsBuilder,
 };
 use bytes::Bytes;
-use futures_util::{StreamExt, TryStreamExt};
+use futures_util::StreamExt;
 
 use super::error::{api, is_conflict, is_not_found};
 use super::{ContainerInfo, DockerError, Engine};
@@ -391,9 +391,9 @@ impl Engine {
         }
     }
 
-    /// Lets a started helper outlive this process: it is no longer removed on the way out
-    /// ([`Helper::detach`] for a guarded one).
-    pub fn detach(&self, id: &str) {
+    /// Lets a started helper outlive this process: it is no longer removed on the way out (see
+    /// [`Helper::detach`]).
+    fn detach(&self, id: &str) {
         self.live_helpers.lock().unwrap().remove(id);
     }
 
@@ -413,23 +413,6 @@ impl Engine {
             .start_container(id, None)
             .await
             .map_err(|e| api(format!("start helper {id}"), e))
-    }
-
-    /// The last 20 lines of a helper's output (empty if the engine keeps none).
-    pub async fn output_tail(&self, id: &str) -> String {
-        let logs = LogsOptionsBuilder::default()
-            .stdout(true)
-            .stderr(true)
-            .tail("20")
-            .build();
-        let output: Vec<String> = self
-            .docker
-            .logs(id, Some(logs))
-            .map_ok(|l| l.to_string())
-            .try_collect()
-            .await
-            .unwrap_or_default();
-        output.concat().trim().to_string()
     }
 
     /// Waits for a started helper to exit and returns its exit code.
