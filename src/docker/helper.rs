@@ -55,6 +55,7 @@ pub enum Role {
 }
 
 impl Role {
+    /// Its label value (`dockyard.role`).
     pub(crate) fn label(self) -> &'static str {
         match self {
             Role::Archive => "archive",
