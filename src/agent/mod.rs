@@ -1,20 +1,25 @@
 //! The agent: dockyard's own static binary, copied into a helper container and run there. As
-//! `dockyard agent pack <job>` a backup reads the volumes directly and compresses at the source;
-//! as `dockyard agent unpack <job>` a restore's staging decodes, checks and writes each path in
-//! the volume itself; as `dockyard agent remove` it deletes a finished restore's work directory
-//! through directory descriptors, however deep. Only compressed bytes cross the engine's API either way. `host` decides
-//! whether the agent can run and drives it; `walk` (pack) and `extract` (unpack) run inside the
-//! helper.
+//! `pack` a backup reads the volumes directly and compresses at the source; as `unpack` a
+//! restore's staging decodes, checks and writes each path in the volume itself; as `remove` it
+//! deletes a finished restore's work directory through directory descriptors, however deep.
+//! Only compressed bytes cross the engine's API either way. `host` decides whether the agent can
+//! run and drives it; `walk` (pack) and `extract` (unpack) run inside the helper.
 //!
-//! The protocol: the job is one JSON argument; the archive goes to stdout (pack) or comes on
-//! stdin (unpack); stderr carries lines starting with [`STATS`] (one JSON object at the end) or
-//! [`WARN`], and anything else is an error message. Exit 0 means the work is whole.
+//! The protocol ([`frame`]): the helper runs `dockyard agent <name>` (the name only for `docker
+//! ps`); its job comes as one [`frame::Message::Job`] frame first on stdin, which the host
+//! attaches to. On stderr it answers in frames only: progress, warnings, then
+//! [`frame::Message::Done`] with its report, or an error; a panic becomes an error frame too. The
+//! archive is the only other stream: on stdout (pack) or on stdin after the job frame (unpack),
+//! or through the FIFO ([`pipe`]) when the engine is local. Exit 0 means the work is whole.
 
+pub mod binary;
 pub mod extract;
+pub mod frame;
 pub mod host;
 pub mod merge;
 pub mod pipe;
 pub mod remove;
+pub mod said;
 pub mod swap;
 pub mod walk;
 
@@ -26,21 +31,14 @@ use crate::archive::exclude::Globs;
 use crate::archive::pack::{encoder, Compression};
 use crate::archive::stage::{StageSpec, Staged};
 use crate::archive::writer::TarWriter;
+use frame::{Job, Message, Report};
 
 /// Where the binary is put inside the helper.
 pub const IN_HELPER: &str = "/.dockyard-agent";
-/// Prefix of the agent's closing stats line on stderr.
-pub const STATS: &str = "dockyard-agent-stats ";
-/// Prefix of the agent's error message on stderr.
+/// How the host shows the agent's error message (as it did when the agent wrote it on stderr).
 pub const ERROR: &str = "dockyard agent: ";
-/// Prefix of the agent's message when it refused the archive's content (not an I/O failure).
+/// How the host shows the agent's message when it refused the archive's content.
 pub const REFUSED: &str = "dockyard agent: refused: ";
-/// Prefix of a warning line on stderr.
-pub const WARN: &str = "dockyard-agent-warning ";
-/// Prefix of a progress line on stderr: uncompressed tar bytes written so far.
-pub const PROGRESS: &str = "dockyard-agent-progress ";
-/// Prefix of the line giving the quick count of what the paths hold (bytes), for a percentage.
-pub const TOTAL: &str = "dockyard-agent-total ";
 
 /// What `agent pack` is asked to do.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -86,6 +84,11 @@ pub struct UnpackJob {
     pub expect: crate::archive::verify::Expect,
 }
 
+/// Sends `message` to the host: one frame on stderr, written whole under its lock.
+pub fn say(message: &Message) {
+    let _ = frame::write(&mut io::stderr().lock(), message);
+}
+
 /// If this process was started as the agent (`dockyard agent ...`), runs it and returns its exit
 /// code; `None` for every other command line. Runs before any flag parsing or logging set-up.
 pub fn main_if_agent() -> Option<i32> {
@@ -93,57 +96,66 @@ pub fn main_if_agent() -> Option<i32> {
     if args.first().map(String::as_str) != Some("agent") {
         return None;
     }
-    let result = match (args.get(1).map(String::as_str), args.get(2)) {
-        (Some("pack"), Some(job)) => serde_json::from_str::<PackJob>(job)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))
-            .and_then(|job| match pipe::in_helper() {
-                Some(p) => pack(&job, std::fs::OpenOptions::new().write(true).open(p)?),
-                None => pack(&job, io::stdout().lock()),
-            }),
-        (Some("unpack"), Some(job)) => serde_json::from_str::<UnpackJob>(job)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))
-            .and_then(|job| match pipe::in_helper() {
-                Some(p) => unpack(&job, std::fs::File::open(p)?),
-                None => unpack(&job, io::stdin()),
-            })
-            .and_then(|staged| {
-                let line = serde_json::to_string(&staged).expect("serialises");
-                writeln!(io::stderr(), "{STATS}{line}")
-            }),
-        (Some(mode @ ("keep" | "merge")), Some(job)) => serde_json::from_str::<merge::MergeJob>(job)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))
-            .and_then(|job| if mode == "keep" { merge::keep(&job) } else { merge::merge(&job) })
-            .and_then(|n| writeln!(io::stderr(), "{STATS}{n}")),
-        (Some("swap"), Some(job)) => job_text(job)
-            .and_then(|text| {
-                serde_json::from_str::<swap::SwapJob>(&text)
-                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))
-            })
-            .and_then(|job| swap::run(&job)),
-        (Some("remove"), Some(_)) if args.len() % 3 == 2 => args[2..]
-            .chunks(3)
-            .try_for_each(|t| remove::remove_work_dir(&t[0], &t[1], t[2].parse().ok())),
-        _ => Err(io::Error::new(
+    // A panic is said as an error frame, not as text in the middle of the frames.
+    std::panic::set_hook(Box::new(|info| {
+        say(&Message::Error(format!("panicked: {info}")))
+    }));
+    let job = match frame::read(&mut io::stdin(), frame::MAX_TO_AGENT) {
+        Ok(Some(Message::Job(job))) if args.get(1).is_none_or(|n| n == job.name()) => Ok(job),
+        Ok(_) => Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            "usage: dockyard agent pack|unpack <job> | remove [<root> <name> <mtime|->]... (run by dockyard inside its helper containers)",
+            "usage: dockyard agent [<job name>], its job as a frame on stdin (run by dockyard inside its helper containers)",
+        )),
+        Err(e) => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("reading the job on stdin: {e}"),
         )),
     };
+    let result = job.and_then(run);
     Some(match result {
-        Ok(()) => 0,
+        Ok(report) => {
+            say(&Message::Done(report));
+            0
+        }
         Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-            eprintln!("{REFUSED}{e}");
+            say(&Message::Refused(e.to_string()));
             1
         }
         Err(e) => {
-            eprintln!("{ERROR}{e}");
+            say(&Message::Error(e.to_string()));
             1
         }
     })
 }
 
-/// Walks every path of `job` into one compressed archive on `out`; stats and warnings go to
-/// stderr.
-pub fn pack<W: Write>(job: &PackJob, out: W) -> io::Result<()> {
+/// Does `job`, its archive on stdout or stdin unless the host bound the FIFO.
+fn run(job: Job) -> io::Result<Report> {
+    match job {
+        Job::Pack(job) => match pipe::in_helper() {
+            Some(p) => pack(&job, std::fs::OpenOptions::new().write(true).open(p)?),
+            None => pack(&job, io::stdout().lock()),
+        }
+        .map(Report::Packed),
+        Job::Unpack(job) => match pipe::in_helper() {
+            Some(p) => unpack(&job, std::fs::File::open(p)?),
+            // The same handle the job was read from: what it buffered past the frame is the
+            // archive's start.
+            None => unpack(&job, io::stdin()),
+        }
+        .map(Report::Staged),
+        Job::Keep(job) => merge::keep(&job).map(Report::Count),
+        Job::Merge(job) => merge::merge(&job).map(Report::Count),
+        Job::Swap(job) => swap::run(&job).map(|()| Report::Nothing),
+        Job::Remove(dirs) => dirs
+            .iter()
+            .try_for_each(|d| remove::remove_work_dir(&d.root, &d.name, d.mtime))
+            .map(|()| Report::Nothing),
+    }
+}
+
+/// Walks every path of `job` into one compressed archive on `out`; progress and warnings go to
+/// the host as they come, the counts come back.
+pub fn pack<W: Write>(job: &PackJob, out: W) -> io::Result<PackReport> {
     let globs =
         Globs::new(&job.exclude).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
@@ -166,10 +178,7 @@ pub fn pack<W: Write>(job: &PackJob, out: W) -> io::Result<()> {
             .iter()
             .map(|(path, nested)| quick_count(std::path::Path::new(path), nested))
             .sum();
-        // One write of the whole line: the walk's progress lines come from another thread.
-        let _ = io::stderr()
-            .lock()
-            .write_all(format!("{TOTAL}{total}\n").as_bytes());
+        say(&Message::Total(total));
     });
     let mut w = TarWriter::new(Reporting::new(encoder(
         io::BufWriter::with_capacity(1 << 20, out),
@@ -187,21 +196,14 @@ pub fn pack<W: Write>(job: &PackJob, out: W) -> io::Result<()> {
     }
     let tar_bytes = w.bytes + 1024;
     w.finish()?.inner.finish()?.flush()?;
-    let mut err = io::stderr().lock();
     for warning in &done.warnings {
-        writeln!(err, "{WARN}{warning}")?;
+        say(&Message::Warning(warning.clone()));
     }
-    let report = PackReport {
+    Ok(PackReport {
         entries: done.entries,
         tar_bytes,
         excluded: done.excluded,
-    };
-    writeln!(
-        err,
-        "{STATS}{}",
-        serde_json::to_string(&report).expect("serialises")
-    )?;
-    Ok(())
+    })
 }
 
 /// Stages one path of the archive read from `archive` into its mount: staging (every check
@@ -323,7 +325,7 @@ fn quick_count(path: &std::path::Path, nested: &[Vec<u8>]) -> u64 {
     total
 }
 
-/// Passes the tar stream on to the compressor and says on stderr, at most four times a second,
+/// Passes the tar stream on to the compressor and tells the host, at most four times a second,
 /// how many bytes went by.
 struct Reporting<W> {
     inner: W,
@@ -347,22 +349,12 @@ impl<W: Write> Write for Reporting<W> {
         self.bytes += n as u64;
         if self.said.elapsed() >= std::time::Duration::from_millis(250) {
             self.said = std::time::Instant::now();
-            let line = format!("{PROGRESS}{}\n", self.bytes);
-            let _ = io::stderr().lock().write_all(line.as_bytes());
+            say(&Message::Progress(self.bytes));
         }
         Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
-    }
-}
-
-/// A job given as an argument: its JSON, or `@FILE` naming a file in the helper's own root that
-/// holds it (a job too large for an argument).
-fn job_text(arg: &str) -> io::Result<String> {
-    match arg.strip_prefix('@') {
-        Some(path) => std::fs::read_to_string(path),
-        None => Ok(arg.to_string()),
     }
 }

@@ -7,6 +7,19 @@ use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
+use serde::{Deserialize, Serialize};
+
+/// One work directory for `agent remove` to delete.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RemoveDir {
+    /// The mount root it is in.
+    pub root: String,
+    /// Its name there.
+    pub name: String,
+    /// The root's modification time to set back afterwards, if known.
+    pub mtime: Option<i64>,
+}
+
 /// Removes `root/name` (dockyard's work directory) and everything below it, then gives `root`
 /// the time `mtime` (removing an entry changed it), when given.
 pub fn remove_work_dir(root: &str, name: &str, mtime: Option<i64>) -> io::Result<()> {

@@ -16,11 +16,11 @@ use std::io;
 use bollard::errors::Error as BollardError;
 use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig};
 use bollard::query_parameters::{
-    AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, LogsOptionsBuilder,
-    RemoveContainerOptionsBuilder, WaitContainerOptionsBuilder,
+    AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder,
+    WaitContainerOptionsBuilder,
 };
 use bytes::Bytes;
-use futures_util::{StreamExt, TryStreamExt};
+use futures_util::StreamExt;
 
 use super::error::{api, is_conflict, is_not_found};
 use super::{ContainerInfo, DockerError, Engine};
@@ -55,6 +55,7 @@ pub enum Role {
 }
 
 impl Role {
+    /// Its label value (`dockyard.role`).
     pub(crate) fn label(self) -> &'static str {
         match self {
             Role::Archive => "archive",
@@ -100,6 +101,9 @@ pub struct HelperSpec<'a> {
     pub files: Vec<(String, Vec<u8>)>,
     /// Let the engine remove the helper when it exits (work that may outlive this run).
     pub auto_remove: bool,
+    /// Let the engine keep its output in its log, where a script's run reads it back. Off for
+    /// the agent: its stdout is an archive and its stderr binary frames, read as they come.
+    pub log: bool,
 }
 
 impl<'a> HelperSpec<'a> {
@@ -117,6 +121,7 @@ impl<'a> HelperSpec<'a> {
             stdin: false,
             files: Vec::new(),
             auto_remove: false,
+            log: true,
         }
     }
 
@@ -134,6 +139,7 @@ impl<'a> HelperSpec<'a> {
             stdin: false,
             files: Vec::new(),
             auto_remove: false,
+            log: true,
         }
     }
 }
@@ -271,8 +277,8 @@ impl Engine {
                 binds: (!spec.binds.is_empty()).then_some(spec.binds),
                 network_mode: Some("none".into()),
                 auto_remove: spec.auto_remove.then_some(true),
-                // The agent's stdout is an archive: never copy it into the engine's log files.
-                log_config: (spec.role == Role::Agent).then(|| HostConfigLogConfig {
+                // The agent's output is an archive and frames: never copied into log files.
+                log_config: (!spec.log).then(|| HostConfigLogConfig {
                     typ: Some("none".into()),
                     config: None,
                 }),
@@ -305,13 +311,6 @@ impl Engine {
             }
         }
         Ok(helper)
-    }
-
-    /// As [`Engine::helper`], handing the helper over by id: the caller removes it with
-    /// [`Engine::remove_helper`] (and the clean-up on the way out does if it does not). Kept for
-    /// the callers in `src/commands/` until they hold [`Helper`] guards.
-    pub async fn create_helper(&self, spec: HelperSpec<'_>) -> Result<String, DockerError> {
-        Ok(self.helper(spec).await?.into_id())
     }
 
     /// Records `id` in the live set and puts it in a guard.
@@ -386,9 +385,9 @@ impl Engine {
         }
     }
 
-    /// Lets a started helper outlive this process: it is no longer removed on the way out
-    /// ([`Helper::detach`] for a guarded one).
-    pub fn detach(&self, id: &str) {
+    /// Lets a started helper outlive this process: it is no longer removed on the way out (see
+    /// [`Helper::detach`]).
+    fn detach(&self, id: &str) {
         self.live_helpers.lock().unwrap().remove(id);
     }
 
@@ -408,23 +407,6 @@ impl Engine {
             .start_container(id, None)
             .await
             .map_err(|e| api(format!("start helper {id}"), e))
-    }
-
-    /// The last 20 lines of a helper's output (empty if the engine keeps none).
-    pub async fn output_tail(&self, id: &str) -> String {
-        let logs = LogsOptionsBuilder::default()
-            .stdout(true)
-            .stderr(true)
-            .tail("20")
-            .build();
-        let output: Vec<String> = self
-            .docker
-            .logs(id, Some(logs))
-            .map_ok(|l| l.to_string())
-            .try_collect()
-            .await
-            .unwrap_or_default();
-        output.concat().trim().to_string()
     }
 
     /// Waits for a started helper to exit and returns its exit code.

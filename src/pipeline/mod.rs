@@ -249,6 +249,99 @@ impl<'a> ArchiveSource<'a> {
     }
 }
 
+impl ArchiveSource<'_> {
+    /// The object as an async reader for code that feeds it on (the agent's unpack): the stored
+    /// bytes hashed as they pass ([`Feed::sha256`]), changed back by the transform when one is
+    /// set (then on a blocking thread, as transforms are synchronous).
+    pub async fn feed(self) -> Result<Feed, DestError> {
+        let stored = self.dest.get(&self.name).await?;
+        let digest = Arc::new(Mutex::new((Sha256::new(), 0u64)));
+        let hashed = HashingAsync {
+            inner: stored,
+            digest: digest.clone(),
+        };
+        let failure = Arc::new(Mutex::new(None));
+        let reader: crate::destination::ObjectReader = match self.transform {
+            None => Box::new(hashed),
+            Some(t) => {
+                let (writer, rx) = streams::channel();
+                let handle = tokio::runtime::Handle::current();
+                let failed = failure.clone();
+                tokio::task::spawn_blocking(move || {
+                    let run = || -> io::Result<()> {
+                        let stored: Box<dyn Read + Send> =
+                            Box::new(SyncIoBridge::new_with_handle(hashed, handle));
+                        let mut plain = t.reader(stored)?;
+                        let mut writer = writer;
+                        streams::copy_chunks(&mut plain, &mut writer)?;
+                        writer.close()
+                    };
+                    // The reader sees the stream end early; the failure says why.
+                    if let Err(e) = run() {
+                        *failed.lock().unwrap() = Some(e);
+                    }
+                });
+                Box::new(tokio_util::io::StreamReader::new(Box::pin(
+                    streams::receiver_stream(rx),
+                )))
+            }
+        };
+        Ok(Feed {
+            reader,
+            digest,
+            failure,
+        })
+    }
+}
+
+/// An archive read by async code: [`Feed::reader`], and the sha256 of the stored bytes it has
+/// read so far.
+pub struct Feed {
+    /// The bytes, as the reader of the archive wants them.
+    pub reader: crate::destination::ObjectReader,
+    digest: Arc<Mutex<(Sha256, u64)>>,
+    failure: Arc<Mutex<Option<io::Error>>>,
+}
+
+impl Feed {
+    /// The hex sha256 of the stored bytes read so far, and their count.
+    pub fn sha256(&self) -> (String, u64) {
+        let (hasher, n) = &*self.digest.lock().unwrap();
+        (hex::encode(hasher.clone().finalize()), *n)
+    }
+
+    /// Why the transform stopped early, if it did (the reader then saw the stream end).
+    pub fn failure(&self) -> Option<io::Error> {
+        self.failure.lock().unwrap().take()
+    }
+}
+
+/// An async reader that hashes what passes through it.
+struct HashingAsync {
+    inner: crate::destination::ObjectReader,
+    digest: Arc<Mutex<(Sha256, u64)>>,
+}
+
+impl tokio::io::AsyncRead for HashingAsync {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let std::task::Poll::Ready(Ok(())) = &polled {
+            let new = &buf.filled()[before..];
+            if !new.is_empty() {
+                let mut d = self.digest.lock().unwrap();
+                d.0.update(new);
+                d.1 += new.len() as u64;
+            }
+        }
+        polled
+    }
+}
+
 /// Streams object `name` of `dest` into `work` through an [`ArchiveSource`] without a
 /// transform; see [`ArchiveSource::read_blocking`].
 pub async fn read_blocking<T, F>(
@@ -440,5 +533,31 @@ mod tests {
         assert_eq!(back.value.unwrap(), plain);
         assert_eq!(back.sha256.as_deref(), Some(sealed.sha256.as_str()));
         assert_eq!(back.stored, stored.len() as u64);
+    }
+
+    #[tokio::test]
+    async fn a_feed_hashes_the_stored_bytes_and_hands_on_the_transformed_ones() {
+        use crate::destination::memory::Memory;
+        use crate::pipeline::transform::tests::Xor;
+        use tokio::io::AsyncReadExt;
+        let stored: String = "stored bytes ".repeat(500);
+        let dest = Memory::with(&[("web-1.tar.zst", stored.as_str())]);
+        let want = hex::encode(Sha256::digest(stored.as_bytes()));
+        for transform in [None, Some(0x20u8)] {
+            let mut source = ArchiveSource::new(&dest, "web-1.tar.zst");
+            if let Some(k) = transform {
+                source = source.with_transform(Arc::new(Xor(k)));
+            }
+            let mut feed = source.feed().await.unwrap();
+            let mut got = Vec::new();
+            feed.reader.read_to_end(&mut got).await.unwrap();
+            let expect: Vec<u8> = match transform {
+                Some(k) => stored.bytes().map(|b| b ^ k).collect(),
+                None => stored.as_bytes().to_vec(),
+            };
+            assert_eq!(got, expect);
+            assert_eq!(feed.sha256(), (want.clone(), stored.len() as u64));
+            assert!(feed.failure().is_none());
+        }
     }
 }

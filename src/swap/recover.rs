@@ -14,6 +14,7 @@ use super::journal::{Journal, MountWork, Phase, State};
 use super::ledger::Ledger;
 pub use super::survey::{survey, Survey};
 use super::WORK_DIR;
+use crate::agent::frame::Job;
 use crate::agent::host::{self, CleanupFailed};
 use crate::docker::{Capture, ContainerInfo, DockerError, Engine, HelperSpec, PathKind, Role};
 use crate::owner::Liveness;
@@ -241,14 +242,11 @@ async fn volumes_script(w: &Work<'_>, j: &Journal, mode: &str) -> Result<()> {
         mode: mode.to_string(),
         mounts,
     };
-    let file = "/.dockyard-swap.json".to_string();
-    let json = serde_json::to_vec(&job).expect("job serialises");
-    match host::run(
+    match host::run_job(
         w.engine,
         w.target,
         w.image,
-        vec!["swap".into(), format!("@{file}")],
-        vec![(file, json)],
+        Job::Swap(job),
         Role::Swap,
         true,
     )
@@ -371,13 +369,11 @@ async fn merge(w: &Work<'_>, j: &Journal) -> Result<()> {
                 .collect(),
             patterns: j.include.clone(),
         };
-        let json = serde_json::to_string(&job).expect("job serialises");
-        host::run(
+        host::run_job(
             w.engine,
             w.target,
             w.image,
-            vec!["merge".into(), json],
-            vec![],
+            Job::Merge(job),
             Role::Swap,
             true,
         )

@@ -94,7 +94,7 @@ async fn through_agent(job: &Job<'_>) -> Result<Result<Written, Unavailable>> {
     let sink = match ArchiveSink::open(job.dest, job.name).await {
         Ok(sink) => sink,
         Err(e) => {
-            packing.abandon(job.engine).await;
+            packing.abandon().await;
             return Err(e.into());
         }
     };
@@ -116,7 +116,7 @@ async fn through_agent(job: &Job<'_>) -> Result<Result<Written, Unavailable>> {
     let (upload, size, sha256) = match streamed {
         Ok(done) => done,
         Err(broken) => {
-            packing.abandon(job.engine).await;
+            packing.abandon().await;
             return Err(match broken {
                 Broken::Destination(e) => anyhow::Error::from(e).context(format!(
                     "backup of {} to {}",
@@ -131,7 +131,7 @@ async fn through_agent(job: &Job<'_>) -> Result<Result<Written, Unavailable>> {
             });
         }
     };
-    match packing.finish(job.engine, size).await {
+    match packing.finish(size).await {
         Ok(Ended::Done(r)) => Ok(Ok((
             upload,
             PackStats {

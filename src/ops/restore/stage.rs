@@ -17,7 +17,7 @@ use crate::docker::{ContainerInfo, DockerError, Engine, Helper, HelperSpec};
 use crate::error::Failure;
 use crate::manifest::Manifest;
 use crate::ops::{Pending, Session};
-use crate::pipeline::{read_blocking, streams, ChannelWriter};
+use crate::pipeline::{read_blocking, streams, ArchiveSource, ChannelWriter};
 use crate::progress::Progress;
 use crate::settings::RestoreSettings;
 use crate::swap::journal::Journal;
@@ -273,19 +273,23 @@ pub(super) async fn keep_excluded(work: &Work<'_>, plan: &Plan, m: &Manifest) ->
             paths: d.paths.iter().map(merge_path).collect(),
             patterns: m.exclude.clone(),
         };
-        let json = serde_json::to_string(&job).expect("job serialises");
-        let kept = host::run(
+        let kept = host::run_job(
             work.engine,
             work.target,
             work.image,
-            vec!["keep".into(), json],
-            vec![],
+            crate::agent::frame::Job::Keep(job),
             crate::docker::Role::Script,
             true,
         )
         .await;
         match kept {
-            Ok(n) => tracing::info!(container = %work.target.name, mount = %d.mount, kept = %n.unwrap_or_default(), "kept the live names the backup left out"),
+            Ok(report) => {
+                let n = match report {
+                    Some(crate::agent::frame::Report::Count(n)) => n.to_string(),
+                    _ => String::new(),
+                };
+                tracing::info!(container = %work.target.name, mount = %d.mount, kept = %n, "kept the live names the backup left out")
+            }
             Err(host::CleanupFailed::Unavailable(why)) => {
                 return Err(Failure::usage(format!(
                     "backup {} left names out ({}); keeping the live ones needs dockyard's agent in the helper, which cannot run: {why}",
@@ -359,7 +363,10 @@ pub(super) async fn stage_by_agent(
         engine, dest, m, ..
     } = *source;
     let error = |e: anyhow::Error| AgentStaging::Error(e);
-    let archive = dest.get(&m.archive).await.map_err(|e| error(e.into()))?;
+    let archive = ArchiveSource::new(dest, &m.archive)
+        .feed()
+        .await
+        .map_err(|e| error(e.into()))?;
     let progress = Progress::sized(
         format!("restore into {}", job.spec.path),
         Some(m.size),
