@@ -568,3 +568,68 @@ fn a_job_that_ends_first_never_starts_the_container_another_job_stopped() {
     assert!(running(&b));
     assert_eq!(list(&dest).len(), 2);
 }
+
+#[test]
+fn a_guard_failure_is_reported_for_every_destination_of_the_job() {
+    let app = App::running("guardfail", &["/srv/media"]);
+    let (tmp, first) = dest_dir();
+    let second = tmp.path().join("second");
+    std::fs::create_dir_all(&second).unwrap();
+    let missing = common::unique("gone");
+    let config = |extra: &str| {
+        let path = tmp.path().join("dockyard.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "lock_dir = \"{l}\"\nstate_dir = \"{l}\"\n[destinations.one]\nurl = \"{a}\"\n\
+                 [destinations.two]\nurl = \"{b}\"\n[jobs.media]\ncontainer = \"{c}\"\n\
+                 destinations = [\"one\", \"two\"]\n{extra}",
+                l = tmp.path().join("locks").display(),
+                a = first.display(),
+                b = second.display(),
+                c = app.name
+            ),
+        )
+        .unwrap();
+        path
+    };
+    // A container to stop that is not there: nothing is backed up, and both destinations say so.
+    let path = config(&format!(
+        "stop_during_backup = true\nstop_timeout = 1\nstop_also = [\"{missing}\"]\n"
+    ));
+    let r = dockyard(&["run", "--config", path.to_str().unwrap(), "--json"]);
+    assert_ne!(r.code, 0, "{}", r.stderr);
+    let events = common::json_lines(&r.stdout);
+    let dests = events[0]["destinations"].as_array().unwrap();
+    assert_eq!(dests.len(), 2, "{}", r.stdout);
+    for d in dests {
+        assert_eq!(d["ok"], false, "{}", r.stdout);
+        assert!(
+            d["error"].as_str().unwrap().contains(&missing),
+            "{}",
+            r.stdout
+        );
+    }
+    assert!(running(&app), "the app was left stopped");
+    assert_eq!((list(&first).len(), list(&second).len()), (0, 0));
+    // A post-hook failing after both backups: they are written and reported, the job fails.
+    let path = config("post_hook = \"exit 5\"\n");
+    let r = dockyard(&["run", "--config", path.to_str().unwrap(), "--json"]);
+    assert_ne!(r.code, 0, "{}", r.stderr);
+    let events = common::json_lines(&r.stdout);
+    let job = &events[0];
+    assert_eq!(job["ok"], false, "{}", r.stdout);
+    assert!(
+        job["error"].as_str().unwrap().contains("post-hook"),
+        "{}",
+        r.stdout
+    );
+    let dests = job["destinations"].as_array().unwrap();
+    assert_eq!(dests.len(), 2, "{}", r.stdout);
+    assert!(
+        dests.iter().all(|d| d["ok"] == true && d["id"].is_string()),
+        "{}",
+        r.stdout
+    );
+    assert_eq!((list(&first).len(), list(&second).len()), (1, 1));
+}

@@ -1,9 +1,10 @@
 //! `dockyard daemon`: runs the config file's jobs on their cron schedules, each read in its time
-//! zone, in the foreground, up to `parallel_jobs` at once and never two of one container (a job
-//! that hangs until its helper's deadline holds back no other container's jobs); a `catch_up`
-//! job whose run was missed while the daemon was down runs once at start. SIGTERM/SIGINT end it
-//! through main's clean-up: running jobs are aborted (partial uploads discarded, helpers removed,
-//! stopped containers started again); an idle daemon exits 0.
+//! zone, in the foreground, up to `parallel_jobs` at once and never two that share a container or
+//! where one stops a container the other uses (a job that hangs until its helper's deadline holds
+//! back no other container's jobs); a `catch_up` job whose run was missed while the daemon was
+//! down runs once at start. SIGTERM/SIGINT end it through main's clean-up: running jobs are
+//! aborted (partial uploads discarded, helpers removed, stopped containers started again); an
+//! idle daemon exits 0.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -29,7 +30,7 @@ struct Scheduled {
 /// Runs forever (until a signal), each scheduled job at its next time.
 pub async fn run(ctx: &Ctx, mut lowered: Jobs) -> Result<()> {
     let env = JobEnv::new(&mut lowered)?;
-    let state_dir = ctx.dirs.state.clone();
+    let state_dir = ctx.dirs.state().to_path_buf();
     let path = lowered.config.clone();
     let now = Utc::now();
     let mut jobs = Vec::new();
@@ -82,15 +83,14 @@ pub async fn run(ctx: &Ctx, mut lowered: Jobs) -> Result<()> {
     let mut busy: HashSet<usize> = HashSet::new();
     loop {
         let now = Utc::now();
-        // Start every due job there is room for, one per container.
+        // Start every due job there is room for, never two that share or stop a container.
         for i in 0..jobs.len() {
             if running.len() >= env.parallel.max(1) {
                 break;
             }
-            let container = jobs[i].plan.container();
             if jobs[i].next > now
                 || busy.contains(&i)
-                || busy.iter().any(|&b| jobs[b].plan.container() == container)
+                || busy.iter().any(|&b| jobs[b].plan.clashes(&jobs[i].plan))
             {
                 continue;
             }
@@ -112,9 +112,7 @@ pub async fn run(ctx: &Ctx, mut lowered: Jobs) -> Result<()> {
             .filter(|(i, j)| {
                 startable
                     && !busy.contains(i)
-                    && !busy
-                        .iter()
-                        .any(|&b| jobs[b].plan.container() == j.plan.container())
+                    && !busy.iter().any(|&b| jobs[b].plan.clashes(&j.plan))
             })
             .map(|(_, j)| j.next)
             .min();

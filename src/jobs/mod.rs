@@ -103,8 +103,23 @@ pub fn counted(first: &anyhow::Error, parts: &str, failed: &[&str], total: usize
     .into()
 }
 
+impl DestResult {
+    /// Destination `name` failed with `error`.
+    fn failed(name: &str, error: String) -> DestResult {
+        DestResult {
+            destination: name.to_string(),
+            ok: false,
+            error: Some(error),
+            id: None,
+            bytes: 0,
+            pruned: 0,
+        }
+    }
+}
+
 /// Runs `plans` (a failure does not stop the others), up to `env.parallel` at once but never two
-/// of one container, updates the metrics file, notifies, and returns every job's result in plan
+/// that clash ([`JobPlan::clashes`]: one container, or one stopping what the other uses), updates
+/// the metrics file, notifies, and returns every job's result in plan
 /// order and the first error. Prints nothing: errors are in the results.
 pub async fn run_plans(
     session: &Session,
@@ -116,23 +131,25 @@ pub async fn run_plans(
     let mut done: Vec<Option<(JobResult, Option<anyhow::Error>)>> =
         plans.iter().map(|_| None).collect();
     let mut waiting: std::collections::VecDeque<usize> = (0..plans.len()).collect();
-    let mut busy = std::collections::HashSet::new();
+    // The jobs running now, by index.
+    let mut busy: Vec<usize> = Vec::new();
     let mut running = FuturesUnordered::new();
     loop {
         let mut i = 0;
         while running.len() < env.parallel.max(1) && i < waiting.len() {
             let idx = waiting[i];
-            if !busy.insert(plans[idx].container()) {
+            if busy.iter().any(|&b| plans[b].clashes(&plans[idx])) {
                 i += 1;
                 continue;
             }
+            busy.push(idx);
             waiting.remove(i);
             running.push(async move { (idx, one_job(session, &plans[idx], env, events).await) });
         }
         let Some((idx, result)) = running.next().await else {
             break;
         };
-        busy.remove(plans[idx].container());
+        busy.retain(|&b| b != idx);
         done[idx] = Some(result);
     }
     let mut results = Vec::new();
@@ -257,10 +274,29 @@ async fn run_job(session: &Session, plan: &JobPlan, lock_dir: &Path) -> Ran {
                 .zip(&opened)
                 .map(|((_, s), store)| (s, store))
                 .collect();
-            let written = match crate::ops::backup::run_each(session, engine, &info, &each).await {
-                Ok((written, _)) => written,
-                Err(e) => return Ran::failed(e),
+            let done = match crate::ops::backup::run_each(session, engine, &info, &each).await {
+                Ok(done) => done,
+                // Nothing ran (the lock, the pre-hook, a stop): every destination failed so.
+                Err(e) => {
+                    let text = crate::error::describe(&e);
+                    tracing::error!(job = plan.name(), error = %text, "the job failed before any backup");
+                    let names: Vec<&str> = backups.iter().map(|(n, _)| n.as_str()).collect();
+                    return Ran {
+                        outcome: Err(counted(&e, "destinations", &names, names.len())),
+                        bytes: 0,
+                        destinations: backups
+                            .iter()
+                            .map(|(name, _)| DestResult::failed(name, text.clone()))
+                            .collect(),
+                    };
+                }
             };
+            assert_eq!(
+                done.results.len(),
+                backups.len(),
+                "one result per destination"
+            );
+            let written = done.results;
             let mut results = Vec::new();
             let mut bytes = 0;
             let mut first_error: Option<anyhow::Error> = None;
@@ -293,14 +329,7 @@ async fn run_job(session: &Session, plan: &JobPlan, lock_dir: &Path) -> Ran {
                     Err(e) => {
                         let text = crate::error::describe(&e);
                         tracing::error!(job = plan.name(), destination = %name, error = %text, "destination failed; trying the others");
-                        results.push(DestResult {
-                            destination: name.clone(),
-                            ok: false,
-                            error: Some(text),
-                            id: None,
-                            bytes: 0,
-                            pruned: 0,
-                        });
+                        results.push(DestResult::failed(name, text));
                         first_error.get_or_insert(e.context(format!("destination {name:?}")));
                     }
                 }
@@ -310,9 +339,11 @@ async fn run_job(session: &Session, plan: &JobPlan, lock_dir: &Path) -> Ran {
                 .filter(|r| !r.ok)
                 .map(|r| r.destination.as_str())
                 .collect();
-            let outcome = match first_error {
-                None => Ok(()),
-                Some(e) => Err(counted(&e, "destinations", &failed, results.len())),
+            let outcome = match (first_error, done.after) {
+                (None, None) => Ok(()),
+                (Some(e), _) => Err(counted(&e, "destinations", &failed, results.len())),
+                // The backups are written; what came after them (a start, the post-hook) failed.
+                (None, Some(e)) => Err(e),
             };
             Ran {
                 outcome,

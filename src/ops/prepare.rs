@@ -25,7 +25,7 @@ pub async fn prepare_container(
     let mut lock =
         ContainerLock::take_on(engine, &session.dirs.lock, target, what, Access::Shared).await?;
     engine.wait_for_swaps(&target.name, false).await?;
-    let ledger = recover::ledger(engine, &session.dirs.host_state).await?;
+    let ledger = recover::ledger(engine, session.dirs.host_state()).await?;
     let survey = recover::survey(engine, &ledger, target).await?;
     for f in &survey.foreign {
         tracing::warn!(container = %target.name, "{f}");

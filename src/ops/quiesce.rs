@@ -101,38 +101,62 @@ pub async fn around<T>(
     q: Quiesce<'_>,
     work: impl Future<Output = Result<T>>,
 ) -> Result<(T, Option<f64>)> {
-    let (mut all, downtime) = around_each(session, engine, q, async { vec![work.await] }).await?;
-    Ok((all.pop().expect("one result")?, downtime))
+    let mut done = around_each(session, engine, q, async { vec![work.await] }).await?;
+    let value = done.results.pop().expect("one result")?;
+    match done.after {
+        Some(e) => Err(e),
+        None => Ok((value, done.downtime)),
+    }
 }
 
-/// Runs `work` (several pieces, each with its own result: a job's destinations) inside one guard;
-/// the post-hook runs if any piece succeeded. The error is the guard's (a hook, a stop, a
-/// start); the pieces' errors are in the results.
+/// What the guard around several pieces of work did.
+pub struct Guarded<T> {
+    /// Each piece's result, in order.
+    pub results: Vec<Result<T>>,
+    /// How long containers were stopped, if any were.
+    pub downtime: Option<f64>,
+    /// What failed after the work, when a piece succeeded: starting a container again, or the
+    /// post-hook.
+    pub after: Option<anyhow::Error>,
+}
+
+/// Runs `work` (several pieces, each with its own result: a job's destinations) inside one guard.
+/// The error is the guard's when nothing ran (the pre-hook, a stop: what was stopped is started
+/// again first); the pieces' errors are in the results; when any piece succeeded the post-hook
+/// runs, and a failure from there on is [`Guarded::after`].
 pub async fn around_each<T>(
     session: &Session,
     engine: &Engine,
     q: Quiesce<'_>,
     work: impl Future<Output = Vec<Result<T>>>,
-) -> Result<(Vec<Result<T>>, Option<f64>)> {
+) -> Result<Guarded<T>> {
     if let Some(hook) = q.pre_hook {
         run_hook(engine, q.container, hook, "pre-hook").await?;
     }
     let t0 = Instant::now();
     let guard = session.stopped.guard();
-    let results = match stop_all(session, guard, engine, q.stop, q.stop_timeout).await {
-        Ok(()) => work.await,
-        Err(e) => vec![Err(e)],
-    };
+    if let Err(e) = stop_all(session, guard, engine, q.stop, q.stop_timeout).await {
+        let _ = session.stopped.restart(Some(guard)).await;
+        return Err(e);
+    }
+    let results = work.await;
     let restarted = session.stopped.restart(Some(guard)).await;
     let downtime = (!q.stop.is_empty()).then(|| t0.elapsed().as_secs_f64());
-    if !results.iter().any(Result::is_ok) {
-        return Ok((results, downtime));
+    let mut after = None;
+    if results.iter().any(Result::is_ok) {
+        after = match restarted {
+            Err(e) => Some(e.into()),
+            Ok(()) => match q.post_hook {
+                Some(hook) => run_hook(engine, q.container, hook, "post-hook").await.err(),
+                None => None,
+            },
+        };
     }
-    restarted?;
-    if let Some(hook) = q.post_hook {
-        run_hook(engine, q.container, hook, "post-hook").await?;
-    }
-    Ok((results, downtime))
+    Ok(Guarded {
+        results,
+        downtime,
+        after,
+    })
 }
 
 /// Stops each of `names` that is running, in order, recording each (before the engine is asked)

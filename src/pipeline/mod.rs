@@ -268,17 +268,23 @@ impl ArchiveSource<'_> {
                 let handle = tokio::runtime::Handle::current();
                 let failed = failure.clone();
                 tokio::task::spawn_blocking(move || {
-                    let run = || -> io::Result<()> {
+                    let mut writer = writer;
+                    let run = |writer: &mut ChannelWriter| -> io::Result<()> {
                         let stored: Box<dyn Read + Send> =
                             Box::new(SyncIoBridge::new_with_handle(hashed, handle));
                         let mut plain = t.reader(stored)?;
-                        let mut writer = writer;
-                        streams::copy_chunks(&mut plain, &mut writer)?;
-                        writer.close()
+                        streams::copy_chunks(&mut plain, writer)?;
+                        Ok(())
                     };
-                    // The reader sees the stream end early; the failure says why.
-                    if let Err(e) = run() {
-                        *failed.lock().unwrap() = Some(e);
+                    match run(&mut writer) {
+                        Ok(()) => {
+                            let _ = writer.close();
+                        }
+                        // The failure is in place before the reader sees the stream end.
+                        Err(e) => {
+                            *failed.lock().unwrap() = Some(e);
+                            drop(writer);
+                        }
                     }
                 });
                 Box::new(tokio_util::io::StreamReader::new(Box::pin(

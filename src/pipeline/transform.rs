@@ -2,6 +2,13 @@
 //! to a destination, and changed back on their way out (encryption is the one planned): a
 //! [`Transform`] wraps the writer an [`ArchiveSink`](super::ArchiveSink) producer writes into,
 //! and the reader an [`ArchiveSource`](super::ArchiveSource) hands on.
+//!
+//! With a transform, a manifest's `sha256` and `size` are of the stored (transformed) bytes, as
+//! the sink returns them ([`Sealed`](super::Sealed)). A reader then checks the hash on the stored
+//! side ([`ArchiveSource::hashed`](super::ArchiveSource::hashed), [`Feed::sha256`](super::Feed::sha256))
+//! and the content on the plain side: `archive::verify` and the agent's `Expect`, which hash what
+//! they read, must be told not to compare that hash with the manifest's. No transform exists
+//! yet; the first one (age encryption, issue 24) wires that in and tests it end to end.
 
 use std::io::{self, Read, Write};
 

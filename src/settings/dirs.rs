@@ -2,21 +2,20 @@
 //! the defaults (in that order), and used by every lock and every state file.
 
 use std::os::unix::fs::DirBuilderExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
-/// Where this run keeps locks and state.
+/// Where this run keeps locks and state. The state directories are made (when they are the
+/// default) on first use only, so `completions` or `man` create nothing.
 #[derive(Debug, Clone)]
 pub struct Dirs {
     /// Job and container locks: `$DOCKYARD_LOCK_DIR`, the config's `lock_dir`, /run/dockyard,
     /// or under the temp directory.
     pub lock: PathBuf,
-    /// Last-run stamps (`catch_up`): `$DOCKYARD_STATE_DIR`, the config's `state_dir`,
-    /// /var/lib/dockyard, or under the temp directory.
-    pub state: PathBuf,
-    /// Restore journals and the key snapshots hash environment values with: the state
-    /// directory without the config's say, so a one-off restore and a nightly `run` keep them in
-    /// one place.
-    pub host_state: PathBuf,
+    /// The config's `state_dir`.
+    configured_state: Option<PathBuf>,
+    state: OnceLock<PathBuf>,
+    host_state: OnceLock<PathBuf>,
 }
 
 impl Dirs {
@@ -30,9 +29,24 @@ impl Dirs {
                 "/run/dockyard",
                 "dockyard-locks",
             ),
-            state: state_dir(config_state),
-            host_state: state_dir(None),
+            configured_state: config_state,
+            state: OnceLock::new(),
+            host_state: OnceLock::new(),
         }
+    }
+
+    /// Last-run stamps (`catch_up`): `$DOCKYARD_STATE_DIR`, the config's `state_dir`,
+    /// /var/lib/dockyard, or under the temp directory.
+    pub fn state(&self) -> &Path {
+        self.state
+            .get_or_init(|| state_dir(self.configured_state.clone()))
+    }
+
+    /// Restore journals and the key snapshots hash environment values with: the state
+    /// directory without the config's say, so a one-off restore and a nightly `run` keep them in
+    /// one place.
+    pub fn host_state(&self) -> &Path {
+        self.host_state.get_or_init(|| state_dir(None))
     }
 }
 

@@ -90,6 +90,24 @@ impl JobPlan {
             JobPlan::Logs { settings, .. } => &settings.container,
         }
     }
+
+    /// The containers the job works on or stops (its container first).
+    pub fn touches(&self) -> Vec<&str> {
+        let mut out = vec![self.container()];
+        if let JobPlan::Backup { backups, .. } = self {
+            for (_, s) in backups {
+                out.extend(s.stop.iter().map(String::as_str));
+            }
+        }
+        out
+    }
+
+    /// Whether this job and `other` must not run at once: they share a container, or one stops
+    /// a container the other works on or stops (the first to end would start it again early).
+    pub fn clashes(&self, other: &JobPlan) -> bool {
+        let theirs = other.touches();
+        self.touches().iter().any(|c| theirs.contains(c))
+    }
 }
 
 /// What `dockyard restore` takes from the config file's `[restore]` table.
@@ -527,5 +545,23 @@ mod tests {
             err.contains("no job named \"nope\"") && err.contains("media"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn jobs_clash_when_they_share_a_container_or_one_stops_what_the_other_uses() {
+        let c = parse(
+            "[destinations.local]\nurl = \"/b\"\n\
+             [jobs.web]\ncontainer = \"web\"\ndestinations = [\"local\"]\nstop_during_backup = true\nstop_also = [\"db\"]\n\
+             [jobs.db]\ncontainer = \"db\"\ndestinations = [\"local\"]\n\
+             [jobs.files]\ncontainer = \"files\"\ndestinations = [\"local\"]\nstop_during_backup = true\n\
+             [jobs.web2]\ncontainer = \"web\"\ndestinations = [\"local\"]\n",
+        )
+        .unwrap();
+        let all = plans(&c, &[], &RemoteOptions::default()).unwrap();
+        let plan = |n: &str| all.iter().find(|p| p.name() == n).unwrap();
+        let clash = |a: &str, b: &str| plan(a).clashes(plan(b));
+        assert!(clash("web", "db") && clash("db", "web"), "web stops db");
+        assert!(clash("web", "web2"), "one container");
+        assert!(!clash("web", "files") && !clash("db", "files"));
     }
 }

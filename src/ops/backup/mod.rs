@@ -83,8 +83,12 @@ pub async fn run_job(session: &Session, s: &BackupSettings) -> Result<Backed> {
     let engine = session.engine().await?;
     let info = engine.inspect(&s.container).await?;
     let store = Store::new(s.dest.open().await);
-    let (mut each, downtime) = run_each(session, engine, &info, &[(s, &store)]).await?;
-    let (m, secs) = each.pop().expect("one destination")?;
+    let mut done = run_each(session, engine, &info, &[(s, &store)]).await?;
+    let (m, secs) = done.results.pop().expect("one destination")?;
+    if let Some(e) = done.after {
+        return Err(e);
+    }
+    let downtime = done.downtime;
     Ok(Backed {
         result: "ok",
         seconds: secs,
@@ -96,14 +100,14 @@ pub async fn run_job(session: &Session, s: &BackupSettings) -> Result<Backed> {
 
 /// Backs up `info` to each destination of `each` (one settings value per destination, all of
 /// the same container, stops and hooks: those of the first) inside one guard: the container's
-/// lock, the hooks and the stops happen once. Returns each destination's manifest and seconds,
-/// and the downtime; the error is the guard's.
+/// lock, the hooks and the stops happen once. Returns each destination's manifest and seconds;
+/// the error is the guard's when nothing ran (see [`quiesce::around_each`]).
 pub async fn run_each(
     session: &Session,
     engine: &Engine,
     info: &ContainerInfo,
     each: &[(&BackupSettings, &Store)],
-) -> Result<(Vec<Result<(Manifest, f64)>>, Option<f64>)> {
+) -> Result<quiesce::Guarded<(Manifest, f64)>> {
     let s = each.first().expect("a destination").0;
     let image = s
         .helper_image
@@ -227,9 +231,10 @@ pub async fn backup(
         exclude: s.exclude.patterns().to_vec(),
     };
     if s.snapshot {
-        let mut inspect = info.inspect.clone();
+        // The container as it is now (stopped, with --stop), as a snapshot has always recorded.
+        let mut inspect = engine.inspect(&info.id).await?.inspect;
         if !s.include_env {
-            let key = env_key(&session.dirs.host_state).map_err(|e| {
+            let key = env_key(session.dirs.host_state()).map_err(|e| {
                 anyhow::anyhow!(
                     "cannot read or make the key snapshots hash environment values with ({e}); set DOCKYARD_STATE_DIR to a writable directory"
                 )

@@ -110,10 +110,11 @@ async fn through_agent(job: &Job<'_>) -> Result<Result<Written, Unavailable>> {
             let n = crate::pipeline::streams::copy_chunks(&mut reader, &mut writer)?;
             Ok((n, writer))
         })
-        .await
-        .map(|(sealed, n)| (sealed.upload, n, sealed.sha256));
+        .await;
     let what = || format!("back up container {:?} through the agent", job.info.name);
-    let (upload, size, sha256) = match streamed {
+    // The agent's byte count is checked against what it says it sent; the manifest records the
+    // stored bytes (the same, unless a transform changes them).
+    let (sealed, received) = match streamed {
         Ok(done) => done,
         Err(broken) => {
             packing.abandon().await;
@@ -131,7 +132,8 @@ async fn through_agent(job: &Job<'_>) -> Result<Result<Written, Unavailable>> {
             });
         }
     };
-    match packing.finish(size).await {
+    let (upload, size, sha256) = (sealed.upload, sealed.size, sealed.sha256);
+    match packing.finish(received).await {
         Ok(Ended::Done(r)) => Ok(Ok((
             upload,
             PackStats {
@@ -195,7 +197,16 @@ async fn stream_archive(job: &Job<'_>, helper: &str) -> Result<Written> {
         .stream(move |writer| pack(sources, writer, compression, Some(written)))
         .await
     {
-        Ok((sealed, stats)) => Ok((sealed.upload, stats, sealed.sha256)),
+        // The manifest records the stored bytes (the packer's count, unless a transform changes
+        // them).
+        Ok((sealed, stats)) => Ok((
+            sealed.upload,
+            PackStats {
+                size: sealed.size,
+                ..stats
+            },
+            sealed.sha256,
+        )),
         Err(Broken::Destination(e)) => {
             Err(e).context(format!("backup of {} to {}", info.name, dest.describe()))
         }

@@ -128,7 +128,16 @@ pub async fn run(session: &Session, s: &LogsSettings) -> Result<LogsRun> {
         method: s.reopen.clone(),
     });
 
-    let (begun, helper) = begin(&run, &s.dir, &owner, rotation.as_ref()).await?;
+    let (begun, helper) = match begin(&run, &s.dir, &owner, rotation.as_ref()).await {
+        Ok(begun) => begun,
+        Err(e) => {
+            // The script may have taken the lock before what it said was refused (more records
+            // than dockyard reads): release it, deleting nothing. A lock another run holds is
+            // not ours to release, and the script leaves it.
+            let _ = run.run(scripts::finish(&s.dir, &owner, &[], &[])).await;
+            return Err(e);
+        }
+    };
     let records = scripts::records(&begun.stdout);
     let result = carry_on(
         &run,

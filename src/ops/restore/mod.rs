@@ -78,7 +78,7 @@ async fn restore(session: &Session, s: RestoreSettings) -> Result<Outcome> {
         Access::Exclusive,
     )
     .await?;
-    let ledger = recover::ledger(engine, &session.dirs.host_state).await?;
+    let ledger = recover::ledger(engine, session.dirs.host_state()).await?;
     let work = Work {
         engine,
         target: &target,
