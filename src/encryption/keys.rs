@@ -1,0 +1,176 @@
+//! Who can read an encrypted backup: recipients (`--encrypt-to`: an age X25519 key, an SSH public
+//! key, or `@FILE` of them), identities (`--identity`: an age identity file or an SSH private
+//! key), and a passphrase read from a file. Keys are parsed where they are used and never
+//! printed: `Debug` shows a recipient's fingerprint and a file's path only.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use age::secrecy::SecretString;
+use sha2::{Digest, Sha256};
+
+use crate::error::Failure;
+
+/// One recipient, as given (its text is a public key: not secret, but long).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Recipient {
+    text: String,
+}
+
+impl fmt::Debug for Recipient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Recipient({})", self.fingerprint())
+    }
+}
+
+impl Recipient {
+    /// Parses one recipient: `age1…`, `ssh-ed25519 …` or `ssh-rsa …`.
+    pub fn parse(text: &str) -> Result<Recipient, String> {
+        let text = text.trim();
+        let ok = if text.starts_with("age1") {
+            age::x25519::Recipient::from_str(text).is_ok()
+        } else if text.starts_with("ssh-ed25519 ") || text.starts_with("ssh-rsa ") {
+            age::ssh::Recipient::from_str(text).is_ok()
+        } else {
+            return Err(format!(
+                "{:?} is not a recipient: give an age public key (age1…), an SSH public key (ssh-ed25519 … or ssh-rsa …), or @FILE with one per line",
+                shorten(text)
+            ));
+        };
+        if !ok {
+            return Err(format!("{:?} is not a valid key", shorten(text)));
+        }
+        Ok(Recipient {
+            text: text.to_string(),
+        })
+    }
+
+    /// What a manifest records: the first 16 hex digits of the sha256 of the key's text (no key).
+    pub fn fingerprint(&self) -> String {
+        hex::encode(Sha256::digest(self.text.as_bytes()))[..16].to_string()
+    }
+
+    /// The age recipient.
+    pub fn to_age(&self) -> Box<dyn age::Recipient + Send> {
+        if self.text.starts_with("age1") {
+            Box::new(age::x25519::Recipient::from_str(&self.text).expect("checked when parsed"))
+        } else {
+            Box::new(age::ssh::Recipient::from_str(&self.text).expect("checked when parsed"))
+        }
+    }
+}
+
+/// Every recipient `values` name (`--encrypt-to`, repeatable): keys, and `@FILE` read one per
+/// line (`#` comments and blank lines skipped).
+pub fn recipients(values: &[String]) -> Result<Vec<Recipient>, Failure> {
+    let mut out = Vec::new();
+    for v in values {
+        match v.strip_prefix('@') {
+            Some(file) => {
+                let text = std::fs::read_to_string(file).map_err(|e| {
+                    Failure::usage(format!("cannot read the recipients file {file}: {e}"))
+                })?;
+                for (n, line) in text.lines().enumerate() {
+                    let line = line.trim();
+                    if line.is_empty() || line.starts_with('#') {
+                        continue;
+                    }
+                    out.push(
+                        Recipient::parse(line)
+                            .map_err(|e| Failure::usage(format!("{file}, line {}: {e}", n + 1)))?,
+                    );
+                }
+            }
+            None => out.push(Recipient::parse(v).map_err(Failure::usage)?),
+        }
+    }
+    if out.is_empty() && !values.is_empty() {
+        return Err(Failure::usage(format!(
+            "no recipient in {}",
+            values.join(", ")
+        )));
+    }
+    Ok(out)
+}
+
+/// A passphrase, read from a file (its first line); never shown.
+#[derive(Clone)]
+pub struct Passphrase(SecretString);
+
+impl fmt::Debug for Passphrase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Passphrase(<hidden>)")
+    }
+}
+
+impl Passphrase {
+    /// The first line of `path`, which must not be empty.
+    pub fn read(path: &Path) -> Result<Passphrase, Failure> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Failure::usage(format!(
+                "cannot read the passphrase file {}: {e}",
+                path.display()
+            ))
+        })?;
+        let line = text.lines().next().unwrap_or("");
+        if line.is_empty() {
+            return Err(Failure::usage(format!(
+                "the passphrase file {} is empty",
+                path.display()
+            )));
+        }
+        Ok(Passphrase(SecretString::from(line.to_string())))
+    }
+
+    /// The secret, for age.
+    pub(super) fn secret(&self) -> SecretString {
+        self.0.clone()
+    }
+}
+
+/// A file holding identities (`--identity`): an age identity file, or an SSH private key. Read
+/// when a backup is decrypted, on the host only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityFile(pub PathBuf);
+
+impl IdentityFile {
+    /// The identities in the file.
+    pub(super) fn load(&self) -> Result<Vec<Box<dyn age::Identity>>, String> {
+        let path = &self.0;
+        let bytes = std::fs::read(path)
+            .map_err(|e| format!("cannot read the identity file {}: {e}", path.display()))?;
+        let text = String::from_utf8_lossy(&bytes);
+        if text.contains("-----BEGIN OPENSSH PRIVATE KEY-----")
+            || text.contains("-----BEGIN RSA PRIVATE KEY-----")
+        {
+            let id = age::ssh::Identity::from_buffer(&bytes[..], Some(path.display().to_string()))
+                .map_err(|e| format!("{}: not a usable SSH private key: {e}", path.display()))?;
+            if let age::ssh::Identity::Encrypted(_) = id {
+                return Err(format!(
+                    "{}: the SSH key is protected by a passphrase; give an unprotected copy (or an age identity)",
+                    path.display()
+                ));
+            }
+            if let age::ssh::Identity::Unsupported(_) = id {
+                return Err(format!(
+                    "{}: this kind of SSH key is not supported (ssh-ed25519 and ssh-rsa are)",
+                    path.display()
+                ));
+            }
+            return Ok(vec![Box::new(id)]);
+        }
+        age::IdentityFile::from_buffer(&bytes[..])
+            .map_err(|e| e.to_string())
+            .and_then(|f| f.into_identities().map_err(|e| e.to_string()))
+            .map_err(|e| format!("{}: not an age identity file: {e}", path.display()))
+    }
+}
+
+/// At most 24 characters of `text`, for messages.
+fn shorten(text: &str) -> String {
+    match text.char_indices().nth(24) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text.to_string(),
+    }
+}

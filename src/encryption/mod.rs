@@ -1,0 +1,261 @@
+//! Encrypted backups with age (the `age` crate, whose format the `age` command reads): an
+//! [`Age`] is the [`Transform`] a backup's stream goes through between compression and hashing,
+//! on the host only, so no key, identity or passphrase ever enters a helper container.
+
+pub mod keys;
+
+use std::io::{self, BufReader, Read, Write};
+
+use crate::pipeline::transform::{Finish, Transform};
+pub use keys::{recipients, IdentityFile, Passphrase, Recipient};
+
+/// What a backup is encrypted to.
+#[derive(Debug, Clone)]
+pub enum Seal {
+    /// Public keys: any one of their private keys decrypts.
+    Recipients(Vec<Recipient>),
+    /// A passphrase (scrypt).
+    Passphrase(Passphrase),
+}
+
+/// What may decrypt a backup: identity files, and a passphrase.
+#[derive(Debug, Clone, Default)]
+pub struct Unlock {
+    /// Age identity files and SSH private keys, tried in turn.
+    pub identities: Vec<IdentityFile>,
+    /// For a backup encrypted with a passphrase.
+    pub passphrase: Option<Passphrase>,
+}
+
+impl Unlock {
+    /// Whether nothing was given.
+    pub fn is_empty(&self) -> bool {
+        self.identities.is_empty() && self.passphrase.is_none()
+    }
+
+    /// What was given, in words, for messages (file names; never a key).
+    pub fn describe(&self) -> String {
+        let mut tried: Vec<String> = self
+            .identities
+            .iter()
+            .map(|f| f.0.display().to_string())
+            .collect();
+        if self.passphrase.is_some() {
+            tried.push("the passphrase".into());
+        }
+        if tried.is_empty() {
+            "no identity".into()
+        } else {
+            tried.join(", ")
+        }
+    }
+}
+
+/// The age transform: encrypts to `seal` when writing, decrypts with `unlock` when reading.
+#[derive(Debug, Clone)]
+pub struct Age {
+    /// What a backup is encrypted to (writing).
+    pub seal: Option<Seal>,
+    /// What decrypts one (reading).
+    pub unlock: Unlock,
+}
+
+impl Age {
+    /// What a manifest records about the recipients: their fingerprints (`passphrase` for a
+    /// passphrase), never a key.
+    pub fn fingerprints(&self) -> Vec<String> {
+        match &self.seal {
+            Some(Seal::Recipients(r)) => r.iter().map(Recipient::fingerprint).collect(),
+            Some(Seal::Passphrase(_)) => vec!["passphrase".into()],
+            None => Vec::new(),
+        }
+    }
+}
+
+/// age's writer, finished at the end of the stream (its last chunk and tag).
+struct AgeWriter(age::stream::StreamWriter<Box<dyn Write + Send>>);
+
+impl Write for AgeWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+impl Finish for AgeWriter {
+    fn finish(self: Box<Self>) -> io::Result<()> {
+        let mut out = self.0.finish()?;
+        out.flush()
+    }
+}
+
+impl Transform for Age {
+    fn writer(&self, stored: Box<dyn Write + Send>) -> io::Result<Box<dyn Finish>> {
+        let encryptor = match &self.seal {
+            Some(Seal::Recipients(r)) => {
+                let keys: Vec<Box<dyn age::Recipient + Send>> =
+                    r.iter().map(Recipient::to_age).collect();
+                age::Encryptor::with_recipients(
+                    keys.iter().map(|k| k.as_ref() as &dyn age::Recipient),
+                )
+                .map_err(|e| io::Error::other(format!("cannot encrypt: {e}")))?
+            }
+            Some(Seal::Passphrase(p)) => age::Encryptor::with_user_passphrase(p.secret()),
+            None => return Err(io::Error::other("no recipient to encrypt to")),
+        };
+        Ok(Box::new(AgeWriter(encryptor.wrap_output(stored)?)))
+    }
+
+    fn reader(&self, stored: Box<dyn Read + Send>) -> io::Result<Box<dyn Read + Send>> {
+        let decryptor = age::Decryptor::new_buffered(BufReader::with_capacity(1 << 20, stored))
+            .map_err(|e| io::Error::other(format!("not an age file: {e}")))?;
+        let identities: Vec<Box<dyn age::Identity>> = if decryptor.is_scrypt() {
+            match &self.unlock.passphrase {
+                Some(p) => vec![Box::new(age::scrypt::Identity::new(p.secret()))],
+                None => {
+                    return Err(io::Error::other(
+                        "it was encrypted with a passphrase; give it with --passphrase-file",
+                    ))
+                }
+            }
+        } else {
+            let mut all = Vec::new();
+            for file in &self.unlock.identities {
+                all.extend(file.load().map_err(io::Error::other)?);
+            }
+            all
+        };
+        let plain = decryptor
+            .decrypt(identities.iter().map(|i| i.as_ref()))
+            .map_err(|e| match e {
+                age::DecryptError::NoMatchingKeys => io::Error::other(format!(
+                    "no identity given matches it (tried {})",
+                    self.unlock.describe()
+                )),
+                e => io::Error::other(format!("cannot decrypt: {e}")),
+            })?;
+        Ok(Box::new(plain))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use age::secrecy::ExposeSecret;
+
+    fn round_trip(writer: &Age, reader: &Age, plain: &[u8]) -> io::Result<Vec<u8>> {
+        let stored = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        struct Shared(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl Write for Shared {
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut w = writer.writer(Box::new(Shared(stored.clone())))?;
+        w.write_all(plain)?;
+        w.finish()?;
+        let bytes = stored.lock().unwrap().clone();
+        assert!(
+            !bytes
+                .windows(plain.len().min(16))
+                .any(|win| win == &plain[..plain.len().min(16)]),
+            "plaintext in the stored bytes"
+        );
+        let mut r = reader.reader(Box::new(io::Cursor::new(bytes)))?;
+        let mut out = Vec::new();
+        r.read_to_end(&mut out)?;
+        Ok(out)
+    }
+
+    fn identity_file(dir: &std::path::Path, id: &age::x25519::Identity) -> IdentityFile {
+        let path = dir.join("key.txt");
+        std::fs::write(
+            &path,
+            format!("# test\n{}\n", id.to_string().expose_secret()),
+        )
+        .unwrap();
+        IdentityFile(path)
+    }
+
+    #[test]
+    fn x25519_and_passphrase_round_trip_and_the_wrong_key_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = age::x25519::Identity::generate();
+        let to = Recipient::parse(&id.to_public().to_string()).unwrap();
+        let plain = b"MARKER-PLAINTEXT zstd frame would be here".repeat(100);
+        let seal = Age {
+            seal: Some(Seal::Recipients(vec![to])),
+            unlock: Unlock::default(),
+        };
+        let open = Age {
+            seal: None,
+            unlock: Unlock {
+                identities: vec![identity_file(dir.path(), &id)],
+                passphrase: None,
+            },
+        };
+        assert_eq!(round_trip(&seal, &open, &plain).unwrap(), plain);
+        // Another key: a clear error naming what was tried.
+        let other = age::x25519::Identity::generate();
+        let other_dir = tempfile::tempdir().unwrap();
+        let wrong = Age {
+            seal: None,
+            unlock: Unlock {
+                identities: vec![identity_file(other_dir.path(), &other)],
+                passphrase: None,
+            },
+        };
+        let err = round_trip(&seal, &wrong, &plain).unwrap_err().to_string();
+        assert!(
+            err.contains("no identity given matches it") && err.contains("key.txt"),
+            "{err}"
+        );
+
+        let file = dir.path().join("pass");
+        std::fs::write(&file, "correct horse\n").unwrap();
+        let p = Passphrase::read(&file).unwrap();
+        assert_eq!(format!("{p:?}"), "Passphrase(<hidden>)");
+        let by_pass = Age {
+            seal: Some(Seal::Passphrase(p.clone())),
+            unlock: Unlock {
+                identities: vec![],
+                passphrase: Some(p),
+            },
+        };
+        assert_eq!(round_trip(&by_pass, &by_pass, &plain).unwrap(), plain);
+        let err = round_trip(&by_pass, &open, &plain).unwrap_err().to_string();
+        assert!(err.contains("--passphrase-file"), "{err}");
+    }
+
+    #[test]
+    fn recipients_are_parsed_from_keys_and_files_and_bad_ones_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = age::x25519::Identity::generate().to_public().to_string();
+        let b = age::x25519::Identity::generate().to_public().to_string();
+        let file = dir.path().join("recipients");
+        std::fs::write(&file, format!("# the NAS key\n{b}\n\n")).unwrap();
+        let got = recipients(&[a.clone(), format!("@{}", file.display())]).unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].fingerprint().len(), 16);
+        assert!(!format!("{got:?}").contains(&a[..20]), "Debug shows a key");
+        let err = recipients(&["age1nope".into()]).unwrap_err().to_string();
+        assert!(err.contains("not a valid key"), "{err}");
+        let err = recipients(&["hunter2".into()]).unwrap_err().to_string();
+        assert!(
+            err.contains("not a recipient") && err.contains("@FILE"),
+            "{err}"
+        );
+        std::fs::write(&file, "age1bad\n").unwrap();
+        let err = recipients(&[format!("@{}", file.display())])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 1"), "{err}");
+    }
+}
