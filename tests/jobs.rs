@@ -471,30 +471,18 @@ fn restore_with_stop_restores_a_stopped_app_and_starts_it_again() {
 fn a_job_with_two_destinations_stops_the_app_and_runs_its_hooks_once() {
     let app = App::running("oneguard", &["/srv/media"]);
     app.sh("echo a > /srv/media/a");
-    let (tmp, first) = dest_dir();
-    let second = tmp.path().join("second");
-    std::fs::create_dir_all(&second).unwrap();
-    let path = tmp.path().join("dockyard.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "lock_dir = \"{l}\"\nstate_dir = \"{l}\"\n[destinations.one]\nurl = \"{a}\"\n\
-             [destinations.two]\nurl = \"{b}\"\n[jobs.media]\ncontainer = \"{c}\"\n\
-             destinations = [\"one\", \"two\"]\nstop_during_backup = true\nstop_timeout = 1\n\
-             pre_hook = \"echo pre >> /srv/media/hooks\"\npost_hook = \"echo post >> /srv/media/hooks\"\n",
-            l = tmp.path().join("locks").display(),
-            a = first.display(),
-            b = second.display(),
-            c = app.name
-        ),
-    )
-    .unwrap();
+    let job = TwoDestinations::new(&app);
+    let (tmp, first, second) = (&job.tmp, &job.first, &job.second);
+    let path = job.config(
+        "stop_during_backup = true\nstop_timeout = 1\n\
+         pre_hook = \"echo pre >> /srv/media/hooks\"\npost_hook = \"echo post >> /srv/media/hooks\"\n",
+    );
     let out = dockyard(&["run", "--config", path.to_str().unwrap(), "--json"]).ok();
     let events = common::json_lines(&out);
     let dests = events[0]["destinations"].as_array().unwrap();
     assert_eq!(dests.len(), 2, "{out}");
     assert!(dests.iter().all(|d| d["ok"] == true), "{out}");
-    assert_eq!((list(&first).len(), list(&second).len()), (1, 1));
+    assert_eq!((list(first).len(), list(second).len()), (1, 1));
     // One guard for the job: the hooks ran once around both backups, not once per destination.
     assert_eq!(app.sh("cat /srv/media/hooks"), "pre\npost\n");
     assert!(running(&app), "the app was left stopped");
@@ -572,27 +560,10 @@ fn a_job_that_ends_first_never_starts_the_container_another_job_stopped() {
 #[test]
 fn a_guard_failure_is_reported_for_every_destination_of_the_job() {
     let app = App::running("guardfail", &["/srv/media"]);
-    let (tmp, first) = dest_dir();
-    let second = tmp.path().join("second");
-    std::fs::create_dir_all(&second).unwrap();
+    let job = TwoDestinations::new(&app);
+    let (first, second) = (&job.first, &job.second);
     let missing = common::unique("gone");
-    let config = |extra: &str| {
-        let path = tmp.path().join("dockyard.toml");
-        std::fs::write(
-            &path,
-            format!(
-                "lock_dir = \"{l}\"\nstate_dir = \"{l}\"\n[destinations.one]\nurl = \"{a}\"\n\
-                 [destinations.two]\nurl = \"{b}\"\n[jobs.media]\ncontainer = \"{c}\"\n\
-                 destinations = [\"one\", \"two\"]\n{extra}",
-                l = tmp.path().join("locks").display(),
-                a = first.display(),
-                b = second.display(),
-                c = app.name
-            ),
-        )
-        .unwrap();
-        path
-    };
+    let config = |extra: &str| job.config(extra);
     // A container to stop that is not there: nothing is backed up, and both destinations say so.
     let path = config(&format!(
         "stop_during_backup = true\nstop_timeout = 1\nstop_also = [\"{missing}\"]\n"
@@ -611,7 +582,7 @@ fn a_guard_failure_is_reported_for_every_destination_of_the_job() {
         );
     }
     assert!(running(&app), "the app was left stopped");
-    assert_eq!((list(&first).len(), list(&second).len()), (0, 0));
+    assert_eq!((list(first).len(), list(second).len()), (0, 0));
     // A post-hook failing after both backups: they are written and reported, the job fails.
     let path = config("post_hook = \"exit 5\"\n");
     let r = dockyard(&["run", "--config", path.to_str().unwrap(), "--json"]);
@@ -631,5 +602,47 @@ fn a_guard_failure_is_reported_for_every_destination_of_the_job() {
         "{}",
         r.stdout
     );
-    assert_eq!((list(&first).len(), list(&second).len()), (1, 1));
+    assert_eq!((list(first).len(), list(second).len()), (1, 1));
+}
+
+/// A job `media` of one app to two local destinations, `one` and `two`, locks and state in the
+/// same temporary directory.
+struct TwoDestinations {
+    app: String,
+    tmp: tempfile::TempDir,
+    first: std::path::PathBuf,
+    second: std::path::PathBuf,
+}
+
+impl TwoDestinations {
+    fn new(app: &App) -> TwoDestinations {
+        let (tmp, first) = dest_dir();
+        let second = tmp.path().join("second");
+        std::fs::create_dir_all(&second).unwrap();
+        TwoDestinations {
+            app: app.name.clone(),
+            tmp,
+            first,
+            second,
+        }
+    }
+
+    /// Writes the config, with `extra` (TOML keys of the job) at the end; returns its path.
+    fn config(&self, extra: &str) -> std::path::PathBuf {
+        let path = self.tmp.path().join("dockyard.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "lock_dir = \"{l}\"\nstate_dir = \"{l}\"\n[destinations.one]\nurl = \"{a}\"\n\
+                 [destinations.two]\nurl = \"{b}\"\n[jobs.media]\ncontainer = \"{c}\"\n\
+                 destinations = [\"one\", \"two\"]\n{extra}",
+                l = self.tmp.path().join("locks").display(),
+                a = self.first.display(),
+                b = self.second.display(),
+                c = self.app
+            ),
+        )
+        .unwrap();
+        path
+    }
 }

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use chrono::{TimeZone, Utc};
 use dockyard::archive::listing::Diff;
+use dockyard::archive::verify::Report as Checked;
 use dockyard::jobs::{DestResult, JobResult};
 use dockyard::logs::held_open::Holder;
 use dockyard::manifest::{Manifest, MountRecord, PathRecord, FORMAT};
@@ -103,17 +104,19 @@ fn rendered() -> Vec<(&'static str, Value)> {
         ),
         (
             "`verify`",
-            json(&Verified {
-                id: m.id.clone(),
-                ok: true,
-                size: m.size,
-                sha256: m.sha256.clone(),
-                tar_bytes: m.tar_bytes,
-                entries: m.entries,
-                devices: vec![],
-                setid: vec![],
-                privileged_xattrs: vec![],
-            }),
+            json(&Verified::new(
+                &m.id,
+                Checked {
+                    size: m.size,
+                    sha256: m.sha256.clone(),
+                    tar_bytes: m.tar_bytes,
+                    entries: m.entries,
+                    devices: vec![],
+                    setid: vec![],
+                    privileged_xattrs: vec![],
+                    roots: vec![],
+                },
+            )),
         ),
         (
             "`restore`",

@@ -45,8 +45,8 @@ impl Expect {
     }
 }
 
-/// What a verification found, when the archive is sound.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What a verification found, when the archive is sound (the fields of `verify`'s JSON document).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Report {
     /// Archive bytes read.
     pub size: u64,
@@ -65,6 +65,7 @@ pub struct Report {
     pub privileged_xattrs: Vec<String>,
     /// Each manifest path's own entry, in the manifest's order: a directory or a single file,
     /// with its owner, mode and time (`None` if the archive has no entry for the path itself).
+    #[serde(skip)]
     pub roots: Vec<Option<(Kind, RootMeta)>>,
 }
 

@@ -11,7 +11,7 @@ use crate::ops::verify::{select, verify_backup, Verified};
 pub async fn run(ctx: &Ctx, spec: &DestSpec, wanted: &str, container: Option<&str>) -> Result<()> {
     let dest = spec.open().await;
     let m = select(&dest, spec, wanted, container).await?;
-    let report = match verify_backup(dest.as_ref(), &m, ctx.progress).await {
+    let verified = match verify_backup(dest.as_ref(), &m, ctx.progress).await {
         Ok(r) => Verified::new(&m.id, r),
         Err(e) => {
             // Scripts read `"ok": false` and why; the exit code still says which failure it was.
@@ -25,9 +25,10 @@ pub async fn run(ctx: &Ctx, spec: &DestSpec, wanted: &str, container: Option<&st
         }
     };
     if ctx.output.json {
-        ctx.json(&report);
+        ctx.json(&verified);
         return Ok(());
     }
+    let report = &verified.report;
     ctx.say(&format!(
         "ok {} ({} entries, sha256 {})",
         m.id, report.entries, report.sha256

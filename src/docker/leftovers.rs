@@ -19,25 +19,36 @@ struct Listed {
 }
 
 impl Engine {
+    /// Every container, running or not, carrying all of `labels` (`key` or `key=value`);
+    /// `action` names the listing in errors.
+    async fn labelled(
+        &self,
+        labels: Vec<String>,
+        action: &str,
+    ) -> Result<Vec<bollard::models::ContainerSummary>, DockerError> {
+        let filters = HashMap::from([("label".to_string(), labels)]);
+        let options = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
+        self.docker
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| api(action, e))
+    }
+
     /// The lease containers whose label `key` is `value`: id, name, labels.
     pub async fn leases(
         &self,
         key: &str,
         value: &str,
     ) -> Result<Vec<(String, String, HashMap<String, String>)>, DockerError> {
-        let filters = HashMap::from([(
-            "label".to_string(),
-            vec![format!("{key}={value}"), format!("{ROLE_LABEL}=lease")],
-        )]);
-        let options = ListContainersOptionsBuilder::default()
-            .all(true)
-            .filters(&filters)
-            .build();
         let found = self
-            .docker
-            .list_containers(Some(options))
-            .await
-            .map_err(|e| api("list dockyard's lease containers", e))?;
+            .labelled(
+                vec![format!("{key}={value}"), format!("{ROLE_LABEL}=lease")],
+                "list dockyard's lease containers",
+            )
+            .await?;
         Ok(found
             .into_iter()
             .filter_map(|c| {
@@ -131,16 +142,9 @@ impl Engine {
         if let Some(c) = for_container {
             labels.push(format!("{FOR_LABEL}={c}"));
         }
-        let filters = HashMap::from([("label".to_string(), labels)]);
-        let options = ListContainersOptionsBuilder::default()
-            .all(true)
-            .filters(&filters)
-            .build();
         let found = self
-            .docker
-            .list_containers(Some(options))
-            .await
-            .map_err(|e| api("list dockyard helper containers", e))?;
+            .labelled(labels, "list dockyard helper containers")
+            .await?;
         Ok(found
             .into_iter()
             .filter_map(|c| {

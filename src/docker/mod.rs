@@ -337,6 +337,32 @@ impl Engine {
 }
 
 #[cfg(test)]
+impl ContainerInfo {
+    /// A running container `web` with `mounts` (destination, type), for tests: volumes are
+    /// named after their destination, bind sources lie under `/host`.
+    pub(crate) fn sample(mounts: &[(&str, &str)]) -> ContainerInfo {
+        ContainerInfo {
+            id: "cid".into(),
+            name: "web".into(),
+            image: "img".into(),
+            image_id: "sha256:i".into(),
+            running: true,
+            mounts: mounts
+                .iter()
+                .map(|(d, k)| Mount {
+                    destination: d.to_string(),
+                    kind: k.to_string(),
+                    volume: (*k == "volume").then(|| format!("vol{}", d.replace('/', "-"))),
+                    source: format!("/host{d}"),
+                    rw: true,
+                })
+                .collect(),
+            inspect: serde_json::Value::Null,
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::Mount;
 

@@ -19,20 +19,9 @@ pub struct Verified {
     pub id: String,
     /// Always true here.
     pub ok: bool,
-    /// Compressed bytes read.
-    pub size: u64,
-    /// Their sha256.
-    pub sha256: String,
-    /// Uncompressed tar bytes.
-    pub tar_bytes: u64,
-    /// Entries in the archive.
-    pub entries: u64,
-    /// Device nodes, which restore refuses without `--allow-devices`.
-    pub devices: Vec<String>,
-    /// Set-id files, whose bits restore removes without `--keep-setuid`.
-    pub setid: Vec<String>,
-    /// Entries with `security.*`/`trusted.*` extended attributes.
-    pub privileged_xattrs: Vec<String>,
+    /// What the check found.
+    #[serde(flatten)]
+    pub report: Report,
 }
 
 impl Verified {
@@ -41,13 +30,7 @@ impl Verified {
         Verified {
             id: id.to_string(),
             ok: true,
-            size: report.size,
-            sha256: report.sha256,
-            tar_bytes: report.tar_bytes,
-            entries: report.entries,
-            devices: report.devices,
-            setid: report.setid,
-            privileged_xattrs: report.privileged_xattrs,
+            report,
         }
     }
 }

@@ -89,24 +89,7 @@ mod tests {
     use super::*;
 
     fn info(mounts: &[(&str, &str)]) -> ContainerInfo {
-        ContainerInfo {
-            id: "id".into(),
-            name: "web".into(),
-            image: "img".into(),
-            image_id: "sha256:x".into(),
-            running: true,
-            mounts: mounts
-                .iter()
-                .map(|(d, k)| Mount {
-                    destination: d.to_string(),
-                    kind: k.to_string(),
-                    volume: None,
-                    source: String::new(),
-                    rw: true,
-                })
-                .collect(),
-            inspect: serde_json::Value::Null,
-        }
+        ContainerInfo::sample(mounts)
     }
 
     #[test]

@@ -309,58 +309,23 @@ mod tests {
     use crate::manifest::{MountRecord, PathRecord as ManifestPath};
 
     fn target(mounts: &[(&str, &str)]) -> ContainerInfo {
-        ContainerInfo {
-            id: "cid".into(),
-            name: "web".into(),
-            image: "img".into(),
-            image_id: "sha256:i".into(),
-            running: true,
-            mounts: mounts
-                .iter()
-                .map(|(d, k)| Mount {
-                    destination: d.to_string(),
-                    kind: k.to_string(),
-                    volume: (*k == "volume").then(|| format!("vol{}", d.replace('/', "-"))),
-                    source: format!("/host{d}"),
-                    rw: true,
-                })
-                .collect(),
-            inspect: serde_json::Value::Null,
-        }
+        ContainerInfo::sample(mounts)
     }
 
     fn backup(paths: &[&str]) -> Manifest {
-        Manifest {
-            exclude: vec![],
-            format: crate::manifest::FORMAT,
-            id: "web-1".into(),
-            container: "web".into(),
-            container_id: "cid".into(),
-            image: "img".into(),
-            image_id: "sha256:i".into(),
-            host: "h".into(),
-            paths: paths
-                .iter()
-                .map(|p| ManifestPath {
-                    path: p.to_string(),
-                    mount: MountRecord {
-                        destination: p.to_string(),
-                        kind: "volume".into(),
-                        volume: None,
-                    },
-                })
-                .collect(),
-            created: Utc::now(),
-            tags: vec![],
-            tool_version: "0".into(),
-            size: 0,
-            sha256: String::new(),
-            tar_bytes: 0,
-            entries: 0,
-            level: 3,
-            archive: "web-1.tar.zst".into(),
-            snapshot: None,
-        }
+        let mut m = crate::manifest::sample("web-1", "web", 0);
+        m.paths = paths
+            .iter()
+            .map(|p| ManifestPath {
+                path: p.to_string(),
+                mount: MountRecord {
+                    destination: p.to_string(),
+                    kind: "volume".into(),
+                    volume: None,
+                },
+            })
+            .collect();
+        m
     }
 
     fn dir(mode: u32) -> Option<(Kind, RootMeta)> {

@@ -74,14 +74,19 @@ pub(super) async fn stage_all(
     s: &RestoreSettings,
 ) -> Result<(Vec<Staged>, Journal)> {
     let (engine, target, image) = (work.engine, work.target, work.image);
+    // The journal on the host, and the staging a signal removes, as they stand now.
+    let record = |journal: &Journal| -> Result<()> {
+        work.ledger.write(journal)?;
+        session.set_pending(Some(Pending {
+            target: target.clone(),
+            image: image.to_string(),
+            journal: journal.clone(),
+            ledger: work.ledger.clone(),
+        }));
+        Ok(())
+    };
     let mut journal = plan.journal(m, target, &s.include);
-    work.ledger.write(&journal)?;
-    session.set_pending(Some(Pending {
-        target: target.clone(),
-        image: image.to_string(),
-        journal: journal.clone(),
-        ledger: work.ledger.clone(),
-    }));
+    record(&journal)?;
     let staged = stage_each(session, work, dest, m, plan, s, &mut journal).await;
     let staged = match staged {
         Ok(staged) => staged,
@@ -90,13 +95,7 @@ pub(super) async fn stage_all(
             return Err(e);
         }
     };
-    work.ledger.write(&journal)?;
-    session.set_pending(Some(Pending {
-        target: target.clone(),
-        image: image.to_string(),
-        journal: journal.clone(),
-        ledger: work.ledger.clone(),
-    }));
+    record(&journal)?;
     if s.include.is_empty() && !m.exclude.is_empty() {
         if let Err(e) = keep_excluded(work, plan, m).await {
             discard(session, engine).await;
