@@ -143,10 +143,19 @@ ensure_garage() {
   STARTED_PIDS+=($!)
   echo $! >"$d/pid"
   local g=("$GARAGE_BIN" -c "$d/garage.toml") node="" rw ro
-  for _ in $(seq 1 50); do
-    node=$("${g[@]}" node id -q 2>/dev/null | cut -d@ -f1) && [ -n "$node" ] && break
+  # `node id` reads the key file and can answer before the RPC port listens; `status` asks the
+  # server itself, so wait for that before the layout commands (a CI run failed on this race).
+  for _ in $(seq 1 100); do
+    "${g[@]}" status >/dev/null 2>&1 &&
+      node=$("${g[@]}" node id -q 2>/dev/null | cut -d@ -f1) && [ -n "$node" ] && break
+    node=""
     sleep 0.2
   done
+  if [ -z "$node" ]; then
+    echo "garage did not answer on its RPC port; its log:" >&2
+    tail -20 "$d/garage.log" >&2
+    exit 1
+  fi
   "${g[@]}" layout assign -z dc1 -c 1G "$node" >/dev/null
   "${g[@]}" layout apply --version 1 >/dev/null
   "${g[@]}" bucket create dockyard-test >/dev/null
