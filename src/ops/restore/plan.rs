@@ -332,6 +332,7 @@ mod tests {
     fn backup(paths: &[&str]) -> Manifest {
         Manifest {
             exclude: vec![],
+            encryption: None,
             format: crate::manifest::FORMAT,
             id: "web-1".into(),
             container: "web".into(),
