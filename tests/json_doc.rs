@@ -73,6 +73,7 @@ fn manifest() -> Manifest {
         archive: "web-20261128T103934Z-4f2a.tar.zst".into(),
         snapshot: None,
         exclude: vec![],
+        encryption: None,
     }
 }
 

@@ -101,6 +101,20 @@ pub struct Manifest {
     /// they match as they are.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub exclude: Vec<String>,
+    /// How the archive is encrypted, if it is: then `sha256` and `size` are of the stored
+    /// (encrypted) bytes, and the archive is `<id>.tar.zst.age`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<Encryption>,
+}
+
+/// An encrypted archive's scheme and who it was encrypted to (fingerprints, never keys).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Encryption {
+    /// `age`, the one scheme.
+    pub scheme: String,
+    /// Each recipient's fingerprint (16 hex digits of a sha256 of its public key), or
+    /// `passphrase`.
+    pub recipients: Vec<String>,
 }
 
 /// What a snapshot records beyond a backup.
@@ -133,11 +147,20 @@ impl Manifest {
         if !id_ok {
             return Err(format!("its id {:?} is not a dockyard backup id", self.id));
         }
-        if self.archive != archive_name(&self.id) {
+        let archive = match &self.encryption {
+            None => archive_name(&self.id),
+            Some(e) if e.scheme == "age" => Object::SealedArchive.name(&self.id),
+            Some(e) => {
+                return Err(format!(
+                    "it is encrypted with {:?}, which this dockyard does not read (age only)",
+                    e.scheme
+                ))
+            }
+        };
+        if self.archive != archive {
             return Err(format!(
-                "it names archive {:?}, not {:?}",
-                self.archive,
-                archive_name(&self.id)
+                "it names archive {:?}, not {archive:?}",
+                self.archive
             ));
         }
         if self.paths.is_empty() {
@@ -217,6 +240,7 @@ pub(crate) fn sample(id: &str, container: &str, secs: i64) -> Manifest {
     use chrono::TimeZone;
     Manifest {
         exclude: vec![],
+        encryption: None,
         format: FORMAT,
         id: id.into(),
         container: container.into(),
@@ -316,6 +340,23 @@ mod tests {
         let mut b = m.clone();
         b.paths.push(b.paths[0].clone());
         assert!(b.check().unwrap_err().contains("twice"));
+        // An encrypted backup names its `.age` archive, and only that one.
+        let mut e = m.clone();
+        e.encryption = Some(Encryption {
+            scheme: "age".into(),
+            recipients: vec!["0123456789abcdef".into()],
+        });
+        assert!(e.check().unwrap_err().contains(".tar.zst.age"));
+        e.archive = Object::SealedArchive.name(&e.id);
+        e.check().unwrap();
+        let mut plain = e.clone();
+        plain.encryption = None;
+        assert!(
+            plain.check().is_err(),
+            "a plain manifest naming an .age archive"
+        );
+        e.encryption.as_mut().unwrap().scheme = "rot13".into();
+        assert!(e.check().unwrap_err().contains("rot13"));
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The objects one backup is made of at a destination, and their names: the one place that says
-//! `<id>.tar.zst`, `<id>.json` and `<id>.pending`.
+//! `<id>.tar.zst` (`<id>.tar.zst.age` encrypted), `<id>.json` and `<id>.pending`.
 
 /// One object of a backup. Room for more (a file index) as new cases: a new case needs a suffix
 /// here and a place in [`Object::COMMITTED`] if a committed backup has it.
@@ -7,6 +7,8 @@
 pub enum Object {
     /// The compressed tar stream, `<id>.tar.zst`.
     Archive,
+    /// The compressed tar stream encrypted with age, `<id>.tar.zst.age`.
+    SealedArchive,
     /// The manifest, `<id>.json`, written last: the backup exists exactly when it does.
     Manifest,
     /// The record a run keeps while it commits the backup, `<id>.pending`, naming the run.
@@ -15,16 +17,22 @@ pub enum Object {
 
 impl Object {
     /// Every kind of object, for parsing names.
-    pub const ALL: [Object; 3] = [Object::Archive, Object::Manifest, Object::Pending];
+    pub const ALL: [Object; 4] = [
+        Object::Archive,
+        Object::SealedArchive,
+        Object::Manifest,
+        Object::Pending,
+    ];
 
     /// The objects of a committed backup, in the order they are removed: the manifest first, so
     /// from then on the backup is not listed whatever happens to the rest.
-    pub const COMMITTED: [Object; 2] = [Object::Manifest, Object::Archive];
+    pub const COMMITTED: [Object; 3] = [Object::Manifest, Object::Archive, Object::SealedArchive];
 
     /// The suffix after the id.
     pub fn suffix(self) -> &'static str {
         match self {
             Object::Archive => ".tar.zst",
+            Object::SealedArchive => ".tar.zst.age",
             Object::Manifest => ".json",
             Object::Pending => ".pending",
         }

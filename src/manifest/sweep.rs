@@ -34,7 +34,7 @@ pub fn plan(names: &[String], gone: impl Fn(&str) -> bool) -> Plan {
     let present: HashSet<&str> = names.iter().map(String::as_str).collect();
     let mut out = Plan::default();
     for name in names {
-        if let Some((id, Object::Archive)) = Object::parse(name) {
+        if let Some((id, Object::Archive | Object::SealedArchive)) = Object::parse(name) {
             if !present.contains(Object::Manifest.name(id).as_str()) && gone(id) {
                 out.archives.push(name.clone());
             }
@@ -42,9 +42,11 @@ pub fn plan(names: &[String], gone: impl Fn(&str) -> bool) -> Plan {
     }
     for name in names {
         if let Some((id, Object::Pending)) = Object::parse(name) {
-            let archive = Object::Archive.name(id);
-            if gone(id) && (!present.contains(archive.as_str()) || out.archives.contains(&archive))
-            {
+            let archives = [Object::Archive.name(id), Object::SealedArchive.name(id)];
+            let unfinished = archives
+                .iter()
+                .any(|a| present.contains(a.as_str()) && !out.archives.contains(a));
+            if gone(id) && !unfinished {
                 out.pending.push(name.clone());
             }
         }
@@ -116,6 +118,26 @@ mod tests {
             plan(&listing, gone),
             Plan {
                 archives: names(&["dead.tar.zst", "old.tar.zst"]),
+                pending: names(&["dead.pending"]),
+            }
+        );
+    }
+
+    #[test]
+    fn encrypted_archives_are_swept_like_plain_ones() {
+        let listing = names(&[
+            "done.tar.zst.age",
+            "done.json",
+            "dead.tar.zst.age",
+            "dead.pending",
+            "live.tar.zst.age",
+            "live.pending",
+        ]);
+        let gone = |id: &str| matches!(id, "dead" | "done");
+        assert_eq!(
+            plan(&listing, gone),
+            Plan {
+                archives: names(&["dead.tar.zst.age"]),
                 pending: names(&["dead.pending"]),
             }
         );

@@ -229,6 +229,7 @@ pub async fn backup(
         archive: name.clone(),
         snapshot: None,
         exclude: s.exclude.patterns().to_vec(),
+        encryption: None,
     };
     if s.snapshot {
         // The container as it is now (stopped, with --stop), as a snapshot has always recorded.
