@@ -219,6 +219,7 @@ proptest! {
         // What a manifest of this (possibly damaged) tar would promise: every pass checks it.
         let entries = tar::Archive::new(&tar[..]).entries().unwrap().take_while(Result::is_ok).count();
         let expect = Expect {
+            sealed: false,
             sha256: hex::encode(Sha256::digest(&zst)),
             size: zst.len() as u64,
             tar_bytes: tar.len() as u64,

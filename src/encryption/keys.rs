@@ -42,13 +42,14 @@ impl Recipient {
             return Err(format!("{:?} is not a valid key", shorten(text)));
         }
         Ok(Recipient {
-            text: text.to_string(),
+            text: canonical(text),
         })
     }
 
-    /// What a manifest records: the first 16 hex digits of the sha256 of the key's text (no key).
+    /// What a manifest records: the first 16 hex digits of the sha256 of the key's canonical text
+    /// (an SSH key without its comment), never the key.
     pub fn fingerprint(&self) -> String {
-        hex::encode(Sha256::digest(self.text.as_bytes()))[..16].to_string()
+        fingerprint(&self.text)
     }
 
     /// The age recipient.
@@ -59,6 +60,19 @@ impl Recipient {
             Box::new(age::ssh::Recipient::from_str(&self.text).expect("checked when parsed"))
         }
     }
+}
+
+/// A parsed key's text as age writes it: an SSH key's type and base64, without its comment.
+fn canonical(text: &str) -> String {
+    match age::ssh::Recipient::from_str(text) {
+        Ok(key) => key.to_string(),
+        Err(_) => text.to_string(),
+    }
+}
+
+/// The fingerprint of a public key's canonical text.
+fn fingerprint(canonical: &str) -> String {
+    hex::encode(Sha256::digest(canonical.as_bytes()))[..16].to_string()
 }
 
 /// Every recipient `values` name (`--encrypt-to`, repeatable): keys, and `@FILE` read one per
@@ -96,7 +110,17 @@ pub fn recipients(values: &[String]) -> Result<Vec<Recipient>, Failure> {
 
 /// A passphrase, read from a file (its first line); never shown.
 #[derive(Clone)]
-pub struct Passphrase(SecretString);
+pub struct Passphrase(SecretString, PathBuf);
+
+/// Equal passphrases (settings are compared in tests; nothing prints either).
+impl PartialEq for Passphrase {
+    fn eq(&self, other: &Passphrase) -> bool {
+        use age::secrecy::ExposeSecret;
+        self.0.expose_secret() == other.0.expose_secret()
+    }
+}
+
+impl Eq for Passphrase {}
 
 impl fmt::Debug for Passphrase {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -120,7 +144,15 @@ impl Passphrase {
                 path.display()
             )));
         }
-        Ok(Passphrase(SecretString::from(line.to_string())))
+        Ok(Passphrase(
+            SecretString::from(line.to_string()),
+            path.to_path_buf(),
+        ))
+    }
+
+    /// The file it was read from.
+    pub fn file(&self) -> &Path {
+        &self.1
     }
 
     /// The secret, for age.
@@ -140,10 +172,7 @@ impl IdentityFile {
         let path = &self.0;
         let bytes = std::fs::read(path)
             .map_err(|e| format!("cannot read the identity file {}: {e}", path.display()))?;
-        let text = String::from_utf8_lossy(&bytes);
-        if text.contains("-----BEGIN OPENSSH PRIVATE KEY-----")
-            || text.contains("-----BEGIN RSA PRIVATE KEY-----")
-        {
+        if is_ssh_key(&bytes) {
             let id = age::ssh::Identity::from_buffer(&bytes[..], Some(path.display().to_string()))
                 .map_err(|e| format!("{}: not a usable SSH private key: {e}", path.display()))?;
             if let age::ssh::Identity::Encrypted(_) = id {
@@ -165,6 +194,45 @@ impl IdentityFile {
             .and_then(|f| f.into_identities().map_err(|e| e.to_string()))
             .map_err(|e| format!("{}: not an age identity file: {e}", path.display()))
     }
+}
+
+impl IdentityFile {
+    /// The public keys of the identities in the file, as recipients (to encrypt a safety backup
+    /// to whoever can read the backup it replaces, and to name fingerprints in messages).
+    pub fn recipients(&self) -> Result<Vec<Recipient>, String> {
+        let path = &self.0;
+        let bytes = std::fs::read(path)
+            .map_err(|e| format!("cannot read the identity file {}: {e}", path.display()))?;
+        if is_ssh_key(&bytes) {
+            let id = age::ssh::Identity::from_buffer(&bytes[..], None)
+                .map_err(|e| format!("{}: not a usable SSH private key: {e}", path.display()))?;
+            let key = age::ssh::Recipient::try_from(id)
+                .map_err(|_| format!("{}: its public key cannot be read", path.display()))?;
+            return Ok(vec![Recipient {
+                text: key.to_string(),
+            }]);
+        }
+        let text = String::from_utf8_lossy(&bytes);
+        let mut out = Vec::new();
+        for line in text.lines().map(str::trim) {
+            if line.starts_with("AGE-SECRET-KEY-") {
+                let id = age::x25519::Identity::from_str(line).map_err(|_| {
+                    format!("{}: a line is not a valid age identity", path.display())
+                })?;
+                out.push(Recipient {
+                    text: id.to_public().to_string(),
+                });
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Whether `bytes` hold an SSH private key (OpenSSH or PEM RSA).
+fn is_ssh_key(bytes: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(bytes);
+    text.contains("-----BEGIN OPENSSH PRIVATE KEY-----")
+        || text.contains("-----BEGIN RSA PRIVATE KEY-----")
 }
 
 /// At most 24 characters of `text`, for messages.

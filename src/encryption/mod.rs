@@ -5,17 +5,45 @@
 pub mod keys;
 
 use std::io::{self, BufReader, Read, Write};
+use std::path::Path;
 
+use crate::error::Failure;
 use crate::pipeline::transform::{Finish, Transform};
 pub use keys::{recipients, IdentityFile, Passphrase, Recipient};
 
 /// What a backup is encrypted to.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Seal {
     /// Public keys: any one of their private keys decrypts.
     Recipients(Vec<Recipient>),
     /// A passphrase (scrypt).
     Passphrase(Passphrase),
+}
+
+impl Seal {
+    /// What `--encrypt-to` (or `encrypt_to`) and `--passphrase-file` (or `passphrase_file`) ask
+    /// for: nothing, recipients, or a passphrase; both at once is an error (age encrypts a file to
+    /// a passphrase alone).
+    pub fn lower(encrypt_to: &[String], passphrase_file: Option<&Path>) -> Result<Option<Seal>, Failure> {
+        match (encrypt_to.is_empty(), passphrase_file) {
+            (true, None) => Ok(None),
+            (false, None) => Ok(Some(Seal::Recipients(recipients(encrypt_to)?))),
+            (true, Some(file)) => Ok(Some(Seal::Passphrase(Passphrase::read(file)?))),
+            (false, Some(file)) => Err(Failure::usage(format!(
+                "give recipients (--encrypt-to) or a passphrase file ({}), not both: age encrypts to one or the other",
+                file.display()
+            ))),
+        }
+    }
+
+    /// What a manifest records about who can read the backup: the recipients' fingerprints, or
+    /// `passphrase`; never a key.
+    pub fn fingerprints(&self) -> Vec<String> {
+        match self {
+            Seal::Recipients(r) => r.iter().map(Recipient::fingerprint).collect(),
+            Seal::Passphrase(_) => vec!["passphrase".into()],
+        }
+    }
 }
 
 /// What may decrypt a backup: identity files, and a passphrase.
@@ -31,6 +59,35 @@ impl Unlock {
     /// Whether nothing was given.
     pub fn is_empty(&self) -> bool {
         self.identities.is_empty() && self.passphrase.is_none()
+    }
+
+    /// What a backup made with this would be encrypted to: the passphrase, else the public keys
+    /// of the identities (a restore's safety backup, so whoever could read the backup restored
+    /// can read it). `None` when nothing was given.
+    pub fn seal(&self) -> Result<Option<Seal>, Failure> {
+        if let Some(p) = &self.passphrase {
+            return Ok(Some(Seal::Passphrase(p.clone())));
+        }
+        let mut keys = Vec::new();
+        for file in &self.identities {
+            keys.extend(file.recipients().map_err(Failure::usage)?);
+        }
+        Ok((!keys.is_empty()).then_some(Seal::Recipients(keys)))
+    }
+
+    /// The flags that give the same again (file names; never a key), for a command to copy:
+    /// empty when nothing was given.
+    pub fn flags(&self) -> String {
+        let mut out = String::new();
+        for f in &self.identities {
+            out.push_str(" --identity ");
+            out.push_str(&shell_words::quote(&f.0.display().to_string()));
+        }
+        if let Some(p) = &self.passphrase {
+            out.push_str(" --passphrase-file ");
+            out.push_str(&shell_words::quote(&p.file().display().to_string()));
+        }
+        out
     }
 
     /// What was given, in words, for messages (file names; never a key).
@@ -61,15 +118,110 @@ pub struct Age {
 }
 
 impl Age {
+    /// The transform a backup is written through, encrypting to `seal`.
+    pub fn sealing(seal: Seal) -> Age {
+        Age {
+            seal: Some(seal),
+            unlock: Unlock::default(),
+        }
+    }
+
+    /// The transform a backup is read through, decrypting with `unlock`.
+    pub fn unlocking(unlock: Unlock) -> Age {
+        Age { seal: None, unlock }
+    }
+
     /// What a manifest records about the recipients: their fingerprints (`passphrase` for a
     /// passphrase), never a key.
     pub fn fingerprints(&self) -> Vec<String> {
-        match &self.seal {
-            Some(Seal::Recipients(r)) => r.iter().map(Recipient::fingerprint).collect(),
-            Some(Seal::Passphrase(_)) => vec!["passphrase".into()],
-            None => Vec::new(),
+        self.seal.as_ref().map(Seal::fingerprints).unwrap_or_default()
+    }
+
+    /// `plain` encrypted whole, for small objects (an encrypted snapshot's data).
+    pub fn seal_bytes(&self, plain: &[u8]) -> io::Result<Vec<u8>> {
+        let out = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut w = self.writer(Box::new(SharedVec(out.clone())))?;
+        w.write_all(plain)?;
+        w.finish()?;
+        let bytes = std::mem::take(&mut *out.lock().unwrap());
+        Ok(bytes)
+    }
+
+    /// Reads the age header at the start of `stored` and finds the identity (or passphrase) that
+    /// opens it, reading no further: so a restore can fail before it touches anything.
+    pub fn open_header(&self, stored: impl Read) -> Result<(), Locked> {
+        let decryptor = age::Decryptor::new_buffered(BufReader::new(stored)).map_err(|e| match e {
+            age::DecryptError::Io(e) => Locked::Io(e),
+            e => Locked::Damaged(format!("its age header cannot be read: {e}")),
+        })?;
+        let identities = self.identities(&decryptor).map_err(Locked::NoKey)?;
+        let scrypt = decryptor.is_scrypt();
+        match decryptor.decrypt(identities.iter().map(|i| i.as_ref())) {
+            Ok(_) => Ok(()),
+            Err(age::DecryptError::NoMatchingKeys) => Err(Locked::NoKey(format!(
+                "no identity given opens it (tried {})",
+                self.unlock.describe()
+            ))),
+            Err(age::DecryptError::DecryptionFailed) if scrypt => Err(
+                Locked::NoKey("the passphrase given does not open it".into()),
+            ),
+            Err(age::DecryptError::Io(e)) => Err(Locked::Io(e)),
+            Err(e) => Err(Locked::Damaged(format!("its age header is damaged: {e}"))),
         }
     }
+
+    /// The identities to try on `decryptor`'s file: the passphrase for a passphrase file, else
+    /// every identity file's. The error says what is missing.
+    fn identities<R: Read>(
+        &self,
+        decryptor: &age::Decryptor<R>,
+    ) -> Result<Vec<Box<dyn age::Identity>>, String> {
+        if decryptor.is_scrypt() {
+            return match &self.unlock.passphrase {
+                Some(p) => Ok(vec![Box::new(age::scrypt::Identity::new(p.secret()))]),
+                None => Err(
+                    "it was encrypted with a passphrase; give it with --passphrase-file (or DOCKYARD_PASSPHRASE_FILE)"
+                        .into(),
+                ),
+            };
+        }
+        if self.unlock.identities.is_empty() {
+            return Err(
+                "it was encrypted to public keys; give a matching private key with --identity (or DOCKYARD_IDENTITY_FILE)"
+                    .into(),
+            );
+        }
+        let mut all = Vec::new();
+        for file in &self.unlock.identities {
+            all.extend(file.load()?);
+        }
+        Ok(all)
+    }
+}
+
+/// A writer into a shared buffer (the transform owns its output).
+struct SharedVec(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Write for SharedVec {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Why an encrypted archive cannot be opened.
+#[derive(Debug)]
+pub enum Locked {
+    /// No usable identity or passphrase was given (what is missing, in words).
+    NoKey(String),
+    /// The header is not a sound age header.
+    Damaged(String),
+    /// Reading the stored bytes failed.
+    Io(io::Error),
 }
 
 /// age's writer, finished at the end of the stream (its last chunk and tag).
@@ -111,23 +263,8 @@ impl Transform for Age {
 
     fn reader(&self, stored: Box<dyn Read + Send>) -> io::Result<Box<dyn Read + Send>> {
         let decryptor = age::Decryptor::new_buffered(BufReader::with_capacity(1 << 20, stored))
-            .map_err(|e| io::Error::other(format!("not an age file: {e}")))?;
-        let identities: Vec<Box<dyn age::Identity>> = if decryptor.is_scrypt() {
-            match &self.unlock.passphrase {
-                Some(p) => vec![Box::new(age::scrypt::Identity::new(p.secret()))],
-                None => {
-                    return Err(io::Error::other(
-                        "it was encrypted with a passphrase; give it with --passphrase-file",
-                    ))
-                }
-            }
-        } else {
-            let mut all = Vec::new();
-            for file in &self.unlock.identities {
-                all.extend(file.load().map_err(io::Error::other)?);
-            }
-            all
-        };
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("not an age file: {e}")))?;
+        let identities = self.identities(&decryptor).map_err(io::Error::other)?;
         let plain = decryptor
             .decrypt(identities.iter().map(|i| i.as_ref()))
             .map_err(|e| match e {

@@ -120,10 +120,18 @@ pub struct Encryption {
 /// What a snapshot records beyond a backup.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SnapshotRecord {
-    /// The image's repository digests (`name@sha256:...`), to pull exactly that image again.
+    /// The image's repository digests (`name@sha256:...`), to pull exactly that image again
+    /// (empty here when `sealed`).
+    #[serde(default)]
     pub image_digests: Vec<String>,
-    /// The container's full inspect data (config, mounts, environment) at snapshot time.
+    /// The container's full inspect data (config, mounts, environment) at snapshot time (null
+    /// here when `sealed`).
+    #[serde(default)]
     pub inspect: serde_json::Value,
+    /// An encrypted backup's snapshot: the object (`<id>.snapshot.json.age`) holding the above,
+    /// encrypted as the archive is, so the plain manifest reveals neither.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed: Option<String>,
 }
 
 impl Manifest {
@@ -162,6 +170,14 @@ impl Manifest {
                 "it names archive {:?}, not {archive:?}",
                 self.archive
             ));
+        }
+        if let Some(sealed) = self.snapshot.as_ref().and_then(|s| s.sealed.as_ref()) {
+            let want = Object::SealedSnapshot.name(&self.id);
+            if self.encryption.is_none() || *sealed != want {
+                return Err(format!(
+                    "it names sealed snapshot {sealed:?}, not {want:?} of an encrypted backup"
+                ));
+            }
         }
         if self.paths.is_empty() {
             return Err("it lists no paths".into());

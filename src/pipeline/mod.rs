@@ -124,7 +124,12 @@ async fn pump<T>(
     let mut failed = None;
     while let Some(chunk) = rx.recv().await {
         hasher.update(&chunk);
+        let before = size;
         size += chunk.len() as u64;
+        // Tests stop a write here, its producer (and a backup's helper) still running.
+        if before < crate::fault::MIDWAY && size >= crate::fault::MIDWAY {
+            crate::fault::point("write-midway").await;
+        }
         if let Err(e) = upload.write(chunk).await {
             failed = Some(e);
             break;

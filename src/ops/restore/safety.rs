@@ -28,6 +28,7 @@ pub(super) async fn safety_backup(
     s: &RestoreSettings,
     safety_dest: &DestSpec,
     opened: &Store,
+    encrypted: bool,
 ) -> Result<Option<SafetyBackup>> {
     let occupied = occupied_paths(engine, target, plan, image).await?;
     if occupied.is_empty() {
@@ -52,6 +53,9 @@ pub(super) async fn safety_backup(
         pre_hook: None,
         post_hook: None,
         dry_run: false,
+        // Whoever could read the backup restored can read what it replaces: encrypted to the
+        // identities' public keys (or the passphrase) that opened it.
+        encryption: if encrypted { s.unlock.seal()? } else { None },
     };
     let (safety, secs) = backup(session, engine, target, &settings, opened, session.progress)
         .await
@@ -64,8 +68,10 @@ pub(super) async fn safety_backup(
     expire_safety_backups(opened, &target.name, s.safety_keep_secs).await;
     Ok(Some(SafetyBackup {
         undo: format!(
-            "dockyard restore {} --from {safety_dest} --backup {}",
-            target.name, safety.id
+            "dockyard restore {} --from {safety_dest} --backup {}{}",
+            target.name,
+            safety.id,
+            s.unlock.flags()
         ),
         id: safety.id,
         destination: safety_dest.to_string(),

@@ -17,7 +17,8 @@ use crate::docker::{ContainerInfo, DockerError, Engine, Helper, HelperSpec};
 use crate::error::Failure;
 use crate::manifest::Manifest;
 use crate::ops::{Pending, Session};
-use crate::pipeline::{read_blocking, streams, ArchiveSource, ChannelWriter};
+use crate::ops::key::Key;
+use crate::pipeline::{streams, ChannelWriter};
 use crate::progress::Progress;
 use crate::settings::RestoreSettings;
 use crate::swap::journal::Journal;
@@ -29,23 +30,31 @@ use crate::values::AgentMode;
 /// Each manifest path's own entry, read from the start of the archive only as far as needed to
 /// plan (a single-path archive: its first entry); if that fails, the full verification says why.
 /// Staging checks the whole archive and that these agree, so nothing here is trusted further.
-pub(super) async fn archived_roots(
-    dest: &dyn Destination,
-    m: &Manifest,
-) -> Result<Vec<Option<(Kind, RootMeta)>>> {
+pub(super) async fn archived_roots(b: Backup<'_>) -> Result<Vec<Option<(Kind, RootMeta)>>> {
+    let Backup { dest, m, key } = b;
     let paths: Vec<String> = m.paths.iter().map(|p| p.path.clone()).collect();
-    let scanned = read_blocking(dest, &m.archive, None, move |r| {
-        crate::archive::verify::roots(r, &paths)
-    })
-    .await
-    .with_context(|| format!("cannot read backup {}", m.id))?;
+    let scanned = key
+        .read_start(dest, m, move |r| crate::archive::verify::roots(r, &paths))
+        .await
+        .with_context(|| format!("cannot read backup {}", m.id))?;
     match scanned {
         Ok(roots) => Ok(roots),
         // Say what is wrong as `verify` would (a checksum mismatch before a decoding error).
-        Err(_) => crate::ops::verify::verify_backup(dest, m, false)
+        Err(_) => crate::ops::verify::verify_backup(dest, m, key, false)
             .await
             .map(|report| report.roots),
     }
+}
+
+/// The backup being restored: where it is, its manifest, and the key it is read with.
+#[derive(Clone, Copy)]
+pub(super) struct Backup<'a> {
+    /// Where it is.
+    pub dest: &'a dyn Destination,
+    /// Its manifest.
+    pub m: &'a Manifest,
+    /// How its archive is read (through age if it is encrypted).
+    pub key: &'a Key,
 }
 
 /// A verification failure of backup `m` at `dest`, which changed nothing.
@@ -68,11 +77,11 @@ pub(super) fn failed_verification(
 pub(super) async fn stage_all(
     session: &Session,
     work: &Work<'_>,
-    dest: &dyn Destination,
-    m: &Manifest,
+    b: Backup<'_>,
     plan: &Plan,
     s: &RestoreSettings,
 ) -> Result<(Vec<Staged>, Journal)> {
+    let m = b.m;
     let (engine, target, image) = (work.engine, work.target, work.image);
     // The journal on the host, and the staging a signal removes, as they stand now.
     let record = |journal: &Journal| -> Result<()> {
@@ -87,7 +96,7 @@ pub(super) async fn stage_all(
     };
     let mut journal = plan.journal(m, target, &s.include);
     record(&journal)?;
-    let staged = stage_each(session, work, dest, m, plan, s, &mut journal).await;
+    let staged = stage_each(session, work, b, plan, s, &mut journal).await;
     let staged = match staged {
         Ok(staged) => staged,
         Err(e) => {
@@ -111,12 +120,12 @@ pub(super) async fn stage_all(
 pub(super) async fn stage_each(
     session: &Session,
     work: &Work<'_>,
-    dest: &dyn Destination,
-    m: &Manifest,
+    b: Backup<'_>,
     plan: &Plan,
     s: &RestoreSettings,
     journal: &mut Journal,
 ) -> Result<Vec<Staged>> {
+    let Backup { dest, m, key } = b;
     let (engine, target, image) = (work.engine, work.target, work.image);
     // The engine path's helper, made only if the agent cannot stage (it starts helpers of its
     // own).
@@ -152,6 +161,7 @@ pub(super) async fn stage_each(
                     helper: "",
                     dest,
                     m,
+                    key,
                     show_progress,
                 };
                 match stage_by_agent(&source, target, image, &job).await {
@@ -184,6 +194,7 @@ pub(super) async fn stage_each(
                         helper,
                         dest,
                         m,
+                        key,
                         show_progress,
                     };
                     stage_one(&source, &member.mount, spec, first).await
@@ -210,7 +221,7 @@ pub(super) async fn stage_each(
     result?;
     removed?;
     if !plan.files.is_empty() {
-        staged.extend(stage_files(session, work, dest, m, plan, s).await?);
+        staged.extend(stage_files(session, work, b, plan, s).await?);
     }
     Ok(staged)
 }
@@ -220,11 +231,11 @@ pub(super) async fn stage_each(
 pub(super) async fn stage_files(
     session: &Session,
     work: &Work<'_>,
-    dest: &dyn Destination,
-    m: &Manifest,
+    b: Backup<'_>,
     plan: &Plan,
     s: &RestoreSettings,
 ) -> Result<Vec<Staged>> {
+    let Backup { dest, m, key } = b;
     let paths: Vec<String> = plan.files.iter().map(|f| f.path.clone()).collect();
     let (binds, _) = recover::file_binds(work.target, &paths, work.engine.is_local())?;
     let mut spec = HelperSpec::archive(work.target, work.image, false);
@@ -236,6 +247,7 @@ pub(super) async fn stage_files(
         helper: helper.id(),
         dest,
         m,
+        key,
         show_progress: session.progress,
     };
     let mut staged = Vec::new();
@@ -359,11 +371,15 @@ pub(super) async fn stage_by_agent(
     job: &UnpackJob,
 ) -> Result<Staged, AgentStaging> {
     let Source {
-        engine, dest, m, ..
+        engine,
+        dest,
+        m,
+        key,
+        ..
     } = *source;
     let error = |e: anyhow::Error| AgentStaging::Error(e);
-    let archive = ArchiveSource::new(dest, &m.archive)
-        .feed()
+    let archive = key
+        .feed(dest, m)
         .await
         .map_err(|e| error(e.into()))?;
     let progress = Progress::sized(
@@ -410,6 +426,7 @@ pub(super) struct Source<'a> {
     helper: &'a str,
     dest: &'a dyn Destination,
     m: &'a Manifest,
+    key: &'a Key,
     /// Show a progress bar on a terminal.
     show_progress: bool,
 }
@@ -462,13 +479,14 @@ where
         helper,
         dest,
         m,
+        key,
         show_progress,
     } = *source;
     let (writer, rx) = streams::channel();
     let progress = Progress::sized(format!("restore into {into}"), Some(m.size), show_progress);
-    let staged = read_blocking(
+    let staged = key.read(
         dest,
-        &m.archive,
+        m,
         Some(progress.read.clone()),
         move |r| -> std::io::Result<Staged> {
             let mut w = TarWriter::new(writer);
