@@ -10,9 +10,9 @@ use crate::archive::entry::Kind;
 use crate::archive::names::prefix_for;
 use crate::archive::verify::{check, Expect};
 use crate::destination::DestSpec;
+use crate::encryption::Unlock;
 use crate::error::Failure;
 use crate::manifest::{self, Store};
-use crate::encryption::Unlock;
 use crate::ops::key::Key;
 
 /// Writes file `path` of backup `wanted` (an id, or `latest` of `container`) to stdout.

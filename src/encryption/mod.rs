@@ -24,7 +24,10 @@ impl Seal {
     /// What `--encrypt-to` (or `encrypt_to`) and `--passphrase-file` (or `passphrase_file`) ask
     /// for: nothing, recipients, or a passphrase; both at once is an error (age encrypts a file to
     /// a passphrase alone).
-    pub fn lower(encrypt_to: &[String], passphrase_file: Option<&Path>) -> Result<Option<Seal>, Failure> {
+    pub fn lower(
+        encrypt_to: &[String],
+        passphrase_file: Option<&Path>,
+    ) -> Result<Option<Seal>, Failure> {
         match (encrypt_to.is_empty(), passphrase_file) {
             (true, None) => Ok(None),
             (false, None) => Ok(Some(Seal::Recipients(recipients(encrypt_to)?))),
@@ -134,7 +137,10 @@ impl Age {
     /// What a manifest records about the recipients: their fingerprints (`passphrase` for a
     /// passphrase), never a key.
     pub fn fingerprints(&self) -> Vec<String> {
-        self.seal.as_ref().map(Seal::fingerprints).unwrap_or_default()
+        self.seal
+            .as_ref()
+            .map(Seal::fingerprints)
+            .unwrap_or_default()
     }
 
     /// `plain` encrypted whole, for small objects (an encrypted snapshot's data).
@@ -150,10 +156,11 @@ impl Age {
     /// Reads the age header at the start of `stored` and finds the identity (or passphrase) that
     /// opens it, reading no further: so a restore can fail before it touches anything.
     pub fn open_header(&self, stored: impl Read) -> Result<(), Locked> {
-        let decryptor = age::Decryptor::new_buffered(BufReader::new(stored)).map_err(|e| match e {
-            age::DecryptError::Io(e) => Locked::Io(e),
-            e => Locked::Damaged(format!("its age header cannot be read: {e}")),
-        })?;
+        let decryptor =
+            age::Decryptor::new_buffered(BufReader::new(stored)).map_err(|e| match e {
+                age::DecryptError::Io(e) => Locked::Io(e),
+                e => Locked::Damaged(format!("its age header cannot be read: {e}")),
+            })?;
         let identities = self.identities(&decryptor).map_err(Locked::NoKey)?;
         let scrypt = decryptor.is_scrypt();
         match decryptor.decrypt(identities.iter().map(|i| i.as_ref())) {
@@ -162,9 +169,9 @@ impl Age {
                 "no identity given opens it (tried {})",
                 self.unlock.describe()
             ))),
-            Err(age::DecryptError::DecryptionFailed) if scrypt => Err(
-                Locked::NoKey("the passphrase given does not open it".into()),
-            ),
+            Err(age::DecryptError::DecryptionFailed) if scrypt => Err(Locked::NoKey(
+                "the passphrase given does not open it".into(),
+            )),
             Err(age::DecryptError::Io(e)) => Err(Locked::Io(e)),
             Err(e) => Err(Locked::Damaged(format!("its age header is damaged: {e}"))),
         }
@@ -263,7 +270,9 @@ impl Transform for Age {
 
     fn reader(&self, stored: Box<dyn Read + Send>) -> io::Result<Box<dyn Read + Send>> {
         let decryptor = age::Decryptor::new_buffered(BufReader::with_capacity(1 << 20, stored))
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("not an age file: {e}")))?;
+            .map_err(|e| {
+                io::Error::new(io::ErrorKind::InvalidData, format!("not an age file: {e}"))
+            })?;
         let identities = self.identities(&decryptor).map_err(io::Error::other)?;
         let plain = decryptor
             .decrypt(identities.iter().map(|i| i.as_ref()))

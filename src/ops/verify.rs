@@ -4,12 +4,12 @@ use anyhow::{Context, Result};
 use chrono::Utc;
 use serde::Serialize;
 
+use super::key::Key;
 use crate::archive::verify::{verify, Report};
 use crate::destination::{DestSpec, Destination};
+use crate::encryption::Unlock;
 use crate::error::Failure;
 use crate::manifest::{self, Manifest, Store};
-use super::key::Key;
-use crate::encryption::Unlock;
 use crate::pipeline::ArchiveSource;
 use crate::progress::Progress;
 use std::sync::Arc;
@@ -60,7 +60,11 @@ pub async fn check(
 
 /// Reads the stored bytes of `m`'s archive and checks their sha256 and size: all that can be
 /// checked of an encrypted backup without its key.
-async fn verify_stored(dest: &dyn Destination, m: &Manifest, show_progress: bool) -> Result<Verified> {
+async fn verify_stored(
+    dest: &dyn Destination,
+    m: &Manifest,
+    show_progress: bool,
+) -> Result<Verified> {
     let progress = Progress::sized(format!("verify {}", m.id), Some(m.size), show_progress);
     let read = ArchiveSource::new(dest, &m.archive)
         .hashed()

@@ -274,9 +274,17 @@ impl ArchiveSource<'_> {
                 let failed = failure.clone();
                 tokio::task::spawn_blocking(move || {
                     let mut writer = writer;
+                    // The destination's own read errors, told from what the transform makes of
+                    // the bytes (a decryption error is the archive's fault, not the transport's).
+                    let transport = Arc::new(Mutex::new(None));
                     let run = |writer: &mut ChannelWriter| -> io::Result<()> {
-                        let stored: Box<dyn Read + Send> =
-                            Box::new(SyncIoBridge::new_with_handle(hashed, handle));
+                        let stored: Box<dyn Read + Send> = Box::new(Transport {
+                            inner: SyncIoBridge::new_with_handle(hashed, handle),
+                            failure: transport.clone(),
+                            digest: None,
+                            read: 0,
+                            total: Arc::new(AtomicU64::new(0)),
+                        });
                         let mut plain = t.reader(stored)?;
                         streams::copy_chunks(&mut plain, writer)?;
                         Ok(())
@@ -287,7 +295,11 @@ impl ArchiveSource<'_> {
                         }
                         // The failure is in place before the reader sees the stream end.
                         Err(e) => {
-                            *failed.lock().unwrap() = Some(e);
+                            let why = match transport.lock().unwrap().take() {
+                                Some(broken) => FeedFailure::Transport(broken),
+                                None => FeedFailure::Content(e),
+                            };
+                            *failed.lock().unwrap() = Some(why);
                             drop(writer);
                         }
                     }
@@ -311,7 +323,16 @@ pub struct Feed {
     /// The bytes, as the reader of the archive wants them.
     pub reader: crate::destination::ObjectReader,
     digest: Arc<Mutex<(Sha256, u64)>>,
-    failure: Arc<Mutex<Option<io::Error>>>,
+    failure: Arc<Mutex<Option<FeedFailure>>>,
+}
+
+/// Why a feed's transform stopped early.
+#[derive(Debug)]
+pub enum FeedFailure {
+    /// Reading the stored bytes from the destination failed.
+    Transport(io::Error),
+    /// The transform refused the bytes (a decryption error: a damaged or forged object).
+    Content(io::Error),
 }
 
 impl Feed {
@@ -322,7 +343,7 @@ impl Feed {
     }
 
     /// Why the transform stopped early, if it did (the reader then saw the stream end).
-    pub fn failure(&self) -> Option<io::Error> {
+    pub fn failure(&self) -> Option<FeedFailure> {
         self.failure.lock().unwrap().take()
     }
 }

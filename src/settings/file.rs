@@ -282,7 +282,11 @@ fn encryption(
     let d = config.destinations.get(name);
     let own = d.filter(|d| !d.encrypt_to.is_empty() || d.passphrase_file.is_some());
     let (to, file, whose) = match own {
-        Some(d) => (&d.encrypt_to[..], d.passphrase_file.as_deref(), format!("destination {name:?}")),
+        Some(d) => (
+            &d.encrypt_to[..],
+            d.passphrase_file.as_deref(),
+            format!("destination {name:?}"),
+        ),
         None => (encrypt_to, passphrase_file, format!("job {job:?}")),
     };
     Seal::lower(to, file).map_err(|e| Failure::usage(format!("{whose}: {}", e.message)))
@@ -326,7 +330,13 @@ fn backup_plan(
                 pre_hook: job.pre_hook.clone(),
                 post_hook: job.post_hook.clone(),
                 dry_run: false,
-                encryption: encryption(config, name, d, &job.encrypt_to, job.passphrase_file.as_deref())?,
+                encryption: encryption(
+                    config,
+                    name,
+                    d,
+                    &job.encrypt_to,
+                    job.passphrase_file.as_deref(),
+                )?,
             },
         ));
     }

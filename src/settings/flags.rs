@@ -10,8 +10,8 @@ use crate::archive::entry::Privileges;
 use crate::archive::exclude::Globs;
 use crate::archive::pack::Compression;
 use crate::cli::{
-    BackupArgs, EncryptArgs, UnlockArgs, Cli, Command, LogDirArgs, LogsAction, LogsArgs, OneOffNotifyArgs, PolicyArgs,
-    RotateArgs, ShipArgs,
+    BackupArgs, Cli, Command, EncryptArgs, LogDirArgs, LogsAction, LogsArgs, OneOffNotifyArgs,
+    PolicyArgs, RotateArgs, ShipArgs, UnlockArgs,
 };
 use crate::destination::{DestSpec, RemoteOptions};
 use crate::encryption::{IdentityFile, Passphrase, Seal, Unlock};

@@ -23,11 +23,11 @@ use crate::docker::{ContainerInfo, Engine};
 use crate::encryption::Age;
 use crate::manifest::{self, Encryption, Manifest, Object, PathRecord, SnapshotRecord, Store};
 use crate::pipeline::Transform;
-use std::sync::Arc;
 use crate::progress::Progress;
 use crate::settings::BackupSettings;
 pub use env::{env_key, redact_env};
 pub use paths::{nested_mounts, select_paths};
+use std::sync::Arc;
 use write::{write_archive, Job};
 
 /// A finished backup (the `backup`/`snapshot` JSON document, docs/json.md).
@@ -198,7 +198,10 @@ pub async fn backup(
         .unwrap_or_else(|| info.image_id.clone());
     let progress = Progress::start(format!("backup {}", info.name), show_progress);
     let mut draft = store.begin(&id);
-    let age = s.encryption.clone().map(|seal| Arc::new(Age::sealing(seal)));
+    let age = s
+        .encryption
+        .clone()
+        .map(|seal| Arc::new(Age::sealing(seal)));
     let name = draft.name(match age {
         Some(_) => Object::SealedArchive,
         None => Object::Archive,

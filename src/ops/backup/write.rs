@@ -12,10 +12,10 @@ use crate::docker::{ContainerInfo, DockerError, Engine, HelperSpec};
 use crate::manifest::PathRecord;
 use crate::pipeline::streams::{CountingReader, ReadAhead};
 use crate::pipeline::{ArchiveSink, Broken, Transform};
-use std::sync::Arc;
 use crate::progress::Progress;
 use crate::settings::BackupSettings;
 use crate::values::AgentMode;
+use std::sync::Arc;
 
 /// One archive to write: what from, where to, how.
 pub struct Job<'a> {

@@ -31,11 +31,11 @@ use crate::progress::Progress;
 use crate::settings::LogsSettings;
 use crate::shell::Script;
 
-pub use plan::{plan, LogsPlan, Sized};
 use crate::encryption::Age;
 use crate::pipeline::Transform;
-use std::sync::Arc;
+pub use plan::{plan, LogsPlan, Sized};
 use ship::{prune_shipped, ship_file, Packing};
+use std::sync::Arc;
 
 /// A lock older than this is taken over even if its holder may be alive elsewhere.
 const LOCK_LIMIT: Duration = Duration::from_secs(6 * 3600);

@@ -25,11 +25,11 @@ mod survey;
 use anyhow::Result;
 use chrono::Utc;
 
+use super::key::Key;
 use super::quiesce::{self, Quiesce};
 use super::Session;
 use crate::error::Failure;
 use crate::lock::{Access, ContainerLock};
-use super::key::Key;
 use crate::manifest::{self, Manifest, Store};
 use crate::settings::RestoreSettings;
 use crate::swap::recover::{self, Work};
@@ -95,7 +95,12 @@ async fn pick(
 }
 
 /// The restore of backup `m` (read with `key`) itself, inside the quiesce guard.
-async fn restore(session: &Session, s: RestoreSettings, m: &Manifest, key: &Key) -> Result<Outcome> {
+async fn restore(
+    session: &Session,
+    s: RestoreSettings,
+    m: &Manifest,
+    key: &Key,
+) -> Result<Outcome> {
     let engine = session.engine().await?;
     let dest = s.dest.open().await;
     let target = engine.inspect(&s.container).await?;
@@ -158,7 +163,8 @@ async fn restore(session: &Session, s: RestoreSettings, m: &Manifest, key: &Key)
 
     let safety_dest = s.safety_dest.clone().unwrap_or_else(|| s.dest.clone());
     if s.dry_run {
-        let report = crate::ops::verify::verify_backup(dest.as_ref(), m, key, session.progress).await?;
+        let report =
+            crate::ops::verify::verify_backup(dest.as_ref(), m, key, session.progress).await?;
         refuse_devices(m, &report.devices, &s)?;
         let plan = plan(m, &wanted, &target, &report.roots, engine.is_local())?;
         return dry_run(

@@ -16,8 +16,8 @@ use crate::destination::Destination;
 use crate::docker::{ContainerInfo, DockerError, Engine, Helper, HelperSpec};
 use crate::error::Failure;
 use crate::manifest::Manifest;
-use crate::ops::{Pending, Session};
 use crate::ops::key::Key;
+use crate::ops::{Pending, Session};
 use crate::pipeline::{streams, ChannelWriter};
 use crate::progress::Progress;
 use crate::settings::RestoreSettings;
@@ -378,10 +378,7 @@ pub(super) async fn stage_by_agent(
         ..
     } = *source;
     let error = |e: anyhow::Error| AgentStaging::Error(e);
-    let archive = key
-        .feed(dest, m)
-        .await
-        .map_err(|e| error(e.into()))?;
+    let archive = key.feed(dest, m).await.map_err(|e| error(e.into()))?;
     let progress = Progress::sized(
         format!("restore into {}", job.spec.path),
         Some(m.size),
