@@ -157,7 +157,23 @@ impl Manifest {
         }
         let archive = match &self.encryption {
             None => archive_name(&self.id),
-            Some(e) if e.scheme == "age" => Object::SealedArchive.name(&self.id),
+            Some(e) if e.scheme == "age" => {
+                // Printed in messages: only what dockyard writes, so a forged manifest cannot
+                // put control characters on an operator's terminal.
+                let fingerprint = |r: &String| {
+                    r == "passphrase"
+                        || (r.len() == 16 && r.bytes().all(|b| b.is_ascii_hexdigit()))
+                };
+                if e.recipients.is_empty()
+                    || e.recipients.len() > 256
+                    || !e.recipients.iter().all(fingerprint)
+                {
+                    return Err(
+                        "its encryption recipients are not fingerprints dockyard writes".into(),
+                    );
+                }
+                Object::SealedArchive.name(&self.id)
+            }
             Some(e) => {
                 return Err(format!(
                     "it is encrypted with {:?}, which this dockyard does not read (age only)",
@@ -371,6 +387,22 @@ mod tests {
             plain.check().is_err(),
             "a plain manifest naming an .age archive"
         );
+        // Recipients are fingerprints or `passphrase`: nothing else reaches a message.
+        for bad in ["\u{1b}[2J", "0123456789abcdeg", ""] {
+            let mut f = e.clone();
+            f.encryption.as_mut().unwrap().recipients = vec![bad.into()];
+            assert!(f.check().unwrap_err().contains("fingerprints"), "{bad:?}");
+        }
+        // A sealed snapshot is named for its backup, and only an encrypted one has it.
+        let mut snap = e.clone();
+        snap.snapshot = Some(SnapshotRecord {
+            image_digests: vec![],
+            inspect: serde_json::Value::Null,
+            sealed: Some(Object::SealedSnapshot.name(&e.id)),
+        });
+        snap.check().unwrap();
+        snap.snapshot.as_mut().unwrap().sealed = Some("../other.snapshot.json.age".into());
+        assert!(snap.check().unwrap_err().contains("sealed snapshot"));
         e.encryption.as_mut().unwrap().scheme = "rot13".into();
         assert!(e.check().unwrap_err().contains("rot13"));
     }
