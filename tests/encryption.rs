@@ -162,12 +162,14 @@ fn ways(dir: &Path) -> Vec<Way> {
             .into_iter()
             .zip(["x25519", "ssh-ed25519", "ssh-rsa"])
     {
-        let secret = std::fs::read_to_string(&identity).unwrap();
-        let secret = secret
-            .lines()
-            .find(|l| l.starts_with("AGE-SECRET-KEY-") || (!l.starts_with('-') && l.len() > 40))
-            .unwrap()
-            .to_string();
+        // Text of the private key itself: the age key's line, or a base64 line from the end of
+        // an OpenSSH key (its first lines hold a fixed header and the public key).
+        let text = std::fs::read_to_string(&identity).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let secret = match lines.iter().find(|l| l.starts_with("AGE-SECRET-KEY-")) {
+            Some(l) => l.to_string(),
+            None => lines[lines.len() - 3].to_string(),
+        };
         out.push(Way {
             name,
             seal: vec!["--encrypt-to".into(), recipient],
@@ -193,7 +195,9 @@ fn args<'a>(base: &[&'a str], more: &'a [String]) -> Vec<&'a str> {
     v
 }
 
-/// Asserts the stored object holds none of the plaintext marker and starts with no zstd frame.
+/// Asserts the stored object is an age file holding none of the plaintext marker, and no zstd
+/// frame where one would be in the clear: at its start, or where the payload starts after the
+/// header (elsewhere four random bytes may match by chance).
 fn opaque(stored: &[u8], what: &str) {
     assert!(
         stored.starts_with(b"age-encryption.org/v1\n"),
@@ -203,10 +207,18 @@ fn opaque(stored: &[u8], what: &str) {
         !stored.windows(7).any(|w| w == b"MARKER-"),
         "{what}: the plaintext marker is in the stored object"
     );
-    assert!(
-        !stored.windows(4).any(|w| w == ZSTD_MAGIC),
-        "{what}: a zstd frame magic is in the stored object"
-    );
+    let mac = stored
+        .windows(4)
+        .position(|w| w == b"\n---")
+        .expect("an age header");
+    let payload = mac + stored[mac + 1..].iter().position(|b| *b == b'\n').unwrap() + 2;
+    for at in [0, payload, payload + 16] {
+        assert_ne!(
+            stored.get(at..at + 4),
+            Some(&ZSTD_MAGIC[..]),
+            "{what}: a zstd frame in the clear at byte {at}"
+        );
+    }
 }
 
 /// Each way to encrypt, backed up through one path (agent or engine) and restored through the
@@ -272,7 +284,13 @@ fn round_trips(dest: Dest) {
             let v =
                 one_document(&run(&args(&["verify", &id, "--to", &url, "--json"], &way.open)).ok());
             assert_eq!(v["checked"], "archive", "{what}");
-            assert_eq!(v["sha256"], m["sha256"], "{what}");
+            let stored = dest.read(&format!("{id}.tar.zst.age"));
+            let real = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&stored));
+            assert_eq!(
+                v["sha256"],
+                real.as_str(),
+                "{what}: verify reports the stored sha256"
+            );
             app.sh("rm -rf /srv/media/docs; echo changed > /srv/media/photo.jpg");
             run(&args(
                 &[
@@ -419,6 +437,34 @@ fn the_readmes_recipe_recovers_an_encrypted_snapshot_with_the_age_tool() {
         .output()
         .unwrap();
     assert_eq!(live, String::from_utf8_lossy(&by_hand.stdout));
+    // prune works unchanged: a newer snapshot, and the older one goes with all its objects.
+    dockyard(&[
+        "snapshot",
+        &app.name,
+        "--tag",
+        "pre-upgrade",
+        "--to",
+        &url,
+        "--encrypt-to",
+        &recipient,
+    ])
+    .ok();
+    dockyard(&[
+        "prune",
+        "--to",
+        &url,
+        "--keep-last",
+        "1",
+        "--prune-snapshots",
+    ])
+    .ok();
+    let left: Vec<String> = dest
+        .names()
+        .into_iter()
+        .filter(|n| !n.starts_with("restore/"))
+        .collect();
+    assert_eq!(left.len(), 3, "{left:?}");
+    assert!(left.iter().all(|n| !n.starts_with(id)), "{left:?}");
 }
 
 #[test]
@@ -519,9 +565,17 @@ fn missing_wrong_or_damaged_keys_and_objects_fail_clearly_and_touch_nothing() {
     let cut = good[..good.len() - 1000].to_vec();
     for (what, bytes) in [("flipped", flipped), ("cut", cut)] {
         dest.replace(&name, &bytes);
-        let r = restore(&id, &right.open);
-        assert_eq!(r.code, 5, "{what}: {}", r.stderr);
-        assert!(r.stderr.contains(&id), "{what}: {}", r.stderr);
+        // Through the agent (decrypted on the host, fed to the helper) and the engine's endpoint.
+        for mode in [&[][..], &["--agent".to_string(), "never".to_string()][..]] {
+            let r = restore(&id, &[right.open.clone(), mode.to_vec()].concat());
+            assert_eq!(r.code, 5, "{what} {mode:?}: {}", r.stderr);
+            assert!(r.stderr.contains(&id), "{what}: {}", r.stderr);
+        }
+        let d = dockyard(&args(
+            &["dump", &id, "/srv/media/b", "--to", &url],
+            &right.open,
+        ));
+        assert_eq!(d.code, 5, "{what}, dump: {}", d.stderr);
         let v = dockyard(&["verify", &id, "--to", &url]);
         assert_eq!(v.code, 5, "{what}, verify without the key: {}", v.stderr);
         let v = dockyard(&args(&["verify", &id, "--to", &url], &right.open));
@@ -536,6 +590,14 @@ fn missing_wrong_or_damaged_keys_and_objects_fail_clearly_and_touch_nothing() {
     let r = restore(&id, &right.open);
     assert!(r.code == 2 || r.code == 5, "{}", r.stderr);
     dest.replace(&name, &good);
+    // dump: a key is needed, and with it the file comes out as it was.
+    let d = dockyard(&["dump", &id, "/srv/media/a.txt", "--to", &url]);
+    assert_eq!(d.code, 2, "{}", d.stderr);
+    let d = dockyard(&args(
+        &["dump", &id, "/srv/media/a.txt", "--to", &url],
+        &right.open,
+    ));
+    assert_eq!(d.ok(), "MARKER-one\n");
     restore_ok(&app, &url, &id, &right.open);
 }
 
@@ -613,11 +675,21 @@ fn no_key_passphrase_or_key_file_ever_enters_a_helper_or_the_output() {
     let url = dest.url();
     let dir = keys_dir.path().to_str().unwrap().to_string();
     let root = std::path::PathBuf::from(docker(&["info", "--format", "{{.DockerRootDir}}"]).trim());
+    // Inside a helper: no key, no passphrase, and not the directory holding them (a mount).
     let clean = |seen: &str, when: &str| {
         for secret in [&pass.secret, &key.secret, &dir] {
             assert!(
                 !seen.contains(secret.as_str()),
                 "{when}: {secret:?} is visible"
+            );
+        }
+    };
+    // In the output: no key and no passphrase (file names are no secret: `undo` names them).
+    let quiet = |said: &str, when: &str| {
+        for secret in [&pass.secret, &key.secret] {
+            assert!(
+                !said.contains(secret.as_str()),
+                "{when}: {secret:?} is printed"
             );
         }
     };
@@ -639,7 +711,7 @@ fn no_key_passphrase_or_key_file_ever_enters_a_helper_or_the_output() {
         run.release("write-midway");
         let (code, stderr) = run.finish();
         assert_eq!(code, 0, "{stderr}");
-        clean(&stderr, "backup's log");
+        quiet(&stderr, "backup's log");
     }
     let latest = one_document(&dockyard(&["list", "--to", &url, "--json"]).ok())["backups"][0]
         ["id"]
@@ -667,7 +739,7 @@ fn no_key_passphrase_or_key_file_ever_enters_a_helper_or_the_output() {
         run.release("read-midway");
         let (code, stderr) = run.finish();
         assert_eq!(code, 0, "{stderr}");
-        clean(&stderr, "restore's log");
+        quiet(&stderr, "restore's log");
     }
     // The identity file too, through --identity and DOCKYARD_IDENTITY_FILE.
     let id = one_document(
@@ -702,8 +774,28 @@ fn no_key_passphrase_or_key_file_ever_enters_a_helper_or_the_output() {
     run.release("read-midway");
     let (code, stderr) = run.finish();
     assert_eq!(code, 0, "{stderr}");
-    clean(&stderr, "its log");
-    // What the run leaves: the safety backups of encrypted restores are encrypted too.
+    quiet(&stderr, "its log");
+    // The JSON and -vv log of a restore with a key file and a safety backup: no key in either;
+    // the safety backup is encrypted to the key's public half, and its `undo` command (which
+    // names the key file) puts the old contents back.
+    app.sh("echo before-undo > /srv/media/a.txt");
+    let r = dockyard(&args(
+        &[
+            "restore", &app.name, "--from", &url, "--backup", &id, "--json", "-vv",
+        ],
+        &key.open,
+    ));
+    quiet(&r.stdout, "restore's JSON");
+    quiet(&r.stderr, "restore's log");
+    let doc = one_document(&r.ok());
+    let undo = doc["safety_backup"]["undo"].as_str().unwrap().to_string();
+    assert!(undo.contains("--identity"), "{undo}");
+    assert_eq!(app.sh("cat /srv/media/a.txt"), "MARKER-x\n");
+    let words = shell_words::split(&undo).unwrap();
+    let undone = dockyard(&words[1..].iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(undone.code, 0, "{undo}: {}", undone.stderr);
+    assert_eq!(app.sh("cat /srv/media/a.txt"), "before-undo\n");
+    // What the runs leave: the safety backups of encrypted restores are encrypted too.
     let listed = one_document(&dockyard(&["list", "--to", &url, "--json"]).ok());
     let backups = listed["backups"].as_array().unwrap();
     assert!(
@@ -799,7 +891,7 @@ fn a_config_encrypts_only_the_destination_that_asks() {
         "{:?}",
         offsite.names()
     );
-    // A job-level key and a destination's passphrase together are refused by name.
+    // Recipients and a passphrase on one destination are refused, naming it.
     std::fs::write(keys_dir.path().join("bad.toml"), format!(
         "[destinations.d]\nurl = \"{}\"\nencrypt_to = [\"{recipient}\"]\npassphrase_file = \"/nonexistent\"\n\
          [jobs.j]\ncontainer = \"{}\"\ndestinations = [\"d\"]\n",

@@ -8,7 +8,7 @@ use chrono::Utc;
 use super::Ctx;
 use crate::archive::entry::Kind;
 use crate::archive::names::prefix_for;
-use crate::archive::verify::{check, Expect};
+use crate::archive::verify::check;
 use crate::destination::DestSpec;
 use crate::encryption::Unlock;
 use crate::error::Failure;
@@ -65,7 +65,7 @@ pub async fn run(
         .as_bytes()
         .to_vec();
     let key = Key::open(dest.as_ref(), &m, unlock).await?;
-    let expect = Expect::of(&m);
+    let expect = key.expect(&m);
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
     let reading = key.read(dest.as_ref(), &m, None, move |r| {
         let mut found = None;

@@ -26,20 +26,35 @@ impl fmt::Debug for Recipient {
 
 impl Recipient {
     /// Parses one recipient: `age1…`, `ssh-ed25519 …` or `ssh-rsa …`.
+    /// A rejected value is never echoed: it may be a private key given by mistake.
     pub fn parse(text: &str) -> Result<Recipient, String> {
         let text = text.trim();
+        let upper = text.to_ascii_uppercase();
+        if upper.starts_with("AGE-SECRET-KEY-") || upper.contains("PRIVATE KEY") {
+            return Err(
+                "this is a private key, not a recipient: give its public key (`age-keygen -y FILE`, or the .pub file of an SSH key)"
+                    .into(),
+            );
+        }
         let ok = if text.starts_with("age1") {
             age::x25519::Recipient::from_str(text).is_ok()
         } else if text.starts_with("ssh-ed25519 ") || text.starts_with("ssh-rsa ") {
             age::ssh::Recipient::from_str(text).is_ok()
         } else {
-            return Err(format!(
-                "{:?} is not a recipient: give an age public key (age1…), an SSH public key (ssh-ed25519 … or ssh-rsa …), or @FILE with one per line",
-                shorten(text)
-            ));
+            return Err(
+                "not a recipient: give an age public key (age1…), an SSH public key (ssh-ed25519 … or ssh-rsa …), or @FILE with one per line"
+                    .into(),
+            );
         };
         if !ok {
-            return Err(format!("{:?} is not a valid key", shorten(text)));
+            let kind = if text.starts_with("age1") {
+                "age"
+            } else if text.starts_with("ssh-rsa") {
+                "ssh-rsa"
+            } else {
+                "ssh-ed25519"
+            };
+            return Err(format!("not a valid {kind} public key"));
         }
         Ok(Recipient {
             text: canonical(text),
@@ -75,6 +90,9 @@ fn fingerprint(canonical: &str) -> String {
     hex::encode(Sha256::digest(canonical.as_bytes()))[..16].to_string()
 }
 
+/// The most recipients one backup may be encrypted to (a manifest with more is refused).
+pub const MAX_RECIPIENTS: usize = 32;
+
 /// Every recipient `values` name (`--encrypt-to`, repeatable): keys, and `@FILE` read one per
 /// line (`#` comments and blank lines skipped).
 pub fn recipients(values: &[String]) -> Result<Vec<Recipient>, Failure> {
@@ -103,6 +121,12 @@ pub fn recipients(values: &[String]) -> Result<Vec<Recipient>, Failure> {
         return Err(Failure::usage(format!(
             "no recipient in {}",
             values.join(", ")
+        )));
+    }
+    if out.len() > MAX_RECIPIENTS {
+        return Err(Failure::usage(format!(
+            "{} recipients; at most {MAX_RECIPIENTS} are supported",
+            out.len()
         )));
     }
     Ok(out)
@@ -212,17 +236,23 @@ impl IdentityFile {
                 text: key.to_string(),
             }]);
         }
+        // The lines age's own identity-file reader takes: every one not empty or a comment.
         let text = String::from_utf8_lossy(&bytes);
         let mut out = Vec::new();
-        for line in text.lines().map(str::trim) {
-            if line.starts_with("AGE-SECRET-KEY-") {
-                let id = age::x25519::Identity::from_str(line).map_err(|_| {
-                    format!("{}: a line is not a valid age identity", path.display())
-                })?;
-                out.push(Recipient {
-                    text: id.to_public().to_string(),
-                });
+        for (n, line) in text.lines().enumerate() {
+            if line.is_empty() || line.starts_with('#') {
+                continue;
             }
+            let id = age::x25519::Identity::from_str(line).map_err(|_| {
+                format!(
+                    "{}, line {}: not an age identity whose public key dockyard can read",
+                    path.display(),
+                    n + 1
+                )
+            })?;
+            out.push(Recipient {
+                text: id.to_public().to_string(),
+            });
         }
         Ok(out)
     }
@@ -233,12 +263,4 @@ fn is_ssh_key(bytes: &[u8]) -> bool {
     let text = String::from_utf8_lossy(bytes);
     text.contains("-----BEGIN OPENSSH PRIVATE KEY-----")
         || text.contains("-----BEGIN RSA PRIVATE KEY-----")
-}
-
-/// At most 24 characters of `text`, for messages.
-fn shorten(text: &str) -> String {
-    match text.char_indices().nth(24) {
-        Some((i, _)) => format!("{}…", &text[..i]),
-        None => text.to_string(),
-    }
 }

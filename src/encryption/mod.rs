@@ -4,7 +4,7 @@
 
 pub mod keys;
 
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::Path;
 
 use crate::error::Failure;
@@ -64,18 +64,33 @@ impl Unlock {
         self.identities.is_empty() && self.passphrase.is_none()
     }
 
-    /// What a backup made with this would be encrypted to: the passphrase, else the public keys
-    /// of the identities (a restore's safety backup, so whoever could read the backup restored
-    /// can read it). `None` when nothing was given.
-    pub fn seal(&self) -> Result<Option<Seal>, Failure> {
-        if let Some(p) = &self.passphrase {
-            return Ok(Some(Seal::Passphrase(p.clone())));
+    /// What to encrypt a new backup with so that what opened a backup made for `made_for` (its
+    /// manifest's recipients) opens it too: the passphrase for a passphrase backup, else the
+    /// public keys of the identity files (a restore's safety backup of an encrypted backup's
+    /// target). An error when nothing given yields one: a safety backup is never written plain
+    /// in its place.
+    pub fn seal_for(&self, made_for: &[String]) -> Result<Seal, Failure> {
+        if made_for == ["passphrase"] {
+            return self
+                .passphrase
+                .clone()
+                .map(Seal::Passphrase)
+                .ok_or_else(|| {
+                    Failure::usage(
+                        "no passphrase to encrypt the safety backup with; give --passphrase-file",
+                    )
+                });
         }
         let mut keys = Vec::new();
         for file in &self.identities {
             keys.extend(file.recipients().map_err(Failure::usage)?);
         }
-        Ok((!keys.is_empty()).then_some(Seal::Recipients(keys)))
+        if keys.is_empty() {
+            return Err(Failure::usage(
+                "no public key in the identity files given to encrypt the safety backup to",
+            ));
+        }
+        Ok(Seal::Recipients(keys))
     }
 
     /// The flags that give the same again (file names; never a key), for a command to copy:
@@ -156,8 +171,15 @@ impl Age {
     /// Reads the age header at the start of `stored` and finds the identity (or passphrase) that
     /// opens it, reading no further: so a restore can fail before it touches anything.
     pub fn open_header(&self, stored: impl Read) -> Result<(), Locked> {
+        let limited = bounded(stored).map_err(|e| match e.kind() {
+            io::ErrorKind::InvalidData => Locked::Damaged(e.to_string()),
+            _ => Locked::Io(e),
+        })?;
         let decryptor =
-            age::Decryptor::new_buffered(BufReader::new(stored)).map_err(|e| match e {
+            age::Decryptor::new_buffered(BufReader::new(limited)).map_err(|e| match e {
+                age::DecryptError::Io(e) if e.kind() == io::ErrorKind::InvalidData => {
+                    Locked::Damaged(e.to_string())
+                }
                 age::DecryptError::Io(e) => Locked::Io(e),
                 e => Locked::Damaged(format!("its age header cannot be read: {e}")),
             })?;
@@ -185,7 +207,14 @@ impl Age {
     ) -> Result<Vec<Box<dyn age::Identity>>, String> {
         if decryptor.is_scrypt() {
             return match &self.unlock.passphrase {
-                Some(p) => Ok(vec![Box::new(age::scrypt::Identity::new(p.secret()))]),
+                Some(p) => {
+                    // A forged header may ask for any amount of scrypt work: at most 2^20
+                    // (1 GiB of memory, a few seconds), more than age's own default of about
+                    // one second on the machine that wrote it.
+                    let mut id = age::scrypt::Identity::new(p.secret());
+                    id.set_max_work_factor(MAX_SCRYPT_LOG_N);
+                    Ok(vec![Box::new(id)])
+                }
                 None => Err(
                     "it was encrypted with a passphrase; give it with --passphrase-file (or DOCKYARD_PASSPHRASE_FILE)"
                         .into(),
@@ -198,12 +227,62 @@ impl Age {
                     .into(),
             );
         }
+        // Each file is tried: one that cannot be read is named, and only fails the whole when
+        // none can.
         let mut all = Vec::new();
+        let mut unusable = Vec::new();
         for file in &self.unlock.identities {
-            all.extend(file.load()?);
+            match file.load() {
+                Ok(ids) => all.extend(ids),
+                Err(why) => unusable.push(why),
+            }
+        }
+        if all.is_empty() {
+            return Err(unusable.join("; "));
+        }
+        for why in unusable {
+            tracing::warn!("an identity file was skipped: {why}");
         }
         Ok(all)
     }
+}
+
+/// The largest scrypt work factor (log2 N) a passphrase backup may ask for.
+const MAX_SCRYPT_LOG_N: u8 = 20;
+
+/// The most an age header may take: [`keys::MAX_RECIPIENTS`] stanzas of the largest kind (an
+/// ssh-rsa one is about a dozen lines) fit. age reads a header line by line, parsing all of it
+/// again after each line and without a bound, so a forged header of a million lines would take
+/// hours; one over these is refused before age sees it.
+const HEADER_LIMIT: u64 = 64 << 10;
+const HEADER_LINES: usize = 512;
+
+/// `stored` with its age header read ahead and checked against [`HEADER_LIMIT`] and
+/// [`HEADER_LINES`] (what does not start like an age file is left for age to refuse).
+fn bounded<R: Read>(stored: R) -> io::Result<impl Read> {
+    let mut rest = BufReader::new(stored);
+    let mut header = Vec::new();
+    for line in 0.. {
+        let before = header.len();
+        let room = HEADER_LIMIT + 1 - before as u64;
+        if (&mut rest).take(room).read_until(b'\n', &mut header)? == 0 {
+            break;
+        }
+        let text = &header[before..];
+        if (line == 0 && text != b"age-encryption.org/v1\n") || text.starts_with(b"---") {
+            break;
+        }
+        if header.len() as u64 > HEADER_LIMIT || line >= HEADER_LINES {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "its age header is larger than {} KiB or {HEADER_LINES} lines: not one dockyard writes",
+                    HEADER_LIMIT >> 10
+                ),
+            ));
+        }
+    }
+    Ok(io::Cursor::new(header).chain(rest))
 }
 
 /// A writer into a shared buffer (the transform owns its output).
@@ -269,7 +348,8 @@ impl Transform for Age {
     }
 
     fn reader(&self, stored: Box<dyn Read + Send>) -> io::Result<Box<dyn Read + Send>> {
-        let decryptor = age::Decryptor::new_buffered(BufReader::with_capacity(1 << 20, stored))
+        let limited = bounded(stored)?;
+        let decryptor = age::Decryptor::new_buffered(BufReader::with_capacity(128 << 10, limited))
             .map_err(|e| {
                 io::Error::new(io::ErrorKind::InvalidData, format!("not an age file: {e}"))
             })?;
@@ -392,10 +472,11 @@ mod tests {
         assert_eq!(got[0].fingerprint().len(), 16);
         assert!(!format!("{got:?}").contains(&a[..20]), "Debug shows a key");
         let err = recipients(&["age1nope".into()]).unwrap_err().to_string();
-        assert!(err.contains("not a valid key"), "{err}");
+        assert!(err.contains("not a valid age public key"), "{err}");
+        // A rejected value is never echoed: it may be a secret given by mistake.
         let err = recipients(&["hunter2".into()]).unwrap_err().to_string();
         assert!(
-            err.contains("not a recipient") && err.contains("@FILE"),
+            err.contains("not a recipient") && err.contains("@FILE") && !err.contains("hunter2"),
             "{err}"
         );
         std::fs::write(&file, "age1bad\n").unwrap();
@@ -403,5 +484,46 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("line 1"), "{err}");
+        // An identity file given as recipients (age-keygen puts the public key in a comment):
+        // named for what it is, no byte of the key shown.
+        let id = age::x25519::Identity::generate();
+        let secret = id.to_string().expose_secret().to_string();
+        std::fs::write(
+            &file,
+            format!("# public key: {}\n{secret}\n", id.to_public()),
+        )
+        .unwrap();
+        let err = recipients(&[format!("@{}", file.display())])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("private key"), "{err}");
+        assert!(!err.contains(&secret[15..23]), "{err}");
+        let many = vec![a; keys::MAX_RECIPIENTS + 1];
+        assert!(recipients(&many)
+            .unwrap_err()
+            .to_string()
+            .contains("at most"));
+    }
+
+    #[test]
+    fn a_forged_header_that_never_ends_is_refused_in_bounded_time() {
+        let mut forged = b"age-encryption.org/v1\n".to_vec();
+        while forged.len() < 8 << 20 {
+            forged.extend_from_slice(b"-> X25519 AAAA\nAAAA\n");
+        }
+        let open = Age::unlocking(Unlock::default());
+        let started = std::time::Instant::now();
+        match open.open_header(io::Cursor::new(forged.clone())) {
+            Err(Locked::Damaged(why)) => assert!(why.contains("larger than"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        let err = open
+            .reader(Box::new(io::Cursor::new(forged)))
+            .err()
+            .expect("refused");
+        assert!(err.to_string().contains("larger than"), "{err}");
+        // Not a timing test: the bound is what makes it end at all (age re-parses the header
+        // after each line), and a debug build takes well under this.
+        assert!(started.elapsed() < std::time::Duration::from_secs(60));
     }
 }

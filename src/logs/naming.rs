@@ -1,6 +1,7 @@
 //! Names: a rotated file is `<name>.<UTC timestamp>` beside the live one (sortable; the rotate
 //! script adds `.1`, `.2`, ... in the rare case of a clash), and it ships to the deterministic key
-//! `logs/<container>/<name>/<YYYY>/<MM>/<DD>/<rotated>.zst`, so shipping it twice overwrites.
+//! `logs/<container>/<name>/<YYYY>/<MM>/<DD>/<rotated>.zst` (`.zst.age` encrypted), so shipping it
+//! twice overwrites.
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 

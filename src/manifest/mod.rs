@@ -47,9 +47,14 @@ pub struct MountRecord {
     pub volume: Option<String>,
 }
 
-/// The manifest format this dockyard writes. 1 is dockyard 0.1.0's (no `format` field); 2 adds
-/// the field itself and the manifest's own mount record. A newer format is refused by name.
-pub const FORMAT: u32 = 2;
+/// The newest manifest format this dockyard reads and writes. 1 is dockyard 0.1.0's (no `format`
+/// field); 2 adds the field itself and the manifest's own mount record; 3 an encrypted backup
+/// (`encryption`), so an older dockyard says to upgrade rather than misread it. A newer format is
+/// refused by name.
+pub const FORMAT: u32 = 3;
+
+/// The format a plain backup is written with (2: every dockyard since 0.2 reads it).
+pub const PLAIN_FORMAT: u32 = 2;
 
 /// Manifests without a `format` field are dockyard 0.1.0's.
 fn legacy_format() -> u32 {
@@ -161,11 +166,10 @@ impl Manifest {
                 // Printed in messages: only what dockyard writes, so a forged manifest cannot
                 // put control characters on an operator's terminal.
                 let fingerprint = |r: &String| {
-                    r == "passphrase"
-                        || (r.len() == 16 && r.bytes().all(|b| b.is_ascii_hexdigit()))
+                    r == "passphrase" || (r.len() == 16 && r.bytes().all(|b| b.is_ascii_hexdigit()))
                 };
                 if e.recipients.is_empty()
-                    || e.recipients.len() > 256
+                    || e.recipients.len() > crate::encryption::keys::MAX_RECIPIENTS
                     || !e.recipients.iter().all(fingerprint)
                 {
                     return Err(
@@ -273,7 +277,7 @@ pub(crate) fn sample(id: &str, container: &str, secs: i64) -> Manifest {
     Manifest {
         exclude: vec![],
         encryption: None,
-        format: FORMAT,
+        format: PLAIN_FORMAT,
         id: id.into(),
         container: container.into(),
         container_id: "c".into(),

@@ -128,17 +128,28 @@ mod tests {
         let listing = names(&[
             "done.tar.zst.age",
             "done.json",
+            "done.snapshot.json.age",
             "dead.tar.zst.age",
+            "dead.snapshot.json.age",
             "dead.pending",
             "live.tar.zst.age",
+            "live.snapshot.json.age",
             "live.pending",
+            "half.snapshot.json.age",
+            "half.pending",
         ]);
-        let gone = |id: &str| matches!(id, "dead" | "done");
+        let gone = |id: &str| matches!(id, "dead" | "done" | "half");
+        // A sealed snapshot goes with its archive; a run that died with only that written
+        // leaves its record until the object is gone.
         assert_eq!(
             plan(&listing, gone),
             Plan {
-                archives: names(&["dead.tar.zst.age"]),
-                pending: names(&["dead.pending"]),
+                archives: names(&[
+                    "dead.tar.zst.age",
+                    "dead.snapshot.json.age",
+                    "half.snapshot.json.age"
+                ]),
+                pending: names(&["dead.pending", "half.pending"]),
             }
         );
     }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use anyhow::Result;
 
+use crate::archive::verify::Expect;
 use crate::destination::{DestError, Destination};
 use crate::encryption::{Age, Locked, Unlock};
 use crate::error::Failure;
@@ -61,6 +62,15 @@ impl Key {
         self.0.is_some()
     }
 
+    /// What `m` promises about the bytes this key's reads hand on: for an encrypted backup, its
+    /// sha256 and size are the stored bytes', checked here, not by the plain side's reader.
+    pub fn expect(&self, m: &Manifest) -> Expect {
+        Expect {
+            sealed: self.is_sealed(),
+            ..Expect::of(m)
+        }
+    }
+
     /// The archive of `m` at `dest` as a source: through age, its stored bytes hashed, when
     /// sealed.
     pub fn source<'a>(&self, dest: &'a dyn Destination, m: &Manifest) -> ArchiveSource<'a> {
@@ -91,16 +101,7 @@ impl Key {
     {
         let reading = self.source(dest, m).read_blocking(counted, work).await?;
         if let (Some(sha256), Ok(_)) = (&reading.sha256, &reading.value) {
-            if reading.stored != m.size || *sha256 != m.sha256 {
-                return Err(damaged(
-                    m,
-                    dest,
-                    &format!(
-                        "the stored object does not match its manifest: manifest says sha256 {} and {} bytes, the object has {sha256} and {}",
-                        m.sha256, m.size, reading.stored
-                    ),
-                ));
-            }
+            stored_match(dest, m, sha256, reading.stored)?;
         }
         Ok(reading.value)
     }
@@ -120,6 +121,22 @@ impl Key {
     pub async fn feed(&self, dest: &dyn Destination, m: &Manifest) -> Result<Feed, DestError> {
         self.source(dest, m).feed().await
     }
+}
+
+/// Checks stored bytes (their sha256 and count) against manifest `m`: a mismatch is a
+/// verification failure naming the backup.
+pub fn stored_match(dest: &dyn Destination, m: &Manifest, sha256: &str, size: u64) -> Result<()> {
+    if size != m.size || sha256 != m.sha256 {
+        return Err(damaged(
+            m,
+            dest,
+            &format!(
+                "the stored object does not match its manifest: manifest says sha256 {} and {} bytes, the object has {sha256} and {size}",
+                m.sha256, m.size
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// What was given to open a backup, for the message when nothing did.

@@ -213,6 +213,7 @@ impl<'a> ArchiveSource<'a> {
             digest: digest.clone(),
             read: 0,
             total: read.clone(),
+            midway: true,
         };
         let transform = self.transform.clone();
         let out = tokio::task::spawn_blocking(move || {
@@ -284,6 +285,7 @@ impl ArchiveSource<'_> {
                             digest: None,
                             read: 0,
                             total: Arc::new(AtomicU64::new(0)),
+                            midway: false,
                         });
                         let mut plain = t.reader(stored)?;
                         streams::copy_chunks(&mut plain, writer)?;
@@ -414,6 +416,9 @@ struct Transport<R> {
     total: Arc<AtomicU64>,
     /// Bytes read so far (for the test builds' fault point `read-midway`).
     read: u64,
+    /// Whether this reader is where `read-midway` stops (not when another reader of the same
+    /// stream, the agent's feed, has its own).
+    midway: bool,
 }
 
 impl<R: Read> Read for Transport<R> {
@@ -437,7 +442,7 @@ impl<R: Read> Read for Transport<R> {
         self.read += n as u64;
         self.total
             .store(self.read, std::sync::atomic::Ordering::Relaxed);
-        if before < crate::fault::MIDWAY && self.read >= crate::fault::MIDWAY {
+        if self.midway && before < crate::fault::MIDWAY && self.read >= crate::fault::MIDWAY {
             crate::fault::point_blocking("read-midway");
         }
         Ok(n)

@@ -225,7 +225,10 @@ pub async fn backup(
     crate::fault::point(&format!("written-{}", info.name)).await;
 
     let mut m = Manifest {
-        format: crate::manifest::FORMAT,
+        format: match age {
+            Some(_) => crate::manifest::FORMAT,
+            None => crate::manifest::PLAIN_FORMAT,
+        },
         id: id.clone(),
         container: info.name.clone(),
         container_id: info.id.clone(),

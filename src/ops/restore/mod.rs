@@ -28,6 +28,8 @@ use chrono::Utc;
 use super::key::Key;
 use super::quiesce::{self, Quiesce};
 use super::Session;
+use crate::destination::Destination;
+use crate::encryption::Seal;
 use crate::error::Failure;
 use crate::lock::{Access, ContainerLock};
 use crate::manifest::{self, Manifest, Store};
@@ -38,6 +40,7 @@ pub use outcome::{shorten, DryRun, Outcome, PathDiff, Restored, SafetyBackup};
 use plan::{pick_paths, plan, refuse_devices};
 use safety::safety_backup;
 use stage::{archived_roots, stage_all, Backup};
+use std::sync::Arc;
 
 /// Restores the backup `s` names; with `--stop`, with the target (and others) stopped around it.
 /// Prints nothing.
@@ -48,6 +51,15 @@ pub async fn run(session: &Session, s: RestoreSettings) -> Result<Outcome> {
     let target = engine.inspect(&s.container).await?;
     let m = pick(&dest, &s, &target.name).await?;
     let key = Key::open(dest.as_ref(), &m, &s.unlock).await?;
+    // Whoever could read the backup can read what it replaces: the safety backup is encrypted
+    // to the same (decided now, so nothing fails for it later).
+    let seal = match &m.encryption {
+        Some(e) if s.safety_backup && !s.dry_run => Some(s.unlock.seal_for(&e.recipients)?),
+        _ => None,
+    };
+    if m.encryption.is_none() && !s.unlock.is_empty() {
+        tracing::warn!(id = %m.id, "backup {} is not encrypted, though a key was given", m.id);
+    }
     let (stop, stop_timeout, container) = (s.stop.clone(), s.stop_timeout, s.container.clone());
     let quiet = Quiesce {
         container: &container,
@@ -56,8 +68,13 @@ pub async fn run(session: &Session, s: RestoreSettings) -> Result<Outcome> {
         pre_hook: None,
         post_hook: None,
     };
-    let (mut outcome, downtime) =
-        quiesce::around(session, engine, quiet, restore(session, s, &m, &key)).await?;
+    let (mut outcome, downtime) = quiesce::around(
+        session,
+        engine,
+        quiet,
+        restore(session, s, dest.clone(), &m, &key, seal),
+    )
+    .await?;
     if let Outcome::Restored(r) = &mut outcome {
         r.downtime_seconds = downtime;
     }
@@ -66,11 +83,7 @@ pub async fn run(session: &Session, s: RestoreSettings) -> Result<Outcome> {
 
 /// The backup `s` names at `dest` (`latest` of the target `target` or of `--container`), checked
 /// to be of the container it is restored into unless told otherwise.
-async fn pick(
-    dest: &std::sync::Arc<dyn crate::destination::Destination>,
-    s: &RestoreSettings,
-    target: &str,
-) -> Result<Manifest> {
+async fn pick(dest: &Arc<dyn Destination>, s: &RestoreSettings, target: &str) -> Result<Manifest> {
     let source = s.source.clone().unwrap_or_else(|| target.to_string());
     let select = match s.archive.as_str() {
         "latest" => manifest::Select::Container(&source),
@@ -94,15 +107,17 @@ async fn pick(
     Ok(m)
 }
 
-/// The restore of backup `m` (read with `key`) itself, inside the quiesce guard.
+/// The restore of backup `m` at `dest` (read with `key`; its safety backup encrypted with
+/// `seal`) itself, inside the quiesce guard.
 async fn restore(
     session: &Session,
     s: RestoreSettings,
+    dest: Arc<dyn Destination>,
     m: &Manifest,
     key: &Key,
+    seal: Option<Seal>,
 ) -> Result<Outcome> {
     let engine = session.engine().await?;
-    let dest = s.dest.open().await;
     let target = engine.inspect(&s.container).await?;
     let image = s
         .helper_image
@@ -203,7 +218,7 @@ async fn restore(
             &s,
             &safety_dest,
             &opened,
-            m.encryption.is_some(),
+            seal,
         )
         .await
         {

@@ -10,6 +10,7 @@ use super::survey::occupied_paths;
 use crate::archive::pack::Compression;
 use crate::destination::DestSpec;
 use crate::docker::{ContainerInfo, Engine};
+use crate::encryption::Seal;
 use crate::manifest::Store;
 use crate::manifest::{self, SAFETY_TAG};
 use crate::ops::backup::backup;
@@ -28,7 +29,7 @@ pub(super) async fn safety_backup(
     s: &RestoreSettings,
     safety_dest: &DestSpec,
     opened: &Store,
-    encrypted: bool,
+    seal: Option<Seal>,
 ) -> Result<Option<SafetyBackup>> {
     let occupied = occupied_paths(engine, target, plan, image).await?;
     if occupied.is_empty() {
@@ -53,9 +54,8 @@ pub(super) async fn safety_backup(
         pre_hook: None,
         post_hook: None,
         dry_run: false,
-        // Whoever could read the backup restored can read what it replaces: encrypted to the
-        // identities' public keys (or the passphrase) that opened it.
-        encryption: if encrypted { s.unlock.seal()? } else { None },
+        // An encrypted backup's target is saved encrypted (see `Unlock::seal_for`).
+        encryption: seal,
     };
     let (safety, secs) = backup(session, engine, target, &settings, opened, session.progress)
         .await

@@ -10,7 +10,6 @@ use crate::agent::host::{self, Unavailable, UnpackFailed};
 use crate::agent::UnpackJob;
 use crate::archive::entry::{Kind, RootMeta};
 use crate::archive::stage::{stage, StageSpec, Staged};
-use crate::archive::verify::Expect;
 use crate::archive::writer::TarWriter;
 use crate::destination::Destination;
 use crate::docker::{ContainerInfo, DockerError, Engine, Helper, HelperSpec};
@@ -154,7 +153,7 @@ pub(super) async fn stage_each(
                     mount: member.mount.clone(),
                     spec: spec.clone(),
                     first,
-                    expect: Expect::of(m),
+                    expect: key.expect(m),
                 };
                 let source = Source {
                     engine,
@@ -436,7 +435,7 @@ pub(super) async fn stage_one(
     spec: StageSpec,
     first: bool,
 ) -> Result<Staged> {
-    let expect = Expect::of(source.m);
+    let expect = source.key.expect(source.m);
     stage_through(source, mount, move |r, w| {
         stage_member(r, &expect, &spec, first, w)
     })
@@ -446,7 +445,7 @@ pub(super) async fn stage_one(
 /// Streams a single-file path of the archive into its staged name beside the live file.
 pub(super) async fn stage_file(source: &Source<'_>, into: &str, spec: StageSpec) -> Result<Staged> {
     let m = source.m;
-    let expect = Expect::of(m);
+    let expect = source.key.expect(m);
     let path = spec.path.clone();
     let staged = stage_through(source, into, move |r, w| stage(r, &expect, &spec, w)).await?;
     if !staged.single_file {
@@ -500,8 +499,12 @@ where
             uploaded?;
             Ok(staged)
         }
-        // The engine stopped taking the stream: its error, not the archive's.
-        Err(_) if uploaded.is_err() => Err(uploaded.unwrap_err().into()),
+        // The engine stopped taking the stream (the writer found the channel closed): its
+        // error, not the archive's. An archive that failed first cuts the stream short, and
+        // the engine's complaint about that is not the cause.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe && uploaded.is_err() => {
+            Err(uploaded.unwrap_err().into())
+        }
         Err(e) => Err(failed_verification(m, dest, &e.to_string())),
     }
 }
