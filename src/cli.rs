@@ -565,6 +565,10 @@ pub struct ShipArgs {
     /// destination, after shipping. Default: keep them.
     #[arg(long, value_name = "AGE")]
     pub prune_after: Option<Age>,
+
+    /// Shipped logs are encrypted the same way (`<name>.zst.age`) when asked.
+    #[command(flatten)]
+    pub encrypt: EncryptArgs,
 }
 
 /// Where backups live.
@@ -614,6 +618,9 @@ pub struct BackupArgs {
     #[command(flatten)]
     pub agent: AgentArg,
 
+    #[command(flatten)]
+    pub encrypt: EncryptArgs,
+
     /// Say what would be backed up (paths, mounts, volumes) and written where; change nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -632,6 +639,53 @@ pub struct BackupArgs {
 
     #[command(flatten)]
     pub notify: OneOffNotifyArgs,
+}
+
+/// Encryption of what is written (age, on the host: no key enters a helper container).
+#[derive(Debug, Args, Default)]
+pub struct EncryptArgs {
+    /// Encrypt with age to this recipient: an age public key (`age1...`), an SSH public key
+    /// (`ssh-ed25519 ...`, `ssh-rsa ...`), or `@FILE` with one per line (`#` comments); repeat
+    /// for several (any one of their private keys decrypts). The archive is `<id>.tar.zst.age`.
+    #[arg(
+        long = "encrypt-to",
+        value_name = "RECIPIENT",
+        help_heading = "Encryption"
+    )]
+    pub encrypt_to: Vec<String>,
+
+    /// Encrypt with age to the passphrase on this file's first line (scrypt) instead of
+    /// recipients. Never give a passphrase on the command line.
+    #[arg(
+        long,
+        env = "DOCKYARD_PASSPHRASE_FILE",
+        value_name = "FILE",
+        help_heading = "Encryption"
+    )]
+    pub passphrase_file: Option<std::path::PathBuf>,
+}
+
+/// What opens an encrypted backup (read on the host only).
+#[derive(Debug, Args, Default)]
+pub struct UnlockArgs {
+    /// An age identity file (from `age-keygen`) or an unprotected SSH private key that decrypts
+    /// an encrypted backup; repeat for several (each is tried).
+    #[arg(
+        long = "identity",
+        env = "DOCKYARD_IDENTITY_FILE",
+        value_name = "FILE",
+        help_heading = "Encryption"
+    )]
+    pub identities: Vec<std::path::PathBuf>,
+
+    /// For a backup encrypted with a passphrase: the file whose first line is the passphrase.
+    #[arg(
+        long,
+        env = "DOCKYARD_PASSPHRASE_FILE",
+        value_name = "FILE",
+        help_heading = "Encryption"
+    )]
+    pub passphrase_file: Option<std::path::PathBuf>,
 }
 
 /// Where the tar is made (backup) or unpacked (restore).
@@ -712,6 +766,11 @@ pub struct VerifyArgs {
     /// With `latest`: the newest backup of this container.
     #[arg(long, value_name = "NAME")]
     pub container: Option<String>,
+
+    /// Without these, an encrypted backup's stored bytes are checked against its manifest's
+    /// sha256; with them, it is decrypted and checked whole.
+    #[command(flatten)]
+    pub unlock: UnlockArgs,
 }
 
 /// `dockyard dump`.
@@ -731,6 +790,9 @@ pub struct DumpArgs {
     /// With `latest`: the newest backup of this container.
     #[arg(long, value_name = "NAME")]
     pub container: Option<String>,
+
+    #[command(flatten)]
+    pub unlock: UnlockArgs,
 }
 
 /// `dockyard restore`.
@@ -745,6 +807,11 @@ pub struct RestoreArgs {
 
     #[command(flatten)]
     pub remote: RemoteArgs,
+
+    /// An encrypted backup is decrypted on the host with these; its safety backup is then
+    /// encrypted to their public keys (or the passphrase).
+    #[command(flatten)]
+    pub unlock: UnlockArgs,
 
     /// The backup: its id (the ID column of `dockyard list`), or `latest`: the newest backup of
     /// the target container (or of --container). `--archive` is an older name for it.

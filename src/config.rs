@@ -105,6 +105,12 @@ pub struct DestinationConfig {
     pub s3_part_size_mib: Option<usize>,
     /// SSH: config file instead of ~/.ssh/config.
     pub ssh_config: Option<PathBuf>,
+    /// Encrypt with age to these recipients (`age1...`, `ssh-ed25519 ...`, `ssh-rsa ...`, or
+    /// `@FILE`); a destination's own `encrypt_to`/`passphrase_file` win over a job's.
+    #[serde(default)]
+    pub encrypt_to: Vec<String>,
+    /// Encrypt with age to the passphrase on this file's first line instead (scrypt).
+    pub passphrase_file: Option<PathBuf>,
 }
 
 /// One backup job.
@@ -154,6 +160,12 @@ pub struct JobConfig {
     pub agent: Option<crate::values::AgentMode>,
     /// Retention applied to each destination after a successful backup (restic's rules).
     pub retention: Option<Policy>,
+    /// Encrypt with age to these recipients (`age1...`, `ssh-ed25519 ...`, `ssh-rsa ...`, or
+    /// `@FILE`); a destination's own `encrypt_to`/`passphrase_file` win over a job's.
+    #[serde(default)]
+    pub encrypt_to: Vec<String>,
+    /// Encrypt with age to the passphrase on this file's first line instead (scrypt).
+    pub passphrase_file: Option<PathBuf>,
 }
 
 /// One log job.
@@ -188,6 +200,12 @@ pub struct LogJobConfig {
     pub settle: Option<Settle>,
     /// Helper image (default: the container's image).
     pub helper_image: Option<String>,
+    /// Encrypt shipped logs with age to these recipients (`age1...`, `ssh-ed25519 ...`, `ssh-rsa ...`, or
+    /// `@FILE`); a destination's own `encrypt_to`/`passphrase_file` win over a job's.
+    #[serde(default)]
+    pub encrypt_to: Vec<String>,
+    /// Encrypt shipped logs with age to the passphrase on this file's first line instead (scrypt).
+    pub passphrase_file: Option<PathBuf>,
 }
 
 /// Reads and checks the config file; errors name the file and the key.

@@ -18,7 +18,8 @@ pub async fn point(point: &str) {
     let _ = point;
 }
 
-/// How far into an archive read the point `read-midway` stops (16 MiB).
+/// How far into an archive read (`read-midway`) or write (`write-midway`) those points stop
+/// (16 MiB).
 pub const MIDWAY: u64 = 16 << 20;
 
 /// As [`point`], in a thread that may block (a reader feeding a blocking decoder).

@@ -10,7 +10,7 @@ use dockyard::archive::listing::Diff;
 use dockyard::archive::verify::Report as Checked;
 use dockyard::jobs::{DestResult, JobResult};
 use dockyard::logs::held_open::Holder;
-use dockyard::manifest::{Manifest, MountRecord, PathRecord, FORMAT};
+use dockyard::manifest::{Manifest, MountRecord, PathRecord, PLAIN_FORMAT};
 use dockyard::ops::backup::{Backed, DryRun as BackupDryRun};
 use dockyard::ops::list::{Listing, Rejected};
 use dockyard::ops::logs::{LogsPlan, LogsRun, Report, Sized};
@@ -47,7 +47,7 @@ fn examples() -> BTreeMap<String, String> {
 
 fn manifest() -> Manifest {
     Manifest {
-        format: FORMAT,
+        format: PLAIN_FORMAT,
         id: "web-20261128T103934Z-4f2a".into(),
         container: "web".into(),
         container_id: "0f3c9e2b7a41".into(),

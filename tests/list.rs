@@ -26,13 +26,14 @@ fn columns_fit_their_content_and_paths_keep_one_order() {
         format!("{:<width$}  ", "ID"),
         "{out}"
     );
-    // The size column is as wide as its one value; the paths sorted whatever the manifest says.
+    // The size column is as wide as its one value, a plain backup says `-` under ENCRYPTED; the
+    // paths sorted whatever the manifest says.
     assert!(
         lines[1].starts_with(&format!("{id}  2026-01-01 00:00:00  ")),
         "{out}"
     );
     assert!(
-        lines[1].ends_with(" B  /srv/logs,/srv/media  nightly"),
+        lines[1].ends_with(" B  -          /srv/logs,/srv/media  nightly"),
         "{out}"
     );
     assert_eq!(lines[0].find("PATHS"), lines[1].find("/srv/logs"), "{out}");

@@ -21,6 +21,7 @@ pub use super::said::Counters;
 use super::said::{stdout_of, Heard, Said};
 use super::{PackJob, PackReport, IN_HELPER};
 use crate::docker::{ContainerInfo, DockerError, Engine, Helper, HelperSpec, PathKind, Role};
+use crate::pipeline::FeedFailure;
 
 /// A running `agent pack`: the helper to finish and remove, and what it says.
 pub struct Packing {
@@ -384,12 +385,19 @@ pub async fn unpack(
         total += n as u64;
         sent.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
     }
-    if let Some(e) = source_failed.or_else(|| archive.failure()) {
+    let failed = match source_failed {
+        Some(e) => Some(UnpackFailed::Source(e)),
+        None => archive.failure().map(|f| match f {
+            FeedFailure::Transport(e) => UnpackFailed::Source(e),
+            FeedFailure::Content(e) => UnpackFailed::Refused(e.to_string()),
+        }),
+    };
+    if let Some(failed) = failed {
         // Removed before the error goes back: the restore's clean-up must not meet an agent
         // still writing into the volume.
         let _ = helper.remove().await;
         drained.abort();
-        return Err(UnpackFailed::Source(e));
+        return Err(failed);
     }
     let _ = input.shutdown().await;
     drop(input);

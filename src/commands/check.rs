@@ -49,7 +49,7 @@ pub async fn run(ctx: &Ctx, lowered: &Jobs) -> Result<()> {
                 backups[0].1.paths.clone(),
                 backups
                     .iter()
-                    .map(|(n, s)| (n.clone(), s.dest.clone()))
+                    .map(|(n, s)| (n.clone(), s.dest.clone(), s.encryption.clone()))
                     .collect::<Vec<_>>(),
             ),
             JobPlan::Logs {
@@ -63,21 +63,27 @@ pub async fn run(ctx: &Ctx, lowered: &Jobs) -> Result<()> {
                 settings
                     .ship
                     .iter()
-                    .map(|s| (destination.clone(), s.dest.clone()))
+                    .map(|s| (destination.clone(), s.dest.clone(), s.encryption.clone()))
                     .collect(),
             ),
         };
         let found = check_container(ctx, plan.name(), &container, &paths, &mut problems).await;
-        for (name, spec) in &targets {
+        for (name, spec, _) in &targets {
             dests.insert(name.clone(), spec.clone());
         }
+        // Which destinations get encrypted copies, and for whom (fingerprints, never keys).
+        let encrypted: BTreeMap<&str, Vec<String>> = targets
+            .iter()
+            .filter_map(|(n, _, e)| e.as_ref().map(|e| (n.as_str(), e.fingerprints())))
+            .collect();
         let mut job = json!({
             "job": plan.name(),
             "kind": kind,
             "container": container,
             "container_found": found,
             "paths": paths,
-            "destinations": targets.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>(),
+            "destinations": targets.iter().map(|(n, _, _)| n.clone()).collect::<Vec<_>>(),
+            "encrypted_to": encrypted,
         });
         if let Some(sc) = plan.schedule() {
             let timing = &sc.timing;
@@ -267,6 +273,18 @@ fn say_text(
                 list("destinations")
             }
         ));
+        if let Some(enc) = j["encrypted_to"].as_object().filter(|e| !e.is_empty()) {
+            let each: Vec<String> = enc
+                .iter()
+                .map(|(d, who)| match who.as_array() {
+                    Some(w) if w.len() == 1 && w[0] == "passphrase" => {
+                        format!("{d} (with a passphrase)")
+                    }
+                    w => format!("{d} (to {} recipient(s))", w.map_or(0, Vec::len)),
+                })
+                .collect();
+            ctx.say(&format!("  encrypted with age at {}", each.join(", ")));
+        }
         match j.get("schedule") {
             Some(sched) => ctx.say(&format!(
                 "  schedule {sched}: next {}{}",

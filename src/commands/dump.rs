@@ -8,11 +8,12 @@ use chrono::Utc;
 use super::Ctx;
 use crate::archive::entry::Kind;
 use crate::archive::names::prefix_for;
-use crate::archive::verify::{check, Expect};
+use crate::archive::verify::check;
 use crate::destination::DestSpec;
+use crate::encryption::Unlock;
 use crate::error::Failure;
 use crate::manifest::{self, Store};
-use crate::pipeline::read_blocking;
+use crate::ops::key::Key;
 
 /// Writes file `path` of backup `wanted` (an id, or `latest` of `container`) to stdout.
 pub async fn run(
@@ -21,6 +22,7 @@ pub async fn run(
     wanted: &str,
     container: Option<&str>,
     path: &str,
+    unlock: &Unlock,
 ) -> Result<()> {
     let dest = spec.open().await;
     let store = Store::new(dest.clone());
@@ -62,9 +64,10 @@ pub async fn run(
         .trim_start_matches('/')
         .as_bytes()
         .to_vec();
-    let expect = Expect::of(&m);
+    let key = Key::open(dest.as_ref(), &m, unlock).await?;
+    let expect = key.expect(&m);
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
-    let reading = read_blocking(dest.as_ref(), &m.archive, None, move |r| {
+    let reading = key.read(dest.as_ref(), &m, None, move |r| {
         let mut found = None;
         let walked = check(r, &expect, |c, data| {
             if c.index != index || c.rel != rel {

@@ -55,10 +55,11 @@ fn why_empty(dest: &str, container: Option<&str>, others: &BTreeMap<String, usiz
 /// The rows, header first, each column as wide as its widest cell.
 fn table(all: &[Manifest]) -> Vec<String> {
     let now = Utc::now();
-    let mut rows: Vec<[String; 5]> = vec![[
+    let mut rows: Vec<[String; 6]> = vec![[
         "ID".into(),
         "CREATED (UTC)".into(),
         "SIZE".into(),
+        "ENCRYPTED".into(),
         "PATHS".into(),
         "TAGS".into(),
     ]];
@@ -73,17 +74,21 @@ fn table(all: &[Manifest]) -> Vec<String> {
             m.id.clone(),
             m.created.format("%Y-%m-%d %H:%M:%S").to_string(),
             HumanBytes(m.size).to_string(),
+            match &m.encryption {
+                Some(e) => e.scheme.clone(),
+                None => "-".into(),
+            },
             paths.join(","),
             tags,
         ]);
     }
     let width = |i: usize| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0);
-    let (w0, w1, w2, w3) = (width(0), width(1), width(2), width(3));
+    let (w0, w1, w2, w3, w4) = (width(0), width(1), width(2), width(3), width(4));
     rows.iter()
         .map(|r| {
             format!(
-                "{:<w0$}  {:<w1$}  {:>w2$}  {:<w3$}  {}",
-                r[0], r[1], r[2], r[3], r[4]
+                "{:<w0$}  {:<w1$}  {:>w2$}  {:<w3$}  {:<w4$}  {}",
+                r[0], r[1], r[2], r[3], r[4], r[5]
             )
             .trim_end()
             .to_string()

@@ -5,14 +5,21 @@ use serde_json::json;
 
 use super::Ctx;
 use crate::destination::DestSpec;
-use crate::ops::verify::{select, verify_backup, Verified};
+use crate::encryption::Unlock;
+use crate::ops::verify::{check, select};
 
 /// Verifies one backup (an id, or `latest` of `container` or of all).
-pub async fn run(ctx: &Ctx, spec: &DestSpec, wanted: &str, container: Option<&str>) -> Result<()> {
+pub async fn run(
+    ctx: &Ctx,
+    spec: &DestSpec,
+    wanted: &str,
+    container: Option<&str>,
+    unlock: &Unlock,
+) -> Result<()> {
     let dest = spec.open().await;
     let m = select(&dest, spec, wanted, container).await?;
-    let verified = match verify_backup(dest.as_ref(), &m, ctx.progress).await {
-        Ok(r) => Verified::new(&m.id, r),
+    let verified = match check(dest.as_ref(), &m, unlock, ctx.progress).await {
+        Ok(v) => v,
         Err(e) => {
             // Scripts read `"ok": false` and why; the exit code still says which failure it was.
             if ctx.output.json {
@@ -29,6 +36,13 @@ pub async fn run(ctx: &Ctx, spec: &DestSpec, wanted: &str, container: Option<&st
         return Ok(());
     }
     let report = &verified.report;
+    if verified.checked == "stored" {
+        ctx.say(&format!(
+            "ok {} (encrypted: the stored object's sha256 {} and size match its manifest; give --identity or --passphrase-file to check its contents)",
+            m.id, report.sha256
+        ));
+        return Ok(());
+    }
     ctx.say(&format!(
         "ok {} ({} entries, sha256 {})",
         m.id, report.entries, report.sha256

@@ -26,29 +26,45 @@ impl fmt::Debug for Recipient {
 
 impl Recipient {
     /// Parses one recipient: `age1…`, `ssh-ed25519 …` or `ssh-rsa …`.
+    /// A rejected value is never echoed: it may be a private key given by mistake.
     pub fn parse(text: &str) -> Result<Recipient, String> {
         let text = text.trim();
+        let upper = text.to_ascii_uppercase();
+        if upper.starts_with("AGE-SECRET-KEY-") || upper.contains("PRIVATE KEY") {
+            return Err(
+                "this is a private key, not a recipient: give its public key (`age-keygen -y FILE`, or the .pub file of an SSH key)"
+                    .into(),
+            );
+        }
         let ok = if text.starts_with("age1") {
             age::x25519::Recipient::from_str(text).is_ok()
         } else if text.starts_with("ssh-ed25519 ") || text.starts_with("ssh-rsa ") {
             age::ssh::Recipient::from_str(text).is_ok()
         } else {
-            return Err(format!(
-                "{:?} is not a recipient: give an age public key (age1…), an SSH public key (ssh-ed25519 … or ssh-rsa …), or @FILE with one per line",
-                shorten(text)
-            ));
+            return Err(
+                "not a recipient: give an age public key (age1…), an SSH public key (ssh-ed25519 … or ssh-rsa …), or @FILE with one per line"
+                    .into(),
+            );
         };
         if !ok {
-            return Err(format!("{:?} is not a valid key", shorten(text)));
+            let kind = if text.starts_with("age1") {
+                "age"
+            } else if text.starts_with("ssh-rsa") {
+                "ssh-rsa"
+            } else {
+                "ssh-ed25519"
+            };
+            return Err(format!("not a valid {kind} public key"));
         }
         Ok(Recipient {
-            text: text.to_string(),
+            text: canonical(text),
         })
     }
 
-    /// What a manifest records: the first 16 hex digits of the sha256 of the key's text (no key).
+    /// What a manifest records: the first 16 hex digits of the sha256 of the key's canonical text
+    /// (an SSH key without its comment), never the key.
     pub fn fingerprint(&self) -> String {
-        hex::encode(Sha256::digest(self.text.as_bytes()))[..16].to_string()
+        fingerprint(&self.text)
     }
 
     /// The age recipient.
@@ -60,6 +76,22 @@ impl Recipient {
         }
     }
 }
+
+/// A parsed key's text as age writes it: an SSH key's type and base64, without its comment.
+fn canonical(text: &str) -> String {
+    match age::ssh::Recipient::from_str(text) {
+        Ok(key) => key.to_string(),
+        Err(_) => text.to_string(),
+    }
+}
+
+/// The fingerprint of a public key's canonical text.
+fn fingerprint(canonical: &str) -> String {
+    hex::encode(Sha256::digest(canonical.as_bytes()))[..16].to_string()
+}
+
+/// The most recipients one backup may be encrypted to (a manifest with more is refused).
+pub const MAX_RECIPIENTS: usize = 32;
 
 /// Every recipient `values` name (`--encrypt-to`, repeatable): keys, and `@FILE` read one per
 /// line (`#` comments and blank lines skipped).
@@ -91,12 +123,28 @@ pub fn recipients(values: &[String]) -> Result<Vec<Recipient>, Failure> {
             values.join(", ")
         )));
     }
+    if out.len() > MAX_RECIPIENTS {
+        return Err(Failure::usage(format!(
+            "{} recipients; at most {MAX_RECIPIENTS} are supported",
+            out.len()
+        )));
+    }
     Ok(out)
 }
 
 /// A passphrase, read from a file (its first line); never shown.
 #[derive(Clone)]
-pub struct Passphrase(SecretString);
+pub struct Passphrase(SecretString, PathBuf);
+
+/// Equal passphrases (settings are compared in tests; nothing prints either).
+impl PartialEq for Passphrase {
+    fn eq(&self, other: &Passphrase) -> bool {
+        use age::secrecy::ExposeSecret;
+        self.0.expose_secret() == other.0.expose_secret()
+    }
+}
+
+impl Eq for Passphrase {}
 
 impl fmt::Debug for Passphrase {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -120,7 +168,15 @@ impl Passphrase {
                 path.display()
             )));
         }
-        Ok(Passphrase(SecretString::from(line.to_string())))
+        Ok(Passphrase(
+            SecretString::from(line.to_string()),
+            path.to_path_buf(),
+        ))
+    }
+
+    /// The file it was read from.
+    pub fn file(&self) -> &Path {
+        &self.1
     }
 
     /// The secret, for age.
@@ -140,10 +196,7 @@ impl IdentityFile {
         let path = &self.0;
         let bytes = std::fs::read(path)
             .map_err(|e| format!("cannot read the identity file {}: {e}", path.display()))?;
-        let text = String::from_utf8_lossy(&bytes);
-        if text.contains("-----BEGIN OPENSSH PRIVATE KEY-----")
-            || text.contains("-----BEGIN RSA PRIVATE KEY-----")
-        {
+        if is_ssh_key(&bytes) {
             let id = age::ssh::Identity::from_buffer(&bytes[..], Some(path.display().to_string()))
                 .map_err(|e| format!("{}: not a usable SSH private key: {e}", path.display()))?;
             if let age::ssh::Identity::Encrypted(_) = id {
@@ -167,10 +220,47 @@ impl IdentityFile {
     }
 }
 
-/// At most 24 characters of `text`, for messages.
-fn shorten(text: &str) -> String {
-    match text.char_indices().nth(24) {
-        Some((i, _)) => format!("{}…", &text[..i]),
-        None => text.to_string(),
+impl IdentityFile {
+    /// The public keys of the identities in the file, as recipients (to encrypt a safety backup
+    /// to whoever can read the backup it replaces, and to name fingerprints in messages).
+    pub fn recipients(&self) -> Result<Vec<Recipient>, String> {
+        let path = &self.0;
+        let bytes = std::fs::read(path)
+            .map_err(|e| format!("cannot read the identity file {}: {e}", path.display()))?;
+        if is_ssh_key(&bytes) {
+            let id = age::ssh::Identity::from_buffer(&bytes[..], None)
+                .map_err(|e| format!("{}: not a usable SSH private key: {e}", path.display()))?;
+            let key = age::ssh::Recipient::try_from(id)
+                .map_err(|_| format!("{}: its public key cannot be read", path.display()))?;
+            return Ok(vec![Recipient {
+                text: key.to_string(),
+            }]);
+        }
+        // The lines age's own identity-file reader takes: every one not empty or a comment.
+        let text = String::from_utf8_lossy(&bytes);
+        let mut out = Vec::new();
+        for (n, line) in text.lines().enumerate() {
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let id = age::x25519::Identity::from_str(line).map_err(|_| {
+                format!(
+                    "{}, line {}: not an age identity whose public key dockyard can read",
+                    path.display(),
+                    n + 1
+                )
+            })?;
+            out.push(Recipient {
+                text: id.to_public().to_string(),
+            });
+        }
+        Ok(out)
     }
+}
+
+/// Whether `bytes` hold an SSH private key (OpenSSH or PEM RSA).
+fn is_ssh_key(bytes: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(bytes);
+    text.contains("-----BEGIN OPENSSH PRIVATE KEY-----")
+        || text.contains("-----BEGIN RSA PRIVATE KEY-----")
 }

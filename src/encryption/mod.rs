@@ -4,18 +4,49 @@
 
 pub mod keys;
 
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::path::Path;
 
+use crate::error::Failure;
 use crate::pipeline::transform::{Finish, Transform};
 pub use keys::{recipients, IdentityFile, Passphrase, Recipient};
 
 /// What a backup is encrypted to.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Seal {
     /// Public keys: any one of their private keys decrypts.
     Recipients(Vec<Recipient>),
     /// A passphrase (scrypt).
     Passphrase(Passphrase),
+}
+
+impl Seal {
+    /// What `--encrypt-to` (or `encrypt_to`) and `--passphrase-file` (or `passphrase_file`) ask
+    /// for: nothing, recipients, or a passphrase; both at once is an error (age encrypts a file to
+    /// a passphrase alone).
+    pub fn lower(
+        encrypt_to: &[String],
+        passphrase_file: Option<&Path>,
+    ) -> Result<Option<Seal>, Failure> {
+        match (encrypt_to.is_empty(), passphrase_file) {
+            (true, None) => Ok(None),
+            (false, None) => Ok(Some(Seal::Recipients(recipients(encrypt_to)?))),
+            (true, Some(file)) => Ok(Some(Seal::Passphrase(Passphrase::read(file)?))),
+            (false, Some(file)) => Err(Failure::usage(format!(
+                "give recipients (--encrypt-to) or a passphrase file ({}), not both: age encrypts to one or the other",
+                file.display()
+            ))),
+        }
+    }
+
+    /// What a manifest records about who can read the backup: the recipients' fingerprints, or
+    /// `passphrase`; never a key.
+    pub fn fingerprints(&self) -> Vec<String> {
+        match self {
+            Seal::Recipients(r) => r.iter().map(Recipient::fingerprint).collect(),
+            Seal::Passphrase(_) => vec!["passphrase".into()],
+        }
+    }
 }
 
 /// What may decrypt a backup: identity files, and a passphrase.
@@ -31,6 +62,50 @@ impl Unlock {
     /// Whether nothing was given.
     pub fn is_empty(&self) -> bool {
         self.identities.is_empty() && self.passphrase.is_none()
+    }
+
+    /// What to encrypt a new backup with so that what opened a backup made for `made_for` (its
+    /// manifest's recipients) opens it too: the passphrase for a passphrase backup, else the
+    /// public keys of the identity files (a restore's safety backup of an encrypted backup's
+    /// target). An error when nothing given yields one: a safety backup is never written plain
+    /// in its place.
+    pub fn seal_for(&self, made_for: &[String]) -> Result<Seal, Failure> {
+        if made_for == ["passphrase"] {
+            return self
+                .passphrase
+                .clone()
+                .map(Seal::Passphrase)
+                .ok_or_else(|| {
+                    Failure::usage(
+                        "no passphrase to encrypt the safety backup with; give --passphrase-file",
+                    )
+                });
+        }
+        let mut keys = Vec::new();
+        for file in &self.identities {
+            keys.extend(file.recipients().map_err(Failure::usage)?);
+        }
+        if keys.is_empty() {
+            return Err(Failure::usage(
+                "no public key in the identity files given to encrypt the safety backup to",
+            ));
+        }
+        Ok(Seal::Recipients(keys))
+    }
+
+    /// The flags that give the same again (file names; never a key), for a command to copy:
+    /// empty when nothing was given.
+    pub fn flags(&self) -> String {
+        let mut out = String::new();
+        for f in &self.identities {
+            out.push_str(" --identity ");
+            out.push_str(&shell_words::quote(&f.0.display().to_string()));
+        }
+        if let Some(p) = &self.passphrase {
+            out.push_str(" --passphrase-file ");
+            out.push_str(&shell_words::quote(&p.file().display().to_string()));
+        }
+        out
     }
 
     /// What was given, in words, for messages (file names; never a key).
@@ -61,15 +136,178 @@ pub struct Age {
 }
 
 impl Age {
+    /// The transform a backup is written through, encrypting to `seal`.
+    pub fn sealing(seal: Seal) -> Age {
+        Age {
+            seal: Some(seal),
+            unlock: Unlock::default(),
+        }
+    }
+
+    /// The transform a backup is read through, decrypting with `unlock`.
+    pub fn unlocking(unlock: Unlock) -> Age {
+        Age { seal: None, unlock }
+    }
+
     /// What a manifest records about the recipients: their fingerprints (`passphrase` for a
     /// passphrase), never a key.
     pub fn fingerprints(&self) -> Vec<String> {
-        match &self.seal {
-            Some(Seal::Recipients(r)) => r.iter().map(Recipient::fingerprint).collect(),
-            Some(Seal::Passphrase(_)) => vec!["passphrase".into()],
-            None => Vec::new(),
+        self.seal
+            .as_ref()
+            .map(Seal::fingerprints)
+            .unwrap_or_default()
+    }
+
+    /// `plain` encrypted whole, for small objects (an encrypted snapshot's data).
+    pub fn seal_bytes(&self, plain: &[u8]) -> io::Result<Vec<u8>> {
+        let out = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut w = self.writer(Box::new(SharedVec(out.clone())))?;
+        w.write_all(plain)?;
+        w.finish()?;
+        let bytes = std::mem::take(&mut *out.lock().unwrap());
+        Ok(bytes)
+    }
+
+    /// Reads the age header at the start of `stored` and finds the identity (or passphrase) that
+    /// opens it, reading no further: so a restore can fail before it touches anything.
+    pub fn open_header(&self, stored: impl Read) -> Result<(), Locked> {
+        let limited = bounded(stored).map_err(|e| match e.kind() {
+            io::ErrorKind::InvalidData => Locked::Damaged(e.to_string()),
+            _ => Locked::Io(e),
+        })?;
+        let decryptor =
+            age::Decryptor::new_buffered(BufReader::new(limited)).map_err(|e| match e {
+                age::DecryptError::Io(e) if e.kind() == io::ErrorKind::InvalidData => {
+                    Locked::Damaged(e.to_string())
+                }
+                age::DecryptError::Io(e) => Locked::Io(e),
+                e => Locked::Damaged(format!("its age header cannot be read: {e}")),
+            })?;
+        let identities = self.identities(&decryptor).map_err(Locked::NoKey)?;
+        let scrypt = decryptor.is_scrypt();
+        match decryptor.decrypt(identities.iter().map(|i| i.as_ref())) {
+            Ok(_) => Ok(()),
+            Err(age::DecryptError::NoMatchingKeys) => Err(Locked::NoKey(format!(
+                "no identity given opens it (tried {})",
+                self.unlock.describe()
+            ))),
+            Err(age::DecryptError::DecryptionFailed) if scrypt => Err(Locked::NoKey(
+                "the passphrase given does not open it".into(),
+            )),
+            Err(age::DecryptError::Io(e)) => Err(Locked::Io(e)),
+            Err(e) => Err(Locked::Damaged(format!("its age header is damaged: {e}"))),
         }
     }
+
+    /// The identities to try on `decryptor`'s file: the passphrase for a passphrase file, else
+    /// every identity file's. The error says what is missing.
+    fn identities<R: Read>(
+        &self,
+        decryptor: &age::Decryptor<R>,
+    ) -> Result<Vec<Box<dyn age::Identity>>, String> {
+        if decryptor.is_scrypt() {
+            return match &self.unlock.passphrase {
+                Some(p) => {
+                    // A forged header may ask for any amount of scrypt work: at most 2^20
+                    // (1 GiB of memory, a few seconds), more than age's own default of about
+                    // one second on the machine that wrote it.
+                    let mut id = age::scrypt::Identity::new(p.secret());
+                    id.set_max_work_factor(MAX_SCRYPT_LOG_N);
+                    Ok(vec![Box::new(id)])
+                }
+                None => Err(
+                    "it was encrypted with a passphrase; give it with --passphrase-file (or DOCKYARD_PASSPHRASE_FILE)"
+                        .into(),
+                ),
+            };
+        }
+        if self.unlock.identities.is_empty() {
+            return Err(
+                "it was encrypted to public keys; give a matching private key with --identity (or DOCKYARD_IDENTITY_FILE)"
+                    .into(),
+            );
+        }
+        // Each file is tried: one that cannot be read is named, and only fails the whole when
+        // none can.
+        let mut all = Vec::new();
+        let mut unusable = Vec::new();
+        for file in &self.unlock.identities {
+            match file.load() {
+                Ok(ids) => all.extend(ids),
+                Err(why) => unusable.push(why),
+            }
+        }
+        if all.is_empty() {
+            return Err(unusable.join("; "));
+        }
+        for why in unusable {
+            tracing::warn!("an identity file was skipped: {why}");
+        }
+        Ok(all)
+    }
+}
+
+/// The largest scrypt work factor (log2 N) a passphrase backup may ask for.
+const MAX_SCRYPT_LOG_N: u8 = 20;
+
+/// The most an age header may take: [`keys::MAX_RECIPIENTS`] stanzas of the largest kind (an
+/// ssh-rsa one is about a dozen lines) fit. age reads a header line by line, parsing all of it
+/// again after each line and without a bound, so a forged header of a million lines would take
+/// hours; one over these is refused before age sees it.
+const HEADER_LIMIT: u64 = 64 << 10;
+const HEADER_LINES: usize = 512;
+
+/// `stored` with its age header read ahead and checked against [`HEADER_LIMIT`] and
+/// [`HEADER_LINES`] (what does not start like an age file is left for age to refuse).
+fn bounded<R: Read>(stored: R) -> io::Result<impl Read> {
+    let mut rest = BufReader::new(stored);
+    let mut header = Vec::new();
+    for line in 0.. {
+        let before = header.len();
+        let room = HEADER_LIMIT + 1 - before as u64;
+        if (&mut rest).take(room).read_until(b'\n', &mut header)? == 0 {
+            break;
+        }
+        let text = &header[before..];
+        if (line == 0 && text != b"age-encryption.org/v1\n") || text.starts_with(b"---") {
+            break;
+        }
+        if header.len() as u64 > HEADER_LIMIT || line >= HEADER_LINES {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "its age header is larger than {} KiB or {HEADER_LINES} lines: not one dockyard writes",
+                    HEADER_LIMIT >> 10
+                ),
+            ));
+        }
+    }
+    Ok(io::Cursor::new(header).chain(rest))
+}
+
+/// A writer into a shared buffer (the transform owns its output).
+struct SharedVec(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Write for SharedVec {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Why an encrypted archive cannot be opened.
+#[derive(Debug)]
+pub enum Locked {
+    /// No usable identity or passphrase was given (what is missing, in words).
+    NoKey(String),
+    /// The header is not a sound age header.
+    Damaged(String),
+    /// Reading the stored bytes failed.
+    Io(io::Error),
 }
 
 /// age's writer, finished at the end of the stream (its last chunk and tag).
@@ -110,24 +348,12 @@ impl Transform for Age {
     }
 
     fn reader(&self, stored: Box<dyn Read + Send>) -> io::Result<Box<dyn Read + Send>> {
-        let decryptor = age::Decryptor::new_buffered(BufReader::with_capacity(1 << 20, stored))
-            .map_err(|e| io::Error::other(format!("not an age file: {e}")))?;
-        let identities: Vec<Box<dyn age::Identity>> = if decryptor.is_scrypt() {
-            match &self.unlock.passphrase {
-                Some(p) => vec![Box::new(age::scrypt::Identity::new(p.secret()))],
-                None => {
-                    return Err(io::Error::other(
-                        "it was encrypted with a passphrase; give it with --passphrase-file",
-                    ))
-                }
-            }
-        } else {
-            let mut all = Vec::new();
-            for file in &self.unlock.identities {
-                all.extend(file.load().map_err(io::Error::other)?);
-            }
-            all
-        };
+        let limited = bounded(stored)?;
+        let decryptor = age::Decryptor::new_buffered(BufReader::with_capacity(128 << 10, limited))
+            .map_err(|e| {
+                io::Error::new(io::ErrorKind::InvalidData, format!("not an age file: {e}"))
+            })?;
+        let identities = self.identities(&decryptor).map_err(io::Error::other)?;
         let plain = decryptor
             .decrypt(identities.iter().map(|i| i.as_ref()))
             .map_err(|e| match e {
@@ -246,10 +472,11 @@ mod tests {
         assert_eq!(got[0].fingerprint().len(), 16);
         assert!(!format!("{got:?}").contains(&a[..20]), "Debug shows a key");
         let err = recipients(&["age1nope".into()]).unwrap_err().to_string();
-        assert!(err.contains("not a valid key"), "{err}");
+        assert!(err.contains("not a valid age public key"), "{err}");
+        // A rejected value is never echoed: it may be a secret given by mistake.
         let err = recipients(&["hunter2".into()]).unwrap_err().to_string();
         assert!(
-            err.contains("not a recipient") && err.contains("@FILE"),
+            err.contains("not a recipient") && err.contains("@FILE") && !err.contains("hunter2"),
             "{err}"
         );
         std::fs::write(&file, "age1bad\n").unwrap();
@@ -257,5 +484,46 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("line 1"), "{err}");
+        // An identity file given as recipients (age-keygen puts the public key in a comment):
+        // named for what it is, no byte of the key shown.
+        let id = age::x25519::Identity::generate();
+        let secret = id.to_string().expose_secret().to_string();
+        std::fs::write(
+            &file,
+            format!("# public key: {}\n{secret}\n", id.to_public()),
+        )
+        .unwrap();
+        let err = recipients(&[format!("@{}", file.display())])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("private key"), "{err}");
+        assert!(!err.contains(&secret[15..23]), "{err}");
+        let many = vec![a; keys::MAX_RECIPIENTS + 1];
+        assert!(recipients(&many)
+            .unwrap_err()
+            .to_string()
+            .contains("at most"));
+    }
+
+    #[test]
+    fn a_forged_header_that_never_ends_is_refused_in_bounded_time() {
+        let mut forged = b"age-encryption.org/v1\n".to_vec();
+        while forged.len() < 8 << 20 {
+            forged.extend_from_slice(b"-> X25519 AAAA\nAAAA\n");
+        }
+        let open = Age::unlocking(Unlock::default());
+        let started = std::time::Instant::now();
+        match open.open_header(io::Cursor::new(forged.clone())) {
+            Err(Locked::Damaged(why)) => assert!(why.contains("larger than"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        let err = open
+            .reader(Box::new(io::Cursor::new(forged)))
+            .err()
+            .expect("refused");
+        assert!(err.to_string().contains("larger than"), "{err}");
+        // Not a timing test: the bound is what makes it end at all (age re-parses the header
+        // after each line), and a debug build takes well under this.
+        assert!(started.elapsed() < std::time::Duration::from_secs(60));
     }
 }

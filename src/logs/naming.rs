@@ -1,6 +1,7 @@
 //! Names: a rotated file is `<name>.<UTC timestamp>` beside the live one (sortable; the rotate
 //! script adds `.1`, `.2`, ... in the rare case of a clash), and it ships to the deterministic key
-//! `logs/<container>/<name>/<YYYY>/<MM>/<DD>/<rotated>.zst`, so shipping it twice overwrites.
+//! `logs/<container>/<name>/<YYYY>/<MM>/<DD>/<rotated>.zst` (`.zst.age` encrypted), so shipping it
+//! twice overwrites.
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 
@@ -50,12 +51,13 @@ pub fn parse_rotated(name: &str) -> Option<Rotated> {
 }
 
 /// The destination key a rotated file ships to.
-pub fn ship_key(container: &str, r: &Rotated) -> String {
+pub fn ship_key(container: &str, r: &Rotated, encrypted: bool) -> String {
     format!(
-        "logs/{container}/{}/{}/{}.zst",
+        "logs/{container}/{}/{}/{}.zst{}",
         r.base,
         r.at.format("%Y/%m/%d"),
-        r.name
+        r.name,
+        if encrypted { ".age" } else { "" }
     )
 }
 
@@ -111,14 +113,15 @@ mod tests {
     fn ship_keys_are_deterministic_and_dated() {
         let r = parse_rotated("gunicorn.log.20261128T023000.123Z").unwrap();
         assert_eq!(
-            ship_key("web", &r),
+            ship_key("web", &r, false),
             "logs/web/gunicorn.log/2026/11/28/gunicorn.log.20261128T023000.123Z.zst"
         );
         // A file shipped twice (a retry) lands on the same key, so the destination holds one
         // copy; another container's file of the same name does not collide with it.
         let again = parse_rotated("gunicorn.log.20261128T023000.123Z").unwrap();
-        assert_eq!(ship_key("web", &again), ship_key("web", &r));
-        assert_ne!(ship_key("worker", &r), ship_key("web", &r));
+        assert_eq!(ship_key("web", &again, false), ship_key("web", &r, false));
+        assert_ne!(ship_key("worker", &r, false), ship_key("web", &r, false));
+        assert!(ship_key("web", &r, true).ends_with(".123Z.zst.age"));
     }
 
     #[test]

@@ -47,9 +47,14 @@ pub struct MountRecord {
     pub volume: Option<String>,
 }
 
-/// The manifest format this dockyard writes. 1 is dockyard 0.1.0's (no `format` field); 2 adds
-/// the field itself and the manifest's own mount record. A newer format is refused by name.
-pub const FORMAT: u32 = 2;
+/// The newest manifest format this dockyard reads and writes. 1 is dockyard 0.1.0's (no `format`
+/// field); 2 adds the field itself and the manifest's own mount record; 3 an encrypted backup
+/// (`encryption`), so an older dockyard says to upgrade rather than misread it. A newer format is
+/// refused by name.
+pub const FORMAT: u32 = 3;
+
+/// The format a plain backup is written with (2: every dockyard since 0.2 reads it).
+pub const PLAIN_FORMAT: u32 = 2;
 
 /// Manifests without a `format` field are dockyard 0.1.0's.
 fn legacy_format() -> u32 {
@@ -120,10 +125,18 @@ pub struct Encryption {
 /// What a snapshot records beyond a backup.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SnapshotRecord {
-    /// The image's repository digests (`name@sha256:...`), to pull exactly that image again.
+    /// The image's repository digests (`name@sha256:...`), to pull exactly that image again
+    /// (empty here when `sealed`).
+    #[serde(default)]
     pub image_digests: Vec<String>,
-    /// The container's full inspect data (config, mounts, environment) at snapshot time.
+    /// The container's full inspect data (config, mounts, environment) at snapshot time (null
+    /// here when `sealed`).
+    #[serde(default)]
     pub inspect: serde_json::Value,
+    /// An encrypted backup's snapshot: the object (`<id>.snapshot.json.age`) holding the above,
+    /// encrypted as the archive is, so the plain manifest reveals neither.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed: Option<String>,
 }
 
 impl Manifest {
@@ -149,7 +162,22 @@ impl Manifest {
         }
         let archive = match &self.encryption {
             None => archive_name(&self.id),
-            Some(e) if e.scheme == "age" => Object::SealedArchive.name(&self.id),
+            Some(e) if e.scheme == "age" => {
+                // Printed in messages: only what dockyard writes, so a forged manifest cannot
+                // put control characters on an operator's terminal.
+                let fingerprint = |r: &String| {
+                    r == "passphrase" || (r.len() == 16 && r.bytes().all(|b| b.is_ascii_hexdigit()))
+                };
+                if e.recipients.is_empty()
+                    || e.recipients.len() > crate::encryption::keys::MAX_RECIPIENTS
+                    || !e.recipients.iter().all(fingerprint)
+                {
+                    return Err(
+                        "its encryption recipients are not fingerprints dockyard writes".into(),
+                    );
+                }
+                Object::SealedArchive.name(&self.id)
+            }
             Some(e) => {
                 return Err(format!(
                     "it is encrypted with {:?}, which this dockyard does not read (age only)",
@@ -162,6 +190,14 @@ impl Manifest {
                 "it names archive {:?}, not {archive:?}",
                 self.archive
             ));
+        }
+        if let Some(sealed) = self.snapshot.as_ref().and_then(|s| s.sealed.as_ref()) {
+            let want = Object::SealedSnapshot.name(&self.id);
+            if self.encryption.is_none() || *sealed != want {
+                return Err(format!(
+                    "it names sealed snapshot {sealed:?}, not {want:?} of an encrypted backup"
+                ));
+            }
         }
         if self.paths.is_empty() {
             return Err("it lists no paths".into());
@@ -241,7 +277,7 @@ pub(crate) fn sample(id: &str, container: &str, secs: i64) -> Manifest {
     Manifest {
         exclude: vec![],
         encryption: None,
-        format: FORMAT,
+        format: PLAIN_FORMAT,
         id: id.into(),
         container: container.into(),
         container_id: "c".into(),
@@ -355,6 +391,22 @@ mod tests {
             plain.check().is_err(),
             "a plain manifest naming an .age archive"
         );
+        // Recipients are fingerprints or `passphrase`: nothing else reaches a message.
+        for bad in ["\u{1b}[2J", "0123456789abcdeg", ""] {
+            let mut f = e.clone();
+            f.encryption.as_mut().unwrap().recipients = vec![bad.into()];
+            assert!(f.check().unwrap_err().contains("fingerprints"), "{bad:?}");
+        }
+        // A sealed snapshot is named for its backup, and only an encrypted one has it.
+        let mut snap = e.clone();
+        snap.snapshot = Some(SnapshotRecord {
+            image_digests: vec![],
+            inspect: serde_json::Value::Null,
+            sealed: Some(Object::SealedSnapshot.name(&e.id)),
+        });
+        snap.check().unwrap();
+        snap.snapshot.as_mut().unwrap().sealed = Some("../other.snapshot.json.age".into());
+        assert!(snap.check().unwrap_err().contains("sealed snapshot"));
         e.encryption.as_mut().unwrap().scheme = "rot13".into();
         assert!(e.check().unwrap_err().contains("rot13"));
     }

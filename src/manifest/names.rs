@@ -1,5 +1,6 @@
 //! The objects one backup is made of at a destination, and their names: the one place that says
-//! `<id>.tar.zst` (`<id>.tar.zst.age` encrypted), `<id>.json` and `<id>.pending`.
+//! `<id>.tar.zst` (`<id>.tar.zst.age` encrypted), `<id>.json`, `<id>.pending` and an encrypted
+//! snapshot's `<id>.snapshot.json.age`.
 
 /// One object of a backup. Room for more (a file index) as new cases: a new case needs a suffix
 /// here and a place in [`Object::COMMITTED`] if a committed backup has it.
@@ -13,20 +14,36 @@ pub enum Object {
     Manifest,
     /// The record a run keeps while it commits the backup, `<id>.pending`, naming the run.
     Pending,
+    /// An encrypted snapshot's inspect data and image digests, `<id>.snapshot.json.age`.
+    SealedSnapshot,
 }
 
 impl Object {
     /// Every kind of object, for parsing names.
-    pub const ALL: [Object; 4] = [
+    pub const ALL: [Object; 5] = [
         Object::Archive,
         Object::SealedArchive,
         Object::Manifest,
         Object::Pending,
+        Object::SealedSnapshot,
+    ];
+
+    /// The objects a backup's data is in (all but the manifest and the pending record): a sweep
+    /// removes them when their manifest was never written.
+    pub const DATA: [Object; 3] = [
+        Object::Archive,
+        Object::SealedArchive,
+        Object::SealedSnapshot,
     ];
 
     /// The objects of a committed backup, in the order they are removed: the manifest first, so
     /// from then on the backup is not listed whatever happens to the rest.
-    pub const COMMITTED: [Object; 3] = [Object::Manifest, Object::Archive, Object::SealedArchive];
+    pub const COMMITTED: [Object; 4] = [
+        Object::Manifest,
+        Object::Archive,
+        Object::SealedArchive,
+        Object::SealedSnapshot,
+    ];
 
     /// The suffix after the id.
     pub fn suffix(self) -> &'static str {
@@ -35,6 +52,7 @@ impl Object {
             Object::SealedArchive => ".tar.zst.age",
             Object::Manifest => ".json",
             Object::Pending => ".pending",
+            Object::SealedSnapshot => ".snapshot.json.age",
         }
     }
 

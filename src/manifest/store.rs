@@ -65,6 +65,7 @@ impl Store {
         Draft {
             store: self.clone(),
             id: id.to_string(),
+            small: Vec::new(),
         }
     }
 
@@ -100,6 +101,8 @@ fn manifest_ids<'a>(names: impl Iterator<Item = &'a str>) -> Vec<String> {
 pub struct Draft {
     store: Store,
     id: String,
+    /// Small objects written whole beside the archive at the commit.
+    small: Vec<(Object, Vec<u8>)>,
 }
 
 impl Draft {
@@ -113,26 +116,37 @@ impl Draft {
         object.name(&self.id)
     }
 
+    /// Adds a small object (an encrypted snapshot's data) that [`Draft::commit`] writes after
+    /// the archive and before the manifest.
+    pub fn attach(&mut self, object: Object, bytes: Vec<u8>) {
+        self.small.push((object, bytes));
+    }
+
     /// Makes the backup visible, whole: writes the pending record, commits `archive` (an upload
-    /// of [`Object::Archive`], streamed and not yet committed), writes `manifest`, removes the
-    /// record. `hold` is kept until the manifest is written and dropped before any clean-up (the
+    /// of the archive object, streamed and not yet committed) and writes the attached objects,
+    /// writes `manifest`, removes the record. `hold` is kept until the manifest is written and dropped before any clean-up (the
     /// caller's critical section: a signal then waits, so a stopped run leaves a whole backup).
     /// If any step fails, the archive is deleted and the record removed, and the error returned.
     pub async fn commit<G: Send>(
-        self,
+        mut self,
         archive: Box<dyn Upload>,
         manifest: &Manifest,
         hold: G,
     ) -> Result<(), DestError> {
         let dest = self.store.dest.as_ref();
         let text = serde_json::to_vec_pretty(manifest).expect("manifest serialises");
-        let committed = match self.mark_pending().await {
-            Ok(()) => archive.commit().await,
+        let mut committed = match self.mark_pending().await {
+            Ok(()) => archive.commit().await.map(|_| ()),
             Err(e) => {
                 archive.abort().await;
                 Err(e)
             }
         };
+        for (object, bytes) in std::mem::take(&mut self.small) {
+            if committed.is_ok() {
+                committed = put_bytes(dest, &self.name(object), bytes).await.map(|_| ());
+            }
+        }
         let stored = match committed {
             Ok(_) => put_bytes(dest, &self.name(Object::Manifest), text).await,
             Err(e) => Err(e),
@@ -140,7 +154,9 @@ impl Draft {
         drop(hold);
         if let Err(e) = stored {
             // Without its manifest the archive is invisible; do not leave it taking space.
-            let _ = dest.delete(&self.name(Object::Archive)).await;
+            for object in Object::DATA {
+                let _ = dest.delete(&self.name(object)).await;
+            }
             self.clear_pending().await;
             return Err(e);
         }

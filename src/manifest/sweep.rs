@@ -34,7 +34,7 @@ pub fn plan(names: &[String], gone: impl Fn(&str) -> bool) -> Plan {
     let present: HashSet<&str> = names.iter().map(String::as_str).collect();
     let mut out = Plan::default();
     for name in names {
-        if let Some((id, Object::Archive | Object::SealedArchive)) = Object::parse(name) {
+        if let Some((id, _)) = Object::parse(name).filter(|(_, o)| Object::DATA.contains(o)) {
             if !present.contains(Object::Manifest.name(id).as_str()) && gone(id) {
                 out.archives.push(name.clone());
             }
@@ -42,8 +42,8 @@ pub fn plan(names: &[String], gone: impl Fn(&str) -> bool) -> Plan {
     }
     for name in names {
         if let Some((id, Object::Pending)) = Object::parse(name) {
-            let archives = [Object::Archive.name(id), Object::SealedArchive.name(id)];
-            let unfinished = archives
+            let unfinished = Object::DATA
+                .map(|o| o.name(id))
                 .iter()
                 .any(|a| present.contains(a.as_str()) && !out.archives.contains(a));
             if gone(id) && !unfinished {
@@ -128,17 +128,28 @@ mod tests {
         let listing = names(&[
             "done.tar.zst.age",
             "done.json",
+            "done.snapshot.json.age",
             "dead.tar.zst.age",
+            "dead.snapshot.json.age",
             "dead.pending",
             "live.tar.zst.age",
+            "live.snapshot.json.age",
             "live.pending",
+            "half.snapshot.json.age",
+            "half.pending",
         ]);
-        let gone = |id: &str| matches!(id, "dead" | "done");
+        let gone = |id: &str| matches!(id, "dead" | "done" | "half");
+        // A sealed snapshot goes with its archive; a run that died with only that written
+        // leaves its record until the object is gone.
         assert_eq!(
             plan(&listing, gone),
             Plan {
-                archives: names(&["dead.tar.zst.age"]),
-                pending: names(&["dead.pending"]),
+                archives: names(&[
+                    "dead.tar.zst.age",
+                    "dead.snapshot.json.age",
+                    "half.snapshot.json.age"
+                ]),
+                pending: names(&["dead.pending", "half.pending"]),
             }
         );
     }

@@ -124,7 +124,12 @@ async fn pump<T>(
     let mut failed = None;
     while let Some(chunk) = rx.recv().await {
         hasher.update(&chunk);
+        let before = size;
         size += chunk.len() as u64;
+        // Tests stop a write here, its producer (and a backup's helper) still running.
+        if before < crate::fault::MIDWAY && size >= crate::fault::MIDWAY {
+            crate::fault::point("write-midway").await;
+        }
         if let Err(e) = upload.write(chunk).await {
             failed = Some(e);
             break;
@@ -208,6 +213,7 @@ impl<'a> ArchiveSource<'a> {
             digest: digest.clone(),
             read: 0,
             total: read.clone(),
+            midway: true,
         };
         let transform = self.transform.clone();
         let out = tokio::task::spawn_blocking(move || {
@@ -269,9 +275,18 @@ impl ArchiveSource<'_> {
                 let failed = failure.clone();
                 tokio::task::spawn_blocking(move || {
                     let mut writer = writer;
+                    // The destination's own read errors, told from what the transform makes of
+                    // the bytes (a decryption error is the archive's fault, not the transport's).
+                    let transport = Arc::new(Mutex::new(None));
                     let run = |writer: &mut ChannelWriter| -> io::Result<()> {
-                        let stored: Box<dyn Read + Send> =
-                            Box::new(SyncIoBridge::new_with_handle(hashed, handle));
+                        let stored: Box<dyn Read + Send> = Box::new(Transport {
+                            inner: SyncIoBridge::new_with_handle(hashed, handle),
+                            failure: transport.clone(),
+                            digest: None,
+                            read: 0,
+                            total: Arc::new(AtomicU64::new(0)),
+                            midway: false,
+                        });
                         let mut plain = t.reader(stored)?;
                         streams::copy_chunks(&mut plain, writer)?;
                         Ok(())
@@ -282,7 +297,11 @@ impl ArchiveSource<'_> {
                         }
                         // The failure is in place before the reader sees the stream end.
                         Err(e) => {
-                            *failed.lock().unwrap() = Some(e);
+                            let why = match transport.lock().unwrap().take() {
+                                Some(broken) => FeedFailure::Transport(broken),
+                                None => FeedFailure::Content(e),
+                            };
+                            *failed.lock().unwrap() = Some(why);
                             drop(writer);
                         }
                     }
@@ -306,7 +325,16 @@ pub struct Feed {
     /// The bytes, as the reader of the archive wants them.
     pub reader: crate::destination::ObjectReader,
     digest: Arc<Mutex<(Sha256, u64)>>,
-    failure: Arc<Mutex<Option<io::Error>>>,
+    failure: Arc<Mutex<Option<FeedFailure>>>,
+}
+
+/// Why a feed's transform stopped early.
+#[derive(Debug)]
+pub enum FeedFailure {
+    /// Reading the stored bytes from the destination failed.
+    Transport(io::Error),
+    /// The transform refused the bytes (a decryption error: a damaged or forged object).
+    Content(io::Error),
 }
 
 impl Feed {
@@ -317,7 +345,7 @@ impl Feed {
     }
 
     /// Why the transform stopped early, if it did (the reader then saw the stream end).
-    pub fn failure(&self) -> Option<io::Error> {
+    pub fn failure(&self) -> Option<FeedFailure> {
         self.failure.lock().unwrap().take()
     }
 }
@@ -388,6 +416,9 @@ struct Transport<R> {
     total: Arc<AtomicU64>,
     /// Bytes read so far (for the test builds' fault point `read-midway`).
     read: u64,
+    /// Whether this reader is where `read-midway` stops (not when another reader of the same
+    /// stream, the agent's feed, has its own).
+    midway: bool,
 }
 
 impl<R: Read> Read for Transport<R> {
@@ -411,7 +442,7 @@ impl<R: Read> Read for Transport<R> {
         self.read += n as u64;
         self.total
             .store(self.read, std::sync::atomic::Ordering::Relaxed);
-        if before < crate::fault::MIDWAY && self.read >= crate::fault::MIDWAY {
+        if self.midway && before < crate::fault::MIDWAY && self.read >= crate::fault::MIDWAY {
             crate::fault::point_blocking("read-midway");
         }
         Ok(n)

@@ -1,14 +1,13 @@
 //! The place between compression and hashing where a backup's bytes may be changed on their way
-//! to a destination, and changed back on their way out (encryption is the one planned): a
+//! to a destination, and changed back on their way out (age encryption, `crate::encryption`): a
 //! [`Transform`] wraps the writer an [`ArchiveSink`](super::ArchiveSink) producer writes into,
 //! and the reader an [`ArchiveSource`](super::ArchiveSource) hands on.
 //!
 //! With a transform, a manifest's `sha256` and `size` are of the stored (transformed) bytes, as
 //! the sink returns them ([`Sealed`](super::Sealed)). A reader then checks the hash on the stored
-//! side ([`ArchiveSource::hashed`](super::ArchiveSource::hashed), [`Feed::sha256`](super::Feed::sha256))
-//! and the content on the plain side: `archive::verify` and the agent's `Expect`, which hash what
-//! they read, must be told not to compare that hash with the manifest's. No transform exists
-//! yet; the first one (age encryption, issue 24) wires that in and tests it end to end.
+//! side ([`ArchiveSource::hashed`](super::ArchiveSource::hashed), [`Feed::sha256`](super::Feed::sha256),
+//! `ops::key`) and the content on the plain side: `archive::verify` and the agent's `Expect`
+//! (`sealed`) do not compare their reading with the manifest's hash.
 
 use std::io::{self, Read, Write};
 

@@ -9,6 +9,7 @@ use crate::archive::exclude::Globs;
 use crate::archive::pack::Compression;
 use crate::config::{self, Config, DestinationConfig, JobConfig, LogJobConfig};
 use crate::destination::{DestSpec, RemoteOptions};
+use crate::encryption::Seal;
 use crate::error::Failure;
 use crate::logs::reopen::Reopen;
 use crate::notify::Notifier;
@@ -268,6 +269,29 @@ fn dest(
         .map_err(|e| Failure::usage(format!("destination {name:?}: {e}")))
 }
 
+/// How job `job` encrypts what it writes to destination `name`: the destination's own
+/// `encrypt_to`/`passphrase_file` if it has either, else the job's (so an off-site copy can be
+/// encrypted and a local one stay plain).
+fn encryption(
+    config: &Config,
+    job: &str,
+    name: &str,
+    encrypt_to: &[String],
+    passphrase_file: Option<&Path>,
+) -> Result<Option<Seal>, Failure> {
+    let d = config.destinations.get(name);
+    let own = d.filter(|d| !d.encrypt_to.is_empty() || d.passphrase_file.is_some());
+    let (to, file, whose) = match own {
+        Some(d) => (
+            &d.encrypt_to[..],
+            d.passphrase_file.as_deref(),
+            format!("destination {name:?}"),
+        ),
+        None => (encrypt_to, passphrase_file, format!("job {job:?}")),
+    };
+    Seal::lower(to, file).map_err(|e| Failure::usage(format!("{whose}: {}", e.message)))
+}
+
 fn backup_plan(
     config: &Config,
     name: &str,
@@ -306,6 +330,13 @@ fn backup_plan(
                 pre_hook: job.pre_hook.clone(),
                 post_hook: job.post_hook.clone(),
                 dry_run: false,
+                encryption: encryption(
+                    config,
+                    name,
+                    d,
+                    &job.encrypt_to,
+                    job.passphrase_file.as_deref(),
+                )?,
             },
         ));
     }
@@ -357,6 +388,13 @@ fn log_plan(
             dest: dest(config, name, &job.destination, overrides)?,
             level: Level::default().0,
             prune_after: job.prune_after.map(Age::secs),
+            encryption: encryption(
+                config,
+                name,
+                &job.destination,
+                &job.encrypt_to,
+                job.passphrase_file.as_deref(),
+            )?,
         }),
         keep_local: None,
         settle,

@@ -10,10 +10,11 @@ use crate::archive::entry::Privileges;
 use crate::archive::exclude::Globs;
 use crate::archive::pack::Compression;
 use crate::cli::{
-    BackupArgs, Cli, Command, LogDirArgs, LogsAction, LogsArgs, OneOffNotifyArgs, PolicyArgs,
-    RotateArgs, ShipArgs,
+    BackupArgs, Cli, Command, EncryptArgs, LogDirArgs, LogsAction, LogsArgs, OneOffNotifyArgs,
+    PolicyArgs, RotateArgs, ShipArgs, UnlockArgs,
 };
 use crate::destination::{DestSpec, RemoteOptions};
+use crate::encryption::{IdentityFile, Passphrase, Seal, Unlock};
 use crate::error::Failure;
 use crate::logs::reopen::Reopen;
 use crate::retention::Policy;
@@ -109,11 +110,13 @@ impl Settings {
                 archive: a.archive,
                 container: a.container,
                 path: a.path.as_str().to_string(),
+                unlock: unlock(a.unlock)?,
             },
             Command::Verify(a) => Action::Verify {
                 dest: dest(&a.dest.dest)?,
                 archive: a.archive,
                 container: a.container,
+                unlock: unlock(a.unlock)?,
             },
             Command::Restore(a) => {
                 let file = super::file::restore_defaults(a.config.as_deref(), &remote)?;
@@ -128,6 +131,7 @@ impl Settings {
                 Action::Restore(RestoreSettings {
                     container: a.container.clone(),
                     dest: dest(&a.dest)?,
+                    unlock: unlock(a.unlock)?,
                     archive: a.archive,
                     source: a.source,
                     paths: unique_paths(&a.paths),
@@ -236,6 +240,25 @@ fn backup(
         pre_hook: a.pre_hook,
         post_hook: a.post_hook,
         dry_run: a.dry_run,
+        encryption: seal(&a.encrypt)?,
+    })
+}
+
+/// Lowers `--encrypt-to` and `--passphrase-file`.
+fn seal(a: &EncryptArgs) -> Result<Option<Seal>, Failure> {
+    Seal::lower(&a.encrypt_to, a.passphrase_file.as_deref())
+}
+
+/// Lowers `--identity` and `--passphrase-file` (the passphrase is read now, the identity files
+/// when a backup is opened).
+fn unlock(a: UnlockArgs) -> Result<Unlock, Failure> {
+    Ok(Unlock {
+        identities: a.identities.into_iter().map(IdentityFile).collect(),
+        passphrase: a
+            .passphrase_file
+            .as_deref()
+            .map(Passphrase::read)
+            .transpose()?,
     })
 }
 
@@ -304,6 +327,7 @@ fn logs(
                     dest: dest(&s.dest.dest)?,
                     level: s.level.0,
                     prune_after: s.prune_after.map(Age::secs),
+                    encryption: seal(&s.encrypt)?,
                 })
             })
             .transpose()?,

@@ -11,6 +11,7 @@ pub mod notify;
 use crate::archive::exclude::Globs;
 use crate::archive::pack::Compression;
 use crate::destination::DestSpec;
+use crate::encryption::{Seal, Unlock};
 use crate::logs::reopen::Reopen;
 use crate::retention::Policy;
 use crate::values::AgentMode;
@@ -61,6 +62,8 @@ pub enum Action {
         archive: String,
         /// With `latest`: this container's newest.
         container: Option<String>,
+        /// What opens an encrypted backup (without it, only the stored bytes are checked).
+        unlock: Unlock,
     },
     /// `dump`.
     Dump {
@@ -72,6 +75,8 @@ pub enum Action {
         container: Option<String>,
         /// The file, as a container path.
         path: String,
+        /// What opens an encrypted backup.
+        unlock: Unlock,
     },
     /// `restore`.
     Restore(RestoreSettings),
@@ -141,6 +146,8 @@ pub struct ShipSettings {
     pub level: i32,
     /// Delete shipped logs rotated longer ago than this many seconds.
     pub prune_after: Option<u64>,
+    /// Encrypt shipped logs (`<name>.zst.age`).
+    pub encryption: Option<Seal>,
 }
 
 /// Settings for one backup.
@@ -176,6 +183,8 @@ pub struct BackupSettings {
     pub post_hook: Option<String>,
     /// Report what would be backed up and written where; change nothing.
     pub dry_run: bool,
+    /// Encrypt the archive with age (`<id>.tar.zst.age`).
+    pub encryption: Option<Seal>,
 }
 
 /// Settings for one restore.
@@ -185,6 +194,8 @@ pub struct RestoreSettings {
     pub container: String,
     /// Where the backup is.
     pub dest: DestSpec,
+    /// What opens an encrypted backup (and what its safety backup is encrypted to).
+    pub unlock: Unlock,
     /// Id or `latest`.
     pub archive: String,
     /// With `latest`: whose newest backup (default: the target's name).

@@ -91,6 +91,42 @@ impl Dest {
         }
     }
 
+    /// The bytes of object `name`.
+    pub fn read(&self, name: &str) -> Vec<u8> {
+        match self {
+            Dest::Local(_, p) => std::fs::read(p.join(name)).unwrap(),
+            Dest::Ssh(rel) => {
+                let out = std::process::Command::new("ssh")
+                    .args(["-F", &super::peers::ssh_config(), "dockyard-test"])
+                    .arg(format!("cat {rel}/{name}"))
+                    .output()
+                    .unwrap();
+                assert!(out.status.success());
+                out.stdout
+            }
+            Dest::S3(s3, prefix) => s3.get(&format!("{prefix}/{name}")),
+        }
+    }
+
+    /// Replaces object `name` with `data` (an attacker's edit).
+    pub fn replace(&self, name: &str, data: &[u8]) {
+        match self {
+            Dest::Local(_, p) => std::fs::write(p.join(name), data).unwrap(),
+            Dest::Ssh(rel) => {
+                use std::io::Write;
+                let mut child = std::process::Command::new("ssh")
+                    .args(["-F", &super::peers::ssh_config(), "dockyard-test"])
+                    .arg(format!("cat > {rel}/{name}"))
+                    .stdin(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                child.stdin.take().unwrap().write_all(data).unwrap();
+                assert!(child.wait().unwrap().success());
+            }
+            Dest::S3(s3, prefix) => s3.put(&format!("{prefix}/{name}"), data),
+        }
+    }
+
     pub fn copy(&self, from: &str, to: &str) {
         match self {
             Dest::Local(_, p) => {

@@ -20,11 +20,14 @@ use super::quiesce::{self, Quiesce};
 use super::Session;
 use crate::destination::DestError;
 use crate::docker::{ContainerInfo, Engine};
-use crate::manifest::{self, Manifest, Object, PathRecord, SnapshotRecord, Store};
+use crate::encryption::Age;
+use crate::manifest::{self, Encryption, Manifest, Object, PathRecord, SnapshotRecord, Store};
+use crate::pipeline::Transform;
 use crate::progress::Progress;
 use crate::settings::BackupSettings;
 pub use env::{env_key, redact_env};
 pub use paths::{nested_mounts, select_paths};
+use std::sync::Arc;
 use write::{write_archive, Job};
 
 /// A finished backup (the `backup`/`snapshot` JSON document, docs/json.md).
@@ -141,7 +144,11 @@ pub async fn dry_run(session: &Session, s: &BackupSettings) -> Result<DryRun> {
     let dest = s.dest.open().await;
     let listed = Store::new(dest.clone()).manifests().await;
     let id = manifest::new_id(&info.name, Utc::now());
-    let objects = [manifest::archive_name(&id), manifest::manifest_name(&id)];
+    let archive = match s.encryption {
+        Some(_) => Object::SealedArchive,
+        None => Object::Archive,
+    };
+    let objects = [archive.name(&id), Object::Manifest.name(&id)];
     let held = listed.as_ref().ok().map(|ids| {
         ids.iter()
             .filter(|id| manifest::id_container(id).is_some_and(|c| c == info.name))
@@ -190,8 +197,15 @@ pub async fn backup(
         .clone()
         .unwrap_or_else(|| info.image_id.clone());
     let progress = Progress::start(format!("backup {}", info.name), show_progress);
-    let draft = store.begin(&id);
-    let name = draft.name(Object::Archive);
+    let mut draft = store.begin(&id);
+    let age = s
+        .encryption
+        .clone()
+        .map(|seal| Arc::new(Age::sealing(seal)));
+    let name = draft.name(match age {
+        Some(_) => Object::SealedArchive,
+        None => Object::Archive,
+    });
     let job = Job {
         engine,
         info,
@@ -201,6 +215,7 @@ pub async fn backup(
         name: &name,
         s,
         progress: &progress,
+        transform: age.clone().map(|a| a as Arc<dyn Transform>),
     };
     let streamed = write_archive(&job).await;
     let secs = progress.elapsed().as_secs_f64();
@@ -210,7 +225,10 @@ pub async fn backup(
     crate::fault::point(&format!("written-{}", info.name)).await;
 
     let mut m = Manifest {
-        format: crate::manifest::FORMAT,
+        format: match age {
+            Some(_) => crate::manifest::FORMAT,
+            None => crate::manifest::PLAIN_FORMAT,
+        },
         id: id.clone(),
         container: info.name.clone(),
         container_id: info.id.clone(),
@@ -229,7 +247,10 @@ pub async fn backup(
         archive: name.clone(),
         snapshot: None,
         exclude: s.exclude.patterns().to_vec(),
-        encryption: None,
+        encryption: age.as_ref().map(|a| Encryption {
+            scheme: "age".into(),
+            recipients: a.fingerprints(),
+        }),
     };
     if s.snapshot {
         // The container as it is now (stopped, with --stop), as a snapshot has always recorded.
@@ -242,9 +263,27 @@ pub async fn backup(
             })?;
             redact_env(&mut inspect, &key, &info.id);
         }
-        m.snapshot = Some(SnapshotRecord {
+        let record = SnapshotRecord {
             image_digests: engine.image_digests(&info.image_id).await?,
             inspect,
+            sealed: None,
+        };
+        m.snapshot = Some(match &age {
+            // Encrypted: the inspect data (environment names, labels, command) and digests go
+            // in their own encrypted object; the plain manifest only says it is a snapshot.
+            Some(age) => {
+                let text = serde_json::to_vec_pretty(&record).expect("inspect data serialises");
+                let sealed = age
+                    .seal_bytes(&text)
+                    .context("cannot encrypt the snapshot's inspect data")?;
+                draft.attach(Object::SealedSnapshot, sealed);
+                SnapshotRecord {
+                    image_digests: Vec::new(),
+                    inspect: serde_json::Value::Null,
+                    sealed: Some(draft.name(Object::SealedSnapshot)),
+                }
+            }
+            None => record,
         });
     }
     // From the archive's commit to the manifest's, a signal waits, so a stopped run leaves a whole

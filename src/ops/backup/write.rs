@@ -11,10 +11,11 @@ use crate::destination::Destination;
 use crate::docker::{ContainerInfo, DockerError, Engine, HelperSpec};
 use crate::manifest::PathRecord;
 use crate::pipeline::streams::{CountingReader, ReadAhead};
-use crate::pipeline::{ArchiveSink, Broken};
+use crate::pipeline::{ArchiveSink, Broken, Transform};
 use crate::progress::Progress;
 use crate::settings::BackupSettings;
 use crate::values::AgentMode;
+use std::sync::Arc;
 
 /// One archive to write: what from, where to, how.
 pub struct Job<'a> {
@@ -34,6 +35,19 @@ pub struct Job<'a> {
     pub s: &'a BackupSettings,
     /// The counters progress shows.
     pub progress: &'a Progress,
+    /// Encryption between compression and the hash, on the host (none: a plain archive).
+    pub transform: Option<Arc<dyn Transform>>,
+}
+
+impl Job<'_> {
+    /// The sink the archive streams into: object `name` of `dest`, through the transform.
+    async fn sink(&self) -> Result<ArchiveSink, crate::destination::DestError> {
+        let sink = ArchiveSink::open(self.dest, self.name).await?;
+        Ok(match &self.transform {
+            Some(t) => sink.with_transform(t.clone()),
+            None => sink,
+        })
+    }
 }
 
 /// What [`write_archive`] returns: the upload to commit, the stats and the archive's sha256.
@@ -91,7 +105,7 @@ async fn through_agent(job: &Job<'_>) -> Result<Result<Written, Unavailable>> {
             Err(why) => return Ok(Err(why)),
         };
     tracing::info!(container = %job.info.name, "backing up through dockyard's agent in the helper");
-    let sink = match ArchiveSink::open(job.dest, job.name).await {
+    let sink = match job.sink().await {
         Ok(sink) => sink,
         Err(e) => {
             packing.abandon().await;
@@ -172,7 +186,6 @@ async fn stream_archive(job: &Job<'_>, helper: &str) -> Result<Written> {
         info,
         paths,
         dest,
-        name,
         s,
         progress,
         ..
@@ -190,7 +203,7 @@ async fn stream_archive(job: &Job<'_>, helper: &str) -> Result<Written> {
             }
         })
         .collect();
-    let sink = ArchiveSink::open(dest, name).await?;
+    let sink = job.sink().await?;
     let compression = s.compression;
     let written = progress.written.clone();
     match sink

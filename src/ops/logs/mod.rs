@@ -31,8 +31,11 @@ use crate::progress::Progress;
 use crate::settings::LogsSettings;
 use crate::shell::Script;
 
+use crate::encryption::Age;
+use crate::pipeline::Transform;
 pub use plan::{plan, LogsPlan, Sized};
-use ship::{prune_shipped, ship_file};
+use ship::{prune_shipped, ship_file, Packing};
+use std::sync::Arc;
 
 /// A lock older than this is taken over even if its holder may be alive elsewhere.
 const LOCK_LIMIT: Duration = Duration::from_secs(6 * 3600);
@@ -310,7 +313,14 @@ async fn carry_on(
         };
         return Ok((report, shipped, surplus));
     };
-    let level = s.ship.as_ref().map(|x| x.level).unwrap_or(3);
+    let packing = Packing {
+        level: s.ship.as_ref().map(|x| x.level).unwrap_or(3),
+        transform: s
+            .ship
+            .as_ref()
+            .and_then(|x| x.encryption.clone())
+            .map(|seal| Arc::new(Age::sealing(seal)) as Arc<dyn Transform>),
+    };
     let total = files.iter().map(|(size, _)| size).sum();
     let progress = Progress::sized(
         format!("ship logs of {}", info.name),
@@ -318,10 +328,10 @@ async fn carry_on(
         show_progress,
     );
     for (_, r) in files {
-        let key = naming::ship_key(&info.name, &r);
+        let key = naming::ship_key(&info.name, &r, packing.transform.is_some());
         let path = format!("{}/{}", s.dir, r.name);
         let counter = progress.read.clone();
-        match ship_file(engine, helper, &path, dest, &key, level, counter).await {
+        match ship_file(engine, helper, &path, dest, &key, &packing, counter).await {
             Ok(raw) => {
                 report.shipped_bytes += raw;
                 report.shipped.push(key.clone());

@@ -12,7 +12,7 @@ use crate::destination::{DestError, Destination};
 use crate::docker::Engine;
 use crate::logs::naming::{self};
 use crate::pipeline::streams::{CountingReader, ReadAhead};
-use crate::pipeline::{ArchiveSink, ArchiveSource, Broken};
+use crate::pipeline::{ArchiveSink, ArchiveSource, Broken, Transform};
 
 /// Deletes `container`'s shipped logs rotated more than `age` seconds ago; returns their keys.
 pub(super) async fn prune_shipped(
@@ -30,7 +30,8 @@ pub(super) async fn prune_shipped(
     {
         let file = key.rsplit('/').next().unwrap_or("");
         let old = file
-            .strip_suffix(".zst")
+            .strip_suffix(".zst.age")
+            .or_else(|| file.strip_suffix(".zst"))
             .and_then(naming::parse_rotated)
             .is_some_and(|r| r.at < cutoff);
         if old {
@@ -41,22 +42,34 @@ pub(super) async fn prune_shipped(
     Ok(pruned)
 }
 
-/// Streams one file out of `helper`, through zstd, into `dest` as `key`, then reads the object back
-/// and checks its sha256. Returns the file's size in bytes.
+/// How shipped files are written: the zstd level, and the encryption (age) if any.
+pub(super) struct Packing {
+    /// zstd level.
+    pub level: i32,
+    /// Between compression and the hash, on the host.
+    pub transform: Option<Arc<dyn Transform>>,
+}
+
+/// Streams one file out of `helper`, through zstd (and age when asked), into `dest` as `key`, then
+/// reads the object back and checks its sha256. Returns the file's size in bytes.
 pub(super) async fn ship_file(
     engine: &Engine,
     helper: &str,
     path: &str,
     dest: &dyn Destination,
     key: &str,
-    level: i32,
+    packing: &Packing,
     counter: Arc<AtomicU64>,
 ) -> Result<u64> {
     let reader = ReadAhead::new(
         tokio::runtime::Handle::current(),
         engine.download(helper, path),
     );
-    let sink = ArchiveSink::open(dest, key).await?;
+    let level = packing.level;
+    let mut sink = ArchiveSink::open(dest, key).await?;
+    if let Some(t) = &packing.transform {
+        sink = sink.with_transform(t.clone());
+    }
     let shipped = sink
         .stream(move |writer| -> io::Result<(u64, _)> {
             let mut archive = tar::Archive::new(reader);

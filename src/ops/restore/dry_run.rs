@@ -5,12 +5,12 @@ use anyhow::{Context, Result};
 
 use super::outcome::{DryRun, PathDiff};
 use super::plan::{Filter, Plan};
+use super::stage::Backup;
 use super::survey::{live_each, occupied_paths};
 use crate::archive::listing::{self, Origin};
-use crate::destination::{DestSpec, Destination};
+use crate::destination::DestSpec;
 use crate::docker::{ContainerInfo, Engine};
-use crate::manifest::{Manifest, SAFETY_TAG};
-use crate::pipeline::read_blocking;
+use crate::manifest::SAFETY_TAG;
 use crate::settings::RestoreSettings;
 
 /// Says what a restore would add, change and remove, and what it would refuse, strip and save;
@@ -18,8 +18,7 @@ use crate::settings::RestoreSettings;
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn dry_run(
     engine: &Engine,
-    dest: &dyn Destination,
-    m: &Manifest,
+    backup: Backup<'_>,
     target: &ContainerInfo,
     plan: &Plan,
     image: &str,
@@ -27,6 +26,7 @@ pub(super) async fn dry_run(
     safety_dest: &DestSpec,
     report: &crate::archive::verify::Report,
 ) -> Result<DryRun> {
+    let Backup { dest, m, key } = backup;
     let mut report_paths = Vec::new();
     for d in &plan.dirs {
         for p in &d.paths {
@@ -43,7 +43,8 @@ pub(super) async fn dry_run(
             // target lacks.
             let archive_pass = |compare: listing::Compare, added: bool| {
                 let (owned, skip, include) = (owned.clone(), skip.clone(), include.clone());
-                read_blocking(dest, &m.archive, None, move |r| {
+                // The verify pass before this one checked the stored bytes.
+                key.read_start(dest, m, move |r| {
                     let mut compare = compare;
                     listing::each(r, Origin::Archive, &owned, &skip, None, |name, sig| {
                         if !include.takes(name) {

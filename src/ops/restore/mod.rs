@@ -25,23 +25,41 @@ mod survey;
 use anyhow::Result;
 use chrono::Utc;
 
+use super::key::Key;
 use super::quiesce::{self, Quiesce};
 use super::Session;
+use crate::destination::Destination;
+use crate::encryption::Seal;
 use crate::error::Failure;
 use crate::lock::{Access, ContainerLock};
-use crate::manifest::{self, Store};
+use crate::manifest::{self, Manifest, Store};
 use crate::settings::RestoreSettings;
 use crate::swap::recover::{self, Work};
 use live::{commit, discard, finish_interrupted, refuse_open_files};
 pub use outcome::{shorten, DryRun, Outcome, PathDiff, Restored, SafetyBackup};
 use plan::{pick_paths, plan, refuse_devices};
 use safety::safety_backup;
-use stage::{archived_roots, stage_all};
+use stage::{archived_roots, stage_all, Backup};
+use std::sync::Arc;
 
 /// Restores the backup `s` names; with `--stop`, with the target (and others) stopped around it.
 /// Prints nothing.
 pub async fn run(session: &Session, s: RestoreSettings) -> Result<Outcome> {
     let engine = session.engine().await?;
+    // The backup, and the key that opens it, before anything is stopped or touched.
+    let dest = s.dest.open().await;
+    let target = engine.inspect(&s.container).await?;
+    let m = pick(&dest, &s, &target.name).await?;
+    let key = Key::open(dest.as_ref(), &m, &s.unlock).await?;
+    // Whoever could read the backup can read what it replaces: the safety backup is encrypted
+    // to the same (decided now, so nothing fails for it later).
+    let seal = match &m.encryption {
+        Some(e) if s.safety_backup && !s.dry_run => Some(s.unlock.seal_for(&e.recipients)?),
+        _ => None,
+    };
+    if m.encryption.is_none() && !s.unlock.is_empty() {
+        tracing::warn!(id = %m.id, "backup {} is not encrypted, though a key was given", m.id);
+    }
     let (stop, stop_timeout, container) = (s.stop.clone(), s.stop_timeout, s.container.clone());
     let quiet = Quiesce {
         container: &container,
@@ -50,18 +68,56 @@ pub async fn run(session: &Session, s: RestoreSettings) -> Result<Outcome> {
         pre_hook: None,
         post_hook: None,
     };
-    let (mut outcome, downtime) =
-        quiesce::around(session, engine, quiet, restore(session, s)).await?;
+    let (mut outcome, downtime) = quiesce::around(
+        session,
+        engine,
+        quiet,
+        restore(session, s, dest.clone(), &m, &key, seal),
+    )
+    .await?;
     if let Outcome::Restored(r) = &mut outcome {
         r.downtime_seconds = downtime;
     }
     Ok(outcome)
 }
 
-/// The restore itself, inside the quiesce guard.
-async fn restore(session: &Session, s: RestoreSettings) -> Result<Outcome> {
+/// The backup `s` names at `dest` (`latest` of the target `target` or of `--container`), checked
+/// to be of the container it is restored into unless told otherwise.
+async fn pick(dest: &Arc<dyn Destination>, s: &RestoreSettings, target: &str) -> Result<Manifest> {
+    let source = s.source.clone().unwrap_or_else(|| target.to_string());
+    let select = match s.archive.as_str() {
+        "latest" => manifest::Select::Container(&source),
+        id => manifest::Select::Id(id),
+    };
+    let catalog = Store::new(dest.clone()).load(select).await?;
+    let m = catalog
+        .select(&s.archive, &source, &s.dest.to_string(), Utc::now())?
+        .clone();
+    if m.container != source && !s.force {
+        return Err(Failure::usage(format!(
+            "backup {} is of container {:?}, not {:?}; to restore it into {:?}, say so with --container {} (or --force)",
+            m.id,
+            m.container,
+            source,
+            target,
+            shell_words::quote(&m.container)
+        ))
+        .into());
+    }
+    Ok(m)
+}
+
+/// The restore of backup `m` at `dest` (read with `key`; its safety backup encrypted with
+/// `seal`) itself, inside the quiesce guard.
+async fn restore(
+    session: &Session,
+    s: RestoreSettings,
+    dest: Arc<dyn Destination>,
+    m: &Manifest,
+    key: &Key,
+    seal: Option<Seal>,
+) -> Result<Outcome> {
     let engine = session.engine().await?;
-    let dest = s.dest.open().await;
     let target = engine.inspect(&s.container).await?;
     let image = s
         .helper_image
@@ -109,41 +165,26 @@ async fn restore(session: &Session, s: RestoreSettings) -> Result<Outcome> {
         }
         recovered = outcome.done;
     }
-    let source = s.source.clone().unwrap_or_else(|| target.name.clone());
-    let select = match s.archive.as_str() {
-        "latest" => manifest::Select::Container(&source),
-        id => manifest::Select::Id(id),
-    };
     let store = Store::new(dest.clone());
-    let catalog = store.load(select).await?;
-    let m = catalog
-        .select(&s.archive, &source, &s.dest.to_string(), Utc::now())?
-        .clone();
-    if m.container != source && !s.force {
-        return Err(Failure::usage(format!(
-            "backup {} is of container {:?}, not {:?}; to restore it into {:?}, say so with --container {} (or --force)",
-            m.id,
-            m.container,
-            source,
-            target.name,
-            shell_words::quote(&m.container)
-        ))
-        .into());
-    }
-    let wanted = pick_paths(&m, &s.paths, &target)?;
+    let backup = Backup {
+        dest: dest.as_ref(),
+        m,
+        key,
+    };
+    let wanted = pick_paths(m, &s.paths, &target)?;
     if !s.dry_run && !s.allow_open_files {
         refuse_open_files(engine, &target, &wanted).await?;
     }
 
     let safety_dest = s.safety_dest.clone().unwrap_or_else(|| s.dest.clone());
     if s.dry_run {
-        let report = crate::ops::verify::verify_backup(dest.as_ref(), &m, session.progress).await?;
-        refuse_devices(&m, &report.devices, &s)?;
-        let plan = plan(&m, &wanted, &target, &report.roots, engine.is_local())?;
+        let report =
+            crate::ops::verify::verify_backup(dest.as_ref(), m, key, session.progress).await?;
+        refuse_devices(m, &report.devices, &s)?;
+        let plan = plan(m, &wanted, &target, &report.roots, engine.is_local())?;
         return dry_run(
             engine,
-            dest.as_ref(),
-            &m,
+            backup,
             &target,
             &plan,
             &image,
@@ -155,13 +196,13 @@ async fn restore(session: &Session, s: RestoreSettings) -> Result<Outcome> {
         .map(Outcome::DryRun);
     }
 
-    let roots = archived_roots(dest.as_ref(), &m).await?;
-    let mut plan = plan(&m, &wanted, &target, &roots, engine.is_local())?;
+    let roots = archived_roots(backup).await?;
+    let mut plan = plan(m, &wanted, &target, &roots, engine.is_local())?;
     if !s.include.is_empty() && !plan.files.is_empty() {
         tracing::info!(container = %target.name, "--include restores entries of directories: the single-file mounts are left as they are");
         plan.files.clear();
     }
-    let (staged, mut journal) = stage_all(session, &work, dest.as_ref(), &m, &plan, &s).await?;
+    let (staged, mut journal) = stage_all(session, &work, backup, &plan, &s).await?;
     let safety = if s.safety_backup {
         // The restore's own destination, unless the safety backup goes elsewhere.
         let opened = match &s.safety_dest {
@@ -177,6 +218,7 @@ async fn restore(session: &Session, s: RestoreSettings) -> Result<Outcome> {
             &s,
             &safety_dest,
             &opened,
+            seal,
         )
         .await
         {

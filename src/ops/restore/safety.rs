@@ -10,6 +10,7 @@ use super::survey::occupied_paths;
 use crate::archive::pack::Compression;
 use crate::destination::DestSpec;
 use crate::docker::{ContainerInfo, Engine};
+use crate::encryption::Seal;
 use crate::manifest::Store;
 use crate::manifest::{self, SAFETY_TAG};
 use crate::ops::backup::backup;
@@ -28,6 +29,7 @@ pub(super) async fn safety_backup(
     s: &RestoreSettings,
     safety_dest: &DestSpec,
     opened: &Store,
+    seal: Option<Seal>,
 ) -> Result<Option<SafetyBackup>> {
     let occupied = occupied_paths(engine, target, plan, image).await?;
     if occupied.is_empty() {
@@ -52,6 +54,8 @@ pub(super) async fn safety_backup(
         pre_hook: None,
         post_hook: None,
         dry_run: false,
+        // An encrypted backup's target is saved encrypted (see `Unlock::seal_for`).
+        encryption: seal,
     };
     let (safety, secs) = backup(session, engine, target, &settings, opened, session.progress)
         .await
@@ -64,8 +68,10 @@ pub(super) async fn safety_backup(
     expire_safety_backups(opened, &target.name, s.safety_keep_secs).await;
     Ok(Some(SafetyBackup {
         undo: format!(
-            "dockyard restore {} --from {safety_dest} --backup {}",
-            target.name, safety.id
+            "dockyard restore {} --from {safety_dest} --backup {}{}",
+            target.name,
+            safety.id,
+            s.unlock.flags()
         ),
         id: safety.id,
         destination: safety_dest.to_string(),

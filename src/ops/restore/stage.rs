@@ -10,14 +10,14 @@ use crate::agent::host::{self, Unavailable, UnpackFailed};
 use crate::agent::UnpackJob;
 use crate::archive::entry::{Kind, RootMeta};
 use crate::archive::stage::{stage, StageSpec, Staged};
-use crate::archive::verify::Expect;
 use crate::archive::writer::TarWriter;
 use crate::destination::Destination;
 use crate::docker::{ContainerInfo, DockerError, Engine, Helper, HelperSpec};
 use crate::error::Failure;
 use crate::manifest::Manifest;
+use crate::ops::key::Key;
 use crate::ops::{Pending, Session};
-use crate::pipeline::{read_blocking, streams, ArchiveSource, ChannelWriter};
+use crate::pipeline::{streams, ChannelWriter};
 use crate::progress::Progress;
 use crate::settings::RestoreSettings;
 use crate::swap::journal::Journal;
@@ -29,23 +29,31 @@ use crate::values::AgentMode;
 /// Each manifest path's own entry, read from the start of the archive only as far as needed to
 /// plan (a single-path archive: its first entry); if that fails, the full verification says why.
 /// Staging checks the whole archive and that these agree, so nothing here is trusted further.
-pub(super) async fn archived_roots(
-    dest: &dyn Destination,
-    m: &Manifest,
-) -> Result<Vec<Option<(Kind, RootMeta)>>> {
+pub(super) async fn archived_roots(b: Backup<'_>) -> Result<Vec<Option<(Kind, RootMeta)>>> {
+    let Backup { dest, m, key } = b;
     let paths: Vec<String> = m.paths.iter().map(|p| p.path.clone()).collect();
-    let scanned = read_blocking(dest, &m.archive, None, move |r| {
-        crate::archive::verify::roots(r, &paths)
-    })
-    .await
-    .with_context(|| format!("cannot read backup {}", m.id))?;
+    let scanned = key
+        .read_start(dest, m, move |r| crate::archive::verify::roots(r, &paths))
+        .await
+        .with_context(|| format!("cannot read backup {}", m.id))?;
     match scanned {
         Ok(roots) => Ok(roots),
         // Say what is wrong as `verify` would (a checksum mismatch before a decoding error).
-        Err(_) => crate::ops::verify::verify_backup(dest, m, false)
+        Err(_) => crate::ops::verify::verify_backup(dest, m, key, false)
             .await
             .map(|report| report.roots),
     }
+}
+
+/// The backup being restored: where it is, its manifest, and the key it is read with.
+#[derive(Clone, Copy)]
+pub(super) struct Backup<'a> {
+    /// Where it is.
+    pub dest: &'a dyn Destination,
+    /// Its manifest.
+    pub m: &'a Manifest,
+    /// How its archive is read (through age if it is encrypted).
+    pub key: &'a Key,
 }
 
 /// A verification failure of backup `m` at `dest`, which changed nothing.
@@ -68,11 +76,11 @@ pub(super) fn failed_verification(
 pub(super) async fn stage_all(
     session: &Session,
     work: &Work<'_>,
-    dest: &dyn Destination,
-    m: &Manifest,
+    b: Backup<'_>,
     plan: &Plan,
     s: &RestoreSettings,
 ) -> Result<(Vec<Staged>, Journal)> {
+    let m = b.m;
     let (engine, target, image) = (work.engine, work.target, work.image);
     // The journal on the host, and the staging a signal removes, as they stand now.
     let record = |journal: &Journal| -> Result<()> {
@@ -87,7 +95,7 @@ pub(super) async fn stage_all(
     };
     let mut journal = plan.journal(m, target, &s.include);
     record(&journal)?;
-    let staged = stage_each(session, work, dest, m, plan, s, &mut journal).await;
+    let staged = stage_each(session, work, b, plan, s, &mut journal).await;
     let staged = match staged {
         Ok(staged) => staged,
         Err(e) => {
@@ -111,12 +119,12 @@ pub(super) async fn stage_all(
 pub(super) async fn stage_each(
     session: &Session,
     work: &Work<'_>,
-    dest: &dyn Destination,
-    m: &Manifest,
+    b: Backup<'_>,
     plan: &Plan,
     s: &RestoreSettings,
     journal: &mut Journal,
 ) -> Result<Vec<Staged>> {
+    let Backup { dest, m, key } = b;
     let (engine, target, image) = (work.engine, work.target, work.image);
     // The engine path's helper, made only if the agent cannot stage (it starts helpers of its
     // own).
@@ -145,13 +153,14 @@ pub(super) async fn stage_each(
                     mount: member.mount.clone(),
                     spec: spec.clone(),
                     first,
-                    expect: Expect::of(m),
+                    expect: key.expect(m),
                 };
                 let source = Source {
                     engine,
                     helper: "",
                     dest,
                     m,
+                    key,
                     show_progress,
                 };
                 match stage_by_agent(&source, target, image, &job).await {
@@ -184,6 +193,7 @@ pub(super) async fn stage_each(
                         helper,
                         dest,
                         m,
+                        key,
                         show_progress,
                     };
                     stage_one(&source, &member.mount, spec, first).await
@@ -210,7 +220,7 @@ pub(super) async fn stage_each(
     result?;
     removed?;
     if !plan.files.is_empty() {
-        staged.extend(stage_files(session, work, dest, m, plan, s).await?);
+        staged.extend(stage_files(session, work, b, plan, s).await?);
     }
     Ok(staged)
 }
@@ -220,11 +230,11 @@ pub(super) async fn stage_each(
 pub(super) async fn stage_files(
     session: &Session,
     work: &Work<'_>,
-    dest: &dyn Destination,
-    m: &Manifest,
+    b: Backup<'_>,
     plan: &Plan,
     s: &RestoreSettings,
 ) -> Result<Vec<Staged>> {
+    let Backup { dest, m, key } = b;
     let paths: Vec<String> = plan.files.iter().map(|f| f.path.clone()).collect();
     let (binds, _) = recover::file_binds(work.target, &paths, work.engine.is_local())?;
     let mut spec = HelperSpec::archive(work.target, work.image, false);
@@ -236,6 +246,7 @@ pub(super) async fn stage_files(
         helper: helper.id(),
         dest,
         m,
+        key,
         show_progress: session.progress,
     };
     let mut staged = Vec::new();
@@ -359,13 +370,14 @@ pub(super) async fn stage_by_agent(
     job: &UnpackJob,
 ) -> Result<Staged, AgentStaging> {
     let Source {
-        engine, dest, m, ..
+        engine,
+        dest,
+        m,
+        key,
+        ..
     } = *source;
     let error = |e: anyhow::Error| AgentStaging::Error(e);
-    let archive = ArchiveSource::new(dest, &m.archive)
-        .feed()
-        .await
-        .map_err(|e| error(e.into()))?;
+    let archive = key.feed(dest, m).await.map_err(|e| error(e.into()))?;
     let progress = Progress::sized(
         format!("restore into {}", job.spec.path),
         Some(m.size),
@@ -410,6 +422,7 @@ pub(super) struct Source<'a> {
     helper: &'a str,
     dest: &'a dyn Destination,
     m: &'a Manifest,
+    key: &'a Key,
     /// Show a progress bar on a terminal.
     show_progress: bool,
 }
@@ -422,7 +435,7 @@ pub(super) async fn stage_one(
     spec: StageSpec,
     first: bool,
 ) -> Result<Staged> {
-    let expect = Expect::of(source.m);
+    let expect = source.key.expect(source.m);
     stage_through(source, mount, move |r, w| {
         stage_member(r, &expect, &spec, first, w)
     })
@@ -432,7 +445,7 @@ pub(super) async fn stage_one(
 /// Streams a single-file path of the archive into its staged name beside the live file.
 pub(super) async fn stage_file(source: &Source<'_>, into: &str, spec: StageSpec) -> Result<Staged> {
     let m = source.m;
-    let expect = Expect::of(m);
+    let expect = source.key.expect(m);
     let path = spec.path.clone();
     let staged = stage_through(source, into, move |r, w| stage(r, &expect, &spec, w)).await?;
     if !staged.single_file {
@@ -462,13 +475,14 @@ where
         helper,
         dest,
         m,
+        key,
         show_progress,
     } = *source;
     let (writer, rx) = streams::channel();
     let progress = Progress::sized(format!("restore into {into}"), Some(m.size), show_progress);
-    let staged = read_blocking(
+    let staged = key.read(
         dest,
-        &m.archive,
+        m,
         Some(progress.read.clone()),
         move |r| -> std::io::Result<Staged> {
             let mut w = TarWriter::new(writer);
@@ -485,8 +499,12 @@ where
             uploaded?;
             Ok(staged)
         }
-        // The engine stopped taking the stream: its error, not the archive's.
-        Err(_) if uploaded.is_err() => Err(uploaded.unwrap_err().into()),
+        // The engine stopped taking the stream (the writer found the channel closed): its
+        // error, not the archive's. An archive that failed first cuts the stream short, and
+        // the engine's complaint about that is not the cause.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe && uploaded.is_err() => {
+            Err(uploaded.unwrap_err().into())
+        }
         Err(e) => Err(failed_verification(m, dest, &e.to_string())),
     }
 }
