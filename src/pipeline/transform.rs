@@ -1,5 +1,5 @@
 //! The place between compression and hashing where a backup's bytes may be changed on their way
-//! to a destination, and changed back on their way out (age encryption, `crate::encryption`): a
+//! to a destination, and changed back on their way out (age encryption, in `encryption/`): a
 //! [`Transform`] wraps the writer an [`ArchiveSink`](super::ArchiveSink) producer writes into,
 //! and the reader an [`ArchiveSource`](super::ArchiveSource) hands on.
 //!

@@ -49,6 +49,9 @@ pub async fn run(session: &Session, s: RestoreSettings) -> Result<Outcome> {
     // The backup, and the key that opens it, before anything is stopped or touched.
     let dest = s.dest.open().await;
     let target = engine.inspect(&s.container).await?;
+    if engine.is_local() {
+        crate::binds::check(&target)?;
+    }
     let m = pick(&dest, &s, &target.name).await?;
     let key = Key::open(dest.as_ref(), &m, &s.unlock).await?;
     // Whoever could read the backup can read what it replaces: the safety backup is encrypted
@@ -123,9 +126,6 @@ async fn restore(
         .helper_image
         .clone()
         .unwrap_or_else(|| target.image_id.clone());
-    if engine.is_local() {
-        crate::binds::check(&target)?;
-    }
     let _lock = ContainerLock::take_on(
         engine,
         &session.dirs.lock,
