@@ -12,14 +12,7 @@ bench_tools
 ensure_docker
 work=$(mktemp -d)
 name=dyb-compare-$$
-image=dockyard-test/busybox:1
-trap 'docker rm -f -v "$name" "$name-r" >/dev/null 2>&1; rm -rf "$work"; stop_started' EXIT
-docker image inspect $image >/dev/null 2>&1 || cargo test -q --test backup_restore container_without_volumes >/dev/null
-
-docker run -d --name "$name" --network none -v /srv/media $image sleep 100000 >/dev/null
-docker create --name "$name-r" --network none -v /srv/media $image sleep 100000 >/dev/null
-fill_media "$name" 1
-total=$(media_mib "$name")
+media_pair "$name"
 echo "volume: ${total} MiB; ${runs} runs each, alternating old / new / pipeline"
 
 b_old=() b_new=() b_pipe=() r_old=() r_new=() r_pipe=() rss_old=() rss_new=()

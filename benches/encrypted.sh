@@ -13,16 +13,9 @@ bench_tools
 ensure_docker
 work=$(mktemp -d)
 name=dyb-enc-$$
-image=dockyard-test/busybox:1
-trap 'docker rm -f -v "$name" "$name-r" >/dev/null 2>&1; rm -rf "$work"; stop_started' EXIT
-docker image inspect $image >/dev/null 2>&1 || cargo test -q --test backup_restore container_without_volumes >/dev/null
-
 age-keygen -o "$work/key.txt" 2>/dev/null
 recipient=$(age-keygen -y "$work/key.txt")
-docker run -d --name "$name" --network none -v /srv/media $image sleep 100000 >/dev/null
-docker create --name "$name-r" --network none -v /srv/media $image sleep 100000 >/dev/null
-fill_media "$name" 1
-total=$(media_mib "$name")
+media_pair "$name"
 echo "volume: ${total} MiB; ${runs} runs each, alternating plain / encrypted"
 
 b_plain=() b_enc=() r_plain=() r_enc=() rss_b_plain=() rss_b_enc=() rss_r_plain=() rss_r_enc=()

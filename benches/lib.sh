@@ -19,6 +19,19 @@ fill_media() {
     done'
 }
 
+# The source and target of a backup/restore bench: container $1 running with ~1 GiB of media
+# (fill_media) and $1-r created with an empty /srv/media, both from the busybox test image (built
+# by a test if missing); removed, with $work, on exit. Sets `total` (MiB).
+media_pair() {
+  local image=dockyard-test/busybox:1
+  trap 'docker rm -f -v "'"$1"'" "'"$1"'-r" >/dev/null 2>&1; rm -rf "$work"; stop_started' EXIT
+  docker image inspect $image >/dev/null 2>&1 || cargo test -q --test backup_restore container_without_volumes >/dev/null
+  docker run -d --name "$1" --network none -v /srv/media $image sleep 100000 >/dev/null
+  docker create --name "$1-r" --network none -v /srv/media $image sleep 100000 >/dev/null
+  fill_media "$1" 1
+  total=$(media_mib "$1")
+}
+
 # MiB used by /srv/media of container $1.
 media_mib() { docker exec "$1" du -sm /srv/media | cut -f1; }
 

@@ -367,19 +367,21 @@ fn the_readmes_recipe_recovers_an_encrypted_snapshot_with_the_age_tool() {
     );
     let dest = Dest::local();
     let url = dest.url();
-    let out = dockyard(&[
-        "snapshot",
-        &app.name,
-        "--tag",
-        "pre-upgrade",
-        "--to",
-        &url,
-        "--encrypt-to",
-        &recipient,
-        "--json",
-    ])
-    .ok();
-    let m = one_document(&out)["backup"].clone();
+    let snapshot = || {
+        let args = [
+            "snapshot",
+            &app.name,
+            "--tag",
+            "pre-upgrade",
+            "--to",
+            &url,
+            "--encrypt-to",
+            &recipient,
+            "--json",
+        ];
+        one_document(&dockyard(&args).ok())["backup"].clone()
+    };
+    let m = snapshot();
     let id = m["id"].as_str().unwrap();
     // The plain manifest says it is a snapshot, and nothing of the container's inspect data.
     let manifest = String::from_utf8(dest.read(&format!("{id}.json"))).unwrap();
@@ -438,17 +440,7 @@ fn the_readmes_recipe_recovers_an_encrypted_snapshot_with_the_age_tool() {
         .unwrap();
     assert_eq!(live, String::from_utf8_lossy(&by_hand.stdout));
     // prune works unchanged: a newer snapshot, and the older one goes with all its objects.
-    dockyard(&[
-        "snapshot",
-        &app.name,
-        "--tag",
-        "pre-upgrade",
-        "--to",
-        &url,
-        "--encrypt-to",
-        &recipient,
-    ])
-    .ok();
+    snapshot();
     dockyard(&[
         "prune",
         "--to",
