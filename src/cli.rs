@@ -621,6 +621,9 @@ pub struct BackupArgs {
     #[command(flatten)]
     pub encrypt: EncryptArgs,
 
+    #[command(flatten)]
+    pub incremental: IncrementalArgs,
+
     /// Say what would be backed up (paths, mounts, volumes) and written where; change nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -663,6 +666,45 @@ pub struct EncryptArgs {
         help_heading = "Encryption"
     )]
     pub passphrase_file: Option<std::path::PathBuf>,
+}
+
+/// Incremental backups (through dockyard's agent).
+#[derive(Debug, Args, Default)]
+pub struct IncrementalArgs {
+    /// Archive only what changed since the newest backup of the same paths at the destination
+    /// (its parent), found by comparing the volume with the parent's file index: new and changed
+    /// entries, every directory, and a list of what is gone. The archive stays a plain tar.zst;
+    /// a restore applies the chain (the full, then each increment). Without a usable parent
+    /// (none yet, a broken chain, a chain already --full-every long) the backup is full, and
+    /// says why.
+    #[arg(long, help_heading = "Incremental")]
+    pub incremental: bool,
+
+    /// With --incremental: a chain holds at most N backups, the full one included; the next is
+    /// full. Default 7 (a weekly full of daily backups).
+    #[arg(long, value_name = "N", requires = "incremental", value_parser = clap::value_parser!(u32).range(1..), help_heading = "Incremental")]
+    pub full_every: Option<u32>,
+
+    /// With --incremental: a full backup when the chain's full one is older than AGE (e.g. 7d).
+    #[arg(
+        long,
+        value_name = "AGE",
+        requires = "incremental",
+        help_heading = "Incremental"
+    )]
+    pub full_after: Option<Age>,
+
+    /// An age identity file that reads an encrypted parent's index (a backup encrypted with
+    /// --encrypt-to cannot read its own parent without it; with --passphrase-file the
+    /// passphrase does). Without one, an encrypted incremental backup is full.
+    #[arg(
+        long = "identity",
+        env = "DOCKYARD_IDENTITY_FILE",
+        value_name = "FILE",
+        requires = "incremental",
+        help_heading = "Incremental"
+    )]
+    pub identities: Vec<std::path::PathBuf>,
 }
 
 /// What opens an encrypted backup (read on the host only).

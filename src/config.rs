@@ -166,6 +166,17 @@ pub struct JobConfig {
     pub encrypt_to: Vec<String>,
     /// Encrypt with age to the passphrase on this file's first line instead (scrypt).
     pub passphrase_file: Option<PathBuf>,
+    /// Archive only what changed since the parent backup (`backup --incremental`).
+    #[serde(default)]
+    pub incremental: bool,
+    /// With `incremental`: a chain holds at most this many backups, the full one included
+    /// (default 7).
+    pub full_every: Option<u32>,
+    /// With `incremental`: a full backup when the chain's full one is older than this ("7d").
+    pub full_after: Option<Age>,
+    /// With `incremental` and `encrypt_to`: age identity files that read the parent's index.
+    #[serde(default)]
+    pub identity_files: Vec<PathBuf>,
 }
 
 /// One log job.

@@ -14,6 +14,7 @@ pub mod encryption;
 pub mod engine_ssh;
 pub mod error;
 pub mod fault;
+pub mod index;
 pub mod jobs;
 pub mod last_run;
 pub mod lease;

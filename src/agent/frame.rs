@@ -42,6 +42,10 @@ pub enum Message {
     Error(String),
     /// The agent refused the archive's content (a failed check, not an I/O failure); why.
     Refused(String),
+    /// The next piece of the backup's file index (pack; zstd-compressed bytes, base64).
+    Index(String),
+    /// The next piece of an incremental backup's deletion list (pack; as [`Message::Index`]).
+    Deleted(String),
     /// The work is whole; what it did. The last message.
     Done(Report),
 }
@@ -251,7 +255,10 @@ mod tests {
                 }],
                 level: 3,
                 exclude: vec!["*.tmp".into()],
+                parent: true,
             })),
+            Message::Index("KLUv/QBYAQAA".into()),
+            Message::Deleted(String::new()),
             Message::Progress(u64::MAX),
             Message::Total(0),
             Message::Warning("file changed as we read it".into()),

@@ -77,6 +77,7 @@ pub async fn start_pack(
     image: &str,
     job: &PackJob,
     counters: Counters,
+    parent: Option<Box<dyn io::Read + Send>>,
 ) -> Result<(Packing, Archive), Unavailable> {
     let exe = binary()?;
     check_image(engine, image).await?;
@@ -88,10 +89,22 @@ pub async fn start_pack(
         .helper(spec)
         .await
         .map_err(|e| Unavailable(e.to_string()))?;
-    let (mut attached, piped) = launch(engine, &helper, &exe, &job, pipe.as_ref())
+    let (attached, piped) = launch(engine, &helper, &exe, &job, pipe.as_ref())
         .await
         .map_err(|e| Unavailable(e.to_string()))?;
-    let _ = attached.input.shutdown().await;
+    let mut input = attached.input;
+    match parent {
+        // The parent's index follows the job on stdin, as the agent reads it.
+        Some(parent) => {
+            tokio::spawn(async move {
+                let _ = send_blocking_reader(parent, &mut input).await;
+                let _ = input.shutdown().await;
+            });
+        }
+        None => {
+            let _ = input.shutdown().await;
+        }
+    }
     let said = Arc::new(Mutex::new(Said::new(&info.name, counters)));
     let output = stdout_of(attached.output, said.clone());
     let (drained, archive) = match piped {
@@ -111,6 +124,34 @@ pub async fn start_pack(
         _pipe: pipe,
     };
     Ok((packing, archive))
+}
+
+/// Copies what `reader` (a blocking reader) holds into `input`, a MiB at a time.
+async fn send_blocking_reader(
+    mut reader: Box<dyn io::Read + Send>,
+    input: &mut std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+) -> io::Result<()> {
+    loop {
+        let (back, chunk) = tokio::task::spawn_blocking(move || {
+            let mut buf = vec![0u8; 1 << 20];
+            let n = io::Read::read(&mut reader, &mut buf);
+            (
+                reader,
+                n.map(|n| {
+                    buf.truncate(n);
+                    buf
+                }),
+            )
+        })
+        .await
+        .map_err(io::Error::other)?;
+        reader = back;
+        let chunk = chunk?;
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        input.write_all(&chunk).await?;
+    }
 }
 
 /// Copies the binary into the created helper, attaches to its output and input, starts it and
@@ -163,11 +204,29 @@ async fn launch(
     Ok((attached, piped))
 }
 
+/// What the agent sent beside a whole archive, for the host to store.
+#[derive(Default)]
+pub struct Beside {
+    /// The file index (compressed).
+    pub index: Option<super::spool::Spool>,
+    /// An incremental's deletion list (compressed).
+    pub deleted: Option<super::spool::Spool>,
+}
+
+impl std::fmt::Debug for Beside {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Beside")
+            .field("index", &self.index.as_ref().map(|s| s.bytes))
+            .field("deleted", &self.deleted.as_ref().map(|s| s.bytes))
+            .finish()
+    }
+}
+
 /// How `agent pack` ended.
 #[derive(Debug)]
 pub enum Ended {
-    /// The archive is whole.
-    Done(PackReport),
+    /// The archive is whole; what the agent sent beside it.
+    Done(PackReport, Beside),
     /// It failed; nothing of the archive had been sent, so the engine path may take over.
     NeverRan(Unavailable),
     /// It failed part-way (its message).
@@ -199,7 +258,13 @@ impl Packing {
         // The agent's own errors say so; anything else (exec refused, a missing loader) means it
         // never ran.
         Ok(match (code, heard.report) {
-            (0, Some(Report::Packed(r))) => Ended::Done(r),
+            (0, Some(Report::Packed(r))) => Ended::Done(
+                r,
+                Beside {
+                    index: heard.index,
+                    deleted: heard.deleted,
+                },
+            ),
             _ if sent == 0 && !heard.ran => Ended::NeverRan(Unavailable(message)),
             _ => Ended::Failed(message),
         })

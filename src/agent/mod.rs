@@ -16,10 +16,12 @@ pub mod binary;
 pub mod extract;
 pub mod frame;
 pub mod host;
+pub mod indexing;
 pub mod merge;
 pub mod pipe;
 pub mod remove;
 pub mod said;
+pub mod spool;
 pub mod swap;
 pub mod walk;
 
@@ -49,6 +51,10 @@ pub struct PackJob {
     pub level: i32,
     /// `--exclude` globs.
     pub exclude: Vec<String>,
+    /// An incremental backup: the parent's index (compressed) follows the job on stdin, and
+    /// only what changed since goes into the archive.
+    #[serde(default)]
+    pub parent: bool,
 }
 
 /// One path of a [`PackJob`].
@@ -69,6 +75,15 @@ pub struct PackReport {
     pub tar_bytes: u64,
     /// Entries left out by `--exclude`.
     pub excluded: u64,
+    /// Entries in the index.
+    #[serde(default)]
+    pub indexed: u64,
+    /// Entries the parent holds unchanged, left out of the archive (incremental).
+    #[serde(default)]
+    pub unchanged: u64,
+    /// Names in the deletion list (incremental).
+    #[serde(default)]
+    pub gone: u64,
 }
 
 /// What `agent unpack` is asked to do: stage one path of an archive into its mount.
@@ -185,6 +200,14 @@ pub fn pack<W: Write>(job: &PackJob, out: W) -> io::Result<PackReport> {
         compression,
     )?));
     let mut done = walk::Walked::default();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let parent = match job.parent {
+        true => Some(indexing::Parent::new(io::stdin())?),
+        false => None,
+    };
+    let mut ix = indexing::Indexing::new((now.as_secs() as i64, now.subsec_nanos()), parent)?;
     for p in &job.paths {
         let nested: Vec<Vec<u8>> = p.nested.iter().map(|n| n.as_bytes().to_vec()).collect();
         let wp = walk::WalkPath {
@@ -192,10 +215,12 @@ pub fn pack<W: Write>(job: &PackJob, out: W) -> io::Result<PackReport> {
             exclude: &nested,
             globs: &globs,
         };
-        walk::walk(&mut w, &wp, &mut done)?;
+        walk::walk(&mut w, &wp, &mut done, &mut ix)?;
     }
     let tar_bytes = w.bytes + 1024;
     w.finish()?.inner.finish()?.flush()?;
+    let (unchanged, gone) = (ix.unchanged, ix.gone);
+    let indexed = ix.finish()?;
     for warning in &done.warnings {
         say(&Message::Warning(warning.clone()));
     }
@@ -203,6 +228,9 @@ pub fn pack<W: Write>(job: &PackJob, out: W) -> io::Result<PackReport> {
         entries: done.entries,
         tar_bytes,
         excluded: done.excluded,
+        indexed,
+        unchanged,
+        gone,
     })
 }
 

@@ -15,6 +15,7 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 
 use super::frame::{Decoder, FrameError, Message, Report, MAX_FROM_AGENT};
+use super::spool::Spool;
 use super::{ERROR, REFUSED};
 
 /// Where the agent's progress goes: bytes it has packed so far, and the quick count of what its
@@ -55,6 +56,8 @@ pub struct Said {
     /// The tail of its stdout as text, for a job whose stdout is not an archive.
     stdout: VecDeque<u8>,
     ended: bool,
+    index: Option<Spool>,
+    deleted: Option<Spool>,
 }
 
 /// What the agent said, once it has ended.
@@ -70,6 +73,10 @@ pub struct Heard {
     pub ran: bool,
     /// Its stdout's last lines (a swap's `PHASE` lines), for a failure's message.
     pub stdout_lines: Vec<String>,
+    /// The file index it sent (pack).
+    pub index: Option<Spool>,
+    /// The deletion list it sent (an incremental pack).
+    pub deleted: Option<Spool>,
 }
 
 impl Said {
@@ -89,6 +96,8 @@ impl Said {
             broken: None,
             stdout: VecDeque::new(),
             ended: false,
+            index: None,
+            deleted: None,
         }
     }
 
@@ -133,6 +142,8 @@ impl Said {
                 self.refused.get_or_insert(e);
             }
             Message::Done(report) => self.report = Some(report),
+            Message::Index(piece) => self.index.get_or_insert_default().push_base64(&piece),
+            Message::Deleted(piece) => self.deleted.get_or_insert_default().push_base64(&piece),
             Message::Job(_) => self.error(
                 format!(
                     "the helper for container {:?} sent a job, which only dockyard sends",
@@ -208,6 +219,8 @@ impl Said {
             refused: self.refused.clone(),
             ran: self.ran,
             stdout_lines: stdout,
+            index: self.index.take(),
+            deleted: self.deleted.take(),
         }
     }
 }

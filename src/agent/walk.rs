@@ -15,6 +15,10 @@ use crate::archive::pack::excluded;
 use crate::archive::writer::TarWriter;
 
 use crate::archive::exclude::Globs;
+use crate::index::{self, Record};
+use sha2::{Digest, Sha256};
+
+use super::indexing::Indexing;
 
 /// One path to walk and what to leave out of it.
 pub struct WalkPath<'a> {
@@ -37,8 +41,15 @@ pub struct Walked {
     pub warnings: Vec<String>,
 }
 
-/// Writes every entry of `p` into `w`.
-pub fn walk<W: Write>(w: &mut TarWriter<W>, p: &WalkPath<'_>, done: &mut Walked) -> io::Result<()> {
+/// Writes every entry of `p` into `w`, each in the index `ix` too; with a parent index, only
+/// what changed since goes into `w` (every directory does, so each archive has the tree's shape
+/// and its directories' times).
+pub fn walk<W: Write>(
+    w: &mut TarWriter<W>,
+    p: &WalkPath<'_>,
+    done: &mut Walked,
+    ix: &mut Indexing,
+) -> io::Result<()> {
     let prefix = prefix_for(p.path);
     let c = CString::new(p.path).map_err(|_| invalid(format!("{:?}: NUL in path", p.path)))?;
     // The path itself is a mount point in the helper; the app cannot replace it.
@@ -46,21 +57,25 @@ pub fn walk<W: Write>(w: &mut TarWriter<W>, p: &WalkPath<'_>, done: &mut Walked)
         .map_err(|e| named(e, "open", p.path.as_bytes()))?;
     let st = fstat(&fd).map_err(|e| named(e, "stat", p.path.as_bytes()))?;
     let mut links = HashMap::new();
+    ix.path(p.path)?;
     let mut walker = Walker {
         w,
         links: &mut links,
         done,
         p,
+        ix,
     };
-    walker.entry(prefix.into_bytes(), Vec::new(), fd, st)
+    walker.entry(prefix.into_bytes(), Vec::new(), fd, st)?;
+    walker.ix.end_path()
 }
 
 struct Walker<'a, 'b, W: Write> {
     w: &'a mut TarWriter<W>,
-    /// First name of each multiply-linked file, by (device, inode).
-    links: &'a mut HashMap<(u64, u64), Vec<u8>>,
+    /// First name written of each multiply-linked file, by (device, inode), and its hash.
+    links: &'a mut HashMap<(u64, u64), (Vec<u8>, Option<String>)>,
     done: &'a mut Walked,
     p: &'a WalkPath<'b>,
+    ix: &'a mut Indexing,
 }
 
 impl<W: Write> Walker<'_, '_, W> {
@@ -83,39 +98,61 @@ impl<W: Write> Walker<'_, '_, W> {
             ));
             meta.xattrs.clear();
         }
+        let mut rec = record_of(&name, &st, &meta);
         match kind {
             libc::S_IFDIR => {
                 meta.kind = Kind::Dir;
+                rec.k = Some(index::Kind::Dir);
+                self.ix.parent_of(&name, &rec)?;
+                self.ix.entry(&rec)?;
                 self.w.append(&meta, &mut io::empty())?;
                 self.done.entries += 1;
                 self.children(&name, &rel, &fd)
             }
             libc::S_IFREG => {
+                rec.k = Some(index::Kind::File);
+                rec.s = st.st_size as u64;
+                if let Some(before) = self.ix.parent_of(&name, &rec)? {
+                    if self.ix.unchanged(&before, &rec) {
+                        rec.h = before.h;
+                        self.ix.unchanged += 1;
+                        return self.ix.entry(&rec);
+                    }
+                }
+                let key = (st.st_dev, st.st_ino);
                 if st.st_nlink > 1 {
-                    let key = (st.st_dev, st.st_ino);
-                    if let Some(first) = self.links.get(&key) {
+                    if let Some((first, hash)) = self.links.get(&key) {
                         meta.kind = Kind::Hardlink;
                         meta.link = Some(first.clone());
                         meta.size = 0;
                         meta.xattrs.clear();
+                        rec.h = hash.clone();
                         self.done.entries += 1;
+                        self.ix.entry(&rec)?;
                         return self.w.append(&meta, &mut io::empty());
                     }
-                    self.links.insert(key, name.clone());
                 }
                 meta.kind = Kind::File;
                 meta.size = st.st_size as u64;
-                let mut data = FileData::new(fd, &st);
+                let mut data = Hashing {
+                    inner: FileData::new(fd, &st),
+                    hash: Sha256::new(),
+                };
                 self.w.append(&meta, &mut data)?;
-                if data.short > 0 {
+                let hash = hex::encode(data.hash.finalize());
+                if data.inner.short > 0 {
                     self.done.warnings.push(format!(
                         "{}: shrank by {} bytes while read; padded with zeros",
                         show(&name),
-                        data.short
+                        data.inner.short
                     ));
                 }
+                if st.st_nlink > 1 {
+                    self.links.insert(key, (name.clone(), Some(hash.clone())));
+                }
+                rec.h = Some(hash);
                 self.done.entries += 1;
-                Ok(())
+                self.ix.entry(&rec)
             }
             _ => Err(invalid(format!(
                 "{}: not a directory or a regular file",
@@ -191,8 +228,7 @@ impl<W: Write> Walker<'_, '_, W> {
                     let mut meta = meta_of(&child_name, &st);
                     meta.kind = Kind::Symlink;
                     meta.link = Some(read_link(fd, &c).map_err(|e| named(e, "read", &child_name))?);
-                    self.w.append(&meta, &mut io::empty())?;
-                    self.done.entries += 1;
+                    self.other(meta, &st, index::Kind::Symlink)?;
                 }
                 libc::S_IFIFO | libc::S_IFCHR | libc::S_IFBLK => {
                     let mut meta = meta_of(&child_name, &st);
@@ -204,14 +240,33 @@ impl<W: Write> Walker<'_, '_, W> {
                     if kind != libc::S_IFIFO {
                         meta.device = Some((libc::major(st.st_rdev), libc::minor(st.st_rdev)));
                     }
-                    self.w.append(&meta, &mut io::empty())?;
-                    self.done.entries += 1;
+                    let k = match kind {
+                        libc::S_IFIFO => index::Kind::Fifo,
+                        libc::S_IFCHR => index::Kind::Char,
+                        _ => index::Kind::Block,
+                    };
+                    self.other(meta, &st, k)?;
                 }
                 // Sockets are left out, as the engine's archive does.
                 _ => {}
             }
         }
         Ok(())
+    }
+
+    /// Writes a symlink, FIFO or device node (no data), unless the parent holds it unchanged.
+    fn other(&mut self, meta: Meta, st: &libc::stat, k: index::Kind) -> io::Result<()> {
+        let mut rec = record_of(&meta.name, st, &meta);
+        rec.k = Some(k);
+        if let Some(before) = self.ix.parent_of(&meta.name, &rec)? {
+            if self.ix.unchanged(&before, &rec) {
+                self.ix.unchanged += 1;
+                return self.ix.entry(&rec);
+            }
+        }
+        self.w.append(&meta, &mut io::empty())?;
+        self.done.entries += 1;
+        self.ix.entry(&rec)
     }
 
     fn vanished(&mut self, name: &[u8]) {
@@ -238,6 +293,40 @@ fn meta_of(name: &[u8], st: &libc::stat) -> Meta {
         },
         xattrs: Vec::new(),
         device: None,
+    }
+}
+
+/// The index record of an entry (its kind, size and hash set by the caller).
+fn record_of(name: &[u8], st: &libc::stat, meta: &Meta) -> Record {
+    let mut r = Record {
+        mt: (st.st_mtime, st.st_mtime_nsec as u32),
+        ct: (st.st_ctime, st.st_ctime_nsec as u32),
+        ino: st.st_ino,
+        mode: st.st_mode & 0o7777,
+        uid: st.st_uid as u64,
+        gid: st.st_gid as u64,
+        dev: meta.device,
+        x: index::xattr_digest(&meta.xattrs),
+        ..Default::default()
+    };
+    r.set_name(name);
+    if let Some(link) = &meta.link {
+        r.set_link(link);
+    }
+    r
+}
+
+/// Hashes what passes through.
+struct Hashing<R> {
+    inner: R,
+    hash: Sha256,
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
     }
 }
 
@@ -472,7 +561,8 @@ mod tests {
             globs,
         };
         let mut done = Walked::default();
-        walk(&mut w, &p, &mut done).unwrap();
+        let mut ix = Indexing::new((0, 0), None).unwrap();
+        walk(&mut w, &p, &mut done, &mut ix).unwrap();
         let bytes = w.finish().unwrap();
         let mut archive = tar::Archive::new(&bytes[..]);
         let mut out = Vec::new();

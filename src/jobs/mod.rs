@@ -302,7 +302,7 @@ async fn run_job(session: &Session, plan: &JobPlan, lock_dir: &Path) -> Ran {
             let mut first_error: Option<anyhow::Error> = None;
             for (((name, _), dest), written) in backups.iter().zip(&opened).zip(written) {
                 let done = async {
-                    let (m, _) = written?;
+                    let (m, _, _) = written?;
                     let pruned = match retention {
                         Some(policy) => {
                             crate::ops::prune::apply(dest, Some(&m.container), policy, false)

@@ -49,12 +49,19 @@ pub struct MountRecord {
 
 /// The newest manifest format this dockyard reads and writes. 1 is dockyard 0.1.0's (no `format`
 /// field); 2 adds the field itself and the manifest's own mount record; 3 an encrypted backup
-/// (`encryption`), so an older dockyard says to upgrade rather than misread it. A newer format is
-/// refused by name.
-pub const FORMAT: u32 = 3;
+/// (`encryption`), so an older dockyard says to upgrade rather than misread it; 4 an incremental
+/// backup (`parent`, `chain`, `deleted`). A newer format is refused by name.
+pub const FORMAT: u32 = 4;
+
+/// The format an encrypted full backup is written with.
+pub const ENCRYPTED_FORMAT: u32 = 3;
 
 /// The format a plain backup is written with (2: every dockyard since 0.2 reads it).
 pub const PLAIN_FORMAT: u32 = 2;
+
+/// The format of an incremental backup (its archive alone is not the tree), so an older
+/// dockyard refuses it rather than restore part of it.
+pub const INCREMENTAL_FORMAT: u32 = 4;
 
 /// Manifests without a `format` field are dockyard 0.1.0's.
 fn legacy_format() -> u32 {
@@ -110,6 +117,33 @@ pub struct Manifest {
     /// (encrypted) bytes, and the archive is `<id>.tar.zst.age`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encryption: Option<Encryption>,
+    /// The file index recorded beside the archive (backups made through the agent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<Stored>,
+    /// An incremental backup: the id of the backup its changes are against (its archive holds
+    /// only what changed since; a restore applies the whole chain).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    /// An incremental backup: the id of the full backup its chain begins with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain: Option<String>,
+    /// An incremental backup: the names its parent held that are gone (applied before its
+    /// archive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted: Option<Stored>,
+}
+
+/// An object stored beside the archive, and how to check it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Stored {
+    /// Its object name.
+    pub object: String,
+    /// SHA-256 of its stored bytes, hex.
+    pub sha256: String,
+    /// Its stored size.
+    pub size: u64,
+    /// Entries (index lines, or names deleted).
+    pub entries: u64,
 }
 
 /// An encrypted archive's scheme and who it was encrypted to (fingerprints, never keys).
@@ -150,14 +184,7 @@ impl Manifest {
                 self.format
             ));
         }
-        let id_ok = !self.id.is_empty()
-            && self.id.len() <= 255
-            && !self.id.starts_with(['.', '-'])
-            && self
-                .id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-        if !id_ok {
+        if !is_id(&self.id) {
             return Err(format!("its id {:?} is not a dockyard backup id", self.id));
         }
         let archive = match &self.encryption {
@@ -199,6 +226,37 @@ impl Manifest {
                 ));
             }
         }
+        let sealed = self.encryption.is_some();
+        for (stored, kind) in [
+            (&self.index, Object::Index),
+            (&self.deleted, Object::Deleted),
+        ] {
+            if let Some(st) = stored {
+                let want = kind.sealed(sealed).name(&self.id);
+                if st.object != want {
+                    return Err(format!("it names object {:?}, not {want:?}", st.object));
+                }
+            }
+        }
+        match (&self.parent, &self.chain, &self.deleted) {
+            (None, None, None) => {}
+            (Some(parent), Some(chain), Some(_)) => {
+                for id in [parent, chain] {
+                    if !is_id(id) || id == &self.id {
+                        return Err(format!(
+                            "its parent or chain {id:?} is not another backup's id"
+                        ));
+                    }
+                }
+                if self.format < INCREMENTAL_FORMAT {
+                    return Err(format!(
+                        "it names a parent but has manifest format {}",
+                        self.format
+                    ));
+                }
+            }
+            _ => return Err("it names only part of a parent, a chain and a deletion list".into()),
+        }
         if self.paths.is_empty() {
             return Err("it lists no paths".into());
         }
@@ -228,6 +286,24 @@ impl Manifest {
     /// Whether it is dated after `now` (beyond a small clock skew).
     pub fn in_future(&self, now: DateTime<Utc>) -> bool {
         self.created > now + Duration::seconds(FUTURE_SKEW_SECS)
+    }
+}
+
+/// Whether `id` has the shape of a dockyard backup id (safe as an object name).
+fn is_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 255
+        && !id.starts_with(['.', '-'])
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+impl Manifest {
+    /// Whether it is an incremental backup (its archive holds only what changed since its
+    /// parent).
+    pub fn is_incremental(&self) -> bool {
+        self.parent.is_some()
     }
 }
 
@@ -295,6 +371,10 @@ pub(crate) fn sample(id: &str, container: &str, secs: i64) -> Manifest {
         level: 3,
         archive: archive_name(id),
         snapshot: None,
+        index: None,
+        parent: None,
+        chain: None,
+        deleted: None,
     }
 }
 

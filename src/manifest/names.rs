@@ -1,6 +1,7 @@
 //! The objects one backup is made of at a destination, and their names: the one place that says
-//! `<id>.tar.zst` (`<id>.tar.zst.age` encrypted), `<id>.json`, `<id>.pending` and an encrypted
-//! snapshot's `<id>.snapshot.json.age`.
+//! `<id>.tar.zst` (`<id>.tar.zst.age` encrypted), `<id>.json`, `<id>.pending`, an encrypted
+//! snapshot's `<id>.snapshot.json.age`, the file index `<id>.index.zst` and an incremental's
+//! deletion list `<id>.deleted.zst` (each `.age` when encrypted).
 
 /// One object of a backup. Room for more (a file index) as new cases: a new case needs a suffix
 /// here and a place in [`Object::COMMITTED`] if a committed backup has it.
@@ -16,33 +17,53 @@ pub enum Object {
     Pending,
     /// An encrypted snapshot's inspect data and image digests, `<id>.snapshot.json.age`.
     SealedSnapshot,
+    /// The file index, `<id>.index.zst` (docs/index.md).
+    Index,
+    /// The file index encrypted with age, `<id>.index.zst.age`.
+    SealedIndex,
+    /// An incremental backup's deletion list, `<id>.deleted.zst`.
+    Deleted,
+    /// The deletion list encrypted with age, `<id>.deleted.zst.age`.
+    SealedDeleted,
 }
 
 impl Object {
     /// Every kind of object, for parsing names.
-    pub const ALL: [Object; 5] = [
+    pub const ALL: [Object; 9] = [
         Object::Archive,
         Object::SealedArchive,
         Object::Manifest,
         Object::Pending,
         Object::SealedSnapshot,
+        Object::Index,
+        Object::SealedIndex,
+        Object::Deleted,
+        Object::SealedDeleted,
     ];
 
     /// The objects a backup's data is in (all but the manifest and the pending record): a sweep
     /// removes them when their manifest was never written.
-    pub const DATA: [Object; 3] = [
+    pub const DATA: [Object; 7] = [
         Object::Archive,
         Object::SealedArchive,
         Object::SealedSnapshot,
+        Object::Index,
+        Object::SealedIndex,
+        Object::Deleted,
+        Object::SealedDeleted,
     ];
 
     /// The objects of a committed backup, in the order they are removed: the manifest first, so
     /// from then on the backup is not listed whatever happens to the rest.
-    pub const COMMITTED: [Object; 4] = [
+    pub const COMMITTED: [Object; 8] = [
         Object::Manifest,
         Object::Archive,
         Object::SealedArchive,
         Object::SealedSnapshot,
+        Object::Index,
+        Object::SealedIndex,
+        Object::Deleted,
+        Object::SealedDeleted,
     ];
 
     /// The suffix after the id.
@@ -53,6 +74,20 @@ impl Object {
             Object::Manifest => ".json",
             Object::Pending => ".pending",
             Object::SealedSnapshot => ".snapshot.json.age",
+            Object::Index => ".index.zst",
+            Object::SealedIndex => ".index.zst.age",
+            Object::Deleted => ".deleted.zst",
+            Object::SealedDeleted => ".deleted.zst.age",
+        }
+    }
+
+    /// This kind, encrypted when `sealed` (the index and deletion list as the archive is).
+    pub fn sealed(self, sealed: bool) -> Object {
+        match (self, sealed) {
+            (Object::Archive, true) => Object::SealedArchive,
+            (Object::Index, true) => Object::SealedIndex,
+            (Object::Deleted, true) => Object::SealedDeleted,
+            (other, _) => other,
         }
     }
 

@@ -66,6 +66,7 @@ impl Store {
             store: self.clone(),
             id: id.to_string(),
             small: Vec::new(),
+            uploads: Vec::new(),
         }
     }
 
@@ -103,6 +104,8 @@ pub struct Draft {
     id: String,
     /// Small objects written whole beside the archive at the commit.
     small: Vec<(Object, Vec<u8>)>,
+    /// Objects streamed beside the archive (its index, a deletion list), committed with it.
+    uploads: Vec<Box<dyn Upload>>,
 }
 
 impl Draft {
@@ -120,6 +123,12 @@ impl Draft {
     /// the archive and before the manifest.
     pub fn attach(&mut self, object: Object, bytes: Vec<u8>) {
         self.small.push((object, bytes));
+    }
+
+    /// Adds an object streamed beside the archive (an upload not yet committed: the index, a
+    /// deletion list) that [`Draft::commit`] commits after the archive.
+    pub fn attach_upload(&mut self, upload: Box<dyn Upload>) {
+        self.uploads.push(upload);
     }
 
     /// Makes the backup visible, whole: writes the pending record, commits `archive` (an upload
@@ -142,6 +151,12 @@ impl Draft {
                 Err(e)
             }
         };
+        for upload in std::mem::take(&mut self.uploads) {
+            match &committed {
+                Ok(()) => committed = upload.commit().await.map(|_| ()),
+                Err(_) => upload.abort().await,
+            }
+        }
         for (object, bytes) in std::mem::take(&mut self.small) {
             if committed.is_ok() {
                 committed = put_bytes(dest, &self.name(object), bytes).await.map(|_| ());

@@ -13,7 +13,7 @@ use crate::archive::verify::Expect;
 use crate::destination::{DestError, Destination};
 use crate::encryption::{Age, Locked, Unlock};
 use crate::error::Failure;
-use crate::manifest::Manifest;
+use crate::manifest::{Manifest, Stored};
 use crate::pipeline::{ArchiveSource, Feed, Transform};
 
 /// How one backup's archive is read: plain, or through age with a key that opens it.
@@ -26,6 +26,16 @@ impl Key {
     /// naming the backup's recipients and what was tried; a damaged header is a verification
     /// failure (exit 5); a destination that cannot be read, its error (exit 4).
     pub async fn open(dest: &dyn Destination, m: &Manifest, unlock: &Unlock) -> Result<Key> {
+        Key::open_object(dest, m, unlock, &m.archive).await
+    }
+
+    /// As [`Key::open`], with the header of `object` (one of `m`'s, such as its index).
+    pub async fn open_object(
+        dest: &dyn Destination,
+        m: &Manifest,
+        unlock: &Unlock,
+        object: &str,
+    ) -> Result<Key> {
         let Some(encryption) = &m.encryption else {
             return Ok(Key(None));
         };
@@ -38,7 +48,7 @@ impl Key {
         };
         let age = Arc::new(Age::unlocking(unlock.clone()));
         let opener = age.clone();
-        let opened = ArchiveSource::new(dest, &m.archive)
+        let opened = ArchiveSource::new(dest, object)
             .read_blocking(None, move |r| opener.open_header(r))
             .await?
             .value;
@@ -114,6 +124,43 @@ impl Key {
         F: FnOnce(Box<dyn Read + Send>) -> T + Send + 'static,
     {
         Ok(self.source(dest, m).read_blocking(None, work).await?.value)
+    }
+
+    /// Streams object `stored` of `m` (its index, its deletion list) into `work`, which reads
+    /// all of it, its stored bytes hashed and checked against the record once `work` succeeded;
+    /// through age when sealed. A mismatch is a verification failure naming the object.
+    pub async fn read_stored<T, F>(
+        &self,
+        dest: &dyn Destination,
+        m: &Manifest,
+        stored: &Stored,
+        work: F,
+    ) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(Box<dyn Read + Send>) -> std::io::Result<T> + Send + 'static,
+    {
+        let source = ArchiveSource::new(dest, &stored.object).hashed();
+        let source = match &self.0 {
+            Some(age) => source.with_transform(age.clone() as Arc<dyn Transform>),
+            None => source,
+        };
+        let reading = source.read_blocking(None, work).await?;
+        let value = reading
+            .value
+            .map_err(|e| damaged(m, dest, &format!("its object {}: {e}", stored.object)))?;
+        let sha256 = reading.sha256.unwrap_or_default();
+        if sha256 != stored.sha256 || reading.stored != stored.size {
+            return Err(damaged(
+                m,
+                dest,
+                &format!(
+                    "its object {} does not match its manifest: manifest says sha256 {} and {} bytes, the object has {sha256} and {}",
+                    stored.object, stored.sha256, stored.size, reading.stored
+                ),
+            ));
+        }
+        Ok(value)
     }
 
     /// The archive as a feed for the agent's unpack (decrypted on the host when sealed); its

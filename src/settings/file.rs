@@ -272,6 +272,27 @@ fn dest(
 /// How job `job` encrypts what it writes to destination `name`: the destination's own
 /// `encrypt_to`/`passphrase_file` if it has either, else the job's (so an off-site copy can be
 /// encrypted and a local one stay plain).
+/// A job's `incremental`, `full_every` and `full_after`.
+fn incremental(name: &str, job: &JobConfig) -> Result<Option<super::Incremental>, Failure> {
+    if !job.incremental {
+        if job.full_every.is_some() || job.full_after.is_some() {
+            return Err(Failure::usage(format!(
+                "job {name:?}: full_every and full_after apply to incremental backups; add incremental = true"
+            )));
+        }
+        return Ok(None);
+    }
+    if job.full_every == Some(0) {
+        return Err(Failure::usage(format!(
+            "job {name:?}: full_every must be 1 or more"
+        )));
+    }
+    Ok(Some(super::Incremental {
+        full_every: job.full_every.unwrap_or(super::Incremental::FULL_EVERY),
+        full_after: job.full_after.map(crate::values::Age::secs),
+    }))
+}
+
 fn encryption(
     config: &Config,
     job: &str,
@@ -337,6 +358,8 @@ fn backup_plan(
                     &job.encrypt_to,
                     job.passphrase_file.as_deref(),
                 )?,
+                incremental: incremental(name, job)?,
+                identities: job.identity_files.clone(),
             },
         ));
     }

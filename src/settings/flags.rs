@@ -2,6 +2,7 @@
 //! clap parses them into) into `Settings`.
 
 use super::file::jobs;
+use super::Incremental;
 use super::{
     stop_list, Action, BackupSettings, Dirs, LogsSettings, Output, RestoreSettings, Settings,
     ShipSettings,
@@ -241,6 +242,11 @@ fn backup(
         post_hook: a.post_hook,
         dry_run: a.dry_run,
         encryption: seal(&a.encrypt)?,
+        incremental: a.incremental.incremental.then(|| Incremental {
+            full_every: a.incremental.full_every.unwrap_or(Incremental::FULL_EVERY),
+            full_after: a.incremental.full_after.map(Age::secs),
+        }),
+        identities: a.incremental.identities,
     })
 }
 

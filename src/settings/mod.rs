@@ -185,6 +185,25 @@ pub struct BackupSettings {
     pub dry_run: bool,
     /// Encrypt the archive with age (`<id>.tar.zst.age`).
     pub encryption: Option<Seal>,
+    /// Archive only what changed since the parent backup, when there is a usable one.
+    pub incremental: Option<Incremental>,
+    /// Age identity files that read an encrypted parent's index (a passphrase seal reads its
+    /// own).
+    pub identities: Vec<std::path::PathBuf>,
+}
+
+/// When an incremental backup is made full all the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Incremental {
+    /// A chain holds at most this many backups (the full and its increments).
+    pub full_every: u32,
+    /// A chain whose full backup is older than this many seconds gets a new full.
+    pub full_after: Option<u64>,
+}
+
+impl Incremental {
+    /// The default chain length: a weekly full of daily backups.
+    pub const FULL_EVERY: u32 = 7;
 }
 
 /// Settings for one restore.

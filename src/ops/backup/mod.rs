@@ -8,6 +8,7 @@
 //! never depends on removing the helper, which happens last and on every way out.
 
 mod env;
+pub mod parent;
 pub mod paths;
 mod write;
 
@@ -21,14 +22,17 @@ use super::Session;
 use crate::destination::DestError;
 use crate::docker::{ContainerInfo, Engine};
 use crate::encryption::Age;
-use crate::manifest::{self, Encryption, Manifest, Object, PathRecord, SnapshotRecord, Store};
+use crate::manifest::{
+    self, Encryption, Manifest, Object, PathRecord, SnapshotRecord, Store, Stored,
+};
 use crate::pipeline::Transform;
 use crate::progress::Progress;
 use crate::settings::BackupSettings;
 pub use env::{env_key, redact_env};
+use parent::Base;
 pub use paths::{nested_mounts, select_paths};
 use std::sync::Arc;
-use write::{write_archive, Job};
+use write::{store_beside, write_archive, Job, Written};
 
 /// A finished backup (the `backup`/`snapshot` JSON document, docs/json.md).
 #[derive(Debug, Serialize)]
@@ -43,6 +47,22 @@ pub struct Backed {
     pub downtime_seconds: Option<f64>,
     /// The manifest written.
     pub backup: Manifest,
+    /// With `--incremental`: what it was made against, or why it is full.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub incremental: Option<IncrementalOutcome>,
+}
+
+/// How an incremental backup went (docs/json.md).
+#[derive(Debug, Clone, Serialize)]
+pub struct IncrementalOutcome {
+    /// The parent, if it was made against one (else it is full).
+    pub parent: Option<String>,
+    /// Why it is full, when it is.
+    pub full_because: Option<String>,
+    /// Entries the parent holds unchanged, left out of the archive.
+    pub unchanged: u64,
+    /// Names in its deletion list.
+    pub deleted: u64,
 }
 
 /// What `backup --dry-run` found (its JSON document, docs/json.md).
@@ -87,7 +107,7 @@ pub async fn run_job(session: &Session, s: &BackupSettings) -> Result<Backed> {
     let info = engine.inspect(&s.container).await?;
     let store = Store::new(s.dest.open().await);
     let mut done = run_each(session, engine, &info, &[(s, &store)]).await?;
-    let (m, secs) = done.results.pop().expect("one destination")?;
+    let (m, secs, incremental) = done.results.pop().expect("one destination")?;
     if let Some(e) = done.after {
         return Err(e);
     }
@@ -98,6 +118,7 @@ pub async fn run_job(session: &Session, s: &BackupSettings) -> Result<Backed> {
         destination: s.dest.to_string(),
         downtime_seconds: downtime,
         backup: m,
+        incremental,
     })
 }
 
@@ -110,7 +131,7 @@ pub async fn run_each(
     engine: &Engine,
     info: &ContainerInfo,
     each: &[(&BackupSettings, &Store)],
-) -> Result<quiesce::Guarded<(Manifest, f64)>> {
+) -> Result<quiesce::Guarded<(Manifest, f64, Option<IncrementalOutcome>)>> {
     let s = each.first().expect("a destination").0;
     let image = s
         .helper_image
@@ -174,7 +195,8 @@ pub async fn dry_run(session: &Session, s: &BackupSettings) -> Result<DryRun> {
 }
 
 /// Backs up `info` (the container `s` names, inspected once by the caller, which holds its
-/// lock); returns the manifest written and the seconds it took.
+/// lock); returns the manifest written, the seconds it took, and with `--incremental` how that
+/// went.
 pub async fn backup(
     session: &Session,
     engine: &Engine,
@@ -182,7 +204,7 @@ pub async fn backup(
     s: &BackupSettings,
     store: &Store,
     show_progress: bool,
-) -> Result<(Manifest, f64)> {
+) -> Result<(Manifest, f64, Option<IncrementalOutcome>)> {
     let paths = select_paths(info, &s.paths)?;
     let dest = store.dest().as_ref();
     dest.prepare().await?;
@@ -192,6 +214,19 @@ pub async fn backup(
     let wire_before = engine.wire();
     let created = Utc::now();
     let id = manifest::new_id(&info.name, created);
+    let base = match s.incremental {
+        None => None,
+        Some(_) if s.agent == crate::values::AgentMode::Never => Some(Base::Full(
+            "incremental backups are made through dockyard's agent, and --agent never was given"
+                .into(),
+        )),
+        Some(rules) => Some(parent::choose(store, &info.name, &paths, s, rules, created).await),
+    };
+    let (parent, index, full_because) = match base {
+        None => (None, None, None),
+        Some(Base::Full(why)) => (None, None, Some(why)),
+        Some(Base::Parent { m, chain, index }) => (Some((m, chain)), Some(index), None),
+    };
     let image = s
         .helper_image
         .clone()
@@ -217,17 +252,62 @@ pub async fn backup(
         progress: &progress,
         transform: age.clone().map(|a| a as Arc<dyn Transform>),
     };
-    let streamed = write_archive(&job).await;
+    let streamed = write_archive(&job, index).await;
     let secs = progress.elapsed().as_secs_f64();
     progress.finish();
-    let (upload, stats, sha256) = streamed?;
+    let Written {
+        upload,
+        stats,
+        sha256,
+        beside,
+        report,
+    } = streamed?;
+    // Through the engine's endpoint (the agent could not run) there is no index: a full backup.
+    let (parent, full_because) = match (parent, beside.index.is_some()) {
+        (Some(p), true) => (Some(p), full_because),
+        (Some(_), false) => (
+            None,
+            Some("dockyard's agent could not run in the helper, and only it compares files".into()),
+        ),
+        (None, _) => (None, full_because),
+    };
+    let transform = age.clone().map(|a| a as Arc<dyn Transform>);
+    let sealed = age.is_some();
+    let mut stored_index = None;
+    if let Some(spool) = beside.index {
+        let name = draft.name(Object::Index.sealed(sealed));
+        let st = store_beside(dest, &name, transform.clone(), spool).await?;
+        stored_index = Some(Stored {
+            object: name,
+            sha256: st.sha256,
+            size: st.size,
+            entries: report.as_ref().map_or(0, |r| r.indexed),
+        });
+        draft.attach_upload(st.upload);
+    }
+    let mut stored_deleted = None;
+    if let (Some(_), Some(spool)) = (&parent, beside.deleted) {
+        let name = draft.name(Object::Deleted.sealed(sealed));
+        let st = store_beside(dest, &name, transform.clone(), spool).await?;
+        stored_deleted = Some(Stored {
+            object: name,
+            sha256: st.sha256,
+            size: st.size,
+            entries: report.as_ref().map_or(0, |r| r.gone),
+        });
+        draft.attach_upload(st.upload);
+    }
+    if let Some(why) = &full_because {
+        tracing::info!(container = %info.name, "a full backup: {why}");
+    }
     // Tests stop one container's backup here, its archive written, the container still stopped.
     crate::fault::point(&format!("written-{}", info.name)).await;
 
     let mut m = Manifest {
-        format: match age {
-            Some(_) => crate::manifest::FORMAT,
-            None => crate::manifest::PLAIN_FORMAT,
+        format: match (&parent, &age) {
+            (Some(_), _) => crate::manifest::INCREMENTAL_FORMAT,
+            (None, Some(_)) => crate::manifest::ENCRYPTED_FORMAT,
+            (None, None) => crate::manifest::PLAIN_FORMAT,
         },
         id: id.clone(),
         container: info.name.clone(),
@@ -251,6 +331,10 @@ pub async fn backup(
             scheme: "age".into(),
             recipients: a.fingerprints(),
         }),
+        index: stored_index,
+        parent: parent.as_ref().map(|(p, _)| p.id.clone()),
+        chain: parent.as_ref().map(|(_, chain)| chain.clone()),
+        deleted: stored_deleted,
     };
     if s.snapshot {
         // The container as it is now (stopped, with --stop), as a snapshot has always recorded.
@@ -306,5 +390,11 @@ pub async fn backup(
             "bytes over ssh to and from the remote engine"
         );
     }
-    Ok((m, secs))
+    let incremental = s.incremental.map(|_| IncrementalOutcome {
+        parent: m.parent.clone(),
+        full_because,
+        unchanged: report.as_ref().map_or(0, |r| r.unchanged),
+        deleted: report.as_ref().map_or(0, |r| r.gone),
+    });
+    Ok((m, secs, incremental))
 }

@@ -4,7 +4,8 @@
 use anyhow::{Context, Result};
 
 use super::paths::nested_mounts;
-use crate::agent::host::{self, Archive, Ended, Unavailable};
+use crate::agent::host::{self, Archive, Beside, Ended, Unavailable};
+use crate::agent::spool::Spool;
 use crate::agent::{PackJob, PackPath};
 use crate::archive::pack::{pack, PackStats, Source};
 use crate::destination::Destination;
@@ -50,15 +51,57 @@ impl Job<'_> {
     }
 }
 
-/// What [`write_archive`] returns: the upload to commit, the stats and the archive's sha256.
-pub type Written = (Box<dyn crate::destination::Upload>, PackStats, String);
+/// What [`write_archive`] returns.
+pub struct Written {
+    /// The archive's upload, to commit.
+    pub upload: Box<dyn crate::destination::Upload>,
+    /// Its stats.
+    pub stats: PackStats,
+    /// Its sha256 (of the stored bytes).
+    pub sha256: String,
+    /// What the agent sent beside it (nothing through the engine's endpoint).
+    pub beside: Beside,
+    /// The agent's counts (through the agent).
+    pub report: Option<crate::agent::PackReport>,
+}
+
+/// Streams `spool` (what the agent sent beside the archive) into object `name` of `dest`,
+/// through `transform`, returning the upload to commit.
+pub async fn store_beside(
+    dest: &dyn Destination,
+    name: &str,
+    transform: Option<Arc<dyn Transform>>,
+    spool: crate::agent::spool::Spool,
+) -> Result<crate::pipeline::Sealed> {
+    let sink = ArchiveSink::open(dest, name).await?;
+    let sink = match transform {
+        Some(t) => sink.with_transform(t),
+        None => sink,
+    };
+    let mut reader = spool
+        .into_reader()
+        .with_context(|| format!("what the agent sent for {name}"))?;
+    match sink
+        .stream(move |mut writer| {
+            crate::pipeline::streams::copy_chunks(&mut reader, &mut writer)?;
+            Ok(((), writer))
+        })
+        .await
+    {
+        Ok((sealed, ())) => Ok(sealed),
+        Err(Broken::Destination(e)) => {
+            Err(e).context(format!("store {name} at {}", dest.describe()))
+        }
+        Err(Broken::Producer(e)) => Err(anyhow::anyhow!("store {name}: {e}")),
+    }
+}
 
 /// Writes the archive through the agent when it can run in the helper, else through the engine's
 /// archive endpoint; one log line says which and why. On failure the upload is aborted.
-pub async fn write_archive(job: &Job<'_>) -> Result<Written> {
+pub async fn write_archive(job: &Job<'_>, parent: Option<Spool>) -> Result<Written> {
     let why = match job.s.agent {
         AgentMode::Never => Unavailable("--agent never".into()),
-        AgentMode::Auto => match through_agent(job).await? {
+        AgentMode::Auto => match through_agent(job, parent).await? {
             Ok(written) => return Ok(written),
             Err(why) => why,
         },
@@ -79,7 +122,10 @@ pub async fn write_archive(job: &Job<'_>) -> Result<Written> {
 
 /// Runs `agent pack` in a helper and streams its compressed archive into the destination. The
 /// inner `Err` means the agent could not run (nothing was uploaded) and says why.
-async fn through_agent(job: &Job<'_>) -> Result<Result<Written, Unavailable>> {
+async fn through_agent(
+    job: &Job<'_>,
+    parent: Option<Spool>,
+) -> Result<Result<Written, Unavailable>> {
     let pack_job = PackJob {
         paths: job
             .paths
@@ -94,16 +140,24 @@ async fn through_agent(job: &Job<'_>) -> Result<Result<Written, Unavailable>> {
             .collect(),
         level: job.s.compression.level,
         exclude: job.s.exclude.patterns().to_vec(),
+        parent: parent.is_some(),
+    };
+    let parent = match parent {
+        Some(spool) => Some(Box::new(spool.into_reader()?) as Box<dyn std::io::Read + Send>),
+        None => None,
     };
     let counters = host::Counters {
         read: job.progress.read.clone(),
         total: job.progress.total.clone(),
     };
-    let (packing, archive) =
-        match host::start_pack(job.engine, job.info, job.image, &pack_job, counters).await {
-            Ok(p) => p,
-            Err(why) => return Ok(Err(why)),
-        };
+    let (packing, archive) = match host::start_pack(
+        job.engine, job.info, job.image, &pack_job, counters, parent,
+    )
+    .await
+    {
+        Ok(p) => p,
+        Err(why) => return Ok(Err(why)),
+    };
     tracing::info!(container = %job.info.name, "backing up through dockyard's agent in the helper");
     let sink = match job.sink().await {
         Ok(sink) => sink,
@@ -148,15 +202,17 @@ async fn through_agent(job: &Job<'_>) -> Result<Result<Written, Unavailable>> {
     };
     let (upload, size, sha256) = (sealed.upload, sealed.size, sealed.sha256);
     match packing.finish(received).await {
-        Ok(Ended::Done(r)) => Ok(Ok((
+        Ok(Ended::Done(r, beside)) => Ok(Ok(Written {
             upload,
-            PackStats {
+            stats: PackStats {
                 tar_bytes: r.tar_bytes,
                 entries: r.entries,
                 size,
             },
             sha256,
-        ))),
+            beside,
+            report: Some(r),
+        })),
         Ok(Ended::NeverRan(why)) => {
             upload.abort().await;
             tracing::warn!(container = %job.info.name, "dockyard's agent could not run in the helper: {why}");
@@ -212,14 +268,16 @@ async fn stream_archive(job: &Job<'_>, helper: &str) -> Result<Written> {
     {
         // The manifest records the stored bytes (the packer's count, unless a transform changes
         // them).
-        Ok((sealed, stats)) => Ok((
-            sealed.upload,
-            PackStats {
+        Ok((sealed, stats)) => Ok(Written {
+            upload: sealed.upload,
+            stats: PackStats {
                 size: sealed.size,
                 ..stats
             },
-            sealed.sha256,
-        )),
+            sha256: sealed.sha256,
+            beside: Beside::default(),
+            report: None,
+        }),
         Err(Broken::Destination(e)) => {
             Err(e).context(format!("backup of {} to {}", info.name, dest.describe()))
         }

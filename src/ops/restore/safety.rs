@@ -56,8 +56,10 @@ pub(super) async fn safety_backup(
         dry_run: false,
         // An encrypted backup's target is saved encrypted (see `Unlock::seal_for`).
         encryption: seal,
+        incremental: None,
+        identities: vec![],
     };
-    let (safety, secs) = backup(session, engine, target, &settings, opened, session.progress)
+    let (safety, secs, _) = backup(session, engine, target, &settings, opened, session.progress)
         .await
         .with_context(|| {
             format!(
