@@ -150,7 +150,7 @@ impl Parents {
 }
 
 /// Opens directory `path` below `root`, one component at a time, following no symlink.
-fn walk_dirs(root: &OwnedFd, path: &[u8]) -> io::Result<OwnedFd> {
+pub(super) fn walk_dirs(root: &OwnedFd, path: &[u8]) -> io::Result<OwnedFd> {
     let mut cur = root.try_clone()?;
     if path.is_empty() {
         return Ok(cur);

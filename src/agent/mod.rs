@@ -97,6 +97,10 @@ pub struct UnpackJob {
     pub first: bool,
     /// What the manifest promises about the archive (checked whole while staging).
     pub expect: crate::archive::verify::Expect,
+    /// An incremental backup's layer: the archive names its deletion list holds, removed from
+    /// the staged tree (the layers before it already staged there) before it is unpacked.
+    #[serde(default)]
+    pub deleted: Vec<Vec<u8>>,
 }
 
 /// Sends `message` to the host: one frame on stderr, written whole under its lock.
@@ -246,6 +250,7 @@ pub fn unpack(job: &UnpackJob, archive: impl io::Read + Send) -> io::Result<Stag
             crate::swap::WORK_DIR
         )));
     }
+    delete_staged(job, &root)?;
     let archive = FaultAfter {
         inner: archive,
         read: 0,
@@ -277,6 +282,28 @@ pub fn unpack(job: &UnpackJob, archive: impl io::Read + Send) -> io::Result<Stag
             (Err(e), _) | (Ok(_), Err(e)) => Err(e),
         }
     })
+}
+
+/// Applies a layer's deletion list to the staged tree of its path: each name below the path
+/// (and not in a nested mount the target holds apart) is removed from the staging directory.
+fn delete_staged(job: &UnpackJob, root: &std::os::fd::OwnedFd) -> io::Result<()> {
+    let prefix = crate::archive::names::prefix_for(&job.spec.path);
+    for name in &job.deleted {
+        let Some(rel) = crate::archive::names::relative(name, &prefix) else {
+            continue;
+        };
+        if rel.is_empty()
+            || crate::archive::names::check_relative(rel).is_err()
+            || crate::archive::pack::excluded(rel, &job.spec.skip)
+        {
+            continue;
+        }
+        let mut staged = job.spec.into.clone();
+        staged.push(b'/');
+        staged.extend_from_slice(rel);
+        remove::remove_entry(root, &staged)?;
+    }
+    Ok(())
 }
 
 /// Whether `name` exists in directory `dir` (a symlink counts; nothing is followed).

@@ -54,6 +54,39 @@ pub fn remove_work_dir(root: &str, name: &str, mtime: Option<i64>) -> io::Result
     set_mtime(&root_fd, mtime)
 }
 
+/// Removes entry `name` (`/`-separated, below `root`) and, for a directory, everything below
+/// it, following no symlink on the way: an incremental backup's deletion applied to a staged
+/// tree. A name that is not there (or not below directories) is no error: `false`.
+pub fn remove_entry(root: &OwnedFd, name: &[u8]) -> io::Result<bool> {
+    let (parent, base) = match name.iter().rposition(|&b| b == b'/') {
+        Some(i) => (&name[..i], &name[i + 1..]),
+        None => (&[][..], name),
+    };
+    let absent = |e: &io::Error| {
+        matches!(
+            e.raw_os_error(),
+            Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP)
+        )
+    };
+    let dir = match super::extract::walk_dirs(root, parent) {
+        Ok(d) => d,
+        Err(e) if absent(&e) => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    let c = CString::new(base).map_err(|_| invalid("NUL in a name"))?;
+    let st = match stat_at(&dir, &c) {
+        Ok(st) => st,
+        Err(e) if absent(&e) => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+        remove_tree(&dir, &c)?;
+    } else {
+        unlink(&dir, &c, 0)?;
+    }
+    Ok(true)
+}
+
 /// Removes directory `name` in `parent` and everything below it, depth first, holding one
 /// descriptor per level.
 fn remove_tree(parent: &OwnedFd, name: &CStr) -> io::Result<()> {

@@ -112,8 +112,9 @@ impl<W: Write> Walker<'_, '_, W> {
             libc::S_IFREG => {
                 rec.k = Some(index::Kind::File);
                 rec.s = st.st_size as u64;
+                // A path that is a single file is in every archive, so each restores alone.
                 if let Some(before) = self.ix.parent_of(&name, &rec)? {
-                    if self.ix.unchanged(&before, &rec) {
+                    if !rel.is_empty() && self.ix.unchanged(&before, &rec) {
                         rec.h = before.h;
                         self.ix.unchanged += 1;
                         return self.ix.entry(&rec);

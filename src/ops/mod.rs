@@ -4,6 +4,7 @@
 //! `jobs/` runs plans of them.
 
 pub mod backup;
+pub mod chain;
 pub mod key;
 pub mod list;
 pub mod logs;

@@ -128,6 +128,45 @@ pub async fn select(
     Ok(m.clone())
 }
 
+/// Verifies every layer of an incremental backup's chain (`chain`: the full backup first, the
+/// backup itself last), each archive whole, and its index and deletion list against their
+/// manifest records: the last layer's report, with every layer's device nodes, set-id files
+/// and privileged xattrs. The first link that fails is named.
+pub async fn verify_chain(
+    dest: &dyn Destination,
+    chain: &[super::chain::Layer],
+    show_progress: bool,
+) -> Result<Report> {
+    let mut all: Option<Report> = None;
+    for layer in chain {
+        let mut report = verify_backup(dest, &layer.m, &layer.key, show_progress).await?;
+        if let Some(stored) = &layer.m.index {
+            layer
+                .key
+                .read_stored(dest, &layer.m, stored, |mut r| {
+                    std::io::copy(&mut r, &mut std::io::sink())
+                })
+                .await?;
+        }
+        if let Some(before) = all.take() {
+            report.devices.extend(before.devices);
+            report.setid.extend(before.setid);
+            report.privileged_xattrs.extend(before.privileged_xattrs);
+        }
+        all = Some(report);
+    }
+    let mut report = all.expect("a chain has a backup");
+    for list in [
+        &mut report.devices,
+        &mut report.setid,
+        &mut report.privileged_xattrs,
+    ] {
+        list.sort();
+        list.dedup();
+    }
+    Ok(report)
+}
+
 /// Streams the archive of `m` through the full check (read with `key`: see [`Key::open`]); a
 /// mismatch is a verification failure that names the backup and what is wrong. The report's
 /// sha256 and size are of the stored bytes (for an encrypted backup, checked by `key`).

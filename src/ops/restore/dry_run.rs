@@ -26,7 +26,12 @@ pub(super) async fn dry_run(
     safety_dest: &DestSpec,
     report: &crate::archive::verify::Report,
 ) -> Result<DryRun> {
-    let Backup { dest, m, key } = backup;
+    let Backup {
+        dest,
+        m,
+        key,
+        chain,
+    } = backup;
     let mut report_paths = Vec::new();
     for d in &plan.dirs {
         for p in &d.paths {
@@ -43,10 +48,8 @@ pub(super) async fn dry_run(
             // target lacks.
             let archive_pass = |compare: listing::Compare, added: bool| {
                 let (owned, skip, include) = (owned.clone(), skip.clone(), include.clone());
-                // The verify pass before this one checked the stored bytes.
-                key.read_start(dest, m, move |r| {
-                    let mut compare = compare;
-                    listing::each(r, Origin::Archive, &owned, &skip, None, |name, sig| {
+                async move {
+                    let visit = move |compare: &mut listing::Compare, name: &[u8], sig| {
                         if !include.takes(name) {
                             return;
                         }
@@ -55,9 +58,33 @@ pub(super) async fn dry_run(
                         } else {
                             compare.wanted(name, &sig)
                         }
+                    };
+                    // An incremental backup's tree is its index's (its archive holds only
+                    // what changed).
+                    if let (false, Some(stored)) = (chain.is_empty(), &m.index) {
+                        let compare = key
+                            .read_stored(dest, m, stored, move |r| {
+                                let mut compare = compare;
+                                let text =
+                                    std::io::BufReader::new(zstd::stream::read::Decoder::new(r)?);
+                                index_each(text, &owned, &skip, |name, sig| {
+                                    visit(&mut compare, name, sig)
+                                })?;
+                                Ok(compare)
+                            })
+                            .await?;
+                        return Ok(Ok(compare));
+                    }
+                    // The verify pass before this one checked the stored bytes.
+                    key.read_start(dest, m, move |r| {
+                        let mut compare = compare;
+                        listing::each(r, Origin::Archive, &owned, &skip, None, |name, sig| {
+                            visit(&mut compare, name, sig)
+                        })
+                        .map(|_| compare)
                     })
-                    .map(|_| compare)
-                })
+                    .await
+                }
             };
             let mut compare = archive_pass(listing::Compare::default(), false)
                 .await?
@@ -124,4 +151,59 @@ pub(super) async fn dry_run(
         keep_capabilities: s.privileges.keep_capabilities,
         devices: report.devices.clone(),
     })
+}
+
+/// Each entry of `path` an index lists (`text`, decompressed), as the archive listing gives
+/// them: its name relative to the path and its signature; names at or below `exclude` left out.
+fn index_each(
+    text: impl std::io::BufRead,
+    path: &str,
+    exclude: &[Vec<u8>],
+    mut each: impl FnMut(&[u8], listing::Signature),
+) -> std::io::Result<()> {
+    use crate::archive::entry::Kind;
+    use crate::index::{Kind as K, Line, Lines};
+    let prefix = crate::archive::names::prefix_for(path);
+    let mut lines = Lines::new(text)?;
+    let mut inside = false;
+    while let Some(line) = lines.next()? {
+        let r = match line {
+            Line::Path(p) => {
+                inside = p == path;
+                continue;
+            }
+            Line::Entry(r) if inside => r,
+            Line::Entry(_) => continue,
+        };
+        let name = r.name();
+        let Some(rel) = crate::archive::names::relative(&name, &prefix) else {
+            continue;
+        };
+        if rel.is_empty() || crate::archive::pack::excluded(rel, exclude) {
+            continue;
+        }
+        let kind = match r.k {
+            Some(K::Dir) => Kind::Dir,
+            Some(K::Symlink) => Kind::Symlink,
+            Some(K::Fifo) => Kind::Fifo,
+            Some(K::Char) => Kind::CharDevice,
+            Some(K::Block) => Kind::BlockDevice,
+            _ => Kind::File,
+        };
+        let sig = listing::Signature {
+            kind: kind.type_byte(),
+            size: if kind == Kind::File { r.s } else { 0 },
+            mtime: r.mt.0,
+            mode: r.mode,
+            uid: r.uid,
+            gid: r.gid,
+            link: if kind == Kind::Symlink {
+                r.link()
+            } else {
+                None
+            },
+        };
+        each(rel, sig);
+    }
+    Ok(())
 }

@@ -25,6 +25,7 @@ mod survey;
 use anyhow::Result;
 use chrono::Utc;
 
+use super::chain::{self, Layer};
 use super::key::Key;
 use super::quiesce::{self, Quiesce};
 use super::Session;
@@ -54,6 +55,15 @@ pub async fn run(session: &Session, s: RestoreSettings) -> Result<Outcome> {
     }
     let m = pick(&dest, &s, &target.name).await?;
     let key = Key::open(dest.as_ref(), &m, &s.unlock).await?;
+    // An incremental backup's whole chain, each link read and checked, before anything is
+    // stopped.
+    let chain = match m.is_incremental() {
+        true => {
+            let links = chain::manifests(&Store::new(dest.clone()), &m).await?;
+            chain::open(dest.as_ref(), links, &s.unlock).await?
+        }
+        false => Vec::new(),
+    };
     // Whoever could read the backup can read what it replaces: the safety backup is encrypted
     // to the same (decided now, so nothing fails for it later).
     let seal = match &m.encryption {
@@ -75,7 +85,7 @@ pub async fn run(session: &Session, s: RestoreSettings) -> Result<Outcome> {
         session,
         engine,
         quiet,
-        restore(session, s, dest.clone(), &m, &key, seal),
+        restore(session, s, dest.clone(), &m, &key, &chain, seal),
     )
     .await?;
     if let Outcome::Restored(r) = &mut outcome {
@@ -118,6 +128,7 @@ async fn restore(
     dest: Arc<dyn Destination>,
     m: &Manifest,
     key: &Key,
+    chain: &[Layer],
     seal: Option<Seal>,
 ) -> Result<Outcome> {
     let engine = session.engine().await?;
@@ -170,6 +181,7 @@ async fn restore(
         dest: dest.as_ref(),
         m,
         key,
+        chain,
     };
     let wanted = pick_paths(m, &s.paths, &target)?;
     if !s.dry_run && !s.allow_open_files {
@@ -178,8 +190,14 @@ async fn restore(
 
     let safety_dest = s.safety_dest.clone().unwrap_or_else(|| s.dest.clone());
     if s.dry_run {
-        let report =
-            crate::ops::verify::verify_backup(dest.as_ref(), m, key, session.progress).await?;
+        let report = match chain.is_empty() {
+            true => {
+                crate::ops::verify::verify_backup(dest.as_ref(), m, key, session.progress).await?
+            }
+            false => {
+                crate::ops::verify::verify_chain(dest.as_ref(), chain, session.progress).await?
+            }
+        };
         refuse_devices(m, &report.devices, &s)?;
         let plan = plan(m, &wanted, &target, &report.roots, engine.is_local())?;
         return dry_run(

@@ -15,6 +15,7 @@ use crate::destination::Destination;
 use crate::docker::{ContainerInfo, DockerError, Engine, Helper, HelperSpec};
 use crate::error::Failure;
 use crate::manifest::Manifest;
+use crate::ops::chain::Layer;
 use crate::ops::key::Key;
 use crate::ops::{Pending, Session};
 use crate::pipeline::{streams, ChannelWriter};
@@ -30,7 +31,7 @@ use crate::values::AgentMode;
 /// plan (a single-path archive: its first entry); if that fails, the full verification says why.
 /// Staging checks the whole archive and that these agree, so nothing here is trusted further.
 pub(super) async fn archived_roots(b: Backup<'_>) -> Result<Vec<Option<(Kind, RootMeta)>>> {
-    let Backup { dest, m, key } = b;
+    let Backup { dest, m, key, .. } = b;
     let paths: Vec<String> = m.paths.iter().map(|p| p.path.clone()).collect();
     let scanned = key
         .read_start(dest, m, move |r| crate::archive::verify::roots(r, &paths))
@@ -54,6 +55,9 @@ pub(super) struct Backup<'a> {
     pub m: &'a Manifest,
     /// How its archive is read (through age if it is encrypted).
     pub key: &'a Key,
+    /// An incremental backup's chain, the full backup first and this one last (empty for a
+    /// full backup): each layer is staged over the one before.
+    pub chain: &'a [Layer],
 }
 
 /// A verification failure of backup `m` at `dest`, which changed nothing.
@@ -124,7 +128,12 @@ pub(super) async fn stage_each(
     s: &RestoreSettings,
     journal: &mut Journal,
 ) -> Result<Vec<Staged>> {
-    let Backup { dest, m, key } = b;
+    let Backup {
+        dest,
+        m,
+        key,
+        chain,
+    } = b;
     let (engine, target, image) = (work.engine, work.target, work.image);
     // The engine path's helper, made only if the agent cannot stage (it starts helpers of its
     // own).
@@ -148,12 +157,38 @@ pub(super) async fn stage_each(
             };
             let first = p.k == 0;
             let mut done = None;
-            if agent.is_ok() {
+            if !chain.is_empty() {
+                let source = Source {
+                    engine,
+                    helper: "",
+                    dest,
+                    m,
+                    key,
+                    show_progress,
+                };
+                let staging = Layered {
+                    source: &source,
+                    chain,
+                    mount: &member.mount,
+                    spec: &spec,
+                    first,
+                };
+                done = Some(match &agent {
+                    Ok(()) => stage_layers(&staging, target, image).await,
+                    Err(why) => Err(Failure::usage(format!(
+                        "backup {} is incremental: its chain is staged through dockyard's agent, which cannot run here ({why})",
+                        m.id
+                    ))
+                    .into()),
+                });
+            }
+            if done.is_none() && agent.is_ok() {
                 let job = UnpackJob {
                     mount: member.mount.clone(),
                     spec: spec.clone(),
                     first,
                     expect: key.expect(m),
+                    deleted: vec![],
                 };
                 let source = Source {
                     engine,
@@ -225,6 +260,67 @@ pub(super) async fn stage_each(
     Ok(staged)
 }
 
+/// One directory path of an incremental backup to stage, layer by layer.
+struct Layered<'a> {
+    source: &'a Source<'a>,
+    chain: &'a [Layer],
+    mount: &'a str,
+    spec: &'a StageSpec,
+    first: bool,
+}
+
+/// Stages a path of an incremental backup: its chain's full backup into the staging
+/// directory, then each increment over it, its deletion list first. Every layer's archive is
+/// checked whole as it is staged. What it returns is the last layer's, with what every layer
+/// stripped or skipped.
+async fn stage_layers(l: &Layered<'_>, target: &ContainerInfo, image: &str) -> Result<Staged> {
+    let paths: Vec<String> = l.source.m.paths.iter().map(|p| p.path.clone()).collect();
+    let index = paths
+        .iter()
+        .position(|p| *p == l.spec.path)
+        .expect("a path of the manifest");
+    let mut all = Staged::default();
+    for (i, layer) in l.chain.iter().enumerate() {
+        let job = UnpackJob {
+            mount: l.mount.to_string(),
+            spec: l.spec.clone(),
+            first: l.first && i == 0,
+            expect: layer.key.expect(&layer.m),
+            deleted: crate::ops::chain::of_path(&layer.deleted, &paths, index),
+        };
+        let source = Source {
+            m: &layer.m,
+            key: &layer.key,
+            ..*l.source
+        };
+        let st = match stage_by_agent(&source, target, image, &job).await {
+            Ok(st) => st,
+            Err(AgentStaging::Unavailable(why)) => {
+                return Err(Failure::usage(format!(
+                    "backup {} is incremental: its chain is staged through dockyard's agent, which cannot run here ({why})",
+                    l.source.m.id
+                ))
+                .into())
+            }
+            Err(AgentStaging::Error(e)) => {
+                return Err(e.context(format!("layer {} of {}", layer.m.id, l.source.m.id)))
+            }
+        };
+        all.stripped.extend(st.stripped);
+        all.dropped_xattrs.extend(st.dropped_xattrs);
+        all.skipped.extend(st.skipped);
+        all.entries = st.entries;
+        all.root = st.root;
+        all.fixups = st.fixups;
+        all.single_file = st.single_file;
+    }
+    for list in [&mut all.stripped, &mut all.dropped_xattrs, &mut all.skipped] {
+        list.sort();
+        list.dedup();
+    }
+    Ok(all)
+}
+
 /// Stages each single-file path beside its live file, through a helper that holds only those
 /// files' host directories (never the app's volumes).
 pub(super) async fn stage_files(
@@ -234,7 +330,7 @@ pub(super) async fn stage_files(
     plan: &Plan,
     s: &RestoreSettings,
 ) -> Result<Vec<Staged>> {
-    let Backup { dest, m, key } = b;
+    let Backup { dest, m, key, .. } = b;
     let paths: Vec<String> = plan.files.iter().map(|f| f.path.clone()).collect();
     let (binds, _) = recover::file_binds(work.target, &paths, work.engine.is_local())?;
     let mut spec = HelperSpec::archive(work.target, work.image, false);

@@ -1,0 +1,134 @@
+//! An incremental backup's chain: the full backup it begins with and every increment up to it,
+//! each read and checked before anything is staged (listed, sound, of the same container and
+//! paths, linked parent to child in time order), each with the key that opens it and its
+//! deletion list.
+
+use anyhow::Result;
+
+use super::key::Key;
+use crate::destination::Destination;
+use crate::encryption::Unlock;
+use crate::error::Failure;
+use crate::manifest::{Manifest, Select, Store};
+
+/// The longest chain followed (a forged loop of parents ends here).
+pub const MAX_CHAIN: usize = crate::ops::backup::parent::MAX_CHAIN;
+
+/// One backup of a chain, ready to read.
+pub struct Layer {
+    /// Its manifest.
+    pub m: Manifest,
+    /// What reads its objects.
+    pub key: Key,
+    /// Its deletion list (archive names), empty for the full backup.
+    pub deleted: Vec<Vec<u8>>,
+}
+
+/// The manifests of `m`'s chain, the full backup first and `m` last (just `m` when it is full).
+/// A missing or unsound link is a verification failure naming it.
+pub async fn manifests(store: &Store, m: &Manifest) -> Result<Vec<Manifest>> {
+    let mut chain = vec![m.clone()];
+    let dest = store.describe();
+    let broken = |why: String| -> anyhow::Error {
+        Failure::verify(format!(
+            "backup {} at {dest} is incremental, and its chain is broken: {why}; nothing was changed",
+            m.id
+        ))
+        .into()
+    };
+    while let Some(up) = chain.last().expect("one").parent.clone() {
+        if chain.len() >= MAX_CHAIN {
+            return Err(broken(format!("it is over {MAX_CHAIN} backups long")));
+        }
+        let child = chain.last().expect("one");
+        let catalog = store.load(Select::Id(&up)).await?;
+        let Some(parent) = catalog.manifests.into_iter().find(|p| p.id == up) else {
+            let why = catalog
+                .rejected
+                .first()
+                .map(|(_, why)| format!(" (its manifest was refused: {why})"))
+                .unwrap_or_default();
+            return Err(broken(format!("its link {up} is missing{why}")));
+        };
+        let same_paths = parent
+            .paths
+            .iter()
+            .map(|p| &p.path)
+            .eq(child.paths.iter().map(|p| &p.path));
+        if parent.container != child.container || !same_paths || parent.exclude != child.exclude {
+            return Err(broken(format!(
+                "its link {up} is of another container or other paths"
+            )));
+        }
+        if parent.created >= child.created {
+            return Err(broken(format!(
+                "its link {up} is not older than {}",
+                child.id
+            )));
+        }
+        let full = parent.chain.clone().unwrap_or_else(|| parent.id.clone());
+        if Some(&full) != child.chain.as_ref() {
+            return Err(broken(format!(
+                "{} and its link {up} name different full backups",
+                child.id
+            )));
+        }
+        chain.push(parent);
+    }
+    chain.reverse();
+    Ok(chain)
+}
+
+/// Opens each backup of `chain` with `unlock` and reads its deletion list.
+pub async fn open(
+    dest: &dyn Destination,
+    chain: Vec<Manifest>,
+    unlock: &Unlock,
+) -> Result<Vec<Layer>> {
+    let mut layers = Vec::new();
+    for m in chain {
+        let key = Key::open(dest, &m, unlock).await?;
+        let deleted = deleted(dest, &m, &key).await?;
+        layers.push(Layer { m, key, deleted });
+    }
+    Ok(layers)
+}
+
+/// The deletion list of `m` (none for a full backup), checked against its manifest.
+pub async fn deleted(dest: &dyn Destination, m: &Manifest, key: &Key) -> Result<Vec<Vec<u8>>> {
+    let Some(stored) = &m.deleted else {
+        return Ok(Vec::new());
+    };
+    let prefixes: Vec<String> = m
+        .paths
+        .iter()
+        .map(|p| crate::archive::names::prefix_for(&p.path))
+        .collect();
+    key.read_stored(dest, m, stored, move |r| {
+        let text = std::io::BufReader::new(zstd::stream::read::Decoder::new(r)?);
+        crate::index::deleted::read(text, &prefixes).map_err(std::io::Error::other)
+    })
+    .await
+}
+
+/// The names of `deleted` that belong to path `index` of `paths` (the longest path holding
+/// each, as archive entries belong).
+pub fn of_path(deleted: &[Vec<u8>], paths: &[String], index: usize) -> Vec<Vec<u8>> {
+    let prefixes: Vec<String> = paths
+        .iter()
+        .map(|p| crate::archive::names::prefix_for(p))
+        .collect();
+    deleted
+        .iter()
+        .filter(|name| {
+            let owner = prefixes
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| crate::archive::names::relative(name, p).is_some())
+                .max_by_key(|(_, p)| p.len())
+                .map(|(i, _)| i);
+            owner == Some(index)
+        })
+        .cloned()
+        .collect()
+}
