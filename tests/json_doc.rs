@@ -74,6 +74,10 @@ fn manifest() -> Manifest {
         snapshot: None,
         exclude: vec![],
         encryption: None,
+        index: None,
+        parent: None,
+        chain: None,
+        deleted: None,
     }
 }
 
@@ -90,6 +94,7 @@ fn rendered() -> Vec<(&'static str, Value)> {
                 destination: "/var/backups/dockyard".into(),
                 downtime_seconds: None,
                 backup: m.clone(),
+                incremental: None,
             }),
         ),
         (

@@ -33,7 +33,7 @@ fn columns_fit_their_content_and_paths_keep_one_order() {
         "{out}"
     );
     assert!(
-        lines[1].ends_with(" B  -          /srv/logs,/srv/media  nightly"),
+        lines[1].ends_with(" B  full  -          /srv/logs,/srv/media  nightly"),
         "{out}"
     );
     assert_eq!(lines[0].find("PATHS"), lines[1].find("/srv/logs"), "{out}");

@@ -69,10 +69,13 @@ pub fn walk<W: Write>(
     walker.ix.end_path()
 }
 
+/// The first name written of each multiply-linked file, by (device, inode), with its hash.
+type Links = HashMap<(u64, u64), (Vec<u8>, Option<String>)>;
+
 struct Walker<'a, 'b, W: Write> {
     w: &'a mut TarWriter<W>,
     /// First name written of each multiply-linked file, by (device, inode), and its hash.
-    links: &'a mut HashMap<(u64, u64), (Vec<u8>, Option<String>)>,
+    links: &'a mut Links,
     done: &'a mut Walked,
     p: &'a WalkPath<'b>,
     ix: &'a mut Indexing,

@@ -55,10 +55,12 @@ fn why_empty(dest: &str, container: Option<&str>, others: &BTreeMap<String, usiz
 /// The rows, header first, each column as wide as its widest cell.
 fn table(all: &[Manifest]) -> Vec<String> {
     let now = Utc::now();
-    let mut rows: Vec<[String; 6]> = vec![[
+    let ids: std::collections::HashSet<&str> = all.iter().map(|m| m.id.as_str()).collect();
+    let mut rows: Vec<[String; 7]> = vec![[
         "ID".into(),
         "CREATED (UTC)".into(),
         "SIZE".into(),
+        "KIND".into(),
         "ENCRYPTED".into(),
         "PATHS".into(),
         "TAGS".into(),
@@ -74,6 +76,14 @@ fn table(all: &[Manifest]) -> Vec<String> {
             m.id.clone(),
             m.created.format("%Y-%m-%d %H:%M:%S").to_string(),
             HumanBytes(m.size).to_string(),
+            match &m.parent {
+                None => "full".into(),
+                Some(p) if ids.contains(p.as_str()) => "incremental".into(),
+                Some(p) => {
+                    tracing::warn!(id = %m.id, "backup {} is incremental and its parent {p} is missing or unreadable: it cannot be restored", m.id);
+                    format!("incremental, BROKEN: parent {p} missing")
+                }
+            },
             match &m.encryption {
                 Some(e) => e.scheme.clone(),
                 None => "-".into(),
@@ -83,12 +93,12 @@ fn table(all: &[Manifest]) -> Vec<String> {
         ]);
     }
     let width = |i: usize| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0);
-    let (w0, w1, w2, w3, w4) = (width(0), width(1), width(2), width(3), width(4));
+    let (w0, w1, w2, w3, w4, w5) = (width(0), width(1), width(2), width(3), width(4), width(5));
     rows.iter()
         .map(|r| {
             format!(
-                "{:<w0$}  {:<w1$}  {:>w2$}  {:<w3$}  {:<w4$}  {}",
-                r[0], r[1], r[2], r[3], r[4], r[5]
+                "{:<w0$}  {:<w1$}  {:>w2$}  {:<w3$}  {:<w4$}  {:<w5$}  {}",
+                r[0], r[1], r[2], r[3], r[4], r[5], r[6]
             )
             .trim_end()
             .to_string()

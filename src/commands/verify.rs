@@ -18,7 +18,7 @@ pub async fn run(
 ) -> Result<()> {
     let dest = spec.open().await;
     let m = select(&dest, spec, wanted, container).await?;
-    let verified = match check(dest.as_ref(), &m, unlock, ctx.progress).await {
+    let verified = match check(&dest, &m, unlock, ctx.progress).await {
         Ok(v) => v,
         Err(e) => {
             // Scripts read `"ok": false` and why; the exit code still says which failure it was.

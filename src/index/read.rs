@@ -11,8 +11,9 @@ use crate::archive::names::{check_relative, prefix_for, relative};
 /// The longest line read: a name or link target of up to 1 MiB as hex, and the rest.
 pub const MAX_LINE: usize = 5 << 20;
 
-/// One line of an index.
+/// One line of an index (read one at a time: an entry is not boxed).
 #[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant)]
 pub enum Line {
     /// A path's section begins.
     Path(String),

@@ -93,8 +93,13 @@ pub async fn apply(
                 }),
         );
     }
+    keep_chains(&all, &mut verdicts);
+    // Newest first: an increment goes before the backups it depends on, so a prune cut short
+    // never leaves a listed backup whose chain is broken.
+    let mut doomed: Vec<&Verdict> = verdicts.iter().filter(|d| !d.keep).collect();
+    doomed.sort_by(|a, b| b.created.cmp(&a.created).then(b.id.cmp(&a.id)));
     let mut removed = 0;
-    for d in verdicts.iter().filter(|d| !d.keep) {
+    for d in doomed {
         if !dry_run {
             // Manifest first: from then on the backup is not listed, even if the archive's delete fails.
             store.remove(&d.id).await?;
@@ -107,4 +112,74 @@ pub async fn apply(
         backups: verdicts,
         dest: store.describe(),
     })
+}
+
+/// Keeps every backup a kept incremental backup depends on (its parent, and so on to its
+/// chain's full backup), saying so; a chain none of whose backups is kept goes whole.
+fn keep_chains(all: &[Manifest], verdicts: &mut [Verdict]) {
+    let by_id: BTreeMap<&str, &Manifest> = all.iter().map(|m| (m.id.as_str(), m)).collect();
+    let kept: Vec<String> = verdicts
+        .iter()
+        .filter(|v| v.keep)
+        .map(|v| v.id.clone())
+        .collect();
+    for id in kept {
+        let mut at = by_id.get(id.as_str()).and_then(|m| m.parent.clone());
+        let mut steps = 0;
+        while let Some(parent) = at {
+            steps += 1;
+            if steps > crate::ops::chain::MAX_CHAIN {
+                break;
+            }
+            if let Some(v) = verdicts.iter_mut().find(|v| v.id == parent) {
+                let reason = format!("needed by {id} (an incremental backup's chain)");
+                if !v.keep {
+                    v.keep = true;
+                    v.reasons.clear();
+                }
+                if !v.reasons.iter().any(|r| r.starts_with("needed by")) {
+                    v.reasons.push(reason);
+                }
+            }
+            at = by_id.get(parent.as_str()).and_then(|m| m.parent.clone());
+        }
+    }
+}
+
+#[cfg(test)]
+mod chain_tests {
+    use super::*;
+
+    fn verdict(id: &str, keep: bool) -> Verdict {
+        Verdict {
+            container: "web".into(),
+            id: id.into(),
+            keep,
+            reasons: vec![if keep { "last 1" } else { "no rule" }.into()],
+            created: id.into(),
+        }
+    }
+
+    #[test]
+    fn a_kept_increment_keeps_its_chain_and_an_unkept_chain_goes_whole() {
+        let mut all: Vec<Manifest> = ["a", "b", "c", "d", "e"]
+            .iter()
+            .map(|id| manifest::sample(id, "web", 0))
+            .collect();
+        // a <- b <- c (c kept), d <- e (neither kept).
+        for (child, parent) in [(1, "a"), (2, "b"), (4, "d")] {
+            all[child].parent = Some(parent.into());
+        }
+        let mut v: Vec<Verdict> = ["a", "b", "c", "d", "e"]
+            .iter()
+            .map(|id| verdict(id, *id == "c"))
+            .collect();
+        keep_chains(&all, &mut v);
+        let kept: Vec<&str> = v.iter().filter(|v| v.keep).map(|v| v.id.as_str()).collect();
+        assert_eq!(kept, ["a", "b", "c"]);
+        assert_eq!(
+            v[0].reasons,
+            ["needed by c (an incremental backup's chain)"]
+        );
+    }
 }

@@ -46,24 +46,43 @@ impl Verified {
 /// Verifies backup `m` at `dest`: whole (decrypted with `unlock` if it is encrypted), or, for
 /// an encrypted backup with nothing to open it, its stored bytes against the manifest.
 pub async fn check(
-    dest: &dyn Destination,
+    dest: &Arc<dyn Destination>,
     m: &Manifest,
     unlock: &Unlock,
     show_progress: bool,
 ) -> Result<Verified> {
-    // Without anything that could open it (a passphrase for a backup made for keys counts
-    // for nothing), an encrypted backup's stored bytes are what can be checked.
-    let applicable = match &m.encryption {
-        None => true,
-        Some(e) if e.recipients == ["passphrase"] => unlock.passphrase.is_some(),
-        Some(_) => !unlock.identities.is_empty(),
-    };
-    if !applicable {
+    if m.is_incremental() {
+        // The whole chain: a missing or broken link is named.
+        let links = super::chain::manifests(&Store::new(dest.clone()), m).await?;
+        if !applicable(m, unlock) {
+            let mut last = None;
+            for link in &links {
+                last = Some(verify_stored(dest.as_ref(), link, show_progress).await?);
+            }
+            return Ok(last.expect("a chain has a backup"));
+        }
+        let chain = super::chain::open(dest.as_ref(), links, unlock).await?;
+        let report = verify_chain(dest.as_ref(), &chain, show_progress).await?;
+        return Ok(Verified::new(&m.id, report));
+    }
+    let dest = dest.as_ref();
+    if !applicable(m, unlock) {
         return verify_stored(dest, m, show_progress).await;
     }
     let key = Key::open(dest, m, unlock).await?;
     let report = verify_backup(dest, m, &key, show_progress).await?;
     Ok(Verified::new(&m.id, report))
+}
+
+/// Whether `unlock` could open `m`: without anything that could (a passphrase for a backup
+/// made for keys counts for nothing), an encrypted backup's stored bytes are what can be
+/// checked.
+fn applicable(m: &Manifest, unlock: &Unlock) -> bool {
+    match &m.encryption {
+        None => true,
+        Some(e) if e.recipients == ["passphrase"] => unlock.passphrase.is_some(),
+        Some(_) => !unlock.identities.is_empty(),
+    }
 }
 
 /// Reads the stored bytes of `m`'s archive and checks their sha256 and size: all that can be
