@@ -35,7 +35,8 @@ fn round_trip(dest: Dest) {
     ])
     .ok();
     assert_eq!(app.tree("/srv/media"), before, "{url}");
-    assert_eq!(dest.names().len(), 2, "{url}: {:?}", dest.files());
+    // The archive, its file index and the manifest.
+    assert_eq!(dest.names().len(), 3, "{url}: {:?}", dest.files());
 }
 
 fn killed_mid_upload(dest: Dest) {
@@ -60,9 +61,11 @@ fn killed_mid_upload(dest: Dest) {
     // The next ordinary run removes what the killed one left, and adds only its own backup.
     dest.run(&["backup", &app.name, "--to", &url]).ok();
     let files = dest.files();
-    assert_eq!(files.len(), 2, "{url}: {files:?}");
+    assert_eq!(files.len(), 3, "{url}: {files:?}");
     assert!(
-        files.iter().any(|f| f.ends_with(".tar.zst")) && files.iter().any(|f| f.ends_with(".json")),
+        files.iter().any(|f| f.ends_with(".tar.zst"))
+            && files.iter().any(|f| f.ends_with(".index.zst"))
+            && files.iter().any(|f| f.ends_with(".json")),
         "{url}: {files:?}"
     );
     // (The helper of the killed run is removed by the next run too.)
@@ -127,6 +130,7 @@ fn many_manifests(dest: Dest) {
         let mut m = real.clone();
         m["id"] = id.clone().into();
         m["archive"] = format!("{id}.tar.zst").into();
+        m.as_object_mut().unwrap().remove("index");
         m["container"] = container.into();
         m["created"] = format!("2025-{:02}-{:02}T00:00:00Z", 1 + n / 28, 1 + n % 28).into();
         dest.write(&format!("{id}.json"), &m.to_string());
@@ -187,7 +191,11 @@ fn prune_after_a_lost_archive(dest: Dest) {
     dest.run(&["prune", "--to", &url, "--keep-last", "1"]).ok();
     assert_eq!(
         dest.names(),
-        [format!("{newer}.json"), format!("{newer}.tar.zst")],
+        [
+            format!("{newer}.index.zst"),
+            format!("{newer}.json"),
+            format!("{newer}.tar.zst")
+        ],
         "{url}"
     );
 }
