@@ -43,8 +43,8 @@ fn orphans_are_removed_once_their_run_is_gone(dest: Dest) {
     let (a, b) = (listed[0].clone(), listed[1].clone());
     assert_eq!(
         dest.names().len(),
-        4,
-        "two whole backups leave their archives and manifests, nothing else: {:?}",
+        6,
+        "two whole backups leave their archives, indexes and manifests, nothing else: {:?}",
         dest.names()
     );
     // B: archive without manifest, its run (a dead pid on this host) recorded as pending.
@@ -72,6 +72,7 @@ fn orphans_are_removed_once_their_run_is_gone(dest: Dest) {
     dest.run(&["prune", "--to", &url, "--keep-last", "9"]).ok();
     let names = dest.names();
     let want = vec![
+        format!("{a}.index.zst"),
         format!("{a}.json"),
         format!("{a}.tar.zst"),
         format!("{c}.pending"),
@@ -130,11 +131,11 @@ fn destination_directories_are_private_whatever_the_umask() {
         "stat -c '%a' {quoted} {quoted}/sub; find {quoted}/sub -type f | wc -l; ls ~ | grep -c '^PWNED$' || true; rm -rf {quoted}"
     ));
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert_eq!(seen, "700\n700\n2\n0\n", "modes, objects, PWNED");
+    assert_eq!(seen, "700\n700\n3\n0\n", "modes, objects, PWNED");
     assert_eq!(
         std::fs::read_dir(&dest).unwrap().count(),
-        2,
-        "only the archive and its manifest"
+        3,
+        "only the archive, its index and its manifest"
     );
 }
 

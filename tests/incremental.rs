@@ -232,6 +232,59 @@ fn a_broken_chain_is_named_and_the_next_backup_is_full_saying_why() {
 }
 
 #[test]
+fn a_killed_incremental_leaves_nothing_listed_and_the_next_run_removes_its_objects() {
+    let app = App::running("incr-kill", &["/srv/media"]);
+    app.sh("echo one > /srv/media/a && echo two > /srv/media/b");
+    let dest = Dest::local();
+    let full = backup(&dest, &app)["backup"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    app.sh("echo three > /srv/media/c && rm /srv/media/b");
+    let url = dest.url();
+    for point in [
+        format!("written-{}", app.name),
+        "data-committed".to_string(),
+    ] {
+        let mut run = common::fault::Faulted::start(
+            &["backup", &app.name, "--to", &url, "--incremental"],
+            &point,
+            &[],
+        );
+        run.reached(&point);
+        run.signal("KILL");
+        run.finish();
+        let list = dest.run(&["list", "--to", &url, "--json"]);
+        let listed = json(&list.stdout);
+        assert_eq!(
+            listed["backups"].as_array().unwrap().len(),
+            1,
+            "{point}: {listed}"
+        );
+    }
+    // The next ordinary run sweeps what the killed ones left and makes its own increment.
+    let next = backup(&dest, &app);
+    assert_eq!(
+        next["backup"]["parent"].as_str(),
+        Some(full.as_str()),
+        "{next}"
+    );
+    let id = next["backup"]["id"].as_str().unwrap();
+    let mut want: Vec<String> = [".index.zst", ".json", ".tar.zst"]
+        .iter()
+        .map(|s| format!("{full}{s}"))
+        .chain(
+            [".deleted.zst", ".index.zst", ".json", ".tar.zst"]
+                .iter()
+                .map(|s| format!("{id}{s}")),
+        )
+        .collect();
+    want.sort();
+    assert_eq!(dest.names(), want);
+    assert_eq!(restored(&dest, &app, id), app.tree("/srv/media"));
+}
+
+#[test]
 fn chains_round_trip_over_ssh_and_s3() {
     for dest in [Dest::ssh(), Dest::s3()] {
         let app = App::running("incr-remote", &["/srv/media"]);

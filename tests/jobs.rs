@@ -76,9 +76,9 @@ fn prune_removes_exactly_what_the_dry_run_said_and_keeps_snapshots() {
         list(&dest).iter().any(|m| m["tags"][0] == "pre-upgrade"),
         "the snapshot was pruned"
     );
-    // Archives went with their manifests.
+    // Archives and indexes went with their manifests.
     let files = common::files(&dest);
-    assert_eq!(files.len(), 6, "{files:?}");
+    assert_eq!(files.len(), 9, "{files:?}");
 
     let none = dockyard(&["prune", "--to", d]);
     assert_eq!(none.code, 2);

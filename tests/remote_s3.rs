@@ -82,10 +82,11 @@ fn round_trip(s3: &S3, what: &str, extra: &[&str], during: impl FnOnce(&mut Chil
     assert_eq!(
         s3.keys(&prefix.name),
         vec![
+            format!("{}/{id}.index.zst", prefix.name),
             format!("{}/{id}.json", prefix.name),
             format!("{}/{id}.tar.zst", prefix.name)
         ],
-        "the store should hold the archive and its manifest only (no upload markers)"
+        "the store should hold the archive, its index and its manifest only (no upload markers)"
     );
     assert!(
         s3.uploads(&prefix.name).is_empty(),
@@ -209,7 +210,7 @@ fn s3_killed_mid_upload_is_invisible_and_aborted_by_the_next_run() {
     assert_eq!(m.len(), 1);
     assert_eq!(
         s3.keys(&prefix.name).len(),
-        2,
+        3,
         "marker left: {:?}",
         s3.keys(&prefix.name)
     );

@@ -63,10 +63,15 @@ fn ssh_round_trip_backup_list_verify_restore() {
     let m = listed(&url);
     assert_eq!(m.len(), 1, "{m:?}");
     let id = m[0]["id"].as_str().unwrap();
-    // Two objects under final names, both private, no temp file.
+    // Three objects under final names (the index, the manifest, the archive), all private, no
+    // temp file.
     assert_eq!(
         dir.files(),
-        vec![format!("{id}.json"), format!("{id}.tar.zst")]
+        vec![
+            format!("{id}.index.zst"),
+            format!("{id}.json"),
+            format!("{id}.tar.zst")
+        ]
     );
     let modes = ssh(&format!("stat -c '%a %s' {}/{id}.tar.zst", dir.rel));
     assert_eq!(
