@@ -1,9 +1,10 @@
 //! Incremental backups end to end on a real engine: a week of changes (new files, edits in place
 //! that keep size and mtime, deletions, renames, mode and owner changes, a new hard link, a file
-//! replaced by a directory and a directory by a symlink, a sparse file grown), each day's backup
+//! replaced by a directory and a directory by a symlink, a sparse file grown, an xattr set), each day's backup
 //! restored into a fresh container and compared with that day's tree; the README's restore of a
 //! chain by hand with tar, zstd and xargs; a broken chain named by `list`, `verify` and `restore`
-//! and the next backup full, saying why; prune keeping what kept backups need; SSH and S3.
+//! and the next backup full, saying why; prune keeping what kept backups need; a killed
+//! incremental leaving nothing listed; SSH and S3.
 
 mod common;
 
@@ -47,7 +48,27 @@ fn restored(dest: &Dest, app: &App, id: &str) -> String {
     ]);
     assert_eq!(r.code, 0, "restore {id}: {}", r.stderr);
     target.start();
-    target.tree("/srv/media")
+    state(&target)
+}
+
+/// What a user compares after a restore: the tree, and the xattrs the week's test sets.
+fn state(app: &App) -> String {
+    let dir = app.mount_source("/srv/media");
+    let file = common::getxattr(&dir.join("docs/d2.txt"), "user.tag");
+    let old = common::getxattr(&dir.join("old"), "user.dir");
+    format!(
+        "{}\nuser.tag of docs/d2.txt: {file:?}\nuser.dir of old: {old:?}",
+        app.tree("/srv/media")
+    )
+}
+
+/// Removes an xattr of a file on this host (a volume's directory).
+fn removexattr(path: &std::path::Path, name: &str) {
+    use std::os::unix::ffi::OsStrExt;
+    let p = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    let n = std::ffi::CString::new(name).unwrap();
+    // SAFETY: valid NUL-terminated strings.
+    assert_eq!(unsafe { libc::lremovexattr(p.as_ptr(), n.as_ptr()) }, 0);
 }
 
 const DAY0: &str = "cd /srv/media && mkdir -p photos docs old gone && \
@@ -67,7 +88,7 @@ const DAYS: [&str; 6] = [
     "cd /srv/media && ln photos/p4.jpg photos/p4-again.jpg && rm becomes-dir && mkdir becomes-dir && echo now > becomes-dir/z",
     // A directory replaced by a symlink; a whole directory gone.
     "cd /srv/media && rm -r becomes-link && ln -s photos becomes-link && rm -r gone",
-    // A sparse file grown; nothing else.
+    // A sparse file grown (and an xattr set: the test does that on the host).
     "cd /srv/media && dd if=/dev/zero of=disk.img bs=1 count=0 seek=6000000 2>/dev/null && echo more >> disk.img",
     // Nothing at all.
     "true",
@@ -77,6 +98,8 @@ const DAYS: [&str; 6] = [
 fn a_week_of_changes_restores_each_days_tree_and_by_hand() {
     let app = App::running("incr-week", &["/srv/media"]);
     app.sh(DAY0);
+    let volume = app.mount_source("/srv/media");
+    common::setxattr(&volume.join("old"), "user.dir", b"granted");
     let dest = Dest::local();
     let first = backup(&dest, &app);
     assert_eq!(first["incremental"]["parent"], Value::Null);
@@ -89,10 +112,17 @@ fn a_week_of_changes_restores_each_days_tree_and_by_hand() {
     );
     let mut days = vec![(
         first["backup"]["id"].as_str().unwrap().to_string(),
-        app.tree("/srv/media"),
+        state(&app),
     )];
-    for change in DAYS {
+    for (day, change) in DAYS.iter().enumerate() {
         app.sh(change);
+        // An xattr removed from a directory (a revoked ACL), another set on a file.
+        if day == 1 {
+            removexattr(&volume.join("old"), "user.dir");
+        }
+        if day == 4 {
+            common::setxattr(&volume.join("docs/d2.txt"), "user.tag", b"reviewed");
+        }
         let out = backup(&dest, &app);
         let m = &out["backup"];
         assert_eq!(
@@ -102,10 +132,7 @@ fn a_week_of_changes_restores_each_days_tree_and_by_hand() {
         );
         assert_eq!(m["chain"].as_str(), Some(days[0].0.as_str()), "{out}");
         assert_eq!(m["format"], 4);
-        days.push((
-            m["id"].as_str().unwrap().to_string(),
-            app.tree("/srv/media"),
-        ));
+        days.push((m["id"].as_str().unwrap().to_string(), state(&app)));
     }
     // Each day's backup restores that day's tree exactly.
     for (id, tree) in &days {
@@ -121,6 +148,16 @@ fn a_week_of_changes_restores_each_days_tree_and_by_hand() {
     );
     let v = dest.run(&["verify", &days[6].0, "--from", &dest.url()]);
     assert_eq!(v.code, 0, "{}", v.stderr);
+    // `dump` finds a file unchanged since the full backup in the chain, and not a deleted one.
+    let dump = |path: &str| dest.run(&["dump", &days[6].0, path, "--to", &dest.url()]);
+    for file in ["/srv/media/old/k", "/srv/media/docs/d3-renamed.txt"] {
+        let d = dump(file);
+        assert_eq!(d.code, 0, "{file}: {}", d.stderr);
+        assert_eq!(d.stdout, app.sh(&format!("cat {file}")), "{file}");
+    }
+    let gone = dump("/srv/media/photos/p2.jpg");
+    assert_eq!(gone.code, 2, "{}", gone.stderr);
+    assert!(gone.stderr.contains("has no file"), "{}", gone.stderr);
 
     // The README's recipe: the full, then each increment (its deletion list first).
     let Dest::Local(_, dir) = &dest else {
@@ -190,10 +227,11 @@ fn a_broken_chain_is_named_and_the_next_backup_is_full_saying_why() {
     dest.remove(&format!("{mid}.json"));
     let list = dest.run(&["list", "--to", &dest.url()]);
     assert!(
-        list.stdout
-            .contains(&format!("BROKEN: parent {mid} missing")),
-        "{}",
-        list.stdout
+        list.stdout.contains("incremental, BROKEN chain")
+            && list.stderr.contains(&format!("its link {mid} is missing")),
+        "{}{}",
+        list.stdout,
+        list.stderr
     );
     let v = dest.run(&["verify", &last, "--from", &dest.url()]);
     assert_eq!(v.code, 5, "{}", v.stderr);
@@ -281,7 +319,112 @@ fn a_killed_incremental_leaves_nothing_listed_and_the_next_run_removes_its_objec
         .collect();
     want.sort();
     assert_eq!(dest.names(), want);
-    assert_eq!(restored(&dest, &app, id), app.tree("/srv/media"));
+    assert_eq!(restored(&dest, &app, id), state(&app));
+}
+
+#[test]
+fn a_forged_plain_link_in_an_encrypted_chain_is_refused() {
+    let app = App::running("incr-enc", &["/srv/media"]);
+    app.sh("echo secret > /srv/media/a");
+    let dest = Dest::local();
+    let dir = tempfile::tempdir().unwrap();
+    let pass = dir.path().join("pass");
+    std::fs::write(&pass, "correct horse battery staple\n").unwrap();
+    let pass = pass.to_str().unwrap();
+    let url = dest.url();
+    let run = |args: &[&str]| dest.run(args);
+    let b = |_: ()| {
+        let r = run(&[
+            "backup",
+            &app.name,
+            "--to",
+            &url,
+            "--incremental",
+            "--passphrase-file",
+            pass,
+            "--json",
+        ]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        json(&r.stdout)["backup"]["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let full = b(());
+    app.sh("echo more > /srv/media/b");
+    let last = b(());
+    // The destination's owner swaps the full backup's manifest for a plain one (checksums
+    // fixed): a restore of the increment refuses the chain before it reads anything.
+    let mut m = json(&String::from_utf8(dest.read(&format!("{full}.json"))).unwrap());
+    m["encryption"] = Value::Null;
+    m["format"] = 2.into();
+    m["archive"] = format!("{full}.tar.zst").into();
+    m.as_object_mut().unwrap().remove("index");
+    dest.copy(&format!("{full}.tar.zst.age"), &format!("{full}.tar.zst"));
+    dest.replace(&format!("{full}.json"), m.to_string().as_bytes());
+    let target = App::created("incr-enc-r", &["/srv/media"]);
+    let r = run(&[
+        "restore",
+        &target.name,
+        "--backup",
+        &last,
+        "--from",
+        &url,
+        "--container",
+        &app.name,
+        "--passphrase-file",
+        pass,
+        "--no-safety-backup",
+    ]);
+    assert_eq!(r.code, 5, "{}", r.stderr);
+    assert!(r.stderr.contains("encrypted otherwise"), "{}", r.stderr);
+    let v = run(&["verify", &last, "--from", &url, "--passphrase-file", pass]);
+    assert_eq!(v.code, 5, "{}", v.stderr);
+}
+
+#[test]
+fn a_path_that_changed_kind_makes_the_next_backup_full() {
+    let host = tempfile::tempdir().unwrap();
+    let (d, f) = (host.path().join("d"), host.path().join("f"));
+    std::fs::create_dir(&d).unwrap();
+    std::fs::write(d.join("x"), "in a directory").unwrap();
+    std::fs::write(&f, "a single file").unwrap();
+    let dest = Dest::local();
+    let first = App::create_with(
+        "incr-kind",
+        &["-v", &format!("{}:/srv/x", d.display())],
+        common::image(),
+    );
+    first.start();
+    backup(&dest, &first);
+    // The same name, now with a single file there.
+    let name = first.name.clone();
+    drop(first);
+    common::docker(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--network",
+        "none",
+        "-v",
+        &format!("{}:/srv/x", f.display()),
+        common::image(),
+        "sleep",
+        "100000",
+    ]);
+    let app = App::named(name);
+    let out = backup(&dest, &app);
+    assert_eq!(out["backup"]["parent"], Value::Null, "{out}");
+    let why = out["incremental"]["full_because"].as_str().unwrap();
+    assert!(why.contains("srv/x is now a"), "{why}");
+    let v = dest.run(&[
+        "verify",
+        out["backup"]["id"].as_str().unwrap(),
+        "--from",
+        &dest.url(),
+    ]);
+    assert_eq!(v.code, 0, "{}", v.stderr);
 }
 
 #[test]
@@ -295,11 +438,6 @@ fn chains_round_trip_over_ssh_and_s3() {
         assert!(out["backup"]["parent"].is_string(), "{out}");
         assert_eq!(out["incremental"]["deleted"], 1, "{out}");
         let id = out["backup"]["id"].as_str().unwrap().to_string();
-        assert_eq!(
-            restored(&dest, &app, &id),
-            app.tree("/srv/media"),
-            "{}",
-            dest.url()
-        );
+        assert_eq!(restored(&dest, &app, &id), state(&app), "{}", dest.url());
     }
 }

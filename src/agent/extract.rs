@@ -36,8 +36,13 @@ pub fn extract(tar: impl Read, root: &OwnedFd) -> io::Result<u64> {
         let named = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", show(&meta.name)));
         match meta.kind {
             Kind::Dir => {
-                make_dir(dir, &c).map_err(named)?;
+                let existed = make_dir(dir, &c).map_err(named)?;
                 let fd = open_dir(dir.as_raw_fd(), &c).map_err(named)?;
+                if existed {
+                    // An incremental backup's layer over the one before: the attributes this
+                    // entry no longer has go (a revoked ACL stays revoked).
+                    drop_other_xattrs(&fd, &meta).map_err(named)?;
+                }
                 own(&fd, &meta, true).map_err(named)?;
                 dirs.push((meta.name.clone(), meta));
             }
@@ -202,7 +207,7 @@ fn open_dir(at: i32, name: &CString) -> io::Result<OwnedFd> {
 
 /// Creates a directory; one that exists is used as it is (staging's own layout comes first), and
 /// anything else there is replaced.
-fn make_dir(dir: &OwnedFd, name: &CString) -> io::Result<()> {
+fn make_dir(dir: &OwnedFd, name: &CString) -> io::Result<bool> {
     let mkdir = || check(unsafe { libc::mkdirat(dir.as_raw_fd(), name.as_ptr(), 0o700) });
     match mkdir() {
         Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
@@ -216,13 +221,48 @@ fn make_dir(dir: &OwnedFd, name: &CString) -> io::Result<()> {
                 )
             })?;
             if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
-                return Ok(());
+                return Ok(true);
             }
             check(unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), 0) })?;
-            mkdir().map(|_| ())
+            mkdir().map(|_| false)
         }
-        other => other.map(|_| ()),
+        other => other.map(|_| false),
     }
+}
+
+/// Removes the extended attributes of directory `fd` that `meta` does not have (an SELinux
+/// label, which the file system sets, stays); one the file system will not remove is left.
+fn drop_other_xattrs(fd: &OwnedFd, meta: &Meta) -> io::Result<()> {
+    let raw = fd.as_raw_fd();
+    // SAFETY: a size query with no buffer.
+    let size = unsafe { libc::flistxattr(raw, std::ptr::null_mut(), 0) };
+    if size <= 0 {
+        return Ok(());
+    }
+    let mut names = vec![0u8; size as usize];
+    // SAFETY: a buffer of the given length.
+    let n = unsafe { libc::flistxattr(raw, names.as_mut_ptr().cast(), names.len()) };
+    if n <= 0 {
+        return Ok(());
+    }
+    names.truncate(n as usize);
+    for key in names.split(|&b| b == 0).filter(|k| !k.is_empty()) {
+        if key == b"security.selinux" || meta.xattrs.iter().any(|(k, _)| k == key) {
+            continue;
+        }
+        let k = CString::new(key).map_err(|_| invalid("NUL in an xattr name".into()))?;
+        // SAFETY: a valid descriptor and name.
+        if unsafe { libc::fremovexattr(raw, k.as_ptr()) } < 0 {
+            let e = io::Error::last_os_error();
+            if !matches!(
+                e.raw_os_error(),
+                Some(libc::EPERM | libc::ENOTSUP | libc::ENODATA)
+            ) {
+                return Err(e);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Runs `create`; if the name exists, removes it and runs `create` again, as tar does. The

@@ -98,6 +98,13 @@ pub struct Indexing {
     pub gone: u64,
     /// Entries the parent already holds unchanged (left out of the archive).
     pub unchanged: u64,
+    /// Bytes of the deletion list.
+    gone_bytes: u64,
+    /// The archive name of the path being walked (its own entry is never listed as gone).
+    root: Vec<u8>,
+    /// Why this backup cannot be an increment after all (a backed-up path changed kind, the
+    /// deletion list grew too long): the host makes it again, full.
+    pub needs_full: Option<String>,
 }
 
 impl Indexing {
@@ -114,6 +121,9 @@ impl Indexing {
             parent,
             gone: 0,
             unchanged: 0,
+            gone_bytes: 0,
+            root: Vec::new(),
+            needs_full: None,
         })
     }
 
@@ -125,6 +135,7 @@ impl Indexing {
     /// Opens path `path`'s section (the parent's must come next, for the same path).
     pub fn path(&mut self, path: &str) -> io::Result<()> {
         self.index.path(path)?;
+        self.root = crate::archive::names::prefix_for(path).into_bytes();
         if let Some(p) = &mut self.parent {
             match p.lines.next()? {
                 Some(Line::Path(q)) if q == path => {}
@@ -153,6 +164,17 @@ impl Indexing {
                 Ordering::Less => self.gone_with_all_below()?,
                 Ordering::Greater => return Ok(None),
                 Ordering::Equal if !same_kind => {
+                    if name == self.root.as_slice() {
+                        // A restore stages a path as the kind its archive holds; a chain whose
+                        // path changed kind cannot be staged.
+                        self.needs_full.get_or_insert_with(|| {
+                            format!(
+                                "{} is now a {:?}, and was not in the parent backup",
+                                crate::archive::names::show(name),
+                                now.k
+                            )
+                        });
+                    }
                     self.gone_with_all_below()?;
                     return Ok(None);
                 }
@@ -205,10 +227,22 @@ impl Indexing {
             }
             p.lines.next()?;
         }
+        if name == self.root {
+            return Ok(());
+        }
         if let Some(d) = &mut self.deleted {
             deleted::write(d, &name)?;
         }
         self.gone += 1;
+        self.gone_bytes += name.len() as u64 + 1;
+        if self.gone_bytes > deleted::MAX_BYTES {
+            self.needs_full.get_or_insert_with(|| {
+                format!(
+                    "its deletion list would be over {} MiB",
+                    deleted::MAX_BYTES >> 20
+                )
+            });
+        }
         Ok(())
     }
 

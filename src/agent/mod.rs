@@ -84,6 +84,9 @@ pub struct PackReport {
     /// Names in the deletion list (incremental).
     #[serde(default)]
     pub gone: u64,
+    /// Why this backup cannot be an increment after all (the host makes it again, full).
+    #[serde(default)]
+    pub needs_full: Option<String>,
 }
 
 /// What `agent unpack` is asked to do: stage one path of an archive into its mount.
@@ -97,10 +100,10 @@ pub struct UnpackJob {
     pub first: bool,
     /// What the manifest promises about the archive (checked whole while staging).
     pub expect: crate::archive::verify::Expect,
-    /// An incremental backup's layer: the archive names its deletion list holds, removed from
-    /// the staged tree (the layers before it already staged there) before it is unpacked.
+    /// An incremental backup's layer: the archive names its deletion list holds (hex), removed
+    /// from the staged tree (the layers before it already staged there) before it is unpacked.
     #[serde(default)]
-    pub deleted: Vec<Vec<u8>>,
+    pub deleted: Vec<String>,
 }
 
 /// Sends `message` to the host: one frame on stderr, written whole under its lock.
@@ -223,7 +226,7 @@ pub fn pack<W: Write>(job: &PackJob, out: W) -> io::Result<PackReport> {
     }
     let tar_bytes = w.bytes + 1024;
     w.finish()?.inner.finish()?.flush()?;
-    let (unchanged, gone) = (ix.unchanged, ix.gone);
+    let (unchanged, gone, needs_full) = (ix.unchanged, ix.gone, ix.needs_full.clone());
     let indexed = ix.finish()?;
     for warning in &done.warnings {
         say(&Message::Warning(warning.clone()));
@@ -235,6 +238,7 @@ pub fn pack<W: Write>(job: &PackJob, out: W) -> io::Result<PackReport> {
         indexed,
         unchanged,
         gone,
+        needs_full,
     })
 }
 
@@ -289,7 +293,10 @@ pub fn unpack(job: &UnpackJob, archive: impl io::Read + Send) -> io::Result<Stag
 fn delete_staged(job: &UnpackJob, root: &std::os::fd::OwnedFd) -> io::Result<()> {
     let prefix = crate::archive::names::prefix_for(&job.spec.path);
     for name in &job.deleted {
-        let Some(rel) = crate::archive::names::relative(name, &prefix) else {
+        let name = hex::decode(name).map_err(|_| {
+            io::Error::new(io::ErrorKind::InvalidInput, "a deleted name not in hex")
+        })?;
+        let Some(rel) = crate::archive::names::relative(&name, &prefix) else {
             continue;
         };
         if rel.is_empty()

@@ -65,9 +65,101 @@ pub async fn run(
         .as_bytes()
         .to_vec();
     let key = Key::open(dest.as_ref(), &m, unlock).await?;
-    let expect = key.expect(&m);
+    // An incremental backup: the file is in its tree if its index says so, and its bytes are
+    // in the newest layer of the chain that archived it.
+    let layers = match m.is_incremental() {
+        false => vec![crate::ops::chain::Layer {
+            m: m.clone(),
+            key: key.clone(),
+        }],
+        true => {
+            let mut name = prefix_for(&m.paths[index].path).into_bytes();
+            if !rel.is_empty() {
+                name.push(b'/');
+                name.extend_from_slice(&rel);
+            }
+            if !indexed(dest.as_ref(), &m, &key, name).await? {
+                return Err(Failure::usage(format!(
+                    "backup {} has no file {path}; `dockyard restore --dry-run` lists what it holds",
+                    m.id
+                ))
+                .into());
+            }
+            let links = crate::ops::chain::manifests(&store, &m).await?;
+            let mut layers = crate::ops::chain::open(dest.as_ref(), links, unlock).await?;
+            layers.reverse();
+            layers
+        }
+    };
+    let mut read = Ok(None);
+    let mut from = m.clone();
+    for layer in layers {
+        read = dump_from(ctx, dest.as_ref(), &layer.m, &layer.key, index, rel.clone()).await?;
+        from = layer.m;
+        if !matches!(read, Ok(None)) {
+            break;
+        }
+    }
+    let m = from;
+    let shown = prefix_for(path);
+    match read {
+        Ok(Some(Kind::File)) => Ok(()),
+        Ok(Some(kind)) => Err(Failure::usage(format!(
+            "{path} in backup {} is a {kind:?}, not a file; restore it with `dockyard restore --include '{path}'`",
+            m.id
+        ))
+        .into()),
+        Ok(None) => Err(Failure::usage(format!(
+            "backup {} has no file {path} (entry {shown:?}); `dockyard restore --dry-run` lists what it holds",
+            m.id
+        ))
+        .into()),
+        Err(e) => Err(Failure::verify(format!(
+            "backup {} at {} failed verification: {e}; do not trust what was written",
+            m.id,
+            dest.describe()
+        ))
+        .into()),
+    }
+}
+
+/// Whether the index of `m` lists `name` (an archive name).
+async fn indexed(
+    dest: &dyn crate::destination::Destination,
+    m: &manifest::Manifest,
+    key: &Key,
+    name: Vec<u8>,
+) -> Result<bool> {
+    let Some(stored) = &m.index else {
+        return Ok(false);
+    };
+    key.read_stored(dest, m, stored, move |r| {
+        let text = std::io::BufReader::new(zstd::stream::read::Decoder::new(r)?);
+        let mut lines = crate::index::Lines::new(text)?;
+        let mut found = false;
+        while let Some(line) = lines.next()? {
+            if let crate::index::Line::Entry(e) = line {
+                found |= e.name() == name;
+            }
+        }
+        Ok(found)
+    })
+    .await
+}
+
+/// Streams file `rel` of path `index` from the archive of `m` to stdout, checking the archive
+/// whole: what kind the entry is (`None`: not in this archive), or why the archive failed.
+async fn dump_from(
+    ctx: &Ctx,
+    dest: &dyn crate::destination::Destination,
+    m: &manifest::Manifest,
+    key: &Key,
+    index: usize,
+    rel: Vec<u8>,
+) -> Result<Result<Option<Kind>, std::io::Error>> {
+    let expect = key.expect(m);
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
-    let reading = key.read(dest.as_ref(), &m, None, move |r| {
+    let reading = key.read(dest, m, None, move |r| {
         let mut found = None;
         let walked = check(r, &expect, |c, data| {
             if c.index != index || c.rel != rel {
@@ -98,24 +190,5 @@ pub async fn run(
         }
     };
     let (read, ()) = tokio::join!(reading, writing);
-    let shown = prefix_for(path);
-    match read? {
-        Ok(Some(Kind::File)) => Ok(()),
-        Ok(Some(kind)) => Err(Failure::usage(format!(
-            "{path} in backup {} is a {kind:?}, not a file; restore it with `dockyard restore --include '{path}'`",
-            m.id
-        ))
-        .into()),
-        Ok(None) => Err(Failure::usage(format!(
-            "backup {} has no file {path} (entry {shown:?}); `dockyard restore --dry-run` lists what it holds",
-            m.id
-        ))
-        .into()),
-        Err(e) => Err(Failure::verify(format!(
-            "backup {} at {} failed verification: {e}; do not trust what was written",
-            m.id,
-            dest.describe()
-        ))
-        .into()),
-    }
+    read
 }

@@ -55,7 +55,6 @@ fn why_empty(dest: &str, container: Option<&str>, others: &BTreeMap<String, usiz
 /// The rows, header first, each column as wide as its widest cell.
 fn table(all: &[Manifest]) -> Vec<String> {
     let now = Utc::now();
-    let ids: std::collections::HashSet<&str> = all.iter().map(|m| m.id.as_str()).collect();
     let mut rows: Vec<[String; 7]> = vec![[
         "ID".into(),
         "CREATED (UTC)".into(),
@@ -78,11 +77,13 @@ fn table(all: &[Manifest]) -> Vec<String> {
             HumanBytes(m.size).to_string(),
             match &m.parent {
                 None => "full".into(),
-                Some(p) if ids.contains(p.as_str()) => "incremental".into(),
-                Some(p) => {
-                    tracing::warn!(id = %m.id, "backup {} is incremental and its parent {p} is missing or unreadable: it cannot be restored", m.id);
-                    format!("incremental, BROKEN: parent {p} missing")
-                }
+                Some(_) => match crate::ops::chain::walk(m, all) {
+                    Ok(_) => "incremental".into(),
+                    Err(why) => {
+                        tracing::warn!(id = %m.id, "backup {} is incremental and its chain is broken ({why}): it cannot be restored", m.id);
+                        "incremental, BROKEN chain".into()
+                    }
+                },
             },
             match &m.encryption {
                 Some(e) => e.scheme.clone(),

@@ -5,8 +5,10 @@
 
 use std::io::{self, BufRead};
 
-/// The most names a deletion list is read with (a forged one is refused past it, not held).
-pub const MAX_BYTES: u64 = 256 << 20;
+/// The most names a deletion list holds, in bytes: a forged one is refused past it, not held,
+/// and a backup whose list would be longer is made full (a restore sends each path's list to
+/// its agent in one message, as hex, under that message's 256 MiB cap).
+pub const MAX_BYTES: u64 = 64 << 20;
 
 /// Reads a deletion list's decompressed bytes: each name checked to be sound and inside one of
 /// `prefixes` (archive prefixes, `srv/media`). Returns the names.
@@ -16,6 +18,9 @@ pub fn read(r: impl BufRead, prefixes: &[String]) -> Result<Vec<Vec<u8>>, String
     for name in r.take(MAX_BYTES + 1).split(0) {
         let name = name.map_err(|e| format!("cannot read it: {e}"))?;
         total += name.len() as u64 + 1;
+        if name.is_empty() {
+            return Err("it lists an empty name".into());
+        }
         if total > MAX_BYTES {
             return Err(format!("it is over {MAX_BYTES} bytes"));
         }

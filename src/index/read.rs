@@ -8,8 +8,9 @@ use std::io::{self, BufRead, Read};
 use super::{order, Header, PathLine, Record, VERSION};
 use crate::archive::names::{check_relative, prefix_for, relative};
 
-/// The longest line read: a name or link target of up to 1 MiB as hex, and the rest.
-pub const MAX_LINE: usize = 5 << 20;
+/// The longest line read: a name and a link target of up to 1 MiB each, every byte escaped as
+/// JSON escapes a control character (6 bytes), and the rest.
+pub const MAX_LINE: usize = 16 << 20;
 
 /// One line of an index (read one at a time: an entry is not boxed).
 #[derive(Debug, Clone, PartialEq)]
@@ -136,8 +137,11 @@ pub fn check(text: impl BufRead, paths: &[String]) -> Result<u64, String> {
                 if at == 0 {
                     return Err(format!("line {}: an entry before any path", lines.line));
                 }
-                let sound = relative(&name, &prefix)
-                    .is_some_and(|rel| name.last() != Some(&b'/') && check_relative(rel).is_ok());
+                let sound = !name.contains(&0)
+                    && !r.link().is_some_and(|l| l.contains(&0))
+                    && relative(&name, &prefix).is_some_and(|rel| {
+                        name.last() != Some(&b'/') && check_relative(rel).is_ok()
+                    });
                 if !sound {
                     return Err(format!(
                         "line {}: entry {} is not a sound name inside {}",
@@ -223,6 +227,7 @@ mod tests {
             (index(&[b"srv/media/b", b"srv/media/a"]), "out of order"),
             (index(&[b"srv/media/../x"]), "not a sound name"),
             (index(&[b"etc/passwd"]), "not a sound name"),
+            (index(&[b"srv/media/a\0b"]), "not a sound name"),
             (index(&[b"srv/media/a", b"srv/media/a"]), "out of order"),
             (
                 b"{\"dockyard_index\":9,\"started\":[0,0]}\n".to_vec(),

@@ -60,6 +60,12 @@ impl Store {
         catalog::load(self.dest.as_ref(), ids, select).await
     }
 
+    /// Reads the manifests of `ids` (known to be there, e.g. from [`Store::manifests`]) without
+    /// listing the destination again, each checked as [`Store::load`] checks them.
+    pub async fn read(&self, ids: &[String]) -> Result<Catalog, DestError> {
+        catalog::load(self.dest.as_ref(), ids.to_vec(), Select::All).await
+    }
+
     /// Starts backup `id`: its object names are fixed from here; nothing is written yet.
     pub fn begin(&self, id: &str) -> Draft {
         Draft {
@@ -129,6 +135,13 @@ impl Draft {
     /// deletion list) that [`Draft::commit`] commits after the archive.
     pub fn attach_upload(&mut self, upload: Box<dyn Upload>) {
         self.uploads.push(upload);
+    }
+
+    /// Gives the backup up: the objects attached so far are aborted (never committed).
+    pub async fn abort(mut self) {
+        for upload in std::mem::take(&mut self.uploads) {
+            upload.abort().await;
+        }
     }
 
     /// Makes the backup visible, whole: writes the pending record, commits `archive` (an upload

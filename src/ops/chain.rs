@@ -9,7 +9,7 @@ use super::key::Key;
 use crate::destination::Destination;
 use crate::encryption::Unlock;
 use crate::error::Failure;
-use crate::manifest::{Manifest, Select, Store};
+use crate::manifest::{Manifest, Store};
 
 /// The longest chain followed (a forged loop of parents ends here).
 pub const MAX_CHAIN: usize = crate::ops::backup::parent::MAX_CHAIN;
@@ -20,14 +20,12 @@ pub struct Layer {
     pub m: Manifest,
     /// What reads its objects.
     pub key: Key,
-    /// Its deletion list (archive names), empty for the full backup.
-    pub deleted: Vec<Vec<u8>>,
 }
 
-/// The manifests of `m`'s chain, the full backup first and `m` last (just `m` when it is full).
-/// A missing or unsound link is a verification failure naming it.
+/// The manifests of `m`'s chain, the full backup first and `m` last (just `m` when it is full),
+/// from one listing of the destination and one read a link. A missing or unsound link is a
+/// verification failure naming it.
 pub async fn manifests(store: &Store, m: &Manifest) -> Result<Vec<Manifest>> {
-    let mut chain = vec![m.clone()];
     let dest = store.describe();
     let broken = |why: String| -> anyhow::Error {
         Failure::verify(format!(
@@ -36,50 +34,88 @@ pub async fn manifests(store: &Store, m: &Manifest) -> Result<Vec<Manifest>> {
         ))
         .into()
     };
+    let listed = store.manifests().await?;
+    let mut chain = vec![m.clone()];
     while let Some(up) = chain.last().expect("one").parent.clone() {
         if chain.len() >= MAX_CHAIN {
             return Err(broken(format!("it is over {MAX_CHAIN} backups long")));
         }
-        let child = chain.last().expect("one");
-        let catalog = store.load(Select::Id(&up)).await?;
+        if !listed.contains(&up) {
+            return Err(broken(format!("its link {up} is missing")));
+        }
+        let catalog = store.read(std::slice::from_ref(&up)).await?;
         let Some(parent) = catalog.manifests.into_iter().find(|p| p.id == up) else {
             let why = catalog
                 .rejected
                 .first()
-                .map(|(_, why)| format!(" (its manifest was refused: {why})"))
+                .map(|(_, why)| format!(" ({why})"))
                 .unwrap_or_default();
-            return Err(broken(format!("its link {up} is missing{why}")));
+            return Err(broken(format!(
+                "the manifest of its link {up} was refused{why}"
+            )));
         };
-        let same_paths = parent
-            .paths
-            .iter()
-            .map(|p| &p.path)
-            .eq(child.paths.iter().map(|p| &p.path));
-        if parent.container != child.container || !same_paths || parent.exclude != child.exclude {
-            return Err(broken(format!(
-                "its link {up} is of another container or other paths"
-            )));
-        }
-        if parent.created >= child.created {
-            return Err(broken(format!(
-                "its link {up} is not older than {}",
-                child.id
-            )));
-        }
-        let full = parent.chain.clone().unwrap_or_else(|| parent.id.clone());
-        if Some(&full) != child.chain.as_ref() {
-            return Err(broken(format!(
-                "{} and its link {up} name different full backups",
-                child.id
-            )));
-        }
+        link_ok(&parent, chain.last().expect("one")).map_err(broken)?;
         chain.push(parent);
     }
     chain.reverse();
     Ok(chain)
 }
 
-/// Opens each backup of `chain` with `unlock` and reads its deletion list.
+/// The chain of `m` among `all` (manifests at the destination), the full backup first, or why
+/// it is broken (the first link missing or unsound, walking back from `m`).
+pub fn walk<'a>(m: &'a Manifest, all: &'a [Manifest]) -> Result<Vec<&'a Manifest>, String> {
+    let mut chain = vec![m];
+    while let Some(up) = &chain.last().expect("one").parent {
+        if chain.len() >= MAX_CHAIN {
+            return Err(format!("it is over {MAX_CHAIN} backups long"));
+        }
+        let parent = all
+            .iter()
+            .find(|p| &p.id == up)
+            .ok_or_else(|| format!("its link {up} is missing or unreadable"))?;
+        link_ok(parent, chain.last().expect("one"))?;
+        chain.push(parent);
+    }
+    chain.reverse();
+    Ok(chain)
+}
+
+/// Whether `parent` can be `child`'s parent: of the same container, paths, `--exclude` patterns
+/// and encryption (a forged plain link in an encrypted chain is refused), older, and of the same
+/// chain.
+pub fn link_ok(parent: &Manifest, child: &Manifest) -> Result<(), String> {
+    let up = &parent.id;
+    let same_paths = parent
+        .paths
+        .iter()
+        .map(|p| &p.path)
+        .eq(child.paths.iter().map(|p| &p.path));
+    if parent.container != child.container || !same_paths || parent.exclude != child.exclude {
+        return Err(format!(
+            "its link {up} is of another container or other paths"
+        ));
+    }
+    if parent.encryption != child.encryption {
+        return Err(format!(
+            "its link {up} is encrypted otherwise than {}",
+            child.id
+        ));
+    }
+    if parent.created >= child.created {
+        return Err(format!("its link {up} is not older than {}", child.id));
+    }
+    let full = parent.chain.clone().unwrap_or_else(|| parent.id.clone());
+    if Some(&full) != child.chain.as_ref() {
+        return Err(format!(
+            "{} and its link {up} name different full backups",
+            child.id
+        ));
+    }
+    Ok(())
+}
+
+/// Opens each backup of `chain` with `unlock` and checks its deletion list (read again, one
+/// layer at a time, when staged: a chain's lists are never all held at once).
 pub async fn open(
     dest: &dyn Destination,
     chain: Vec<Manifest>,
@@ -88,8 +124,8 @@ pub async fn open(
     let mut layers = Vec::new();
     for m in chain {
         let key = Key::open(dest, &m, unlock).await?;
-        let deleted = deleted(dest, &m, &key).await?;
-        layers.push(Layer { m, key, deleted });
+        drop(deleted(dest, &m, &key).await?);
+        layers.push(Layer { m, key });
     }
     Ok(layers)
 }

@@ -29,7 +29,7 @@ use crate::pipeline::Transform;
 use crate::progress::Progress;
 use crate::settings::BackupSettings;
 pub use env::{env_key, redact_env};
-use parent::Base;
+pub use parent::Base;
 pub use paths::{nested_mounts, select_paths};
 use std::sync::Arc;
 use write::{store_beside, write_archive, Job, Written};
@@ -145,10 +145,16 @@ pub async fn run_each(
         pre_hook: s.pre_hook.as_deref(),
         post_hook: s.post_hook.as_deref(),
     };
+    // An incremental backup's parent, and its index, chosen and read before anything is
+    // stopped: a slow destination keeps no app down.
+    let mut bases = Vec::new();
+    for (s, dest) in each {
+        bases.push(base_of(info, s, dest).await);
+    }
     let work = async {
         let mut done = Vec::new();
-        for (s, dest) in each {
-            done.push(backup(session, engine, info, s, dest, session.progress).await);
+        for ((s, dest), base) in each.iter().zip(bases) {
+            done.push(backup(session, engine, info, s, dest, base, session.progress).await);
         }
         done
     };
@@ -194,6 +200,32 @@ pub async fn dry_run(session: &Session, s: &BackupSettings) -> Result<DryRun> {
     })
 }
 
+/// With `--incremental`, what the backup of `info` under `s` to `store` is made against (see
+/// [`parent::choose`]); `None` without.
+pub async fn base_of(info: &ContainerInfo, s: &BackupSettings, store: &Store) -> Option<Base> {
+    let rules = s.incremental?;
+    if s.agent == crate::values::AgentMode::Never {
+        return Some(Base::Full(
+            "incremental backups are made through dockyard's agent, and --agent never was given"
+                .into(),
+        ));
+    }
+    let paths = match select_paths(info, &s.paths) {
+        Ok(p) => p,
+        // The backup itself says what is wrong with the paths.
+        Err(_) => return Some(Base::Full("its paths could not be chosen".into())),
+    };
+    Some(parent::choose(store, &info.name, &paths, s, rules, Utc::now()).await)
+}
+
+/// Aborts a backup's uploads (its archive, what is attached to its draft): nothing of it stays.
+async fn abandon(archive: Option<Box<dyn crate::destination::Upload>>, draft: manifest::Draft) {
+    if let Some(a) = archive {
+        a.abort().await;
+    }
+    draft.abort().await;
+}
+
 /// Backs up `info` (the container `s` names, inspected once by the caller, which holds its
 /// lock); returns the manifest written, the seconds it took, and with `--incremental` how that
 /// went.
@@ -203,6 +235,7 @@ pub async fn backup(
     info: &ContainerInfo,
     s: &BackupSettings,
     store: &Store,
+    base: Option<Base>,
     show_progress: bool,
 ) -> Result<(Manifest, f64, Option<IncrementalOutcome>)> {
     let paths = select_paths(info, &s.paths)?;
@@ -214,14 +247,6 @@ pub async fn backup(
     let wire_before = engine.wire();
     let created = Utc::now();
     let id = manifest::new_id(&info.name, created);
-    let base = match s.incremental {
-        None => None,
-        Some(_) if s.agent == crate::values::AgentMode::Never => Some(Base::Full(
-            "incremental backups are made through dockyard's agent, and --agent never was given"
-                .into(),
-        )),
-        Some(rules) => Some(parent::choose(store, &info.name, &paths, s, rules, created).await),
-    };
     let (parent, index, full_because) = match base {
         None => (None, None, None),
         Some(Base::Full(why)) => (None, None, Some(why)),
@@ -252,7 +277,18 @@ pub async fn backup(
         progress: &progress,
         transform: age.clone().map(|a| a as Arc<dyn Transform>),
     };
-    let streamed = write_archive(&job, index).await;
+    let mut streamed = write_archive(&job, index).await?;
+    let (mut parent, mut full_because) = (parent, full_because);
+    // The agent found the increment cannot be one (a path changed kind, too long a deletion
+    // list): the same backup again, full.
+    if let Some(why) = streamed.report.as_ref().and_then(|r| r.needs_full.clone()) {
+        if parent.is_some() {
+            tracing::info!(container = %info.name, "making the backup again, full: {why}");
+            streamed.upload.abort().await;
+            (parent, full_because) = (None, Some(why));
+            streamed = write_archive(&job, None).await?;
+        }
+    }
     let secs = progress.elapsed().as_secs_f64();
     progress.finish();
     let Written {
@@ -261,7 +297,7 @@ pub async fn backup(
         sha256,
         beside,
         report,
-    } = streamed?;
+    } = streamed;
     // Through the engine's endpoint (the agent could not run) there is no index: a full backup.
     let (parent, full_because) = match (parent, beside.index.is_some()) {
         (Some(p), true) => (Some(p), full_because),
@@ -274,9 +310,16 @@ pub async fn backup(
     let transform = age.clone().map(|a| a as Arc<dyn Transform>);
     let sealed = age.is_some();
     let mut stored_index = None;
+    let mut upload = Some(upload);
     if let Some(spool) = beside.index {
         let name = draft.name(Object::Index.sealed(sealed));
-        let st = store_beside(dest, &name, transform.clone(), spool).await?;
+        let st = match store_beside(dest, &name, transform.clone(), spool).await {
+            Ok(st) => st,
+            Err(e) => {
+                abandon(upload.take(), draft).await;
+                return Err(e);
+            }
+        };
         stored_index = Some(Stored {
             object: name,
             sha256: st.sha256,
@@ -288,7 +331,13 @@ pub async fn backup(
     let mut stored_deleted = None;
     if let (Some(_), Some(spool)) = (&parent, beside.deleted) {
         let name = draft.name(Object::Deleted.sealed(sealed));
-        let st = store_beside(dest, &name, transform.clone(), spool).await?;
+        let st = match store_beside(dest, &name, transform.clone(), spool).await {
+            Ok(st) => st,
+            Err(e) => {
+                abandon(upload.take(), draft).await;
+                return Err(e);
+            }
+        };
         stored_deleted = Some(Stored {
             object: name,
             sha256: st.sha256,
@@ -373,6 +422,18 @@ pub async fn backup(
     // From the archive's commit to the manifest's, a signal waits, so a stopped run leaves a whole
     // backup. A killed one leaves its pending record naming it, so the next run can remove an
     // archive that never got its manifest.
+    let upload = upload.expect("not abandoned");
+    // A prune that ran beside this backup may have removed its parent since it was chosen.
+    if let Some(p) = &m.parent {
+        let there = store.manifests().await.map(|ids| ids.contains(p));
+        if !matches!(there, Ok(true)) {
+            abandon(Some(upload), draft).await;
+            return Err(anyhow::anyhow!(
+                "backup {id} to {}: its parent {p} is gone from the destination (a prune ran beside it?); nothing was written, and the next run makes a full backup",
+                dest.describe()
+            ));
+        }
+    }
     let stored = draft.commit(upload, &m, session.critical.enter()).await;
     if let Err(e) = stored {
         return Err(e).context(format!(

@@ -11,7 +11,7 @@ use crate::manifest::{Manifest, PathRecord, Select, Store};
 use crate::ops::key::Key;
 use crate::settings::{BackupSettings, Incremental};
 
-/// The longest chain followed (a forged loop of parents ends here).
+/// The longest chain made or followed (a forged loop of parents ends here).
 pub const MAX_CHAIN: usize = 1000;
 
 /// What an incremental backup is made against.
@@ -63,6 +63,14 @@ pub async fn choose(
         ));
     };
     let id = &parent.id;
+    if parent.paths != paths {
+        return Base::Full(format!(
+            "the newest backup {id} was of other mounts (a volume recreated, another container of that name)"
+        ));
+    }
+    if parent.created >= now {
+        return Base::Full(format!("the newest backup {id} is not older than this one"));
+    }
     if parent.exclude != s.exclude.patterns() {
         return Base::Full(format!(
             "the newest backup {id} was made with other --exclude patterns"
@@ -79,26 +87,22 @@ pub async fn choose(
             "the newest backup {id} is encrypted otherwise than this one"
         ));
     }
-    // The chain back to its full backup: every link listed and sound.
-    let mut chain = vec![parent];
-    while let Some(up) = &chain.last().expect("one").parent {
-        match catalog.manifests.iter().find(|m| &m.id == up) {
-            Some(m) if chain.len() < MAX_CHAIN => chain.push(m),
-            Some(_) => return Base::Full(format!("the chain of {id} is over {MAX_CHAIN} long")),
-            None => {
-                return Base::Full(format!(
-                    "the chain of the newest backup {id} is broken: its link {up} is missing or unreadable"
-                ))
-            }
+    // The chain back to its full backup: every link listed and sound, as a restore checks it.
+    let chain = match crate::ops::chain::walk(parent, &catalog.manifests) {
+        Ok(chain) => chain,
+        Err(why) => {
+            return Base::Full(format!(
+                "the chain of the newest backup {id} is broken: {why}"
+            ))
         }
-    }
-    let full = chain.last().expect("one");
-    if chain.len() as u32 >= rules.full_every {
+    };
+    let full = chain.first().expect("one");
+    let longest = rules.full_every.min(MAX_CHAIN as u32);
+    if chain.len() as u32 >= longest {
         return Base::Full(format!(
-            "the chain of {} already holds {} backups (full every {})",
+            "the chain of {} already holds {} backups (full every {longest})",
             full.id,
-            chain.len(),
-            rules.full_every
+            chain.len()
         ));
     }
     if let Some(secs) = rules.full_after {
@@ -120,7 +124,7 @@ pub async fn choose(
     let dest = store.dest().as_ref();
     let key = match Key::open_object(dest, parent, &unlock, &stored.object).await {
         Ok(k) => k,
-        Err(_) if s.identities.is_empty() && parent.encryption.is_some() => {
+        Err(_) if s.identities.is_empty() && !matches!(s.encryption, Some(Seal::Passphrase(_))) => {
             return Base::Full(format!(
                 "the index of {id} is encrypted, and no --identity was given to read it"
             ))

@@ -59,7 +59,7 @@ pub(super) async fn safety_backup(
         incremental: None,
         identities: vec![],
     };
-    let (safety, secs, _) = backup(session, engine, target, &settings, opened, session.progress)
+    let (safety, secs, _) = backup(session, engine, target, &settings, opened, None, session.progress)
         .await
         .with_context(|| {
             format!(

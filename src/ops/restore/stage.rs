@@ -286,8 +286,18 @@ async fn stage_layers(l: &Layered<'_>, target: &ContainerInfo, image: &str) -> R
             spec: l.spec.clone(),
             first: l.first && i == 0,
             expect: layer.key.expect(&layer.m),
-            deleted: crate::ops::chain::of_path(&layer.deleted, &paths, index),
+            deleted: Vec::new(),
         };
+        let mut job = job;
+        // One layer's list at a time, checked against its manifest again as it is read.
+        let deleted = crate::ops::chain::deleted(l.source.dest, &layer.m, &layer.key)
+            .await
+            .map_err(|e| e.context(format!("layer {} of {}", layer.m.id, l.source.m.id)))?;
+        job.deleted = crate::ops::chain::of_path(&deleted, &paths, index)
+            .iter()
+            .map(hex::encode)
+            .collect();
+        drop(deleted);
         let source = Source {
             m: &layer.m,
             key: &layer.key,
