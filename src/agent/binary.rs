@@ -127,6 +127,34 @@ pub async fn binary_tar(
     Ok(Box::pin(head.chain(data).chain(tail)))
 }
 
+/// A tar stream of one symlink, `name` (absolute, in the helper) to `target`.
+pub fn symlink_tar(
+    name: &str,
+    target: &str,
+) -> std::pin::Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>> {
+    let mut h = tar::Header::new_gnu();
+    let built = (|| -> io::Result<()> {
+        h.set_path(name.trim_start_matches('/'))?;
+        h.set_link_name(target)?;
+        Ok(())
+    })();
+    let mut tar = Vec::new();
+    match built {
+        Ok(()) => {
+            h.set_mode(0o777);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_size(0);
+            h.set_entry_type(tar::EntryType::Symlink);
+            h.set_cksum();
+            tar.extend_from_slice(h.as_bytes());
+            tar.extend_from_slice(&[0u8; 1024]);
+        }
+        Err(e) => return Box::pin(futures_util::stream::iter([Err(e)])),
+    }
+    Box::pin(futures_util::stream::iter([Ok(Bytes::from(tar))]))
+}
+
 /// `head`, `len` bytes of `file` and `tail`, gzipped in a thread of its own as they are sent.
 fn gzipped(
     file: std::fs::File,

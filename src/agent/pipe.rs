@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 pub const IN_HELPER_DIR: &str = "/.dockyard-io";
 /// The FIFO's path inside the helper.
 pub const IN_HELPER: &str = "/.dockyard-io/pipe";
+/// The agent binary's path inside the helper, when [`Pipe::place_agent`] put it beside the FIFO.
+pub const AGENT_IN_HELPER: &str = "/.dockyard-io/agent";
 
 /// The prefix of the FIFOs' directories in the temp directory.
 const DIR_PREFIX: &str = "dockyard-io-";
@@ -47,6 +49,20 @@ impl Pipe {
             return None;
         }
         Some(pipe)
+    }
+
+    /// Puts this binary (`exe`) in the directory, as `agent` (a hard link, or a copy on another
+    /// file system), for a helper that sees the directory to run; whether it is there.
+    pub fn place_agent(&self, exe: &Path) -> bool {
+        let to = self.dir.join("agent");
+        if std::fs::hard_link(exe, &to).is_ok() {
+            return true;
+        }
+        let copied = std::fs::copy(exe, &to).is_ok();
+        copied && {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o755)).is_ok()
+        }
     }
 
     /// The bind mount that shows the directory to the helper.

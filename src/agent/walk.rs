@@ -65,7 +65,7 @@ pub fn walk<W: Write>(
         p,
         ix,
     };
-    walker.entry(prefix.into_bytes(), Vec::new(), fd, st)?;
+    walker.entry(prefix.into_bytes(), Vec::new(), fd, st, None)?;
     walker.ix.end_path()
 }
 
@@ -83,13 +83,15 @@ struct Walker<'a, 'b, W: Write> {
 
 impl<W: Write> Walker<'_, '_, W> {
     /// Writes the entry `fd` (already opened and checked) named `name`, `rel` below the path,
-    /// and for a directory everything below it.
+    /// and for a directory everything below it. `known`: the parent index's record of a file,
+    /// when it was looked up already.
     fn entry(
         &mut self,
         name: Vec<u8>,
         rel: Vec<u8>,
         fd: OwnedFd,
         st: libc::stat,
+        known: Option<Option<Record>>,
     ) -> io::Result<()> {
         let kind = st.st_mode & libc::S_IFMT;
         let mut meta = meta_of(&name, &st);
@@ -116,7 +118,11 @@ impl<W: Write> Walker<'_, '_, W> {
                 rec.k = Some(index::Kind::File);
                 rec.s = st.st_size as u64;
                 // A path that is a single file is in every archive, so each restores alone.
-                if let Some(before) = self.ix.parent_of(&name, &rec)? {
+                let before = match known {
+                    Some(before) => before,
+                    None => self.ix.parent_of(&name, &rec)?,
+                };
+                if let Some(before) = before {
                     if !rel.is_empty() && self.ix.unchanged(&before, &rec) {
                         rec.h = before.h;
                         self.ix.unchanged += 1;
@@ -206,6 +212,25 @@ impl<W: Write> Walker<'_, '_, W> {
                 Err(e) => return Err(named(e, "stat", &child_name)),
             };
             let kind = st.st_mode & libc::S_IFMT;
+            // An increment: a file its parent holds unchanged is not even opened. Its status
+            // time would have changed with its xattrs, so the parent's digest of them stands.
+            let mut known = None;
+            if kind == libc::S_IFREG && self.ix.incremental() {
+                let mut rec = record_of(&child_name, &st, &meta_of(&child_name, &st));
+                rec.k = Some(index::Kind::File);
+                rec.s = st.st_size as u64;
+                let before = self.ix.parent_of(&child_name, &rec)?;
+                if let Some(b) = &before {
+                    rec.x = b.x.clone();
+                    if self.ix.unchanged(b, &rec) {
+                        rec.h = b.h.clone();
+                        self.ix.unchanged += 1;
+                        self.ix.entry(&rec)?;
+                        continue;
+                    }
+                }
+                known = Some(before);
+            }
             match kind {
                 libc::S_IFDIR | libc::S_IFREG => {
                     let flags = libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY;
@@ -226,7 +251,7 @@ impl<W: Write> Walker<'_, '_, W> {
                             show(&child_name)
                         )));
                     }
-                    self.entry(child_name, child_rel, opened, now)?;
+                    self.entry(child_name, child_rel, opened, now, known)?;
                 }
                 libc::S_IFLNK => {
                     let mut meta = meta_of(&child_name, &st);
@@ -643,5 +668,86 @@ mod tests {
         assert_eq!(&img[1 << 20..(1 << 20) + 6], b"middle");
         assert!(img[..1 << 20].iter().all(|&b| b == 0));
         assert!(img[(1 << 20) + 6..].iter().all(|&b| b == 0));
+    }
+
+    /// The parent index of `dir` as it is now, its walk dated `started`.
+    fn index_of(dir: &std::path::Path, started: (i64, u32)) -> Vec<u8> {
+        use std::os::unix::fs::MetadataExt;
+        let prefix = prefix_for(dir.to_str().unwrap());
+        let mut w = index::Writer::new(Vec::new(), started).unwrap();
+        w.path(dir.to_str().unwrap()).unwrap();
+        let mut names = vec![String::new()];
+        for e in std::fs::read_dir(dir).unwrap() {
+            names.push(format!("/{}", e.unwrap().file_name().to_str().unwrap()));
+        }
+        names.sort();
+        for n in names {
+            let m = std::fs::symlink_metadata(format!("{}{n}", dir.display())).unwrap();
+            let mut r = Record {
+                k: Some(if m.is_dir() {
+                    index::Kind::Dir
+                } else {
+                    index::Kind::File
+                }),
+                s: if m.is_dir() { 0 } else { m.len() },
+                mt: (m.mtime(), m.mtime_nsec() as u32),
+                ct: (m.ctime(), m.ctime_nsec() as u32),
+                ino: m.ino(),
+                mode: m.mode() & 0o7777,
+                uid: m.uid() as u64,
+                gid: m.gid() as u64,
+                h: (!m.is_dir()).then(|| "parent's".to_string()),
+                ..Default::default()
+            };
+            r.set_name(format!("{prefix}{n}").as_bytes());
+            w.entry(&r).unwrap();
+        }
+        zstd::encode_all(&w.finish()[..], 3).unwrap()
+    }
+
+    #[test]
+    fn an_increment_holds_a_file_changed_in_place_with_its_size_and_mtime_kept() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path();
+        std::fs::write(d.join("edited"), b"before").unwrap();
+        std::fs::write(d.join("same"), b"untouched").unwrap();
+        // Dated well after the files' times: nothing is "racily clean".
+        let now = chrono::Utc::now().timestamp();
+        let parent = index_of(d, (now + 60, 0));
+        // The same bytes' count, the old mtime: only the status change time tells.
+        let mtime = std::fs::metadata(d.join("edited"))
+            .unwrap()
+            .modified()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(d.join("edited"))
+            .unwrap();
+        std::os::unix::fs::FileExt::write_at(&f, b"AFTER!", 0).unwrap();
+        f.set_modified(mtime).unwrap();
+        drop(f);
+        let parent = super::super::indexing::Parent::new(std::io::Cursor::new(parent)).unwrap();
+        let mut ix = Indexing::new((now + 61, 0), Some(parent)).unwrap();
+        let mut w = TarWriter::new(Vec::new());
+        let globs = Globs::new(&[]).unwrap();
+        let p = WalkPath {
+            path: d.to_str().unwrap(),
+            exclude: &[],
+            globs: &globs,
+        };
+        let mut done = Walked::default();
+        walk(&mut w, &p, &mut done, &mut ix).unwrap();
+        assert_eq!((ix.unchanged, ix.gone), (1, 0));
+        let tar = w.finish().unwrap();
+        let mut archive = tar::Archive::new(&tar[..]);
+        let names: Vec<String> = archive
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+            .collect();
+        // The directory (every increment has it) and the edited file; not the untouched one.
+        assert_eq!(names.len(), 2, "{names:?}");
+        assert!(names[1].ends_with("/edited"), "{names:?}");
     }
 }

@@ -3,8 +3,8 @@
 //! snapshot's `<id>.snapshot.json.age`, the file index `<id>.index.zst` and an incremental's
 //! deletion list `<id>.deleted.zst` (each `.age` when encrypted).
 
-/// One object of a backup. Room for more (a file index) as new cases: a new case needs a suffix
-/// here and a place in [`Object::COMMITTED`] if a committed backup has it.
+/// One object of a backup. A new case needs a suffix here and a place in [`Object::DATA`] and
+/// [`Object::COMMITTED`] if a committed backup has it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Object {
     /// The compressed tar stream, `<id>.tar.zst`.

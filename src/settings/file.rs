@@ -269,9 +269,6 @@ fn dest(
         .map_err(|e| Failure::usage(format!("destination {name:?}: {e}")))
 }
 
-/// How job `job` encrypts what it writes to destination `name`: the destination's own
-/// `encrypt_to`/`passphrase_file` if it has either, else the job's (so an off-site copy can be
-/// encrypted and a local one stay plain).
 /// A job's `incremental`, `full_every` and `full_after`.
 fn incremental(name: &str, job: &JobConfig) -> Result<Option<super::Incremental>, Failure> {
     if !job.incremental {
@@ -293,6 +290,9 @@ fn incremental(name: &str, job: &JobConfig) -> Result<Option<super::Incremental>
     }))
 }
 
+/// How job `job` encrypts what it writes to destination `name`: the destination's own
+/// `encrypt_to`/`passphrase_file` if it has either, else the job's (so an off-site copy can be
+/// encrypted and a local one stay plain).
 fn encryption(
     config: &Config,
     job: &str,
