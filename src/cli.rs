@@ -696,12 +696,12 @@ pub struct IncrementalArgs {
 
     /// An age identity file that reads an encrypted parent's index (a backup encrypted with
     /// --encrypt-to cannot read its own parent without it; with --passphrase-file the
-    /// passphrase does). Without one, an encrypted incremental backup is full.
+    /// passphrase does). Without one, an encrypted incremental backup is full. Ignored without
+    /// --incremental (the variable may be set for restores).
     #[arg(
         long = "identity",
         env = "DOCKYARD_IDENTITY_FILE",
         value_name = "FILE",
-        requires = "incremental",
         help_heading = "Incremental"
     )]
     pub identities: Vec<std::path::PathBuf>,

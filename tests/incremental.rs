@@ -351,6 +351,12 @@ fn a_forged_plain_link_in_an_encrypted_chain_is_refused() {
             .to_string()
     };
     let full = b(());
+    // The identity variable, set for restores, does not stop a plain backup.
+    let plain = common::dockyard_env(
+        &["backup", &app.name, "--to", &format!("{url}-plain")],
+        &[("DOCKYARD_IDENTITY_FILE", "/nonexistent")],
+    );
+    assert_eq!(plain.code, 0, "{}", plain.stderr);
     app.sh("echo more > /srv/media/b");
     let last = b(());
     // The destination's owner swaps the full backup's manifest for a plain one (checksums
