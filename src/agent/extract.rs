@@ -230,8 +230,9 @@ fn make_dir(dir: &OwnedFd, name: &CString) -> io::Result<bool> {
     }
 }
 
-/// Removes the extended attributes of directory `fd` that `meta` does not have (an SELinux
-/// label, which the file system sets, stays); one the file system will not remove is left.
+/// Removes the extended attributes of directory `fd` that `meta` does not have, of the kinds a
+/// backup holds and a restore sets (`user.*`, `trusted.*`, ACLs, file capabilities); those the
+/// file system sets itself (an SELinux label, `btrfs.*`, IMA) stay, as in a full restore.
 fn drop_other_xattrs(fd: &OwnedFd, meta: &Meta) -> io::Result<()> {
     let raw = fd.as_raw_fd();
     // SAFETY: a size query with no buffer.
@@ -247,7 +248,11 @@ fn drop_other_xattrs(fd: &OwnedFd, meta: &Meta) -> io::Result<()> {
     }
     names.truncate(n as usize);
     for key in names.split(|&b| b == 0).filter(|k| !k.is_empty()) {
-        if key == b"security.selinux" || meta.xattrs.iter().any(|(k, _)| k == key) {
+        let restorable = key.starts_with(b"user.")
+            || key.starts_with(b"trusted.")
+            || key.starts_with(b"system.posix_acl_")
+            || key == b"security.capability";
+        if !restorable || meta.xattrs.iter().any(|(k, _)| k == key) {
             continue;
         }
         let k = CString::new(key).map_err(|_| invalid("NUL in an xattr name".into()))?;

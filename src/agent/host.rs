@@ -175,7 +175,9 @@ async fn launch(
     // symlink to it is all the engine writes into the helper (copying the 28 MB binary in took
     // most of a small backup's time).
     let beside = match (pipe, &piped) {
-        (Some(p), Some(_)) => p.place_agent(exe),
+        (Some(p), Some(_)) => tokio::task::spawn_blocking(p.place_agent())
+            .await
+            .unwrap_or(false),
         _ => false,
     };
     let body = match beside {
@@ -208,6 +210,7 @@ async fn launch(
     tracing::debug!(
         helper = helper.id(),
         piped = piped.is_some(),
+        beside,
         "agent started"
     );
     Ok((attached, piped))

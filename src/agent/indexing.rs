@@ -227,11 +227,17 @@ impl Indexing {
             }
             p.lines.next()?;
         }
+        self.list_gone(&name)
+    }
+
+    /// Lists `name` as gone (an entry of the parent's the walk no longer finds); never the
+    /// path's own entry.
+    pub fn list_gone(&mut self, name: &[u8]) -> io::Result<()> {
         if name == self.root {
             return Ok(());
         }
         if let Some(d) = &mut self.deleted {
-            deleted::write(d, &name)?;
+            deleted::write(d, name)?;
         }
         self.gone += 1;
         self.gone_bytes += name.len() as u64 + 1;

@@ -51,18 +51,14 @@ impl Pipe {
         Some(pipe)
     }
 
-    /// Puts this binary (`exe`) in the directory, as `agent` (a hard link, or a copy on another
-    /// file system), for a helper that sees the directory to run; whether it is there.
-    pub fn place_agent(&self, exe: &Path) -> bool {
-        let to = self.dir.join("agent");
-        if std::fs::hard_link(exe, &to).is_ok() {
-            return true;
-        }
-        let copied = std::fs::copy(exe, &to).is_ok();
-        copied && {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o755)).is_ok()
-        }
+    /// Puts a copy of the running binary in the directory, as `agent`, for a helper that sees
+    /// the directory to run; whether it is there. A copy (of `/proc/self/exe`: this very
+    /// version, even if a package upgrade replaced the file since), never a link to the
+    /// installed file, which nothing run in a helper may reach. Not on a file system mounted
+    /// `noexec` (the helper could not run it there).
+    pub fn place_agent(&self) -> impl FnOnce() -> bool + Send + 'static {
+        let dir = self.dir.clone();
+        move || place_agent_in(&dir)
     }
 
     /// The bind mount that shows the directory to the helper.
@@ -86,6 +82,23 @@ impl Pipe {
                 .open(path);
         }
     }
+}
+
+/// [`Pipe::place_agent`]'s work, in directory `dir`.
+fn place_agent_in(dir: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(c) = CString::new(dir.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: a zeroed statvfs is a valid out-parameter; the path is NUL-terminated.
+    let mut vfs: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut vfs) } != 0 || vfs.f_flag & libc::ST_NOEXEC != 0 {
+        return false;
+    }
+    let to = dir.join("agent");
+    std::fs::copy("/proc/self/exe", &to).is_ok()
+        && std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o755)).is_ok()
 }
 
 impl Drop for Pipe {

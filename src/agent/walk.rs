@@ -237,6 +237,10 @@ impl<W: Write> Walker<'_, '_, W> {
                     let opened = match open_at(fd.as_raw_fd(), &c, flags) {
                         Ok(f) => f,
                         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                            // Its parent record was read already: it is gone since.
+                            if let Some(Some(_)) = known {
+                                self.ix.list_gone(&child_name)?;
+                            }
                             self.vanished(&child_name);
                             continue;
                         }

@@ -55,6 +55,7 @@ fn why_empty(dest: &str, container: Option<&str>, others: &BTreeMap<String, usiz
 /// The rows, header first, each column as wide as its widest cell.
 fn table(all: &[Manifest]) -> Vec<String> {
     let now = Utc::now();
+    let by_id = crate::ops::chain::by_id(all);
     let mut rows: Vec<[String; 7]> = vec![[
         "ID".into(),
         "CREATED (UTC)".into(),
@@ -77,7 +78,7 @@ fn table(all: &[Manifest]) -> Vec<String> {
             HumanBytes(m.size).to_string(),
             match &m.parent {
                 None => "full".into(),
-                Some(_) => match crate::ops::chain::walk(m, all) {
+                Some(_) => match crate::ops::chain::walk_in(m, &by_id) {
                     Ok(_) => "incremental".into(),
                     Err(why) => {
                         tracing::warn!(id = %m.id, "backup {} is incremental and its chain is broken ({why}): it cannot be restored", m.id);

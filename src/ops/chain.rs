@@ -3,6 +3,8 @@
 //! paths, linked parent to child in time order), each with the key that opens it and its
 //! deletion list.
 
+use std::collections::HashMap;
+
 use anyhow::Result;
 
 use super::key::Key;
@@ -64,14 +66,26 @@ pub async fn manifests(store: &Store, m: &Manifest) -> Result<Vec<Manifest>> {
 /// The chain of `m` among `all` (manifests at the destination), the full backup first, or why
 /// it is broken (the first link missing or unsound, walking back from `m`).
 pub fn walk<'a>(m: &'a Manifest, all: &'a [Manifest]) -> Result<Vec<&'a Manifest>, String> {
+    walk_in(m, &by_id(all))
+}
+
+/// The manifests of `all` by id, for many [`walk_in`]s.
+pub fn by_id(all: &[Manifest]) -> HashMap<&str, &Manifest> {
+    all.iter().map(|m| (m.id.as_str(), m)).collect()
+}
+
+/// [`walk`] among manifests by id.
+pub fn walk_in<'a>(
+    m: &'a Manifest,
+    all: &HashMap<&str, &'a Manifest>,
+) -> Result<Vec<&'a Manifest>, String> {
     let mut chain = vec![m];
     while let Some(up) = &chain.last().expect("one").parent {
         if chain.len() >= MAX_CHAIN {
             return Err(format!("it is over {MAX_CHAIN} backups long"));
         }
-        let parent = all
-            .iter()
-            .find(|p| &p.id == up)
+        let parent = *all
+            .get(up.as_str())
             .ok_or_else(|| format!("its link {up} is missing or unreadable"))?;
         link_ok(parent, chain.last().expect("one"))?;
         chain.push(parent);

@@ -425,11 +425,20 @@ pub async fn backup(
     let upload = upload.expect("not abandoned");
     // A prune that ran beside this backup may have removed its parent since it was chosen.
     if let Some(p) = &m.parent {
-        let there = store.manifests().await.map(|ids| ids.contains(p));
-        if !matches!(there, Ok(true)) {
+        let there = match store.manifests().await {
+            Ok(ids) => ids.contains(p),
+            Err(e) => {
+                abandon(Some(upload), draft).await;
+                return Err(anyhow::Error::from(e).context(format!(
+                    "backup {id} to {}: could not check that its parent {p} is still there",
+                    dest.describe()
+                )));
+            }
+        };
+        if !there {
             abandon(Some(upload), draft).await;
             return Err(anyhow::anyhow!(
-                "backup {id} to {}: its parent {p} is gone from the destination (a prune ran beside it?); nothing was written, and the next run makes a full backup",
+                "backup {id} to {}: its parent {p} is gone from the destination (a prune ran beside it?); nothing was written: run the backup again",
                 dest.describe()
             ));
         }
