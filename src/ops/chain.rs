@@ -13,8 +13,8 @@ use crate::encryption::Unlock;
 use crate::error::Failure;
 use crate::manifest::{Manifest, Store};
 
-/// The longest chain followed (a forged loop of parents ends here).
-pub const MAX_CHAIN: usize = crate::ops::backup::parent::MAX_CHAIN;
+/// The longest chain made or followed (a forged loop of parents ends here).
+pub const MAX_CHAIN: usize = 1000;
 
 /// One backup of a chain, ready to read.
 pub struct Layer {

@@ -8,11 +8,9 @@ use chrono::{DateTime, Utc};
 use crate::agent::spool::Spool;
 use crate::encryption::{IdentityFile, Seal, Unlock};
 use crate::manifest::{Manifest, PathRecord, Select, Store};
+use crate::ops::chain::MAX_CHAIN;
 use crate::ops::key::Key;
 use crate::settings::{BackupSettings, Incremental};
-
-/// The longest chain made or followed (a forged loop of parents ends here).
-pub const MAX_CHAIN: usize = 1000;
 
 /// What an incremental backup is made against.
 pub enum Base {
