@@ -208,16 +208,16 @@ fn a_helper_image_of_another_architecture_falls_back_to_the_engine_path_and_says
     assert_eq!(fresh.sh("cat /srv/media/f"), "kept\n");
 }
 
-/// Runs dockyard in a mount namespace of its own whose temp directory the engine cannot see (as
-/// when dockyard runs in a container): the FIFO is invisible to the helper, so the archive must
-/// travel over the engine's attach stream, both ways.
+/// Runs dockyard in a mount namespace of its own whose temp and state directories the engine
+/// cannot see (as when dockyard runs in a container): the FIFO is invisible to the helper, so the
+/// archive must travel over the engine's attach stream, both ways.
 fn run_unseen(tmp: &std::path::Path, args: &[&str]) -> String {
     let bin = env!("CARGO_BIN_EXE_dockyard");
     let t = tmp.to_str().unwrap();
     let mut cmd = std::process::Command::new("unshare");
     cmd.args(["-m", "--propagation", "private", "sh", "-c"])
         .arg(format!(
-            "mount -t tmpfs none {t} && TMPDIR={t} exec \"$0\" \"$@\""
+            "mount -t tmpfs none {t} && TMPDIR={t} DOCKYARD_STATE_DIR={t}/state exec \"$0\" \"$@\""
         ))
         .arg(bin)
         .args(args)

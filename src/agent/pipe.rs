@@ -1,7 +1,8 @@
-//! The agent's fast transport on a local engine: a FIFO in a private host directory, bound into
-//! the helper at [`IN_HELPER_DIR`], so the archive flows between the agent and dockyard through
-//! the kernel instead of the engine's attach stream (which moved ~110 MiB/s on the benchmark
-//! machine, slower than zstd). Where the engine cannot see the directory (a remote engine,
+//! The agent's fast transport on a local engine: a FIFO in a private host directory (below
+//! dockyard's state directory, `io/`), bound into the helper at [`IN_HELPER_DIR`], so the archive
+//! flows between the agent and dockyard through the kernel instead of the engine's attach stream
+//! (which moved ~110 MiB/s on the benchmark machine, slower than zstd), and a copy of the agent
+//! binary beside it, so the engine need not copy 28 MB into every helper. Where the engine cannot see the directory (a remote engine,
 //! dockyard in a container of its own), the agent finds no FIFO and both sides use the attach
 //! stream; the host asks the engine what the helper sees before it starts it, so both sides agree.
 
@@ -34,8 +35,16 @@ impl Pipe {
         if !local {
             return None;
         }
-        sweep(&std::env::temp_dir());
-        let dir = std::env::temp_dir().join(format!("{DIR_PREFIX}{:016x}", rand::random::<u64>()));
+        // Below dockyard's own state directory, not the shared temp directory: an app that has
+        // the host's /tmp mounted must not reach the FIFO or the agent beside it.
+        let base = crate::settings::dirs::host_state_dir().join("io");
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&base)
+            .ok()?;
+        sweep(&base);
+        let dir = base.join(format!("{DIR_PREFIX}{:016x}", rand::random::<u64>()));
         std::fs::DirBuilder::new().mode(0o700).create(&dir).ok()?;
         let pipe = Pipe { dir };
         std::fs::write(

@@ -50,6 +50,12 @@ impl Dirs {
     }
 }
 
+/// The host state directory as [`Dirs::host_state`] decides it, for code that has no [`Dirs`]
+/// at hand (the agent's private transport directories live below it).
+pub fn host_state_dir() -> PathBuf {
+    state_dir(None)
+}
+
 fn state_dir(configured: Option<PathBuf>) -> PathBuf {
     private_dir(
         "DOCKYARD_STATE_DIR",
