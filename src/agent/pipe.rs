@@ -93,9 +93,13 @@ impl Pipe {
     }
 }
 
+/// This process's own copy of its binary, made once, in a directory of its own beside the FIFO
+/// directories (with an `owner` file: a later run's [`sweep`] removes it once this process is
+/// gone), and hard-linked into each FIFO directory: a chain's restore starts a helper a layer.
+static COPY: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
+
 /// [`Pipe::place_agent`]'s work, in directory `dir`.
 fn place_agent_in(dir: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
     let Ok(c) = CString::new(dir.as_os_str().as_bytes()) else {
         return false;
     };
@@ -106,8 +110,35 @@ fn place_agent_in(dir: &Path) -> bool {
         return false;
     }
     let to = dir.join("agent");
-    std::fs::copy("/proc/self/exe", &to).is_ok()
-        && std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o755)).is_ok()
+    let mut copy = COPY.lock().unwrap_or_else(|p| p.into_inner());
+    if copy.is_none() {
+        *copy = dir.parent().and_then(own_copy);
+    }
+    match &*copy {
+        Some(made) if std::fs::hard_link(made, &to).is_ok() => true,
+        _ => copy_running_binary(&to),
+    }
+}
+
+/// Makes this process's copy of its binary in a new directory below `base`.
+fn own_copy(base: &Path) -> Option<PathBuf> {
+    let dir = base.join(format!("{DIR_PREFIX}{:016x}", rand::random::<u64>()));
+    std::fs::DirBuilder::new().mode(0o700).create(&dir).ok()?;
+    std::fs::write(
+        dir.join("owner"),
+        crate::owner::Owner::current().to_string(),
+    )
+    .ok()?;
+    let to = dir.join("agent");
+    copy_running_binary(&to).then_some(to)
+}
+
+/// Copies the running binary (`/proc/self/exe`: this very version, even if a package upgrade
+/// replaced the file since) to `to`, executable.
+fn copy_running_binary(to: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::copy("/proc/self/exe", to).is_ok()
+        && std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o755)).is_ok()
 }
 
 impl Drop for Pipe {
