@@ -94,6 +94,7 @@ fn main() {
         // helper while an archive read from it is still open.
         drop(command);
         ctx.cleanup().await;
+        dockyard::agent::pipe::remove_own_copy();
         if let Some(n) = &notify {
             let (backup, error) = match &result {
                 Ok(done) => (

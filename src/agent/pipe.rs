@@ -120,6 +120,15 @@ fn place_agent_in(dir: &Path) -> bool {
     }
 }
 
+/// Removes this process's copy of its binary, once its helpers are gone (on the way out; a
+/// killed process's is swept by a later run).
+pub fn remove_own_copy() {
+    let copy = COPY.lock().unwrap_or_else(|p| p.into_inner()).take();
+    if let Some(dir) = copy.as_deref().and_then(Path::parent) {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
 /// Makes this process's copy of its binary in a new directory below `base`.
 fn own_copy(base: &Path) -> Option<PathBuf> {
     let dir = base.join(format!("{DIR_PREFIX}{:016x}", rand::random::<u64>()));
