@@ -108,7 +108,9 @@ fn the_numbers_add_up_a_failed_destination_a_log_job_and_a_skipped_job() {
 
     // Another run holds the job's lock: skipped, said so, and when it began.
     let lock = tmp.path().join("locks/media.lock");
-    std::fs::write(&lock, "owner otherhost 4242 0 otherrun 1796400000\n").unwrap();
+    // An hour ago (a fixed date would pass the 24 hours after which a lock is taken over).
+    let since = chrono::Utc::now().timestamp() - 3600;
+    std::fs::write(&lock, format!("owner otherhost 4242 0 otherrun {since}\n")).unwrap();
     let holder = Command::new("flock")
         .args([lock.to_str().unwrap(), "sleep", "300"])
         .spawn()
@@ -131,8 +133,12 @@ fn the_numbers_add_up_a_failed_destination_a_log_job_and_a_skipped_job() {
     assert_eq!(r.code, 6, "{}", r.stderr);
     assert!(r.stdout.contains("job media: skipped"), "{}", r.stdout);
     assert!(
-        r.stdout
-            .contains("pid 4242 on otherhost, since 2026-12-04T16:00:00Z"),
+        r.stdout.contains(&format!(
+            "pid 4242 on otherhost, since {}",
+            chrono::DateTime::from_timestamp(since, 0)
+                .unwrap()
+                .format("%Y-%m-%dT%H:%M:%SZ")
+        )),
         "{}",
         r.stdout
     );
