@@ -27,16 +27,6 @@ image=dockyard-test/busybox:1
 trap 'docker rm -f -v "$name" "$name-r" >/dev/null 2>&1; rm -rf "$work"; stop_started' EXIT
 docker image inspect $image >/dev/null 2>&1 || cargo test -q --test backup_restore container_without_volumes >/dev/null
 
-# speed.sh's media mix, into /srv/media of running container $1.
-fill_mix() {
-  docker exec "$1" sh -c '
-    set -e; cd /srv/media; mkdir -p photos docs thumbs
-    for i in $(seq 1 300); do head -c 3145728 /dev/urandom > photos/p$i.jpg; done
-    awk "BEGIN { srand(7); for (f = 0; f < 2000; f++) { p = sprintf(\"docs/d%04d.txt\", f);
-         for (i = 0; i < 760; i++) printf \"%d user%d GET /media/%x 200 %d ms\\n\", i, int(rand()*1000), int(rand()*1e9), int(rand()*5000) > p;
-         close(p) } }"
-    i=0; while [ $i -lt 20000 ]; do head -c 2048 /dev/urandom > thumbs/t$i.jpg; i=$((i + 1)); done'
-}
 
 # Changes ~1% of the mix's 22300 files in container $1 (change number $2): 3 new photos, 200 new
 # thumbnails, 20 documents rewritten in place (the same inodes, new contents); then waits 3 s.
@@ -51,15 +41,6 @@ change() {
   sleep 3
 }
 
-# Waits (untimed) until no helper of container $1 runs: a restore returns once its swap is done and
-# leaves the old contents to a clean-up helper, whose deletion would otherwise slow the next run.
-settle() {
-  local ids
-  ids=$(docker ps -q --filter "label=dockyard.for=$1")
-  # shellcheck disable=SC2086 # one id a word
-  if [ -n "$ids" ]; then docker wait $ids >/dev/null 2>&1 || true; fi
-  sync
-}
 
 # Bytes a backup wrote (its --json document in file $1): archive, index and deletion list.
 written() { jq -r '.backup.size + (.backup.index.size // 0) + (.backup.deleted.size // 0)' "$1"; }

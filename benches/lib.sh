@@ -75,3 +75,25 @@ bench_peers() {
   ensure_peers
   command -v aws >/dev/null || pip install -q awscli
 }
+
+# The ~1 GiB media mix of speed.sh and incremental.sh, into /srv/media of running container $1:
+# 300 incompressible ~3 MiB photos, 2000 ~40 KiB text documents, 20000 ~2 KiB thumbnails.
+fill_mix() {
+  docker exec "$1" sh -c '
+    set -e; cd /srv/media; mkdir -p photos docs thumbs
+    for i in $(seq 1 300); do head -c 3145728 /dev/urandom > photos/p$i.jpg; done
+    awk "BEGIN { srand(7); for (f = 0; f < 2000; f++) { p = sprintf(\"docs/d%04d.txt\", f);
+         for (i = 0; i < 760; i++) printf \"%d user%d GET /media/%x 200 %d ms\\n\", i, int(rand()*1000), int(rand()*1e9), int(rand()*5000) > p;
+         close(p) } }"
+    i=0; while [ $i -lt 20000 ]; do head -c 2048 /dev/urandom > thumbs/t$i.jpg; i=$((i + 1)); done'
+}
+
+# Waits (untimed) until no helper of container $1 runs: a restore returns once its swap is done and
+# leaves the old contents to a clean-up helper, whose deletion would otherwise slow the next run.
+settle() {
+  local ids
+  ids=$(docker ps -q --filter "label=dockyard.for=$1")
+  # shellcheck disable=SC2086 # one id a word
+  if [ -n "$ids" ]; then docker wait $ids >/dev/null 2>&1 || true; fi
+  sync
+}
