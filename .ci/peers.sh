@@ -205,6 +205,117 @@ ensure_gunicorn_image() {
   rm -rf "$root" "$root.log"
 }
 
+# A database image for the database-dump tests, built offline-style like the gunicorn one:
+# debootstrap of Debian bookworm (minbase) with postgresql (15), mariadb-server (10.11) and sqlite3,
+# then `docker import`. Both servers listen on their unix socket only (tests run it with
+# --network none); the command picks one as the container's main process:
+#   run-postgres (the CMD): postgres as user postgres, socket /run/postgresql, data in the
+#     /var/lib/postgresql volume; `docker exec -u postgres C psql|pg_dump|createdb` (peer auth).
+#   run-mariadb: mariadbd --user=mysql --skip-networking, socket /run/mysqld/mysqld.sock, data in
+#     the /var/lib/mysql volume; `docker exec C mariadb|mariadb-dump` as root (unix_socket auth, no
+#     password, no MARIADB_* variables).
+# ready-postgres and ready-mariadb wait up to 60 s for the server: `docker exec C ready-postgres`.
+DB_IMAGE=dockyard-test/databases:1
+ensure_db_image() {
+  if docker image inspect "$DB_IMAGE" >/dev/null 2>&1; then
+    echo "database image: reusing $DB_IMAGE"
+    return
+  fi
+  command -v debootstrap >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
+  local root
+  # mktemp makes it 0700: as the image's / that would lock out every user but root (postgres
+  # could not even run initdb, so the postinst would make no cluster).
+  root=$(mktemp -d) && chmod 755 "$root"
+  echo "database image: debootstrap bookworm minbase + postgresql, mariadb-server, sqlite3 (about two minutes)"
+  if ! debootstrap --variant=minbase --include=postgresql,mariadb-server,sqlite3 bookworm "$root" \
+    http://deb.debian.org/debian >"$root.log" 2>&1 || ! db_image_tree "$root" >>"$root.log" 2>&1; then
+    tail -20 "$root.log" >&2
+    rm -rf "$root" "$root.log"
+    exit 1
+  fi
+  tar -C "$root" -c . | docker import \
+    -c 'VOLUME ["/var/lib/postgresql", "/var/lib/mysql"]' -c 'ENV LANG=C.UTF-8' \
+    -c 'CMD ["/usr/local/bin/run-postgres"]' \
+    - "$DB_IMAGE" >/dev/null
+  rm -rf "$root" "$root.log"
+}
+
+# The debootstrapped tree made into the database image, by files written here and commands run in
+# a chroot of it (so a fresh machine gets the same image): both servers configured, initialised and
+# given their start and readiness scripts; what no test needs is removed (.debs, docs, locales,
+# the LLVM JIT).
+db_image_tree() {
+  local root=$1
+  # PostgreSQL: postinst normally creates cluster 15/main; create it if a chroot install did not.
+  [ -s "$root/var/lib/postgresql/15/main/PG_VERSION" ] || chroot "$root" pg_createcluster 15 main ||
+    return 1
+  printf '%s\n' "listen_addresses = ''" "ssl = off" "jit = off" \
+    >"$root/etc/postgresql/15/main/conf.d/dockyard.conf" || return 1
+  cat >"$root/usr/local/bin/run-postgres" <<'EOF'
+#!/bin/sh
+# PostgreSQL 15 cluster "main" in the foreground as user postgres, on /run/postgresql only.
+set -e
+data=/var/lib/postgresql/15/main
+if [ "$(id -u)" = 0 ]; then
+  install -d -o postgres -g postgres -m 2775 /run/postgresql
+  install -d -o postgres -g postgres -m 0755 /var/lib/postgresql
+  exec setpriv --reuid=postgres --regid=postgres --init-groups "$0" "$@"
+fi
+# An empty volume mounted over the data: a new cluster (the configuration stays in /etc).
+[ -s "$data/PG_VERSION" ] || /usr/lib/postgresql/15/bin/initdb -D "$data" --auth-local=peer \
+  --auth-host=scram-sha-256 --encoding=UTF8 --locale=C.UTF-8 >/dev/null
+exec /usr/lib/postgresql/15/bin/postgres -D "$data" \
+  -c config_file=/etc/postgresql/15/main/postgresql.conf "$@"
+EOF
+  cat >"$root/usr/local/bin/ready-postgres" <<'EOF'
+#!/bin/sh
+# Waits up to 60 s until PostgreSQL accepts connections on its socket (asking as postgres: a
+# probe as root would log 'role "root" does not exist').
+[ "$(id -u)" = 0 ] && exec setpriv --reuid=postgres --regid=postgres --init-groups "$0" "$@"
+for _ in $(seq 1 300); do
+  pg_isready -q -h /run/postgresql && exit 0
+  sleep 0.2
+done
+echo "postgres not ready after 60 s" >&2
+exit 1
+EOF
+  # MariaDB: socket only, a small redo log (the datadir is copied into every new volume), no
+  # native AIO (io_uring/libaio may be refused in a container). The datadir is made again with that
+  # configuration, as the postinst makes it.
+  printf '%s\n' '[mariadbd]' 'skip-networking' 'innodb_log_file_size = 8M' \
+    'innodb_buffer_pool_size = 64M' 'innodb_use_native_aio = 0' \
+    >"$root/etc/mysql/mariadb.conf.d/90-dockyard.cnf"
+  rm -rf "$root/var/lib/mysql" && mkdir -p "$root/var/lib/mysql" &&
+    chroot "$root" chown mysql:mysql /var/lib/mysql &&
+    chroot "$root" env TMPDIR= mariadb-install-db --rpm --cross-bootstrap --user=mysql \
+      --disable-log-bin --skip-test-db || return 1
+  cat >"$root/usr/local/bin/run-mariadb" <<'EOF'
+#!/bin/sh
+# MariaDB in the foreground, on /run/mysqld/mysqld.sock only; root logs in by unix_socket.
+set -e
+install -d -o mysql -g mysql -m 0755 /run/mysqld
+[ -d /var/lib/mysql/mysql ] || { chown mysql:mysql /var/lib/mysql &&
+  mariadb-install-db --rpm --cross-bootstrap --user=mysql --disable-log-bin --skip-test-db >/dev/null; }
+exec mariadbd --user=mysql --skip-networking "$@"
+EOF
+  cat >"$root/usr/local/bin/ready-mariadb" <<'EOF'
+#!/bin/sh
+# Waits up to 60 s until MariaDB answers on its socket.
+for _ in $(seq 1 300); do
+  mariadb-admin --silent ping >/dev/null 2>&1 && exit 0
+  sleep 0.2
+done
+echo "mariadb not ready after 60 s" >&2
+exit 1
+EOF
+  chmod 755 "$root"/usr/local/bin/run-* "$root"/usr/local/bin/ready-*
+  # Smaller: nothing here runs apt, reads docs or uses the JIT (jit = off above).
+  rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/* "$root"/usr/share/doc/* \
+    "$root"/usr/share/man/* "$root"/usr/share/info/* "$root"/usr/share/locale/* \
+    "$root"/usr/lib/postgresql/15/lib/llvmjit* "$root"/usr/lib/postgresql/15/lib/bitcode \
+    "$root"/usr/lib/x86_64-linux-gnu/libLLVM-14.so* "$root"/usr/lib/x86_64-linux-gnu/libz3.so*
+}
+
 # Everything the remote-destination tests need, exported for cargo test.
 ensure_peers() {
   id dockyard-ssh >/dev/null 2>&1 || useradd --create-home --shell /bin/sh --password '*' dockyard-ssh
@@ -213,6 +324,8 @@ ensure_peers() {
   ensure_garage
   ensure_gunicorn_image
   export DOCKYARD_TEST_GUNICORN_IMAGE=$GUNICORN_IMAGE
+  ensure_db_image
+  export DOCKYARD_TEST_DB_IMAGE=$DB_IMAGE
   # shellcheck disable=SC1091
   source "$PEERS/garage/env"
   export DOCKYARD_TEST_SSH_CONFIG=$PEERS/ssh/config

@@ -146,6 +146,17 @@ pub enum Command {
     /// live is touched; a non-empty target is then saved as a `pre-restore` backup; afterwards
     /// each restored path holds exactly what the archive holds.
     Restore(RestoreArgs),
+    /// Load a database dump from a backup (`backup --dump`) back into its database, or another.
+    ///
+    /// The dump is read and checked against the manifest whole before the database sees a byte,
+    /// then read again straight into the database's own tool in its running container (psql,
+    /// mariadb/mysql, sqlite3). PostgreSQL and SQLite load into a new database or file that takes
+    /// the target's place only once it loaded whole. A target that holds tables is refused
+    /// unless --force. A plain `restore` never touches databases.
+    ///
+    /// Example: dockyard restore-db latest --container web --from /backups --dump db/app.sql
+    #[command(verbatim_doc_comment)]
+    RestoreDb(RestoreDbArgs),
     /// Rotate the log files in a container's log volume and ship them (what cron runs).
     ///
     /// `dockyard logs web --to s3://logs/web` rotates, tells the app to reopen, ships every rotated
@@ -631,6 +642,16 @@ pub struct BackupArgs {
     #[command(flatten)]
     pub stop: StopArgs,
 
+    /// Stream a database dump into the archive, made by the database's own tool in its own
+    /// running container (docker exec, credentials from that container's environment) before
+    /// the volumes are read; repeat for several. KIND: `postgres[:DB]`, `mysql[:DB]` or
+    /// `mariadb[:DB]` (DB: default the one the container's environment names), `sqlite:PATH`
+    /// (a file in that container), or `exec:COMMAND` (anything that writes a dump on stdout).
+    /// Stored as `dumps/CONTAINER/DB.sql.00000`, `.00001`, ... (parts of at most 16 MiB; `cat`
+    /// joins them); `dockyard restore-db` loads one back. A dump that fails fails the backup.
+    #[arg(long = "dump", value_name = "CONTAINER:KIND[:DB]")]
+    pub dumps: Vec<crate::dumps::DumpSpec>,
+
     /// Run this shell command inside the container before the backup (before stopping it), e.g.
     /// `python3 manage.py dumpdata -o /srv/media/db.json`. If it fails, nothing is backed up.
     #[arg(long, value_name = "COMMAND")]
@@ -832,6 +853,58 @@ pub struct DumpArgs {
     /// With `latest`: the newest backup of this container.
     #[arg(long, value_name = "NAME")]
     pub container: Option<String>,
+
+    #[command(flatten)]
+    pub unlock: UnlockArgs,
+}
+
+/// `dockyard restore-db`.
+#[derive(Debug, Args)]
+pub struct RestoreDbArgs {
+    /// The backup: its id (the ID column of `dockyard list`), or `latest` (the newest backup of
+    /// --container).
+    #[arg(value_name = "BACKUP", default_value = "latest")]
+    pub archive: String,
+
+    /// Where the backup is: a directory, `file:///dir`, `ssh://host/dir` or `s3://bucket/prefix`.
+    #[arg(long = "from", env = "DOCKYARD_DEST", default_value = defaults::DEST, value_name = "DEST")]
+    pub dest: String,
+
+    #[command(flatten)]
+    pub remote: RemoteArgs,
+
+    /// With `latest`: the newest backup of this container (the one backed up, whose backup
+    /// holds the dump).
+    #[arg(long, value_name = "NAME")]
+    pub container: Option<String>,
+
+    /// Which dump of the backup: `CONTAINER` (the database's container) or `CONTAINER/FILE`
+    /// (`db/app.sql`). Default: the backup's only one.
+    #[arg(long, value_name = "CONTAINER[/FILE]")]
+    pub dump: Option<String>,
+
+    /// Load it in this running container instead of the one it was dumped from.
+    #[arg(long, value_name = "CONTAINER")]
+    pub into: Option<String>,
+
+    /// Load it into this database instead of the one it was dumped from (created if absent),
+    /// or for SQLite into this file (an absolute path in the container).
+    #[arg(long, value_name = "NAME")]
+    pub database: Option<String>,
+
+    /// For a dump made by `exec:COMMAND`: the shell command that loads it from its stdin in the
+    /// container (dockyard cannot tell whether its target is empty).
+    #[arg(long, value_name = "COMMAND")]
+    pub command: Option<String>,
+
+    /// Replace a target database that holds tables (PostgreSQL: once the new one loaded whole;
+    /// MySQL: emptied before the load, as it cannot rename a database).
+    #[arg(long)]
+    pub force: bool,
+
+    /// Say which dump would be loaded where and what the target holds now; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 
     #[command(flatten)]
     pub unlock: UnlockArgs,

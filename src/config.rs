@@ -177,6 +177,11 @@ pub struct JobConfig {
     /// With `incremental` and `encrypt_to`: age identity files that read the parent's index.
     #[serde(default)]
     pub identity_files: Vec<PathBuf>,
+    /// Database dumps streamed into each backup before the volumes, as `backup --dump` takes
+    /// them: `"db:postgres:app"`, `"db:mariadb:shop"`, `"web:sqlite:/srv/data/db.sqlite3"`,
+    /// `"cache:exec:COMMAND"`.
+    #[serde(default)]
+    pub dumps: Vec<String>,
 }
 
 /// One log job.

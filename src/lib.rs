@@ -10,6 +10,7 @@ pub mod config;
 pub mod critical;
 pub mod destination;
 pub mod docker;
+pub mod dumps;
 pub mod encryption;
 pub mod engine_ssh;
 pub mod error;

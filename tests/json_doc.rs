@@ -78,6 +78,7 @@ fn manifest() -> Manifest {
         parent: None,
         chain: None,
         deleted: None,
+        dumps: vec![],
     }
 }
 

@@ -34,6 +34,9 @@ pub struct Expect {
     /// stored bytes, checked on the host where they are read (`ops::key`), not here.
     #[serde(default)]
     pub sealed: bool,
+    /// The names of the database dumps' parts, which come first in the archive, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dumps: Vec<String>,
 }
 
 impl Expect {
@@ -47,6 +50,7 @@ impl Expect {
             entries: manifest.entries,
             paths: manifest.paths.iter().map(|p| p.path.clone()).collect(),
             sealed: false,
+            dumps: manifest.dumps.iter().flat_map(|d| d.part_names()).collect(),
         }
     }
 }
@@ -102,13 +106,30 @@ pub fn check(
     expect: &Expect,
     visit: impl FnMut(Checked, &mut dyn Read) -> io::Result<()>,
 ) -> io::Result<Report> {
+    check_each(archive, expect, visit, |_, _| Ok(()))
+}
+
+/// As [`check`], handing each part of the database dumps (by its index in `expect.dumps`) with a
+/// reader of its data to `visit_dump`; entries of the paths go to `visit`.
+pub fn check_each(
+    archive: impl Read,
+    expect: &Expect,
+    visit: impl FnMut(Checked, &mut dyn Read) -> io::Result<()>,
+    visit_dump: impl FnMut(usize, &mut dyn Read) -> io::Result<()>,
+) -> io::Result<Report> {
     let invalid = |m: String| io::Error::new(io::ErrorKind::InvalidData, m);
     // The plain side of an encrypted archive is not hashed: its sha256 is nobody's to compare.
     let mut hashing = match expect.sealed {
         false => HashingReader::new(archive),
         true => HashingReader::counting(archive),
     };
-    let walked = walk(&mut hashing, &expect.paths, visit);
+    let walked = walk(
+        &mut hashing,
+        &expect.paths,
+        &expect.dumps,
+        visit,
+        visit_dump,
+    );
     if let Err(e) = &walked {
         if e.kind() != io::ErrorKind::InvalidData {
             return Err(walked.err().expect("an error"));
@@ -200,7 +221,9 @@ struct Walked {
 fn walk(
     reader: impl Read,
     paths: &[String],
+    dumps: &[String],
     mut visit: impl FnMut(Checked, &mut dyn Read) -> io::Result<()>,
+    mut visit_dump: impl FnMut(usize, &mut dyn Read) -> io::Result<()>,
 ) -> io::Result<Walked> {
     let invalid = |m: String| io::Error::new(io::ErrorKind::InvalidData, m);
     let prefixes: Vec<String> = paths.iter().map(|p| prefix_for(p)).collect();
@@ -215,6 +238,8 @@ fn walk(
     let mut roots: Vec<Option<(Kind, RootMeta)>> = vec![None; prefixes.len()];
     // The last entry's name, shown: what a refused header came after.
     let mut name = String::new();
+    // The next database dump part the archive must hold (they come first, in order).
+    let mut next_dump = 0;
     {
         let mut archive = super::guard::archive(&mut counted);
         let iter = archive
@@ -231,6 +256,33 @@ fn walk(
                 return Err(invalid(format!("unsafe entry {:?}: its PAX {} ({}) disagrees with its header ({}); tar readers would see different archives", show(&meta.name),
                     d.key, d.pax, d.header
                 )));
+            }
+            if let Some(part) = dumps.get(next_dump) {
+                if meta.name != part.as_bytes() || meta.kind != Kind::File {
+                    return Err(invalid(format!(
+                        "entry {:?} ({:?}) is not the database dump part {part:?} its manifest lists there",
+                        show(&meta.name),
+                        meta.kind
+                    )));
+                }
+                name = show(&meta.name);
+                let size = entry.size();
+                let mut data = CountRead {
+                    inner: &mut entry,
+                    count: 0,
+                };
+                visit_dump(next_dump, &mut data)?;
+                io::copy(&mut data, &mut io::sink())
+                    .map_err(|e| invalid(format!("corrupt data in {name:?}: {e}")))?;
+                if data.count != size {
+                    return Err(invalid(format!(
+                        "corrupt data in {name:?}: {} of {size} bytes",
+                        data.count
+                    )));
+                }
+                next_dump += 1;
+                entries += 1;
+                continue;
             }
             let (index, rel) = owner(&prefixes, &meta.name).ok_or_else(|| {
                 invalid(format!(
@@ -297,6 +349,11 @@ fn walk(
             }
             entries += 1;
         }
+    }
+    if let Some(part) = dumps.get(next_dump) {
+        return Err(invalid(format!(
+            "the archive ends before the database dump part {part:?} its manifest lists"
+        )));
     }
     // Read to the end of the zstd frame so its checksum is checked too.
     io::copy(&mut counted, &mut io::sink())

@@ -117,6 +117,12 @@ impl<W: Write> TarWriter<W> {
         Ok(())
     }
 
+    /// The output, without ending the archive: for entries another writer's archive continues
+    /// (a backup's dumps, before its volumes).
+    pub fn into_inner(self) -> W {
+        self.out
+    }
+
     /// Ends the archive (two zero blocks) and returns the output.
     pub fn finish(mut self) -> io::Result<W> {
         self.write(&[0u8; 2 * BLOCK])?;

@@ -67,6 +67,9 @@ fn print_dry_run(ctx: &Ctx, d: &DryRun) {
             ctx.say(&format!("running {h:?} in {} {when} it", d.container));
         }
     }
+    for dump in &d.dumps {
+        ctx.say(&format!("dumping {dump} into the archive first"));
+    }
     ctx.say(&format!(
         "zstd level {}{}; nothing was written",
         d.level,
@@ -90,6 +93,18 @@ fn print_summary(ctx: &Ctx, done: &Backed) {
     }
     let paths: Vec<&str> = m.paths.iter().map(|p| p.path.as_str()).collect();
     let secs = done.seconds;
+    for d in &m.dumps {
+        let what = match d.database.as_deref().or(d.path.as_deref()) {
+            Some(db) => format!("{} {db}", d.kind),
+            None => d.kind.clone(),
+        };
+        ctx.say(&format!(
+            "dumped {what} from {} into {} ({})",
+            d.container,
+            d.entry(),
+            HumanBytes(d.size)
+        ));
+    }
     ctx.say(&format!(
         "backed up {} ({}): {} entries, {} read, {} written in {:.1}s ({}/s); id {} at {}",
         m.container,

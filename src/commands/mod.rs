@@ -10,6 +10,7 @@ pub mod logs;
 pub mod man;
 pub mod prune;
 pub mod restore;
+pub mod restore_db;
 pub mod run;
 pub mod verify;
 
@@ -95,6 +96,7 @@ pub async fn run(ctx: &Ctx, settings: Settings) -> Result<Outcome> {
             unlock,
         } => verify::run(ctx, &dest, &archive, container.as_deref(), &unlock).await?,
         Action::Restore(s) => restore::run(ctx, s).await?,
+        Action::RestoreDb(s) => restore_db::run(ctx, s).await?,
         Action::Dump {
             dest,
             archive,

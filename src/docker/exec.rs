@@ -141,6 +141,23 @@ impl Engine {
         self.run_exec(container, argv, user, capture, what).await
     }
 
+    /// Runs `argv` by `docker exec` in the running `container` as `user` (the image's if `None`)
+    /// and returns what it said, as much as `capture` asks.
+    pub async fn run_argv(
+        &self,
+        container: &str,
+        argv: &[String],
+        user: Option<&str>,
+        capture: Capture,
+    ) -> Result<ExecOutput, DockerError> {
+        let what = format!(
+            "run {:?} in container {container:?}",
+            argv.get(3).unwrap_or(&argv[0])
+        );
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        self.run_exec(container, argv, user, capture, what).await
+    }
+
     /// Runs `command` with `/bin/sh -c` in `container` (a hook, a reopen command): the tail of
     /// both streams as they came ([`Capture::Merged`]).
     pub async fn exec_shell(
@@ -194,6 +211,117 @@ impl Engine {
             .await
             .map_err(|e| api(what.clone(), e))?;
         said.finish(inspect.exit_code.unwrap_or(-1), || what)
+    }
+}
+
+/// A command running in a container by `docker exec` whose output is streamed (a dump, a load):
+/// its exit code is asked once its output ended.
+pub struct Running {
+    id: String,
+    stderr: std::sync::Arc<std::sync::Mutex<Bounded>>,
+}
+
+/// A running command's standard output, chunk by chunk as the engine sends it.
+pub type Stdout = std::pin::Pin<
+    Box<dyn futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static>,
+>;
+
+/// A running command's standard input.
+pub type Stdin = std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>;
+
+impl Running {
+    /// The last lines it wrote on standard error (its last [`TAIL`] bytes), trimmed.
+    pub fn stderr_tail(&self) -> String {
+        let buf = self.stderr.lock().expect("not poisoned");
+        let text = String::from_utf8_lossy(&buf.buf);
+        let lines: Vec<&str> = text.trim_end().lines().collect();
+        lines[lines.len().saturating_sub(5)..].join("\n")
+    }
+}
+
+impl Engine {
+    /// Starts `argv` in the running `container` as `user` (the image's if `None`): its standard
+    /// output as a stream the caller reads at its own pace (the command waits while it does
+    /// not), its standard error's tail kept in [`Running`], and with `stdin` a writer to its
+    /// standard input (shut it down to end that input).
+    pub async fn exec_streaming(
+        &self,
+        container: &str,
+        argv: Vec<String>,
+        user: Option<&str>,
+        stdin: bool,
+    ) -> Result<(Running, Stdout, Option<Stdin>), DockerError> {
+        let what = || {
+            format!(
+                "run {:?} in container {container:?}",
+                argv.get(3).unwrap_or(&argv[0])
+            )
+        };
+        let exec = self
+            .docker
+            .create_exec(
+                container,
+                CreateExecOptions {
+                    cmd: Some(argv.iter().map(String::as_str).collect()),
+                    user,
+                    attach_stdin: Some(stdin),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| api(what(), e))?;
+        let started = self
+            .docker
+            .start_exec(&exec.id, None)
+            .await
+            .map_err(|e| api(what(), e))?;
+        let StartExecResults::Attached { output, input } = started else {
+            return Err(DockerError::Api {
+                action: what(),
+                message: "the engine ran it detached".into(),
+            });
+        };
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(Bounded::tail(TAIL)));
+        let tail = stderr.clone();
+        let stdout = output.filter_map(move |item| {
+            let out = match item {
+                Ok(LogOutput::StdErr { message }) => {
+                    tail.lock().expect("not poisoned").push(&message);
+                    None
+                }
+                Ok(other) => Some(Ok(other.into_bytes())),
+                Err(e) => Some(Err(std::io::Error::other(e.to_string()))),
+            };
+            std::future::ready(out)
+        });
+        let running = Running {
+            id: exec.id,
+            stderr,
+        };
+        Ok((running, Box::pin(stdout), stdin.then_some(input)))
+    }
+
+    /// The exit code of `running`, once its output ended (asked again while the engine still
+    /// says it runs, for up to ten seconds).
+    pub async fn exit_code(&self, running: &Running) -> Result<i64, DockerError> {
+        let what = || format!("ask how exec {} ended", running.id);
+        for _ in 0..1000 {
+            let inspect = self
+                .docker
+                .inspect_exec(&running.id)
+                .await
+                .map_err(|e| api(what(), e))?;
+            if inspect.running != Some(true) {
+                return Ok(inspect.exit_code.unwrap_or(-1));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        Err(DockerError::Api {
+            action: what(),
+            message: "it still runs ten seconds after its output ended".into(),
+        })
     }
 }
 

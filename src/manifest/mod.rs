@@ -50,8 +50,9 @@ pub struct MountRecord {
 /// The newest manifest format this dockyard reads and writes. 1 is dockyard 0.1.0's (no `format`
 /// field); 2 adds the field itself and the manifest's own mount record; 3 an encrypted backup
 /// (`encryption`), so an older dockyard says to upgrade rather than misread it; 4 an incremental
-/// backup (`parent`, `chain`, `deleted`). A newer format is refused by name.
-pub const FORMAT: u32 = 4;
+/// backup (`parent`, `chain`, `deleted`); 5 a backup with database dumps (`dumps`), whose archive
+/// an older dockyard would refuse entry by entry. A newer format is refused by name.
+pub const FORMAT: u32 = 5;
 
 /// The format an encrypted full backup is written with.
 pub const ENCRYPTED_FORMAT: u32 = 3;
@@ -62,6 +63,9 @@ pub const PLAIN_FORMAT: u32 = 2;
 /// The format of an incremental backup (its archive alone is not the tree), so an older
 /// dockyard refuses it rather than restore part of it.
 pub const INCREMENTAL_FORMAT: u32 = 4;
+
+/// The format of a backup with database dumps in its archive.
+pub const DUMPS_FORMAT: u32 = 5;
 
 /// Manifests without a `format` field are dockyard 0.1.0's.
 fn legacy_format() -> u32 {
@@ -131,6 +135,9 @@ pub struct Manifest {
     /// archive).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deleted: Option<Stored>,
+    /// The database dumps at the start of its archive, in order (`dumps/<container>/...`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dumps: Vec<crate::dumps::DumpRecord>,
 }
 
 /// An object stored beside the archive, and how to check it.
@@ -257,6 +264,13 @@ impl Manifest {
             }
             _ => return Err("it names only part of a parent, a chain and a deletion list".into()),
         }
+        if !self.dumps.is_empty() && self.format < DUMPS_FORMAT {
+            return Err(format!(
+                "it lists database dumps but has manifest format {}",
+                self.format
+            ));
+        }
+        crate::dumps::check_all(&self.dumps)?;
         if self.paths.is_empty() {
             return Err("it lists no paths".into());
         }
@@ -375,6 +389,7 @@ pub(crate) fn sample(id: &str, container: &str, secs: i64) -> Manifest {
         parent: None,
         chain: None,
         deleted: None,
+        dumps: Vec::new(),
     }
 }
 

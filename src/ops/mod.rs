@@ -12,6 +12,7 @@ pub mod prepare;
 pub mod prune;
 pub mod quiesce;
 pub mod restore;
+pub mod restore_db;
 pub mod verify;
 
 use std::collections::BTreeMap;

@@ -327,6 +327,15 @@ fn backup_plan(
             "job {name:?}: [retention] keeps nothing explicitly; give a keep_* key or drop the section"
         )));
     }
+    let mut dumps = Vec::new();
+    for d in &job.dumps {
+        dumps.push(
+            d.parse::<crate::dumps::DumpSpec>()
+                .map_err(|e| Failure::usage(format!("job {name:?}: dumps: {e}")))?,
+        );
+    }
+    crate::dumps::spec::check_unique(&dumps)
+        .map_err(|e| Failure::usage(format!("job {name:?}: {e}")))?;
     let mut backups = Vec::new();
     for d in &job.destinations {
         backups.push((
@@ -360,6 +369,7 @@ fn backup_plan(
                 )?,
                 incremental: incremental(name, job)?,
                 identities: job.identity_files.clone(),
+                dumps: dumps.clone(),
             },
         ));
     }

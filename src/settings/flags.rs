@@ -113,6 +113,18 @@ impl Settings {
                 path: a.path.as_str().to_string(),
                 unlock: unlock(a.unlock)?,
             },
+            Command::RestoreDb(a) => Action::RestoreDb(crate::ops::restore_db::RestoreDbSettings {
+                dest: dest(&a.dest)?,
+                archive: a.archive,
+                source: a.container,
+                dump: a.dump,
+                into: a.into,
+                database: a.database,
+                command: a.command,
+                force: a.force,
+                dry_run: a.dry_run,
+                unlock: unlock(a.unlock)?,
+            }),
             Command::Verify(a) => Action::Verify {
                 dest: dest(&a.dest.dest)?,
                 archive: a.archive,
@@ -247,6 +259,10 @@ fn backup(
             full_after: a.incremental.full_after.map(Age::secs),
         }),
         identities: a.incremental.identities,
+        dumps: {
+            crate::dumps::spec::check_unique(&a.dumps).map_err(Failure::usage)?;
+            a.dumps
+        },
     })
 }
 
@@ -368,6 +384,7 @@ fn remote_options(command: &Command) -> RemoteOptions {
         Command::Verify(a) => Some(&a.dest.remote),
         Command::Dump(a) => Some(&a.dest.remote),
         Command::Restore(a) => Some(&a.remote),
+        Command::RestoreDb(a) => Some(&a.remote),
         Command::Prune(a) => Some(&a.dest.remote),
         Command::Run(a) => Some(&a.remote),
         Command::Daemon(a) => Some(&a.remote),

@@ -80,6 +80,8 @@ pub enum Action {
     },
     /// `restore`.
     Restore(RestoreSettings),
+    /// `restore-db`.
+    RestoreDb(crate::ops::restore_db::RestoreDbSettings),
     /// `logs`, `logs rotate`, `logs ship`.
     Logs(LogsSettings),
     /// `run`: the config file's jobs, once each.
@@ -190,6 +192,8 @@ pub struct BackupSettings {
     /// Age identity files that read an encrypted parent's index (a passphrase seal reads its
     /// own).
     pub identities: Vec<std::path::PathBuf>,
+    /// Database dumps streamed into the archive before the volumes.
+    pub dumps: Vec<crate::dumps::DumpSpec>,
 }
 
 /// When an incremental backup is made full all the same.

@@ -61,3 +61,10 @@ pub fn restore(mode: &str, args: Vec<String>) -> Script {
         args: all,
     }
 }
+
+/// PostgreSQL's dump, probe and load steps (see the file's header).
+pub const DB_POSTGRES: &str = include_str!("db-postgres.sh");
+/// MySQL's and MariaDB's dump, probe and load steps (see the file's header).
+pub const DB_MYSQL: &str = include_str!("db-mysql.sh");
+/// SQLite's dump, probe and load steps (see the file's header).
+pub const DB_SQLITE: &str = include_str!("db-sqlite.sh");

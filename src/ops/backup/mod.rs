@@ -21,7 +21,10 @@ use super::quiesce::{self, Quiesce};
 use super::Session;
 use crate::destination::DestError;
 use crate::docker::{ContainerInfo, Engine};
+use crate::dumps::stream::Dumper;
+use crate::dumps::DumpSpec;
 use crate::encryption::Age;
+use crate::error::Failure;
 use crate::manifest::{
     self, Encryption, Manifest, Object, PathRecord, SnapshotRecord, Store, Stored,
 };
@@ -96,6 +99,8 @@ pub struct DryRun {
     pub level: i32,
     /// The tags the backup would carry.
     pub tags: Vec<String>,
+    /// The database dumps it would stream in first (an `exec` one without its command).
+    pub dumps: Vec<String>,
     /// The listing's error, for the exit code.
     #[serde(skip)]
     pub failed: Option<DestError>,
@@ -148,13 +153,16 @@ pub async fn run_each(
     // An incremental backup's parent, and its index, chosen and read before anything is
     // stopped: a slow destination keeps no app down.
     let mut bases = Vec::new();
+    let mut dumps = Vec::new();
     for (s, dest) in each {
+        dumps.push(plan_dumps(engine, info, s).await?);
         bases.push(base_of(info, s, dest).await);
     }
     let work = async {
         let mut done = Vec::new();
-        for ((s, dest), base) in each.iter().zip(bases) {
-            done.push(backup(session, engine, info, s, dest, base, session.progress).await);
+        for (((s, dest), base), dumps) in each.iter().zip(bases).zip(dumps) {
+            let what = Backup { base, dumps };
+            done.push(backup(session, engine, info, s, dest, what, session.progress).await);
         }
         done
     };
@@ -196,6 +204,7 @@ pub async fn dry_run(session: &Session, s: &BackupSettings) -> Result<DryRun> {
         helper_image: s.helper_image.clone().unwrap_or_else(|| info.image.clone()),
         level: s.compression.level,
         tags: s.tags.clone(),
+        dumps: s.dumps.iter().map(ToString::to_string).collect(),
         failed: listed.err(),
     })
 }
@@ -218,6 +227,68 @@ pub async fn base_of(info: &ContainerInfo, s: &BackupSettings, store: &Store) ->
     Some(parent::choose(store, &info.name, &paths, s, rules, Utc::now()).await)
 }
 
+/// The database dumps `s` asks for, checked before anything is stopped: each one's container
+/// runs (on the same engine) and is not one the backup stops, and no path of the backup would
+/// hold the archive's `dumps/` directory. Each names its container as the engine does.
+pub async fn plan_dumps(
+    engine: &Engine,
+    info: &ContainerInfo,
+    s: &BackupSettings,
+) -> Result<Vec<DumpSpec>> {
+    if s.dumps.is_empty() {
+        return Ok(Vec::new());
+    }
+    for p in select_paths(info, &s.paths)? {
+        let prefix = crate::archive::names::prefix_for(&p.path);
+        if crate::archive::names::relative(b"dumps/x", &prefix).is_some() {
+            return Err(Failure::usage(format!(
+                "container {:?}: its path {} would hold the archive's dumps/ directory, where --dump stores database dumps; back up the paths below it with --path",
+                info.name, p.path
+            ))
+            .into());
+        }
+    }
+    let mut planned = Vec::new();
+    for spec in &s.dumps {
+        let db = engine
+            .inspect(&spec.container)
+            .await
+            .with_context(|| format!("dump {spec}"))?;
+        if !db.running {
+            return Err(Failure::usage(format!(
+                "dump {spec}: container {:?} is not running; a dump runs in the database's own container, by docker exec",
+                db.name
+            ))
+            .into());
+        }
+        if s.stop
+            .iter()
+            .any(|c| *c == spec.container || *c == db.name || *c == db.id)
+        {
+            return Err(Failure::usage(format!(
+                "dump {spec}: container {:?} is among those stopped around the backup (--stop, --stop-also), and a dump needs it running; leave it out of them",
+                db.name
+            ))
+            .into());
+        }
+        planned.push(DumpSpec {
+            container: db.name.clone(),
+            kind: spec.kind.clone(),
+        });
+    }
+    crate::dumps::spec::check_unique(&planned).map_err(Failure::usage)?;
+    Ok(planned)
+}
+
+/// What one backup is made of beyond its settings.
+#[derive(Default)]
+pub struct Backup {
+    /// With `--incremental`: its parent, or why it is full.
+    pub base: Option<Base>,
+    /// The database dumps it streams in (see [`plan_dumps`]).
+    pub dumps: Vec<DumpSpec>,
+}
+
 /// Aborts a backup's uploads (its archive, what is attached to its draft): nothing of it stays.
 async fn abandon(archive: Option<Box<dyn crate::destination::Upload>>, draft: manifest::Draft) {
     if let Some(a) = archive {
@@ -235,9 +306,10 @@ pub async fn backup(
     info: &ContainerInfo,
     s: &BackupSettings,
     store: &Store,
-    base: Option<Base>,
+    what: Backup,
     show_progress: bool,
 ) -> Result<(Manifest, f64, Option<IncrementalOutcome>)> {
+    let Backup { base, dumps } = what;
     let paths = select_paths(info, &s.paths)?;
     let dest = store.dest().as_ref();
     dest.prepare().await?;
@@ -276,6 +348,15 @@ pub async fn backup(
         s,
         progress: &progress,
         transform: age.clone().map(|a| a as Arc<dyn Transform>),
+        dumps: (!dumps.is_empty()).then(|| {
+            Arc::new(Dumper {
+                engine: engine.clone(),
+                handle: tokio::runtime::Handle::current(),
+                dumps,
+                compression: s.compression,
+                read: Some(progress.read.clone()),
+            })
+        }),
     };
     let mut streamed = write_archive(&job, index).await?;
     let (mut parent, mut full_because) = (parent, full_because);
@@ -297,6 +378,7 @@ pub async fn backup(
         sha256,
         beside,
         report,
+        dumped,
     } = streamed;
     // Through the engine's endpoint (the agent could not run) there is no index: a full backup.
     let (parent, full_because) = match (parent, beside.index.is_some()) {
@@ -353,10 +435,11 @@ pub async fn backup(
     crate::fault::point(&format!("written-{}", info.name)).await;
 
     let mut m = Manifest {
-        format: match (&parent, &age) {
-            (Some(_), _) => crate::manifest::INCREMENTAL_FORMAT,
-            (None, Some(_)) => crate::manifest::ENCRYPTED_FORMAT,
-            (None, None) => crate::manifest::PLAIN_FORMAT,
+        format: match (&parent, &age, dumped.records.is_empty()) {
+            (_, _, false) => crate::manifest::DUMPS_FORMAT,
+            (Some(_), _, true) => crate::manifest::INCREMENTAL_FORMAT,
+            (None, Some(_), true) => crate::manifest::ENCRYPTED_FORMAT,
+            (None, None, true) => crate::manifest::PLAIN_FORMAT,
         },
         id: id.clone(),
         container: info.name.clone(),
@@ -384,6 +467,7 @@ pub async fn backup(
         parent: parent.as_ref().map(|(p, _)| p.id.clone()),
         chain: parent.as_ref().map(|(_, chain)| chain.clone()),
         deleted: stored_deleted,
+        dumps: dumped.records,
     };
     if s.snapshot {
         // The container as it is now (stopped, with --stop), as a snapshot has always recorded.

@@ -10,6 +10,7 @@ use crate::agent::{PackJob, PackPath};
 use crate::archive::pack::{pack, PackStats, Source};
 use crate::destination::Destination;
 use crate::docker::{ContainerInfo, DockerError, Engine, HelperSpec};
+use crate::dumps::stream::{DumpFailed, Dumped, Dumper};
 use crate::manifest::PathRecord;
 use crate::pipeline::streams::{CountingReader, ReadAhead};
 use crate::pipeline::{ArchiveSink, Broken, Transform};
@@ -38,6 +39,8 @@ pub struct Job<'a> {
     pub progress: &'a Progress,
     /// Encryption between compression and the hash, on the host (none: a plain archive).
     pub transform: Option<Arc<dyn Transform>>,
+    /// The database dumps streamed in before the volumes (none asked: `None`).
+    pub dumps: Option<Arc<Dumper>>,
 }
 
 impl Job<'_> {
@@ -63,6 +66,20 @@ pub struct Written {
     pub beside: Beside,
     /// The agent's counts (through the agent).
     pub report: Option<crate::agent::PackReport>,
+    /// The database dumps it holds (before the volumes).
+    pub dumped: Dumped,
+}
+
+/// Writes `dumps`, if any, to `writer` (their own zstd frame, before the volumes'); what was
+/// written and the writer.
+fn dump_first<W: std::io::Write>(
+    dumps: Option<&Dumper>,
+    writer: W,
+) -> std::io::Result<(Dumped, W)> {
+    match dumps {
+        Some(d) => d.write(writer),
+        None => Ok((Dumped::default(), writer)),
+    }
 }
 
 /// Streams `spool` (what the agent sent beside the archive) into object `name` of `dest`,
@@ -173,16 +190,18 @@ async fn through_agent(
         Archive::Pipe(path) => Box::new(crate::agent::pipe::Reader::new(path)),
     };
     let mut reader = CountingReader::new(source, job.progress.written.clone());
+    let dumps = job.dumps.clone();
     let streamed = sink
-        .stream(move |mut writer| {
+        .stream(move |writer| {
+            let (dumped, mut writer) = dump_first(dumps.as_deref(), writer)?;
             let n = crate::pipeline::streams::copy_chunks(&mut reader, &mut writer)?;
-            Ok((n, writer))
+            Ok(((n, dumped), writer))
         })
         .await;
     let what = || format!("back up container {:?} through the agent", job.info.name);
     // The agent's byte count is checked against what it says it sent; the manifest records the
     // stored bytes (the same, unless a transform changes them).
-    let (sealed, received) = match streamed {
+    let (sealed, (received, dumped)) = match streamed {
         Ok(done) => done,
         Err(broken) => {
             packing.abandon().await;
@@ -192,6 +211,9 @@ async fn through_agent(
                     job.info.name,
                     job.dest.describe()
                 )),
+                Broken::Producer(e) if DumpFailed::of(&e).is_some() => {
+                    anyhow::anyhow!("backup of {}: {e}", job.info.name)
+                }
                 Broken::Producer(e) => DockerError::Api {
                     action: what(),
                     message: e.to_string(),
@@ -205,13 +227,14 @@ async fn through_agent(
         Ok(Ended::Done(r, beside)) => Ok(Ok(Written {
             upload,
             stats: PackStats {
-                tar_bytes: r.tar_bytes,
-                entries: r.entries,
+                tar_bytes: r.tar_bytes + dumped.tar_bytes,
+                entries: r.entries + dumped.entries,
                 size,
             },
             sha256,
             beside,
             report: Some(r),
+            dumped,
         })),
         Ok(Ended::NeverRan(why)) => {
             upload.abort().await;
@@ -262,24 +285,34 @@ async fn stream_archive(job: &Job<'_>, helper: &str) -> Result<Written> {
     let sink = job.sink().await?;
     let compression = s.compression;
     let written = progress.written.clone();
+    let dumps = job.dumps.clone();
     match sink
-        .stream(move |writer| pack(sources, writer, compression, Some(written)))
+        .stream(move |writer| {
+            let (dumped, mut writer) = dump_first(dumps.as_deref(), writer)?;
+            let (stats, _) = pack(sources, &mut writer, compression, Some(written))?;
+            Ok(((stats, dumped), writer))
+        })
         .await
     {
         // The manifest records the stored bytes (the packer's count, unless a transform changes
         // them).
-        Ok((sealed, stats)) => Ok(Written {
+        Ok((sealed, (stats, dumped))) => Ok(Written {
             upload: sealed.upload,
             stats: PackStats {
                 size: sealed.size,
-                ..stats
+                tar_bytes: stats.tar_bytes + dumped.tar_bytes,
+                entries: stats.entries + dumped.entries,
             },
             sha256: sealed.sha256,
             beside: Beside::default(),
             report: None,
+            dumped,
         }),
         Err(Broken::Destination(e)) => {
             Err(e).context(format!("backup of {} to {}", info.name, dest.describe()))
+        }
+        Err(Broken::Producer(e)) if DumpFailed::of(&e).is_some() => {
+            Err(anyhow::anyhow!("backup of {}: {e}", info.name))
         }
         Err(Broken::Producer(e)) => {
             let listed: Vec<&str> = paths.iter().map(|p| p.path.as_str()).collect();

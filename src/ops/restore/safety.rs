@@ -58,8 +58,9 @@ pub(super) async fn safety_backup(
         encryption: seal,
         incremental: None,
         identities: vec![],
+        dumps: vec![],
     };
-    let (safety, secs, _) = backup(session, engine, target, &settings, opened, None, session.progress)
+    let (safety, secs, _) = backup(session, engine, target, &settings, opened, Default::default(), session.progress)
         .await
         .with_context(|| {
             format!(

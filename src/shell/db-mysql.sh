@@ -1,0 +1,90 @@
+# dockyard's MySQL and MariaDB steps, run by `docker exec` in the database's own container. The
+# credentials come from that container's own environment (MARIADB_ROOT_PASSWORD[_FILE],
+# MYSQL_ROOT_PASSWORD[_FILE], else MARIADB_USER/MYSQL_USER with its password; none: root over
+# the socket), handed to the tools as MYSQL_PWD, never on a command line, and never leave it.
+#   dump DB         a dump of DB (empty: MARIADB_DATABASE or MYSQL_DATABASE) on stdout
+#   probe DB        prints `absent`, `empty` or `tables N`
+#   load DB FORCE   creates DB if absent and reads a dump on stdin into it; refused (exit 3) if DB
+#                   holds tables and FORCE is not `force`, else with `force` DB is emptied first
+#                   (MySQL cannot rename a database). If the load fails, DB is left as it was when
+#                   it was absent or empty, and empty when it was replaced.
+#   promote DB      nothing (the load went into DB itself)
+#   discard DB WAS  undoes a load whose dump turned out damaged: DB dropped, and created again
+#                   empty unless WAS is `absent`
+set -eu
+mode=$1
+db=${2:-${MARIADB_DATABASE:-${MYSQL_DATABASE:-}}}
+case $db in
+'')
+  echo "$0: no database named, and the container sets neither MARIADB_DATABASE nor MYSQL_DATABASE" >&2
+  exit 2
+  ;;
+-* | *[!A-Za-z0-9_-]*)
+  echo "$0: the database name \"$db\" is not one dockyard takes (letters, digits, _ and -)" >&2
+  exit 2
+  ;;
+esac
+user=root
+pass=${MARIADB_ROOT_PASSWORD:-${MYSQL_ROOT_PASSWORD:-}}
+for f in "${MARIADB_ROOT_PASSWORD_FILE:-}" "${MYSQL_ROOT_PASSWORD_FILE:-}"; do
+  if [ -z "$pass" ] && [ -n "$f" ] && [ -r "$f" ]; then pass=$(cat "$f"); fi
+done
+if [ -z "$pass" ] && [ -n "${MARIADB_PASSWORD:-${MYSQL_PASSWORD:-}}" ]; then
+  user=${MARIADB_USER:-${MYSQL_USER:-root}}
+  pass=${MARIADB_PASSWORD:-${MYSQL_PASSWORD:-}}
+fi
+if [ -n "$pass" ]; then
+  MYSQL_PWD=$pass
+  export MYSQL_PWD
+fi
+client=mysql
+if command -v mariadb >/dev/null 2>&1; then client=mariadb; fi
+dumper=mysqldump
+if command -v mariadb-dump >/dev/null 2>&1; then dumper=mariadb-dump; fi
+sql() { "$client" --user="$user" -N -B "$@"; }
+probe() {
+  n=$(sql -e "select count(*) from information_schema.schemata where schema_name = '$db'")
+  if [ "$n" = 0 ]; then
+    echo absent
+    return
+  fi
+  n=$(sql -e "select count(*) from information_schema.tables where table_schema = '$db'")
+  if [ "$n" = 0 ]; then echo empty; else echo "tables $n"; fi
+}
+# Drops DB, and creates it again empty unless $1 (what it was before the load) is `absent`.
+undo() {
+  sql -e "drop database if exists \`$db\`" || true
+  if [ "$1" != absent ]; then sql -e "create database \`$db\`" || true; fi
+}
+case $mode in
+dump)
+  exec "$dumper" --user="$user" --single-transaction --routines --triggers --hex-blob "$db"
+  ;;
+probe)
+  probe
+  ;;
+load)
+  state=$(probe)
+  if [ "$state" != absent ] && [ "$state" != empty ] && [ "${3:-}" != force ]; then
+    echo "$0: database $db is not empty ($state); nothing was changed" >&2
+    exit 3
+  fi
+  if [ "$state" != absent ] && [ "$state" != empty ]; then
+    sql -e "drop database \`$db\`"
+  fi
+  sql -e "create database if not exists \`$db\`"
+  if ! sql "$db" >/dev/null; then
+    undo "$state"
+    echo "$0: the dump did not load; database $db is $([ "$state" = absent ] && echo absent || echo empty) again" >&2
+    exit 1
+  fi
+  ;;
+promote) ;;
+discard)
+  undo "${3:-empty}"
+  ;;
+*)
+  echo "$0: unknown mode $mode" >&2
+  exit 2
+  ;;
+esac
