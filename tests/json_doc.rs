@@ -16,6 +16,7 @@ use dockyard::ops::list::{Listing, Rejected};
 use dockyard::ops::logs::{LogsPlan, LogsRun, Report, Sized};
 use dockyard::ops::prune::{Pruned, Verdict};
 use dockyard::ops::restore::{DryRun, PathDiff, Restored, SafetyBackup};
+use dockyard::ops::restore_db::RestoredDb;
 use dockyard::ops::verify::Verified;
 use dockyard::render::{event, versioned};
 use serde_json::Value;
@@ -126,6 +127,21 @@ fn rendered() -> Vec<(&'static str, Value)> {
             )),
         ),
         (
+            "`restore-db` (and `restore-db --dry-run`)",
+            json(&RestoredDb {
+                result: "ok",
+                backup: m.id.clone(),
+                dump: "dumps/db/app.sql".into(),
+                kind: "postgres".into(),
+                size: 18432,
+                container: "db".into(),
+                target: Some("app".into()),
+                target_before: Some("absent".into()),
+                would_refuse: false,
+                seconds: 1.4,
+            }),
+        ),
+        (
             "`restore`",
             json(&Restored {
                 result: "ok",
@@ -190,6 +206,7 @@ fn rendered() -> Vec<(&'static str, Value)> {
                 helper_image: "hello_django:latest".into(),
                 level: 3,
                 tags: vec![],
+                dumps: vec!["db:postgres:app".into()],
                 failed: None,
             }),
         ),

@@ -225,6 +225,7 @@ proptest! {
             tar_bytes: tar.len() as u64,
             entries: entries as u64,
             paths: vec!["/srv/media".into()],
+            dumps: vec![],
         };
         let spec = StageSpec {
             path: "/srv/media".into(),

@@ -418,6 +418,51 @@ mod tests {
         (zst, m)
     }
 
+    /// [`archive`] with `dumps` (their part names) listed first in its `Expect`.
+    fn with_dumps(entries: &[(&str, Option<&str>)], dumps: &[&str]) -> (Vec<u8>, Expect) {
+        let (zst, m) = archive(entries);
+        let mut expect = Expect::of(&m);
+        expect.dumps = dumps.iter().map(|d| d.to_string()).collect();
+        (zst, expect)
+    }
+
+    #[test]
+    fn dump_parts_come_first_in_the_manifest_s_order_and_never_reach_a_path() {
+        let part = "dumps/db/app.sql.00000";
+        let (zst, expect) = with_dumps(&[(part, None), ("srv/media/a", None)], &[part]);
+        let mut seen = Vec::new();
+        let mut dumped = Vec::new();
+        check_each(
+            &zst[..],
+            &expect,
+            |c, _| {
+                seen.push(c.rel);
+                Ok(())
+            },
+            |i, _| {
+                dumped.push(i);
+                Ok(())
+            },
+        )
+        .unwrap();
+        assert_eq!((seen, dumped), (vec![b"a".to_vec()], vec![0]));
+        // Not listed: outside every path. Listed but missing, or out of order: refused.
+        let (zst, mut expect) = with_dumps(&[(part, None), ("srv/media/a", None)], &[]);
+        assert!(verify(&zst[..], &expect)
+            .unwrap_err()
+            .contains("outside every path"));
+        expect.dumps = vec![part.into(), "dumps/db/app.sql.00001".into()];
+        assert!(verify(&zst[..], &expect)
+            .unwrap_err()
+            .contains("not the database dump part \"dumps/db/app.sql.00001\""));
+        let (zst, expect) = with_dumps(&[("srv/media/a", None)], &[part]);
+        assert!(verify(&zst[..], &expect)
+            .unwrap_err()
+            .contains("not the database dump part"));
+        let (zst, expect) = with_dumps(&[(part, Some("x"))], &[part]);
+        assert!(verify(&zst[..], &expect).unwrap_err().contains("Symlink"));
+    }
+
     #[test]
     fn a_sound_archive_verifies() {
         let (zst, m) = archive(&[("srv/media/a", None), ("srv/media/l", Some("/etc"))]);

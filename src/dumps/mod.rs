@@ -188,7 +188,8 @@ mod tests {
 
     #[test]
     fn a_forged_record_is_refused() {
-        let cases: Vec<(fn(&mut DumpRecord), &str)> = vec![
+        type Forge = fn(&mut DumpRecord);
+        let cases: Vec<(Forge, &str)> = vec![
             (|r| r.container = "../etc".into(), "not a container name"),
             (|r| r.file = "../../x.sql".into(), "stored as"),
             (|r| r.database = Some("a'b".into()), "database"),
