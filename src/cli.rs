@@ -650,7 +650,7 @@ pub struct BackupArgs {
     /// Stored as `dumps/CONTAINER/DB.sql.00000`, `.00001`, ... (parts of at most 16 MiB; `cat`
     /// joins them); `dockyard restore-db` loads one back. A dump that fails fails the backup.
     #[arg(long = "dump", value_name = "CONTAINER:KIND[:DB]")]
-    pub dumps: Vec<crate::dumps::DumpSpec>,
+    pub dumps: Vec<String>,
 
     /// Run this shell command inside the container before the backup (before stopping it), e.g.
     /// `python3 manage.py dumpdata -o /srv/media/db.json`. If it fails, nothing is backed up.

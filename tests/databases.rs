@@ -188,6 +188,91 @@ fn postgres_rows_come_back_after_the_database_is_dropped() {
     );
     assert!(!dbs.contains("dockyard_restore"), "{dbs}");
 
+    // Killed once the dump loaded beside the target: the target is as it was; the next run
+    // loads it again and leaves no stand-in behind.
+    psql(&db, "app", "delete from notes where id > 10");
+    let url = dest.url();
+    let mut run = common::fault::Faulted::start(
+        &["restore-db", id, "--from", &url, "--force"],
+        "dump-loaded",
+        &[],
+    );
+    run.reached("dump-loaded");
+    run.signal("KILL");
+    run.finish();
+    assert_eq!(psql(&db, "app", "select count(*) from notes"), "10\n");
+    restore_db(&dest, &[id, "--force"]).ok();
+    assert_eq!(psql(&db, "app", ROWS), before);
+    let dbs = psql(
+        &db,
+        "postgres",
+        "select datname from pg_database order by 1",
+    );
+    assert!(!dbs.contains("dockyard_restore"), "{dbs}");
+
+    // Sessions on the target (the app) and on the loaded database (a monitoring tool) when it
+    // takes the target's place: they are ended, and the target is replaced, never lost.
+    psql(&db, "app", "delete from notes where id > 10");
+    let mut run = common::fault::Faulted::start(
+        &["restore-db", id, "--from", &url, "--force"],
+        "dump-loaded",
+        &[],
+    );
+    run.reached("dump-loaded");
+    let sum = docker(&[
+        "exec",
+        &db.name,
+        "sh",
+        "-c",
+        "printf %s app | cksum | cut -d ' ' -f 1",
+    ]);
+    for database in [
+        "app".to_string(),
+        format!("dockyard_restore_{}", sum.trim()),
+    ] {
+        docker(&[
+            "exec",
+            "-d",
+            "-u",
+            "postgres",
+            &db.name,
+            "psql",
+            "-d",
+            &database,
+            "-c",
+            "select pg_sleep(600)",
+        ]);
+    }
+    common::wait_until("both sessions", std::time::Duration::from_secs(60), || {
+        psql(&db, "postgres", "select count(*) from pg_stat_activity where query like '%pg_sleep(600)%' and pid <> pg_backend_pid()") == "2\n"
+    });
+    run.release("dump-loaded");
+    let (code, stderr) = run.finish();
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(psql(&db, "app", ROWS), before);
+    let dbs = psql(
+        &db,
+        "postgres",
+        "select datname from pg_database order by 1",
+    );
+    assert!(!dbs.contains("dockyard_"), "{dbs}");
+
+    // pg_dump's own failure fails the backup, in its words.
+    let r = dest.run(&[
+        "backup",
+        &app.name,
+        "--to",
+        &url,
+        "--dump",
+        &format!("{}:postgres:nosuch", db.name),
+    ]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("\"nosuch\" does not exist"),
+        "{}",
+        r.stderr
+    );
+
     // The README's recipe by hand: the parts joined by tar, into psql.
     docker(&["exec", "-u", "postgres", &db.name, "createdb", "by_hand"]);
     let archive = Path::new(&dest.url()).join(m["archive"].as_str().unwrap());
@@ -339,6 +424,26 @@ fn a_dump_is_never_on_a_disk_and_one_that_fails_leaves_nothing_listed() {
     assert_eq!(m["dumps"][0]["parts"], 3);
     assert_eq!(m["dumps"][0]["size"], 40_000_000);
 
+    // Killed mid-dump, the tool still writing: nothing listed; the next run sweeps what it left.
+    let mut run = common::fault::Faulted::start(
+        &["backup", &app.name, "--to", &url, "--dump", &spec],
+        "dump-part-written",
+        &env,
+    );
+    run.reached("dump-part-written");
+    run.signal("KILL");
+    run.finish();
+    let listed = json(&dest.run(&["list", "--to", &url, "--json"]).ok());
+    assert_eq!(listed["backups"].as_array().unwrap().len(), 1, "{listed}");
+    let again = json(
+        &dest
+            .run(&["backup", &app.name, "--to", &url, "--dump", &spec, "--json"])
+            .ok(),
+    );
+    let again = again["backup"]["id"].as_str().unwrap().to_string();
+    dest.run(&["verify", &again, "--to", &url]).ok();
+    assert_eq!(dest.names().len(), 6, "{:?}", dest.names());
+
     // A dump tool that fails after writing 20 MB: the backup fails naming it and what it said
     // last, and the destination lists only the backup before.
     let failing = format!(
@@ -346,7 +451,7 @@ fn a_dump_is_never_on_a_disk_and_one_that_fails_leaves_nothing_listed() {
         db.name
     );
     let r = dest.run(&["backup", &app.name, "--to", &url, "--dump", &failing]);
-    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_eq!(r.code, 3, "{}", r.stderr);
     for want in [
         db.name.as_str(),
         "exit code 3",
@@ -360,8 +465,8 @@ fn a_dump_is_never_on_a_disk_and_one_that_fails_leaves_nothing_listed() {
         r.stderr
     );
     let listed = json(&dest.run(&["list", "--to", &url, "--json"]).ok());
-    assert_eq!(listed["backups"].as_array().unwrap().len(), 1, "{listed}");
-    assert_eq!(dest.names().len(), 3, "{:?}", dest.names());
+    assert_eq!(listed["backups"].as_array().unwrap().len(), 2, "{listed}");
+    assert_eq!(dest.names().len(), 6, "{:?}", dest.names());
 
     // A database container that is stopped around the backup cannot be dumped: refused before
     // anything is stopped.
@@ -450,8 +555,22 @@ fn dumps_ride_along_incremental_and_engine_endpoint_backups() {
     for (m, text) in [(&second, "second"), (&third, "third")] {
         let id = m["id"].as_str().unwrap();
         dest.run(&["verify", id, "--to", &url]).ok();
-        // The volumes restore as they were, the dump left out of them.
+        // The volumes restore as they were, the dump left out of them (and of a dry run's diff).
         let target = App::created("dump-any-r", &["/srv/media"]);
+        let dry = dest.run(&[
+            "restore",
+            &target.name,
+            "--backup",
+            id,
+            "--from",
+            &url,
+            "--container",
+            &app.name,
+            "--dry-run",
+            "--json",
+        ]);
+        let dry = json(&dry.ok());
+        assert_eq!(dry["paths"][0]["add_total"], 2, "{dry}");
         let r = dest.run(&[
             "restore",
             &target.name,
@@ -474,4 +593,173 @@ fn dumps_ride_along_incremental_and_engine_endpoint_backups() {
         restore_db(&dest, &[id, "--command", "cat > /tmp/loaded"]).ok();
         assert_eq!(db.sh("cat /tmp/loaded"), format!("{text}\n"));
     }
+}
+
+#[test]
+fn a_config_job_streams_its_dumps_and_a_bad_one_is_named() {
+    let db = App::running("dump-job", &[]);
+    let app = App::running("dump-job-app", &["/srv/media"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("backups");
+    let job = |dumps: &str| {
+        common::local_config(
+            tmp.path(),
+            &dest,
+            &format!(
+                "[jobs.media]\ncontainer = \"{}\"\ndestinations = [\"local\"]\ndumps = [{dumps}]\n",
+                app.name
+            ),
+        )
+    };
+    let cfg = job(&format!("\"{}:exec:echo from the job\"", db.name));
+    common::dockyard(&["run", "--config", cfg.to_str().unwrap()]).ok();
+    let listed = common::list(&dest);
+    assert_eq!(
+        listed[0]["dumps"][0]["container"],
+        db.name.as_str(),
+        "{listed:?}"
+    );
+    let cfg = job("\"db:postgres:no;way\"");
+    let r = common::dockyard(&["config", "check", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("job \"media\": dumps:"), "{}", r.stderr);
+}
+
+/// Whoever holds the store replaces the first dump of backup `m` at the local `dest` with `dump`
+/// and fixes every checksum and size the manifest has (the archive's and the dump's own).
+fn forge_dump(dest: &Dest, m: &Value, dump: &[u8]) {
+    let name = m["archive"].as_str().unwrap();
+    let tar = zstd::decode_all(&dest.read(name)[..]).unwrap();
+    let mut forged = tar::Builder::new(Vec::new());
+    for (i, entry) in tar::Archive::new(&tar[..]).entries().unwrap().enumerate() {
+        let mut entry = entry.unwrap();
+        let mut header = entry.header().clone();
+        if i == 0 {
+            header.set_size(dump.len() as u64);
+            header.set_cksum();
+            forged.append(&header, dump).unwrap();
+        } else {
+            let mut data = Vec::new();
+            std::io::Read::read_to_end(&mut entry, &mut data).unwrap();
+            forged.append(&header, &data[..]).unwrap();
+        }
+    }
+    let forged = forged.into_inner().unwrap();
+    let zst = zstd::encode_all(&forged[..], 3).unwrap();
+    dest.replace(name, &zst);
+    let mut fixed = m.clone();
+    fixed["sha256"] = Value::from(hex::encode(sha2::Sha256::digest(&zst)));
+    fixed["size"] = Value::from(zst.len());
+    fixed["tar_bytes"] = Value::from(forged.len());
+    fixed["dumps"][0]["sha256"] = Value::from(hex::encode(sha2::Sha256::digest(dump)));
+    fixed["dumps"][0]["size"] = Value::from(dump.len());
+    let id = m["id"].as_str().unwrap();
+    dest.replace(
+        &format!("{id}.json"),
+        &serde_json::to_vec_pretty(&fixed).unwrap(),
+    );
+}
+
+#[test]
+fn a_forged_dump_cannot_reach_a_shell_another_database_or_another_file() {
+    let pg = server("pg-shell", "run-postgres", &[]);
+    let maria = server("maria-shell", "run-mariadb", &[]);
+    let app = App::running("shell-app", &["/srv/media"]);
+    docker(&["exec", "-u", "postgres", &pg.name, "createdb", "app"]);
+    psql(
+        &pg,
+        "app",
+        "create table keep (v text); insert into keep values ('kept')",
+    );
+    mariadb(&maria, "create database shop; create table shop.keep (v text); insert into shop.keep values ('kept')");
+    pg.sh("sqlite3 /tmp/app.db 'create table keep (v text)'");
+    let dest = Dest::local();
+    let cases = [
+        (
+            format!("{}:postgres:app", pg.name),
+            "\\! touch /tmp/pwned\n\\connect app\nDROP TABLE keep;\n",
+            "fresh",
+        ),
+        (
+            format!("{}:mariadb:shop", maria.name),
+            "system touch /tmp/pwned\nCREATE TABLE t (x int);\n",
+            "fresh",
+        ),
+        (
+            format!("{}:sqlite:/tmp/app.db", pg.name),
+            ".shell touch /tmp/pwned\nATTACH '/tmp/other.db' AS o;\nCREATE TABLE o.t (x);\n",
+            "/tmp/fresh.db",
+        ),
+    ];
+    for (spec, sql, target) in cases {
+        let done = backup(&dest, &app, &[&spec]);
+        let m = &done["backup"];
+        forge_dump(&dest, m, sql.as_bytes());
+        let id = m["id"].as_str().unwrap();
+        let r = restore_db(&dest, &[id, "--database", target]);
+        assert_ne!(r.code, 0, "{spec}: {}", r.stdout);
+        for c in [&pg, &maria] {
+            let left = c.root_sh("ls /tmp/pwned /tmp/other.db 2>/dev/null || true");
+            assert_eq!(left, "", "{spec}: {}", r.stderr);
+        }
+    }
+    assert_eq!(psql(&pg, "app", "select v from keep"), "kept\n");
+    let dbs = psql(
+        &pg,
+        "postgres",
+        "select datname from pg_database order by 1",
+    );
+    assert!(
+        !dbs.contains("fresh") && !dbs.contains("dockyard_"),
+        "{dbs}"
+    );
+    assert_eq!(mariadb(&maria, "select v from shop.keep"), "kept\n");
+    assert_eq!(
+        pg.sh("ls /tmp/fresh.db /tmp/fresh.db.dockyard-restore 2>/dev/null || true"),
+        ""
+    );
+}
+
+#[test]
+fn a_mysql_load_cut_short_leaves_the_database_as_it_was() {
+    let db = server("maria-cut", "run-mariadb", &[]);
+    let app = App::running("maria-cut-app", &["/srv/media"]);
+    mariadb(
+        &db,
+        "create database shop; use shop; create table notes (id int primary key, body text);
+         insert into notes select seq, repeat(md5(seq), 20) from seq_1_to_20000;",
+    );
+    let dest = Dest::local();
+    let done = backup(&dest, &app, &[&format!("{}:mariadb:shop", db.name)]);
+    let m = &done["backup"];
+    assert!(m["dumps"][0]["size"].as_u64().unwrap() > 4 << 20, "{m}");
+    let id = m["id"].as_str().unwrap();
+    let url = dest.url();
+    // Into a database that is not there: killed with part of the dump loaded, the load ends
+    // at a statement's end without the line dockyard's framing adds last, and is undone.
+    let mut run = common::fault::Faulted::start(
+        &["restore-db", id, "--from", &url, "--database", "cut"],
+        "dump-loading",
+        &[],
+    );
+    run.reached("dump-loading");
+    run.signal("KILL");
+    run.finish();
+    common::wait_until(
+        "the load to end",
+        std::time::Duration::from_secs(120),
+        || {
+            db.sh("cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' ' '")
+                .split("dockyard-mysql")
+                .count()
+                == 1
+        },
+    );
+    let dbs = mariadb(&db, "show databases");
+    assert!(!dbs.lines().any(|l| l == "cut"), "{dbs}");
+    restore_db(&dest, &[id, "--database", "cut"]).ok();
+    assert_eq!(
+        mariadb(&db, "select count(*), sum(length(body)) from cut.notes"),
+        "20000\t12800000\n"
+    );
 }

@@ -28,7 +28,7 @@ fn bash_parses_the_completion_script_and_it_completes_subcommands() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(replies.trim(), "restore", "{replies}");
+    assert_eq!(replies.trim(), "restore\nrestore-db", "{replies}");
     let bad = dockyard(&["completions", "tcsh"]);
     assert_eq!(bad.code, 2, "{}", bad.stderr);
 }

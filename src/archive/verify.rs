@@ -34,9 +34,20 @@ pub struct Expect {
     /// stored bytes, checked on the host where they are read (`ops::key`), not here.
     #[serde(default)]
     pub sealed: bool,
-    /// The names of the database dumps' parts, which come first in the archive, in order.
+    /// The database dumps, which come first in the archive, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub dumps: Vec<String>,
+    pub dumps: Vec<DumpExpect>,
+}
+
+/// What a manifest promises of one database dump: its parts, in order, and their bytes joined.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DumpExpect {
+    /// Its parts' names.
+    pub parts: Vec<String>,
+    /// SHA-256 of its bytes, hex.
+    pub sha256: String,
+    /// Its bytes.
+    pub size: u64,
 }
 
 impl Expect {
@@ -50,7 +61,15 @@ impl Expect {
             entries: manifest.entries,
             paths: manifest.paths.iter().map(|p| p.path.clone()).collect(),
             sealed: false,
-            dumps: manifest.dumps.iter().flat_map(|d| d.part_names()).collect(),
+            dumps: manifest
+                .dumps
+                .iter()
+                .map(|d| DumpExpect {
+                    parts: d.part_names(),
+                    sha256: d.sha256.clone(),
+                    size: d.size,
+                })
+                .collect(),
         }
     }
 }
@@ -109,8 +128,8 @@ pub fn check(
     check_each(archive, expect, visit, |_, _| Ok(()))
 }
 
-/// As [`check`], handing each part of the database dumps (by its index in `expect.dumps`) with a
-/// reader of its data to `visit_dump`; entries of the paths go to `visit`.
+/// As [`check`], handing each part of the database dumps (with the index of its dump in
+/// `expect.dumps`) with a reader of its data to `visit_dump`; entries of the paths go to `visit`.
 pub fn check_each(
     archive: impl Read,
     expect: &Expect,
@@ -221,7 +240,7 @@ struct Walked {
 fn walk(
     reader: impl Read,
     paths: &[String],
-    dumps: &[String],
+    dumps: &[DumpExpect],
     mut visit: impl FnMut(Checked, &mut dyn Read) -> io::Result<()>,
     mut visit_dump: impl FnMut(usize, &mut dyn Read) -> io::Result<()>,
 ) -> io::Result<Walked> {
@@ -238,8 +257,8 @@ fn walk(
     let mut roots: Vec<Option<(Kind, RootMeta)>> = vec![None; prefixes.len()];
     // The last entry's name, shown: what a refused header came after.
     let mut name = String::new();
-    // The next database dump part the archive must hold (they come first, in order).
-    let mut next_dump = 0;
+    // Where the walk is in the database dumps (they come first, in order).
+    let mut cursor = DumpCursor::new(dumps);
     {
         let mut archive = super::guard::archive(&mut counted);
         let iter = archive
@@ -257,21 +276,27 @@ fn walk(
                     d.key, d.pax, d.header
                 )));
             }
-            if let Some(part) = dumps.get(next_dump) {
-                if meta.name != part.as_bytes() || meta.kind != Kind::File {
+            if let Some(part) = cursor.expected() {
+                let size = entry.size();
+                if meta.name != part.as_bytes()
+                    || meta.kind != Kind::File
+                    || size > crate::dumps::PART_SIZE as u64
+                {
                     return Err(invalid(format!(
-                        "entry {:?} ({:?}) is not the database dump part {part:?} its manifest lists there",
+                        "entry {:?} ({:?}, {size} bytes) is not the database dump part {part:?} its manifest lists there",
                         show(&meta.name),
                         meta.kind
                     )));
                 }
                 name = show(&meta.name);
-                let size = entry.size();
                 let mut data = CountRead {
-                    inner: &mut entry,
+                    inner: HashRead {
+                        inner: &mut entry,
+                        hash: &mut cursor.hash,
+                    },
                     count: 0,
                 };
-                visit_dump(next_dump, &mut data)?;
+                visit_dump(cursor.dump, &mut data)?;
                 io::copy(&mut data, &mut io::sink())
                     .map_err(|e| invalid(format!("corrupt data in {name:?}: {e}")))?;
                 if data.count != size {
@@ -280,7 +305,7 @@ fn walk(
                         data.count
                     )));
                 }
-                next_dump += 1;
+                cursor.advance(size).map_err(invalid)?;
                 entries += 1;
                 continue;
             }
@@ -350,7 +375,7 @@ fn walk(
             entries += 1;
         }
     }
-    if let Some(part) = dumps.get(next_dump) {
+    if let Some(part) = cursor.expected() {
         return Err(invalid(format!(
             "the archive ends before the database dump part {part:?} its manifest lists"
         )));
@@ -366,6 +391,83 @@ fn walk(
         privileged_xattrs,
         roots,
     })
+}
+
+/// Where a walk is in the database dumps an archive begins with, and the running hash of the
+/// current one.
+struct DumpCursor<'a> {
+    dumps: &'a [DumpExpect],
+    dump: usize,
+    part: usize,
+    hash: sha2::Sha256,
+    size: u64,
+}
+
+impl<'a> DumpCursor<'a> {
+    fn new(dumps: &'a [DumpExpect]) -> Self {
+        let mut cursor = DumpCursor {
+            dumps,
+            dump: 0,
+            part: 0,
+            hash: sha2::Digest::new(),
+            size: 0,
+        };
+        cursor.skip_empty();
+        cursor
+    }
+
+    /// The name of the next part the archive must hold, if any is left.
+    fn expected(&self) -> Option<&'a str> {
+        let dumps = self.dumps;
+        dumps.get(self.dump).map(|d| d.parts[self.part].as_str())
+    }
+
+    /// Counts a part of `size` bytes read; after a dump's last part, compares the dump with its
+    /// manifest.
+    fn advance(&mut self, size: u64) -> Result<(), String> {
+        self.size += size;
+        self.part += 1;
+        let d = &self.dumps[self.dump];
+        if self.part < d.parts.len() {
+            return Ok(());
+        }
+        let hash = std::mem::replace(&mut self.hash, sha2::Digest::new());
+        let sha256 = hex::encode(sha2::Digest::finalize(hash));
+        if sha256 != d.sha256 || self.size != d.size {
+            let entry = d.parts[0].rsplit_once('.').map_or("", |(e, _)| e);
+            return Err(format!(
+                "database dump {entry} does not match its manifest: manifest says sha256 {} and {} bytes, the archive holds {sha256} and {}",
+                d.sha256, d.size, self.size
+            ));
+        }
+        (self.dump, self.part, self.size) = (self.dump + 1, 0, 0);
+        self.skip_empty();
+        Ok(())
+    }
+
+    fn skip_empty(&mut self) {
+        while self
+            .dumps
+            .get(self.dump)
+            .is_some_and(|d| d.parts.is_empty())
+        {
+            self.dump += 1;
+        }
+    }
+}
+
+/// Hashes what is read through it.
+struct HashRead<'h, R> {
+    inner: R,
+    hash: &'h mut sha2::Sha256,
+}
+
+impl<R: Read> Read for HashRead<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        sha2::Digest::update(self.hash, &buf[..n]);
+        Ok(n)
+    }
 }
 
 struct CountRead<R> {
@@ -418,11 +520,20 @@ mod tests {
         (zst, m)
     }
 
-    /// [`archive`] with `dumps` (their part names) listed first in its `Expect`.
+    /// A dump of one (empty) part named `name`, as a manifest lists it.
+    fn empty_dump(parts: &[&str]) -> DumpExpect {
+        DumpExpect {
+            parts: parts.iter().map(|p| p.to_string()).collect(),
+            sha256: hex::encode(Sha256::digest(b"")),
+            size: 0,
+        }
+    }
+
+    /// [`archive`] with `dumps` (each one empty part) listed first in its `Expect`.
     fn with_dumps(entries: &[(&str, Option<&str>)], dumps: &[&str]) -> (Vec<u8>, Expect) {
         let (zst, m) = archive(entries);
         let mut expect = Expect::of(&m);
-        expect.dumps = dumps.iter().map(|d| d.to_string()).collect();
+        expect.dumps = dumps.iter().map(|d| empty_dump(&[d])).collect();
         (zst, expect)
     }
 
@@ -451,7 +562,7 @@ mod tests {
         assert!(verify(&zst[..], &expect)
             .unwrap_err()
             .contains("outside every path"));
-        expect.dumps = vec![part.into(), "dumps/db/app.sql.00001".into()];
+        expect.dumps = vec![empty_dump(&[part, "dumps/db/app.sql.00001"])];
         assert!(verify(&zst[..], &expect)
             .unwrap_err()
             .contains("not the database dump part \"dumps/db/app.sql.00001\""));
@@ -461,6 +572,14 @@ mod tests {
             .contains("not the database dump part"));
         let (zst, expect) = with_dumps(&[(part, Some("x"))], &[part]);
         assert!(verify(&zst[..], &expect).unwrap_err().contains("Symlink"));
+        // Its bytes are checked against the manifest's sha256 and size.
+        let (zst, mut expect) = with_dumps(&[(part, None), ("srv/media/a", None)], &[part]);
+        expect.dumps[0].sha256 = "0".repeat(64);
+        let err = verify(&zst[..], &expect).unwrap_err();
+        assert!(
+            err.contains("database dump dumps/db/app.sql does not match its manifest"),
+            "{err}"
+        );
     }
 
     #[test]

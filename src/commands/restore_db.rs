@@ -14,10 +14,11 @@ pub async fn run(ctx: &Ctx, s: RestoreDbSettings) -> Result<()> {
         ctx.json(&done);
         return Ok(());
     }
-    let target = done
-        .target
-        .clone()
-        .unwrap_or_else(|| "its default database".into());
+    let target = match (&done.target, done.kind.as_str()) {
+        (Some(t), _) => t.clone(),
+        (None, "exec") => "the command given".into(),
+        (None, _) => "its default database".into(),
+    };
     let before = done
         .target_before
         .as_deref()

@@ -235,7 +235,20 @@ impl Running {
         let buf = self.stderr.lock().expect("not poisoned");
         let text = String::from_utf8_lossy(&buf.buf);
         let lines: Vec<&str> = text.trim_end().lines().collect();
-        lines[lines.len().saturating_sub(5)..].join("\n")
+        // What a hostile container wrote reaches terminals, logs and notifications: its
+        // control characters (escape sequences) are shown, not sent.
+        lines[lines.len().saturating_sub(5)..]
+            .iter()
+            .map(|l| {
+                l.chars()
+                    .map(|c| match c.is_control() {
+                        true => c.escape_default().to_string(),
+                        false => c.to_string(),
+                    })
+                    .collect::<String>()
+            })
+            .collect::<Vec<_>>()
+            .join(" | ")
     }
 }
 
@@ -301,6 +314,11 @@ impl Engine {
             stderr,
         };
         Ok((running, Box::pin(stdout), stdin.then_some(input)))
+    }
+
+    /// How long a script helper (and a dump's silence) may last: `--helper-timeout`.
+    pub fn helper_timeout(&self) -> std::time::Duration {
+        self.helper_timeout
     }
 
     /// The exit code of `running`, once its output ended (asked again while the engine still

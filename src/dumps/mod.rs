@@ -6,6 +6,7 @@
 //! dump is stored as parts of at most [`PART_SIZE`] bytes, each held in memory once:
 //! `dumps/<container>/<file>.00000`, `.00001`, …, which `cat` joins in name order.
 
+pub mod load;
 pub mod read;
 pub mod spec;
 pub mod stream;

@@ -117,8 +117,13 @@ const SYNTAX: &str = "CONTAINER:postgres[:DB], CONTAINER:mysql[:DB], CONTAINER:m
 impl FromStr for DumpSpec {
     type Err = String;
 
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (container, rest) = s
+    fn from_str(given: &str) -> Result<Self, Self::Err> {
+        // Errors show what was given, but never an `exec` command (it may hold a password).
+        let s = &match given.split_once(":exec:") {
+            Some((c, _)) => format!("{c}:exec:…"),
+            None => given.to_string(),
+        };
+        let (container, rest) = given
             .split_once(':')
             .ok_or_else(|| format!("{s:?} is not a dump: give {SYNTAX}"))?;
         if !is_container_name(container) {
@@ -267,6 +272,11 @@ mod tests {
     fn a_command_is_never_shown() {
         let spec = parse("db:exec:mysqldump -psecret").unwrap();
         assert!(!spec.to_string().contains("secret"));
+        let err = parse("d b:exec:mysqldump -psecret").unwrap_err();
+        assert!(
+            err.contains("d b:exec:…") && !err.contains("secret"),
+            "{err}"
+        );
     }
 
     #[test]

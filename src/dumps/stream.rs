@@ -109,6 +109,22 @@ impl Dumper {
                 false,
             ))
             .map_err(|e| failed(e.to_string()))?;
+        // A dump that writes nothing for --helper-timeout fails, as a hung helper would.
+        let idle = self.engine.helper_timeout();
+        let stdout = futures_util::stream::unfold(stdout, move |mut s| async move {
+            use futures_util::StreamExt;
+            match tokio::time::timeout(idle, s.next()).await {
+                Ok(Some(item)) => Some((item, s)),
+                Ok(None) => None,
+                Err(_) => Some((
+                    Err(io::Error::other(format!(
+                        "it wrote nothing for {} (--helper-timeout)",
+                        humantime::format_duration(idle)
+                    ))),
+                    s,
+                )),
+            }
+        });
         let stdout = ReadAhead::new(self.handle.clone(), stdout);
         let mut reader = CountingReader::new(stdout, self.read.clone().unwrap_or_default());
         let file = spec.file();
@@ -141,6 +157,10 @@ impl Dumper {
             tar.append(&meta, &mut &buf[..n])?;
             sha.update(&buf[..n]);
             (parts, size) = (parts + 1, size + n as u64);
+            // Tests stop a backup here, a dump's first part in the archive, the tool still running.
+            if parts == 1 {
+                crate::fault::point_blocking("dump-part-written");
+            }
             if n < buf.len() {
                 break Ok(());
             }
@@ -156,6 +176,9 @@ impl Dumper {
             (Ok(()), Err(e)) => return Err(failed(e.to_string())),
             (Ok(()), Ok(0)) => {}
             (Ok(()), Ok(code)) => return Err(failed(format!("exit code {code}; {said}"))),
+        }
+        if size == 0 {
+            tracing::warn!(dump = %spec, "the dump is empty: its tool wrote nothing on stdout and exited 0");
         }
         Ok(DumpRecord {
             container: spec.container.clone(),

@@ -260,8 +260,17 @@ fn backup(
         }),
         identities: a.incremental.identities,
         dumps: {
-            crate::dumps::spec::check_unique(&a.dumps).map_err(Failure::usage)?;
-            a.dumps
+            // Parsed here, not by clap, which would echo a refused value (an `exec` command
+            // may hold a password).
+            let mut dumps = Vec::new();
+            for d in &a.dumps {
+                dumps.push(
+                    d.parse::<crate::dumps::DumpSpec>()
+                        .map_err(|e| Failure::usage(format!("--dump: {e}")))?,
+                );
+            }
+            crate::dumps::spec::check_unique(&dumps).map_err(Failure::usage)?;
+            dumps
         },
     })
 }

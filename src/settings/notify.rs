@@ -79,7 +79,8 @@ pub fn lower(
 
 /// The program's command line `args` (its own name first) as a person runs it again by hand:
 /// shell-quoted, without `--config` and the `--notify-*` options, which only say where to notify
-/// (so the run by hand notifies no one).
+/// (so the run by hand notifies no one). Commands that may hold a password (an `exec:` dump,
+/// `restore-db --command`) are shown as `…`.
 pub fn rerun(args: impl IntoIterator<Item = String>) -> String {
     let mut out = vec!["dockyard".to_string()];
     let mut args = args.into_iter().skip(1);
@@ -92,6 +93,20 @@ pub fn rerun(args: impl IntoIterator<Item = String>) -> String {
             if !inline_value && name != "--notify-on-success" {
                 args.next();
             }
+            continue;
+        }
+        if name == "--dump" || name == "--command" {
+            let value = match inline_value {
+                true => arg.split_once('=').map(|(_, v)| v.to_string()),
+                false => args.next(),
+            };
+            let shown = match (name, value) {
+                ("--dump", Some(v)) => v
+                    .parse::<crate::dumps::DumpSpec>()
+                    .map_or_else(|_| "…".to_string(), |d| d.to_string()),
+                _ => "…".to_string(),
+            };
+            out.extend([name.to_string(), shown]);
             continue;
         }
         out.push(arg);
@@ -114,6 +129,24 @@ mod tests {
         assert_eq!(
             args("backup web --to /b --notify-webhook https://h/T0KEN --notify-on-success --config /etc/d.toml -q"),
             "dockyard backup web --to /b -q"
+        );
+        let given = |line: &[&str]| rerun(line.iter().map(|a| a.to_string()));
+        assert_eq!(
+            given(&[
+                "dockyard",
+                "backup",
+                "web",
+                "--dump",
+                "db:postgres:app",
+                "--dump=db:exec:mysqldump -pS3cret",
+                "--dump",
+                "not a spec -pS3cret"
+            ]),
+            "dockyard backup web --dump db:postgres:app --dump db:exec:… --dump …"
+        );
+        assert_eq!(
+            given(&["dockyard", "restore-db", "--command", "mysql -pS3cret"]),
+            "dockyard restore-db --command …"
         );
         assert_eq!(
             args("prune --to=s3://b/p --notify-slack=https://h/T --config=/x --keep-last 3 --notify-email-to a@b"),

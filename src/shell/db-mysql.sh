@@ -4,10 +4,13 @@
 # the socket), handed to the tools as MYSQL_PWD, never on a command line, and never leave it.
 #   dump DB         a dump of DB (empty: MARIADB_DATABASE or MYSQL_DATABASE) on stdout
 #   probe DB        prints `absent`, `empty` or `tables N`
-#   load DB FORCE   creates DB if absent and reads a dump on stdin into it; refused (exit 3) if DB
-#                   holds tables and FORCE is not `force`, else with `force` DB is emptied first
-#                   (MySQL cannot rename a database). If the load fails, DB is left as it was when
-#                   it was absent or empty, and empty when it was replaced.
+#   load DB FORCE   creates DB if absent and reads a dump on stdin into it (the client in its
+#                   sandbox where it has one); refused (exit 3) if DB holds tables and FORCE is not
+#                   `force`, else with `force` DB is emptied first (MySQL cannot rename a
+#                   database). The load counts only if the client printed the line dockyard's
+#                   framing asks for last (so a dump cut short at a statement's end is not kept);
+#                   else DB is left as it was when it was absent or empty, and empty when it was
+#                   replaced.
 #   promote DB      nothing (the load went into DB itself)
 #   discard DB WAS  undoes a load whose dump turned out damaged: DB dropped, and created again
 #                   empty unless WAS is `absent`
@@ -39,6 +42,14 @@ if [ -n "$pass" ]; then
 fi
 client=mysql
 if command -v mariadb >/dev/null 2>&1; then client=mariadb; fi
+# Loads run with the client's shell and file commands (`system`, `\!`, `source`, `tee`) off where
+# it can: MariaDB's --sandbox, MySQL's --system-command=OFF.
+guard=
+if "$client" --help 2>/dev/null | grep -q -e '--sandbox'; then
+  guard=--sandbox
+elif "$client" --help 2>/dev/null | grep -q -e '--system-command'; then
+  guard=--system-command=OFF
+fi
 dumper=mysqldump
 if command -v mariadb-dump >/dev/null 2>&1; then dumper=mariadb-dump; fi
 sql() { "$client" --user="$user" -N -B "$@"; }
@@ -73,7 +84,8 @@ load)
     sql -e "drop database \`$db\`"
   fi
   sql -e "create database if not exists \`$db\`"
-  if ! sql "$db" >/dev/null; then
+  last=$({ "$client" $guard --user="$user" -N -B "$db" || echo dockyard-load-failed; } | tail -n 1)
+  if [ "$last" != dockyard-load-complete ]; then
     undo "$state"
     echo "$0: the dump did not load; database $db is $([ "$state" = absent ] && echo absent || echo empty) again" >&2
     exit 1

@@ -2,8 +2,9 @@
 # user, with the `sqlite3` tool or else Python's sqlite3 module.
 #   dump FILE         a `.dump` of FILE, read in one transaction, on stdout
 #   probe FILE        prints `absent`, `empty` or `tables N`
-#   load FILE FORCE   reads a dump on stdin into a new file beside FILE (FILE is not touched);
-#                     refused (exit 3) if FILE holds tables and FORCE is not `force`
+#   load FILE FORCE   reads a dump on stdin into a new file beside FILE (FILE is not touched),
+#                     with sqlite3 -safe (no .shell, ATTACH or file functions) or Python with
+#                     ATTACH denied; refused (exit 3) if FILE holds tables and FORCE is not `force`
 #   promote FILE FORCE  renames the loaded file over FILE (the same refusal, checked again)
 #   discard FILE      removes the loaded file
 set -eu
@@ -64,10 +65,12 @@ load)
   rm -f "$tmp"
   loaded=0
   if have sqlite3; then
-    sqlite3 -bail "$tmp" >/dev/null || loaded=$?
+    sqlite3 -safe -bail "$tmp" >/dev/null || loaded=$?
   else
     python3 -c 'import sqlite3, sys
 c = sqlite3.connect(sys.argv[1])
+deny = (sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH)
+c.set_authorizer(lambda action, *rest: sqlite3.SQLITE_DENY if action in deny else sqlite3.SQLITE_OK)
 c.executescript(sys.stdin.read())
 c.commit()' "$tmp" || loaded=$?
   fi

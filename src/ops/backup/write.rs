@@ -1,6 +1,8 @@
 //! Writing one archive into a destination: through the agent in a helper when it can run there,
 //! else through the engine's archive endpoint and the host's packer.
 
+use std::io::Read;
+
 use anyhow::{Context, Result};
 
 use super::paths::nested_mounts;
@@ -167,37 +169,65 @@ async fn through_agent(
         read: job.progress.read.clone(),
         total: job.progress.total.clone(),
     };
-    let (packing, archive) = match host::start_pack(
-        job.engine, job.info, job.image, &pack_job, counters, parent,
-    )
-    .await
-    {
-        Ok(p) => p,
-        Err(why) => return Ok(Err(why)),
-    };
-    tracing::info!(container = %job.info.name, "backing up through dockyard's agent in the helper");
-    let sink = match job.sink().await {
-        Ok(sink) => sink,
-        Err(e) => {
-            packing.abandon().await;
-            return Err(e.into());
+    let start = || host::start_pack(job.engine, job.info, job.image, &pack_job, counters, parent);
+    let written = job.progress.written.clone();
+    let (streamed, packing) = match job.dumps.clone() {
+        None => {
+            let (packing, archive) = match start().await {
+                Ok(p) => p,
+                Err(why) => return Ok(Err(why)),
+            };
+            tracing::info!(container = %job.info.name, "backing up through dockyard's agent in the helper");
+            let sink = match job.sink().await {
+                Ok(sink) => sink,
+                Err(e) => {
+                    packing.abandon().await;
+                    return Err(e.into());
+                }
+            };
+            let mut reader = CountingReader::new(source_of(archive), written);
+            let streamed = sink
+                .stream(move |mut writer| {
+                    let n = crate::pipeline::streams::copy_chunks(&mut reader, &mut writer)?;
+                    Ok(((n, Dumped::default()), writer))
+                })
+                .await;
+            (streamed, packing)
+        }
+        // The agent starts once the dumps are in the archive: the volumes are read after every
+        // dump's snapshot, so each row a dump holds finds its upload in the backup.
+        Some(dumps) => {
+            let sink = job.sink().await?;
+            let (dumped_tx, dumped_rx) = tokio::sync::oneshot::channel::<()>();
+            let (source_tx, source_rx) = std::sync::mpsc::sync_channel::<Box<dyn Read + Send>>(1);
+            let streaming = sink.stream(move |writer| {
+                let (dumped, mut writer) = dumps.write(writer)?;
+                let _ = dumped_tx.send(());
+                let source = source_rx
+                    .recv()
+                    .map_err(|_| std::io::Error::other("dockyard's agent did not start"))?;
+                let mut reader = CountingReader::new(source, written);
+                let n = crate::pipeline::streams::copy_chunks(&mut reader, &mut writer)?;
+                Ok(((n, dumped), writer))
+            });
+            let starting = async move {
+                dumped_rx.await.ok()?;
+                Some(start().await.map(|(packing, archive)| {
+                    tracing::info!(container = %job.info.name, "backing up through dockyard's agent in the helper");
+                    let _ = source_tx.send(source_of(archive));
+                    packing
+                }))
+            };
+            match tokio::join!(streaming, starting) {
+                // The dumps failed (the stream says why) before the agent was started.
+                (Err(broken), None) => return Err(broken_error(job, broken)),
+                (Ok(_), None) => unreachable!("the dumps end before the stream does"),
+                // The agent could not run: the upload is aborted; the engine's endpoint takes over.
+                (_, Some(Err(why))) => return Ok(Err(why)),
+                (streamed, Some(Ok(packing))) => (streamed, packing),
+            }
         }
     };
-    let source: Box<dyn std::io::Read + Send> = match archive {
-        Archive::Attach(stream) => {
-            Box::new(ReadAhead::new(tokio::runtime::Handle::current(), stream))
-        }
-        Archive::Pipe(path) => Box::new(crate::agent::pipe::Reader::new(path)),
-    };
-    let mut reader = CountingReader::new(source, job.progress.written.clone());
-    let dumps = job.dumps.clone();
-    let streamed = sink
-        .stream(move |writer| {
-            let (dumped, mut writer) = dump_first(dumps.as_deref(), writer)?;
-            let n = crate::pipeline::streams::copy_chunks(&mut reader, &mut writer)?;
-            Ok(((n, dumped), writer))
-        })
-        .await;
     let what = || format!("back up container {:?} through the agent", job.info.name);
     // The agent's byte count is checked against what it says it sent; the manifest records the
     // stored bytes (the same, unless a transform changes them).
@@ -205,21 +235,7 @@ async fn through_agent(
         Ok(done) => done,
         Err(broken) => {
             packing.abandon().await;
-            return Err(match broken {
-                Broken::Destination(e) => anyhow::Error::from(e).context(format!(
-                    "backup of {} to {}",
-                    job.info.name,
-                    job.dest.describe()
-                )),
-                Broken::Producer(e) if DumpFailed::of(&e).is_some() => {
-                    anyhow::anyhow!("backup of {}: {e}", job.info.name)
-                }
-                Broken::Producer(e) => DockerError::Api {
-                    action: what(),
-                    message: e.to_string(),
-                }
-                .into(),
-            });
+            return Err(broken_error(job, broken));
         }
     };
     let (upload, size, sha256) = (sealed.upload, sealed.size, sealed.sha256);
@@ -253,6 +269,42 @@ async fn through_agent(
             upload.abort().await;
             Err(e.into())
         }
+    }
+}
+
+/// A backup whose dump failed: a command in a container failed (exit 3, as a helper's would).
+fn dump_failed(container: &str, e: &std::io::Error) -> anyhow::Error {
+    crate::error::Failure::new(
+        crate::error::Category::Docker,
+        format!("backup of {container}: {e}"),
+    )
+    .into()
+}
+
+/// The archive from the agent, as a reader.
+fn source_of(archive: Archive) -> Box<dyn Read + Send> {
+    match archive {
+        Archive::Attach(stream) => {
+            Box::new(ReadAhead::new(tokio::runtime::Handle::current(), stream))
+        }
+        Archive::Pipe(path) => Box::new(crate::agent::pipe::Reader::new(path)),
+    }
+}
+
+/// The error of a backup through the agent whose stream broke.
+fn broken_error(job: &Job<'_>, broken: Broken) -> anyhow::Error {
+    match broken {
+        Broken::Destination(e) => anyhow::Error::from(e).context(format!(
+            "backup of {} to {}",
+            job.info.name,
+            job.dest.describe()
+        )),
+        Broken::Producer(e) if DumpFailed::of(&e).is_some() => dump_failed(&job.info.name, &e),
+        Broken::Producer(e) => DockerError::Api {
+            action: format!("back up container {:?} through the agent", job.info.name),
+            message: e.to_string(),
+        }
+        .into(),
     }
 }
 
@@ -312,7 +364,7 @@ async fn stream_archive(job: &Job<'_>, helper: &str) -> Result<Written> {
             Err(e).context(format!("backup of {} to {}", info.name, dest.describe()))
         }
         Err(Broken::Producer(e)) if DumpFailed::of(&e).is_some() => {
-            Err(anyhow::anyhow!("backup of {}: {e}", info.name))
+            Err(dump_failed(&info.name, &e))
         }
         Err(Broken::Producer(e)) => {
             let listed: Vec<&str> = paths.iter().map(|p| p.path.as_str()).collect();
