@@ -647,7 +647,7 @@ pub struct BackupArgs {
     /// the volumes are read; repeat for several. KIND: `postgres[:DB]`, `mysql[:DB]` or
     /// `mariadb[:DB]` (DB: default the one the container's environment names), `sqlite:PATH`
     /// (a file in that container), or `exec:COMMAND` (anything that writes a dump on stdout).
-    /// Stored as `dumps/CONTAINER/DB.sql.00000`, `.00001`, ... (parts of at most 16 MiB; `cat`
+    /// Stored as `dumps/CONTAINER/DB.sql.00000`, `.00001`, ... (parts of at most 8 MiB; `cat`
     /// joins them); `dockyard restore-db` loads one back. A dump that fails fails the backup.
     #[arg(long = "dump", value_name = "CONTAINER:KIND[:DB]")]
     pub dumps: Vec<String>,

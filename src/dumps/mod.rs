@@ -16,11 +16,11 @@ use serde::{Deserialize, Serialize};
 
 pub use spec::{DumpKind, DumpSpec};
 
-/// The largest part of a dump: the memory one dump holds. 16 MiB keeps a backup's peak RSS
-/// under 64 MiB with zstd's workers beside it (benches/dumps.sh).
-pub const PART_SIZE: usize = 16 << 20;
+/// The largest part of a dump: the memory one dump holds. 8 MiB keeps a backup's peak RSS
+/// under 64 MiB with zstd's workers beside it (16 MiB peaked at 60 MiB: benches/dumps.sh).
+pub const PART_SIZE: usize = 8 << 20;
 
-/// The digits of a part's number: 100,000 parts of 16 MiB, over 1.5 TiB, keep name order.
+/// The digits of a part's number: 100,000 parts of 8 MiB, over 780 GiB, keep name order.
 const PART_DIGITS: usize = 5;
 
 /// The most parts a dump may have.
