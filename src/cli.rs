@@ -644,7 +644,7 @@ pub struct BackupArgs {
 
     /// Stream a database dump into the archive, made by the database's own tool in its own
     /// running container (docker exec, credentials from that container's environment) before
-    /// the volumes are read; repeat for several. KIND: `postgres[:DB]`, `mysql[:DB]` or
+    /// the volumes are read; repeat for several. KIND: `postgres[:DB]` (or `postgresql`), `mysql[:DB]` or
     /// `mariadb[:DB]` (DB: default the one the container's environment names), `sqlite:PATH`
     /// (a file in that container), or `exec:COMMAND` (anything that writes a dump on stdout).
     /// Stored as `dumps/CONTAINER/DB.sql.00000`, `.00001`, ... (parts of at most 8 MiB; `cat`
@@ -897,8 +897,8 @@ pub struct RestoreDbArgs {
     #[arg(long, value_name = "COMMAND")]
     pub command: Option<String>,
 
-    /// Replace a target database that holds tables (PostgreSQL: once the new one loaded whole;
-    /// MySQL: emptied before the load, as it cannot rename a database).
+    /// Replace a target database (or SQLite file) that holds tables (PostgreSQL and SQLite: once
+    /// the new one loaded whole; MySQL: emptied before the load, as it cannot rename a database).
     #[arg(long)]
     pub force: bool,
 

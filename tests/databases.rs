@@ -718,6 +718,26 @@ fn a_forged_dump_cannot_reach_a_shell_another_database_or_another_file() {
         pg.sh("ls /tmp/fresh.db /tmp/fresh.db.dockyard-restore 2>/dev/null || true"),
         ""
     );
+
+    // A psql without restricted mode (before PostgreSQL 15.14 and its siblings) is refused,
+    // before anything is read or created.
+    pg.root_sh(
+        "printf '#!/bin/sh\\n/usr/bin/psql \"$@\" | sed s/restrict/r3strict/g\\n' > /usr/local/bin/psql && chmod 755 /usr/local/bin/psql",
+    );
+    let done = backup(&dest, &app, &[&format!("{}:postgres:app", pg.name)]);
+    let id = done["backup"]["id"].as_str().unwrap();
+    let r = restore_db(&dest, &[id, "--database", "fresh"]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("has no restricted mode"), "{}", r.stderr);
+    let dbs = psql(
+        &pg,
+        "postgres",
+        "select datname from pg_database order by 1",
+    );
+    assert!(
+        !dbs.contains("fresh") && !dbs.contains("dockyard_"),
+        "{dbs}"
+    );
 }
 
 #[test]
@@ -762,4 +782,31 @@ fn a_mysql_load_cut_short_leaves_the_database_as_it_was() {
         mariadb(&db, "select count(*), sum(length(body)) from cut.notes"),
         "20000\t12800000\n"
     );
+}
+
+#[test]
+fn postgres_s_default_database_the_maintenance_one_comes_back() {
+    // No POSTGRES_DB in this image's environment: `--dump C:postgres` dumps the user's own
+    // database, `postgres`, which a load can only replace from another one.
+    let db = server("pg-default", "run-postgres", &[]);
+    let app = App::running("pg-default-app", &["/srv/media"]);
+    psql(
+        &db,
+        "postgres",
+        "create table notes (v text); insert into notes values ('kept')",
+    );
+    let dest = Dest::local();
+    let done = backup(&dest, &app, &[&format!("{}:postgres", db.name)]);
+    let m = &done["backup"];
+    assert_eq!(m["dumps"][0]["file"], "default.sql");
+    let id = m["id"].as_str().unwrap();
+    psql(&db, "postgres", "drop table notes");
+    restore_db(&dest, &[id]).ok();
+    assert_eq!(psql(&db, "postgres", "select v from notes"), "kept\n");
+    let dbs = psql(
+        &db,
+        "template1",
+        "select datname from pg_database order by 1",
+    );
+    assert!(!dbs.contains("dockyard_"), "{dbs}");
 }

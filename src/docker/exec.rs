@@ -218,6 +218,8 @@ impl Engine {
 /// its exit code is asked once its output ended.
 pub struct Running {
     id: String,
+    /// The container it runs in, for messages.
+    container: String,
     stderr: std::sync::Arc<std::sync::Mutex<Bounded>>,
 }
 
@@ -233,23 +235,27 @@ impl Running {
     /// The last lines it wrote on standard error (its last [`TAIL`] bytes), trimmed.
     pub fn stderr_tail(&self) -> String {
         let buf = self.stderr.lock().expect("not poisoned");
-        let text = String::from_utf8_lossy(&buf.buf);
-        let lines: Vec<&str> = text.trim_end().lines().collect();
-        // What a hostile container wrote reaches terminals, logs and notifications: its
-        // control characters (escape sequences) are shown, not sent.
-        lines[lines.len().saturating_sub(5)..]
-            .iter()
-            .map(|l| {
-                l.chars()
-                    .map(|c| match c.is_control() {
-                        true => c.escape_default().to_string(),
-                        false => c.to_string(),
-                    })
-                    .collect::<String>()
-            })
-            .collect::<Vec<_>>()
-            .join(" | ")
+        last_lines(&String::from_utf8_lossy(&buf.buf))
     }
+}
+
+/// The last 5 lines of what a command in a container said, joined by ` | `, for a message. What
+/// a hostile container wrote reaches terminals, logs and notifications: its control characters
+/// (escape sequences) are shown, not sent.
+pub fn last_lines(text: &str) -> String {
+    let lines: Vec<&str> = text.trim_end().lines().collect();
+    lines[lines.len().saturating_sub(5)..]
+        .iter()
+        .map(|l| {
+            l.chars()
+                .map(|c| match c.is_control() {
+                    true => c.escape_default().to_string(),
+                    false => c.to_string(),
+                })
+                .collect::<String>()
+        })
+        .collect::<Vec<_>>()
+        .join(" | ")
 }
 
 impl Engine {
@@ -311,6 +317,7 @@ impl Engine {
         });
         let running = Running {
             id: exec.id,
+            container: container.to_string(),
             stderr,
         };
         Ok((running, Box::pin(stdout), stdin.then_some(input)))
@@ -324,7 +331,12 @@ impl Engine {
     /// The exit code of `running`, once its output ended (asked again while the engine still
     /// says it runs, for up to ten seconds).
     pub async fn exit_code(&self, running: &Running) -> Result<i64, DockerError> {
-        let what = || format!("ask how exec {} ended", running.id);
+        let what = || {
+            format!(
+                "say how a command in container {:?} ended (exec {})",
+                running.container, running.id
+            )
+        };
         for _ in 0..1000 {
             let inspect = self
                 .docker
@@ -338,7 +350,7 @@ impl Engine {
         }
         Err(DockerError::Api {
             action: what(),
-            message: "it still runs ten seconds after its output ended".into(),
+            message: "the command still runs ten seconds after its output ended".into(),
         })
     }
 }

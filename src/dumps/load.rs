@@ -24,6 +24,9 @@ pub struct Framing {
     passing: bool,
     /// pg_dump's own key, once its `\restrict` line went by.
     dump_key: Option<Vec<u8>>,
+    /// A line other than a comment or a blank one went by: pg_dump's `\restrict` comes before
+    /// any, so no later line is taken for it (a COPY row could read like one).
+    statements: bool,
 }
 
 impl Framing {
@@ -35,6 +38,7 @@ impl Framing {
             line: Vec::new(),
             passing: false,
             dump_key: None,
+            statements: false,
         }
     }
 
@@ -67,6 +71,7 @@ impl Framing {
                 if self.line.len() > LOOK {
                     out.append(&mut self.line);
                     self.passing = true;
+                    self.statements = true;
                 } else if newline.is_some() {
                     self.end_line(&mut out);
                 }
@@ -93,11 +98,14 @@ impl Framing {
         let line = std::mem::take(&mut self.line);
         let text = line.strip_suffix(b"\n").unwrap_or(&line);
         let text = text.strip_suffix(b"\r").unwrap_or(text);
-        if self.dump_key.is_none() {
+        if self.dump_key.is_none() && !self.statements {
             if let Some(key) = meta_key(text, b"\\restrict ") {
                 self.dump_key = Some(key.to_vec());
                 return;
             }
+        }
+        if !text.is_empty() && !text.starts_with(b"--") {
+            self.statements = true;
         }
         if let (Some(key), Some(mine)) = (meta_key(text, b"\\unrestrict "), &self.dump_key) {
             if key == mine.as_slice() {
@@ -156,6 +164,14 @@ mod tests {
         let (a, _) = framed(&pg, b"", 1, true);
         let (b, _) = framed(&pg, b"", 1, true);
         assert_ne!(a.restrict, b.restrict);
+    }
+
+    #[test]
+    fn only_a_restrict_line_before_any_statement_is_pg_dump_s() {
+        let pg = DumpKind::Postgres { db: None };
+        let dump = "SET x = 1;\nCOPY t (v) FROM stdin;\n\\restrict abc\n\\.\n";
+        let (_, out) = framed(&pg, dump.as_bytes(), 5, true);
+        assert!(String::from_utf8(out).unwrap().ends_with(dump));
     }
 
     #[test]

@@ -40,6 +40,11 @@ pub fn read_parts(
             )));
         }
         let size = entry.size();
+        if size > super::PART_SIZE as u64 {
+            return Err(invalid(format!(
+                "database dump part {want:?} holds {size} bytes, more than a part does"
+            )));
+        }
         let mut read = 0u64;
         loop {
             let n = entry

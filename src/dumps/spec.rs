@@ -118,10 +118,13 @@ impl FromStr for DumpSpec {
     type Err = String;
 
     fn from_str(given: &str) -> Result<Self, Self::Err> {
-        // Errors show what was given, but never an `exec` command (it may hold a password).
-        let s = &match given.split_once(":exec:") {
-            Some((c, _)) => format!("{c}:exec:…"),
-            None => given.to_string(),
+        // Errors show what was given, but never what follows a kind that is not one of the
+        // database kinds (an `exec` command, mistyped or not, may hold a password).
+        let s = &match given.splitn(3, ':').collect::<Vec<_>>()[..] {
+            [c, k, _] if !["postgres", "postgresql", "mysql", "mariadb", "sqlite"].contains(&k) => {
+                format!("{c}:{k}:…")
+            }
+            _ => given.to_string(),
         };
         let (container, rest) = given
             .split_once(':')
@@ -272,11 +275,13 @@ mod tests {
     fn a_command_is_never_shown() {
         let spec = parse("db:exec:mysqldump -psecret").unwrap();
         assert!(!spec.to_string().contains("secret"));
-        let err = parse("d b:exec:mysqldump -psecret").unwrap_err();
-        assert!(
-            err.contains("d b:exec:…") && !err.contains("secret"),
-            "{err}"
-        );
+        for (given, shown) in [
+            ("d b:exec:mysqldump -psecret", "d b:exec:…"),
+            ("db:EXEC:mysqldump -psecret", "db:EXEC:…"),
+        ] {
+            let err = parse(given).unwrap_err();
+            assert!(err.contains(shown) && !err.contains("secret"), "{err}");
+        }
     }
 
     #[test]

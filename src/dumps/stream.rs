@@ -165,17 +165,18 @@ impl Dumper {
                 break Ok(());
             }
         };
-        let code = self.handle.block_on(self.engine.exit_code(&running));
-        let said = running.stderr_tail();
-        let said = match said.is_empty() {
-            true => "it said nothing on standard error".to_string(),
-            false => format!("its last lines: {said}"),
+        let said = || match running.stderr_tail() {
+            said if said.is_empty() => "it said nothing on standard error".to_string(),
+            said => format!("its last lines: {said}"),
         };
-        match (read, code) {
-            (Err(e), _) => return Err(failed(format!("reading its output: {e}; {said}"))),
-            (Ok(()), Err(e)) => return Err(failed(e.to_string())),
-            (Ok(()), Ok(0)) => {}
-            (Ok(()), Ok(code)) => return Err(failed(format!("exit code {code}; {said}"))),
+        // A failed read is the error; the tool may well still run (its output not read).
+        if let Err(e) = read {
+            return Err(failed(format!("reading its output: {e}; {}", said())));
+        }
+        match self.handle.block_on(self.engine.exit_code(&running)) {
+            Err(e) => return Err(failed(e.to_string())),
+            Ok(0) => {}
+            Ok(code) => return Err(failed(format!("exit code {code}; {}", said()))),
         }
         if size == 0 {
             tracing::warn!(dump = %spec, "the dump is empty: its tool wrote nothing on stdout and exited 0");

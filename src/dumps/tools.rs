@@ -31,6 +31,7 @@ pub enum Step {
 }
 
 impl Step {
+    /// The script's mode, and its FORCE argument when the step takes one.
     fn args(self) -> (&'static str, Option<&'static str>) {
         match self {
             Step::Dump => ("dump", None),

@@ -4,8 +4,6 @@
 //! goes into a new database (PostgreSQL) or file (SQLite) that takes the target's place only once
 //! it loaded whole and matched again. A target that holds tables is refused without `--force`.
 
-use std::sync::{Arc, Mutex};
-
 use anyhow::{Context, Result};
 use chrono::Utc;
 use serde::Serialize;
@@ -14,7 +12,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::key::Key;
 use super::Session;
-use crate::destination::DestSpec;
+use crate::destination::{DestSpec, Destination};
 use crate::docker::exec::Capture;
 use crate::docker::Engine;
 use crate::dumps::load::Framing;
@@ -169,47 +167,151 @@ pub async fn run(session: &Session, s: &RestoreDbSettings) -> Result<RestoredDb>
         .into());
     }
     let key = Key::open(dest.as_ref(), &m, &s.unlock).await?;
-    let parts: Vec<String> = m.dumps.iter().flat_map(|d| d.part_names()).collect();
     let from: usize = m.dumps[..index].iter().map(|d| d.parts as usize).sum();
-    let to = from + record.parts as usize;
+    let source = Source {
+        dest: dest.as_ref(),
+        m: &m,
+        key: &key,
+        record,
+        parts: m.dumps.iter().flat_map(|d| d.part_names()).collect(),
+        from,
+        to: from + record.parts as usize,
+    };
     // First pass: the dump whole, against the manifest, before the database sees a byte.
-    let names = parts.clone();
-    let checked = key
-        .read_start(dest.as_ref(), &m, move |r| {
-            let mut hash = (Sha256::new(), 0u64);
-            read_parts(r, &names, from, to, |chunk| {
-                hash.0.update(chunk);
-                hash.1 += chunk.len() as u64;
-                Ok(())
+    match source.read(|_| Ok(())).await? {
+        Ok(got) if source.matches(&got) => {}
+        Ok((sha, size)) => {
+            return Err(source.damaged(
+                &format!(
+                    "{} does not match its manifest: manifest says sha256 {} and {} bytes, the archive holds {sha} and {size}",
+                    record.entry(),
+                    record.sha256,
+                    record.size
+                ),
+                "nothing was changed",
+            ))
+        }
+        Err(e) => return Err(source.damaged(&e.to_string(), "nothing was changed")),
+    }
+    let t = Target {
+        engine,
+        container: &info.name,
+        kind: &kind,
+        name: target.as_deref(),
+        shown,
+        before: before.as_deref(),
+        force: s.force,
+    };
+    // Second pass: straight into the load, which is undone if anything goes wrong.
+    load(&source, &t).await?;
+    // Tests stop a restore here: the dump loaded beside the target, which is not touched yet.
+    crate::fault::point("dump-loaded").await;
+    promote(&t).await?;
+    outcome.seconds = t0.elapsed().as_secs_f64();
+    tracing::info!(backup = %m.id, dump = %record.entry(), container = %info.name, "database dump loaded");
+    Ok(outcome)
+}
+
+/// A dump's bytes in the store: how to read them, and what they must be.
+struct Source<'a> {
+    dest: &'a dyn Destination,
+    m: &'a Manifest,
+    key: &'a Key,
+    record: &'a DumpRecord,
+    /// Every dump part's name in the archive, in order.
+    parts: Vec<String>,
+    /// This dump's parts: `parts[from..to]`.
+    from: usize,
+    to: usize,
+}
+
+impl Source<'_> {
+    /// Reads the archive from its start through the dump's last part, its bytes in chunks to
+    /// `each`; their sha256 and count, or why the archive could not be read.
+    async fn read(
+        &self,
+        mut each: impl FnMut(&[u8]) -> std::io::Result<()> + Send + 'static,
+    ) -> Result<std::io::Result<(String, u64)>> {
+        let (names, from, to) = (self.parts.clone(), self.from, self.to);
+        self.key
+            .read_start(self.dest, self.m, move |r| {
+                let (mut hash, mut size) = (Sha256::new(), 0u64);
+                read_parts(r, &names, from, to, |chunk| {
+                    hash.update(chunk);
+                    size += chunk.len() as u64;
+                    each(chunk)
+                })
+                .map(|()| (hex::encode(hash.finalize()), size))
             })
-            .map(|()| (hex::encode(hash.0.finalize()), hash.1))
-        })
-        .await?;
-    let damaged = |why: String| -> anyhow::Error {
+            .await
+    }
+
+    /// Whether a read's sha256 and count are the manifest's.
+    fn matches(&self, got: &(String, u64)) -> bool {
+        got.0 == self.record.sha256 && got.1 == self.record.size
+    }
+
+    /// A verification failure of the backup (exit 5), and what became of the target.
+    fn damaged(&self, why: &str, target: &str) -> anyhow::Error {
         Failure::verify(format!(
-            "backup {} at {} failed verification: {why}; nothing was changed",
-            m.id,
-            dest.describe()
+            "backup {} at {} failed verification: {why}; {target}",
+            self.m.id,
+            self.dest.describe()
         ))
         .into()
-    };
-    match checked {
-        Ok((sha, size)) if sha == record.sha256 && size == record.size => {}
-        Ok((sha, size)) => {
-            return Err(damaged(format!(
-                "{} does not match its manifest: manifest says sha256 {} and {} bytes, the archive holds {sha} and {size}",
-                record.entry(),
-                record.sha256,
-                record.size
-            )))
-        }
-        Err(e) => return Err(damaged(e.to_string())),
     }
-    // Second pass: straight into the load.
-    let load =
-        tools::command(&kind, Step::Load(s.force), target.as_deref()).expect("every kind loads");
-    let (running, mut stdout, stdin) = engine
-        .exec_streaming(&info.name, load.argv, load.user, true)
+}
+
+/// Where a dump is loaded, and how to undo a load.
+struct Target<'a> {
+    engine: &'a Engine,
+    container: &'a str,
+    kind: &'a DumpKind,
+    /// The database or SQLite file (`None`: the one the container's environment names).
+    name: Option<&'a str>,
+    /// It, for messages.
+    shown: String,
+    /// What the probe found there: `absent`, `empty`, `tables N` (`None` for `exec`).
+    before: Option<&'a str>,
+    force: bool,
+}
+
+impl Target<'_> {
+    /// What an undone load leaves, for messages.
+    fn after_undo(&self) -> String {
+        let c = self.container;
+        match (self.kind, self.before) {
+            (DumpKind::Exec { .. }, _) => {
+                format!("dockyard cannot undo a command's load: check the target in container {c:?}")
+            }
+            (DumpKind::Mysql { .. }, Some(b)) if b.starts_with("tables") => format!(
+                "{} in container {c:?} was emptied for the load (--force) and is empty now: run the restore again",
+                self.shown
+            ),
+            _ => format!("{} in container {c:?} is as it was", self.shown),
+        }
+    }
+
+    /// Undoes a load (a warning if that fails too).
+    async fn discard(&self) {
+        discard(
+            self.engine,
+            self.container,
+            self.kind,
+            self.name,
+            self.before,
+        )
+        .await;
+    }
+}
+
+/// Streams the dump into the load in the target's container (second pass); undoes the load
+/// unless it read the whole dump, its bytes matched again, and it ended with exit 0.
+async fn load(source: &Source<'_>, t: &Target<'_>) -> Result<()> {
+    let command = tools::command(t.kind, Step::Load(t.force), t.name).expect("every kind loads");
+    let (running, mut stdout, stdin) = t
+        .engine
+        .exec_streaming(t.container, command.argv, command.user, true)
         .await?;
     let mut stdin = stdin.expect("asked for");
     let drained = tokio::spawn(async move {
@@ -217,20 +319,11 @@ pub async fn run(session: &Session, s: &RestoreDbSettings) -> Result<RestoredDb>
         while stdout.next().await.is_some() {}
     });
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
-    let hash = Arc::new(Mutex::new((Sha256::new(), 0u64)));
-    let hashed = hash.clone();
-    let names = parts;
-    let reading = key.read_start(dest.as_ref(), &m, move |r| {
-        read_parts(r, &names, from, to, |chunk| {
-            let mut h = hashed.lock().expect("not poisoned");
-            h.0.update(chunk);
-            h.1 += chunk.len() as u64;
-            drop(h);
-            tx.blocking_send(chunk.to_vec())
-                .map_err(|_| std::io::Error::other("the load stopped reading"))
-        })
+    let reading = source.read(move |chunk| {
+        tx.blocking_send(chunk.to_vec())
+            .map_err(|_| std::io::Error::other("the load stopped reading"))
     });
-    let mut framing = Framing::for_kind(&kind);
+    let mut framing = Framing::for_kind(t.kind);
     let writing = async {
         let mut written = stdin.write_all(&framing.start()).await;
         let mut first = true;
@@ -247,79 +340,82 @@ pub async fn run(session: &Session, s: &RestoreDbSettings) -> Result<RestoredDb>
         written
     };
     let (read, written) = tokio::join!(reading, writing);
-    let read = read?;
-    let again = {
-        let h = std::mem::take(&mut *hash.lock().expect("not poisoned"));
-        (hex::encode(h.0.finalize()), h.1)
+    let read = match read {
+        Ok(Ok(got)) if source.matches(&got) => Ok(()),
+        Ok(Ok((sha, size))) => Err(format!(
+            "{} changed between two reads: it now has sha256 {sha} and {size} bytes",
+            source.record.entry()
+        )),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(format!("{e:#}")),
     };
-    let whole = read.is_ok() && again == (record.sha256.clone(), record.size);
     // A damaged second read ends the input early: the load may still see a whole statement
     // stream, so its result is undone below rather than trusted (a MySQL load, which goes into
     // its target, is only kept by its script once it printed the line the framing adds last).
     let written = match written {
-        Ok(()) => stdin.write_all(&framing.end(whole)).await,
+        Ok(()) => stdin.write_all(&framing.end(read.is_ok())).await,
         Err(e) => Err(e),
     };
     let _ = stdin.shutdown().await;
     drop(stdin);
-    let code = engine.exit_code(&running).await?;
+    // Its output ends when it does: indexes and constraints are built after the last byte.
     let _ = drained.await;
+    let code = t.engine.exit_code(&running).await;
     let said = running.stderr_tail();
-    if !whole {
-        discard(
-            engine,
-            &info.name,
-            &kind,
-            target.as_deref(),
-            before.as_deref(),
-        )
-        .await;
-        let why = match read {
-            Err(e) => e.to_string(),
-            Ok(()) => format!(
-                "{} changed between two reads: it now has sha256 {} and {} bytes",
-                record.entry(),
-                again.0,
-                again.1
-            ),
-        };
-        return Err(damaged(why));
+    let loads_itself = !matches!(t.kind, DumpKind::Exec { .. });
+    if loads_itself && matches!(code, Ok(3)) {
+        // The script's refusal: it changed nothing.
+        return Err(Failure::usage(format!(
+            "{} in container {:?} is no longer empty; nothing was changed ({said})",
+            t.shown, t.container
+        ))
+        .into());
     }
-    match code {
-        0 => {}
-        3 => {
-            return Err(Failure::usage(format!(
-                "{shown} in container {:?} is no longer empty; nothing was changed ({said})",
-                info.name
-            ))
-            .into())
-        }
-        code => {
+    if let Err(why) = read {
+        t.discard().await;
+        return Err(source.damaged(&why, &t.after_undo()));
+    }
+    match (code, written) {
+        (Ok(0), Ok(())) => Ok(()),
+        (code, written) => {
+            t.discard().await;
+            let how = match code {
+                Ok(0) => "it exited before reading the whole dump".to_string(),
+                Ok(code) => format!("exit code {code}"),
+                Err(e) => e.to_string(),
+            };
             let w = written
                 .err()
                 .map(|e| format!("; writing to it: {e}"))
                 .unwrap_or_default();
-            return Err(anyhow::anyhow!(
-                "loading {} into {shown} in container {:?} failed (exit code {code}){w}: {said}",
-                record.entry(),
-                info.name
-            ));
+            Err(anyhow::anyhow!(
+                "loading {} into {} in container {:?} failed ({how}){w}: {said}; {}",
+                source.record.entry(),
+                t.shown,
+                t.container,
+                t.after_undo()
+            ))
         }
     }
-    // Tests stop a restore here: the dump loaded beside the target, which is not touched yet.
-    crate::fault::point("dump-loaded").await;
-    if let Some(promote) = tools::command(&kind, Step::Promote(s.force), target.as_deref()) {
-        run_step(
-            engine,
-            &info.name,
-            &promote,
-            "put the loaded database in place",
-        )
-        .await?;
+}
+
+/// Puts the loaded database or file in the target's place (nothing to do for MySQL and
+/// `exec`); on failure the loaded one is dropped.
+async fn promote(t: &Target<'_>) -> Result<()> {
+    let Some(command) = tools::command(t.kind, Step::Promote(t.force), t.name) else {
+        return Ok(());
+    };
+    let step = run_step(
+        t.engine,
+        t.container,
+        &command,
+        "put the loaded database in place",
+    )
+    .await;
+    if step.is_err() {
+        t.discard().await;
     }
-    outcome.seconds = t0.elapsed().as_secs_f64();
-    tracing::info!(backup = %m.id, dump = %record.entry(), container = %info.name, "database dump loaded");
-    Ok(outcome)
+    step.map(|_| ())
 }
 
 /// The dump of `m` that `wanted` (`CONTAINER`, `CONTAINER/FILE` or `dumps/CONTAINER/FILE`)
@@ -418,18 +514,14 @@ async fn run_step(
     let out = engine
         .run_argv(container, &command.argv, command.user, Capture::Parse(4096))
         .await?;
+    let said = crate::docker::exec::last_lines(&out.stderr_tail);
     if out.code == 3 {
-        return Err(Failure::usage(format!(
-            "container {container:?}: {}",
-            out.stderr_tail.trim()
-        ))
-        .into());
+        return Err(Failure::usage(format!("container {container:?}: {said}")).into());
     }
     if out.code != 0 {
         return Err(anyhow::anyhow!(
-            "could not {what} in container {container:?} (exit code {}): {}",
-            out.code,
-            out.stderr_tail.trim()
+            "could not {what} in container {container:?} (exit code {}): {said}",
+            out.code
         ));
     }
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())

@@ -1,7 +1,8 @@
 # dockyard's MySQL and MariaDB steps, run by `docker exec` in the database's own container. The
 # credentials come from that container's own environment (MARIADB_ROOT_PASSWORD[_FILE],
-# MYSQL_ROOT_PASSWORD[_FILE], else MARIADB_USER/MYSQL_USER with its password; none: root over
-# the socket), handed to the tools as MYSQL_PWD, never on a command line, and never leave it.
+# MYSQL_ROOT_PASSWORD[_FILE], else MARIADB_USER with MARIADB_PASSWORD[_FILE] or MYSQL_USER with
+# MYSQL_PASSWORD[_FILE]; none: root over the socket), handed to the tools as MYSQL_PWD, never on
+# a command line, and never leave it.
 #   dump DB         a dump of DB (empty: MARIADB_DATABASE or MYSQL_DATABASE) on stdout
 #   probe DB        prints `absent`, `empty` or `tables N`
 #   load DB FORCE   creates DB if absent and reads a dump on stdin into it (the client in its
@@ -32,9 +33,15 @@ pass=${MARIADB_ROOT_PASSWORD:-${MYSQL_ROOT_PASSWORD:-}}
 for f in "${MARIADB_ROOT_PASSWORD_FILE:-}" "${MYSQL_ROOT_PASSWORD_FILE:-}"; do
   if [ -z "$pass" ] && [ -n "$f" ] && [ -r "$f" ]; then pass=$(cat "$f"); fi
 done
-if [ -z "$pass" ] && [ -n "${MARIADB_PASSWORD:-${MYSQL_PASSWORD:-}}" ]; then
-  user=${MARIADB_USER:-${MYSQL_USER:-root}}
-  pass=${MARIADB_PASSWORD:-${MYSQL_PASSWORD:-}}
+# Else the app's user, with its password (or password file) of the same image's variables.
+if [ -z "$pass" ] && [ -n "${MARIADB_USER:-}" ]; then
+  user=$MARIADB_USER
+  pass=${MARIADB_PASSWORD:-}
+  if [ -z "$pass" ] && [ -r "${MARIADB_PASSWORD_FILE:-}" ]; then pass=$(cat "$MARIADB_PASSWORD_FILE"); fi
+elif [ -z "$pass" ] && [ -n "${MYSQL_USER:-}" ]; then
+  user=$MYSQL_USER
+  pass=${MYSQL_PASSWORD:-}
+  if [ -z "$pass" ] && [ -r "${MYSQL_PASSWORD_FILE:-}" ]; then pass=$(cat "$MYSQL_PASSWORD_FILE"); fi
 fi
 if [ -n "$pass" ]; then
   MYSQL_PWD=$pass
@@ -42,8 +49,9 @@ if [ -n "$pass" ]; then
 fi
 client=mysql
 if command -v mariadb >/dev/null 2>&1; then client=mariadb; fi
-# Loads run with the client's shell and file commands (`system`, `\!`, `source`, `tee`) off where
-# it can: MariaDB's --sandbox, MySQL's --system-command=OFF.
+# Loads run with the client's shell and file commands off where it can: MariaDB's --sandbox
+# (`system`, `source`, `tee` and the like), else MySQL's --system-command=OFF (`system` only);
+# always without LOAD DATA LOCAL (--local-infile=0), which would read the container's files.
 guard=
 if "$client" --help 2>/dev/null | grep -q -e '--sandbox'; then
   guard=--sandbox
@@ -84,7 +92,10 @@ load)
     sql -e "drop database \`$db\`"
   fi
   sql -e "create database if not exists \`$db\`"
-  last=$({ "$client" $guard --user="$user" -N -B "$db" || echo dockyard-load-failed; } | tail -n 1)
+  if [ -z "$guard" ]; then
+    echo "$0: warning: this $client has neither --sandbox nor --system-command: a dump's \`system\` lines would run" >&2
+  fi
+  last=$({ "$client" $guard --local-infile=0 --user="$user" -N -B "$db" || echo dockyard-load-failed; } | tail -n 1)
   if [ "$last" != dockyard-load-complete ]; then
     undo "$state"
     echo "$0: the dump did not load; database $db is $([ "$state" = absent ] && echo absent || echo empty) again" >&2

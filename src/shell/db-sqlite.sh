@@ -17,7 +17,7 @@ if ! have sqlite3 && ! have python3; then
 fi
 tables() {
   if have sqlite3; then
-    sqlite3 "$file" "select count(*) from sqlite_master where type in ('table', 'view')"
+    sqlite3 -readonly "$file" "select count(*) from sqlite_master where type in ('table', 'view')"
   else
     python3 -c 'import sqlite3, sys, urllib.parse
 c = sqlite3.connect("file:" + urllib.parse.quote(sys.argv[1]) + "?mode=ro", uri=True)
@@ -50,7 +50,7 @@ dump)
     echo "$0: there is no SQLite file $file in this container" >&2
     exit 2
   fi
-  if have sqlite3; then exec sqlite3 -bail "$file" .dump; fi
+  if have sqlite3; then exec sqlite3 -readonly -bail "$file" .dump; fi
   exec python3 -c 'import sqlite3, sys, urllib.parse
 c = sqlite3.connect("file:" + urllib.parse.quote(sys.argv[1]) + "?mode=ro", uri=True, isolation_level=None)
 c.execute("begin")
@@ -82,8 +82,14 @@ c.commit()' "$tmp" || loaded=$?
   ;;
 promote)
   refuse_full "${3:-}"
-  rm -f "$file-wal" "$file-shm" "$file-journal"
+  # The new file gets the old one's owner and mode (the app may not be root); the old one's
+  # side files go only once it is replaced (a WAL of another file is ignored by SQLite).
+  if [ -e "$file" ]; then
+    chown "$(stat -c %u:%g "$file")" "$tmp" 2>/dev/null || true
+    chmod "$(stat -c %a "$file")" "$tmp"
+  fi
   mv -f "$tmp" "$file"
+  rm -f "$file-wal" "$file-shm" "$file-journal"
   ;;
 discard)
   rm -f "$tmp"
