@@ -126,6 +126,9 @@ pub async fn write_archive(job: &Job<'_>, parent: Option<Spool>) -> Result<Writt
         },
     };
     tracing::info!(container = %job.info.name, "backing up through the engine's archive endpoint: {why}");
+    if job.dumps.is_some() && job.s.agent == AgentMode::Auto {
+        tracing::info!(container = %job.info.name, "the database dumps run again, into that archive");
+    }
     let helper = job
         .engine
         .helper(HelperSpec::archive(job.info, job.image, true))
@@ -221,7 +224,12 @@ async fn through_agent(
             match tokio::join!(streaming, starting) {
                 // The dumps failed (the stream says why) before the agent was started.
                 (Err(broken), None) => return Err(broken_error(job, broken)),
-                (Ok(_), None) => unreachable!("the dumps end before the stream does"),
+                (Ok(_), None) => {
+                    return Err(anyhow::anyhow!(
+                        "backup of {}: the archive ended before dockyard's agent was started",
+                        job.info.name
+                    ))
+                }
                 // The agent could not run: the upload is aborted; the engine's endpoint takes over.
                 (_, Some(Err(why))) => return Ok(Err(why)),
                 (streamed, Some(Ok(packing))) => (streamed, packing),
