@@ -657,6 +657,19 @@ pub struct BackupArgs {
     #[arg(long, value_name = "COMMAND")]
     pub pre_hook: Option<String>,
 
+    /// Run a shell command in another running container before the backup (after --pre-hook,
+    /// before any stop), e.g. `cache:redis-cli BGSAVE` or `web:touch /srv/maintenance`; repeat
+    /// for several, run in order. If one fails, nothing is backed up (the --exec-after hooks
+    /// still run).
+    #[arg(long = "exec-before", value_name = "CONTAINER:COMMAND")]
+    pub exec_before: Vec<String>,
+
+    /// Run a shell command in another running container after the backup (after the containers
+    /// are started again), on every way out: a failed backup, a failed --exec-before hook, an
+    /// interruption (SIGTERM, SIGINT); repeat for several, run in order.
+    #[arg(long = "exec-after", value_name = "CONTAINER:COMMAND")]
+    pub exec_after: Vec<String>,
+
     /// Run this shell command inside the container after the backup (after starting it again).
     #[arg(long, value_name = "COMMAND")]
     pub post_hook: Option<String>,

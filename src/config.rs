@@ -182,6 +182,13 @@ pub struct JobConfig {
     /// `"cache:exec:COMMAND"`.
     #[serde(default)]
     pub dumps: Vec<String>,
+    /// Commands run in other running containers before each backup, in order, as
+    /// `backup --exec-before` takes them: `"cache:redis-cli BGSAVE"`.
+    #[serde(default)]
+    pub exec_before: Vec<String>,
+    /// Commands run in other running containers after each backup, in order, on every way out.
+    #[serde(default)]
+    pub exec_after: Vec<String>,
 }
 
 /// One log job.

@@ -203,6 +203,8 @@ fn rendered() -> Vec<(&'static str, Value)> {
                 stop: vec![],
                 pre_hook: None,
                 post_hook: None,
+                exec_before: vec!["web:touch /srv/maintenance".into()],
+                exec_after: vec!["web:rm -f /srv/maintenance".into()],
                 helper_image: "hello_django:latest".into(),
                 level: 3,
                 tags: vec![],

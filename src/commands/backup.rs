@@ -67,6 +67,12 @@ fn print_dry_run(ctx: &Ctx, d: &DryRun) {
             ctx.say(&format!("running {h:?} in {} {when} it", d.container));
         }
     }
+    for (when, hooks) in [("before", &d.exec_before), ("after", &d.exec_after)] {
+        for h in hooks {
+            let (c, command) = h.split_once(':').unwrap_or_default();
+            ctx.say(&format!("running {command:?} in {c} {when} it"));
+        }
+    }
     for dump in &d.dumps {
         ctx.say(&format!("dumping {dump} into the archive first"));
     }

@@ -51,6 +51,8 @@ pub struct Session {
     pending: Mutex<Option<Pending>>,
     /// Containers stopped for quiet work and not yet started again.
     pub stopped: quiesce::Stopped,
+    /// The `--exec-after` hooks owed by guards still running.
+    pub owed: quiesce::Owed,
 }
 
 /// A restore's staging in progress: what to remove if the run ends before its swap.
@@ -85,6 +87,7 @@ impl Session {
             helper_timeout,
             pending: Mutex::new(None),
             stopped: quiesce::Stopped::default(),
+            owed: quiesce::Owed::default(),
         }
     }
 
@@ -117,14 +120,15 @@ impl Session {
         self.pending.lock().unwrap().take()
     }
 
-    /// Removes the staging of an interrupted restore, removes helper containers still alive and
-    /// starts again any container this run stopped; main calls this on every way out (errors,
-    /// signals, panics).
+    /// Removes the staging of an interrupted restore, removes helper containers still alive,
+    /// starts again any container this run stopped and runs the `--exec-after` hooks still owed;
+    /// main calls this on every way out (errors, signals, panics).
     pub async fn cleanup(&self) {
         for engine in self.engines.values().filter_map(|(_, cell)| cell.get()) {
             engine.remove_live_helpers().await;
             restore::live::discard(self, engine).await;
         }
         let _ = self.stopped.restart(None).await;
+        let _ = self.owed.run(None).await;
     }
 }

@@ -194,6 +194,10 @@ pub struct BackupSettings {
     pub identities: Vec<std::path::PathBuf>,
     /// Database dumps streamed into the archive before the volumes.
     pub dumps: Vec<crate::dumps::DumpSpec>,
+    /// Commands run in other containers before the backup (after the pre-hook).
+    pub exec_before: Vec<crate::ops::quiesce::ExecHook>,
+    /// Commands run in other containers after it, on every way out.
+    pub exec_after: Vec<crate::ops::quiesce::ExecHook>,
 }
 
 /// When an incremental backup is made full all the same.

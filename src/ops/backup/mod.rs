@@ -93,6 +93,10 @@ pub struct DryRun {
     pub pre_hook: Option<String>,
     /// The hook run last.
     pub post_hook: Option<String>,
+    /// The commands run in other containers before it, in order (`CONTAINER:COMMAND`).
+    pub exec_before: Vec<String>,
+    /// The commands run in other containers after it, on every way out.
+    pub exec_after: Vec<String>,
     /// The helper's image.
     pub helper_image: String,
     /// The zstd level.
@@ -149,6 +153,8 @@ pub async fn run_each(
         stop_timeout: s.stop_timeout,
         pre_hook: s.pre_hook.as_deref(),
         post_hook: s.post_hook.as_deref(),
+        exec_before: &s.exec_before,
+        exec_after: &s.exec_after,
     };
     // An incremental backup's parent, and its index, chosen and read before anything is
     // stopped: a slow destination keeps no app down.
@@ -201,6 +207,8 @@ pub async fn dry_run(session: &Session, s: &BackupSettings) -> Result<DryRun> {
         stop: s.stop.clone(),
         pre_hook: s.pre_hook.clone(),
         post_hook: s.post_hook.clone(),
+        exec_before: s.exec_before.iter().map(ToString::to_string).collect(),
+        exec_after: s.exec_after.iter().map(ToString::to_string).collect(),
         helper_image: s.helper_image.clone().unwrap_or_else(|| info.image.clone()),
         level: s.compression.level,
         tags: s.tags.clone(),

@@ -80,6 +80,8 @@ pub async fn run(session: &Session, s: RestoreSettings) -> Result<Outcome> {
         stop_timeout,
         pre_hook: None,
         post_hook: None,
+        exec_before: &[],
+        exec_after: &[],
     };
     let (mut outcome, downtime) = quiesce::around(
         session,

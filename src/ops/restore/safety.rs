@@ -59,6 +59,8 @@ pub(super) async fn safety_backup(
         incremental: None,
         identities: vec![],
         dumps: vec![],
+        exec_before: vec![],
+        exec_after: vec![],
     };
     let (safety, secs, _) = backup(session, engine, target, &settings, opened, Default::default(), session.progress)
         .await
