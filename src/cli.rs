@@ -891,8 +891,9 @@ pub struct RestoreDbArgs {
     #[arg(long, value_name = "NAME")]
     pub container: Option<String>,
 
-    /// Which dump of the backup: `CONTAINER` (the database's container) or `CONTAINER/FILE`
-    /// (`db/app.sql`). Default: the backup's only one.
+    /// Which dump of the backup: `CONTAINER` (the database's container, where it is loaded
+    /// unless --into) or `CONTAINER/FILE` (`db/app.sql`). Needed unless --into names the
+    /// container: a load never goes into a container that only the backup's manifest names.
     #[arg(long, value_name = "CONTAINER[/FILE]")]
     pub dump: Option<String>,
 

@@ -99,9 +99,17 @@ fn tar_names(dest: &Dest, m: &Value) -> Vec<String> {
         .collect()
 }
 
-fn restore_db(dest: &Dest, args: &[&str]) -> common::Run {
+/// `restore-db` of the dump from container `from` (`--dump from`) at `dest`, with `args`.
+fn restore_db(dest: &Dest, from: &str, args: &[&str]) -> common::Run {
     let url = dest.url();
-    let mut all = vec!["restore-db", "--from", &url, "--no-progress"];
+    let mut all = vec![
+        "restore-db",
+        "--from",
+        &url,
+        "--no-progress",
+        "--dump",
+        from,
+    ];
     all.extend_from_slice(args);
     dest.run(&all)
 }
@@ -134,15 +142,26 @@ fn postgres_rows_come_back_after_the_database_is_dropped() {
     let id = m["id"].as_str().unwrap();
     dest.run(&["verify", id, "--to", &dest.url()]).ok();
 
+    // The container a load goes into is named on the command line, never by the manifest alone.
+    let unnamed = dest.run(&["restore-db", id, "--from", &dest.url()]);
+    assert_eq!(unnamed.code, 2, "{}", unnamed.stderr);
+    assert!(
+        unnamed
+            .stderr
+            .contains(&format!("--dump {}/app.sql", db.name)),
+        "{}",
+        unnamed.stderr
+    );
+
     // The database holds tables: refused, and a dry run says so; nothing changes.
-    let refused = restore_db(&dest, &[id]);
+    let refused = restore_db(&dest, &db.name, &[id]);
     assert_eq!(refused.code, 2, "{}", refused.stderr);
     assert!(
         refused.stderr.contains("not empty (tables 1)") && refused.stderr.contains("--force"),
         "{}",
         refused.stderr
     );
-    let dry = restore_db(&dest, &[id, "--dry-run", "--json"]);
+    let dry = restore_db(&dest, &db.name, &[id, "--dry-run", "--json"]);
     let dry = json(&dry.ok());
     assert_eq!(
         (dry["would_refuse"].as_bool(), dry["target_before"].as_str()),
@@ -170,16 +189,16 @@ fn postgres_rows_come_back_after_the_database_is_dropped() {
 
     // Dropped, then restored: the same rows.
     docker(&["exec", "-u", "postgres", &db.name, "dropdb", "app"]);
-    let loaded = restore_db(&dest, &[id, "--json"]);
+    let loaded = restore_db(&dest, &db.name, &[id, "--json"]);
     let loaded = json(&loaded.ok());
     assert_eq!(loaded["target_before"], "absent");
     assert_eq!(psql(&db, "app", ROWS), before);
 
     // Into another database, and over a full one with --force (only once it loaded whole).
-    restore_db(&dest, &[id, "--database", "app_copy"]).ok();
+    restore_db(&dest, &db.name, &[id, "--database", "app_copy"]).ok();
     assert_eq!(psql(&db, "app_copy", ROWS), before);
     psql(&db, "app", "delete from notes where id > 10");
-    restore_db(&dest, &[id, "--force"]).ok();
+    restore_db(&dest, &db.name, &[id, "--force"]).ok();
     assert_eq!(psql(&db, "app", ROWS), before);
     let dbs = psql(
         &db,
@@ -193,7 +212,15 @@ fn postgres_rows_come_back_after_the_database_is_dropped() {
     psql(&db, "app", "delete from notes where id > 10");
     let url = dest.url();
     let mut run = common::fault::Faulted::start(
-        &["restore-db", id, "--from", &url, "--force"],
+        &[
+            "restore-db",
+            id,
+            "--from",
+            &url,
+            "--force",
+            "--dump",
+            &db.name,
+        ],
         "dump-loaded",
         &[],
     );
@@ -201,7 +228,7 @@ fn postgres_rows_come_back_after_the_database_is_dropped() {
     run.signal("KILL");
     run.finish();
     assert_eq!(psql(&db, "app", "select count(*) from notes"), "10\n");
-    restore_db(&dest, &[id, "--force"]).ok();
+    restore_db(&dest, &db.name, &[id, "--force"]).ok();
     assert_eq!(psql(&db, "app", ROWS), before);
     let dbs = psql(
         &db,
@@ -214,7 +241,15 @@ fn postgres_rows_come_back_after_the_database_is_dropped() {
     // takes the target's place: they are ended, and the target is replaced, never lost.
     psql(&db, "app", "delete from notes where id > 10");
     let mut run = common::fault::Faulted::start(
-        &["restore-db", id, "--from", &url, "--force"],
+        &[
+            "restore-db",
+            id,
+            "--from",
+            &url,
+            "--force",
+            "--dump",
+            &db.name,
+        ],
         "dump-loaded",
         &[],
     );
@@ -310,23 +345,24 @@ fn mariadb_rows_come_back_and_a_full_database_needs_force() {
     assert!(m["dumps"][0].get("database").is_none(), "{m}");
     let id = m["id"].as_str().unwrap();
 
-    let refused = restore_db(&dest, &[id]);
+    let refused = restore_db(&dest, &db.name, &[id]);
     assert_eq!(refused.code, 2, "{}", refused.stderr);
     assert!(refused.stderr.contains("not empty"), "{}", refused.stderr);
     assert_eq!(mariadb(&db, rows), before);
 
     mariadb(&db, "drop database shop");
-    restore_db(&dest, &[id]).ok();
+    restore_db(&dest, &db.name, &[id]).ok();
     assert_eq!(mariadb(&db, rows), before);
 
     mariadb(&db, "delete from shop.notes where id > 5");
-    restore_db(&dest, &[id, "--force"]).ok();
+    restore_db(&dest, &db.name, &[id, "--force"]).ok();
     assert_eq!(mariadb(&db, rows), before);
 
     // Into another database of another server.
     let other = server("maria2", "run-mariadb", &[]);
     restore_db(
         &dest,
+        &db.name,
         &[id, "--into", &other.name, "--database", "shop_copy"],
     )
     .ok();
@@ -359,7 +395,7 @@ fn sqlite_in_the_app_container_comes_back_through_python() {
     assert_eq!(m["dumps"][0]["path"], "/srv/data/db.sqlite3");
     let id = m["id"].as_str().unwrap();
     app.sh("rm /srv/data/db.sqlite3");
-    restore_db(&dest, &[id]).ok();
+    restore_db(&dest, &app.name, &[id]).ok();
     assert_eq!(app.sh(rows), before);
     assert_eq!(app.sh("ls /srv/data"), "db.sqlite3\n");
 }
@@ -519,7 +555,7 @@ fn a_dump_altered_in_the_store_never_reaches_the_database() {
         &serde_json::to_vec_pretty(&fixed).unwrap(),
     );
     docker(&["exec", "-u", "postgres", &db.name, "dropdb", "app"]);
-    let r = restore_db(&dest, &[id]);
+    let r = restore_db(&dest, &db.name, &[id]);
     assert_eq!(r.code, 5, "{}", r.stderr);
     assert!(
         r.stderr.contains("does not match its manifest"),
@@ -587,10 +623,10 @@ fn dumps_ride_along_incremental_and_engine_endpoint_backups() {
         target.start();
         assert_eq!(target.sh("ls /srv/media"), "a\nb\n");
         // A command's dump loads through the command given.
-        let without = restore_db(&dest, &[id]);
+        let without = restore_db(&dest, &db.name, &[id]);
         assert_eq!(without.code, 2);
         assert!(without.stderr.contains("--command"), "{}", without.stderr);
-        restore_db(&dest, &[id, "--command", "cat > /tmp/loaded"]).ok();
+        restore_db(&dest, &db.name, &[id, "--command", "cat > /tmp/loaded"]).ok();
         assert_eq!(db.sh("cat /tmp/loaded"), format!("{text}\n"));
     }
 }
@@ -696,7 +732,11 @@ fn a_forged_dump_cannot_reach_a_shell_another_database_or_another_file() {
         let m = &done["backup"];
         forge_dump(&dest, m, sql.as_bytes());
         let id = m["id"].as_str().unwrap();
-        let r = restore_db(&dest, &[id, "--database", target]);
+        let r = restore_db(
+            &dest,
+            spec.split(':').next().unwrap(),
+            &[id, "--database", target],
+        );
         assert_ne!(r.code, 0, "{spec}: {}", r.stdout);
         for c in [&pg, &maria] {
             let left = c.root_sh("ls /tmp/pwned /tmp/other.db 2>/dev/null || true");
@@ -726,7 +766,7 @@ fn a_forged_dump_cannot_reach_a_shell_another_database_or_another_file() {
     );
     let done = backup(&dest, &app, &[&format!("{}:postgres:app", pg.name)]);
     let id = done["backup"]["id"].as_str().unwrap();
-    let r = restore_db(&dest, &[id, "--database", "fresh"]);
+    let r = restore_db(&dest, &pg.name, &[id, "--database", "fresh"]);
     assert_ne!(r.code, 0);
     assert!(r.stderr.contains("has no restricted mode"), "{}", r.stderr);
     let dbs = psql(
@@ -758,7 +798,16 @@ fn a_mysql_load_cut_short_leaves_the_database_as_it_was() {
     // Into a database that is not there: killed with part of the dump loaded, the load ends
     // at a statement's end without the line dockyard's framing adds last, and is undone.
     let mut run = common::fault::Faulted::start(
-        &["restore-db", id, "--from", &url, "--database", "cut"],
+        &[
+            "restore-db",
+            id,
+            "--from",
+            &url,
+            "--database",
+            "cut",
+            "--dump",
+            &db.name,
+        ],
         "dump-loading",
         &[],
     );
@@ -777,7 +826,7 @@ fn a_mysql_load_cut_short_leaves_the_database_as_it_was() {
     );
     let dbs = mariadb(&db, "show databases");
     assert!(!dbs.lines().any(|l| l == "cut"), "{dbs}");
-    restore_db(&dest, &[id, "--database", "cut"]).ok();
+    restore_db(&dest, &db.name, &[id, "--database", "cut"]).ok();
     assert_eq!(
         mariadb(&db, "select count(*), sum(length(body)) from cut.notes"),
         "20000\t12800000\n"
@@ -801,7 +850,7 @@ fn postgres_s_default_database_the_maintenance_one_comes_back() {
     assert_eq!(m["dumps"][0]["file"], "default.sql");
     let id = m["id"].as_str().unwrap();
     psql(&db, "postgres", "drop table notes");
-    restore_db(&dest, &[id]).ok();
+    restore_db(&dest, &db.name, &[id]).ok();
     assert_eq!(psql(&db, "postgres", "select v from notes"), "kept\n");
     let dbs = psql(
         &db,

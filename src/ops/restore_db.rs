@@ -100,6 +100,15 @@ pub async fn run(session: &Session, s: &RestoreDbSettings) -> Result<RestoredDb>
         )?
         .clone();
     let (index, record) = choose(&m, s.dump.as_deref())?;
+    // The container a load runs in is one the operator named, never one a manifest (which whoever
+    // holds the store can write) names alone.
+    if s.dump.is_none() && s.into.is_none() {
+        return Err(Failure::usage(format!(
+            "name the database's container: --dump {}/{} (or --into CONTAINER); dockyard loads a dump only into a container named on its command line",
+            record.container, record.file
+        ))
+        .into());
+    }
     let kind = record.kind().expect("checked with the manifest");
     let kind = match (kind, &s.command) {
         (DumpKind::Exec { .. }, Some(c)) => DumpKind::Exec { command: c.clone() },
