@@ -370,9 +370,9 @@ fn backup_plan(
                 incremental: incremental(name, job)?,
                 identities: job.identity_files.clone(),
                 dumps: dumps.clone(),
-                exec_before: super::flags::exec_hooks("exec_before", &job.exec_before)
+                exec_before: super::exec_hooks("exec_before", &job.exec_before)
                     .map_err(|e| Failure::usage(format!("job {name:?}: {e}")))?,
-                exec_after: super::flags::exec_hooks("exec_after", &job.exec_after)
+                exec_after: super::exec_hooks("exec_after", &job.exec_after)
                     .map_err(|e| Failure::usage(format!("job {name:?}: {e}")))?,
             },
         ));

@@ -272,23 +272,9 @@ fn backup(
             crate::dumps::spec::check_unique(&dumps).map_err(Failure::usage)?;
             dumps
         },
-        exec_before: exec_hooks("--exec-before", &a.exec_before)?,
-        exec_after: exec_hooks("--exec-after", &a.exec_after)?,
+        exec_before: super::exec_hooks("--exec-before", &a.exec_before)?,
+        exec_after: super::exec_hooks("--exec-after", &a.exec_after)?,
     })
-}
-
-/// Parses `--exec-before`/`--exec-after` values (`flag` names them in errors).
-pub fn exec_hooks(
-    flag: &str,
-    given: &[String],
-) -> Result<Vec<crate::ops::quiesce::ExecHook>, Failure> {
-    given
-        .iter()
-        .map(|h| {
-            h.parse()
-                .map_err(|e| Failure::usage(format!("{flag}: {e}")))
-        })
-        .collect()
 }
 
 /// Lowers `--encrypt-to` and `--passphrase-file`.

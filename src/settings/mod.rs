@@ -257,6 +257,20 @@ pub struct RestoreSettings {
     pub allow_open_files: bool,
 }
 
+/// Parses `--exec-before`/`--exec-after` values (`flag` names them in errors).
+pub fn exec_hooks(
+    flag: &str,
+    given: &[String],
+) -> Result<Vec<crate::ops::quiesce::ExecHook>, crate::error::Failure> {
+    given
+        .iter()
+        .map(|h| {
+            h.parse()
+                .map_err(|e| crate::error::Failure::usage(format!("{flag}: {e}")))
+        })
+        .collect()
+}
+
 /// The containers to stop, in stop order: `container` and then `also`, or none without `stop`.
 pub fn stop_list(container: &str, stop: bool, also: &[String]) -> Vec<String> {
     if !stop {
