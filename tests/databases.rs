@@ -504,6 +504,26 @@ fn a_dump_is_never_on_a_disk_and_one_that_fails_leaves_nothing_listed() {
     assert_eq!(listed["backups"].as_array().unwrap().len(), 2, "{listed}");
     assert_eq!(dest.names().len(), 6, "{:?}", dest.names());
 
+    // A dump tool that goes silent: the backup fails after --helper-timeout, and the tool is
+    // stopped, not left holding its database.
+    let r = dest.run(&[
+        "backup",
+        &app.name,
+        "--to",
+        &url,
+        "--helper-timeout",
+        "5s",
+        "--dump",
+        &format!("{}:exec:exec sleep 4321", db.name),
+    ]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(r.stderr.contains("wrote nothing for 5s"), "{}", r.stderr);
+    common::wait_until(
+        "the silent dump tool to be stopped",
+        std::time::Duration::from_secs(60),
+        || !db.sh("ps").contains("sleep 4321"),
+    );
+
     // A database container that is stopped around the backup cannot be dumped: refused before
     // anything is stopped.
     let r = dest.run(&[

@@ -328,6 +328,52 @@ impl Engine {
         self.helper_timeout
     }
 
+    /// Stops `running` if it still runs (the dump tool of a backup that failed), so it does not
+    /// hold its database's snapshot to its end: SIGTERM to its process, on a local engine (the
+    /// engine says only its host PID); on a remote one it is left to end, and the log says so.
+    /// The process is held by a pidfd opened before the engine is asked again whether it runs,
+    /// so a PID reused meanwhile is never signalled.
+    pub async fn stop_running(&self, running: &Running) {
+        let container = &running.container;
+        let pid = match self.docker.inspect_exec(&running.id).await {
+            Ok(i) if i.running == Some(true) => i.pid.filter(|p| *p > 0),
+            _ => return,
+        };
+        let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) else {
+            return;
+        };
+        if !self.is_local() {
+            tracing::warn!(container = %container, "a dump tool of this failed backup still runs in the container (a remote engine's process cannot be signalled); it ends on its own");
+            return;
+        }
+        // SAFETY: pidfd_open(2) with a PID and no flags; the result is a descriptor or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        if fd < 0 {
+            return;
+        }
+        // SAFETY: a descriptor this function just opened and owns.
+        let fd =
+            unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) };
+        let still = matches!(
+            self.docker.inspect_exec(&running.id).await,
+            Ok(i) if i.running == Some(true) && i.pid == Some(i64::from(pid))
+        );
+        if still {
+            use std::os::fd::AsRawFd;
+            // SAFETY: pidfd_send_signal(2) on a pidfd of the exec's process, SIGTERM, no info.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_pidfd_send_signal,
+                    fd.as_raw_fd(),
+                    libc::SIGTERM,
+                    std::ptr::null::<libc::siginfo_t>(),
+                    0,
+                )
+            };
+            tracing::info!(container = %container, pid, "stopped the dump tool of this failed backup");
+        }
+    }
+
     /// The exit code of `running`, once its output ended (asked again while the engine still
     /// says it runs, for up to ten seconds).
     pub async fn exit_code(&self, running: &Running) -> Result<i64, DockerError> {

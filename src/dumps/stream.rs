@@ -129,18 +129,19 @@ impl Dumper {
         let mut reader = CountingReader::new(stdout, self.read.clone().unwrap_or_default());
         let file = spec.file();
         let (mut parts, mut size, mut sha) = (0u64, 0u64, Sha256::new());
-        let read = loop {
+        // Why the dump ended early: its output (`Err(Ok(e))`), or the archive (`Err(Err(e))`).
+        let read: Result<(), Result<io::Error, io::Error>> = loop {
             let n = match fill(&mut reader, buf) {
                 Ok(n) => n,
-                Err(e) => break Err(e),
+                Err(e) => break Err(Ok(e)),
             };
             if n == 0 && parts > 0 {
                 break Ok(());
             }
             if parts == MAX_PARTS {
-                break Err(io::Error::other(format!(
+                break Err(Ok(io::Error::other(format!(
                     "it is larger than {MAX_PARTS} parts of {PART_SIZE} bytes"
-                )));
+                ))));
             }
             let meta = Meta {
                 kind: Kind::File,
@@ -154,7 +155,9 @@ impl Dumper {
                 xattrs: Vec::new(),
                 device: None,
             };
-            tar.append(&meta, &mut &buf[..n])?;
+            if let Err(e) = tar.append(&meta, &mut &buf[..n]) {
+                break Err(Err(e));
+            }
             sha.update(&buf[..n]);
             (parts, size) = (parts + 1, size + n as u64);
             // Tests stop a backup here, a dump's first part in the archive, the tool still running.
@@ -169,9 +172,13 @@ impl Dumper {
             said if said.is_empty() => "it said nothing on standard error".to_string(),
             said => format!("its last lines: {said}"),
         };
-        // A failed read is the error; the tool may well still run (its output not read).
+        // Ended early: the tool may well still run (its output not read), and is stopped.
         if let Err(e) = read {
-            return Err(failed(format!("reading its output: {e}; {}", said())));
+            self.handle.block_on(self.engine.stop_running(&running));
+            return Err(match e {
+                Ok(e) => failed(format!("reading its output: {e}; {}", said())),
+                Err(e) => e,
+            });
         }
         match self.handle.block_on(self.engine.exit_code(&running)) {
             Err(e) => return Err(failed(e.to_string())),
