@@ -901,8 +901,10 @@ pub struct RestoreDbArgs {
     #[arg(long, value_name = "CONTAINER")]
     pub into: Option<String>,
 
-    /// Load it into this database instead of the one it was dumped from (created if absent),
-    /// or for SQLite into this file (an absolute path in the container).
+    /// Load it into this database (created if absent), or for SQLite into this file (an
+    /// absolute path in the container). Needed for SQLite dumps, and for the others unless
+    /// --dump names CONTAINER/FILE (whose file names its database): never taken from the
+    /// manifest alone.
     #[arg(long, value_name = "NAME")]
     pub database: Option<String>,
 

@@ -88,18 +88,33 @@ fn backup(dest: &Dest, app: &App, dumps: &[&str]) -> Value {
     json(&r.stdout)
 }
 
-/// The names in the archive of backup `m` at the local `dest`, as `tar -t` lists them.
-fn tar_names(dest: &Dest, m: &Value) -> Vec<String> {
-    let archive = dest.read(m["archive"].as_str().unwrap());
-    let tar = zstd::decode_all(&archive[..]).unwrap();
-    tar::Archive::new(&tar[..])
-        .entries()
-        .unwrap()
-        .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
-        .collect()
+/// The databases of PostgreSQL server `db`, one a line.
+fn databases(db: &App) -> String {
+    psql(
+        db,
+        "template1",
+        "select datname from pg_database order by 1",
+    )
 }
 
-/// `restore-db` of the dump from container `from` (`--dump from`) at `dest`, with `args`.
+/// `restore-db` of backup `id` at `dest` (`--dump which`, with `extra`), stopped at fault point
+/// `point`.
+fn faulted_restore_db(
+    dest: &Dest,
+    which: &str,
+    id: &str,
+    extra: &[&str],
+    point: &str,
+) -> common::fault::Faulted {
+    let url = dest.url();
+    let mut args = vec!["restore-db", id, "--from", &url, "--dump", which];
+    args.extend_from_slice(extra);
+    let mut run = common::fault::Faulted::start(&args, point, &[]);
+    run.reached(point);
+    run
+}
+
+/// `restore-db` of dump `from` (`--dump from`: `CONTAINER[/FILE]`) at `dest`, with `args`.
 fn restore_db(dest: &Dest, from: &str, args: &[&str]) -> common::Run {
     let url = dest.url();
     let mut all = vec![
@@ -132,7 +147,7 @@ fn postgres_rows_come_back_after_the_database_is_dropped() {
     assert_eq!(dump["database"], "app");
     assert_eq!(dump["parts"], 1);
     let part = format!("dumps/{}/app.sql.00000", db.name);
-    let names = tar_names(&dest, m);
+    let names = dest.archive_names(m);
     assert_eq!(names[0], part, "dumps come first: {names:?}");
     assert!(
         names.contains(&"srv/media/photo.jpg".to_string()),
@@ -140,6 +155,7 @@ fn postgres_rows_come_back_after_the_database_is_dropped() {
     );
     assert_eq!(m["entries"].as_u64().unwrap() as usize, names.len());
     let id = m["id"].as_str().unwrap();
+    let app_sql = format!("{}/app.sql", db.name);
     dest.run(&["verify", id, "--to", &dest.url()]).ok();
 
     // The container a load goes into is named on the command line, never by the manifest alone.
@@ -153,15 +169,26 @@ fn postgres_rows_come_back_after_the_database_is_dropped() {
         unnamed.stderr
     );
 
+    // So is the database: by the dump's file, or --database; never by the manifest alone.
+    let unnamed = restore_db(&dest, &db.name, &[id]);
+    assert_eq!(unnamed.code, 2, "{}", unnamed.stderr);
+    assert!(
+        unnamed
+            .stderr
+            .contains(&format!("--dump {app_sql} or --database NAME")),
+        "{}",
+        unnamed.stderr
+    );
+
     // The database holds tables: refused, and a dry run says so; nothing changes.
-    let refused = restore_db(&dest, &db.name, &[id]);
+    let refused = restore_db(&dest, &app_sql, &[id]);
     assert_eq!(refused.code, 2, "{}", refused.stderr);
     assert!(
         refused.stderr.contains("not empty (tables 1)") && refused.stderr.contains("--force"),
         "{}",
         refused.stderr
     );
-    let dry = restore_db(&dest, &db.name, &[id, "--dry-run", "--json"]);
+    let dry = restore_db(&dest, &app_sql, &[id, "--dry-run", "--json"]);
     let dry = json(&dry.ok());
     assert_eq!(
         (dry["would_refuse"].as_bool(), dry["target_before"].as_str()),
@@ -189,71 +216,37 @@ fn postgres_rows_come_back_after_the_database_is_dropped() {
 
     // Dropped, then restored: the same rows.
     docker(&["exec", "-u", "postgres", &db.name, "dropdb", "app"]);
-    let loaded = restore_db(&dest, &db.name, &[id, "--json"]);
+    let loaded = restore_db(&dest, &app_sql, &[id, "--json"]);
     let loaded = json(&loaded.ok());
     assert_eq!(loaded["target_before"], "absent");
     assert_eq!(psql(&db, "app", ROWS), before);
 
     // Into another database, and over a full one with --force (only once it loaded whole).
-    restore_db(&dest, &db.name, &[id, "--database", "app_copy"]).ok();
+    restore_db(&dest, &app_sql, &[id, "--database", "app_copy"]).ok();
     assert_eq!(psql(&db, "app_copy", ROWS), before);
     psql(&db, "app", "delete from notes where id > 10");
-    restore_db(&dest, &db.name, &[id, "--force"]).ok();
+    restore_db(&dest, &app_sql, &[id, "--force"]).ok();
     assert_eq!(psql(&db, "app", ROWS), before);
-    let dbs = psql(
-        &db,
-        "postgres",
-        "select datname from pg_database order by 1",
-    );
+    let dbs = databases(&db);
     assert!(!dbs.contains("dockyard_restore"), "{dbs}");
 
     // Killed once the dump loaded beside the target: the target is as it was; the next run
     // loads it again and leaves no stand-in behind.
     psql(&db, "app", "delete from notes where id > 10");
     let url = dest.url();
-    let mut run = common::fault::Faulted::start(
-        &[
-            "restore-db",
-            id,
-            "--from",
-            &url,
-            "--force",
-            "--dump",
-            &db.name,
-        ],
-        "dump-loaded",
-        &[],
-    );
-    run.reached("dump-loaded");
+    let run = faulted_restore_db(&dest, &app_sql, id, &["--force"], "dump-loaded");
     run.signal("KILL");
     run.finish();
     assert_eq!(psql(&db, "app", "select count(*) from notes"), "10\n");
-    restore_db(&dest, &db.name, &[id, "--force"]).ok();
+    restore_db(&dest, &app_sql, &[id, "--force"]).ok();
     assert_eq!(psql(&db, "app", ROWS), before);
-    let dbs = psql(
-        &db,
-        "postgres",
-        "select datname from pg_database order by 1",
-    );
+    let dbs = databases(&db);
     assert!(!dbs.contains("dockyard_restore"), "{dbs}");
 
     // Sessions on the target (the app) and on the loaded database (a monitoring tool) when it
     // takes the target's place: they are ended, and the target is replaced, never lost.
     psql(&db, "app", "delete from notes where id > 10");
-    let mut run = common::fault::Faulted::start(
-        &[
-            "restore-db",
-            id,
-            "--from",
-            &url,
-            "--force",
-            "--dump",
-            &db.name,
-        ],
-        "dump-loaded",
-        &[],
-    );
-    run.reached("dump-loaded");
+    let run = faulted_restore_db(&dest, &app_sql, id, &["--force"], "dump-loaded");
     let sum = docker(&[
         "exec",
         &db.name,
@@ -285,11 +278,7 @@ fn postgres_rows_come_back_after_the_database_is_dropped() {
     let (code, stderr) = run.finish();
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(psql(&db, "app", ROWS), before);
-    let dbs = psql(
-        &db,
-        "postgres",
-        "select datname from pg_database order by 1",
-    );
+    let dbs = databases(&db);
     assert!(!dbs.contains("dockyard_"), "{dbs}");
 
     // pg_dump's own failure fails the backup, in its words.
@@ -344,25 +333,26 @@ fn mariadb_rows_come_back_and_a_full_database_needs_force() {
     assert_eq!(m["dumps"][0]["file"], "default.sql");
     assert!(m["dumps"][0].get("database").is_none(), "{m}");
     let id = m["id"].as_str().unwrap();
+    let default_sql = format!("{}/default.sql", db.name);
 
-    let refused = restore_db(&dest, &db.name, &[id]);
+    let refused = restore_db(&dest, &default_sql, &[id]);
     assert_eq!(refused.code, 2, "{}", refused.stderr);
     assert!(refused.stderr.contains("not empty"), "{}", refused.stderr);
     assert_eq!(mariadb(&db, rows), before);
 
     mariadb(&db, "drop database shop");
-    restore_db(&dest, &db.name, &[id]).ok();
+    restore_db(&dest, &default_sql, &[id]).ok();
     assert_eq!(mariadb(&db, rows), before);
 
     mariadb(&db, "delete from shop.notes where id > 5");
-    restore_db(&dest, &db.name, &[id, "--force"]).ok();
+    restore_db(&dest, &default_sql, &[id, "--force"]).ok();
     assert_eq!(mariadb(&db, rows), before);
 
     // Into another database of another server.
     let other = server("maria2", "run-mariadb", &[]);
     restore_db(
         &dest,
-        &db.name,
+        &default_sql,
         &[id, "--into", &other.name, "--database", "shop_copy"],
     )
     .ok();
@@ -395,7 +385,12 @@ fn sqlite_in_the_app_container_comes_back_through_python() {
     assert_eq!(m["dumps"][0]["path"], "/srv/data/db.sqlite3");
     let id = m["id"].as_str().unwrap();
     app.sh("rm /srv/data/db.sqlite3");
-    restore_db(&dest, &app.name, &[id]).ok();
+    restore_db(
+        &dest,
+        &app.name,
+        &[id, "--database", "/srv/data/db.sqlite3"],
+    )
+    .ok();
     assert_eq!(app.sh(rows), before);
     assert_eq!(app.sh("ls /srv/data"), "db.sqlite3\n");
 }
@@ -575,18 +570,14 @@ fn a_dump_altered_in_the_store_never_reaches_the_database() {
         &serde_json::to_vec_pretty(&fixed).unwrap(),
     );
     docker(&["exec", "-u", "postgres", &db.name, "dropdb", "app"]);
-    let r = restore_db(&dest, &db.name, &[id]);
+    let r = restore_db(&dest, &format!("{}/app.sql", db.name), &[id]);
     assert_eq!(r.code, 5, "{}", r.stderr);
     assert!(
         r.stderr.contains("does not match its manifest"),
         "{}",
         r.stderr
     );
-    let dbs = psql(
-        &db,
-        "postgres",
-        "select datname from pg_database order by 1",
-    );
+    let dbs = databases(&db);
     assert!(!dbs.contains("app") && !dbs.contains("dockyard"), "{dbs}");
 }
 
@@ -658,13 +649,11 @@ fn a_config_job_streams_its_dumps_and_a_bad_one_is_named() {
     let tmp = tempfile::tempdir().unwrap();
     let dest = tmp.path().join("backups");
     let job = |dumps: &str| {
-        common::local_config(
+        common::media_job(
             tmp.path(),
             &dest,
-            &format!(
-                "[jobs.media]\ncontainer = \"{}\"\ndestinations = [\"local\"]\ndumps = [{dumps}]\n",
-                app.name
-            ),
+            &app.name,
+            &format!("dumps = [{dumps}]\n"),
         )
     };
     let cfg = job(&format!("\"{}:exec:echo from the job\"", db.name));
@@ -764,11 +753,7 @@ fn a_forged_dump_cannot_reach_a_shell_another_database_or_another_file() {
         }
     }
     assert_eq!(psql(&pg, "app", "select v from keep"), "kept\n");
-    let dbs = psql(
-        &pg,
-        "postgres",
-        "select datname from pg_database order by 1",
-    );
+    let dbs = databases(&pg);
     assert!(
         !dbs.contains("fresh") && !dbs.contains("dockyard_"),
         "{dbs}"
@@ -789,11 +774,7 @@ fn a_forged_dump_cannot_reach_a_shell_another_database_or_another_file() {
     let r = restore_db(&dest, &pg.name, &[id, "--database", "fresh"]);
     assert_ne!(r.code, 0);
     assert!(r.stderr.contains("has no restricted mode"), "{}", r.stderr);
-    let dbs = psql(
-        &pg,
-        "postgres",
-        "select datname from pg_database order by 1",
-    );
+    let dbs = databases(&pg);
     assert!(
         !dbs.contains("fresh") && !dbs.contains("dockyard_"),
         "{dbs}"
@@ -814,24 +795,9 @@ fn a_mysql_load_cut_short_leaves_the_database_as_it_was() {
     let m = &done["backup"];
     assert!(m["dumps"][0]["size"].as_u64().unwrap() > 4 << 20, "{m}");
     let id = m["id"].as_str().unwrap();
-    let url = dest.url();
     // Into a database that is not there: killed with part of the dump loaded, the load ends
     // at a statement's end without the line dockyard's framing adds last, and is undone.
-    let mut run = common::fault::Faulted::start(
-        &[
-            "restore-db",
-            id,
-            "--from",
-            &url,
-            "--database",
-            "cut",
-            "--dump",
-            &db.name,
-        ],
-        "dump-loading",
-        &[],
-    );
-    run.reached("dump-loading");
+    let run = faulted_restore_db(&dest, &db.name, id, &["--database", "cut"], "dump-loading");
     run.signal("KILL");
     run.finish();
     common::wait_until(
@@ -870,12 +836,8 @@ fn postgres_s_default_database_the_maintenance_one_comes_back() {
     assert_eq!(m["dumps"][0]["file"], "default.sql");
     let id = m["id"].as_str().unwrap();
     psql(&db, "postgres", "drop table notes");
-    restore_db(&dest, &db.name, &[id]).ok();
+    restore_db(&dest, &format!("{}/default.sql", db.name), &[id]).ok();
     assert_eq!(psql(&db, "postgres", "select v from notes"), "kept\n");
-    let dbs = psql(
-        &db,
-        "template1",
-        "select datname from pg_database order by 1",
-    );
+    let dbs = databases(&db);
     assert!(!dbs.contains("dockyard_"), "{dbs}");
 }

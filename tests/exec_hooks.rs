@@ -19,16 +19,6 @@ fn log(cache: &App) -> String {
     cache.sh("cat /tmp/hooks 2>/dev/null || true")
 }
 
-/// The names in the archive of the backup `m` at the local `dest`.
-fn names(dest: &Dest, m: &Value) -> Vec<String> {
-    let tar = zstd::decode_all(&dest.read(m["archive"].as_str().unwrap())[..]).unwrap();
-    tar::Archive::new(&tar[..])
-        .entries()
-        .unwrap()
-        .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
-        .collect()
-}
-
 #[test]
 fn hooks_run_in_order_in_their_containers_around_the_stops_and_the_backup() {
     // The app and the cache share the app's volume: what the before-hook writes there is backed
@@ -69,7 +59,9 @@ fn hooks_run_in_order_in_their_containers_around_the_stops_and_the_backup() {
     ]);
     let done = json(&r.ok());
     assert_eq!(log(&cache), "before-1\nbefore-2\nafter\n");
-    assert!(names(&dest, &done["backup"]).contains(&"srv/media/flushed".to_string()));
+    assert!(dest
+        .archive_names(&done["backup"])
+        .contains(&"srv/media/flushed".to_string()));
     assert_eq!(cache.sh("ls /srv/media"), "");
     // The app was stopped and runs again.
     assert!(done["downtime_seconds"].is_number(), "{done}");
@@ -174,16 +166,7 @@ fn a_config_job_runs_its_hooks_and_a_bad_one_is_named() {
     let cache = App::running("hooks-job-cache", &[]);
     let tmp = tempfile::tempdir().unwrap();
     let dest = tmp.path().join("backups");
-    let job = |hooks: &str| {
-        common::local_config(
-            tmp.path(),
-            &dest,
-            &format!(
-                "[jobs.media]\ncontainer = \"{}\"\ndestinations = [\"local\"]\n{hooks}",
-                app.name
-            ),
-        )
-    };
+    let job = |hooks: &str| common::media_job(tmp.path(), &dest, &app.name, hooks);
     let cfg = job(&format!(
         "exec_before = [\"{c}:echo job-before >> /tmp/hooks\"]\nexec_after = [\"{c}:echo job-after >> /tmp/hooks\"]\n",
         c = cache.name

@@ -5,7 +5,6 @@
 //! it loaded whole and matched again. A target that holds tables is refused without `--force`.
 
 use anyhow::{Context, Result};
-use chrono::Utc;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
@@ -21,7 +20,7 @@ use crate::dumps::tools::{self, Step};
 use crate::dumps::{DumpKind, DumpRecord};
 use crate::encryption::Unlock;
 use crate::error::Failure;
-use crate::manifest::{self, Manifest, Store};
+use crate::manifest::Manifest;
 
 /// What `restore-db` was asked.
 #[derive(Debug, Clone)]
@@ -78,27 +77,7 @@ pub struct RestoredDb {
 pub async fn run(session: &Session, s: &RestoreDbSettings) -> Result<RestoredDb> {
     let t0 = std::time::Instant::now();
     let dest = s.dest.open().await;
-    let store = Store::new(dest.clone());
-    let select = match (s.archive.as_str(), s.source.as_deref()) {
-        ("latest", Some(c)) => manifest::Select::Container(c),
-        ("latest", None) => {
-            return Err(Failure::usage(
-                "restore-db latest needs --container NAME (the backed-up container whose newest backup holds the dump)",
-            )
-            .into())
-        }
-        (id, _) => manifest::Select::Id(id),
-    };
-    let m = store
-        .load(select)
-        .await?
-        .select(
-            &s.archive,
-            s.source.as_deref().unwrap_or_default(),
-            &s.dest.to_string(),
-            Utc::now(),
-        )?
-        .clone();
+    let m = super::verify::select(&dest, &s.dest, &s.archive, s.source.as_deref()).await?;
     let (index, record) = choose(&m, s.dump.as_deref())?;
     // The container a load runs in is one the operator named, never one a manifest (which whoever
     // holds the store can write) names alone.
@@ -108,6 +87,31 @@ pub async fn run(session: &Session, s: &RestoreDbSettings) -> Result<RestoredDb>
             record.container, record.file
         ))
         .into());
+    }
+    // So is the database or file: a dump's file name binds its database, but not a SQLite
+    // file's directory.
+    let file_named = s.dump.as_deref().is_some_and(|d| d.contains('/'));
+    if s.database.is_none() {
+        let c = &record.container;
+        match record.kind.as_str() {
+            "sqlite" => {
+                return Err(Failure::usage(format!(
+                    "name the file to load {}/{} into: --database PATH (it was {}); dockyard never takes a file's place from a manifest alone",
+                    c,
+                    record.file,
+                    record.path.as_deref().unwrap_or_default()
+                ))
+                .into())
+            }
+            "postgres" | "mysql" if !file_named => {
+                return Err(Failure::usage(format!(
+                    "name the database: --dump {c}/{} or --database NAME; dockyard never takes it from a manifest alone",
+                    record.file
+                ))
+                .into())
+            }
+            _ => {}
+        }
     }
     let kind = record.kind().expect("checked with the manifest");
     let kind = match (kind, &s.command) {

@@ -91,6 +91,18 @@ impl Dest {
         }
     }
 
+    /// The entry names of the (plain) archive of backup `m` (its manifest as JSON), as `tar -t`
+    /// lists them.
+    pub fn archive_names(&self, m: &serde_json::Value) -> Vec<String> {
+        let archive = self.read(m["archive"].as_str().expect("a manifest"));
+        let tar = zstd::decode_all(&archive[..]).unwrap();
+        tar::Archive::new(&tar[..])
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+            .collect()
+    }
+
     /// The bytes of object `name`.
     pub fn read(&self, name: &str) -> Vec<u8> {
         match self {

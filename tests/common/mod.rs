@@ -648,6 +648,16 @@ pub fn local_config(tmp: &Path, dest: &Path, jobs: &str) -> PathBuf {
     path
 }
 
+/// [`local_config`] with one backup job, `media`, of `container` to that destination, its other
+/// keys `keys` (TOML lines).
+pub fn media_job(tmp: &Path, dest: &Path, container: &str, keys: &str) -> PathBuf {
+    local_config(
+        tmp,
+        dest,
+        &format!("[jobs.media]\ncontainer = \"{container}\"\ndestinations = [\"local\"]\n{keys}"),
+    )
+}
+
 /// Runs `cmd` with its output captured, killing it (and failing the test) if it has not ended
 /// after `limit`: a run that hangs must fail its test, not the whole suite.
 pub fn output_within(mut cmd: Command, limit: std::time::Duration) -> Output {
