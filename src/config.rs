@@ -46,6 +46,38 @@ pub struct Config {
     /// How many jobs `run` and `daemon` run at once (default 2), never two of one container: a
     /// job that hangs or runs long does not hold back the other containers' jobs.
     pub parallel_jobs: Option<std::num::NonZeroUsize>,
+    /// Containers that opt in with labels (`dockyard.enable=true`) become jobs of `run` and
+    /// `daemon` beside the file's (README, "Labels").
+    pub labels: Option<LabelsConfig>,
+    /// Docker engines by name, when there is more than one: each job says which (`engine`), and
+    /// labelled containers are found on each. Without it, the one engine `DOCKER_HOST` names.
+    #[serde(default)]
+    pub engines: BTreeMap<String, EngineConfig>,
+}
+
+/// `[labels]`: how labelled containers are found.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LabelsConfig {
+    /// Find labelled containers (default true).
+    pub enabled: Option<bool>,
+    /// Only containers labelled `dockyard.instance=` this value (when several dockyards share an
+    /// engine); without it, only containers with no `dockyard.instance` label.
+    pub instance: Option<String>,
+}
+
+/// `[engines.NAME]`: one Docker engine.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineConfig {
+    /// Its address, as `DOCKER_HOST` takes it: `unix:///var/run/docker.sock`,
+    /// `tcp://host:2376`, or `ssh://user@host` (the system OpenSSH and its config).
+    pub host: String,
+    /// For `tcp://`: a directory holding `ca.pem`, `cert.pem` and `key.pem` (as
+    /// `DOCKER_CERT_PATH`); the engine's certificate is verified against `ca.pem`.
+    pub tls_cert_path: Option<PathBuf>,
+    /// For `ssh://`: an ssh config file instead of ~/.ssh/config.
+    pub ssh_config: Option<PathBuf>,
 }
 
 /// `[restore]`: what `dockyard restore` takes from the config file.
@@ -119,6 +151,8 @@ pub struct DestinationConfig {
 pub struct JobConfig {
     /// Container name.
     pub container: String,
+    /// The engine it is on, a name from `[engines]` (required when there are engines).
+    pub engine: Option<String>,
     /// Paths to back up (default: every mount).
     #[serde(default)]
     pub paths: Vec<ContainerPath>,
@@ -197,6 +231,8 @@ pub struct JobConfig {
 pub struct LogJobConfig {
     /// Container name.
     pub container: String,
+    /// The engine it is on, a name from `[engines]` (required when there are engines).
+    pub engine: Option<String>,
     /// Log directory (default /srv/logs).
     pub path: Option<ContainerPath>,
     /// File globs (default ["*.log"]).
@@ -248,34 +284,6 @@ pub fn parse(text: &str) -> Result<Config, String> {
     toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())
 }
 
-/// When a job is scheduled, as the file says.
-#[derive(Debug, Clone)]
-pub struct ScheduleConfig {
-    /// The cron expression.
-    pub schedule: Schedule,
-    /// Its zone, if the job or the file names one.
-    pub timezone: Option<TimeZone>,
-    /// Run once at start when a run was missed.
-    pub catch_up: bool,
-}
-
-impl Config {
-    /// The schedule of job `name`, if it has one.
-    pub fn schedule_of(&self, name: &str) -> Option<ScheduleConfig> {
-        let (schedule, timezone, catch_up) = if let Some(j) = self.jobs.get(name) {
-            (j.schedule.as_ref()?, j.timezone, j.catch_up)
-        } else {
-            let l = self.logs.get(name)?;
-            (l.schedule.as_ref()?, l.timezone, l.catch_up)
-        };
-        Some(ScheduleConfig {
-            schedule: schedule.clone(),
-            timezone: timezone.or(self.timezone),
-            catch_up,
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -311,18 +319,18 @@ mod tests {
         };
         for schedule in ["15 2 * * *", "@daily", "0 15 2 * * *"] {
             let c = parse(&job(&format!("schedule = \"{schedule}\"\n"))).unwrap();
-            let sc = c.schedule_of("m").unwrap();
-            assert_eq!(sc.schedule.as_str(), schedule);
-            assert_eq!(sc.timezone.map(|z| z.0.name()), Some("Asia/Tokyo"));
-            assert!(!sc.catch_up);
+            let m = &c.jobs["m"];
+            assert_eq!(m.schedule.as_ref().unwrap().as_str(), schedule);
+            assert_eq!(c.timezone.map(|z| z.0.name()), Some("Asia/Tokyo"));
+            assert!(!m.catch_up);
         }
         let c = parse(&job(
             "schedule = \"@hourly\"\ntimezone = \"Europe/Berlin\"\ncatch_up = true\n",
         ))
         .unwrap();
-        let sc = c.schedule_of("m").unwrap();
-        assert_eq!(sc.timezone.map(|z| z.0.name()), Some("Europe/Berlin"));
-        assert!(sc.catch_up);
+        let m = &c.jobs["m"];
+        assert_eq!(m.timezone.map(|z| z.0.name()), Some("Europe/Berlin"));
+        assert!(m.catch_up);
         let err = parse(&job("schedule = \"2 * * *\"\n")).unwrap_err();
         assert!(
             err.contains("4 fields") && err.contains("30 2 * * *"),

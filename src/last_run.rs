@@ -7,19 +7,24 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 
-/// The file holding job `job`'s last run: its name when that is a plain file name, else hex.
-fn stamp_path(dir: &Path, job: &str) -> PathBuf {
+/// The name of a file of job `job` (its stamp, its lock): the job's name when that is a plain
+/// file name, else `x-` and its hex (`edge/web`, names from labels).
+pub fn file_name(job: &str) -> String {
     let plain = !job.is_empty()
         && !job.starts_with('.')
         && job
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-    let name = if plain {
+    if plain {
         job.to_string()
     } else {
         format!("x-{}", hex::encode(job))
-    };
-    dir.join("last-run").join(name)
+    }
+}
+
+/// The file holding job `job`'s last run.
+fn stamp_path(dir: &Path, job: &str) -> PathBuf {
+    dir.join("last-run").join(file_name(job))
 }
 
 /// When job `job` last ran, if it ever did here.

@@ -17,6 +17,7 @@ pub mod error;
 pub mod fault;
 pub mod index;
 pub mod jobs;
+pub mod labels;
 pub mod last_run;
 pub mod lease;
 pub mod lock;

@@ -53,6 +53,7 @@ fn main() {
         settings.output,
         settings.engine_ssh_config.clone(),
         settings.helper_timeout,
+        std::mem::take(&mut settings.engines),
     );
     // A command run on its own says how it went, on every way out (signals and panics included).
     let notify = settings.notify.take();

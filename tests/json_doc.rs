@@ -51,6 +51,7 @@ fn manifest() -> Manifest {
         format: PLAIN_FORMAT,
         id: "web-20261128T103934Z-4f2a".into(),
         container: "web".into(),
+        engine: None,
         container_id: "0f3c9e2b7a41".into(),
         image: "hello_django:latest".into(),
         image_id: "sha256:5d1e".into(),

@@ -25,7 +25,9 @@ struct Problem {
 
 /// Checks the file at `path`; see the module doc.
 pub async fn run(ctx: &Ctx, lowered: &Jobs) -> Result<()> {
-    let (path, plans) = (lowered.config.as_path(), &lowered.plans);
+    let path = lowered.config.as_path();
+    let plans = &crate::labels::all_plans(ctx, lowered).await?;
+    let from_file: Vec<&str> = lowered.plans.iter().map(JobPlan::name).collect();
     let mut problems = Vec::new();
     let notifier = match &lowered.notifier {
         Ok(n) => n.clone(),
@@ -42,7 +44,34 @@ pub async fn run(ctx: &Ctx, lowered: &Jobs) -> Result<()> {
     let mut next_runs = Vec::new();
     let mut dests: BTreeMap<String, DestSpec> = BTreeMap::new();
     for plan in plans {
+        let source = if from_file.contains(&plan.name()) {
+            "file"
+        } else {
+            "labels"
+        };
         let (kind, container, paths, targets) = match plan {
+            JobPlan::Invalid {
+                name,
+                container,
+                error,
+                category,
+                ..
+            } => {
+                problems.push(Problem {
+                    category: *category,
+                    text: error.clone(),
+                });
+                jobs.push(json!({
+                    "job": name,
+                    "kind": "invalid",
+                    "source": source,
+                    "container": container,
+                    "engine": plan.engine(),
+                    "error": error,
+                }));
+                next_runs.push(None);
+                continue;
+            }
             JobPlan::Backup { backups, .. } => (
                 "backup",
                 backups[0].1.container.clone(),
@@ -67,7 +96,15 @@ pub async fn run(ctx: &Ctx, lowered: &Jobs) -> Result<()> {
                     .collect(),
             ),
         };
-        let found = check_container(ctx, plan.name(), &container, &paths, &mut problems).await;
+        let found = check_container(
+            ctx,
+            plan.engine(),
+            plan.name(),
+            &container,
+            &paths,
+            &mut problems,
+        )
+        .await;
         for (name, spec, _) in &targets {
             dests.insert(name.clone(), spec.clone());
         }
@@ -79,6 +116,8 @@ pub async fn run(ctx: &Ctx, lowered: &Jobs) -> Result<()> {
         let mut job = json!({
             "job": plan.name(),
             "kind": kind,
+            "source": source,
+            "engine": plan.engine(),
             "container": container,
             "container_found": found,
             "paths": paths,
@@ -180,12 +219,16 @@ pub async fn run(ctx: &Ctx, lowered: &Jobs) -> Result<()> {
 /// Finds the container and checks each path lies in one of its mounts; returns whether found.
 async fn check_container(
     ctx: &Ctx,
+    engine: Option<&str>,
     job: &str,
     container: &str,
     paths: &[String],
     problems: &mut Vec<Problem>,
 ) -> bool {
-    let info = match ctx.engine().await {
+    let info = match ctx
+        .engine_named(engine.unwrap_or(crate::ops::DEFAULT_ENGINE))
+        .await
+    {
         Ok(engine) => engine.inspect(container).await.map_err(anyhow::Error::from),
         Err(e) => Err(e),
     };
@@ -257,11 +300,28 @@ fn say_text(
         } else {
             list("paths")
         };
+        if j["kind"] == "invalid" {
+            ctx.say(&format!(
+                "job {} ({}): INVALID (the error below says why)",
+                s("job"),
+                s("source")
+            ));
+            continue;
+        }
         ctx.say(&format!(
-            "job {} ({}): container {}{}, {paths} -> {}",
+            "job {} ({}{}): container {}{}{}, {paths} -> {}",
             s("job"),
             s("kind"),
+            if j["source"] == "labels" {
+                ", from labels"
+            } else {
+                ""
+            },
             s("container"),
+            j["engine"]
+                .as_str()
+                .map(|e| format!(" on engine {e}"))
+                .unwrap_or_default(),
             if j["container_found"] == true {
                 ""
             } else {

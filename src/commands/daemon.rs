@@ -1,23 +1,28 @@
-//! `dockyard daemon`: runs the config file's jobs on their cron schedules, each read in its time
-//! zone, in the foreground, up to `parallel_jobs` at once and never two that share a container or
-//! where one stops a container the other uses (a job that hangs until its helper's deadline holds
-//! back no other container's jobs); a `catch_up` job whose run was missed while the daemon was
-//! down runs once at start. SIGTERM/SIGINT end it through main's clean-up: running jobs are
+//! `dockyard daemon`: runs the config file's jobs and the labelled containers' on their cron
+//! schedules, each read in its time zone, in the foreground, up to `parallel_jobs` at once and
+//! never two that share a container or where one stops a container the other uses (a job that
+//! hangs until its helper's deadline holds back no other container's jobs); a `catch_up` job
+//! whose run was missed while the daemon was down runs once at start. It follows each engine's
+//! container events, so labelled containers created, relabelled or removed later are taken up or
+//! dropped without a restart. SIGTERM/SIGINT end it through main's clean-up: running jobs are
 //! aborted (partial uploads discarded, helpers removed, stopped containers started again); an
 //! idle daemon exits 0.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
+use std::pin::Pin;
 
 use anyhow::Result;
 use chrono::{DateTime, Utc};
-use futures_util::stream::{FuturesUnordered, StreamExt};
+use futures_util::stream::{FuturesUnordered, Stream, StreamExt};
 
 use super::Ctx;
 use crate::error::Failure;
 use crate::jobs::{run_plans, JobEnv};
 use crate::last_run;
+use crate::ops::Session;
 use crate::schedule::Timing;
+use crate::settings::file::LabelSource;
 use crate::settings::{JobPlan, Jobs};
 
 /// A job the daemon runs, and when.
@@ -27,15 +32,51 @@ struct Scheduled {
     next: DateTime<Utc>,
 }
 
+/// The jobs by a number that stays theirs while they are kept; label jobs come and go.
+#[derive(Default)]
+struct Table {
+    jobs: BTreeMap<u64, Scheduled>,
+    /// The label jobs (scheduled or not, invalid ones too) by name: their number if scheduled,
+    /// their engine, and the plan as it was found, to tell a relabelled container.
+    labelled: BTreeMap<String, Labelled>,
+    next_id: u64,
+}
+
+impl Table {
+    /// Adds a job that has a schedule; returns its number.
+    fn add(&mut self, plan: JobPlan, timing: Timing, next: DateTime<Utc>) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.jobs.insert(id, Scheduled { plan, timing, next });
+        id
+    }
+}
+
+/// A label job as the daemon knows it.
+struct Labelled {
+    /// Its number in the table, if it has a schedule.
+    id: Option<u64>,
+    /// The engine its container is on.
+    engine: Option<String>,
+    /// Its plan as found (`Debug`), to tell when the labels changed.
+    shape: String,
+}
+
 /// Runs forever (until a signal), each scheduled job at its next time.
 pub async fn run(ctx: &Ctx, mut lowered: Jobs) -> Result<()> {
     let env = JobEnv::new(&mut lowered)?;
     let state_dir = ctx.dirs.state().to_path_buf();
     let path = lowered.config.clone();
     let now = Utc::now();
-    let mut jobs = Vec::new();
+    let mut table = Table::default();
     let mut catch_up = Vec::new();
-    for plan in lowered.plans {
+    let plans = crate::labels::all_plans(ctx, &lowered).await?;
+    let from_file: Vec<String> = lowered.plans.iter().map(|p| p.name().to_string()).collect();
+    for plan in plans {
+        if !from_file.iter().any(|n| n == plan.name()) {
+            take_labelled(ctx, &mut table, plan, now, "found");
+            continue;
+        }
         let Some(sc) = plan.schedule().cloned() else {
             tracing::info!(
                 job = plan.name(),
@@ -51,80 +92,279 @@ pub async fn run(ctx: &Ctx, mut lowered: Jobs) -> Result<()> {
                 timing.schedule.as_str()
             ))
         })?;
+        let name = plan.name().to_string();
+        let id = table.add(plan, timing, next);
         if sc.catch_up {
-            match last_run::read(&state_dir, plan.name()) {
-                Some(last) if timing.missed(last, now) => {
-                    tracing::info!(job = plan.name(), last_run = %timing.local(last), "a run was missed while the daemon was down: running it now (catch_up)");
-                    catch_up.push(jobs.len());
+            match last_run::read(&state_dir, &name) {
+                Some(last) if table.jobs[&id].timing.missed(last, now) => {
+                    tracing::info!(job = %name, last_run = %table.jobs[&id].timing.local(last), "a run was missed while the daemon was down: running it now (catch_up)");
+                    catch_up.push(id);
                 }
                 Some(_) => {}
                 // Nothing recorded yet: from now on a missed run can be told.
-                None => stamp(&state_dir, plan.name(), now),
+                None => stamp(&state_dir, &name, now),
             }
         }
-        jobs.push(Scheduled { plan, timing, next });
     }
-    if jobs.is_empty() {
+    if table.jobs.is_empty() && lowered.labels.is_none() {
         return Err(Failure::usage(format!(
             "no job in {} has a schedule; add schedule = \"30 2 * * *\" to a job",
             path.display()
         ))
         .into());
     }
+    if table.jobs.is_empty() {
+        tracing::info!("no scheduled job yet: waiting for labelled containers (dockyard.enable=true, dockyard.schedule)");
+    }
     // Between jobs from here on: a SIGTERM is a clean stop (exit 0).
     set_idle(ctx, true);
-    for job in &jobs {
+    for job in table.jobs.values() {
         announce(ctx, job);
     }
-    for i in catch_up {
-        jobs[i].next = now;
+    for id in catch_up {
+        if let Some(job) = table.jobs.get_mut(&id) {
+            job.next = now;
+        }
     }
+    let mut changes = match &lowered.labels {
+        Some(source) => futures_util::stream::select_all(
+            source
+                .engines
+                .iter()
+                .map(|e| watch(ctx, e.clone()))
+                .collect::<Vec<_>>(),
+        )
+        .boxed(),
+        None => futures_util::stream::pending().boxed(),
+    };
     let mut running = FuturesUnordered::new();
-    let mut busy: HashSet<usize> = HashSet::new();
+    let mut busy: HashSet<u64> = HashSet::new();
     loop {
         let now = Utc::now();
+        let clashes = |table: &Table, busy: &HashSet<u64>, job: &Scheduled| {
+            busy.iter()
+                .filter_map(|b| table.jobs.get(b))
+                .any(|b| b.plan.clashes(&job.plan))
+        };
         // Start every due job there is room for, never two that share or stop a container.
-        for i in 0..jobs.len() {
+        let ids: Vec<u64> = table.jobs.keys().copied().collect();
+        for id in ids {
             if running.len() >= env.parallel.max(1) {
                 break;
             }
-            if jobs[i].next > now
-                || busy.contains(&i)
-                || busy.iter().any(|&b| jobs[b].plan.clashes(&jobs[i].plan))
-            {
+            let job = &table.jobs[&id];
+            if job.next > now || busy.contains(&id) || clashes(&table, &busy, job) {
                 continue;
             }
-            busy.insert(i);
-            let plan = jobs[i].plan.clone();
+            busy.insert(id);
+            let plan = job.plan.clone();
             let env = &env;
             running.push(async move {
                 let started = Utc::now();
                 run_plans(ctx, std::slice::from_ref(&plan), env, ctx).await;
-                (i, started)
+                (id, started)
             });
         }
         set_idle(ctx, running.is_empty());
         // Sleep until the next job that could start, or until a running one ends.
         let startable = running.len() < env.parallel.max(1);
-        let next = jobs
+        let next = table
+            .jobs
             .iter()
-            .enumerate()
-            .filter(|(i, j)| {
-                startable
-                    && !busy.contains(i)
-                    && !busy.iter().any(|&b| jobs[b].plan.clashes(&j.plan))
-            })
+            .filter(|(id, j)| startable && !busy.contains(id) && !clashes(&table, &busy, j))
             .map(|(_, j)| j.next)
             .min();
         let wait = next.map(|n| (n - now).to_std().unwrap_or_default());
         tokio::select! {
-            Some((i, started)) = running.next(), if !running.is_empty() => {
-                busy.remove(&i);
-                finished(ctx, &mut jobs[i], &state_dir, started);
+            Some((id, started)) = running.next(), if !running.is_empty() => {
+                busy.remove(&id);
+                // A label job whose container went while it ran is gone from the table.
+                if let Some(job) = table.jobs.get_mut(&id) {
+                    finished(ctx, job, &state_dir, started);
+                }
+            }
+            Some(engine) = changes.next() => {
+                if let Some(source) = &lowered.labels {
+                    rediscover(ctx, &mut table, source, &lowered.plans, engine.as_deref()).await;
+                }
             }
             _ = sleep_or_forever(wait) => {}
         }
     }
+}
+
+/// Takes up a label job as found (`how`: "found", "updated"): scheduled ones join the table;
+/// invalid ones are said (they run when their labels are fixed).
+fn take_labelled(ctx: &Ctx, table: &mut Table, plan: JobPlan, now: DateTime<Utc>, how: &str) {
+    let name = plan.name().to_string();
+    let shape = format!("{plan:?}");
+    let engine = plan.engine().map(str::to_string);
+    let container = plan.container().to_string();
+    let mut fields = serde_json::json!({
+        "change": how,
+        "container": container,
+        "engine": engine.clone(),
+    });
+    let id = match &plan {
+        JobPlan::Invalid { error, .. } => {
+            tracing::error!(job = %name, container = %container, error = %error, "a labelled container's job is invalid; it runs once its labels are fixed");
+            fields["change"] = "invalid".into();
+            fields["error"] = error.clone().into();
+            None
+        }
+        _ => match plan.schedule().cloned() {
+            Some(sc) => match sc.timing.next_after(now) {
+                Some(next) => {
+                    tracing::info!(job = %name, container = %container, "{how} a labelled container's job");
+                    Some(table.add(plan, sc.timing, next))
+                }
+                None => {
+                    let error = format!(
+                        "container {container:?}: label dockyard.schedule {:?} never fires again",
+                        sc.timing.schedule.as_str()
+                    );
+                    tracing::error!(job = %name, error = %error, "a labelled container's job is invalid");
+                    fields["change"] = "invalid".into();
+                    fields["error"] = error.into();
+                    None
+                }
+            },
+            None => {
+                tracing::info!(job = %name, container = %container, "{how} a labelled container's job without dockyard.schedule: only `dockyard run` runs it");
+                None
+            }
+        },
+    };
+    ctx.out.event("labels", Some(&name), fields);
+    if let Some(id) = id {
+        announce(ctx, &table.jobs[&id]);
+    }
+    table.labelled.insert(name, Labelled { id, engine, shape });
+}
+
+/// Finds engine `engine`'s labelled containers again and takes up what changed: new jobs,
+/// relabelled containers' jobs (their next run from now), and jobs whose container went (a run
+/// in progress ends on its own).
+async fn rediscover(
+    ctx: &Ctx,
+    table: &mut Table,
+    source: &LabelSource,
+    file: &[JobPlan],
+    engine: Option<&str>,
+) {
+    let found = crate::labels::discover_on(ctx, source, engine).await;
+    // Clashes are judged against the file's jobs and the other engines' label jobs.
+    let others: Vec<JobPlan> = file
+        .iter()
+        .cloned()
+        .chain(
+            table
+                .jobs
+                .values()
+                .filter(|j| j.plan.engine() != engine && table.labelled.contains_key(j.plan.name()))
+                .map(|j| j.plan.clone()),
+        )
+        .collect();
+    let kept = others.len();
+    let found: Vec<JobPlan> = crate::labels::merge(others, found)
+        .into_iter()
+        .skip(kept)
+        .collect();
+    let now = Utc::now();
+    let names: Vec<String> = found.iter().map(|p| p.name().to_string()).collect();
+    // Gone: this engine's label jobs no longer found.
+    let gone: Vec<String> = table
+        .labelled
+        .iter()
+        .filter(|(name, l)| !names.contains(name) && l.engine.as_deref() == engine)
+        .map(|(name, _)| name.clone())
+        .collect();
+    for name in gone {
+        if let Some(l) = table.labelled.remove(&name) {
+            if let Some(id) = l.id {
+                table.jobs.remove(&id);
+            }
+            tracing::info!(job = %name, "a labelled container's job is gone (the container was removed, renamed or unlabelled)");
+            ctx.out.event(
+                "labels",
+                Some(&name),
+                serde_json::json!({"change": "removed", "engine": engine}),
+            );
+        }
+    }
+    for plan in found {
+        let shape = format!("{plan:?}");
+        match table.labelled.get(plan.name()) {
+            Some(known) if known.shape == shape => {}
+            Some(known) => {
+                if let Some(id) = known.id {
+                    table.jobs.remove(&id);
+                }
+                take_labelled(ctx, table, plan, now, "updated");
+            }
+            None => take_labelled(ctx, table, plan, now, "found"),
+        }
+    }
+}
+
+/// A stream that yields `engine` each time its labelled containers may have changed: a
+/// container event, or the engine's event stream coming back after it was lost (events may have
+/// been missed meanwhile).
+fn watch(
+    session: &Session,
+    engine: Option<String>,
+) -> Pin<Box<dyn Stream<Item = Option<String>> + Send + '_>> {
+    type Events = Pin<
+        Box<
+            dyn Stream<
+                    Item = Result<
+                        crate::docker::discover::ContainerEvent,
+                        crate::docker::DockerError,
+                    >,
+                > + Send,
+        >,
+    >;
+    let state: (Option<Events>, bool) = (None, false);
+    futures_util::stream::unfold(state, move |(mut events, mut lost)| {
+        let engine = engine.clone();
+        async move {
+            loop {
+                let Some(stream) = events.as_mut() else {
+                    let name = engine.as_deref().unwrap_or(crate::ops::DEFAULT_ENGINE);
+                    match session.engine_named(name).await {
+                        Ok(e) => {
+                            events = Some(Box::pin(e.container_events(&crate::labels::filter())));
+                            if lost {
+                                tracing::info!(engine = name, "following the engine's container events again");
+                                return Some((engine.clone(), (events, false)));
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(engine = name, error = %crate::error::describe(&e), "cannot follow the engine's container events; trying again in 10s");
+                            tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+                        }
+                    }
+                    continue;
+                };
+                match stream.next().await {
+                    Some(Ok(event)) => {
+                        tracing::info!(engine = engine.as_deref().unwrap_or(crate::ops::DEFAULT_ENGINE), container = %event.name, action = %event.action, "a labelled container changed");
+                        return Some((engine.clone(), (events, lost)));
+                    }
+                    Some(Err(e)) => {
+                        tracing::warn!(engine = engine.as_deref().unwrap_or(crate::ops::DEFAULT_ENGINE), error = %e, "lost the engine's container events; following them again in 10s");
+                    }
+                    None => {
+                        tracing::warn!(engine = engine.as_deref().unwrap_or(crate::ops::DEFAULT_ENGINE), "the engine ended its container events; following them again in 10s");
+                    }
+                }
+                events = None;
+                lost = true;
+                tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+            }
+        }
+    })
+    .boxed()
 }
 
 /// Sleeps `wait`, or forever when there is nothing to wait for.

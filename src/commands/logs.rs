@@ -15,7 +15,7 @@ pub async fn run(ctx: &Ctx, s: LogsSettings) -> Result<()> {
         print_plan(ctx, &plan);
         return Ok(());
     }
-    let done = logs::run(ctx, &s).await?;
+    let done = logs::run(ctx, ctx.engine().await?, &s).await?;
     print_report(ctx, &s, &done);
     done.failures(&s)
 }

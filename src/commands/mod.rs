@@ -50,6 +50,7 @@ impl Ctx {
         output: Output,
         engine_ssh_config: Option<std::path::PathBuf>,
         helper_timeout: std::time::Duration,
+        engines: std::collections::BTreeMap<String, crate::settings::EngineAddr>,
     ) -> Ctx {
         Ctx {
             session: Session::new(
@@ -58,7 +59,8 @@ impl Ctx {
                 output.progress,
                 engine_ssh_config,
                 helper_timeout,
-            ),
+            )
+            .with_engines(engines),
             output,
             out: Renderer::new(output),
             idle: std::sync::atomic::AtomicBool::new(false),

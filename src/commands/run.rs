@@ -1,4 +1,5 @@
-//! `dockyard run [JOB]...`: the config file's jobs, once each (what cron calls), run by
+//! `dockyard run [JOB]...`: the config file's jobs and the labelled containers' (found now), once
+//! each (what cron calls), run by
 //! [`jobs`](crate::jobs); a summary (text or JSON Lines) reports every job's result.
 
 use anyhow::Result;
@@ -21,7 +22,8 @@ impl Events for Ctx {
 /// Runs the jobs `jobs` holds (those named, or all).
 pub async fn run(ctx: &Ctx, mut jobs: Jobs) -> Result<()> {
     let env = JobEnv::new(&mut jobs)?;
-    let (results, first_error) = run_plans(ctx, &jobs.plans, &env, ctx).await;
+    let plans = crate::labels::all_plans(ctx, &jobs).await?;
+    let (results, first_error) = run_plans(ctx, &plans, &env, ctx).await;
     let failed: Vec<&str> = results
         .iter()
         .filter(|r| !r.ok)

@@ -10,6 +10,7 @@
 //! again, is the quiesce guard's business (`ops::quiesce`).
 
 pub mod archive;
+pub mod discover;
 pub mod error;
 pub mod exec;
 pub mod helper;
@@ -142,13 +143,14 @@ pub fn is_local_endpoint(endpoint: &str) -> bool {
 }
 
 impl Engine {
-    /// Connects to the engine at `endpoint` (`unix://…`, `tcp://…` (TLS as `DOCKER_TLS_VERIFY`
-    /// says), `ssh://…`) and negotiates the API version down to what the engine speaks (Docker
+    /// Connects to the engine at `endpoint` (`unix://…`, `tcp://…` (TLS with the certificates
+    /// in `tls` when given, else as `DOCKER_TLS_VERIFY` says), `ssh://…`) and negotiates the API version down to what the engine speaks (Docker
     /// 20.10 speaks 1.41). `ssh://…` goes through dockyard's ssh client, with `ssh_config` as
     /// for ssh destinations.
     pub async fn connect_to(
         endpoint: &str,
         ssh_config: Option<std::path::PathBuf>,
+        tls: Option<&std::path::Path>,
         helper_timeout: std::time::Duration,
     ) -> Result<Engine, DockerError> {
         let (docker, wire) = if endpoint.starts_with("ssh://") {
@@ -163,7 +165,19 @@ impl Engine {
                     "is dockerd listening there? For TLS set DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH to a directory holding ca.pem, cert.pem and key.pem"
                 },
             };
-            let docker = Docker::connect_with_host(endpoint).map_err(unreachable)?;
+            let docker = match tls {
+                // The config's own certificates, whatever DOCKER_TLS_VERIFY says.
+                Some(dir) => Docker::connect_with_ssl(
+                    endpoint,
+                    &dir.join("key.pem"),
+                    &dir.join("cert.pem"),
+                    &dir.join("ca.pem"),
+                    120,
+                    bollard::API_DEFAULT_VERSION,
+                ),
+                None => Docker::connect_with_host(endpoint),
+            }
+            .map_err(unreachable)?;
             let docker = docker.negotiate_version().await.map_err(unreachable)?;
             (docker, None)
         };

@@ -27,7 +27,7 @@ impl JobLock {
                 dir.display()
             ))
         })?;
-        let path = dir.join(format!("{job}.lock"));
+        let path = dir.join(format!("{}.lock", crate::last_run::file_name(job)));
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)

@@ -245,6 +245,12 @@ impl Ran {
 /// not its destinations. A backup job tries every destination (one that fails does not stop the
 /// others) and fails at the end if any failed.
 async fn run_job(session: &Session, plan: &JobPlan, lock_dir: &Path) -> Ran {
+    if let JobPlan::Invalid {
+        error, category, ..
+    } = plan
+    {
+        return Ran::failed(Failure::new(*category, error.clone()).into());
+    }
     let _lock = match JobLock::take(lock_dir, plan.name()) {
         Ok(l) => l,
         Err(e) => return Ran::failed(e.into()),
@@ -305,7 +311,7 @@ async fn run_job(session: &Session, plan: &JobPlan, lock_dir: &Path) -> Ran {
                     let (m, _, _) = written?;
                     let pruned = match retention {
                         Some(policy) => {
-                            crate::ops::prune::apply(dest, Some(&m.container), policy, false)
+                            crate::ops::prune::apply(dest, Some(&m.owner()), policy, false)
                                 .await?
                                 .removed
                         }
@@ -357,7 +363,7 @@ async fn run_job(session: &Session, plan: &JobPlan, lock_dir: &Path) -> Ran {
             ..
         } => {
             let shipped = async {
-                let done = crate::ops::logs::run(session, settings).await?;
+                let done = crate::ops::logs::run(session, engine, settings).await?;
                 done.failures(settings)?;
                 anyhow::Ok(done.report.shipped_bytes)
             }
@@ -388,5 +394,6 @@ async fn run_job(session: &Session, plan: &JobPlan, lock_dir: &Path) -> Ran {
                 Err(e) => Ran::failed(e),
             }
         }
+        JobPlan::Invalid { .. } => unreachable!("said above"),
     }
 }

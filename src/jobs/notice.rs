@@ -8,13 +8,7 @@ use crate::settings::JobPlan;
 
 /// The notice for job `plan` that ended with `r` (`config` for the command it suggests).
 pub fn of(plan: &JobPlan, r: &JobResult, config: &Path) -> Notice {
-    let container = match plan {
-        JobPlan::Backup { backups, .. } => backups
-            .first()
-            .map(|(_, s)| s.container.clone())
-            .unwrap_or_default(),
-        JobPlan::Logs { settings, .. } => settings.container.clone(),
-    };
+    let container = plan.container().to_string();
     // Each failed destination's own error says more than the job's count of them.
     let failed: Vec<String> = r
         .destinations

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 
 use super::names::Object;
-use super::{id_container, manifest_name, Manifest};
+use super::{id_container, id_stem, manifest_name, Manifest};
 use crate::destination::{get_at_most, DestError, Destination};
 use crate::error::Failure;
 
@@ -73,7 +73,7 @@ pub(super) async fn load(
     for id in ids {
         let wanted = match select {
             Select::All => true,
-            Select::Container(c) => id_container(&id) == Some(c),
+            Select::Container(c) => id_container(&id) == Some(id_stem(c).as_str()),
             Select::Id(wanted) => id == wanted,
         };
         if wanted {
@@ -180,9 +180,9 @@ fn parse_named(name: &str, bytes: &[u8]) -> Result<Manifest, String> {
         return Err(format!("it holds the manifest of {:?}", m.id));
     }
     match id_container(&m.id) {
-        Some(c) if c != m.container => Err(format!(
+        Some(c) if c != id_stem(&m.owner()) => Err(format!(
             "its name says container {c:?} but it holds a backup of {:?}",
-            m.container
+            m.owner()
         )),
         _ => Ok(m),
     }
@@ -204,7 +204,7 @@ impl Catalog {
         now: DateTime<Utc>,
     ) -> Result<&Manifest, Failure> {
         if wanted == "latest" {
-            let mut of_container = self.manifests.iter().filter(|m| m.container == container);
+            let mut of_container = self.manifests.iter().filter(|m| m.owner() == container);
             if let Some(m) = of_container
                 .clone()
                 .find(|m| !m.is_safety() && !m.in_future(now))

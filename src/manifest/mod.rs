@@ -51,8 +51,10 @@ pub struct MountRecord {
 /// field); 2 adds the field itself and the manifest's own mount record; 3 an encrypted backup
 /// (`encryption`), so an older dockyard says to upgrade rather than misread it; 4 an incremental
 /// backup (`parent`, `chain`, `deleted`); 5 a backup with database dumps (`dumps`), whose archive
-/// an older dockyard would refuse entry by entry. A newer format is refused by name.
-pub const FORMAT: u32 = 5;
+/// an older dockyard would refuse entry by entry; 6 a backup whose container is qualified by its
+/// engine (`engine`), which an older dockyard would group with another engine's container of the
+/// same name. A newer format is refused by name.
+pub const FORMAT: u32 = 6;
 
 /// The format an encrypted full backup is written with.
 pub const ENCRYPTED_FORMAT: u32 = 3;
@@ -66,6 +68,9 @@ pub const INCREMENTAL_FORMAT: u32 = 4;
 
 /// The format of a backup with database dumps in its archive.
 pub const DUMPS_FORMAT: u32 = 5;
+
+/// The format of a backup whose container is qualified by its engine.
+pub const ENGINE_FORMAT: u32 = 6;
 
 /// Manifests without a `format` field are dockyard 0.1.0's.
 fn legacy_format() -> u32 {
@@ -82,6 +87,10 @@ pub struct Manifest {
     pub id: String,
     /// Container name at backup time.
     pub container: String,
+    /// With several engines (`[engines]`): the name of the one the container is on. Backups of
+    /// `edge/web` and `core/web` are two containers' (retention groups, `latest`, parents).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<String>,
     /// Container id at backup time.
     pub container_id: String,
     /// Image reference the container ran.
@@ -193,6 +202,17 @@ impl Manifest {
         }
         if !is_id(&self.id) {
             return Err(format!("its id {:?} is not a dockyard backup id", self.id));
+        }
+        if let Some(e) = &self.engine {
+            if !is_engine_name(e) {
+                return Err(format!("its engine {e:?} is not an engine name"));
+            }
+            if self.format < ENGINE_FORMAT {
+                return Err(format!(
+                    "it names an engine but has manifest format {}, older than engines ({ENGINE_FORMAT})",
+                    self.format
+                ));
+            }
         }
         let archive = match &self.encryption {
             None => archive_name(&self.id),
@@ -313,7 +333,36 @@ fn is_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
+/// A container as backups are grouped by it: `engine/container` with an engine, else the
+/// container's name.
+pub fn qualified(engine: Option<&str>, container: &str) -> String {
+    match engine {
+        Some(e) => format!("{e}/{container}"),
+        None => container.to_string(),
+    }
+}
+
+/// How a qualified container begins its backups' ids (`edge/web`: `edge.web-...`).
+pub fn id_stem(owner: &str) -> String {
+    owner.replacen('/', ".", 1)
+}
+
+/// Whether `name` can be an engine's name in `[engines]` and a manifest: letters, digits, `_`
+/// and `-`, 1 to 64 of them.
+pub fn is_engine_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
 impl Manifest {
+    /// Whose backup it is (retention groups, `list --container`, `latest`, parents):
+    /// `engine/container` with an engine, else the container.
+    pub fn owner(&self) -> String {
+        qualified(self.engine.as_deref(), &self.container)
+    }
+
     /// Whether it is an incremental backup (its archive holds only what changed since its
     /// parent).
     pub fn is_incremental(&self) -> bool {
@@ -370,6 +419,7 @@ pub(crate) fn sample(id: &str, container: &str, secs: i64) -> Manifest {
         format: PLAIN_FORMAT,
         id: id.into(),
         container: container.into(),
+        engine: None,
         container_id: "c".into(),
         image: "i".into(),
         image_id: "sha256:i".into(),

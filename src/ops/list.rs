@@ -38,7 +38,7 @@ pub async fn list(store: &Store, container: Option<&str>) -> Result<Listing> {
     let catalog = store.load(select).await?;
     let mut backups = catalog.manifests;
     if let Some(c) = container {
-        backups.retain(|m| m.container == c);
+        backups.retain(|m| m.owner() == c);
     }
     Ok(Listing {
         backups,

@@ -25,7 +25,7 @@ use tokio::sync::OnceCell;
 
 use crate::critical::Critical;
 use crate::docker::{ContainerInfo, Engine};
-use crate::settings::Dirs;
+use crate::settings::{Dirs, EngineAddr};
 use crate::swap::journal::Journal;
 use crate::swap::ledger::Ledger;
 
@@ -41,9 +41,9 @@ pub struct Session {
     pub critical: Critical,
     /// Whether long work shows a progress line on stderr (a terminal only).
     pub progress: bool,
-    /// The engines jobs name, by name: each one's address, and its connection once made; today
-    /// one, [`DEFAULT_ENGINE`].
-    engines: BTreeMap<String, (String, OnceCell<Engine>)>,
+    /// The engines jobs name, by name: each one's address, and its connection once made;
+    /// [`DEFAULT_ENGINE`] is the one `DOCKER_HOST` names, the others the config's `[engines]`.
+    engines: BTreeMap<String, (EngineAddr, OnceCell<Engine>)>,
     /// ssh config for `DOCKER_HOST=ssh://...` (the same `--ssh-config` as ssh destinations).
     engine_ssh_config: Option<PathBuf>,
     /// How long a script helper may run (`--helper-timeout`).
@@ -82,13 +82,31 @@ impl Session {
             dirs,
             critical: Critical::default(),
             progress,
-            engines: BTreeMap::from([(DEFAULT_ENGINE.to_string(), (endpoint, OnceCell::new()))]),
+            engines: BTreeMap::from([(
+                DEFAULT_ENGINE.to_string(),
+                (
+                    EngineAddr {
+                        host: endpoint,
+                        tls_cert_path: None,
+                        ssh_config: None,
+                    },
+                    OnceCell::new(),
+                ),
+            )]),
             engine_ssh_config,
             helper_timeout,
             pending: Mutex::new(None),
             stopped: quiesce::Stopped::default(),
             owed: quiesce::Owed::default(),
         }
+    }
+
+    /// The session with the config's `[engines]` too, by name.
+    pub fn with_engines(mut self, engines: BTreeMap<String, EngineAddr>) -> Session {
+        for (name, addr) in engines {
+            self.engines.insert(name, (addr, OnceCell::new()));
+        }
+        self
     }
 
     /// The engine, connecting (and negotiating the API version) on first use.
@@ -98,16 +116,25 @@ impl Session {
 
     /// Engine `name` (a job's `engine`), connecting on first use.
     pub async fn engine_named(&self, name: &str) -> Result<&Engine> {
-        let (endpoint, cell) = self.engines.get(name).ok_or_else(|| {
+        let (addr, cell) = self.engines.get(name).ok_or_else(|| {
             crate::error::Failure::usage(format!(
                 "no engine named {name:?}; the engines are: {}",
                 self.engines.keys().cloned().collect::<Vec<_>>().join(", ")
             ))
         })?;
-        let config = self.engine_ssh_config.clone();
-        Ok(cell
-            .get_or_try_init(|| Engine::connect_to(endpoint, config, self.helper_timeout))
-            .await?)
+        let config = addr
+            .ssh_config
+            .clone()
+            .or_else(|| self.engine_ssh_config.clone());
+        let tls = addr.tls_cert_path.as_deref();
+        let connected = cell
+            .get_or_try_init(|| Engine::connect_to(&addr.host, config, tls, self.helper_timeout))
+            .await;
+        match connected {
+            Ok(e) => Ok(e),
+            Err(e) if name == DEFAULT_ENGINE => Err(e.into()),
+            Err(e) => Err(anyhow::Error::from(e).context(format!("engine {name:?}"))),
+        }
     }
 
     /// Records (or clears) the staging a signal should remove.

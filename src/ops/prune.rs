@@ -56,11 +56,13 @@ pub async fn apply(
     };
     let mut all = store.load(select).await?.manifests;
     if let Some(c) = container {
-        all.retain(|m| m.container == c);
+        all.retain(|m| m.owner() == c);
     }
-    let mut by_container: BTreeMap<&str, Vec<&Manifest>> = BTreeMap::new();
+    // A container is qualified by its engine where backups record one: `edge/web` and
+    // `core/web` are two groups.
+    let mut by_container: BTreeMap<String, Vec<&Manifest>> = BTreeMap::new();
     for m in &all {
-        by_container.entry(&m.container).or_default().push(m);
+        by_container.entry(m.owner()).or_default().push(m);
     }
     let mut verdicts: Vec<Verdict> = Vec::new();
     for (name, backups) in &by_container {

@@ -2,9 +2,10 @@
 //! table into the same settings the flags produce, checking references between its tables (a job
 //! naming an undefined destination, an unknown job).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::{stop_list, BackupSettings, Dirs, LogsSettings, ShipSettings};
+use super::{stop_list, BackupSettings, Dirs, EngineAddr, LogsSettings, ShipSettings};
 use crate::archive::exclude::Globs;
 use crate::archive::pack::Compression;
 use crate::config::{self, Config, DestinationConfig, JobConfig, LogJobConfig};
@@ -48,6 +49,20 @@ pub enum JobPlan {
         /// The name in the config file of the destination logs ship to.
         destination: String,
     },
+    /// A job that cannot run as asked (a container's bad labels, or label and config jobs that
+    /// clash): running it fails with `error`, and the other jobs run.
+    Invalid {
+        /// Job name.
+        name: String,
+        /// The engine its container is on, by name; `None`: the one engine.
+        engine: Option<String>,
+        /// The container whose labels asked for it.
+        container: String,
+        /// What is wrong, naming the container and the label.
+        error: String,
+        /// Its kind (the exit code): usage for labels, docker for an engine that cannot be asked.
+        category: crate::error::Category,
+    },
 }
 
 /// When a job runs by itself (`daemon`).
@@ -64,20 +79,25 @@ impl JobPlan {
     pub fn schedule(&self) -> Option<&Scheduled> {
         match self {
             JobPlan::Backup { schedule, .. } | JobPlan::Logs { schedule, .. } => schedule.as_ref(),
+            JobPlan::Invalid { .. } => None,
         }
     }
 
     /// The engine the job's container is on, by name (`None`: the one engine).
     pub fn engine(&self) -> Option<&str> {
         match self {
-            JobPlan::Backup { engine, .. } | JobPlan::Logs { engine, .. } => engine.as_deref(),
+            JobPlan::Backup { engine, .. }
+            | JobPlan::Logs { engine, .. }
+            | JobPlan::Invalid { engine, .. } => engine.as_deref(),
         }
     }
 
     /// The job's name.
     pub fn name(&self) -> &str {
         match self {
-            JobPlan::Backup { name, .. } | JobPlan::Logs { name, .. } => name,
+            JobPlan::Backup { name, .. }
+            | JobPlan::Logs { name, .. }
+            | JobPlan::Invalid { name, .. } => name,
         }
     }
 
@@ -89,6 +109,16 @@ impl JobPlan {
                 .map(|(_, s)| s.container.as_str())
                 .unwrap_or_default(),
             JobPlan::Logs { settings, .. } => &settings.container,
+            JobPlan::Invalid { container, .. } => container,
+        }
+    }
+
+    /// Whether it is a backup job (`Some(true)`), a log job (`Some(false)`) or neither.
+    pub fn is_backup(&self) -> Option<bool> {
+        match self {
+            JobPlan::Backup { .. } => Some(true),
+            JobPlan::Logs { .. } => Some(false),
+            JobPlan::Invalid { .. } => None,
         }
     }
 
@@ -106,6 +136,9 @@ impl JobPlan {
     /// Whether this job and `other` must not run at once: they share a container, or one stops
     /// a container the other works on or stops (the first to end would start it again early).
     pub fn clashes(&self, other: &JobPlan) -> bool {
+        if self.engine() != other.engine() {
+            return false;
+        }
         let theirs = other.touches();
         self.touches().iter().any(|c| theirs.contains(c))
     }
@@ -174,14 +207,26 @@ pub fn plans(
     wanted: &[String],
     overrides: &RemoteOptions,
 ) -> Result<Vec<JobPlan>, Failure> {
-    for w in wanted {
-        if !config.jobs.contains_key(w) && !config.logs.contains_key(w) {
-            let known: Vec<&String> = config.jobs.keys().chain(config.logs.keys()).collect();
-            return Err(Failure::usage(format!(
-                "no job named {w:?} in the config; its jobs are: {known:?}"
-            )));
-        }
+    plans_checked(config, wanted, overrides, true)
+}
+
+/// [`plans`], checking that every name in `wanted` is a job of the file only when `check`.
+fn plans_checked(
+    config: &Config,
+    wanted: &[String],
+    overrides: &RemoteOptions,
+    check: bool,
+) -> Result<Vec<JobPlan>, Failure> {
+    if check {
+        let known: Vec<String> = config
+            .jobs
+            .keys()
+            .chain(config.logs.keys())
+            .cloned()
+            .collect();
+        unknown_wanted(wanted, &known)?;
     }
+    check_engines(config)?;
     let pick = |n: &String| wanted.is_empty() || wanted.contains(n);
     let mut plans = Vec::new();
     for (name, job) in config.jobs.iter().filter(|(n, _)| pick(n)) {
@@ -193,15 +238,128 @@ pub fn plans(
     Ok(plans)
 }
 
-/// Job `name`'s schedule in its zone (the job's, the file's, else the host's).
-fn scheduled(config: &Config, name: &str) -> Option<Scheduled> {
-    config.schedule_of(name).map(|sc| Scheduled {
+/// The error for a job name given to `run` that no job has, listing the jobs there are.
+pub fn unknown_wanted(wanted: &[String], known: &[String]) -> Result<(), Failure> {
+    match wanted.iter().find(|w| !known.contains(w)) {
+        Some(w) => Err(Failure::usage(format!(
+            "no job named {w:?} in the config or the labels; the jobs are: {known:?}"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// With one engine, a job in a single-engine config (when jobs name it, it is one of
+/// `[engines]`) and with several, every job names one of them.
+fn check_engines(config: &Config) -> Result<(), Failure> {
+    let each = config
+        .jobs
+        .iter()
+        .map(|(n, j)| (n, &j.engine))
+        .chain(config.logs.iter().map(|(n, j)| (n, &j.engine)));
+    let defined: Vec<&String> = config.engines.keys().collect();
+    for (name, engine) in each {
+        match engine {
+            None if config.engines.len() > 1 => {
+                return Err(Failure::usage(format!(
+                    "job {name:?} names no engine; with several [engines], each job says which: engine = one of {defined:?}"
+                )))
+            }
+            Some(e) if config.engines.is_empty() => {
+                return Err(Failure::usage(format!(
+                    "job {name:?} names engine {e:?}, but the config has no [engines] table (without one, jobs run on the engine DOCKER_HOST names)"
+                )))
+            }
+            Some(e) if !config.engines.contains_key(e) => {
+                return Err(Failure::usage(format!(
+                    "job {name:?} names engine {e:?}, which is not defined under [engines]; defined: {defined:?}"
+                )))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The engine a job runs on, by name (`None`: the one `DOCKER_HOST` names), and the name its
+/// container is qualified with (only with several engines).
+fn engine_of(config: &Config, named: Option<&String>) -> (Option<String>, Option<String>) {
+    match config.engines.len() {
+        0 => (None, None),
+        1 => (named.or(config.engines.keys().next()).cloned(), None),
+        _ => (named.cloned(), named.cloned()),
+    }
+}
+
+/// The `[engines]` table, checked: names, address schemes, and which settings go with which.
+pub fn engines(config: &Config) -> Result<BTreeMap<String, EngineAddr>, Failure> {
+    let mut out = BTreeMap::new();
+    for (name, e) in &config.engines {
+        let bad = |why: &str| Failure::usage(format!("[engines.{name}]: {why}"));
+        if !crate::manifest::is_engine_name(name) {
+            return Err(bad(
+                "an engine's name is letters, digits, _ and - (it is recorded in backups)",
+            ));
+        }
+        let scheme = e.host.split_once("://").map(|(s, _)| s);
+        match scheme {
+            Some("unix" | "tcp" | "ssh") => {}
+            _ => {
+                return Err(bad(&format!(
+                    "host {:?} is not unix:///path, tcp://host:port or ssh://user@host",
+                    e.host
+                )))
+            }
+        }
+        if e.tls_cert_path.is_some() && scheme != Some("tcp") {
+            return Err(bad("tls_cert_path goes with a tcp:// host"));
+        }
+        if e.ssh_config.is_some() && scheme != Some("ssh") {
+            return Err(bad("ssh_config goes with an ssh:// host"));
+        }
+        out.insert(
+            name.clone(),
+            EngineAddr {
+                host: e.host.clone(),
+                tls_cert_path: e.tls_cert_path.clone(),
+                ssh_config: e.ssh_config.clone(),
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// A job's schedule in its zone (the job's, the file's, else the host's).
+fn scheduled(
+    config: &Config,
+    schedule: Option<&crate::values::Schedule>,
+    timezone: Option<crate::values::TimeZone>,
+    catch_up: bool,
+) -> Option<Scheduled> {
+    schedule.map(|schedule| Scheduled {
         timing: Timing {
-            schedule: sc.schedule,
-            zone: Zone::or_host(sc.timezone),
+            schedule: schedule.clone(),
+            zone: Zone::or_host(timezone.or(config.timezone)),
         },
-        catch_up: sc.catch_up,
+        catch_up,
     })
+}
+
+/// What finding labelled containers' jobs needs (`run`, `daemon`, `config check`): the config
+/// their labels name destinations of, and which engines to look on.
+#[derive(Debug, Clone)]
+pub struct LabelSource {
+    /// The config file, read.
+    pub config: std::sync::Arc<Config>,
+    /// Its path (messages).
+    pub path: PathBuf,
+    /// The remote flags and env, over the destinations' settings.
+    pub remote: RemoteOptions,
+    /// `[labels] instance`: only containers labelled `dockyard.instance=` this.
+    pub instance: Option<String>,
+    /// The engines to look on, by name (`None`: the one engine).
+    pub engines: Vec<Option<String>>,
+    /// Whether job names carry their engine's (more than one engine).
+    pub qualify: bool,
 }
 
 /// The config file's jobs lowered for `run`, `daemon` and `config check`, and what they share.
@@ -209,7 +367,7 @@ fn scheduled(config: &Config, name: &str) -> Option<Scheduled> {
 pub struct Jobs {
     /// The file they come from (messages, the command a notification suggests).
     pub config: PathBuf,
-    /// Each job (those named, for `run JOB...`), resolved.
+    /// Each job of the file, resolved (without labels, only those named for `run JOB...`).
     pub plans: Vec<JobPlan>,
     /// The Prometheus textfile to rewrite after each job: the flag, else the file's.
     pub metrics: Option<PathBuf>,
@@ -217,6 +375,12 @@ pub struct Jobs {
     pub notifier: Result<Option<Notifier>, Failure>,
     /// Jobs run at once, at most (`parallel_jobs`).
     pub parallel: usize,
+    /// Where labelled containers' jobs come from; `None` when `[labels] enabled = false`.
+    pub labels: Option<LabelSource>,
+    /// The job names `run` was given (empty: every job).
+    pub wanted: Vec<String>,
+    /// The `[engines]`, by name.
+    pub engines: BTreeMap<String, EngineAddr>,
 }
 
 /// Loads the config file at `path` and lowers its jobs (only `wanted`, when some are named),
@@ -230,14 +394,39 @@ pub fn jobs(
     notify: &config::NotifyConfig,
 ) -> Result<(Jobs, Dirs), Failure> {
     let config = config::load(path)?;
-    let plans = plans(&config, wanted, remote)?;
+    let enabled = config.labels.as_ref().and_then(|l| l.enabled) != Some(false);
+    // With labels, a name given may be a labelled container's job: the file's jobs are all
+    // kept, and picked (and a name no job has refused) once the labels' are found.
+    let plans = match enabled {
+        true => plans_checked(&config, &[], remote, false)?,
+        false => plans(&config, wanted, remote)?,
+    };
     let dirs = Dirs::decide(config.lock_dir.clone(), config.state_dir.clone());
+    let engine_names: Vec<Option<String>> = if config.engines.is_empty() {
+        vec![None]
+    } else {
+        config.engines.keys().cloned().map(Some).collect()
+    };
     let jobs = Jobs {
         config: path.to_path_buf(),
         plans,
         metrics: metrics.or(config.metrics_file.clone()),
         notifier: crate::settings::notify::lower(config.notify.as_ref(), notify),
         parallel: config.parallel_jobs.map_or(2, |n| n.get()),
+        wanted: wanted.to_vec(),
+        labels: None,
+        engines: engines(&config)?,
+    };
+    let jobs = Jobs {
+        labels: enabled.then(|| LabelSource {
+            instance: config.labels.as_ref().and_then(|l| l.instance.clone()),
+            qualify: engine_names.len() > 1,
+            engines: engine_names,
+            path: path.to_path_buf(),
+            remote: remote.clone(),
+            config: std::sync::Arc::new(config),
+        }),
+        ..jobs
     };
     Ok((jobs, dirs))
 }
@@ -313,7 +502,8 @@ fn encryption(
     Seal::lower(to, file).map_err(|e| Failure::usage(format!("{whose}: {}", e.message)))
 }
 
-fn backup_plan(
+/// Lowers backup job `name` (from the file or from a container's labels).
+pub fn backup_plan(
     config: &Config,
     name: &str,
     job: &JobConfig,
@@ -336,11 +526,13 @@ fn backup_plan(
     }
     crate::dumps::spec::check_unique(&dumps)
         .map_err(|e| Failure::usage(format!("job {name:?}: {e}")))?;
+    let (engine, on_engine) = engine_of(config, job.engine.as_ref());
     let mut backups = Vec::new();
     for d in &job.destinations {
         backups.push((
             d.clone(),
             BackupSettings {
+                on_engine: on_engine.clone(),
                 container: job.container.clone(),
                 paths: unique_paths(&job.paths),
                 dest: dest(config, name, d, overrides)?,
@@ -379,14 +571,15 @@ fn backup_plan(
     }
     Ok(JobPlan::Backup {
         name: name.to_string(),
-        schedule: scheduled(config, name),
-        engine: None,
+        schedule: scheduled(config, job.schedule.as_ref(), job.timezone, job.catch_up),
+        engine,
         backups,
         retention: job.retention.clone(),
     })
 }
 
-fn log_plan(
+/// Lowers log job `name` (from the file or from a container's labels).
+pub fn log_plan(
     config: &Config,
     name: &str,
     job: &LogJobConfig,
@@ -408,7 +601,9 @@ fn log_plan(
                 .0
         }
     };
+    let (engine, on_engine) = engine_of(config, job.engine.as_ref());
     let settings = LogsSettings {
+        on_engine,
         container: job.container.clone(),
         dir: job
             .path
@@ -440,8 +635,8 @@ fn log_plan(
     };
     Ok(JobPlan::Logs {
         name: name.to_string(),
-        schedule: scheduled(config, name),
-        engine: None,
+        schedule: scheduled(config, job.schedule.as_ref(), job.timezone, job.catch_up),
+        engine,
         settings: Box::new(settings),
         destination: job.destination.clone(),
     })

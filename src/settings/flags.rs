@@ -39,6 +39,7 @@ impl Settings {
         let mut notify = None;
         // The config file's `lock_dir` and `state_dir` count for the commands that read one.
         let mut dirs = None;
+        let mut engines = std::collections::BTreeMap::new();
         let action = match cli.command {
             Command::Backup(mut a) => {
                 let n = std::mem::take(&mut a.notify);
@@ -67,6 +68,7 @@ impl Settings {
                     &notify_flags(a.notify),
                 )?;
                 dirs = Some(d);
+                engines = jobs.engines.clone();
                 Action::Run(jobs)
             }
             Command::Daemon(a) => {
@@ -78,6 +80,7 @@ impl Settings {
                     &notify_flags(a.notify),
                 )?;
                 dirs = Some(d);
+                engines = jobs.engines.clone();
                 Action::Daemon(jobs)
             }
             Command::Prune(a) => {
@@ -187,6 +190,7 @@ impl Settings {
             Command::Config(crate::cli::ConfigCommand::Check(a)) => {
                 let (jobs, d) = jobs(&a.config, &[], &remote, None, &notify_flags(a.notify))?;
                 dirs = Some(d);
+                engines = jobs.engines.clone();
                 Action::ConfigCheck(jobs)
             }
         };
@@ -197,6 +201,7 @@ impl Settings {
             engine: std::env::var("DOCKER_HOST")
                 .unwrap_or_else(|_| "unix:///var/run/docker.sock".into()),
             engine_ssh_config: remote.ssh_config,
+            engines,
             helper_timeout,
             notify,
         })
@@ -235,6 +240,7 @@ fn backup(
     snapshot: bool,
 ) -> Result<BackupSettings, Failure> {
     Ok(BackupSettings {
+        on_engine: None,
         paths: unique_paths(&a.paths),
         dest: dest(&a.dest.dest)?,
         tags: tag_strings(&a.tags),
@@ -343,6 +349,7 @@ fn logs(
         None => (Vec::new(), Reopen::None, None, None),
     };
     Ok(LogsSettings {
+        on_engine: None,
         container,
         dir: ContainerPath::as_str(&dir.path).to_string(),
         patterns,

@@ -34,12 +34,25 @@ pub struct Settings {
     pub engine: String,
     /// ssh config file for a remote engine (`DOCKER_HOST=ssh://...`): `--ssh-config`.
     pub engine_ssh_config: Option<std::path::PathBuf>,
+    /// The config file's `[engines]`, by name (`run`, `daemon`, `config check`).
+    pub engines: std::collections::BTreeMap<String, EngineAddr>,
     /// How long a script helper may run (`--helper-timeout`).
     pub helper_timeout: std::time::Duration,
     /// Where a command run on its own (`backup`, `snapshot`, `logs`, `prune`) says how it went:
     /// its `--notify-*` flags over the config file's `[notify]`; none for a dry run, nor when no
     /// target is set (`run` and `daemon` notify per job themselves).
     pub notify: Option<crate::notify::OneOff>,
+}
+
+/// Where one engine of `[engines]` is, and how to reach it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineAddr {
+    /// `unix:///path`, `tcp://host:port` or `ssh://[user@]host[:port]`.
+    pub host: String,
+    /// For `tcp://`: the directory holding `ca.pem`, `cert.pem` and `key.pem`.
+    pub tls_cert_path: Option<std::path::PathBuf>,
+    /// For `ssh://`: the ssh config file.
+    pub ssh_config: Option<std::path::PathBuf>,
 }
 
 /// The command, with its validated settings.
@@ -113,6 +126,9 @@ pub enum Action {
 /// Settings for one log run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LogsSettings {
+    /// With several `[engines]`: the name of the container's, in the shipped logs' names
+    /// (`logs/<engine>.<container>/...`).
+    pub on_engine: Option<String>,
     /// The app container.
     pub container: String,
     /// The log directory inside it.
@@ -198,6 +214,9 @@ pub struct BackupSettings {
     pub exec_before: Vec<crate::ops::quiesce::ExecHook>,
     /// Commands run in other containers after it, on every way out.
     pub exec_after: Vec<crate::ops::quiesce::ExecHook>,
+    /// With several `[engines]`: the name of the container's, recorded with it (manifest,
+    /// id, retention group), so two engines' containers of one name never mix.
+    pub on_engine: Option<String>,
 }
 
 /// When an incremental backup is made full all the same.

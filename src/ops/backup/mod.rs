@@ -184,7 +184,8 @@ pub async fn dry_run(session: &Session, s: &BackupSettings) -> Result<DryRun> {
     let paths = select_paths(&info, &s.paths)?;
     let dest = s.dest.open().await;
     let listed = Store::new(dest.clone()).manifests().await;
-    let id = manifest::new_id(&info.name, Utc::now());
+    let owner = manifest::qualified(s.on_engine.as_deref(), &info.name);
+    let id = manifest::new_id(&manifest::id_stem(&owner), Utc::now());
     let archive = match s.encryption {
         Some(_) => Object::SealedArchive,
         None => Object::Archive,
@@ -192,7 +193,7 @@ pub async fn dry_run(session: &Session, s: &BackupSettings) -> Result<DryRun> {
     let objects = [archive.name(&id), Object::Manifest.name(&id)];
     let held = listed.as_ref().ok().map(|ids| {
         ids.iter()
-            .filter(|id| manifest::id_container(id).is_some_and(|c| c == info.name))
+            .filter(|id| manifest::id_container(id) == Some(manifest::id_stem(&owner).as_str()))
             .count()
     });
     Ok(DryRun {
@@ -232,7 +233,8 @@ pub async fn base_of(info: &ContainerInfo, s: &BackupSettings, store: &Store) ->
         // The backup itself says what is wrong with the paths.
         Err(_) => return Some(Base::Full("its paths could not be chosen".into())),
     };
-    Some(parent::choose(store, &info.name, &paths, s, rules, Utc::now()).await)
+    let owner = manifest::qualified(s.on_engine.as_deref(), &info.name);
+    Some(parent::choose(store, &owner, &paths, s, rules, Utc::now()).await)
 }
 
 /// The database dumps `s` asks for, checked before anything is stopped: each one's container
@@ -326,7 +328,8 @@ pub async fn backup(
 
     let wire_before = engine.wire();
     let created = Utc::now();
-    let id = manifest::new_id(&info.name, created);
+    let owner = manifest::qualified(s.on_engine.as_deref(), &info.name);
+    let id = manifest::new_id(&manifest::id_stem(&owner), created);
     let (parent, index, full_because) = match base {
         None => (None, None, None),
         Some(Base::Full(why)) => (None, None, Some(why)),
@@ -444,6 +447,7 @@ pub async fn backup(
 
     let mut m = Manifest {
         format: match (&parent, &age, dumped.records.is_empty()) {
+            _ if s.on_engine.is_some() => crate::manifest::ENGINE_FORMAT,
             (_, _, false) => crate::manifest::DUMPS_FORMAT,
             (Some(_), _, true) => crate::manifest::INCREMENTAL_FORMAT,
             (None, Some(_), true) => crate::manifest::ENCRYPTED_FORMAT,
@@ -451,6 +455,7 @@ pub async fn backup(
         },
         id: id.clone(),
         container: info.name.clone(),
+        engine: s.on_engine.clone(),
         container_id: info.id.clone(),
         image: info.image.clone(),
         image_id: info.image_id.clone(),

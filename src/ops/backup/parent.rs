@@ -27,7 +27,7 @@ pub enum Base {
     },
 }
 
-/// Chooses the parent of an incremental backup of `container`'s `paths` under `s`, as of
+/// Chooses the parent of an incremental backup of `container`'s (qualified: `engine/name`) `paths` under `s`, as of
 /// `now`, and reads its index.
 pub async fn choose(
     store: &Store,
@@ -42,7 +42,7 @@ pub async fn choose(
         Err(e) => return Base::Full(format!("no earlier backup could be read ({e})")),
     };
     let same_paths = |m: &Manifest| {
-        m.container == container
+        m.owner() == container
             && m.paths
                 .iter()
                 .map(|p| &p.path)

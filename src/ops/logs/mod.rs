@@ -97,10 +97,17 @@ impl LogsRun {
     }
 }
 
+/// The name a container's logs are shipped under: `<engine>.<container>` with several engines.
+fn shipped_as(s: &LogsSettings, container: &str) -> String {
+    crate::manifest::id_stem(&crate::manifest::qualified(
+        s.on_engine.as_deref(),
+        container,
+    ))
+}
+
 /// Rotates and ships as `s` says; prints nothing. Files that did not rotate or ship are in the
 /// outcome ([`LogsRun::failures`]).
-pub async fn run(session: &Session, s: &LogsSettings) -> Result<LogsRun> {
-    let engine = session.engine().await?;
+pub async fn run(session: &Session, engine: &Engine, s: &LogsSettings) -> Result<LogsRun> {
     engine.remove_stale_helpers().await?;
     let (info, image) = log_container(engine, s).await?;
     let _lock = prepare_container(session, engine, &info, &image, "logs").await?;
@@ -178,7 +185,7 @@ pub async fn run(session: &Session, s: &LogsSettings) -> Result<LogsRun> {
         .collect();
     if let (Some(dest), Some(age)) = (dest.as_deref(), s.ship.as_ref().and_then(|x| x.prune_after))
     {
-        report.pruned = prune_shipped(dest, &info.name, age).await?;
+        report.pruned = prune_shipped(dest, &shipped_as(s, &info.name), age).await?;
     }
     report.kept = scripts::tagged(&fin_records, "KEPT")
         .map(str::to_string)
@@ -328,7 +335,7 @@ async fn carry_on(
         show_progress,
     );
     for (_, r) in files {
-        let key = naming::ship_key(&info.name, &r, packing.transform.is_some());
+        let key = naming::ship_key(&shipped_as(s, &info.name), &r, packing.transform.is_some());
         let path = format!("{}/{}", s.dir, r.name);
         let counter = progress.read.clone();
         match ship_file(engine, helper, &path, dest, &key, &packing, counter).await {

@@ -108,14 +108,14 @@ async fn pick(dest: &Arc<dyn Destination>, s: &RestoreSettings, target: &str) ->
     let m = catalog
         .select(&s.archive, &source, &s.dest.to_string(), Utc::now())?
         .clone();
-    if m.container != source && !s.force {
+    if m.container != source && m.owner() != source && !s.force {
         return Err(Failure::usage(format!(
             "backup {} is of container {:?}, not {:?}; to restore it into {:?}, say so with --container {} (or --force)",
             m.id,
-            m.container,
+            m.owner(),
             source,
             target,
-            shell_words::quote(&m.container)
+            shell_words::quote(&m.owner())
         ))
         .into());
     }

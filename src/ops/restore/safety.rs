@@ -36,6 +36,7 @@ pub(super) async fn safety_backup(
         return Ok(None);
     }
     let settings = BackupSettings {
+        on_engine: None,
         container: target.id.clone(),
         paths: occupied,
         dest: safety_dest.clone(),

@@ -1,0 +1,457 @@
+//! Containers that opt in with labels (`dockyard.enable=true`) become jobs beside the config
+//! file's: found on each engine, read by the same parser, checks and defaults as the file (the
+//! labels are written out as a job's TOML and lowered like one), and merged with the file's jobs,
+//! where a clash is an error naming both. A container's bad label fails its own job only.
+
+pub mod keys;
+
+use std::collections::BTreeMap;
+
+use crate::config::{JobConfig, LogJobConfig};
+use crate::docker::discover::Labelled;
+use crate::error::Category;
+use crate::ops::Session;
+use crate::settings::file::{backup_plan, log_plan, LabelSource};
+use crate::settings::JobPlan;
+
+/// The label filter the engine lists and reports by.
+pub fn filter() -> String {
+    format!("{}=true", keys::ENABLE)
+}
+
+/// Whether a labelled container belongs to this dockyard: its `dockyard.instance` is the
+/// config's `[labels] instance` (both absent counts).
+pub fn ours(source: &LabelSource, labels: &BTreeMap<String, String>) -> bool {
+    labels.get(keys::INSTANCE).map(String::as_str) == source.instance.as_deref()
+}
+
+/// A job's name: the container's (`web`, `web.logs` for its log job), after its engine's name
+/// (`edge/web`) when the config has more than one engine.
+pub fn job_name(source: &LabelSource, engine: Option<&str>, container: &str, logs: bool) -> String {
+    let base = if logs {
+        format!("{container}.logs")
+    } else {
+        container.to_string()
+    };
+    match engine {
+        Some(e) if source.qualify => format!("{e}/{base}"),
+        _ => base,
+    }
+}
+
+/// The jobs one labelled container asks for, or one [`JobPlan::Invalid`] saying why it cannot
+/// have them.
+pub fn plans_of(source: &LabelSource, engine: Option<&str>, c: &Labelled) -> Vec<JobPlan> {
+    let invalid = |error: String| {
+        vec![JobPlan::Invalid {
+            name: job_name(source, engine, &c.name, false),
+            engine: engine.map(str::to_string),
+            container: c.name.clone(),
+            error: format!("container {:?}: {error}", c.name),
+            category: Category::Usage,
+        }]
+    };
+    let asked = match keys::sort(&c.name, &c.labels) {
+        Ok(asked) => asked,
+        Err(e) => return invalid(e),
+    };
+    if asked.backup.is_none() && asked.logs.is_none() {
+        return invalid(format!(
+            "{} is set but neither {}to (where backups go) nor {}logs.to (where logs ship)",
+            filter(),
+            keys::PREFIX,
+            keys::PREFIX
+        ));
+    }
+    let mut plans = Vec::new();
+    if let Some(text) = &asked.backup {
+        let name = job_name(source, engine, &c.name, false);
+        match lower_backup(source, engine, &name, text) {
+            Ok(plan) => plans.push(plan),
+            Err(e) => return invalid(e),
+        }
+    }
+    if let Some(text) = &asked.logs {
+        let name = job_name(source, engine, &c.name, true);
+        match lower_logs(source, engine, &name, text) {
+            Ok(plan) => plans.push(plan),
+            Err(e) => {
+                plans.push(JobPlan::Invalid {
+                    name,
+                    engine: engine.map(str::to_string),
+                    container: c.name.clone(),
+                    error: format!("container {:?}: {e}", c.name),
+                    category: Category::Usage,
+                });
+            }
+        }
+    }
+    plans
+}
+
+/// A TOML error as a label error: the label its line came from, and toml's own words.
+fn label_error(text: &keys::JobText, error: &str) -> String {
+    let reason = error
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or(error)
+        .trim();
+    match text.label_at(error) {
+        Some(label) => format!("label {label}: {reason}"),
+        None => format!("labels: {}", reason.replace('`', "")),
+    }
+}
+
+fn lower_backup(
+    source: &LabelSource,
+    engine: Option<&str>,
+    name: &str,
+    text: &keys::JobText,
+) -> Result<JobPlan, String> {
+    let mut job: JobConfig = toml::from_str(&text.text).map_err(|e| {
+        let e = e.to_string();
+        if e.contains("missing field `destinations`") {
+            format!(
+                "{}to (the destinations backups go to) is not set",
+                keys::PREFIX
+            )
+        } else {
+            label_error(text, &e)
+        }
+    })?;
+    for d in &job.destinations {
+        if !source.config.destinations.contains_key(d) {
+            return Err(undefined(source, "to", d));
+        }
+    }
+    job.engine = engine.map(str::to_string);
+    backup_plan(&source.config, name, &job, &source.remote).map_err(|e| format!("labels: {e}"))
+}
+
+fn lower_logs(
+    source: &LabelSource,
+    engine: Option<&str>,
+    name: &str,
+    text: &keys::JobText,
+) -> Result<JobPlan, String> {
+    let mut job: LogJobConfig = toml::from_str(&text.text).map_err(|e| {
+        let e = e.to_string();
+        if e.contains("missing field `destination`") {
+            format!(
+                "{}logs.to (the destination logs ship to) is not set",
+                keys::PREFIX
+            )
+        } else {
+            label_error(text, &e)
+        }
+    })?;
+    if !source.config.destinations.contains_key(&job.destination) {
+        return Err(undefined(source, "logs.to", &job.destination));
+    }
+    job.engine = engine.map(str::to_string);
+    log_plan(&source.config, name, &job, &source.remote).map_err(|e| format!("labels: {e}"))
+}
+
+/// The error for a label naming a destination the config does not define.
+fn undefined(source: &LabelSource, key: &str, name: &str) -> String {
+    format!(
+        "label {}{key} names destination {name:?}, which is not defined under [destinations] in {} (labels name destinations, never URLs); defined: {}",
+        keys::PREFIX,
+        source.path.display(),
+        source
+            .config
+            .destinations
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
+/// Finds the labelled containers on every engine and returns their jobs. An engine that cannot
+/// be asked gives one failing job naming it (`labels`, `edge/labels`), so the others still run.
+pub async fn discover(session: &Session, source: &LabelSource) -> Vec<JobPlan> {
+    let mut plans = Vec::new();
+    for engine in &source.engines {
+        plans.extend(discover_on(session, source, engine.as_deref()).await);
+    }
+    plans
+}
+
+/// The labelled containers' jobs on one engine (`None`: the one engine).
+pub async fn discover_on(
+    session: &Session,
+    source: &LabelSource,
+    engine: Option<&str>,
+) -> Vec<JobPlan> {
+    let found = async {
+        let e = session
+            .engine_named(engine.unwrap_or(crate::ops::DEFAULT_ENGINE))
+            .await?;
+        anyhow::Ok(e.labelled_containers(&filter()).await?)
+    }
+    .await;
+    match found {
+        Ok(found) => found
+            .iter()
+            .filter(|c| ours(source, &c.labels))
+            .flat_map(|c| plans_of(source, engine, c))
+            .collect(),
+        Err(e) => {
+            let category = crate::outcome::categorize(&e);
+            let error = format!(
+                "cannot find the labelled containers{}: {}",
+                engine
+                    .map(|e| format!(" on engine {e:?}"))
+                    .unwrap_or_default(),
+                crate::error::describe(&e)
+            );
+            tracing::error!(engine = engine.unwrap_or(crate::ops::DEFAULT_ENGINE), error = %error, "label discovery failed");
+            vec![JobPlan::Invalid {
+                name: match engine {
+                    Some(e) if source.qualify => format!("{e}/labels"),
+                    _ => "labels".to_string(),
+                },
+                engine: engine.map(str::to_string),
+                container: String::new(),
+                error,
+                category,
+            }]
+        }
+    }
+}
+
+/// Every job of a `run`, `daemon` or `config check`: the file's and, unless labels are off, the
+/// labelled containers' found now; for `run JOB...`, only those named (a name no job has is an
+/// error listing the jobs there are).
+pub async fn all_plans(
+    session: &Session,
+    jobs: &crate::settings::Jobs,
+) -> Result<Vec<JobPlan>, crate::error::Failure> {
+    let Some(source) = &jobs.labels else {
+        return Ok(jobs.plans.clone());
+    };
+    let merged = merge(jobs.plans.clone(), discover(session, source).await);
+    if jobs.wanted.is_empty() {
+        return Ok(merged);
+    }
+    let known: Vec<String> = merged.iter().map(|p| p.name().to_string()).collect();
+    crate::settings::file::unknown_wanted(&jobs.wanted, &known)?;
+    Ok(merged
+        .into_iter()
+        .filter(|p| jobs.wanted.iter().any(|w| w == p.name()))
+        .collect())
+}
+
+/// The file's jobs and the labels' together. A label job that clashes with a file job (the same
+/// name, or the same kind of job on the same container of the same engine) becomes a failing
+/// job naming both; so does one whose name an earlier label job took.
+pub fn merge(file: Vec<JobPlan>, labelled: Vec<JobPlan>) -> Vec<JobPlan> {
+    let mut all = file;
+    let from_file = all.len();
+    for plan in labelled {
+        let clash = all.iter().enumerate().find_map(|(i, other)| {
+            let same_name = other.name() == plan.name();
+            let same_work = plan.is_backup().is_some()
+                && plan.is_backup() == other.is_backup()
+                && plan.engine() == other.engine()
+                && plan.container() == other.container();
+            (same_name || same_work).then_some((i < from_file, other))
+        });
+        let Some((in_file, other)) = clash else {
+            all.push(plan);
+            continue;
+        };
+        let what = if plan.is_backup() == Some(false) {
+            "log"
+        } else {
+            "backup"
+        };
+        let error = if in_file {
+            format!(
+                "container {:?}: its labels ask for {what} job {:?}, which clashes with the config file's job {:?} ({}); keep one: remove the labels, or the job from the file",
+                plan.container(),
+                plan.name(),
+                other.name(),
+                if other.name() == plan.name() {
+                    "the same name".to_string()
+                } else {
+                    format!("the same {what} job of container {:?}", other.container())
+                }
+            )
+        } else {
+            format!(
+                "container {:?}: its labels ask for {what} job {:?}, which another labelled container's job already is",
+                plan.container(),
+                plan.name()
+            )
+        };
+        all.push(JobPlan::Invalid {
+            name: plan.name().to_string(),
+            engine: plan.engine().map(str::to_string),
+            container: plan.container().to_string(),
+            error,
+            category: Category::Usage,
+        });
+    }
+    all
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse;
+    use crate::destination::RemoteOptions;
+
+    fn source(text: &str) -> LabelSource {
+        LabelSource {
+            config: std::sync::Arc::new(parse(text).unwrap()),
+            path: "/etc/dockyard.toml".into(),
+            remote: RemoteOptions::default(),
+            instance: None,
+            engines: vec![None],
+            qualify: false,
+        }
+    }
+
+    fn labelled(name: &str, pairs: &[(&str, &str)]) -> Labelled {
+        Labelled {
+            id: format!("id-{name}"),
+            name: name.into(),
+            labels: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    const FILE: &str = "[destinations.nas]\nurl = \"/srv/backups\"\n\
+        [jobs.media]\ncontainer = \"web\"\ndestinations = [\"nas\"]\n";
+
+    #[test]
+    fn equal_labels_and_config_give_equal_plans() {
+        let s = source(&format!(
+            "{FILE}[jobs.other]\ncontainer = \"shop\"\ndestinations = [\"nas\"]\nschedule = \"@daily\"\n\
+             stop_during_backup = true\nlevel = 9\nexclude = [\"*.tmp\"]\ndumps = [\"db:postgres:app\"]\n\
+             [jobs.other.retention]\nkeep_daily = 7\n"
+        ));
+        let from_labels = plans_of(
+            &s,
+            None,
+            &labelled(
+                "shop",
+                &[
+                    ("dockyard.enable", "true"),
+                    ("dockyard.to", "nas"),
+                    ("dockyard.schedule", "@daily"),
+                    ("dockyard.stop", "true"),
+                    ("dockyard.level", "9"),
+                    ("dockyard.exclude", "*.tmp"),
+                    ("dockyard.dump", "db:postgres:app"),
+                    ("dockyard.keep-daily", "7"),
+                ],
+            ),
+        );
+        let from_file =
+            crate::settings::file::plans(&s.config, &["other".into()], &s.remote).unwrap();
+        match (&from_labels[..], &from_file[..]) {
+            (
+                [JobPlan::Backup {
+                    backups: a,
+                    retention: ra,
+                    schedule: sa,
+                    ..
+                }],
+                [JobPlan::Backup {
+                    backups: b,
+                    retention: rb,
+                    schedule: sb,
+                    ..
+                }],
+            ) => {
+                assert_eq!(a, b);
+                assert_eq!(ra, rb);
+                assert_eq!(
+                    sa.as_ref().map(|s| s.timing.schedule.as_str()),
+                    sb.as_ref().map(|s| s.timing.schedule.as_str())
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_bad_label_fails_its_container_job_naming_container_and_label() {
+        let s = source(FILE);
+        let error = |pairs: &[(&str, &str)]| match &plans_of(&s, None, &labelled("shop", pairs))[..]
+        {
+            [JobPlan::Invalid { error, name, .. }] => {
+                assert_eq!(name, "shop");
+                error.clone()
+            }
+            other => panic!("{other:?}"),
+        };
+        let e = error(&[("dockyard.to", "nas"), ("dockyard.level", "99")]);
+        assert!(
+            e.contains("\"shop\"") && e.contains("dockyard.level"),
+            "{e}"
+        );
+        let e = error(&[("dockyard.to", "s3://bucket/x")]);
+        assert!(e.contains("dockyard.to") && e.contains("never URLs"), "{e}");
+        let e = error(&[("dockyard.stop", "true")]);
+        assert!(e.contains("dockyard.to") && e.contains("not set"), "{e}");
+        let e = error(&[("dockyard.enable", "true")]);
+        assert!(e.contains("dockyard.logs.to"), "{e}");
+        let e = error(&[("dockyard.to", "nas"), ("dockyard.schedule", "every day")]);
+        assert!(e.contains("label dockyard.schedule"), "{e}");
+    }
+
+    #[test]
+    fn label_jobs_that_clash_with_file_jobs_fail_naming_both() {
+        let s = source(FILE);
+        let file = crate::settings::file::plans(&s.config, &[], &s.remote).unwrap();
+        let web = plans_of(
+            &s,
+            None,
+            &labelled(
+                "web",
+                &[("dockyard.to", "nas"), ("dockyard.logs.to", "nas")],
+            ),
+        );
+        let merged = merge(file, web);
+        let names: Vec<&str> = merged.iter().map(JobPlan::name).collect();
+        assert_eq!(names, ["media", "web", "web.logs"]);
+        match &merged[1] {
+            JobPlan::Invalid { error, .. } => {
+                assert!(
+                    error.contains("\"web\"") && error.contains("\"media\""),
+                    "{error}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            matches!(merged[2], JobPlan::Logs { .. }),
+            "the log job does not clash"
+        );
+        // A file job named as a label job would be.
+        let s = source("[destinations.nas]\nurl = \"/b\"\n[jobs.shop]\ncontainer = \"other\"\ndestinations = [\"nas\"]\n");
+        let file = crate::settings::file::plans(&s.config, &[], &s.remote).unwrap();
+        let shop = plans_of(&s, None, &labelled("shop", &[("dockyard.to", "nas")]));
+        let merged = merge(file, shop);
+        assert!(
+            matches!(&merged[1], JobPlan::Invalid { error, .. } if error.contains("same name"))
+        );
+    }
+
+    #[test]
+    fn only_this_instances_containers_are_ours() {
+        let mut s = source(FILE);
+        let none = BTreeMap::new();
+        let tagged = BTreeMap::from([(keys::INSTANCE.to_string(), "prod".to_string())]);
+        assert!(ours(&s, &none) && !ours(&s, &tagged));
+        s.instance = Some("prod".into());
+        assert!(!ours(&s, &none) && ours(&s, &tagged));
+    }
+}
