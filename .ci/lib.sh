@@ -14,6 +14,7 @@ need_packages() {
   command -v openssl >/dev/null || missing+=(openssl)   # the remote engine's TLS certificates
   command -v man >/dev/null || missing+=(man-db)   # tests/operator.rs renders the manual page
   command -v age >/dev/null || missing+=(age)   # tests/encryption.rs decrypts with the age tool
+  command -v docker-compose >/dev/null || missing+=(docker-compose)   # tests/compose.rs
   # systemd-analyze: tests/deb.rs and tests/operator.rs verify the units (systemd need not run).
   command -v systemd-analyze >/dev/null || missing+=(systemd)
   if [ ${#missing[@]} -gt 0 ]; then

@@ -658,7 +658,11 @@ mod tests {
 
     #[test]
     fn the_example_configs_parse_and_resolve() {
-        for file in ["config/dockyard.toml", "config/minimal.toml"] {
+        for file in [
+            "config/dockyard.toml",
+            "config/minimal.toml",
+            "config/compose.toml",
+        ] {
             let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
             let config = config::load(&path).unwrap_or_else(|e| panic!("{file}: {e}"));
             let plans = plans(&config, &[], &RemoteOptions::default())
