@@ -178,3 +178,46 @@ fn a_global_service_is_refused_before_anything_changes() {
     assert_eq!(swarm.containers(&svc), [task]);
     assert!(list(&dest).is_empty());
 }
+
+#[test]
+fn a_snapshot_stops_a_service_too_and_a_restore_with_stop_is_refused() {
+    let swarm = Swarm::start();
+    let (svc, vol) = (unique("svc"), unique("svcvol"));
+    swarm.service(&svc, &vol, &["--replicas", "1"], PAIRED_WRITER, 1);
+    let task = swarm.containers(&svc)[0].clone();
+    let (_tmp, dest) = dest_dir();
+    let d = dest.to_str().unwrap();
+
+    // A snapshot records the container as inspected before its service was scaled away.
+    let (code, stderr) = run_on(
+        &swarm,
+        &[
+            "snapshot",
+            &task,
+            "--to",
+            d,
+            "--stop",
+            "--tag",
+            "pre-upgrade",
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(list(&dest).len(), 1);
+    assert_eq!(swarm.replicas(&svc), 1);
+    let running = swarm.running_tasks(&svc);
+    assert_eq!(running.len(), 1, "{:?}", swarm.tasks(&svc));
+
+    // A restore works through its target container, which scaling to 0 removes: refused, and
+    // nothing is stopped.
+    let now = swarm.containers(&svc)[0].clone();
+    let args = ["restore", &now, "--from", d, "--container", &task, "--stop"];
+    let (code, stderr) = run_on(&swarm, &args);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains(&now) && stderr.contains(&format!("Swarm service {svc:?}")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("scaling"), "{stderr}");
+    assert_eq!(swarm.running_tasks(&svc), running);
+    assert_eq!(swarm.containers(&svc), [now]);
+}
