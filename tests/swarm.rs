@@ -221,3 +221,34 @@ fn a_snapshot_stops_a_service_too_and_a_restore_with_stop_is_refused() {
     assert_eq!(swarm.running_tasks(&svc), running);
     assert_eq!(swarm.containers(&svc), [now]);
 }
+
+#[test]
+fn a_config_job_with_stop_during_backup_scales_the_service_too() {
+    let swarm = Swarm::start();
+    let (svc, vol) = (unique("svc"), unique("svcvol"));
+    swarm.service(&svc, &vol, &["--replicas", "1"], PAIRED_WRITER, 1);
+    let before = swarm.running_tasks(&svc);
+    let task = swarm.containers(&svc)[0].clone();
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("backups");
+    let config = common::media_job(tmp.path(), &dest, &task, "stop_during_backup = true\n");
+
+    let (code, stderr) = run_on(&swarm, &["run", "--config", config.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains(&format!("scaling service {svc} to 0 (was 1 replicas)")),
+        "{stderr}"
+    );
+    assert_eq!(swarm.replicas(&svc), 1);
+    let after = swarm.running_tasks(&svc);
+    assert!(after.len() == 1 && after != before, "{before:?} {after:?}");
+    let backups = list(&dest);
+    assert_eq!(backups.len(), 1, "{backups:?}");
+    let id = backups[0]["id"].as_str().unwrap();
+    let d = dest.to_str().unwrap();
+    let (a, b) = (
+        dump(d, id, "/srv/media/slot1.a"),
+        dump(d, id, "/srv/media/slot1.b"),
+    );
+    assert!(!a.is_empty() && a == b, "a and b differ in the backup");
+}
