@@ -252,3 +252,44 @@ fn a_config_job_with_stop_during_backup_scales_the_service_too() {
     );
     assert!(!a.is_empty() && a == b, "a and b differ in the backup");
 }
+
+#[test]
+fn without_stop_a_tasks_volumes_back_up_and_restore_through_helpers_that_mount_them_by_name() {
+    let swarm = Swarm::start();
+    let (svc, vol) = (unique("svc"), unique("svcvol"));
+    let script = "echo one > /srv/media/note && exec sleep 100000";
+    swarm.service(&svc, &vol, &["--replicas", "1"], script, 1);
+    let task = swarm.containers(&svc)[0].clone();
+    let before = swarm.running_tasks(&svc);
+    let (_tmp, dest) = dest_dir();
+    let d = dest.to_str().unwrap();
+
+    let (code, stderr) = run_on(&swarm, &["backup", &task, "--to", d]);
+    assert_eq!(code, 0, "{stderr}");
+    swarm.docker(&[
+        "exec",
+        &task,
+        "sh",
+        "-c",
+        "echo two > /srv/media/note && echo x > /srv/media/extra",
+    ]);
+    let (code, stderr) = run_on(
+        &swarm,
+        &["restore", &task, "--from", d, "--no-safety-backup"],
+    );
+    assert_eq!(code, 0, "{stderr}");
+
+    let now = swarm.docker(&[
+        "exec",
+        &task,
+        "sh",
+        "-c",
+        "cat /srv/media/note; ls /srv/media",
+    ]);
+    assert_eq!(now, "one\nnote\n");
+    assert_eq!(
+        swarm.running_tasks(&svc),
+        before,
+        "the service was left alone"
+    );
+}
