@@ -55,6 +55,28 @@ pub enum DockerError {
         /// The last lines of its output.
         output: String,
     },
+    /// `--stop` names a task of a Swarm service that cannot be scaled to 0 and back.
+    #[error("container {container:?} is a task of Swarm service {service:?}, which is in {mode} mode; only a replicated service can be scaled to 0 and back for --stop (nothing was stopped): back it up without --stop, or stop its writers another way (--pre-hook, --exec-before)")]
+    ServiceNotScalable {
+        /// The container `--stop` named.
+        container: String,
+        /// The service's name.
+        service: String,
+        /// Its mode (`global`, ...).
+        mode: String,
+    },
+    /// A Swarm service's tasks did not reach the count it was scaled to in time.
+    #[error("Swarm service {service:?} did not reach {want} running task(s) within {limit} ({running} running); see `docker service ps {service}`")]
+    ServiceTimedOut {
+        /// The service's name.
+        service: String,
+        /// The tasks wanted running.
+        want: u64,
+        /// The tasks running when the wait ended.
+        running: u64,
+        /// The deadline.
+        limit: String,
+    },
     /// A command's standard output, which dockyard parses whole, ran past its bound.
     #[error("{what} wrote more than {limit} bytes on its standard output, more than dockyard reads from it; nothing was parsed")]
     OutputTooLarge {

@@ -14,7 +14,10 @@ use std::collections::{HashMap, HashSet};
 use std::io;
 
 use bollard::errors::Error as BollardError;
-use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig};
+use bollard::models::{
+    ContainerCreateBody, HostConfig, HostConfigLogConfig, Mount as EngineMount, MountType,
+    MountVolumeOptions,
+};
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder,
     WaitContainerOptionsBuilder,
@@ -233,6 +236,44 @@ impl Drop for Helper {
     }
 }
 
+/// `container`'s volumes and bind mounts as mounts of their own (read-only if `read_only` or
+/// if they are in the container), but those at a destination one of `binds` takes. Volumes are
+/// mounted `nocopy`: the helper's image never seeds one.
+fn borrowed_mounts(
+    container: &ContainerInfo,
+    read_only: bool,
+    binds: &[String],
+) -> Vec<EngineMount> {
+    let taken = |dest: &str| binds.iter().any(|b| b.split(':').nth(1) == Some(dest));
+    container
+        .mounts
+        .iter()
+        .filter(|m| !taken(&m.destination))
+        .filter_map(|m| {
+            let (typ, source, volume_options) = match (m.kind.as_str(), &m.volume) {
+                ("volume", Some(name)) => (
+                    MountType::VOLUME,
+                    name.clone(),
+                    Some(MountVolumeOptions {
+                        no_copy: Some(true),
+                        ..Default::default()
+                    }),
+                ),
+                ("bind", _) => (MountType::BIND, m.source.clone(), None),
+                _ => return None,
+            };
+            Some(EngineMount {
+                target: Some(m.destination.clone()),
+                source: Some(source),
+                typ: Some(typ),
+                read_only: Some(read_only || !m.rw),
+                volume_options,
+                ..Default::default()
+            })
+        })
+        .collect()
+}
+
 impl Engine {
     /// Creates (but does not start) a helper container that borrows `spec.container`'s volumes,
     /// owned by the returned guard. It is labelled with this process's owner so a later run can
@@ -248,6 +289,9 @@ impl Engine {
             (FOR_LABEL.to_string(), target.clone()),
         ]);
         let mode = if spec.read_only { ":ro" } else { "" };
+        // A Swarm task's container is removed when its service is scaled to 0 (`--stop`), and
+        // `VolumesFrom` needs it: its mounts are named one by one instead.
+        let by_mounts = spec.container.service().is_some();
         let (entrypoint, cmd, user) = match spec.command {
             // Root unless told otherwise, whatever the image's USER, so the script may chown;
             // numeric, so no passwd lookup.
@@ -271,9 +315,10 @@ impl Engine {
             stdin_once: Some(spec.stdin),
             attach_stdin: Some(spec.stdin),
             host_config: Some(HostConfig {
-                volumes_from: spec
-                    .volumes
+                volumes_from: (spec.volumes && !by_mounts)
                     .then(|| vec![format!("{}{mode}", spec.container.id)]),
+                mounts: (spec.volumes && by_mounts)
+                    .then(|| borrowed_mounts(spec.container, spec.read_only, &spec.binds)),
                 binds: (!spec.binds.is_empty()).then_some(spec.binds),
                 network_mode: Some("none".into()),
                 auto_remove: spec.auto_remove.then_some(true),

@@ -15,6 +15,7 @@ pub mod error;
 pub mod exec;
 pub mod helper;
 pub mod leftovers;
+pub mod swarm;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};

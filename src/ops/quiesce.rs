@@ -2,7 +2,10 @@
 //! pre-hook, the hooks in other containers (`--exec-before`), stopping containers in order, the
 //! work, starting them again (whatever the work's result; main's clean-up does the same on
 //! signals and panics, through the session's [`Stopped`] list), the `--exec-after` hooks (on
-//! every way out too, through [`Owed`]), then the post-hook. Each guard starts again only what it
+//! every way out too, through [`Owed`]), then the post-hook. A task of a Swarm service is
+//! "stopped" by scaling its service to 0 and "started" by scaling it back to its count (the
+//! orchestrator would replace a stopped task); the post-hook then runs in the new task of its
+//! slot, since the old container is gone. Each guard starts again only what it
 //! stopped and runs only its own after-hooks, so two jobs running side by side never start each
 //! other's containers early.
 
@@ -11,18 +14,46 @@ use std::future::Future;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
 use super::Session;
+use crate::docker::swarm::{Mode, TaskOf};
 use crate::docker::{DockerError, Engine};
 
-/// The containers this process stopped and has not started again, in stop order, each with the
-/// guard that stopped it and the engine it is on.
+/// How long, beyond the stop timeout (or the service's own grace period, if longer), a service's
+/// tasks may take to stop or to run again: the orchestrator schedules them, then the engine
+/// starts or stops each.
+const SERVICE_MARGIN: Duration = Duration::from_secs(60);
+
+/// Something a guard quieted, to bring back when it ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Quieted {
+    /// A container it stopped, to start again.
+    Container(String),
+    /// A Swarm service it scaled to 0, to scale back.
+    Service(Scaled),
+}
+
+/// A Swarm service a guard scales to 0 and back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scaled {
+    /// The service's id.
+    pub id: String,
+    /// Its name, for messages.
+    pub name: String,
+    /// The replica count it had, to scale back to.
+    pub replicas: u64,
+    /// How long its tasks may take to stop, or to run again.
+    pub limit: Duration,
+}
+
+/// What this process stopped (containers, Swarm services scaled to 0) and has not started
+/// again, in stop order, each with the guard that stopped it and the engine it is on.
 pub struct Stopped<E = Engine> {
     next: AtomicU64,
-    list: Mutex<Vec<(u64, E, String)>>,
+    list: Mutex<Vec<(u64, E, Quieted)>>,
 }
 
 impl<E> Default for Stopped<E> {
@@ -40,17 +71,17 @@ impl<E: Clone> Stopped<E> {
         self.next.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Guard `guard` stopped `container` on `engine`.
-    fn record(&self, guard: u64, engine: &E, container: &str) {
+    /// Guard `guard` stopped `what` on `engine`.
+    fn record(&self, guard: u64, engine: &E, what: Quieted) {
         self.list
             .lock()
             .unwrap()
-            .push((guard, engine.clone(), container.to_string()));
+            .push((guard, engine.clone(), what));
     }
 
     /// Takes what guard `guard` stopped (every guard's with `None`), newest first: the order to
     /// start them again in.
-    fn take(&self, guard: Option<u64>) -> Vec<(E, String)> {
+    fn take(&self, guard: Option<u64>) -> Vec<(E, Quieted)> {
         let mut list = self.list.lock().unwrap();
         let mut taken = Vec::new();
         let mut kept = Vec::new();
@@ -159,12 +190,23 @@ impl Owed {
 
 impl Stopped {
     /// Starts again, newest first, what guard `guard` stopped (everything with `None`: the
-    /// clean-up on every way out). Keeps going past failures and returns the first.
+    /// clean-up on every way out): containers are started, services scaled back to their count
+    /// and waited for. Keeps going past failures and returns the first.
     pub async fn restart(&self, guard: Option<u64>) -> Result<(), DockerError> {
         let mut first = None;
-        for (engine, c) in self.take(guard) {
-            if let Err(err) = engine.start_again(&c).await {
-                tracing::error!(error = %err, "a container dockyard stopped could not be started again");
+        for (engine, what) in self.take(guard) {
+            let done = match &what {
+                Quieted::Container(c) => engine.start_again(c).await,
+                Quieted::Service(s) => {
+                    let (name, replicas) = (&s.name, s.replicas);
+                    tracing::info!(service = %name, replicas, "scaling service {name} back to {replicas}");
+                    engine
+                        .scale_and_wait(&s.id, name, replicas, None, s.limit)
+                        .await
+                }
+            };
+            if let Err(err) = done {
+                tracing::error!(error = %err, "what dockyard stopped could not be started again");
                 first.get_or_insert(err);
             }
         }
@@ -247,11 +289,14 @@ pub async fn around_each<T>(
         return Err(e);
     }
     let t0 = Instant::now();
-    if let Err(e) = stop_all(session, guard, engine, q.stop, q.stop_timeout).await {
-        let _ = session.stopped.restart(Some(guard)).await;
-        let _ = session.owed.run(Some(guard)).await;
-        return Err(e);
-    }
+    let scaled = match stop_all(session, guard, engine, q.stop, q.stop_timeout).await {
+        Ok(scaled) => scaled,
+        Err(e) => {
+            let _ = session.stopped.restart(Some(guard)).await;
+            let _ = session.owed.run(Some(guard)).await;
+            return Err(e);
+        }
+    };
     let results = work.await;
     let restarted = session.stopped.restart(Some(guard)).await;
     let downtime = (!q.stop.is_empty()).then(|| t0.elapsed().as_secs_f64());
@@ -262,7 +307,7 @@ pub async fn around_each<T>(
             (Err(e), _) => Some(e.into()),
             (Ok(()), Err(e)) => Some(e),
             (Ok(()), Ok(())) => match q.post_hook {
-                Some(hook) => run_hook(engine, q.container, hook, "post-hook").await.err(),
+                Some(hook) => post_hook(engine, q.container, &scaled, hook).await.err(),
                 None => None,
             },
         };
@@ -274,23 +319,127 @@ pub async fn around_each<T>(
     })
 }
 
-/// Stops each of `names` that is running, in order, recording each (before the engine is asked)
-/// for `guard` in the session's [`Stopped`] list.
+/// One stop, planned before any is made.
+enum Stop {
+    /// Stop this container.
+    Container(String),
+    /// Scale a service to 0, until container `task` (the task named) no longer runs either.
+    Service {
+        /// The id of the container named, a task of the service.
+        task: String,
+        /// The service.
+        scaled: Scaled,
+        /// The names given of its tasks, each with its task.
+        tasks: Vec<(String, TaskOf)>,
+    },
+}
+
+/// Decides how to stop each of `names` that is running, in order, before anything is stopped: a
+/// Swarm service's task by scaling its service (once per service), refused for a service that
+/// cannot be scaled.
+async fn plan_stops(engine: &Engine, names: &[String], timeout_secs: u32) -> Result<Vec<Stop>> {
+    let mut plan = Vec::new();
+    for c in names {
+        let info = engine.inspect(c).await?;
+        if !info.running {
+            continue;
+        }
+        let Some(task) = info.service() else {
+            plan.push(Stop::Container(c.clone()));
+            continue;
+        };
+        let service = engine.service(&task.id).await?;
+        let replicas = match service.mode {
+            Mode::Replicated(n) => n,
+            Mode::Other(mode) => {
+                return Err(DockerError::ServiceNotScalable {
+                    container: c.clone(),
+                    service: service.name,
+                    mode: mode.to_string(),
+                }
+                .into())
+            }
+        };
+        let same =
+            |s: &&mut Stop| matches!(s, Stop::Service { scaled, .. } if scaled.id == task.id);
+        if let Some(Stop::Service { tasks, .. }) = plan.iter_mut().find(same) {
+            tasks.push((c.clone(), task));
+            continue;
+        }
+        let stop = Duration::from_secs(timeout_secs.into());
+        plan.push(Stop::Service {
+            task: info.id,
+            scaled: Scaled {
+                id: task.id.clone(),
+                name: service.name,
+                replicas,
+                limit: service.grace.max(stop) + SERVICE_MARGIN,
+            },
+            tasks: vec![(c.clone(), task)],
+        });
+    }
+    Ok(plan)
+}
+
+/// Stops each of `names` that is running, in order (see [`plan_stops`]), recording each (before
+/// the engine is asked) for `guard` in the session's [`Stopped`] list. Returns the names whose
+/// service was scaled to 0, each with its task.
 async fn stop_all(
     session: &Session,
     guard: u64,
     engine: &Engine,
     names: &[String],
     timeout_secs: u32,
-) -> Result<()> {
-    for c in names {
-        if engine.inspect(c).await?.running {
-            tracing::info!(container = %c, "stopping");
-            session.stopped.record(guard, engine, c);
-            engine.stop(c, timeout_secs).await?;
+) -> Result<Vec<(String, TaskOf)>> {
+    let mut scaled_away = Vec::new();
+    for stop in plan_stops(engine, names, timeout_secs).await? {
+        match stop {
+            Stop::Container(c) => {
+                tracing::info!(container = %c, "stopping");
+                session
+                    .stopped
+                    .record(guard, engine, Quieted::Container(c.clone()));
+                engine.stop(&c, timeout_secs).await?;
+            }
+            Stop::Service {
+                task,
+                scaled,
+                tasks,
+            } => {
+                let (name, replicas) = (&scaled.name, scaled.replicas);
+                tracing::info!(service = %name, replicas, "scaling service {name} to 0 (was {replicas} replicas)");
+                session
+                    .stopped
+                    .record(guard, engine, Quieted::Service(scaled.clone()));
+                engine
+                    .scale_and_wait(&scaled.id, name, 0, Some(&task), scaled.limit)
+                    .await?;
+                crate::fault::point("service-scaled-down").await;
+                scaled_away.extend(tasks);
+            }
         }
     }
-    Ok(())
+    Ok(scaled_away)
+}
+
+/// Runs the post-hook in `container`, or, if its service was scaled to 0 and back (`scaled`),
+/// in the task that took its slot.
+async fn post_hook(
+    engine: &Engine,
+    container: &str,
+    scaled: &[(String, TaskOf)],
+    hook: &str,
+) -> Result<()> {
+    let Some((_, task)) = scaled.iter().find(|(name, _)| name == container) else {
+        return run_hook(engine, container, hook, "post-hook").await;
+    };
+    let Some(now) = engine.task_container(task).await? else {
+        anyhow::bail!(
+            "the post-hook {hook:?} did not run: no task of Swarm service {:?} runs in the slot of {container:?} (whose container was replaced when the service was scaled back)",
+            task.name
+        );
+    };
+    run_hook(engine, &now, hook, "post-hook").await
 }
 
 /// Runs a hook command in `container`; a non-zero exit is an error naming the hook and the
@@ -320,15 +469,23 @@ mod tests {
     fn each_guard_starts_again_only_what_it_stopped_newest_first() {
         let stopped: Stopped<()> = Stopped::default();
         let (a, b) = (stopped.guard(), stopped.guard());
-        stopped.record(a, &(), "web");
-        stopped.record(b, &(), "db");
-        stopped.record(a, &(), "worker");
-        let names = |v: Vec<((), String)>| v.into_iter().map(|(_, c)| c).collect::<Vec<_>>();
+        let c = |n: &str| Quieted::Container(n.to_string());
+        stopped.record(a, &(), c("web"));
+        stopped.record(b, &(), c("db"));
+        stopped.record(a, &(), c("worker"));
+        let names = |v: Vec<((), Quieted)>| {
+            v.into_iter()
+                .map(|(_, q)| match q {
+                    Quieted::Container(c) => c,
+                    Quieted::Service(s) => s.name,
+                })
+                .collect::<Vec<_>>()
+        };
         // Job a ends while job b still runs: b's database stays stopped.
         assert_eq!(names(stopped.take(Some(a))), ["worker", "web"]);
         assert_eq!(names(stopped.take(Some(a))), Vec::<String>::new());
         // The clean-up on the way out takes whatever is left.
-        stopped.record(b, &(), "cache");
+        stopped.record(b, &(), c("cache"));
         assert_eq!(names(stopped.take(None)), ["cache", "db"]);
     }
 }

@@ -10,6 +10,7 @@ pub mod forge;
 pub mod measure;
 pub mod peers;
 pub mod sinks;
+pub mod swarm;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

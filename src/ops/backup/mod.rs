@@ -20,7 +20,7 @@ use super::prepare::prepare_container;
 use super::quiesce::{self, Quiesce};
 use super::Session;
 use crate::destination::DestError;
-use crate::docker::{ContainerInfo, Engine};
+use crate::docker::{ContainerInfo, DockerError, Engine};
 use crate::dumps::stream::Dumper;
 use crate::dumps::DumpSpec;
 use crate::encryption::Age;
@@ -483,8 +483,15 @@ pub async fn backup(
         dumps: dumped.records,
     };
     if s.snapshot {
-        // The container as it is now (stopped, with --stop), as a snapshot has always recorded.
-        let mut inspect = engine.inspect(&info.id).await?.inspect;
+        // The container as it is now (stopped, with --stop), as a snapshot has always recorded;
+        // a Swarm task's is gone by now (its service scaled to 0): as it was before.
+        let mut inspect = match engine.inspect(&info.id).await {
+            Ok(now) => now.inspect,
+            Err(DockerError::NoSuchContainer(_)) if info.service().is_some() => {
+                info.inspect.clone()
+            }
+            Err(e) => return Err(e.into()),
+        };
         if !s.include_env {
             let key = env_key(session.dirs.host_state()).map_err(|e| {
                 anyhow::anyhow!(

@@ -30,6 +30,7 @@ use super::key::Key;
 use super::quiesce::{self, Quiesce};
 use super::Session;
 use crate::destination::Destination;
+use crate::docker::ContainerInfo;
 use crate::encryption::Seal;
 use crate::error::Failure;
 use crate::lock::{Access, ContainerLock};
@@ -53,6 +54,7 @@ pub async fn run(session: &Session, s: RestoreSettings) -> Result<Outcome> {
     if engine.is_local() {
         crate::binds::check(&target)?;
     }
+    refuse_scaling_target(&target, &s)?;
     let m = pick(&dest, &s, &target.name).await?;
     let key = Key::open(dest.as_ref(), &m, &s.unlock).await?;
     // An incremental backup's whole chain, each link read and checked, before anything is
@@ -94,6 +96,23 @@ pub async fn run(session: &Session, s: RestoreSettings) -> Result<Outcome> {
         r.downtime_seconds = downtime;
     }
     Ok(outcome)
+}
+
+/// Refuses `--stop` on a target that is a Swarm service's task: the guard would scale its
+/// service to 0, the engine would remove the container, and a restore reads and swaps through
+/// the target container itself.
+fn refuse_scaling_target(target: &ContainerInfo, s: &RestoreSettings) -> Result<()> {
+    let Some(task) = target.service() else {
+        return Ok(());
+    };
+    if !s.stop.iter().any(|c| *c == s.container || *c == target.id) {
+        return Ok(());
+    }
+    Err(Failure::usage(format!(
+        "container {:?} is a task of Swarm service {:?}: restore --stop would scale the service to 0, which removes this container, and a restore works through it; nothing was stopped or restored. Scale the service to 0 yourself (docker service scale {}=0), restore into a container that mounts the same volumes (docker create -v VOLUME:PATH ...; --container {} names the backup's container), then scale it back",
+        target.name, task.name, task.name, target.name
+    ))
+    .into())
 }
 
 /// The backup `s` names at `dest` (`latest` of the target `target` or of `--container`), checked
