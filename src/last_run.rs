@@ -8,10 +8,12 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 
 /// The name of a file of job `job` (its stamp, its lock): the job's name when that is a plain
-/// file name, else `x-` and its hex (`edge/web`, names from labels).
+/// file name, else `x-` and its hex (`edge/web`, names from labels). A plain name never begins
+/// `x-` (such a name is hexed too), so no two jobs share a file whatever containers are named.
 pub fn file_name(job: &str) -> String {
     let plain = !job.is_empty()
         && !job.starts_with('.')
+        && !job.starts_with("x-")
         && job
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
@@ -62,7 +64,7 @@ mod tests {
     fn stamps_round_trip_whatever_the_job_name() {
         let dir = tempfile::tempdir().unwrap();
         let at = Utc::now();
-        for job in ["media", "a/b", "..", "über"] {
+        for job in ["media", "a/b", "..", "über", "my job", "x-6d79206a6f62"] {
             assert_eq!(read(dir.path(), job), None);
             write(dir.path(), job, at).unwrap();
             assert_eq!(
@@ -71,6 +73,6 @@ mod tests {
             );
         }
         let stamps = std::fs::read_dir(dir.path().join("last-run")).unwrap();
-        assert_eq!(stamps.count(), 4, "one file per job");
+        assert_eq!(stamps.count(), 6, "one file per job");
     }
 }

@@ -10,7 +10,9 @@ mod common;
 use std::path::Path;
 
 use common::daemon::Daemon;
-use common::{dest_dir, dockyard, json_lines, list, local_config, one_document, unique, App};
+use common::{
+    dest_dir, docker, dockyard, json_lines, list, local_config, one_document, unique, App,
+};
 use serde_json::Value;
 
 /// A config with one local destination, `[labels] instance = INSTANCE`, and `jobs`.
@@ -315,33 +317,114 @@ fn the_daemon_takes_up_labelled_containers_created_and_removed_after_it_started(
 }
 
 #[test]
-fn labels_ask_for_dumps_and_hooks_in_other_containers() {
+fn labels_reach_only_containers_that_let_them_for_dumps_and_hooks() {
     let instance = unique("inst");
     let tmp = tempfile::tempdir().unwrap();
     let (_d, dest) = dest_dir();
-    let cache = App::running("lbl-cache", &[]);
-    let dump = format!("dockyard.dump={}:exec:echo 'row 1'", cache.name);
-    let before = format!(
-        "dockyard.exec-before.1={}:echo before >> /tmp/hooks",
-        cache.name
+    // A container of this dockyard's that lets labels reach it, and one that does not.
+    let cache = App::create_with(
+        "lbl-cache",
+        &[
+            "--label",
+            "dockyard.reachable=true",
+            "--label",
+            &format!("dockyard.instance={instance}"),
+        ],
+        common::image(),
     );
-    let after = format!(
-        "dockyard.exec-after={}:echo after >> /tmp/hooks",
-        cache.name
-    );
+    cache.start();
+    let victim = App::running("lbl-victim", &[]);
+    let hooks = |target: &str| {
+        [
+            format!("dockyard.dump={target}:exec:echo 'row 1'"),
+            format!("dockyard.exec-before.1={target}:echo before >> /tmp/hooks"),
+            format!("dockyard.exec-after={target}:echo after >> /tmp/hooks"),
+        ]
+    };
+    let [dump, before, after] = hooks(&cache.name);
     let web = labelled(
         "lbl-dump",
         &instance,
         &["dockyard.to=local", &dump, &before, &after],
     );
+    let [dump, before, _] = hooks(&victim.name);
+    let evil = labelled("lbl-evil", &instance, &["dockyard.to=local", &before]);
+    let thief = labelled("lbl-thief", &instance, &["dockyard.to=local", &dump]);
+    let stopper = labelled(
+        "lbl-stopper",
+        &instance,
+        &[
+            "dockyard.to=local",
+            "dockyard.stop=true",
+            &format!("dockyard.stop-also={}", victim.name),
+        ],
+    );
     let cfg = config(tmp.path(), &dest, &instance, "");
     let r = dockyard(&["run", "--config", cfg.to_str().unwrap(), "--json"]);
-    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
-    let m = list(&dest)
-        .into_iter()
-        .find(|m| m["container"] == web.name.as_str())
-        .expect("the labelled container's backup");
+    assert_eq!(
+        r.code, 2,
+        "{}
+{}",
+        r.stdout, r.stderr
+    );
+    let jobs = jobs(&r.stdout);
+    assert_eq!(jobs[&web.name]["ok"], true, "{}", r.stdout);
+    for (app, key) in [
+        (&evil, "dockyard.exec-before"),
+        (&thief, "dockyard.dump"),
+        (&stopper, "dockyard.stop-also"),
+    ] {
+        let error = jobs[&app.name]["error"].as_str().unwrap();
+        assert!(
+            error.contains(key)
+                && error.contains(&victim.name)
+                && error.contains("dockyard.reachable=true"),
+            "{error}"
+        );
+    }
+    // Nothing ran in, was read from or stopped the container that did not let labels reach it.
+    assert_eq!(
+        victim.sh("cat /tmp/hooks 2>/dev/null || echo none"),
+        "none\n"
+    );
+    assert_eq!(
+        docker(&["inspect", "-f", "{{.State.Running}}", &victim.name]).trim(),
+        "true"
+    );
+    let backups = list(&dest);
+    assert_eq!(backups.len(), 1, "{backups:?}");
+    let m = &backups[0];
+    assert_eq!(m["container"], web.name.as_str());
     assert_eq!(m["dumps"][0]["container"], cache.name.as_str(), "{m}");
     assert_eq!(m["dumps"][0]["size"], 6, "{m}");
     assert_eq!(cache.sh("cat /tmp/hooks"), "before\nafter\n");
+}
+
+#[test]
+fn run_job_runs_the_job_named_though_another_job_of_the_file_cannot_be_lowered() {
+    let instance = unique("inst");
+    let tmp = tempfile::tempdir().unwrap();
+    let (_d, dest) = dest_dir();
+    let app = App::running("lbl-named", &["/srv/media"]);
+    let cfg = config(
+        tmp.path(),
+        &dest,
+        &instance,
+        &format!(
+            "[jobs.good]\ncontainer = \"{}\"\ndestinations = [\"local\"]\n\
+             [jobs.secret]\ncontainer = \"{}\"\ndestinations = [\"local\"]\n\
+             passphrase_file = \"{}/missing\"\n",
+            app.name,
+            app.name,
+            tmp.path().display()
+        ),
+    );
+    let cfg = cfg.to_str().unwrap();
+    let r = dockyard(&["run", "--config", cfg, "good"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(list(&dest).len(), 1);
+    // Named, it fails as before, naming the file.
+    let r = dockyard(&["run", "--config", cfg, "secret"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("missing"), "{}", r.stderr);
 }

@@ -8,7 +8,7 @@
 //! aborted (partial uploads discarded, helpers removed, stopped containers started again); an
 //! idle daemon exits 0.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::pin::Pin;
 
@@ -74,7 +74,20 @@ pub async fn run(ctx: &Ctx, mut lowered: Jobs) -> Result<()> {
     let from_file: Vec<String> = lowered.plans.iter().map(|p| p.name().to_string()).collect();
     for plan in plans {
         if !from_file.iter().any(|n| n == plan.name()) {
-            take_labelled(ctx, &mut table, plan, now, "found");
+            if let Some(id) = take_labelled(ctx, &mut table, plan, now, "found") {
+                let job = &table.jobs[&id];
+                let name = job.plan.name().to_string();
+                if job.plan.schedule().is_some_and(|sc| sc.catch_up) {
+                    match last_run::read(&state_dir, &name) {
+                        Some(last) if job.timing.missed(last, now) => {
+                            tracing::info!(job = %name, last_run = %job.timing.local(last), "a run was missed while the daemon was down: running it now (catch_up)");
+                            catch_up.push(id);
+                        }
+                        Some(_) => {}
+                        None => stamp(&state_dir, &name, now),
+                    }
+                }
+            }
             continue;
         }
         let Some(sc) = plan.schedule().cloned() else {
@@ -114,7 +127,7 @@ pub async fn run(ctx: &Ctx, mut lowered: Jobs) -> Result<()> {
         .into());
     }
     if table.jobs.is_empty() {
-        tracing::info!("no scheduled job yet: waiting for labelled containers (dockyard.enable=true, dockyard.schedule)");
+        tracing::warn!("no scheduled job yet: waiting for labelled containers (dockyard.enable=true, dockyard.schedule)");
     }
     // Between jobs from here on: a SIGTERM is a clean stop (exit 0).
     set_idle(ctx, true);
@@ -138,13 +151,13 @@ pub async fn run(ctx: &Ctx, mut lowered: Jobs) -> Result<()> {
         None => futures_util::stream::pending().boxed(),
     };
     let mut running = FuturesUnordered::new();
-    let mut busy: HashSet<u64> = HashSet::new();
+    // The running jobs' plans: a label job updated or removed while it runs still counts until
+    // it ends (no job of its container starts beside it).
+    let mut busy: HashMap<u64, JobPlan> = HashMap::new();
     loop {
         let now = Utc::now();
-        let clashes = |table: &Table, busy: &HashSet<u64>, job: &Scheduled| {
-            busy.iter()
-                .filter_map(|b| table.jobs.get(b))
-                .any(|b| b.plan.clashes(&job.plan))
+        let clashes = |busy: &HashMap<u64, JobPlan>, job: &Scheduled| {
+            busy.values().any(|b| b.clashes(&job.plan))
         };
         // Start every due job there is room for, never two that share or stop a container.
         let ids: Vec<u64> = table.jobs.keys().copied().collect();
@@ -153,10 +166,10 @@ pub async fn run(ctx: &Ctx, mut lowered: Jobs) -> Result<()> {
                 break;
             }
             let job = &table.jobs[&id];
-            if job.next > now || busy.contains(&id) || clashes(&table, &busy, job) {
+            if job.next > now || busy.contains_key(&id) || clashes(&busy, job) {
                 continue;
             }
-            busy.insert(id);
+            busy.insert(id, job.plan.clone());
             let plan = job.plan.clone();
             let env = &env;
             running.push(async move {
@@ -171,7 +184,7 @@ pub async fn run(ctx: &Ctx, mut lowered: Jobs) -> Result<()> {
         let next = table
             .jobs
             .iter()
-            .filter(|(id, j)| startable && !busy.contains(id) && !clashes(&table, &busy, j))
+            .filter(|(id, j)| startable && !busy.contains_key(id) && !clashes(&busy, j))
             .map(|(_, j)| j.next)
             .min();
         let wait = next.map(|n| (n - now).to_std().unwrap_or_default());
@@ -193,9 +206,15 @@ pub async fn run(ctx: &Ctx, mut lowered: Jobs) -> Result<()> {
     }
 }
 
-/// Takes up a label job as found (`how`: "found", "updated"): scheduled ones join the table;
-/// invalid ones are said (they run when their labels are fixed).
-fn take_labelled(ctx: &Ctx, table: &mut Table, plan: JobPlan, now: DateTime<Utc>, how: &str) {
+/// Takes up a label job as found (`how`: "found", "updated"): scheduled ones join the table
+/// (their number returned); invalid ones are said (they run when their labels are fixed).
+fn take_labelled(
+    ctx: &Ctx,
+    table: &mut Table,
+    plan: JobPlan,
+    now: DateTime<Utc>,
+    how: &str,
+) -> Option<u64> {
     let name = plan.name().to_string();
     let shape = format!("{plan:?}");
     let engine = plan.engine().map(str::to_string);
@@ -240,6 +259,7 @@ fn take_labelled(ctx: &Ctx, table: &mut Table, plan: JobPlan, now: DateTime<Utc>
         announce(ctx, &table.jobs[&id]);
     }
     table.labelled.insert(name, Labelled { id, engine, shape });
+    id
 }
 
 /// Finds engine `engine`'s labelled containers again and takes up what changed: new jobs,
@@ -252,7 +272,15 @@ async fn rediscover(
     file: &[JobPlan],
     engine: Option<&str>,
 ) {
-    let found = crate::labels::discover_on(ctx, source, engine).await;
+    let found = match crate::labels::discover_on(ctx, source, engine).await {
+        Ok(found) => found,
+        // The engine cannot be asked now (it restarts, say): its label jobs are kept as they
+        // were; its next event, or its events coming back, finds them again.
+        Err(e) => {
+            tracing::warn!(engine = engine.unwrap_or(crate::ops::DEFAULT_ENGINE), error = %crate::error::describe(&e), "cannot find the labelled containers now; keeping their jobs as they were");
+            return;
+        }
+    };
     // Clashes are judged against the file's jobs and the other engines' label jobs.
     let others: Vec<JobPlan> = file
         .iter()
@@ -300,9 +328,11 @@ async fn rediscover(
                 if let Some(id) = known.id {
                     table.jobs.remove(&id);
                 }
-                take_labelled(ctx, table, plan, now, "updated");
+                let _ = take_labelled(ctx, table, plan, now, "updated");
             }
-            None => take_labelled(ctx, table, plan, now, "found"),
+            None => {
+                let _ = take_labelled(ctx, table, plan, now, "found");
+            }
         }
     }
 }
@@ -333,7 +363,10 @@ fn watch(
                     let name = engine.as_deref().unwrap_or(crate::ops::DEFAULT_ENGINE);
                     match session.engine_named(name).await {
                         Ok(e) => {
-                            events = Some(Box::pin(e.container_events(&crate::labels::filter())));
+                            events = Some(Box::pin(e.container_events(&[
+                                crate::labels::keys::ENABLE,
+                                crate::labels::keys::REACHABLE,
+                            ])));
                             if lost {
                                 tracing::info!(engine = name, "following the engine's container events again");
                                 return Some((engine.clone(), (events, false)));

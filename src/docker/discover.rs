@@ -66,12 +66,12 @@ impl Engine {
         Ok(found)
     }
 
-    /// The engine's container events from now on that may change which containers carry
-    /// `label`: created, removed or renamed containers carrying it. The stream ends (or yields
-    /// an error) when the connection to the engine does.
+    /// The engine's container events from now on that may change which containers carry one
+    /// of `labels` (any value): created, removed or renamed containers carrying it. The stream
+    /// ends (or yields an error) when the connection to the engine does.
     pub fn container_events(
         &self,
-        label: &str,
+        labels: &[&str],
     ) -> impl Stream<Item = Result<ContainerEvent, DockerError>> + Send + 'static {
         let filters = HashMap::from([
             ("type".to_string(), vec!["container".to_string()]),
@@ -79,16 +79,24 @@ impl Engine {
                 "event".to_string(),
                 vec!["create".into(), "destroy".into(), "rename".into()],
             ),
-            ("label".to_string(), vec![label.to_string()]),
         ]);
         let options = EventsOptionsBuilder::default().filters(&filters).build();
-        self.docker.events(Some(options)).map(|e| {
-            let e = e.map_err(|e| api("follow the engine's container events", e))?;
-            let attributes = e.actor.and_then(|a| a.attributes).unwrap_or_default();
-            Ok(ContainerEvent {
-                action: e.action.unwrap_or_default(),
-                name: attributes.get("name").cloned().unwrap_or_default(),
-            })
+        let labels: Vec<String> = labels.iter().map(|l| l.to_string()).collect();
+        // The engine ANDs label filters; one of several is picked here, from the event's
+        // attributes (a container's labels are among them).
+        self.docker.events(Some(options)).filter_map(move |e| {
+            let event = e
+                .map_err(|e| api("follow the engine's container events", e))
+                .map(|e| {
+                    let attributes = e.actor.and_then(|a| a.attributes).unwrap_or_default();
+                    let ours = labels.iter().any(|l| attributes.contains_key(l));
+                    ours.then(|| ContainerEvent {
+                        action: e.action.unwrap_or_default(),
+                        name: attributes.get("name").cloned().unwrap_or_default(),
+                    })
+                })
+                .transpose();
+            std::future::ready(event)
         })
     }
 }

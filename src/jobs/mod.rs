@@ -177,7 +177,7 @@ async fn one_job(
     events: &dyn Events,
 ) -> (JobResult, Option<anyhow::Error>) {
     let t0 = Instant::now();
-    tracing::info!(job = plan.name(), "job started");
+    tracing::info!(job = plan.name(), container = %plan.qualified_container(), "job started");
     let Ran {
         outcome,
         bytes,

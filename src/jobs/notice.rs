@@ -8,7 +8,7 @@ use crate::settings::JobPlan;
 
 /// The notice for job `plan` that ended with `r` (`config` for the command it suggests).
 pub fn of(plan: &JobPlan, r: &JobResult, config: &Path) -> Notice {
-    let container = plan.container().to_string();
+    let container = plan.qualified_container();
     // Each failed destination's own error says more than the job's count of them.
     let failed: Vec<String> = r
         .destinations

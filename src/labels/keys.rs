@@ -10,6 +10,9 @@ pub const PREFIX: &str = "dockyard.";
 pub const ENABLE: &str = "dockyard.enable";
 /// Which dockyard's config discovers the container: one whose `[labels] instance` is the same.
 pub const INSTANCE: &str = "dockyard.instance";
+/// Lets other containers' labels reach this one: stop it (`stop-also`), dump from it (`dump`)
+/// and run hooks in it (`exec-before`, `exec-after`): `dockyard.reachable=true`.
+pub const REACHABLE: &str = "dockyard.reachable";
 
 /// How a label's text becomes a TOML value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,7 +148,7 @@ pub fn sort(container: &str, labels: &BTreeMap<String, String>) -> Result<Asked,
         let Some(key) = label.strip_prefix(PREFIX) else {
             continue;
         };
-        if label == ENABLE || label == INSTANCE {
+        if label == ENABLE || label == INSTANCE || label == REACHABLE {
             continue;
         }
         if REFUSED.contains(&key) {
@@ -231,6 +234,7 @@ fn unknown(label: &str) -> String {
         .collect();
     keys.insert(0, ENABLE.into());
     keys.insert(1, INSTANCE.into());
+    keys.insert(2, REACHABLE.into());
     format!(
         "unknown label {label}; dockyard reads {} (README, \"Labels\")",
         keys.join(", ")

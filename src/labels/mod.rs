@@ -169,14 +169,27 @@ fn undefined(source: &LabelSource, key: &str, name: &str) -> String {
     )
 }
 
-/// Finds the labelled containers on every engine and returns their jobs. An engine that cannot
-/// be asked gives one failing job naming it (`labels`, `edge/labels`), so the others still run.
-pub async fn discover(session: &Session, source: &LabelSource) -> Vec<JobPlan> {
-    let mut plans = Vec::new();
+/// What finding labelled containers on every engine found.
+pub struct Found {
+    /// Their jobs.
+    pub plans: Vec<JobPlan>,
+    /// The engines that could not be asked (by name; `None`: the one engine), and why.
+    pub failed: Vec<(Option<String>, anyhow::Error)>,
+}
+
+/// Finds the labelled containers on every engine and returns their jobs.
+pub async fn discover(session: &Session, source: &LabelSource) -> Found {
+    let mut found = Found {
+        plans: Vec::new(),
+        failed: Vec::new(),
+    };
     for engine in &source.engines {
-        plans.extend(discover_on(session, source, engine.as_deref()).await);
+        match discover_on(session, source, engine.as_deref()).await {
+            Ok(plans) => found.plans.extend(plans),
+            Err(e) => found.failed.push((engine.clone(), e)),
+        }
     }
-    plans
+    found
 }
 
 /// The labelled containers' jobs on one engine (`None`: the one engine).
@@ -184,60 +197,152 @@ pub async fn discover_on(
     session: &Session,
     source: &LabelSource,
     engine: Option<&str>,
-) -> Vec<JobPlan> {
-    let found = async {
-        let e = session
-            .engine_named(engine.unwrap_or(crate::ops::DEFAULT_ENGINE))
-            .await?;
-        anyhow::Ok(e.labelled_containers(&filter()).await?)
-    }
-    .await;
-    match found {
-        Ok(found) => found
-            .iter()
-            .filter(|c| ours(source, &c.labels))
-            .flat_map(|c| plans_of(source, engine, c))
-            .collect(),
-        Err(e) => {
-            let category = crate::outcome::categorize(&e);
-            let error = format!(
-                "cannot find the labelled containers{}: {}",
-                engine
-                    .map(|e| format!(" on engine {e:?}"))
-                    .unwrap_or_default(),
-                crate::error::describe(&e)
-            );
-            tracing::error!(engine = engine.unwrap_or(crate::ops::DEFAULT_ENGINE), error = %error, "label discovery failed");
-            vec![JobPlan::Invalid {
-                name: match engine {
-                    Some(e) if source.qualify => format!("{e}/labels"),
-                    _ => "labels".to_string(),
+) -> anyhow::Result<Vec<JobPlan>> {
+    let e = session
+        .engine_named(engine.unwrap_or(crate::ops::DEFAULT_ENGINE))
+        .await?;
+    let mut plans = Vec::new();
+    for c in e.labelled_containers(&filter()).await? {
+        if !ours(source, &c.labels) {
+            continue;
+        }
+        for plan in plans_of(source, engine, &c) {
+            plans.push(match reach(e, source, &plan).await {
+                Ok(()) => plan,
+                Err(error) => JobPlan::Invalid {
+                    name: plan.name().to_string(),
+                    engine: engine.map(str::to_string),
+                    container: c.name.clone(),
+                    error: format!("container {:?}: {error}", c.name),
+                    category: Category::Usage,
                 },
-                engine: engine.map(str::to_string),
-                container: String::new(),
-                error,
-                category,
-            }]
+            });
         }
     }
+    Ok(plans)
+}
+
+/// The other containers a label job reaches, each with the label that names it: those it stops
+/// (`stop-also`), dumps from (`dump`) and runs hooks in (`exec-before`, `exec-after`).
+fn reached(plan: &JobPlan) -> Vec<(&'static str, &str)> {
+    let mut out = Vec::new();
+    if let JobPlan::Backup { backups, .. } = plan {
+        let own = plan.container();
+        if let Some((_, s)) = backups.first() {
+            out.extend(s.stop.iter().map(|c| ("stop-also", c.as_str())));
+            out.extend(s.dumps.iter().map(|d| ("dump", d.container.as_str())));
+            out.extend(
+                s.exec_before
+                    .iter()
+                    .map(|h| ("exec-before", h.container.as_str())),
+            );
+            out.extend(
+                s.exec_after
+                    .iter()
+                    .map(|h| ("exec-after", h.container.as_str())),
+            );
+        }
+        out.retain(|(_, c)| *c != own);
+    }
+    out
+}
+
+/// Whether a label job may reach the other containers it names: only those that let labels
+/// reach them (`dockyard.reachable=true`, and this dockyard's instance). Whoever labels a
+/// container chooses its own backups, never what runs in, is read from or stops in another.
+async fn reach(
+    engine: &crate::docker::Engine,
+    source: &LabelSource,
+    plan: &JobPlan,
+) -> Result<(), String> {
+    for (key, other) in reached(plan) {
+        let allowed = match engine.inspect(other).await {
+            Ok(info) => {
+                let labels: BTreeMap<String, String> = info
+                    .inspect
+                    .pointer("/Config/Labels")
+                    .and_then(|l| serde_json::from_value(l.clone()).ok())
+                    .unwrap_or_default();
+                labels.get(keys::REACHABLE).map(String::as_str) == Some("true")
+                    && ours(source, &labels)
+            }
+            Err(e) => {
+                return Err(format!(
+                    "label {}{key} names container {other:?}: {e}",
+                    keys::PREFIX
+                ))
+            }
+        };
+        if !allowed {
+            return Err(format!(
+                "label {}{key} names container {other:?}, which does not let labelled containers reach it; label it {}=true{} (or name it in the config file's job)",
+                keys::PREFIX,
+                keys::REACHABLE,
+                source
+                    .instance
+                    .as_deref()
+                    .map(|i| format!(" and {}={i}", keys::INSTANCE))
+                    .unwrap_or_default()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Every job of a `run`, `daemon` or `config check`: the file's and, unless labels are off, the
 /// labelled containers' found now; for `run JOB...`, only those named (a name no job has is an
-/// error listing the jobs there are).
+/// error listing the jobs there are, or the engine's error when one could not be asked).
+/// An engine that could not be asked is said once; when no file job runs there (which would fail
+/// naming it), a failing job says so, so that a run that found nothing never looks fine.
 pub async fn all_plans(
     session: &Session,
     jobs: &crate::settings::Jobs,
-) -> Result<Vec<JobPlan>, crate::error::Failure> {
+) -> anyhow::Result<Vec<JobPlan>> {
     let Some(source) = &jobs.labels else {
         return Ok(jobs.plans.clone());
     };
-    let merged = merge(jobs.plans.clone(), discover(session, source).await);
+    let found = discover(session, source).await;
+    let mut merged = merge(jobs.plans.clone(), found.plans);
+    let mut first_failure = None;
+    for (engine, e) in found.failed {
+        let error = format!(
+            "cannot find the labelled containers{}: {}",
+            engine
+                .as_deref()
+                .map(|e| format!(" on engine {e:?}"))
+                .unwrap_or_default(),
+            crate::error::describe(&e)
+        );
+        tracing::error!(engine = engine.as_deref().unwrap_or(crate::ops::DEFAULT_ENGINE), error = %error, "label discovery failed");
+        let category = crate::outcome::categorize(&e);
+        if !jobs.plans.iter().any(|p| p.engine() == engine.as_deref()) {
+            merged.push(JobPlan::Invalid {
+                name: match &engine {
+                    Some(e) if source.qualify => format!("{e}/labels"),
+                    _ => "labels".to_string(),
+                },
+                engine: engine.clone(),
+                container: String::new(),
+                error: error.clone(),
+                category,
+            });
+        }
+        first_failure.get_or_insert(crate::error::Failure::new(category, error));
+    }
     if jobs.wanted.is_empty() {
         return Ok(merged);
     }
-    let known: Vec<String> = merged.iter().map(|p| p.name().to_string()).collect();
-    crate::settings::file::unknown_wanted(&jobs.wanted, &known)?;
+    let mut known = jobs.file_names.clone();
+    known.extend(
+        merged
+            .iter()
+            .map(|p| p.name().to_string())
+            .filter(|n| !jobs.file_names.contains(n)),
+    );
+    if let Err(unknown) = crate::settings::file::unknown_wanted(&jobs.wanted, &known) {
+        // The name may be a label job's on the engine that could not be asked.
+        return Err(first_failure.unwrap_or(unknown).into());
+    }
     Ok(merged
         .into_iter()
         .filter(|p| jobs.wanted.iter().any(|w| w == p.name()))

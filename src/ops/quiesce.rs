@@ -79,6 +79,21 @@ impl<E: Clone> Stopped<E> {
             .push((guard, engine.clone(), what));
     }
 
+    /// Guard `guard` scales service `scaled` to 0 on `engine`, unless another guard holds it
+    /// scaled down already (two jobs of one service's tasks): then `false`, and nothing recorded.
+    /// Checked and recorded at once, so two guards never both scale it and the second never
+    /// takes 0 for its replica count.
+    fn record_service(&self, guard: u64, engine: &E, scaled: &Scaled) -> bool {
+        let mut list = self.list.lock().unwrap();
+        let held = list
+            .iter()
+            .any(|(_, _, q)| matches!(q, Quieted::Service(s) if s.id == scaled.id));
+        if !held {
+            list.push((guard, engine.clone(), Quieted::Service(scaled.clone())));
+        }
+        !held
+    }
+
     /// Takes what guard `guard` stopped (every guard's with `None`), newest first: the order to
     /// start them again in.
     fn take(&self, guard: Option<u64>) -> Vec<(E, Quieted)> {
@@ -407,10 +422,13 @@ async fn stop_all(
                 tasks,
             } => {
                 let (name, replicas) = (&scaled.name, scaled.replicas);
+                if !session.stopped.record_service(guard, engine, &scaled) {
+                    return Err(crate::error::Failure::busy(format!(
+                        "service {name} is scaled down by another job of this run (its tasks are backed up one job at a time); try again when it ends"
+                    ))
+                    .into());
+                }
                 tracing::info!(service = %name, replicas, "scaling service {name} to 0 (was {replicas} replicas)");
-                session
-                    .stopped
-                    .record(guard, engine, Quieted::Service(scaled.clone()));
                 engine
                     .scale_and_wait(&scaled.id, name, 0, Some(&task), scaled.limit)
                     .await?;
@@ -487,5 +505,34 @@ mod tests {
         // The clean-up on the way out takes whatever is left.
         stopped.record(b, &(), c("cache"));
         assert_eq!(names(stopped.take(None)), ["cache", "db"]);
+    }
+
+    #[test]
+    fn a_service_is_scaled_down_by_one_guard_at_a_time() {
+        let stopped: Stopped<()> = Stopped::default();
+        let (a, b) = (stopped.guard(), stopped.guard());
+        let web = Scaled {
+            id: "svc1".into(),
+            name: "web".into(),
+            replicas: 2,
+            limit: Duration::from_secs(1),
+        };
+        assert!(stopped.record_service(a, &(), &web));
+        // Job b, on another task of the same service, finds it held: nothing recorded, so b
+        // never scales it back to the 0 it would have read.
+        let zero = Scaled {
+            replicas: 0,
+            ..web.clone()
+        };
+        assert!(!stopped.record_service(b, &(), &zero));
+        assert_eq!(stopped.take(Some(b)), vec![]);
+        assert_eq!(
+            stopped.take(Some(a)),
+            vec![((), Quieted::Service(web.clone()))]
+        );
+        assert!(
+            stopped.record_service(b, &(), &web),
+            "free again once a ends"
+        );
     }
 }

@@ -113,6 +113,18 @@ impl JobPlan {
         }
     }
 
+    /// Its container as messages name it: `engine/container` with several engines.
+    pub fn qualified_container(&self) -> String {
+        let on_engine = match self {
+            JobPlan::Backup { backups, .. } => {
+                backups.first().and_then(|(_, s)| s.on_engine.as_deref())
+            }
+            JobPlan::Logs { settings, .. } => settings.on_engine.as_deref(),
+            JobPlan::Invalid { .. } => None,
+        };
+        crate::manifest::qualified(on_engine, self.container())
+    }
+
     /// Whether it is a backup job (`Some(true)`), a log job (`Some(false)`) or neither.
     pub fn is_backup(&self) -> Option<bool> {
         match self {
@@ -207,33 +219,53 @@ pub fn plans(
     wanted: &[String],
     overrides: &RemoteOptions,
 ) -> Result<Vec<JobPlan>, Failure> {
-    plans_checked(config, wanted, overrides, true)
+    unknown_wanted(wanted, &file_names(config))?;
+    let mut all = lowered(config, wanted, overrides)?;
+    if !wanted.is_empty() {
+        all.retain(|p| wanted.iter().any(|w| w == p.name()));
+    }
+    Ok(all)
 }
 
-/// [`plans`], checking that every name in `wanted` is a job of the file only when `check`.
-fn plans_checked(
+/// Every job name in the file, backup jobs first.
+fn file_names(config: &Config) -> Vec<String> {
+    config
+        .jobs
+        .keys()
+        .chain(config.logs.keys())
+        .cloned()
+        .collect()
+}
+
+/// Every job of the file, lowered. With `wanted` (`run JOB...`), a job not named that cannot be
+/// lowered (its passphrase file is missing, say) is left out rather than failing the run: it
+/// does not run, and the jobs named do. A name that is not the file's may be a label job's.
+fn lowered(
     config: &Config,
     wanted: &[String],
     overrides: &RemoteOptions,
-    check: bool,
 ) -> Result<Vec<JobPlan>, Failure> {
-    if check {
-        let known: Vec<String> = config
-            .jobs
-            .keys()
-            .chain(config.logs.keys())
-            .cloned()
-            .collect();
-        unknown_wanted(wanted, &known)?;
-    }
     check_engines(config)?;
-    let pick = |n: &String| wanted.is_empty() || wanted.contains(n);
+    let needed = |n: &String| wanted.is_empty() || wanted.contains(n);
     let mut plans = Vec::new();
-    for (name, job) in config.jobs.iter().filter(|(n, _)| pick(n)) {
-        plans.push(backup_plan(config, name, job, overrides)?);
-    }
-    for (name, job) in config.logs.iter().filter(|(n, _)| pick(n)) {
-        plans.push(log_plan(config, name, job, overrides)?);
+    let each = config
+        .jobs
+        .iter()
+        .map(|(name, job)| (name, backup_plan(config, name, job, overrides)))
+        .chain(
+            config
+                .logs
+                .iter()
+                .map(|(name, job)| (name, log_plan(config, name, job, overrides))),
+        );
+    for (name, plan) in each {
+        match plan {
+            Ok(plan) => plans.push(plan),
+            Err(e) if needed(name) => return Err(e),
+            Err(e) => {
+                tracing::debug!(job = %name, error = %e, "not named, and cannot be lowered: left out")
+            }
+        }
     }
     Ok(plans)
 }
@@ -379,6 +411,8 @@ pub struct Jobs {
     pub labels: Option<LabelSource>,
     /// The job names `run` was given (empty: every job).
     pub wanted: Vec<String>,
+    /// Every job name in the file (those that could not be lowered too).
+    pub file_names: Vec<String>,
     /// The `[engines]`, by name.
     pub engines: BTreeMap<String, EngineAddr>,
 }
@@ -396,11 +430,12 @@ pub fn jobs(
     let config = config::load(path)?;
     let enabled = config.labels.as_ref().and_then(|l| l.enabled) != Some(false);
     // With labels, a name given may be a labelled container's job: the file's jobs are all
-    // kept, and picked (and a name no job has refused) once the labels' are found.
+    // kept (for clashes), and picked (and a name no job has refused) once the labels' are found.
     let plans = match enabled {
-        true => plans_checked(&config, &[], remote, false)?,
+        true => lowered(&config, wanted, remote)?,
         false => plans(&config, wanted, remote)?,
     };
+    let names = file_names(&config);
     let dirs = Dirs::decide(config.lock_dir.clone(), config.state_dir.clone());
     let engine_names: Vec<Option<String>> = if config.engines.is_empty() {
         vec![None]
@@ -414,6 +449,7 @@ pub fn jobs(
         notifier: crate::settings::notify::lower(config.notify.as_ref(), notify),
         parallel: config.parallel_jobs.map_or(2, |n| n.get()),
         wanted: wanted.to_vec(),
+        file_names: names,
         labels: None,
         engines: engines(&config)?,
     };
