@@ -428,3 +428,35 @@ fn run_job_runs_the_job_named_though_another_job_of_the_file_cannot_be_lowered()
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("missing"), "{}", r.stderr);
 }
+
+#[test]
+fn the_daemon_catches_up_a_labelled_job_whose_run_was_missed() {
+    let instance = unique("inst");
+    let tmp = tempfile::tempdir().unwrap();
+    let (_d, dest) = dest_dir();
+    let cfg = config(tmp.path(), &dest, &instance, "");
+    // Yearly, last run two years ago (the record the daemon keeps, as it writes it).
+    let web = labelled(
+        "lbl-catch",
+        &instance,
+        &[
+            "dockyard.to=local",
+            "dockyard.schedule=0 3 1 1 *",
+            "dockyard.catch-up=true",
+        ],
+    );
+    let stamps = tmp.path().join("state/last-run");
+    std::fs::create_dir_all(&stamps).unwrap();
+    let then = chrono::Utc::now() - chrono::Duration::days(730);
+    std::fs::write(stamps.join(&web.name), format!("{}\n", then.to_rfc3339())).unwrap();
+    let daemon = Daemon::start(&cfg, &[]);
+    loop {
+        let e = daemon.next();
+        if e["type"] == "job" && e["job"] == web.name.as_str() {
+            assert_eq!(e["ok"], true, "{e}");
+            break;
+        }
+    }
+    daemon.stop();
+    assert_eq!(list(&dest).len(), 1);
+}

@@ -293,3 +293,38 @@ fn without_stop_a_tasks_volumes_back_up_and_restore_through_helpers_that_mount_t
         "the service was left alone"
     );
 }
+
+#[test]
+fn a_tasks_backups_follow_its_service_and_slot_across_scale_ups() {
+    let swarm = Swarm::start();
+    let (svc, vol) = (unique("svc"), unique("svcvol"));
+    swarm.service(&svc, &vol, &["--replicas", "1"], PAIRED_WRITER, 1);
+    let first = swarm.containers(&svc)[0].clone();
+    let (_tmp, dest) = dest_dir();
+    let d = dest.to_str().unwrap();
+    let (code, stderr) = run_on(&swarm, &["backup", &first, "--to", d, "--stop"]);
+    assert_eq!(code, 0, "{stderr}");
+    // The task that came back runs in a container of another name.
+    let second = swarm.containers(&svc)[0].clone();
+    assert_ne!(first, second);
+    let (code, stderr) = run_on(&swarm, &["backup", &second, "--to", d, "--stop"]);
+    assert_eq!(code, 0, "{stderr}");
+    // Both are backups of the service's slot 1: one retention group, one `latest`.
+    let slot = format!("{svc}.1");
+    let backups = list(&dest);
+    assert_eq!(backups.len(), 2);
+    assert!(
+        backups.iter().all(|m| m["container"] == slot.as_str()),
+        "{backups:?}"
+    );
+    let (code, stderr) = run_on(
+        &swarm,
+        &["prune", "--to", d, "--container", &slot, "--keep-last", "1"],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(list(&dest).len(), 1);
+    // `restore` into the task running now finds its slot's latest backup by itself.
+    let third = swarm.containers(&svc)[0].clone();
+    let (code, stderr) = run_on(&swarm, &["restore", &third, "--from", d, "--dry-run"]);
+    assert_eq!(code, 0, "{stderr}");
+}

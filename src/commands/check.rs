@@ -27,7 +27,8 @@ struct Problem {
 pub async fn run(ctx: &Ctx, lowered: &Jobs) -> Result<()> {
     let path = lowered.config.as_path();
     let plans = &crate::labels::all_plans(ctx, lowered).await?;
-    let from_file: Vec<&str> = lowered.plans.iter().map(JobPlan::name).collect();
+    // The file's jobs come first (merge keeps them first; `config check` names none).
+    let from_file = lowered.plans.len();
     let mut problems = Vec::new();
     let notifier = match &lowered.notifier {
         Ok(n) => n.clone(),
@@ -43,12 +44,8 @@ pub async fn run(ctx: &Ctx, lowered: &Jobs) -> Result<()> {
     // Each job's next run as a person reads it (weekday first), for the text report.
     let mut next_runs = Vec::new();
     let mut dests: BTreeMap<String, DestSpec> = BTreeMap::new();
-    for plan in plans {
-        let source = if from_file.contains(&plan.name()) {
-            "file"
-        } else {
-            "labels"
-        };
+    for (i, plan) in plans.iter().enumerate() {
+        let source = if i < from_file { "file" } else { "labels" };
         let (kind, container, paths, targets) = match plan {
             JobPlan::Invalid {
                 name,

@@ -71,9 +71,10 @@ pub async fn run(ctx: &Ctx, mut lowered: Jobs) -> Result<()> {
     let mut table = Table::default();
     let mut catch_up = Vec::new();
     let plans = crate::labels::all_plans(ctx, &lowered).await?;
-    let from_file: Vec<String> = lowered.plans.iter().map(|p| p.name().to_string()).collect();
-    for plan in plans {
-        if !from_file.iter().any(|n| n == plan.name()) {
+    // The file's jobs come first (merge keeps them first; the daemon names none).
+    let from_file = lowered.plans.len();
+    for (i, plan) in plans.into_iter().enumerate() {
+        if i >= from_file {
             if let Some(id) = take_labelled(ctx, &mut table, plan, now, "found") {
                 let job = &table.jobs[&id];
                 let name = job.plan.name().to_string();

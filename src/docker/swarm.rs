@@ -63,6 +63,40 @@ impl ContainerInfo {
         });
         Some(TaskOf { id, name, slot })
     }
+
+    /// The name its backups are recorded under: a replicated Swarm task's service and slot
+    /// (`web.1`), which the task that replaces it keeps, though its container is named anew
+    /// (`web.1.<task id>`) after every scale to 0 and back; any other container's own name.
+    /// Retention, `latest` and incremental parents follow it.
+    pub fn backup_name(&self) -> String {
+        let labels: std::collections::BTreeMap<String, String> = self
+            .inspect
+            .pointer("/Config/Labels")
+            .and_then(|l| serde_json::from_value(l.clone()).ok())
+            .unwrap_or_default();
+        backup_name(&self.name, &labels)
+    }
+}
+
+/// The name backups of container `name` with `labels` are recorded under (see
+/// [`ContainerInfo::backup_name`]): `<service>.<slot>` for a replicated Swarm task whose name
+/// is `<service>.<slot>.<task id>`, else `name`.
+pub fn backup_name(name: &str, labels: &std::collections::BTreeMap<String, String>) -> String {
+    let (Some(service), Some(task)) = (labels.get(SERVICE_NAME_LABEL), labels.get(TASK_NAME_LABEL))
+    else {
+        return name.to_string();
+    };
+    let slot = task
+        .strip_prefix(service.as_str())
+        .and_then(|rest| rest.strip_prefix('.'))
+        .and_then(|rest| rest.split('.').next())
+        .filter(|slot| !slot.is_empty() && slot.bytes().all(|b| b.is_ascii_digit()));
+    match slot {
+        Some(slot) if name.starts_with(&format!("{service}.{slot}.")) => {
+            format!("{service}.{slot}")
+        }
+        _ => name.to_string(),
+    }
 }
 
 /// How a service places its tasks.

@@ -42,9 +42,11 @@ pub fn job_name(source: &LabelSource, engine: Option<&str>, container: &str, log
 /// The jobs one labelled container asks for, or one [`JobPlan::Invalid`] saying why it cannot
 /// have them.
 pub fn plans_of(source: &LabelSource, engine: Option<&str>, c: &Labelled) -> Vec<JobPlan> {
+    // A Swarm task's job keeps its service and slot's name when the task is replaced.
+    let base = crate::docker::swarm::backup_name(&c.name, &c.labels);
     let invalid = |error: String| {
         vec![JobPlan::Invalid {
-            name: job_name(source, engine, &c.name, false),
+            name: job_name(source, engine, &base, false),
             engine: engine.map(str::to_string),
             container: c.name.clone(),
             error: format!("container {:?}: {error}", c.name),
@@ -65,14 +67,14 @@ pub fn plans_of(source: &LabelSource, engine: Option<&str>, c: &Labelled) -> Vec
     }
     let mut plans = Vec::new();
     if let Some(text) = &asked.backup {
-        let name = job_name(source, engine, &c.name, false);
+        let name = job_name(source, engine, &base, false);
         match lower_backup(source, engine, &name, text) {
             Ok(plan) => plans.push(plan),
             Err(e) => return invalid(e),
         }
     }
     if let Some(text) = &asked.logs {
-        let name = job_name(source, engine, &c.name, true);
+        let name = job_name(source, engine, &base, true);
         match lower_logs(source, engine, &name, text) {
             Ok(plan) => plans.push(plan),
             Err(e) => {

@@ -184,7 +184,7 @@ pub async fn dry_run(session: &Session, s: &BackupSettings) -> Result<DryRun> {
     let paths = select_paths(&info, &s.paths)?;
     let dest = s.dest.open().await;
     let listed = Store::new(dest.clone()).manifests().await;
-    let owner = manifest::qualified(s.on_engine.as_deref(), &info.name);
+    let owner = manifest::qualified(s.on_engine.as_deref(), &info.backup_name());
     let id = manifest::new_id(&manifest::id_stem(&owner), Utc::now());
     let archive = match s.encryption {
         Some(_) => Object::SealedArchive,
@@ -233,7 +233,7 @@ pub async fn base_of(info: &ContainerInfo, s: &BackupSettings, store: &Store) ->
         // The backup itself says what is wrong with the paths.
         Err(_) => return Some(Base::Full("its paths could not be chosen".into())),
     };
-    let owner = manifest::qualified(s.on_engine.as_deref(), &info.name);
+    let owner = manifest::qualified(s.on_engine.as_deref(), &info.backup_name());
     Some(parent::choose(store, &owner, &paths, s, rules, Utc::now()).await)
 }
 
@@ -328,7 +328,7 @@ pub async fn backup(
 
     let wire_before = engine.wire();
     let created = Utc::now();
-    let owner = manifest::qualified(s.on_engine.as_deref(), &info.name);
+    let owner = manifest::qualified(s.on_engine.as_deref(), &info.backup_name());
     let id = manifest::new_id(&manifest::id_stem(&owner), created);
     let (parent, index, full_because) = match base {
         None => (None, None, None),
@@ -454,7 +454,7 @@ pub async fn backup(
             (None, None, true) => crate::manifest::PLAIN_FORMAT,
         },
         id: id.clone(),
-        container: info.name.clone(),
+        container: info.backup_name(),
         engine: s.on_engine.clone(),
         container_id: info.id.clone(),
         image: info.image.clone(),

@@ -185,7 +185,7 @@ pub async fn run(session: &Session, engine: &Engine, s: &LogsSettings) -> Result
         .collect();
     if let (Some(dest), Some(age)) = (dest.as_deref(), s.ship.as_ref().and_then(|x| x.prune_after))
     {
-        report.pruned = prune_shipped(dest, &shipped_as(s, &info.name), age).await?;
+        report.pruned = prune_shipped(dest, &shipped_as(s, &info.backup_name()), age).await?;
     }
     report.kept = scripts::tagged(&fin_records, "KEPT")
         .map(str::to_string)
@@ -335,7 +335,11 @@ async fn carry_on(
         show_progress,
     );
     for (_, r) in files {
-        let key = naming::ship_key(&shipped_as(s, &info.name), &r, packing.transform.is_some());
+        let key = naming::ship_key(
+            &shipped_as(s, &info.backup_name()),
+            &r,
+            packing.transform.is_some(),
+        );
         let path = format!("{}/{}", s.dir, r.name);
         let counter = progress.read.clone();
         match ship_file(engine, helper, &path, dest, &key, &packing, counter).await {

@@ -55,7 +55,7 @@ pub async fn run(session: &Session, s: RestoreSettings) -> Result<Outcome> {
         crate::binds::check(&target)?;
     }
     refuse_scaling_target(&target, &s)?;
-    let m = pick(&dest, &s, &target.name).await?;
+    let m = pick(&dest, &s, &target.name, &target.backup_name()).await?;
     let key = Key::open(dest.as_ref(), &m, &s.unlock).await?;
     // An incremental backup's whole chain, each link read and checked, before anything is
     // stopped.
@@ -115,10 +115,16 @@ fn refuse_scaling_target(target: &ContainerInfo, s: &RestoreSettings) -> Result<
     .into())
 }
 
-/// The backup `s` names at `dest` (`latest` of the target `target` or of `--container`), checked
-/// to be of the container it is restored into unless told otherwise.
-async fn pick(dest: &Arc<dyn Destination>, s: &RestoreSettings, target: &str) -> Result<Manifest> {
-    let source = s.source.clone().unwrap_or_else(|| target.to_string());
+/// The backup `s` names at `dest` (`latest` of the target `target`, whose backups are recorded
+/// as `recorded_as` (a Swarm task's service and slot), or of `--container`), checked to be of the
+/// container it is restored into unless told otherwise.
+async fn pick(
+    dest: &Arc<dyn Destination>,
+    s: &RestoreSettings,
+    target: &str,
+    recorded_as: &str,
+) -> Result<Manifest> {
+    let source = s.source.clone().unwrap_or_else(|| recorded_as.to_string());
     let select = match s.archive.as_str() {
         "latest" => manifest::Select::Container(&source),
         id => manifest::Select::Id(id),
