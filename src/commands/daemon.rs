@@ -74,50 +74,27 @@ pub async fn run(ctx: &Ctx, mut lowered: Jobs) -> Result<()> {
     // The file's jobs come first (merge keeps them first; the daemon names none).
     let from_file = lowered.plans.len();
     for (i, plan) in plans.into_iter().enumerate() {
-        if i >= from_file {
-            if let Some(id) = take_labelled(ctx, &mut table, plan, now, "found") {
-                let job = &table.jobs[&id];
-                let name = job.plan.name().to_string();
-                if job.plan.schedule().is_some_and(|sc| sc.catch_up) {
-                    match last_run::read(&state_dir, &name) {
-                        Some(last) if job.timing.missed(last, now) => {
-                            tracing::info!(job = %name, last_run = %job.timing.local(last), "a run was missed while the daemon was down: running it now (catch_up)");
-                            catch_up.push(id);
-                        }
-                        Some(_) => {}
-                        None => stamp(&state_dir, &name, now),
-                    }
-                }
-            }
-            continue;
-        }
-        let Some(sc) = plan.schedule().cloned() else {
-            tracing::info!(
-                job = plan.name(),
-                "no schedule: only `dockyard run` runs it"
-            );
-            continue;
+        let id = if i >= from_file {
+            take_labelled(ctx, &mut table, plan, now, "found", false)
+        } else {
+            let Some(sc) = plan.schedule().cloned() else {
+                tracing::info!(
+                    job = plan.name(),
+                    "no schedule: only `dockyard run` runs it"
+                );
+                continue;
+            };
+            let next = sc.timing.next_after(now).ok_or_else(|| {
+                Failure::usage(format!(
+                    "job {:?}: schedule {:?} never fires again",
+                    plan.name(),
+                    sc.timing.schedule.as_str()
+                ))
+            })?;
+            Some(table.add(plan, sc.timing, next))
         };
-        let timing = sc.timing;
-        let next = timing.next_after(now).ok_or_else(|| {
-            Failure::usage(format!(
-                "job {:?}: schedule {:?} never fires again",
-                plan.name(),
-                timing.schedule.as_str()
-            ))
-        })?;
-        let name = plan.name().to_string();
-        let id = table.add(plan, timing, next);
-        if sc.catch_up {
-            match last_run::read(&state_dir, &name) {
-                Some(last) if table.jobs[&id].timing.missed(last, now) => {
-                    tracing::info!(job = %name, last_run = %table.jobs[&id].timing.local(last), "a run was missed while the daemon was down: running it now (catch_up)");
-                    catch_up.push(id);
-                }
-                Some(_) => {}
-                // Nothing recorded yet: from now on a missed run can be told.
-                None => stamp(&state_dir, &name, now),
-            }
+        if let Some(id) = id.filter(|id| missed(&state_dir, &table.jobs[id], now)) {
+            catch_up.push(id);
         }
     }
     if table.jobs.is_empty() && lowered.labels.is_none() {
@@ -207,14 +184,36 @@ pub async fn run(ctx: &Ctx, mut lowered: Jobs) -> Result<()> {
     }
 }
 
+/// Whether a `catch_up` job missed a run while the daemon was down (said); with no record yet,
+/// one is made, so that from now on a missed run can be told.
+fn missed(state_dir: &Path, job: &Scheduled, now: DateTime<Utc>) -> bool {
+    if !job.plan.schedule().is_some_and(|sc| sc.catch_up) {
+        return false;
+    }
+    let name = job.plan.name();
+    match last_run::read(state_dir, name) {
+        Some(last) if job.timing.missed(last, now) => {
+            tracing::info!(job = %name, last_run = %job.timing.local(last), "a run was missed while the daemon was down: running it now (catch_up)");
+            true
+        }
+        Some(_) => false,
+        None => {
+            stamp(state_dir, name, now);
+            false
+        }
+    }
+}
+
 /// Takes up a label job as found (`how`: "found", "updated"): scheduled ones join the table
-/// (their number returned); invalid ones are said (they run when their labels are fixed).
+/// (their number returned; said when `announced`); invalid ones are said (they run when their
+/// labels are fixed).
 fn take_labelled(
     ctx: &Ctx,
     table: &mut Table,
     plan: JobPlan,
     now: DateTime<Utc>,
     how: &str,
+    announced: bool,
 ) -> Option<u64> {
     let name = plan.name().to_string();
     let shape = format!("{plan:?}");
@@ -256,7 +255,7 @@ fn take_labelled(
         },
     };
     ctx.out.event("labels", Some(&name), fields);
-    if let Some(id) = id {
+    if let Some(id) = id.filter(|_| announced) {
         announce(ctx, &table.jobs[&id]);
     }
     table.labelled.insert(name, Labelled { id, engine, shape });
@@ -329,10 +328,10 @@ async fn rediscover(
                 if let Some(id) = known.id {
                     table.jobs.remove(&id);
                 }
-                let _ = take_labelled(ctx, table, plan, now, "updated");
+                let _ = take_labelled(ctx, table, plan, now, "updated", true);
             }
             None => {
-                let _ = take_labelled(ctx, table, plan, now, "found");
+                let _ = take_labelled(ctx, table, plan, now, "found", true);
             }
         }
     }

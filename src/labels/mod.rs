@@ -4,14 +4,16 @@
 //! where a clash is an error naming both. A container's bad label fails its own job only.
 
 pub mod keys;
+mod lower;
+mod reach;
+
+pub use lower::{job_name, plans_of};
 
 use std::collections::BTreeMap;
 
-use crate::config::{JobConfig, LogJobConfig};
-use crate::docker::discover::Labelled;
 use crate::error::Category;
 use crate::ops::Session;
-use crate::settings::file::{backup_plan, log_plan, LabelSource};
+use crate::settings::file::LabelSource;
 use crate::settings::JobPlan;
 
 /// The label filter the engine lists and reports by.
@@ -23,152 +25,6 @@ pub fn filter() -> String {
 /// config's `[labels] instance` (both absent counts).
 pub fn ours(source: &LabelSource, labels: &BTreeMap<String, String>) -> bool {
     labels.get(keys::INSTANCE).map(String::as_str) == source.instance.as_deref()
-}
-
-/// A job's name: the container's (`web`, `web.logs` for its log job), after its engine's name
-/// (`edge/web`) when the config has more than one engine.
-pub fn job_name(source: &LabelSource, engine: Option<&str>, container: &str, logs: bool) -> String {
-    let base = if logs {
-        format!("{container}.logs")
-    } else {
-        container.to_string()
-    };
-    match engine {
-        Some(e) if source.qualify => format!("{e}/{base}"),
-        _ => base,
-    }
-}
-
-/// The jobs one labelled container asks for, or one [`JobPlan::Invalid`] saying why it cannot
-/// have them.
-pub fn plans_of(source: &LabelSource, engine: Option<&str>, c: &Labelled) -> Vec<JobPlan> {
-    // A Swarm task's job keeps its service and slot's name when the task is replaced.
-    let base = crate::docker::swarm::backup_name(&c.name, &c.labels);
-    let invalid = |error: String| {
-        vec![JobPlan::Invalid {
-            name: job_name(source, engine, &base, false),
-            engine: engine.map(str::to_string),
-            container: c.name.clone(),
-            error: format!("container {:?}: {error}", c.name),
-            category: Category::Usage,
-        }]
-    };
-    let asked = match keys::sort(&c.name, &c.labels) {
-        Ok(asked) => asked,
-        Err(e) => return invalid(e),
-    };
-    if asked.backup.is_none() && asked.logs.is_none() {
-        return invalid(format!(
-            "{} is set but neither {}to (where backups go) nor {}logs.to (where logs ship)",
-            filter(),
-            keys::PREFIX,
-            keys::PREFIX
-        ));
-    }
-    let mut plans = Vec::new();
-    if let Some(text) = &asked.backup {
-        let name = job_name(source, engine, &base, false);
-        match lower_backup(source, engine, &name, text) {
-            Ok(plan) => plans.push(plan),
-            Err(e) => return invalid(e),
-        }
-    }
-    if let Some(text) = &asked.logs {
-        let name = job_name(source, engine, &base, true);
-        match lower_logs(source, engine, &name, text) {
-            Ok(plan) => plans.push(plan),
-            Err(e) => {
-                plans.push(JobPlan::Invalid {
-                    name,
-                    engine: engine.map(str::to_string),
-                    container: c.name.clone(),
-                    error: format!("container {:?}: {e}", c.name),
-                    category: Category::Usage,
-                });
-            }
-        }
-    }
-    plans
-}
-
-/// A TOML error as a label error: the label its line came from, and toml's own words.
-fn label_error(text: &keys::JobText, error: &str) -> String {
-    let reason = error
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or(error)
-        .trim();
-    match text.label_at(error) {
-        Some(label) => format!("label {label}: {reason}"),
-        None => format!("labels: {}", reason.replace('`', "")),
-    }
-}
-
-fn lower_backup(
-    source: &LabelSource,
-    engine: Option<&str>,
-    name: &str,
-    text: &keys::JobText,
-) -> Result<JobPlan, String> {
-    let mut job: JobConfig = toml::from_str(&text.text).map_err(|e| {
-        let e = e.to_string();
-        if e.contains("missing field `destinations`") {
-            format!(
-                "{}to (the destinations backups go to) is not set",
-                keys::PREFIX
-            )
-        } else {
-            label_error(text, &e)
-        }
-    })?;
-    for d in &job.destinations {
-        if !source.config.destinations.contains_key(d) {
-            return Err(undefined(source, "to", d));
-        }
-    }
-    job.engine = engine.map(str::to_string);
-    backup_plan(&source.config, name, &job, &source.remote).map_err(|e| format!("labels: {e}"))
-}
-
-fn lower_logs(
-    source: &LabelSource,
-    engine: Option<&str>,
-    name: &str,
-    text: &keys::JobText,
-) -> Result<JobPlan, String> {
-    let mut job: LogJobConfig = toml::from_str(&text.text).map_err(|e| {
-        let e = e.to_string();
-        if e.contains("missing field `destination`") {
-            format!(
-                "{}logs.to (the destination logs ship to) is not set",
-                keys::PREFIX
-            )
-        } else {
-            label_error(text, &e)
-        }
-    })?;
-    if !source.config.destinations.contains_key(&job.destination) {
-        return Err(undefined(source, "logs.to", &job.destination));
-    }
-    job.engine = engine.map(str::to_string);
-    log_plan(&source.config, name, &job, &source.remote).map_err(|e| format!("labels: {e}"))
-}
-
-/// The error for a label naming a destination the config does not define.
-fn undefined(source: &LabelSource, key: &str, name: &str) -> String {
-    format!(
-        "label {}{key} names destination {name:?}, which is not defined under [destinations] in {} (labels name destinations, never URLs); defined: {}",
-        keys::PREFIX,
-        source.path.display(),
-        source
-            .config
-            .destinations
-            .keys()
-            .cloned()
-            .collect::<Vec<_>>()
-            .join(", ")
-    )
 }
 
 /// What finding labelled containers on every engine found.
@@ -209,7 +65,7 @@ pub async fn discover_on(
             continue;
         }
         for plan in plans_of(source, engine, &c) {
-            plans.push(match reach(e, source, &plan).await {
+            plans.push(match reach::reach(e, source, &plan).await {
                 Ok(()) => plan,
                 Err(error) => JobPlan::Invalid {
                     name: plan.name().to_string(),
@@ -222,73 +78,6 @@ pub async fn discover_on(
         }
     }
     Ok(plans)
-}
-
-/// The other containers a label job reaches, each with the label that names it: those it stops
-/// (`stop-also`), dumps from (`dump`) and runs hooks in (`exec-before`, `exec-after`).
-fn reached(plan: &JobPlan) -> Vec<(&'static str, &str)> {
-    let mut out = Vec::new();
-    if let JobPlan::Backup { backups, .. } = plan {
-        let own = plan.container();
-        if let Some((_, s)) = backups.first() {
-            out.extend(s.stop.iter().map(|c| ("stop-also", c.as_str())));
-            out.extend(s.dumps.iter().map(|d| ("dump", d.container.as_str())));
-            out.extend(
-                s.exec_before
-                    .iter()
-                    .map(|h| ("exec-before", h.container.as_str())),
-            );
-            out.extend(
-                s.exec_after
-                    .iter()
-                    .map(|h| ("exec-after", h.container.as_str())),
-            );
-        }
-        out.retain(|(_, c)| *c != own);
-    }
-    out
-}
-
-/// Whether a label job may reach the other containers it names: only those that let labels
-/// reach them (`dockyard.reachable=true`, and this dockyard's instance). Whoever labels a
-/// container chooses its own backups, never what runs in, is read from or stops in another.
-async fn reach(
-    engine: &crate::docker::Engine,
-    source: &LabelSource,
-    plan: &JobPlan,
-) -> Result<(), String> {
-    for (key, other) in reached(plan) {
-        let allowed = match engine.inspect(other).await {
-            Ok(info) => {
-                let labels: BTreeMap<String, String> = info
-                    .inspect
-                    .pointer("/Config/Labels")
-                    .and_then(|l| serde_json::from_value(l.clone()).ok())
-                    .unwrap_or_default();
-                labels.get(keys::REACHABLE).map(String::as_str) == Some("true")
-                    && ours(source, &labels)
-            }
-            Err(e) => {
-                return Err(format!(
-                    "label {}{key} names container {other:?}: {e}",
-                    keys::PREFIX
-                ))
-            }
-        };
-        if !allowed {
-            return Err(format!(
-                "label {}{key} names container {other:?}, which does not let labelled containers reach it; label it {}=true{} (or name it in the config file's job)",
-                keys::PREFIX,
-                keys::REACHABLE,
-                source
-                    .instance
-                    .as_deref()
-                    .map(|i| format!(" and {}={i}", keys::INSTANCE))
-                    .unwrap_or_default()
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// Every job of a `run`, `daemon` or `config check`: the file's and, unless labels are off, the
@@ -410,6 +199,7 @@ mod tests {
     use super::*;
     use crate::config::parse;
     use crate::destination::RemoteOptions;
+    use crate::docker::discover::Labelled;
 
     fn source(text: &str) -> LabelSource {
         LabelSource {
