@@ -8,8 +8,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{dest_dir, docker_on, dockyard, image_on, json_lines, list, peers, unique, App};
-use serde_json::Value;
+use common::{dest_dir, docker_on, dockyard, image_on, job_events, list, peers, unique, App};
 
 /// The second engine's socket, for the test's own `docker -H` calls.
 fn engine2() -> String {
@@ -69,15 +68,6 @@ fn config(tmp: &Path, dest: &Path, instance: &str, rest: &str) -> PathBuf {
     path
 }
 
-/// The `job` events of a `run --json`, by job name.
-fn jobs(stdout: &str) -> std::collections::BTreeMap<String, Value> {
-    json_lines(stdout)
-        .into_iter()
-        .filter(|e| e["type"] == "job")
-        .map(|e| (e["job"].as_str().unwrap().to_string(), e))
-        .collect()
-}
-
 #[test]
 fn one_run_backs_up_one_name_on_two_engines_and_their_backups_never_mix() {
     let name = unique("multi");
@@ -113,7 +103,7 @@ fn one_run_backs_up_one_name_on_two_engines_and_their_backups_never_mix() {
     for round in 0..2 {
         let r = dockyard(&["run", "--config", cfg, "--json"]);
         assert_ne!(r.code, 0, "engine down fails its job: {}", r.stdout);
-        let jobs = jobs(&r.stdout);
+        let jobs = job_events(&r.stdout);
         for ok in ["a", "b", "c"] {
             assert_eq!(
                 jobs[ok]["ok"], true,
@@ -198,7 +188,7 @@ fn labelled_containers_are_found_on_each_engine_and_named_after_it() {
     let (_d, dest) = dest_dir();
     let cfg = config(tmp.path(), &dest, &instance, "");
     let r = dockyard(&["run", "--config", cfg.to_str().unwrap(), "--json"]);
-    let jobs = jobs(&r.stdout);
+    let jobs = job_events(&r.stdout);
     // The second engine is reached two ways: the same container is found on both.
     for engine in ["here", "tls", "viassh"] {
         let job = format!("{engine}/{name}");

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use common::daemon::Daemon;
 use common::{
-    dest_dir, docker, dockyard, json_lines, list, local_config, one_document, unique, App,
+    dest_dir, docker, dockyard, job_events, list, local_config, one_document, unique, App,
 };
 use serde_json::Value;
 
@@ -45,15 +45,6 @@ fn labelled(what: &str, instance: &str, labels: &[&str]) -> App {
     let app = App::create_with(what, &extra, common::image());
     app.start();
     app
-}
-
-/// The `job` events of a `run --json`, by job name.
-fn jobs(stdout: &str) -> std::collections::BTreeMap<String, Value> {
-    json_lines(stdout)
-        .into_iter()
-        .filter(|e| e["type"] == "job")
-        .map(|e| (e["job"].as_str().unwrap().to_string(), e))
-        .collect()
 }
 
 #[test]
@@ -97,7 +88,7 @@ fn run_backs_up_labelled_containers_beside_file_jobs_and_a_bad_label_fails_only_
             "the bad label's job fails: {}\n{}",
             r.stdout, r.stderr
         );
-        let jobs = jobs(&r.stdout);
+        let jobs = job_events(&r.stdout);
         let names: Vec<&String> = jobs.keys().collect();
         let mut want = [
             "files".to_string(),
@@ -173,7 +164,7 @@ fn a_label_job_that_clashes_with_a_file_job_fails_naming_both_and_the_file_job_r
     );
     let r = dockyard(&["run", "--config", cfg.to_str().unwrap(), "--json"]);
     assert_eq!(r.code, 2, "{}\n{}", r.stdout, r.stderr);
-    let jobs = jobs(&r.stdout);
+    let jobs = job_events(&r.stdout);
     assert_eq!(jobs["media"]["ok"], true);
     let error = jobs[&web.name]["error"].as_str().unwrap();
     assert!(
@@ -367,7 +358,7 @@ fn labels_reach_only_containers_that_let_them_for_dumps_and_hooks() {
 {}",
         r.stdout, r.stderr
     );
-    let jobs = jobs(&r.stdout);
+    let jobs = job_events(&r.stdout);
     assert_eq!(jobs[&web.name]["ok"], true, "{}", r.stdout);
     for (app, key) in [
         (&evil, "dockyard.exec-before"),

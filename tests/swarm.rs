@@ -25,6 +25,22 @@ fn run_on(swarm: &Swarm, args: &[&str]) -> (i32, String) {
     (out.status.code().unwrap_or(-1), stderr)
 }
 
+/// A service of `replicas` paired writers on `swarm`, with a volume of its own; its name and
+/// its first task's container.
+fn paired_service(swarm: &Swarm, replicas: u64) -> (String, String) {
+    let (svc, vol) = (unique("svc"), unique("svcvol"));
+    let n = replicas.to_string();
+    swarm.service(
+        &svc,
+        &vol,
+        &["--replicas", &n],
+        PAIRED_WRITER,
+        replicas as usize,
+    );
+    let task = swarm.containers(&svc)[0].clone();
+    (svc, task)
+}
+
 /// File `path` of backup `id` at `dest`, as `dockyard dump` writes it.
 fn dump(dest: &str, id: &str, path: &str) -> String {
     let out = dockyard_cmd(&["dump", id, path, "--to", dest], &[])
@@ -116,9 +132,7 @@ fn stop_scales_a_service_to_zero_and_back_around_a_consistent_backup() {
 #[test]
 fn a_sigterm_while_the_service_is_scaled_down_scales_it_back() {
     let swarm = Swarm::start();
-    let (svc, vol) = (unique("svc"), unique("svcvol"));
-    swarm.service(&svc, &vol, &["--replicas", "2"], PAIRED_WRITER, 2);
-    let task = swarm.containers(&svc)[0].clone();
+    let (svc, task) = paired_service(&swarm, 2);
     let (_tmp, dest) = dest_dir();
     let d = dest.to_str().unwrap();
     let host = swarm.host();
@@ -182,9 +196,7 @@ fn a_global_service_is_refused_before_anything_changes() {
 #[test]
 fn a_snapshot_stops_a_service_too_and_a_restore_with_stop_is_refused() {
     let swarm = Swarm::start();
-    let (svc, vol) = (unique("svc"), unique("svcvol"));
-    swarm.service(&svc, &vol, &["--replicas", "1"], PAIRED_WRITER, 1);
-    let task = swarm.containers(&svc)[0].clone();
+    let (svc, task) = paired_service(&swarm, 1);
     let (_tmp, dest) = dest_dir();
     let d = dest.to_str().unwrap();
 
@@ -297,9 +309,7 @@ fn without_stop_a_tasks_volumes_back_up_and_restore_through_helpers_that_mount_t
 #[test]
 fn a_tasks_backups_follow_its_service_and_slot_across_scale_ups() {
     let swarm = Swarm::start();
-    let (svc, vol) = (unique("svc"), unique("svcvol"));
-    swarm.service(&svc, &vol, &["--replicas", "1"], PAIRED_WRITER, 1);
-    let first = swarm.containers(&svc)[0].clone();
+    let (svc, first) = paired_service(&swarm, 1);
     let (_tmp, dest) = dest_dir();
     let d = dest.to_str().unwrap();
     let (code, stderr) = run_on(&swarm, &["backup", &first, "--to", d, "--stop"]);

@@ -549,6 +549,15 @@ pub fn json_lines(stdout: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The `job` events of a `run --json`, by job name.
+pub fn job_events(stdout: &str) -> std::collections::BTreeMap<String, serde_json::Value> {
+    json_lines(stdout)
+        .into_iter()
+        .filter(|e| e["type"] == "job")
+        .map(|e| (e["job"].as_str().unwrap().to_string(), e))
+        .collect()
+}
+
 /// Files at a destination directory, hidden ones included, sorted.
 pub fn files(dest: &Path) -> Vec<String> {
     let mut names: Vec<String> = match std::fs::read_dir(dest) {
